@@ -1,0 +1,259 @@
+// Package jobs defines what imagevet is asked to do and what it answers: the versioned
+// Job and Result documents, their strict decoding and validation, and the NATS
+// subjects, streams and clients that carry them between submitters and workers.
+package jobs
+
+import (
+	"fmt"
+	"time"
+)
+
+// Version is the document version this build reads and writes.
+const Version = 1
+
+// Check names, in the order a job runs them.
+const (
+	CheckImage     = "image"      // fetch, checksum and format safety of the disk image
+	CheckBoot      = "boot"       // the serial console shows no fatal boot failure
+	CheckSSH       = "ssh"        // login with the job key against the pinned host key
+	CheckHostname  = "hostname"   // the guest took the hostname from the seed
+	CheckMetadata  = "metadata"   // the guest reaches the metadata service
+	CheckCloudInit = "cloud-init" // cloud-init finished cleanly from the requested datasource
+	CheckCommands  = "commands"   // the job's own commands gave the expected output
+)
+
+// AllChecks lists every check a job can require, in run order.
+var AllChecks = []string{CheckImage, CheckBoot, CheckSSH, CheckHostname, CheckMetadata, CheckCloudInit, CheckCommands}
+
+// Image formats a job may claim.
+const (
+	FormatQCOW2 = "qcow2"
+	FormatRaw   = "raw"
+)
+
+// Firmware kinds.
+const (
+	FirmwareBIOS = "bios"
+	FirmwareUEFI = "uefi"
+)
+
+// Datasources the seed can speak.
+const (
+	DatasourceNoCloud     = "nocloud"
+	DatasourceConfigDrive = "configdrive"
+)
+
+// Job is one request to vet one image. Its ID is the idempotency key: a job submitted
+// twice is run once.
+type Job struct {
+	Version  int         `json:"version"`
+	ID       string      `json:"id"`
+	Image    ImageSpec   `json:"image"`
+	Machine  MachineSpec `json:"machine,omitzero"`
+	Guest    GuestSpec   `json:"guest"`
+	Checks   CheckSpec   `json:"checks,omitzero"`
+	Timeouts Timeouts    `json:"timeouts,omitzero"`
+	// CloudConfig is extra cloud-config (YAML) merged into the seed's user-data.
+	CloudConfig string      `json:"cloud_config,omitempty"`
+	Commands    []Command   `json:"commands,omitempty"`
+	Publish     Publication `json:"publish,omitzero"`
+}
+
+// ImageSpec says where the candidate image is and what it must be.
+type ImageSpec struct {
+	// Source is an https:// or http:// URL, a file:// URL, or a path under the
+	// worker's allowed image root (relative paths resolve against it).
+	Source string `json:"source"`
+	// Format is the claimed disk format; the detected format must match it.
+	Format string `json:"format"`
+	// Checksum is the expected digest, "sha256:<hex>" or "sha512:<hex>".
+	Checksum string `json:"checksum,omitempty"`
+	// SumsURL names a vendor SHA256SUMS/SHA512SUMS file to take the digest from,
+	// with the same rules as Source; SumsName is the entry to look up (default: the
+	// base name of Source).
+	SumsURL  string `json:"sums_url,omitempty"`
+	SumsName string `json:"sums_name,omitempty"`
+}
+
+// MachineSpec sizes the virtual machine the image boots in.
+type MachineSpec struct {
+	Firmware  string `json:"firmware,omitempty"` // bios (default) or uefi
+	VCPUs     int    `json:"vcpus,omitempty"`
+	MemoryMiB int    `json:"memory_mib,omitempty"`
+}
+
+// GuestSpec describes how imagevet talks to the booted image.
+type GuestSpec struct {
+	// User is the image's default login user (debian, ubuntu, cloud-user, core…).
+	User string `json:"user"`
+	// Datasource selects the seed: nocloud (cidata ISO) or configdrive (config-2).
+	Datasource string `json:"datasource,omitempty"`
+	// Hostname the seed asks for; default "vet-" plus the job id.
+	Hostname string `json:"hostname,omitempty"`
+}
+
+// CheckSpec chooses which checks decide the verdict. Checks not required still run
+// and are reported, but their failure does not fail the image; skipped ones do not
+// run at all. With no Required list every check is required, and the cloud-init
+// check is skipped with a reason on images that have no cloud-init; naming
+// cloud-init in Required makes its absence a failure.
+type CheckSpec struct {
+	Required []string `json:"required,omitempty"`
+	Skip     []string `json:"skip,omitempty"`
+}
+
+// Timeouts bound each stage. They are what a stage may take on a KVM host; a worker
+// that must emulate (TCG) multiplies the boot, cloud-init and command timeouts by
+// its TCG factor.
+type Timeouts struct {
+	Fetch     Duration `json:"fetch,omitzero"`      // download, hash and inspect
+	Boot      Duration `json:"boot,omitzero"`       // domain start until SSH answers
+	CloudInit Duration `json:"cloud_init,omitzero"` // SSH up until cloud-init is done
+	Command   Duration `json:"command,omitzero"`    // each in-guest command
+	Total     Duration `json:"total,omitzero"`      // the whole job, fetch included
+}
+
+// Command is an extra command run in the guest as the login user.
+type Command struct {
+	Run string `json:"run"`
+	// ExpectExit is the wanted exit status (default 0).
+	ExpectExit *int `json:"expect_exit,omitempty"`
+	// ExpectOutput must occur in stdout: a substring, or a regular expression
+	// when written between slashes ("/^Linux /").
+	ExpectOutput string `json:"expect_output,omitempty"`
+}
+
+// Publication is what the publisher needs once the image passes.
+type Publication struct {
+	// Name is the image name; the latest verdict per name is what publishers read.
+	Name       string `json:"name,omitempty"`
+	Visibility string `json:"visibility,omitempty"` // public, community, shared or private
+	// Properties are Glance image properties (os_distro, os_version, hw_firmware_type…).
+	Properties map[string]string `json:"properties,omitempty"`
+}
+
+// Defaults applied by WithDefaults.
+const (
+	DefaultVCPUs     = 1
+	DefaultMemoryMiB = 1024
+	DefaultFetch     = 30 * time.Minute
+	DefaultBoot      = 4 * time.Minute
+	DefaultCloudInit = 5 * time.Minute
+	DefaultCommand   = time.Minute
+	DefaultTotal     = 30 * time.Minute
+)
+
+// WithDefaults returns a copy of j with every unset optional field filled in.
+func (j Job) WithDefaults() Job {
+	if j.Version == 0 {
+		j.Version = Version
+	}
+	if j.Machine.Firmware == "" {
+		j.Machine.Firmware = FirmwareBIOS
+	}
+	if j.Machine.VCPUs == 0 {
+		j.Machine.VCPUs = DefaultVCPUs
+	}
+	if j.Machine.MemoryMiB == 0 {
+		j.Machine.MemoryMiB = DefaultMemoryMiB
+	}
+	if j.Guest.Datasource == "" {
+		j.Guest.Datasource = DatasourceNoCloud
+	}
+	if j.Guest.Hostname == "" {
+		j.Guest.Hostname = DefaultHostname(j.ID)
+	}
+	def := func(d *Duration, v time.Duration) {
+		if *d == 0 {
+			*d = Duration(v)
+		}
+	}
+	def(&j.Timeouts.Fetch, DefaultFetch)
+	def(&j.Timeouts.Boot, DefaultBoot)
+	def(&j.Timeouts.CloudInit, DefaultCloudInit)
+	def(&j.Timeouts.Command, DefaultCommand)
+	def(&j.Timeouts.Total, DefaultTotal)
+	if j.Publish.Name == "" {
+		j.Publish.Name = j.ID
+	}
+	return j
+}
+
+// DefaultHostname derives a valid RFC 1123 hostname from a job id.
+func DefaultHostname(id string) string {
+	b := []byte("vet-")
+	for i := 0; i < len(id) && len(b) < 63; i++ {
+		c := id[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+			b = append(b, c)
+		case c >= 'A' && c <= 'Z':
+			b = append(b, c+'a'-'A')
+		default:
+			b = append(b, '-')
+		}
+	}
+	for len(b) > 4 && b[len(b)-1] == '-' {
+		b = b[:len(b)-1]
+	}
+	return string(b)
+}
+
+// IsRequired reports whether the named check decides the verdict.
+func (c CheckSpec) IsRequired(name string) bool {
+	if c.IsSkipped(name) {
+		return false
+	}
+	if len(c.Required) == 0 {
+		return true
+	}
+	for _, r := range c.Required {
+		if r == name {
+			return true
+		}
+	}
+	return false
+}
+
+// IsSkipped reports whether the job asked not to run the named check.
+func (c CheckSpec) IsSkipped(name string) bool {
+	for _, s := range c.Skip {
+		if s == name {
+			return true
+		}
+	}
+	return false
+}
+
+// ExplicitlyRequired reports whether the job named the check in its Required list
+// (as opposed to requiring everything by default).
+func (c CheckSpec) ExplicitlyRequired(name string) bool {
+	for _, r := range c.Required {
+		if r == name {
+			return true
+		}
+	}
+	return false
+}
+
+// Duration is a time.Duration written in JSON as a Go duration string ("90s", "5m").
+type Duration time.Duration
+
+// D returns the duration as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// MarshalText writes the duration as a Go duration string.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// UnmarshalText reads a Go duration string; negative durations are rejected.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("not a duration like \"90s\" or \"5m\": %q", b)
+	}
+	if v < 0 {
+		return fmt.Errorf("negative duration %q", b)
+	}
+	*d = Duration(v)
+	return nil
+}

@@ -1,0 +1,135 @@
+package jobs
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+const validJob = `{
+  "version": 1,
+  "id": "debian-12-20261120",
+  "image": {"source": "https://cloud.example.org/debian-12.qcow2", "format": "qcow2",
+            "checksum": "sha256:` + "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef" + `"},
+  "machine": {"firmware": "uefi", "vcpus": 2, "memory_mib": 2048},
+  "guest": {"user": "debian", "datasource": "configdrive"},
+  "checks": {"skip": ["commands"]},
+  "timeouts": {"boot": "90s", "total": "10m"},
+  "commands": [{"run": "uname -s", "expect_output": "/^Linux$/"}],
+  "publish": {"name": "Debian 12", "visibility": "public", "properties": {"os_distro": "debian", "os_version": "12"}}
+}`
+
+func TestDecodeJobValid(t *testing.T) {
+	j, err := DecodeJob([]byte(validJob))
+	if err != nil {
+		t.Fatalf("DecodeJob: %v", err)
+	}
+	if j.Timeouts.Boot.D() != 90*time.Second || j.Machine.Firmware != FirmwareUEFI || j.Publish.Properties["os_distro"] != "debian" {
+		t.Fatalf("decoded wrongly: %+v", j)
+	}
+	d := j.WithDefaults()
+	if d.Timeouts.CloudInit.D() != DefaultCloudInit || d.Guest.Hostname != "vet-debian-12-20261120" {
+		t.Fatalf("defaults not applied: %+v", d)
+	}
+	if d.Checks.IsRequired(CheckCommands) || !d.Checks.IsRequired(CheckSSH) {
+		t.Fatalf("checks: commands skipped must not be required, ssh must be")
+	}
+}
+
+func TestDecodeJobErrorsNameTheField(t *testing.T) {
+	cases := []struct {
+		name, doc, path, msg string
+	}{
+		{"unknown nested field", strings.Replace(validJob, `"format": "qcow2"`, `"format": "qcow2", "fromat": 1`, 1), "image.fromat", "unknown field"},
+		{"unknown field in list", strings.Replace(validJob, `"run": "uname -s"`, `"run": "uname -s", "exit": 0`, 1), "commands[0].exit", "unknown field"},
+		{"bad duration", strings.Replace(validJob, `"90s"`, `"ninety"`, 1), "timeouts.boot", "not a duration"},
+		{"wrong type", strings.Replace(validJob, `"vcpus": 2`, `"vcpus": "two"`, 1), "machine.vcpus", "must be an integer"},
+		{"bad format", strings.Replace(validJob, `"format": "qcow2"`, `"format": "vmdk"`, 1), "image.format", "qcow2 or raw"},
+		{"bad checksum", strings.Replace(validJob, `sha256:0123`, `sha256:XY23`, 1), "image.checksum", "hex"},
+		{"bad scheme", strings.Replace(validJob, `https://cloud`, `ftp://cloud`, 1), "image.source", "not supported"},
+		{"bad hostname", strings.Replace(validJob, `"datasource": "configdrive"`, `"datasource": "configdrive", "hostname": "Bad_Host"`, 1), "guest.hostname", "label"},
+		{"bad id", strings.Replace(validJob, `"debian-12-20261120"`, `"a.b"`, 1), "id", "letters"},
+		{"bad check", strings.Replace(validJob, `["commands"]`, `["ssh"]`, 1), "checks.skip[0]", "cannot be skipped"},
+		{"bad regexp", strings.Replace(validJob, `/^Linux$/`, `/(/`, 1), "commands[0].expect_output", "regular expression"},
+		{"not json", `{"id": `, "(document)", "not valid JSON"},
+		{"trailing", validJob + `{}`, "(document)", "after top-level value"},
+		{"empty", ``, "(document)", "empty"},
+		{"version", strings.Replace(validJob, `"version": 1`, `"version": 2`, 1), "version", "must be 1"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := DecodeJob([]byte(c.doc))
+			var ie *InvalidError
+			if !errors.As(err, &ie) {
+				t.Fatalf("want *InvalidError, got %v", err)
+			}
+			for _, p := range ie.Problems {
+				if p.Path == c.path && strings.Contains(p.Msg, c.msg) {
+					return
+				}
+			}
+			t.Fatalf("no problem at %s containing %q in %v", c.path, c.msg, err)
+		})
+	}
+}
+
+func TestValidateReportsEveryProblem(t *testing.T) {
+	err := Job{Version: 1}.Validate()
+	var ie *InvalidError
+	if !errors.As(err, &ie) {
+		t.Fatalf("want *InvalidError, got %v", err)
+	}
+	want := []string{"id", "image.source", "image.format", "image.checksum", "guest.user"}
+	for _, w := range want {
+		found := false
+		for _, p := range ie.Problems {
+			found = found || p.Path == w
+		}
+		if !found {
+			t.Errorf("missing problem for %s in %v", w, err)
+		}
+	}
+}
+
+func TestMatchOutput(t *testing.T) {
+	for _, c := range []struct {
+		rule, out string
+		want      bool
+	}{
+		{"", "anything", true},
+		{"Linux", "GNU/Linux\n", true},
+		{"/^Linux$/", "x\nLinux\n", true},
+		{"/^Linux$/", "GNU/Linux\n", false},
+		{"BSD", "Linux", false},
+	} {
+		if got := MatchOutput(c.rule, c.out); got != c.want {
+			t.Errorf("MatchOutput(%q, %q) = %v, want %v", c.rule, c.out, got, c.want)
+		}
+	}
+}
+
+func TestDefaultHostnameIsValid(t *testing.T) {
+	for _, id := range []string{"A_b-C", "x", strings.Repeat("z", 128), "ends-with-_"} {
+		h := DefaultHostname(id)
+		if p := HostnameProblem(h); p != "" {
+			t.Errorf("DefaultHostname(%q) = %q: %s", id, h, p)
+		}
+	}
+}
+
+func TestResultRoundTrip(t *testing.T) {
+	r := Result{Version: 1, JobID: "x", Verdict: VerdictFail, FailedCheck: CheckSSH, Reason: "auth rejected",
+		Checks: []CheckResult{{Name: CheckSSH, Status: StatusFail, Required: true, Duration: Duration(time.Second)}}}
+	data, err := MarshalResult(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := DecodeResult(data)
+	if err != nil {
+		t.Fatalf("DecodeResult: %v", err)
+	}
+	if back.Check(CheckSSH) == nil || back.Check(CheckSSH).Duration.D() != time.Second || back.Reason != r.Reason {
+		t.Fatalf("round trip lost data: %+v", back)
+	}
+}

@@ -1,0 +1,99 @@
+package jobs
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Verdict is the answer for one job.
+type Verdict string
+
+// Verdicts. See ARCHITECTURE.md: pass is publishable, fail is the image's fault, error
+// is not (a bad job, or infrastructure; Retryable tells which).
+const (
+	VerdictPass  Verdict = "pass"
+	VerdictFail  Verdict = "fail"
+	VerdictError Verdict = "error"
+)
+
+// CheckStatus is the outcome of one check.
+type CheckStatus string
+
+// Check outcomes. A check that could not be judged because of the worker or the job
+// (not the image) is an error.
+const (
+	StatusPass  CheckStatus = "pass"
+	StatusFail  CheckStatus = "fail"
+	StatusSkip  CheckStatus = "skip"
+	StatusError CheckStatus = "error"
+)
+
+// Result is the verdict on one job with everything needed to trust it or find out why
+// an image failed.
+type Result struct {
+	Version int     `json:"version"`
+	JobID   string  `json:"job_id"`
+	Verdict Verdict `json:"verdict"`
+	// Retryable marks an error verdict caused by infrastructure: the job may be run again.
+	Retryable bool `json:"retryable,omitempty"`
+	// FailedCheck and Reason say, in one line, why the verdict is not pass.
+	FailedCheck string        `json:"failed_check,omitempty"`
+	Reason      string        `json:"reason,omitempty"`
+	Checks      []CheckResult `json:"checks"`
+	Stages      []Stage       `json:"stages"`
+	ImageFacts  *ImageFacts   `json:"image_facts,omitempty"`
+	// ConsoleTail is the end of the serial console log.
+	ConsoleTail string `json:"console_tail,omitempty"`
+	// ConsoleLog is where the worker kept the whole console log, when it kept it.
+	ConsoleLog string      `json:"console_log,omitempty"`
+	Worker     string      `json:"worker"`
+	Attempt    int         `json:"attempt"`
+	Accel      string      `json:"accel,omitempty"`
+	Machine    string      `json:"machine,omitempty"` // libvirt domain name
+	StartedAt  time.Time   `json:"started_at"`
+	FinishedAt time.Time   `json:"finished_at"`
+	Publish    Publication `json:"publish,omitzero"`
+}
+
+// CheckResult is one check's outcome.
+type CheckResult struct {
+	Name     string      `json:"name"`
+	Status   CheckStatus `json:"status"`
+	Required bool        `json:"required"`
+	Reason   string      `json:"reason,omitempty"` // one line
+	Detail   string      `json:"detail,omitempty"` // command output, log excerpts
+	Duration Duration    `json:"duration"`
+}
+
+// Stage is one timed step of the job lifecycle (fetch, seed, boot, ssh, checks, cleanup).
+type Stage struct {
+	Name     string    `json:"name"`
+	Start    time.Time `json:"start"`
+	Duration Duration  `json:"duration"`
+	Error    string    `json:"error,omitempty"`
+}
+
+// ImageFacts describe the vetted image file as published.
+type ImageFacts struct {
+	Size        int64  `json:"size"`
+	VirtualSize int64  `json:"virtual_size"`
+	Format      string `json:"format"`
+	SHA256      string `json:"sha256"`
+	// OSHashAlgo and OSHashValue are Glance's os_hash_algo/os_hash_value (sha512),
+	// which seed pipelines also publish as source_hash.
+	OSHashAlgo  string `json:"os_hash_algo"`
+	OSHashValue string `json:"os_hash_value"`
+}
+
+// Check returns the named check's result, or nil.
+func (r *Result) Check(name string) *CheckResult {
+	for i := range r.Checks {
+		if r.Checks[i].Name == name {
+			return &r.Checks[i]
+		}
+	}
+	return nil
+}
+
+// MarshalResult encodes a result as indented JSON.
+func MarshalResult(r Result) ([]byte, error) { return json.MarshalIndent(r, "", "  ") }

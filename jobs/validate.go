@@ -1,0 +1,264 @@
+package jobs
+
+import (
+	"fmt"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+)
+
+var (
+	idPattern       = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$`)
+	hostnameLabel   = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	checksumPattern = regexp.MustCompile(`^(sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128})$`)
+	userPattern     = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
+	propertyKey     = regexp.MustCompile(`^[A-Za-z0-9_:.-]{1,255}$`)
+)
+
+// Limits on what one job may ask for.
+const (
+	MaxVCPUs     = 64
+	MaxMemoryMiB = 256 * 1024
+	MaxCommands  = 64
+)
+
+// Validate checks every field and reports all problems at once, each naming its path.
+func (j Job) Validate() error {
+	var p problems
+	if j.Version != Version {
+		p.add("version", "must be %d (got %d)", Version, j.Version)
+	}
+	switch {
+	case j.ID == "":
+		p.add("id", "required")
+	case !idPattern.MatchString(j.ID):
+		p.add("id", "%q: use 1-128 letters, digits, '-' or '_', starting with a letter or digit", j.ID)
+	}
+	j.Image.validate(&p)
+	j.Machine.validate(&p)
+	j.Guest.validate(&p)
+	for i, c := range j.Checks.Required {
+		if !slices.Contains(AllChecks, c) {
+			p.add(fmt.Sprintf("checks.required[%d]", i), "unknown check %q (known: %s)", c, strings.Join(AllChecks, ", "))
+		}
+	}
+	for i, c := range j.Checks.Skip {
+		switch {
+		case !slices.Contains(AllChecks, c):
+			p.add(fmt.Sprintf("checks.skip[%d]", i), "unknown check %q (known: %s)", c, strings.Join(AllChecks, ", "))
+		case c == CheckImage || c == CheckBoot || c == CheckSSH:
+			p.add(fmt.Sprintf("checks.skip[%d]", i), "%q cannot be skipped: every other check depends on it", c)
+		case slices.Contains(j.Checks.Required, c):
+			p.add(fmt.Sprintf("checks.skip[%d]", i), "%q is also in checks.required", c)
+		}
+	}
+	j.Timeouts.validate(&p)
+	if len(j.CloudConfig) > 256*1024 {
+		p.add("cloud_config", "larger than 256 KiB")
+	}
+	if len(j.Commands) > MaxCommands {
+		p.add("commands", "at most %d commands", MaxCommands)
+	}
+	for i, c := range j.Commands {
+		path := fmt.Sprintf("commands[%d]", i)
+		if strings.TrimSpace(c.Run) == "" {
+			p.add(path+".run", "required")
+		}
+		if c.ExpectExit != nil && (*c.ExpectExit < 0 || *c.ExpectExit > 255) {
+			p.add(path+".expect_exit", "must be 0-255")
+		}
+		if re, ok := regexpOf(c.ExpectOutput); ok {
+			if _, err := regexp.Compile(re); err != nil {
+				p.add(path+".expect_output", "bad regular expression: %v", err)
+			}
+		}
+	}
+	j.Publish.validate(&p)
+	return p.err("job")
+}
+
+func (s ImageSpec) validate(p *problems) {
+	switch {
+	case s.Source == "":
+		p.add("image.source", "required")
+	default:
+		validateSource(p, "image.source", s.Source)
+	}
+	switch s.Format {
+	case "":
+		p.add("image.format", "required (qcow2 or raw)")
+	case FormatQCOW2, FormatRaw:
+	default:
+		p.add("image.format", "%q: must be qcow2 or raw", s.Format)
+	}
+	switch {
+	case s.Checksum != "" && s.SumsURL != "":
+		p.add("image.checksum", "give checksum or sums_url, not both")
+	case s.Checksum == "" && s.SumsURL == "":
+		p.add("image.checksum", "required: a \"sha256:<hex>\"/\"sha512:<hex>\" digest, or sums_url naming a vendor SUMS file")
+	case s.Checksum != "" && !checksumPattern.MatchString(s.Checksum):
+		p.add("image.checksum", "must be \"sha256:\" + 64 or \"sha512:\" + 128 lowercase hex digits")
+	case s.SumsURL != "":
+		validateSource(p, "image.sums_url", s.SumsURL)
+	}
+	if s.SumsName != "" && s.SumsURL == "" {
+		p.add("image.sums_name", "only meaningful with image.sums_url")
+	}
+	if strings.ContainsAny(s.SumsName, "/\\ \t\n") {
+		p.add("image.sums_name", "a file name, without slashes or spaces")
+	}
+}
+
+func validateSource(p *problems, path, src string) {
+	if strings.Contains(src, "://") {
+		u, err := url.Parse(src)
+		if err != nil {
+			p.add(path, "not a URL: %v", err)
+			return
+		}
+		switch u.Scheme {
+		case "https", "http":
+			if u.Host == "" {
+				p.add(path, "URL has no host")
+			}
+			if u.User != nil {
+				p.add(path, "credentials in URLs are not accepted")
+			}
+		case "file":
+			if u.Host != "" && u.Host != "localhost" {
+				p.add(path, "file URL must be file:///absolute/path")
+			}
+		default:
+			p.add(path, "scheme %q not supported (https, http, file)", u.Scheme)
+		}
+		return
+	}
+	if strings.ContainsRune(src, 0) {
+		p.add(path, "contains a NUL byte")
+	}
+}
+
+func (m MachineSpec) validate(p *problems) {
+	switch m.Firmware {
+	case "", FirmwareBIOS, FirmwareUEFI:
+	default:
+		p.add("machine.firmware", "%q: must be bios or uefi", m.Firmware)
+	}
+	if m.VCPUs < 0 || m.VCPUs > MaxVCPUs {
+		p.add("machine.vcpus", "must be 1-%d", MaxVCPUs)
+	}
+	if m.MemoryMiB != 0 && (m.MemoryMiB < 128 || m.MemoryMiB > MaxMemoryMiB) {
+		p.add("machine.memory_mib", "must be 128-%d", MaxMemoryMiB)
+	}
+}
+
+func (g GuestSpec) validate(p *problems) {
+	switch {
+	case g.User == "":
+		p.add("guest.user", "required: the image's default login user (debian, ubuntu, cloud-user…)")
+	case !userPattern.MatchString(g.User):
+		p.add("guest.user", "%q is not a valid login name", g.User)
+	}
+	switch g.Datasource {
+	case "", DatasourceNoCloud, DatasourceConfigDrive:
+	default:
+		p.add("guest.datasource", "%q: must be nocloud or configdrive", g.Datasource)
+	}
+	if g.Hostname != "" {
+		if msg := HostnameProblem(g.Hostname); msg != "" {
+			p.add("guest.hostname", "%s", msg)
+		}
+	}
+}
+
+// HostnameProblem explains why name is not a valid RFC 1123 hostname, or returns "".
+func HostnameProblem(name string) string {
+	if len(name) > 253 {
+		return fmt.Sprintf("%d characters; at most 253", len(name))
+	}
+	for _, label := range strings.Split(name, ".") {
+		if !hostnameLabel.MatchString(label) {
+			return fmt.Sprintf("%q: each dot-separated label must be 1-63 lowercase letters, digits or '-', not starting or ending with '-'", name)
+		}
+	}
+	return ""
+}
+
+func (t Timeouts) validate(p *problems) {
+	check := func(path string, d Duration, min time.Duration) {
+		if d != 0 && d.D() < min {
+			p.add(path, "at least %s", min)
+		}
+	}
+	check("timeouts.fetch", t.Fetch, time.Second)
+	check("timeouts.boot", t.Boot, time.Second)
+	check("timeouts.cloud_init", t.CloudInit, time.Second)
+	check("timeouts.command", t.Command, time.Second)
+	check("timeouts.total", t.Total, 10*time.Second)
+	if t.Total != 0 && t.Boot != 0 && t.Total < t.Boot {
+		p.add("timeouts.total", "shorter than timeouts.boot")
+	}
+}
+
+func (pub Publication) validate(p *problems) {
+	switch pub.Visibility {
+	case "", "public", "community", "shared", "private":
+	default:
+		p.add("publish.visibility", "%q: must be public, community, shared or private", pub.Visibility)
+	}
+	if len(pub.Name) > 255 {
+		p.add("publish.name", "at most 255 characters")
+	}
+	for k, v := range pub.Properties {
+		if !propertyKey.MatchString(k) {
+			p.add("publish.properties."+k, "property names are 1-255 letters, digits, '_', ':', '.' or '-'")
+		}
+		if len(v) > 65535 {
+			p.add("publish.properties."+k, "value longer than 65535 characters")
+		}
+	}
+}
+
+// regexpOf returns the pattern inside "/.../" and whether s is written that way.
+func regexpOf(s string) (string, bool) {
+	if len(s) >= 2 && strings.HasPrefix(s, "/") && strings.HasSuffix(s, "/") {
+		return s[1 : len(s)-1], true
+	}
+	return "", false
+}
+
+// MatchOutput reports whether out satisfies an expect_output rule.
+func MatchOutput(rule, out string) bool {
+	if rule == "" {
+		return true
+	}
+	if re, ok := regexpOf(rule); ok {
+		m, err := regexp.MatchString("(?m)"+re, out)
+		return err == nil && m
+	}
+	return strings.Contains(out, rule)
+}
+
+// ExitWanted returns the exit status a command must end with.
+func (c Command) ExitWanted() int {
+	if c.ExpectExit == nil {
+		return 0
+	}
+	return *c.ExpectExit
+}
+
+type problems []FieldError
+
+func (p *problems) add(path, format string, args ...any) {
+	*p = append(*p, FieldError{Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (p problems) err(doc string) error {
+	if len(p) == 0 {
+		return nil
+	}
+	return &InvalidError{Doc: doc, Problems: p}
+}
+
