@@ -261,4 +261,3 @@ func (p problems) err(doc string) error {
 	}
 	return &InvalidError{Doc: doc, Problems: p}
 }
-
