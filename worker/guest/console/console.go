@@ -1,0 +1,455 @@
+// Package console follows a guest's serial console log while the guest runs and
+// judges it against a table of patterns (mantle-style console checks): the first
+// fatal match is reported within one poll interval of the line being written, boot
+// milestones are timed, warnings are recorded, and a bounded tail is kept for the
+// result.
+package console
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Defaults for Options.
+const (
+	DefaultPollInterval = 50 * time.Millisecond
+	DefaultTailLines    = 200
+	DefaultTailBytes    = 64 << 10
+	// maxLine bounds a line without newline; longer runs are split.
+	maxLine = 8 << 10
+	// maxWarnings bounds the recorded warnings.
+	maxWarnings = 100
+)
+
+// ConsoleMatch is one console line that matched a check.
+type ConsoleMatch struct {
+	Check  string
+	Kind   Kind
+	Reason string
+	// Line is the matching console line, control characters and escapes removed.
+	Line string
+	// Time is when the watcher read the line; Elapsed is Time minus the start of
+	// the watch.
+	Time    time.Time
+	Elapsed time.Duration
+}
+
+// String renders the match as one line: "reason: line".
+func (m ConsoleMatch) String() string {
+	line := strings.TrimSpace(m.Line)
+	if len(line) > 300 {
+		line = line[:300] + "…"
+	}
+	return m.Reason + ": " + line
+}
+
+// Options tune a watch; the zero value uses the defaults.
+type Options struct {
+	PollInterval time.Duration
+	TailLines    int
+	TailBytes    int
+}
+
+// Console is a live watch of one console log file. Its methods are safe for
+// concurrent use.
+type Console struct {
+	path   string
+	checks []ConsoleCheck
+	opts   Options
+	start  time.Time
+
+	failed chan ConsoleMatch
+	stop   chan struct{}
+	done   chan struct{}
+	once   sync.Once
+
+	mu         sync.Mutex
+	fatal      *ConsoleMatch
+	warnings   []ConsoleMatch
+	milestones []ConsoleMatch
+	seen       map[string]bool // milestone names already recorded
+	tail       []string
+	tailBytes  int
+	partial    string
+	partialHit map[string]bool // checks already matched on the partial line
+	lastAfter  map[string]int  // contextual checks: line number of the last After match
+	lineNo     int
+	bytesRead  int64
+	readErr    error
+}
+
+// WatchConsole starts following the console log at path with DefaultPollInterval.
+// The file may not exist yet and may be truncated or replaced while watched. The
+// watch ends when ctx is done or Close is called.
+func WatchConsole(ctx context.Context, path string, checks []ConsoleCheck) *Console {
+	return WatchConsoleOptions(ctx, path, checks, Options{})
+}
+
+// WatchConsoleOptions is WatchConsole with explicit options.
+func WatchConsoleOptions(ctx context.Context, path string, checks []ConsoleCheck, opts Options) *Console {
+	if opts.PollInterval <= 0 {
+		opts.PollInterval = DefaultPollInterval
+	}
+	if opts.TailLines <= 0 {
+		opts.TailLines = DefaultTailLines
+	}
+	if opts.TailBytes <= 0 {
+		opts.TailBytes = DefaultTailBytes
+	}
+	c := &Console{
+		path:       path,
+		checks:     checks,
+		opts:       opts,
+		start:      time.Now(),
+		failed:     make(chan ConsoleMatch, 1),
+		stop:       make(chan struct{}),
+		done:       make(chan struct{}),
+		seen:       map[string]bool{},
+		partialHit: map[string]bool{},
+		lastAfter:  map[string]int{},
+	}
+	go c.run(ctx)
+	return c
+}
+
+// Failed delivers the first fatal match, once. It is never closed; select on it
+// together with the job context.
+func (c *Console) Failed() <-chan ConsoleMatch { return c.failed }
+
+// Done is closed when the watch has ended and the file has been read a last time.
+func (c *Console) Done() <-chan struct{} { return c.done }
+
+// Close ends the watch after one final read of the file, so lines written before
+// Close are judged, and waits for it. It is idempotent.
+func (c *Console) Close() error {
+	c.once.Do(func() { close(c.stop) })
+	<-c.done
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.readErr
+}
+
+// Fatal returns the first fatal match, if any.
+func (c *Console) Fatal() (ConsoleMatch, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.fatal == nil {
+		return ConsoleMatch{}, false
+	}
+	return *c.fatal, true
+}
+
+// Warnings returns the recorded warning matches in console order (at most 100).
+func (c *Console) Warnings() []ConsoleMatch {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]ConsoleMatch(nil), c.warnings...)
+}
+
+// Milestones returns the first match of each milestone check, in console order.
+func (c *Console) Milestones() []ConsoleMatch {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]ConsoleMatch(nil), c.milestones...)
+}
+
+// Milestone returns the first match of the named milestone, if seen.
+func (c *Console) Milestone(name string) (ConsoleMatch, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, m := range c.milestones {
+		if m.Check == name {
+			return m, true
+		}
+	}
+	return ConsoleMatch{}, false
+}
+
+// BytesRead is how much of the console log has been read so far.
+func (c *Console) BytesRead() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.bytesRead
+}
+
+// Tail returns the last n cleaned lines of the console (n <= 0: all kept lines),
+// including an unterminated last line, joined with newlines.
+func (c *Console) Tail(n int) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	lines := c.tail
+	if c.partial != "" {
+		lines = append(append([]string(nil), lines...), c.partial)
+	}
+	if n > 0 && len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func (c *Console) run(ctx context.Context) {
+	defer close(c.done)
+	var f *os.File
+	defer func() {
+		if f != nil {
+			f.Close()
+		}
+	}()
+	var off int64
+	var dec lineSplitter
+	buf := make([]byte, 64<<10)
+	t := time.NewTicker(c.opts.PollInterval)
+	defer t.Stop()
+
+	poll := func() {
+		if f == nil {
+			var err error
+			f, err = os.Open(c.path)
+			if err != nil {
+				if !errors.Is(err, os.ErrNotExist) {
+					c.setErr(fmt.Errorf("console: open %s: %w", c.path, err))
+				}
+				f = nil
+				return
+			}
+			off = 0
+		}
+		// Read what is there from the current handle first, so a rotated file's
+		// last lines are not lost, then follow a replacement or truncation.
+		for {
+			n, err := f.ReadAt(buf, off)
+			if n > 0 {
+				off += int64(n)
+				c.feed(dec.write(buf[:n]))
+			}
+			if err != nil {
+				if !errors.Is(err, io.EOF) {
+					c.setErr(fmt.Errorf("console: read %s: %w", c.path, err))
+				}
+				break
+			}
+		}
+		c.feedPartial(dec.pending())
+		fi, err := f.Stat()
+		if err != nil {
+			return
+		}
+		if fi.Size() < off { // truncated in place
+			off = 0
+			c.feed(dec.flush())
+			return
+		}
+		if pi, err := os.Stat(c.path); err == nil && !sameFile(fi, pi) { // replaced
+			f.Close()
+			f = nil
+			c.feed(dec.flush())
+		}
+	}
+
+	for {
+		poll()
+		select {
+		case <-ctx.Done():
+			poll()
+			c.feed(dec.flush())
+			return
+		case <-c.stop:
+			poll()
+			c.feed(dec.flush())
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func sameFile(a, b os.FileInfo) bool {
+	as, ok1 := a.Sys().(*syscall.Stat_t)
+	bs, ok2 := b.Sys().(*syscall.Stat_t)
+	if !ok1 || !ok2 {
+		return os.SameFile(a, b)
+	}
+	return as.Dev == bs.Dev && as.Ino == bs.Ino
+}
+
+func (c *Console) setErr(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.readErr == nil {
+		c.readErr = err
+	}
+}
+
+// feed judges complete lines and appends them to the tail.
+func (c *Console) feed(lines []string) {
+	if len(lines) == 0 {
+		return
+	}
+	now := time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, raw := range lines {
+		c.bytesRead += int64(len(raw)) + 1
+		line := Clean(raw)
+		c.lineNo++
+		for i := range c.checks {
+			ck := &c.checks[i]
+			if c.partialHit[ck.Name] {
+				continue
+			}
+			if c.match(ck, line, true) {
+				c.record(ck, line, now)
+			}
+		}
+		clear(c.partialHit)
+		c.partial = ""
+		c.appendTail(line)
+	}
+}
+
+// feedPartial judges the unterminated last line: prompts (login:, grub rescue>,
+// (initramfs)) never end with a newline.
+func (c *Console) feedPartial(raw string) {
+	line := Clean(raw)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.partial = line
+	if line == "" {
+		return
+	}
+	now := time.Now()
+	for i := range c.checks {
+		ck := &c.checks[i]
+		if c.partialHit[ck.Name] {
+			continue
+		}
+		if c.match(ck, line, false) {
+			c.partialHit[ck.Name] = true
+			c.record(ck, line, now)
+		}
+	}
+}
+
+// match reports whether ck matches line. For contextual checks complete lines
+// update the After window; partial lines only read it.
+func (c *Console) match(ck *ConsoleCheck, line string, complete bool) bool {
+	if ck.After == nil {
+		return ck.Pattern.MatchString(line)
+	}
+	lineNo := c.lineNo
+	if !complete {
+		lineNo = c.lineNo + 1
+	}
+	if complete && ck.After.MatchString(line) {
+		c.lastAfter[ck.Name] = lineNo
+	}
+	last, ok := c.lastAfter[ck.Name]
+	if !ok || lineNo-last > ck.Within {
+		return false
+	}
+	return ck.Pattern.MatchString(line)
+}
+
+func (c *Console) record(ck *ConsoleCheck, line string, now time.Time) {
+	m := ConsoleMatch{Check: ck.Name, Kind: ck.Kind, Reason: ck.Reason, Line: line, Time: now, Elapsed: now.Sub(c.start)}
+	switch ck.Kind {
+	case Fatal:
+		if c.fatal == nil {
+			c.fatal = &m
+			c.failed <- m // buffered, sent once
+		}
+	case Warning:
+		if len(c.warnings) < maxWarnings {
+			c.warnings = append(c.warnings, m)
+		}
+	case Milestone:
+		if !c.seen[ck.Name] {
+			c.seen[ck.Name] = true
+			c.milestones = append(c.milestones, m)
+		}
+	}
+}
+
+func (c *Console) appendTail(line string) {
+	c.tail = append(c.tail, line)
+	c.tailBytes += len(line) + 1
+	drop := 0
+	for len(c.tail)-drop > c.opts.TailLines || (c.tailBytes > c.opts.TailBytes && len(c.tail)-drop > 1) {
+		c.tailBytes -= len(c.tail[drop]) + 1
+		drop++
+	}
+	if drop > 0 {
+		// Copy down once the dropped prefix is large, so memory stays bounded.
+		c.tail = c.tail[drop:]
+		if cap(c.tail) > 4*c.opts.TailLines {
+			c.tail = append([]string(nil), c.tail...)
+		}
+	}
+}
+
+// lineSplitter turns a byte stream into lines, holding back an unterminated end.
+type lineSplitter struct{ buf []byte }
+
+func (s *lineSplitter) write(p []byte) []string {
+	s.buf = append(s.buf, p...)
+	var lines []string
+	for {
+		i := bytes.IndexByte(s.buf, '\n')
+		if i < 0 {
+			break
+		}
+		lines = append(lines, string(s.buf[:i]))
+		s.buf = s.buf[i+1:]
+	}
+	for len(s.buf) > maxLine {
+		lines = append(lines, string(s.buf[:maxLine]))
+		s.buf = s.buf[maxLine:]
+	}
+	if len(s.buf) == 0 {
+		s.buf = nil
+	}
+	return lines
+}
+
+func (s *lineSplitter) pending() string { return string(s.buf) }
+
+func (s *lineSplitter) flush() []string {
+	if len(s.buf) == 0 {
+		return nil
+	}
+	l := string(s.buf)
+	s.buf = nil
+	return []string{l}
+}
+
+// ansi matches CSI and OSC escape sequences and lone two-byte escapes.
+var ansi = regexp.MustCompile(`\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|[()][0-9A-Za-z]|[@-Z\\-_])`)
+
+// Clean removes ANSI escape sequences, the line-ending carriage return and other
+// control characters (tabs and inner carriage returns become spaces) from a
+// console line.
+func Clean(s string) string {
+	if strings.IndexByte(s, 0x1b) >= 0 {
+		s = ansi.ReplaceAllString(s, "")
+	}
+	// Line ends are "\r\n" on a serial console; a carriage return inside a line
+	// (progress output) becomes a space so no text is lost to matching.
+	s = strings.TrimRight(s, "\r")
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r == '\t' || r == '\r':
+			return ' '
+		case r < 0x20 || r == 0x7f:
+			return -1
+		}
+		return r
+	}, s)
+}
