@@ -275,12 +275,12 @@ func TestTailBounds(t *testing.T) {
 
 func TestClean(t *testing.T) {
 	for in, want := range map[string]string{
-		"plain\r":                      "plain",
+		"plain\r":                       "plain",
 		"\x1b[0;32m  OK  \x1b[0m] Ok\r": "  OK  ] Ok",
-		"a\tb":                         "a b",
-		"50%\r100%":                    "50% 100%",
-		"\x1b]0;title\x07text":         "text",
-		"\x1b(Bbox":                    "box",
+		"a\tb":                          "a b",
+		"50%\r100%":                     "50% 100%",
+		"\x1b]0;title\x07text":          "text",
+		"\x1b(Bbox":                     "box",
 	} {
 		if got := Clean(in); got != want {
 			t.Errorf("Clean(%q) = %q, want %q", in, got, want)
