@@ -1,0 +1,244 @@
+package cloudinit
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"path"
+	"strings"
+)
+
+// Paths of seed files inside the ISO, exactly as Linux shows them.
+const (
+	NoCloudUserData      = "user-data"
+	NoCloudMetaData      = "meta-data"
+	NoCloudNetworkConfig = "network-config"
+	NoCloudVendorData    = "vendor-data"
+
+	ConfigDriveMetaData    = "meta_data.json"
+	ConfigDriveUserData    = "user_data"
+	ConfigDriveNetworkData = "network_data.json"
+	ConfigDriveVendorData  = "vendor_data.json"
+)
+
+// ConfigDriveDirs are the version directories of a ConfigDrive seed, each holding the
+// same four files.
+var ConfigDriveDirs = []string{"openstack/latest", "openstack/" + ConfigDriveVersion}
+
+// noCloudMetaData is NoCloud's meta-data.
+type noCloudMetaData struct {
+	InstanceID    str   `yaml:"instance-id"`
+	LocalHostname str   `yaml:"local-hostname"`
+	PublicKeys    []str `yaml:"public-keys"`
+}
+
+// networkConfig is a network-config version 2 document.
+type networkConfig struct {
+	Version   int                 `yaml:"version"`
+	Ethernets map[string]ethernet `yaml:"ethernets"`
+}
+
+type ethernet struct {
+	Match ethernetMatch `yaml:"match"`
+	DHCP4 bool          `yaml:"dhcp4"`
+}
+
+type ethernetMatch struct {
+	Name       str `yaml:"name"`
+	MACAddress str `yaml:"macaddress"`
+}
+
+// primaryNIC is the network-config id of the guest NIC. Renderers that cannot match
+// (ifupdown, sysconfig) name the interface found by MAC; when none has that MAC they
+// fall back to this name, the old kernel default.
+const primaryNIC = "eth0"
+
+// openStackMetaData is Nova's meta_data.json.
+type openStackMetaData struct {
+	UUID             string            `json:"uuid"`
+	Name             string            `json:"name"`
+	Hostname         string            `json:"hostname"`
+	LaunchIndex      int               `json:"launch_index"`
+	AvailabilityZone string            `json:"availability_zone"`
+	PublicKeys       map[string]string `json:"public_keys"`
+	Keys             []openStackKey    `json:"keys"`
+	Meta             map[string]string `json:"meta"`
+	Files            []any             `json:"files"`
+	Devices          []any             `json:"devices"`
+}
+
+type openStackKey struct {
+	Name string `json:"name"`
+	Type string `json:"type"`
+	Data string `json:"data"`
+}
+
+// openStackNetworkData is Nova's network_data.json.
+type openStackNetworkData struct {
+	Links    []openStackLink    `json:"links"`
+	Networks []openStackNetwork `json:"networks"`
+	Services []any              `json:"services"`
+}
+
+type openStackLink struct {
+	ID                 string `json:"id"`
+	VIFID              string `json:"vif_id"`
+	Type               string `json:"type"`
+	MTU                int    `json:"mtu"`
+	EthernetMACAddress string `json:"ethernet_mac_address"`
+}
+
+type openStackNetwork struct {
+	ID        string `json:"id"`
+	Type      string `json:"type"`
+	Link      string `json:"link"`
+	NetworkID string `json:"network_id"`
+}
+
+// keyNames names the client keys in meta-data, in AuthorizedKeys order.
+var keyNames = []string{KeyComment, KeyComment + "-rsa"}
+
+// Files renders every seed file, keyed by its path in the ISO as Linux shows it
+// (e.g. "user-data", "openstack/latest/meta_data.json").
+func (s Spec) Files() (map[string][]byte, error) {
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	userData, err := s.userData()
+	if err != nil {
+		return nil, err
+	}
+	if s.datasource() == ConfigDrive {
+		return s.configDriveFiles(userData)
+	}
+	return s.noCloudFiles(userData)
+}
+
+func (s Spec) noCloudFiles(userData []byte) (map[string][]byte, error) {
+	var meta, netcfg bytes.Buffer
+	if err := encodeYAML(&meta, noCloudMetaData{
+		InstanceID:    str(s.InstanceID),
+		LocalHostname: str(s.Hostname),
+		PublicKeys:    strs(s.Keys.AuthorizedKeys()),
+	}); err != nil {
+		return nil, fmt.Errorf("encode meta-data: %w", err)
+	}
+	if err := encodeYAML(&netcfg, s.networkConfig()); err != nil {
+		return nil, fmt.Errorf("encode network-config: %w", err)
+	}
+	files := map[string][]byte{
+		NoCloudUserData:      userData,
+		NoCloudMetaData:      meta.Bytes(),
+		NoCloudNetworkConfig: netcfg.Bytes(),
+	}
+	if len(s.VendorData) > 0 {
+		files[NoCloudVendorData] = bytes.Clone(s.VendorData)
+	}
+	return files, nil
+}
+
+// NetworkConfig renders NoCloud's network-config: version 2, DHCPv4 on the ethernet
+// named e* with the spec's MAC.
+func (s Spec) NetworkConfig() ([]byte, error) {
+	var buf bytes.Buffer
+	if err := encodeYAML(&buf, s.networkConfig()); err != nil {
+		return nil, fmt.Errorf("encode network-config: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+func (s Spec) networkConfig() networkConfig {
+	return networkConfig{
+		Version: 2,
+		Ethernets: map[string]ethernet{
+			primaryNIC: {Match: ethernetMatch{Name: "e*", MACAddress: str(s.MACAddress())}, DHCP4: true},
+		},
+	}
+}
+
+func (s Spec) configDriveFiles(userData []byte) (map[string][]byte, error) {
+	meta, err := s.openStackMetaData()
+	if err != nil {
+		return nil, err
+	}
+	netData, err := s.OpenStackNetworkData()
+	if err != nil {
+		return nil, err
+	}
+	vendor, err := s.OpenStackVendorData()
+	if err != nil {
+		return nil, err
+	}
+	files := map[string][]byte{}
+	for _, dir := range ConfigDriveDirs {
+		files[path.Join(dir, ConfigDriveMetaData)] = meta
+		files[path.Join(dir, ConfigDriveUserData)] = userData
+		files[path.Join(dir, ConfigDriveNetworkData)] = netData
+		files[path.Join(dir, ConfigDriveVendorData)] = vendor
+	}
+	return files, nil
+}
+
+// OpenStackMetaData renders Nova's meta_data.json, as written to a ConfigDrive seed
+// and served by the worker's metadata server.
+func (s Spec) OpenStackMetaData() ([]byte, error) {
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	return s.openStackMetaData()
+}
+
+func (s Spec) openStackMetaData() ([]byte, error) {
+	meta := map[string]string{}
+	for k, v := range s.Meta {
+		meta[k] = v
+	}
+	md := openStackMetaData{
+		UUID:             s.InstanceID,
+		Name:             s.name(),
+		Hostname:         s.Hostname,
+		LaunchIndex:      s.LaunchIndex,
+		AvailabilityZone: s.availabilityZone(),
+		PublicKeys:       map[string]string{},
+		Meta:             meta,
+		Files:            []any{},
+		Devices:          []any{},
+	}
+	for i, line := range s.Keys.AuthorizedKeys() {
+		name := keyNames[i]
+		md.PublicKeys[name] = line
+		md.Keys = append(md.Keys, openStackKey{Name: name, Type: "ssh", Data: line})
+	}
+	return marshalJSON(md)
+}
+
+// OpenStackNetworkData renders Nova's network_data.json: one link with the spec's
+// MAC and an ipv4_dhcp network on it.
+func (s Spec) OpenStackNetworkData() ([]byte, error) {
+	id := "tap" + strings.ReplaceAll(s.MACAddress(), ":", "")
+	return marshalJSON(openStackNetworkData{
+		Links: []openStackLink{{
+			ID: id, VIFID: s.InstanceID, Type: "ethernet", MTU: 1500,
+			EthernetMACAddress: s.MACAddress(),
+		}},
+		Networks: []openStackNetwork{{ID: "network0", Type: "ipv4_dhcp", Link: id, NetworkID: "imagevet"}},
+		Services: []any{},
+	})
+}
+
+// OpenStackVendorData renders vendor_data.json: {} or {"cloud-init": VendorData}.
+func (s Spec) OpenStackVendorData() ([]byte, error) {
+	v := map[string]string{}
+	if len(s.VendorData) > 0 {
+		v["cloud-init"] = string(s.VendorData)
+	}
+	return marshalJSON(v)
+}
+
+func marshalJSON(v any) ([]byte, error) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("encode json: %w", err)
+	}
+	return append(b, '\n'), nil
+}

@@ -1,0 +1,340 @@
+package cloudinit
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"unicode/utf8"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// cloudConfigHeader is the first line cloud-init requires of cloud-config user-data.
+const cloudConfigHeader = "#cloud-config"
+
+// cloudConfig is the cloud-config imagevet itself sets. Field order is output order.
+type cloudConfig struct {
+	Hostname                str      `yaml:"hostname"`
+	FQDN                    str      `yaml:"fqdn,omitempty"`
+	PreserveHostname        bool     `yaml:"preserve_hostname"`
+	SSHAuthorizedKeys       []str    `yaml:"ssh_authorized_keys"`
+	SSHKeys                 sshKeys  `yaml:"ssh_keys"`
+	SSHDeleteKeys           bool     `yaml:"ssh_deletekeys"`
+	SSHGenKeyTypes          []string `yaml:"ssh_genkeytypes"`
+	DisableRoot             bool     `yaml:"disable_root"`
+	PackageUpdate           bool     `yaml:"package_update"`
+	PackageUpgrade          bool     `yaml:"package_upgrade"`
+	PackageRebootIfRequired bool     `yaml:"package_reboot_if_required"`
+}
+
+// sshKeys is cloud-config's ssh_keys: the guest's host keys.
+type sshKeys struct {
+	ED25519Private string `yaml:"ed25519_private"`
+	ED25519Public  str    `yaml:"ed25519_public"`
+	RSAPrivate     string `yaml:"rsa_private"`
+	RSAPublic      str    `yaml:"rsa_public"`
+}
+
+// ownedKeys are top-level cloud-config keys whose job value is dropped: the worker's
+// hostname and host-key checks depend on them. ssh_authorized_keys is merged instead.
+var ownedKeys = map[string]bool{
+	"hostname":          true,
+	"fqdn":              true,
+	"preserve_hostname": true,
+	"ssh_keys":          true,
+	"ssh_deletekeys":    true,
+}
+
+const authorizedKeysKey = "ssh_authorized_keys"
+
+// maxExpandedNodes bounds the YAML nodes a job's cloud-config may expand to once its
+// aliases are resolved.
+const maxExpandedNodes = 1 << 18
+
+func (s Spec) ours() cloudConfig {
+	host, _, dotted := strings.Cut(s.Hostname, ".")
+	cfg := cloudConfig{
+		Hostname:          str(host),
+		PreserveHostname:  false,
+		SSHAuthorizedKeys: strs(s.Keys.AuthorizedKeys()),
+		SSHKeys:           s.Keys.sshKeys(),
+		SSHDeleteKeys:     true,
+		SSHGenKeyTypes:    []string{"ed25519", "rsa"},
+		DisableRoot:       true,
+	}
+	if dotted {
+		cfg.FQDN = str(s.Hostname)
+	}
+	return cfg
+}
+
+// UserData renders the #cloud-config user-data: ours merged with Spec.CloudConfig.
+func (s Spec) UserData() ([]byte, error) {
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	return s.userData()
+}
+
+func (s Spec) userData() ([]byte, error) {
+	job, err := parseJobConfig(s.CloudConfig)
+	if err != nil {
+		return nil, err
+	}
+	var ours yaml.Node
+	if err := ours.Encode(s.ours()); err != nil {
+		return nil, fmt.Errorf("encode cloud-config: %w", err)
+	}
+	merged := &ours
+	if job != nil {
+		if merged, err = mergeConfig(&ours, job); err != nil {
+			return nil, err
+		}
+	}
+	var buf bytes.Buffer
+	buf.WriteString(cloudConfigHeader + "\n")
+	if err := encodeYAML(&buf, merged); err != nil {
+		return nil, fmt.Errorf("encode cloud-config: %w", err)
+	}
+	// Safety net: what we hand cloud-init must parse back as one mapping.
+	var check map[string]any
+	if err := yaml.Unmarshal(buf.Bytes(), &check); err != nil {
+		return nil, &FieldError{Field: "cloud_config", Err: fmt.Errorf("merged cloud-config does not parse: %w", err)}
+	}
+	return buf.Bytes(), nil
+}
+
+func encodeYAML(w io.Writer, v any) error {
+	enc := yaml.NewEncoder(w)
+	enc.SetIndent(2)
+	if err := enc.Encode(v); err != nil {
+		return err
+	}
+	return enc.Close()
+}
+
+// parseJobConfig parses a job's cloud-config into its top-level mapping node with every
+// alias resolved. nil, nil means there is nothing to merge (empty or only comments).
+func parseJobConfig(b []byte) (*yaml.Node, error) {
+	bad := func(format string, args ...any) error {
+		return &FieldError{Field: "cloud_config", Err: fmt.Errorf(format, args...)}
+	}
+	if len(b) > MaxUserDataSize {
+		return nil, bad("%d bytes, at most %d allowed", len(b), MaxUserDataSize)
+	}
+	if !utf8.Valid(b) {
+		return nil, bad("not valid UTF-8")
+	}
+	b = bytes.TrimPrefix(b, []byte("\ufeff"))
+	first, rest, _ := bytes.Cut(b, []byte("\n"))
+	first = bytes.TrimRight(first, " \t\r")
+	switch {
+	case string(first) == cloudConfigHeader:
+		b = rest
+	case bytes.HasPrefix(first, []byte("#!")):
+		return nil, bad("shell scripts are not supported, give a #cloud-config YAML mapping")
+	case bytes.HasPrefix(first, []byte("#include")), bytes.HasPrefix(first, []byte("## template")),
+		bytes.HasPrefix(first, []byte("#cloud-boothook")), bytes.HasPrefix(first, []byte("#part-handler")),
+		bytes.HasPrefix(bytes.ToLower(first), []byte("content-type:")), bytes.HasPrefix(first, []byte("MIME-Version:")):
+		return nil, bad("%q user-data is not supported, give a #cloud-config YAML mapping", first)
+	}
+
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, nil
+		}
+		return nil, bad("invalid YAML: %w", err)
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		if err != nil {
+			return nil, bad("invalid YAML: %w", err)
+		}
+		return nil, bad("more than one YAML document")
+	}
+	if doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 {
+		return nil, nil
+	}
+	root := doc.Content[0]
+	if root.Kind == yaml.AliasNode {
+		root = root.Alias
+	}
+	if root.Kind == yaml.ScalarNode && root.Tag == "!!null" {
+		return nil, nil
+	}
+	if root.Kind != yaml.MappingNode {
+		return nil, bad("must be a YAML mapping, got %s", kindName(root))
+	}
+	// Decoding into Go values catches what the node tree lets through: duplicate keys,
+	// excessive aliasing, bad merge keys.
+	var check map[string]any
+	if err := root.Decode(&check); err != nil {
+		return nil, bad("invalid YAML: %w", err)
+	}
+	budget := maxExpandedNodes
+	expanded, err := expandAliases(root, &budget, 0)
+	if err != nil {
+		return nil, bad("%w", err)
+	}
+	for i := 0; i+1 < len(expanded.Content); i += 2 {
+		if k := expanded.Content[i]; k.Kind != yaml.ScalarNode {
+			return nil, bad("top-level key at line %d is a %s, want a string", k.Line, kindName(k))
+		}
+	}
+	if v, ok := lookup(expanded, authorizedKeysKey); ok {
+		if v.Kind != yaml.SequenceNode && !(v.Kind == yaml.ScalarNode && v.Tag == "!!null") {
+			return nil, bad("%s must be a list of strings, got %s", authorizedKeysKey, kindName(v))
+		}
+		for _, item := range v.Content {
+			if item.Kind != yaml.ScalarNode || item.Tag == "!!null" {
+				return nil, bad("%s must be a list of strings, item at line %d is %s", authorizedKeysKey, item.Line, kindName(item))
+			}
+		}
+	}
+	return expanded, nil
+}
+
+func kindName(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "mapping"
+	case yaml.SequenceNode:
+		return "sequence"
+	case yaml.ScalarNode:
+		if n.Tag == "!!null" {
+			return "null"
+		}
+		return "scalar " + strings.TrimPrefix(n.Tag, "!!")
+	case yaml.AliasNode:
+		return "alias"
+	case yaml.DocumentNode:
+		return "document"
+	}
+	return "empty node"
+}
+
+// expandAliases deep-copies n with every alias replaced by a copy of its target and
+// anchors dropped, so merged output never refers to an anchor that moved or was dropped.
+func expandAliases(n *yaml.Node, budget *int, depth int) (*yaml.Node, error) {
+	if *budget--; *budget < 0 {
+		return nil, errors.New("aliases expand to too many YAML nodes")
+	}
+	if depth > 1000 {
+		return nil, errors.New("nested too deeply")
+	}
+	if n.Kind == yaml.AliasNode {
+		if n.Alias == nil {
+			return nil, errors.New("alias without anchor")
+		}
+		return expandAliases(n.Alias, budget, depth+1)
+	}
+	c := *n
+	c.Anchor = ""
+	c.Alias = nil
+	if n.Content != nil {
+		c.Content = make([]*yaml.Node, len(n.Content))
+		for i, child := range n.Content {
+			var err error
+			if c.Content[i], err = expandAliases(child, budget, depth+1); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return &c, nil
+}
+
+func lookup(m *yaml.Node, key string) (*yaml.Node, bool) {
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			return m.Content[i+1], true
+		}
+	}
+	return nil, false
+}
+
+// mergeConfig merges the job's top-level mapping into ours; see the package doc.
+func mergeConfig(ours, job *yaml.Node) (*yaml.Node, error) {
+	out := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
+	out.Content = append(out.Content, ours.Content...)
+	for i := 0; i+1 < len(job.Content); i += 2 {
+		k, v := job.Content[i], job.Content[i+1]
+		switch {
+		case ownedKeys[k.Value]:
+			continue
+		case k.Value == authorizedKeysKey:
+			mine, _ := lookup(out, authorizedKeysKey)
+			seen := map[string]bool{}
+			for _, item := range mine.Content {
+				seen[strings.TrimSpace(item.Value)] = true
+			}
+			for _, item := range v.Content {
+				if key := strings.TrimSpace(item.Value); !seen[key] {
+					seen[key] = true
+					mine.Content = append(mine.Content, item)
+				}
+			}
+			continue
+		}
+		if idx := indexOf(out, k.Value); idx >= 0 {
+			out.Content[idx+1] = mergeValue(out.Content[idx+1], v)
+			continue
+		}
+		out.Content = append(out.Content, k, v)
+	}
+	return out, nil
+}
+
+func indexOf(m *yaml.Node, key string) int {
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			return i
+		}
+	}
+	return -1
+}
+
+// mergeValue merges a job value into one of our defaults: mappings merge key by key,
+// anything else is the job's.
+func mergeValue(ours, job *yaml.Node) *yaml.Node {
+	if ours.Kind != yaml.MappingNode || job.Kind != yaml.MappingNode {
+		return job
+	}
+	out := &yaml.Node{Kind: yaml.MappingNode, Tag: ours.Tag, Style: ours.Style}
+	out.Content = append(out.Content, ours.Content...)
+	for i := 0; i+1 < len(job.Content); i += 2 {
+		k, v := job.Content[i], job.Content[i+1]
+		if idx := indexOf(out, k.Value); idx >= 0 {
+			out.Content[idx+1] = mergeValue(out.Content[idx+1], v)
+			continue
+		}
+		out.Content = append(out.Content, k, v)
+	}
+	return out
+}
+
+func validateVendorData(b []byte) error {
+	if len(b) > MaxUserDataSize {
+		return fieldErr("vendor_data", "%d bytes, at most %d allowed", len(b), MaxUserDataSize)
+	}
+	if !utf8.Valid(b) {
+		return fieldErr("vendor_data", "not valid UTF-8")
+	}
+	first, _, _ := bytes.Cut(b, []byte("\n"))
+	if string(bytes.TrimRight(first, " \t\r")) != cloudConfigHeader {
+		return nil // scripts, MIME and the like pass through as cloud-init reads them
+	}
+	var m map[string]any
+	if err := yaml.Unmarshal(b, &m); err != nil {
+		return fieldErr("vendor_data", "invalid #cloud-config YAML: %w", err)
+	}
+	var n yaml.Node
+	if err := yaml.Unmarshal(b, &n); err == nil && len(n.Content) == 1 && n.Content[0].Kind != yaml.MappingNode &&
+		!(n.Content[0].Kind == yaml.ScalarNode && n.Content[0].Tag == "!!null") {
+		return fieldErr("vendor_data", "#cloud-config must be a YAML mapping, got %s", kindName(n.Content[0]))
+	}
+	return nil
+}
