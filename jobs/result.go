@@ -53,6 +53,15 @@ type Result struct {
 	StartedAt  time.Time   `json:"started_at"`
 	FinishedAt time.Time   `json:"finished_at"`
 	Publish    Publication `json:"publish,omitzero"`
+	// Kept is set when the worker left the failed machine running for debugging.
+	Kept *KeptMachine `json:"kept,omitempty"`
+}
+
+// KeptMachine tells how to reach a machine left running after a failed job.
+type KeptMachine struct {
+	Domain     string `json:"domain"`
+	SSHCommand string `json:"ssh_command"`
+	ConsoleLog string `json:"console_log"`
 }
 
 // CheckResult is one check's outcome.
