@@ -64,7 +64,7 @@ ssh_authorized_keys:
   - &dup ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBm9Xzr5n1m0pFJm1n4cI3Tl7k0GmKkWr5GqvJ2c0c7M operator@example
 write_files:
   - path: /etc/imagevet-job
-    permissions: 0644
+    permissions: '0644'
     content: |
       written by the job
 runcmd:

@@ -257,8 +257,8 @@ func (k *Keys) ClientKeyPEM() []byte {
 func (k *Keys) sshKeys() sshKeys {
 	return sshKeys{
 		ED25519Private: string(k.hostEd25519PE),
-		ED25519Public:  str(authorizedLine(k.hostPubs[0])),
+		ED25519Public:  authorizedLine(k.hostPubs[0]),
 		RSAPrivate:     string(k.hostRSAPEM),
-		RSAPublic:      str(authorizedLine(k.hostPubs[1])),
+		RSAPublic:      authorizedLine(k.hostPubs[1]),
 	}
 }

@@ -27,9 +27,9 @@ var ConfigDriveDirs = []string{"openstack/latest", "openstack/" + ConfigDriveVer
 
 // noCloudMetaData is NoCloud's meta-data.
 type noCloudMetaData struct {
-	InstanceID    str   `yaml:"instance-id"`
-	LocalHostname str   `yaml:"local-hostname"`
-	PublicKeys    []str `yaml:"public-keys"`
+	InstanceID    string   `yaml:"instance-id"`
+	LocalHostname string   `yaml:"local-hostname"`
+	PublicKeys    []string `yaml:"public-keys"`
 }
 
 // networkConfig is a network-config version 2 document.
@@ -44,8 +44,8 @@ type ethernet struct {
 }
 
 type ethernetMatch struct {
-	Name       str `yaml:"name"`
-	MACAddress str `yaml:"macaddress"`
+	Name       string `yaml:"name"`
+	MACAddress string `yaml:"macaddress"`
 }
 
 // primaryNIC is the network-config id of the guest NIC. Renderers that cannot match
@@ -117,9 +117,9 @@ func (s Spec) Files() (map[string][]byte, error) {
 func (s Spec) noCloudFiles(userData []byte) (map[string][]byte, error) {
 	var meta, netcfg bytes.Buffer
 	if err := encodeYAML(&meta, noCloudMetaData{
-		InstanceID:    str(s.InstanceID),
-		LocalHostname: str(s.Hostname),
-		PublicKeys:    strs(s.Keys.AuthorizedKeys()),
+		InstanceID:    s.InstanceID,
+		LocalHostname: s.Hostname,
+		PublicKeys:    s.Keys.AuthorizedKeys(),
 	}); err != nil {
 		return nil, fmt.Errorf("encode meta-data: %w", err)
 	}
@@ -151,7 +151,7 @@ func (s Spec) networkConfig() networkConfig {
 	return networkConfig{
 		Version: 2,
 		Ethernets: map[string]ethernet{
-			primaryNIC: {Match: ethernetMatch{Name: "e*", MACAddress: str(s.MACAddress())}, DHCP4: true},
+			primaryNIC: {Match: ethernetMatch{Name: "e*", MACAddress: s.MACAddress()}, DHCP4: true},
 		},
 	}
 }

@@ -16,10 +16,10 @@ const cloudConfigHeader = "#cloud-config"
 
 // cloudConfig is the cloud-config imagevet itself sets. Field order is output order.
 type cloudConfig struct {
-	Hostname                str      `yaml:"hostname"`
-	FQDN                    str      `yaml:"fqdn,omitempty"`
+	Hostname                string   `yaml:"hostname"`
+	FQDN                    string   `yaml:"fqdn,omitempty"`
 	PreserveHostname        bool     `yaml:"preserve_hostname"`
-	SSHAuthorizedKeys       []str    `yaml:"ssh_authorized_keys"`
+	SSHAuthorizedKeys       []string `yaml:"ssh_authorized_keys"`
 	SSHKeys                 sshKeys  `yaml:"ssh_keys"`
 	SSHDeleteKeys           bool     `yaml:"ssh_deletekeys"`
 	SSHGenKeyTypes          []string `yaml:"ssh_genkeytypes"`
@@ -32,9 +32,9 @@ type cloudConfig struct {
 // sshKeys is cloud-config's ssh_keys: the guest's host keys.
 type sshKeys struct {
 	ED25519Private string `yaml:"ed25519_private"`
-	ED25519Public  str    `yaml:"ed25519_public"`
+	ED25519Public  string `yaml:"ed25519_public"`
 	RSAPrivate     string `yaml:"rsa_private"`
-	RSAPublic      str    `yaml:"rsa_public"`
+	RSAPublic      string `yaml:"rsa_public"`
 }
 
 // ownedKeys are top-level cloud-config keys whose job value is dropped: the worker's
@@ -56,16 +56,16 @@ const maxExpandedNodes = 1 << 18
 func (s Spec) ours() cloudConfig {
 	host, _, dotted := strings.Cut(s.Hostname, ".")
 	cfg := cloudConfig{
-		Hostname:          str(host),
+		Hostname:          host,
 		PreserveHostname:  false,
-		SSHAuthorizedKeys: strs(s.Keys.AuthorizedKeys()),
+		SSHAuthorizedKeys: s.Keys.AuthorizedKeys(),
 		SSHKeys:           s.Keys.sshKeys(),
 		SSHDeleteKeys:     true,
 		SSHGenKeyTypes:    []string{"ed25519", "rsa"},
 		DisableRoot:       true,
 	}
 	if dotted {
-		cfg.FQDN = str(s.Hostname)
+		cfg.FQDN = s.Hostname
 	}
 	return cfg
 }
