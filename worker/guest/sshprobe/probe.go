@@ -1,0 +1,543 @@
+// Package sshprobe waits for a booting guest's SSH server and logs in: TCP
+// connect, SSH banner, key exchange with a pinned host key, public-key auth and a
+// trivial command, each stage timed and every failure classified by the stage it
+// reached. It also runs commands on the resulting connection under a context.
+package sshprobe
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// Stage is one step of an SSH login, in order.
+type Stage string
+
+// Stages of a probe attempt.
+const (
+	StageConnect   Stage = "connect"   // TCP connect
+	StageBanner    Stage = "banner"    // the server's "SSH-2.0-..." line
+	StageHandshake Stage = "handshake" // key exchange and host key check
+	StageAuth      Stage = "auth"      // public-key authentication
+	StageCommand   Stage = "command"   // the trivial command
+)
+
+var stageOrder = []Stage{StageConnect, StageBanner, StageHandshake, StageAuth, StageCommand}
+
+func (s Stage) rank() int { return slices.Index(stageOrder, s) }
+
+// Sentinel errors a ProbeError may wrap; test with errors.Is.
+var (
+	// ErrBannerMissing: the TCP connection was accepted but closed or silent
+	// before the SSH banner. Through qemu's user-mode forward this is what "no
+	// sshd listening in the guest yet" looks like.
+	ErrBannerMissing = errors.New("no SSH banner")
+	// ErrHostKeyMismatch: the guest presented a host key other than the one we
+	// gave it; see HostKeyMismatchError.
+	ErrHostKeyMismatch = errors.New("host key not the one we gave the guest")
+	// ErrAuthRejected: the guest refused our client key.
+	ErrAuthRejected = errors.New("the guest did not accept our key")
+)
+
+// HostKeyMismatchError describes the unexpected host key.
+type HostKeyMismatchError struct {
+	// Got is the key the server presented.
+	Got ssh.PublicKey
+	// Want lists the fingerprints of the pinned keys, when known.
+	Want []string
+	// Err is what the host key callback returned.
+	Err error
+}
+
+func (e *HostKeyMismatchError) Error() string {
+	msg := fmt.Sprintf("%s: got %s %s", ErrHostKeyMismatch, e.Got.Type(), ssh.FingerprintSHA256(e.Got))
+	if len(e.Want) > 0 {
+		msg += ", want " + strings.Join(e.Want, " or ")
+	}
+	return msg
+}
+
+// Is makes errors.Is(err, ErrHostKeyMismatch) true.
+func (e *HostKeyMismatchError) Is(target error) bool { return target == ErrHostKeyMismatch }
+
+// Unwrap returns the callback's error.
+func (e *HostKeyMismatchError) Unwrap() error { return e.Err }
+
+// ProbeError is a failed probe: the stage the last meaningful attempt reached and
+// its error. Its message is one line.
+type ProbeError struct {
+	Stage    Stage
+	Attempts int
+	Err      error
+}
+
+func (e *ProbeError) Error() string {
+	return fmt.Sprintf("ssh %s: %s (after %d attempts)", e.Stage, oneLine(e.Err.Error()), e.Attempts)
+}
+
+// Unwrap returns the attempt's error.
+func (e *ProbeError) Unwrap() error { return e.Err }
+
+// ProbeConfig says where and how to log in.
+type ProbeConfig struct {
+	// Addr is host:port of the guest's SSH server (a loopback forward).
+	Addr string
+	User string
+	// Signers are the client keys offered, in order.
+	Signers []ssh.Signer
+	// HostKeys pins the guest's host key to one of these keys. It also narrows
+	// the host key algorithms offered to these key types, so a server with other
+	// keys of its own still presents ours.
+	HostKeys []ssh.PublicKey
+	// HostKeyCallback verifies the host key when HostKeys is empty; any error it
+	// returns is reported as a host key mismatch.
+	HostKeyCallback ssh.HostKeyCallback
+	// HostKeyAlgorithms overrides the host key algorithms offered.
+	HostKeyAlgorithms []string
+	// Interval is the pause between attempt starts (default 250ms).
+	Interval time.Duration
+	// AttemptTimeout bounds one attempt's connect, banner, handshake and auth
+	// (default 30s: key exchange under emulation is slow).
+	AttemptTimeout time.Duration
+	// Command is the trivial command proving a shell works (default "echo ok").
+	Command string
+	// Logger receives one debug record per failed attempt; nil discards.
+	Logger *slog.Logger
+}
+
+// Defaults for ProbeConfig.
+const (
+	DefaultInterval       = 250 * time.Millisecond
+	DefaultAttemptTimeout = 30 * time.Second
+	DefaultCommand        = "echo ok"
+)
+
+// StageTiming is how long one stage took.
+type StageTiming struct {
+	Stage    Stage
+	Duration time.Duration
+}
+
+// ProbeReport describes a probe, successful or not.
+type ProbeReport struct {
+	Attempts int
+	// Stages are the timings of the successful attempt, or of the attempt the
+	// failure is reported from, up to the stage that failed.
+	Stages []StageTiming
+	// Elapsed is from the start of Probe to its return.
+	Elapsed time.Duration
+	// ServerVersion is the server's banner, e.g. "SSH-2.0-OpenSSH_9.2p1 Debian-2".
+	ServerVersion string
+	// HostKeyType is the type of the host key the server proved, on success.
+	HostKeyType string
+	// FailedStage and Reason are set on failure; Reason is one line.
+	FailedStage Stage
+	Reason      string
+	// Furthest is the furthest stage any attempt reached.
+	Furthest Stage
+}
+
+// Client is a logged-in SSH connection to the guest.
+type Client struct {
+	*ssh.Client
+}
+
+// Run runs cmd on the guest under ctx; see the package function Run.
+func (c *Client) Run(ctx context.Context, cmd string) (CommandResult, error) {
+	return Run(ctx, c.Client, cmd)
+}
+
+// Algorithms returns the algorithm lists a probe offers: everything x/crypto/ssh
+// implements that is still safe, plus the SHA-1 key exchanges and the ssh-rsa
+// (SHA-1) host key signature that servers older than OpenSSH 7.2 need. CBC
+// ciphers, 1024-bit DH group 1 and DSA are left out.
+func Algorithms() ssh.Algorithms {
+	a := ssh.SupportedAlgorithms()
+	a.KeyExchanges = append(a.KeyExchanges, ssh.InsecureKeyExchangeDH14SHA1, ssh.InsecureKeyExchangeDHGEXSHA1)
+	a.MACs = append(a.MACs, ssh.InsecureHMACSHA196)
+	a.HostKeys = append(a.HostKeys, ssh.KeyAlgoRSA, ssh.CertAlgoRSAv01)
+	return a
+}
+
+// hostKeyAlgorithms maps pinned keys to the signature algorithms that prove them.
+func hostKeyAlgorithms(keys []ssh.PublicKey) []string {
+	var algos []string
+	for _, k := range keys {
+		switch k.Type() {
+		case ssh.KeyAlgoRSA:
+			algos = append(algos, ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256, ssh.KeyAlgoRSA)
+		default:
+			algos = append(algos, k.Type())
+		}
+	}
+	slices.Sort(algos)
+	return slices.Compact(algos)
+}
+
+// PinnedHostKeys returns a callback accepting exactly the given keys.
+func PinnedHostKeys(keys ...ssh.PublicKey) ssh.HostKeyCallback {
+	want := make([]string, len(keys))
+	for i, k := range keys {
+		want[i] = ssh.FingerprintSHA256(k)
+	}
+	return func(_ string, _ net.Addr, got ssh.PublicKey) error {
+		for _, k := range keys {
+			if bytes.Equal(k.Marshal(), got.Marshal()) {
+				return nil
+			}
+		}
+		return &HostKeyMismatchError{Got: got, Want: want}
+	}
+}
+
+// Probe tries to log in until it succeeds or ctx ends (give ctx the boot
+// deadline). Each attempt connects, waits for the banner, completes the key
+// exchange checking the host key, authenticates and runs cfg.Command, all under
+// AttemptTimeout and deadlines set on the connection. On failure the error is a
+// *ProbeError from the last meaningful attempt: the final attempt cut short by
+// ctx is only reported when it got further than the one before it.
+func Probe(ctx context.Context, cfg ProbeConfig) (*Client, ProbeReport, error) {
+	start := time.Now()
+	if cfg.Interval <= 0 {
+		cfg.Interval = DefaultInterval
+	}
+	if cfg.AttemptTimeout <= 0 {
+		cfg.AttemptTimeout = DefaultAttemptTimeout
+	}
+	if cfg.Command == "" {
+		cfg.Command = DefaultCommand
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	hostKeyCB := cfg.HostKeyCallback
+	if len(cfg.HostKeys) > 0 {
+		hostKeyCB = PinnedHostKeys(cfg.HostKeys...)
+		if cfg.HostKeyAlgorithms == nil {
+			cfg.HostKeyAlgorithms = hostKeyAlgorithms(cfg.HostKeys)
+		}
+	}
+	var rep ProbeReport
+	if hostKeyCB == nil || len(cfg.Signers) == 0 || cfg.Addr == "" || cfg.User == "" {
+		err := errors.New("sshprobe: Addr, User, Signers and HostKeys or HostKeyCallback are required")
+		return nil, rep, err
+	}
+
+	var last *attemptResult
+	for {
+		attemptStart := time.Now()
+		rep.Attempts++
+		r := attempt(ctx, cfg, hostKeyCB)
+		if rep.Furthest == "" || r.stage.rank() > rep.Furthest.rank() {
+			rep.Furthest = r.stage
+		}
+		if r.err == nil {
+			rep.Stages, rep.ServerVersion, rep.HostKeyType = r.timings, r.version, r.hostKeyType
+			rep.Elapsed = time.Since(start)
+			return &Client{r.client}, rep, nil
+		}
+		log.Debug("ssh attempt failed", "attempt", rep.Attempts, "stage", r.stage, "err", r.err)
+		interrupted := expired(ctx)
+		if !interrupted || last == nil || r.stage.rank() > last.stage.rank() {
+			last = &r
+		}
+		if interrupted {
+			break
+		}
+		wait := time.NewTimer(time.Until(attemptStart.Add(cfg.Interval)))
+		select {
+		case <-ctx.Done():
+		case <-wait.C:
+		}
+		wait.Stop()
+		if expired(ctx) {
+			break
+		}
+	}
+	rep.Stages, rep.ServerVersion = last.timings, last.version
+	rep.FailedStage = last.stage
+	rep.Elapsed = time.Since(start)
+	perr := &ProbeError{Stage: last.stage, Attempts: rep.Attempts, Err: last.err}
+	rep.Reason = oneLine(last.err.Error())
+	return nil, rep, perr
+}
+
+// expired reports whether ctx is done or past its deadline: a derived context's
+// timer may fire before the parent's for the same instant.
+func expired(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	dl, ok := ctx.Deadline()
+	return ok && !time.Now().Before(dl)
+}
+
+type attemptResult struct {
+	client      *ssh.Client
+	stage       Stage // reached (the failing one on error)
+	timings     []StageTiming
+	version     string
+	hostKeyType string
+	err         error
+}
+
+func attempt(ctx context.Context, cfg ProbeConfig, hostKeyCB ssh.HostKeyCallback) (r attemptResult) {
+	actx, cancel := context.WithTimeout(ctx, cfg.AttemptTimeout)
+	defer cancel()
+	t0 := time.Now()
+	mark := func(s Stage, since time.Time) time.Time {
+		now := time.Now()
+		r.timings = append(r.timings, StageTiming{s, now.Sub(since)})
+		return now
+	}
+
+	r.stage = StageConnect
+	var d net.Dialer
+	raw, err := d.DialContext(actx, "tcp", cfg.Addr)
+	if err != nil {
+		r.err = connectError(cfg.Addr, err)
+		return r
+	}
+	tConnected := mark(StageConnect, t0)
+	// x/crypto/ssh has no timeouts of its own past the dial: the connection's
+	// deadline bounds the handshake and a watchdog closes it if ctx is cancelled.
+	deadline, _ := actx.Deadline()
+	raw.SetDeadline(deadline)
+	stopWatch := context.AfterFunc(actx, func() { raw.Close() })
+	conn := &bannerConn{Conn: raw}
+	closeConn := true
+	defer func() {
+		if closeConn {
+			stopWatch()
+			raw.Close()
+		}
+	}()
+
+	var (
+		mu        sync.Mutex
+		hostKeyAt time.Time
+		hostKeyOK bool
+		hkErr     error
+	)
+	ccfg := &ssh.ClientConfig{
+		Config: ssh.Config{
+			KeyExchanges: Algorithms().KeyExchanges,
+			Ciphers:      Algorithms().Ciphers,
+			MACs:         Algorithms().MACs,
+		},
+		User: cfg.User,
+		Auth: []ssh.AuthMethod{ssh.PublicKeys(cfg.Signers...)},
+		HostKeyCallback: func(host string, remote net.Addr, key ssh.PublicKey) error {
+			err := hostKeyCB(host, remote, key)
+			mu.Lock()
+			defer mu.Unlock()
+			hostKeyAt = time.Now()
+			if err != nil {
+				var hm *HostKeyMismatchError
+				if !errors.As(err, &hm) {
+					err = &HostKeyMismatchError{Got: key, Err: err}
+				}
+				hkErr = err
+				return err
+			}
+			hostKeyOK = true
+			r.hostKeyType = key.Type()
+			return nil
+		},
+		HostKeyAlgorithms: cfg.HostKeyAlgorithms,
+		ClientVersion:     "SSH-2.0-imagevet",
+	}
+	if ccfg.HostKeyAlgorithms == nil {
+		ccfg.HostKeyAlgorithms = Algorithms().HostKeys
+	}
+	c, chans, reqs, err := ssh.NewClientConn(conn, cfg.Addr, ccfg)
+	version, versionAt, preBanner := conn.banner()
+	r.version = version
+	mu.Lock()
+	hkAt, hkOK, hkE := hostKeyAt, hostKeyOK, hkErr
+	mu.Unlock()
+	if err != nil {
+		switch {
+		case version == "":
+			r.stage = StageBanner
+			r.err = bannerError(err, preBanner, actx, ctx, cfg.AttemptTimeout)
+		case !hkOK:
+			mark(StageBanner, tConnected)
+			r.stage = StageHandshake
+			if hkE != nil {
+				r.err = hkE
+			} else {
+				r.err = stageError("key exchange failed", err, actx, ctx, cfg.AttemptTimeout)
+			}
+		default:
+			mark(StageBanner, tConnected)
+			r.timings = append(r.timings, StageTiming{StageHandshake, hkAt.Sub(versionAt)})
+			r.stage = StageAuth
+			r.err = authError(cfg.User, err, actx, ctx, cfg.AttemptTimeout)
+		}
+		return r
+	}
+	r.timings = append(r.timings,
+		StageTiming{StageBanner, versionAt.Sub(tConnected)},
+		StageTiming{StageHandshake, hkAt.Sub(versionAt)},
+		StageTiming{StageAuth, time.Since(hkAt)})
+	tAuthed := time.Now()
+	// Logged in: from here on the watchdog and deadline would kill a healthy
+	// connection; Run bounds commands with ctx instead.
+	if !stopWatch() {
+		r.stage, r.err = StageAuth, fmt.Errorf("interrupted: %w", context.Cause(actx))
+		return r
+	}
+	raw.SetDeadline(time.Time{})
+	client := ssh.NewClient(c, chans, reqs)
+
+	r.stage = StageCommand
+	res, err := Run(actx, client, cfg.Command)
+	mark(StageCommand, tAuthed)
+	switch {
+	case err != nil:
+		client.Close()
+		r.err = stageError(fmt.Sprintf("test command %q did not complete", cfg.Command), err, actx, ctx, cfg.AttemptTimeout)
+		return r
+	case res.ExitCode != 0:
+		client.Close()
+		msg := firstLine(res.Stderr)
+		if msg == "" {
+			msg = firstLine(res.Stdout)
+		}
+		r.err = fmt.Errorf("test command %q exited %d: %s", cfg.Command, res.ExitCode, msg)
+		return r
+	}
+	closeConn = false
+	r.client = client
+	return r
+}
+
+func connectError(addr string, err error) error {
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return fmt.Errorf("cannot connect to %s: connection refused: %w", addr, err)
+	case errors.Is(err, context.DeadlineExceeded) || isTimeout(err):
+		return fmt.Errorf("cannot connect to %s: timed out: %w", addr, err)
+	}
+	return fmt.Errorf("cannot connect to %s: %w", addr, err)
+}
+
+func bannerError(err error, pre string, actx, ctx context.Context, limit time.Duration) error {
+	var what string
+	switch {
+	case expired(ctx):
+		what = "interrupted before the SSH banner"
+	case actx.Err() != nil || isTimeout(err):
+		what = fmt.Sprintf("no SSH banner within %v", limit)
+	default:
+		what = "connection closed before the SSH banner (is sshd running in the guest?)"
+	}
+	if pre = strings.TrimSpace(pre); pre != "" {
+		what += fmt.Sprintf("; the server said %q", firstLine(pre))
+	}
+	return fmt.Errorf("%s: %w: %w", what, ErrBannerMissing, err)
+}
+
+func authError(user string, err error, actx, ctx context.Context, limit time.Duration) error {
+	if expired(ctx) || actx.Err() != nil || isTimeout(err) || errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) {
+		return stageError(fmt.Sprintf("authentication as %q did not complete", user), err, actx, ctx, limit)
+	}
+	return fmt.Errorf("%w as user %q (the guest did not install our key): %w", ErrAuthRejected, user, err)
+}
+
+func stageError(what string, err error, actx, ctx context.Context, limit time.Duration) error {
+	switch {
+	case expired(ctx):
+		return fmt.Errorf("%s: interrupted: %w", what, err)
+	case actx.Err() != nil || isTimeout(err):
+		return fmt.Errorf("%s within %v: %w", what, limit, err)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+func firstLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	return strings.TrimSpace(s)
+}
+
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}
+
+// bannerConn notes when the server's identification line arrives, without
+// consuming anything the SSH library needs to read.
+type bannerConn struct {
+	net.Conn
+	mu      sync.Mutex
+	buf     []byte // the current unterminated line, before the version
+	pre     string // the last other line before the version (RFC 4253 allows them)
+	version string
+	at      time.Time
+}
+
+func (c *bannerConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.observe(p[:n])
+	}
+	return n, err
+}
+
+func (c *bannerConn) observe(p []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.version != "" {
+		return
+	}
+	c.buf = append(c.buf, p...)
+	for {
+		i := bytes.IndexByte(c.buf, '\n')
+		if i < 0 {
+			if len(c.buf) > 1024 {
+				c.pre, c.buf = string(c.buf[:1024]), nil
+			}
+			return
+		}
+		line := strings.TrimRight(string(c.buf[:i]), "\r")
+		c.buf = c.buf[i+1:]
+		if strings.HasPrefix(line, "SSH-") {
+			c.version, c.at, c.buf = line, time.Now(), nil
+			return
+		}
+		if strings.TrimSpace(line) != "" {
+			c.pre = line
+		}
+	}
+}
+
+// banner returns the version line, when it arrived, and text seen before it.
+func (c *bannerConn) banner() (string, time.Time, string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	pre := c.pre
+	if pre == "" {
+		pre = string(c.buf)
+	}
+	return c.version, c.at, pre
+}
