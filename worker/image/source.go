@@ -1,0 +1,203 @@
+package image
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+)
+
+// Source says where an image comes from and what it must be.
+type Source struct {
+	URL      string // https://, http://, file:///abs/path, or a plain path (relative paths resolve against the first file root)
+	Format   string // claimed: "qcow2" or "raw"
+	Checksum string // "sha256:<hex>" or "sha512:<hex>"; may be empty if SumsURL is set
+	SumsURL  string // vendor SUMS file (SHA256SUMS/SHA512SUMS layout), same URL rules as URL
+	SumsName string // the file name to look up in it (default: base name of URL)
+}
+
+// Job field paths named by SourceError.
+const (
+	FieldSource   = "image.source"
+	FieldFormat   = "image.format"
+	FieldChecksum = "image.checksum"
+	FieldSumsURL  = "image.sums_url"
+	FieldSumsName = "image.sums_name"
+)
+
+// digest is an expected checksum: algorithm and lower-case hex.
+type digest struct {
+	Algo string // "sha256" or "sha512"
+	Hex  string
+}
+
+func (d digest) String() string { return d.Algo + ":" + d.Hex }
+
+// parseChecksum parses "sha256:<hex>" or "sha512:<hex>".
+func parseChecksum(s string) (digest, error) {
+	algo, hexs, ok := strings.Cut(strings.TrimSpace(s), ":")
+	if !ok {
+		return digest{}, fmt.Errorf("checksum %q: want sha256:<hex> or sha512:<hex>", s)
+	}
+	return newDigest(strings.ToLower(algo), hexs)
+}
+
+func newDigest(algo, hexs string) (digest, error) {
+	hexs = strings.ToLower(hexs)
+	var n int
+	switch algo {
+	case "sha256":
+		n = 64
+	case "sha512":
+		n = 128
+	default:
+		return digest{}, fmt.Errorf("checksum algorithm %q: want sha256 or sha512", algo)
+	}
+	if len(hexs) != n {
+		return digest{}, fmt.Errorf("%s checksum has %d hex digits, want %d", algo, len(hexs), n)
+	}
+	if _, err := hex.DecodeString(hexs); err != nil {
+		return digest{}, fmt.Errorf("%s checksum is not hex", algo)
+	}
+	return digest{Algo: algo, Hex: hexs}, nil
+}
+
+// location is a resolved source: either an http(s) URL or a file path that
+// was checked against the file roots.
+type location struct {
+	HTTP string // http(s) URL, or ""
+	Path string // resolved absolute file path (symlinks evaluated), or ""
+	Name string // base name, used as the default SUMS entry name
+}
+
+func (l location) String() string {
+	if l.HTTP != "" {
+		return l.HTTP
+	}
+	return l.Path
+}
+
+// resolve turns a source URL into a location, enforcing the file roots for
+// file sources. field names the job field in errors.
+func resolve(raw string, roots []string, field string) (location, error) {
+	bad := func(format string, args ...any) (location, error) {
+		return location{}, &SourceError{Field: field, Err: fmt.Errorf(format, args...)}
+	}
+	raw = strings.TrimSpace(raw)
+	if raw == "" {
+		return bad("empty")
+	}
+	var p string
+	switch u, err := url.Parse(raw); {
+	case err == nil && (u.Scheme == "http" || u.Scheme == "https"):
+		if u.Host == "" {
+			return bad("%q has no host", raw)
+		}
+		if u.User != nil {
+			return bad("%q: credentials in URLs are not supported", raw)
+		}
+		return location{HTTP: u.String(), Name: path.Base(u.Path)}, nil
+	case err == nil && u.Scheme == "file":
+		if u.Host != "" && u.Host != "localhost" {
+			return bad("%q: file URLs must not name a host", raw)
+		}
+		p = u.Path
+		if !filepath.IsAbs(p) {
+			return bad("%q: file URL path must be absolute", raw)
+		}
+	case err == nil && u.Scheme != "" && len(u.Scheme) > 1:
+		return bad("%q: unsupported scheme %q (want https, http or file)", raw, u.Scheme)
+	default:
+		p = raw
+	}
+	if len(roots) == 0 {
+		return bad("%q: file sources are not allowed (no file roots configured)", raw)
+	}
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(roots[0], p)
+	}
+	real, err := filepath.EvalSymlinks(filepath.Clean(p))
+	if errors.Is(err, fs.ErrNotExist) {
+		return bad("%q: no such file", raw)
+	}
+	if err != nil {
+		return bad("%q: %w", raw, err)
+	}
+	if !underRoots(real, roots) {
+		return bad("%q resolves to %q, outside the allowed file roots", raw, real)
+	}
+	st, err := os.Stat(real)
+	if err != nil {
+		return bad("%q: %w", raw, err)
+	}
+	if !st.Mode().IsRegular() {
+		return bad("%q is not a regular file", raw)
+	}
+	return location{Path: real, Name: filepath.Base(p)}, nil
+}
+
+// underRoots reports whether the symlink-free path p lies inside one of roots
+// (each root is resolved too).
+func underRoots(p string, roots []string) bool {
+	for _, r := range roots {
+		rr, err := filepath.EvalSymlinks(r)
+		if err != nil {
+			continue
+		}
+		rel, err := filepath.Rel(rr, p)
+		if err != nil {
+			continue
+		}
+		if rel != ".." && !strings.HasPrefix(rel, "../") && !filepath.IsAbs(rel) {
+			return true
+		}
+	}
+	return false
+}
+
+// lookupSums finds name in a SUMS file: GNU lines "<hex>  <name>" or
+// "<hex> *<name>", or BSD lines "SHA256 (<name>) = <hex>". The algorithm
+// follows from the digest length.
+func lookupSums(data []byte, name string) (digest, bool, error) {
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		var hexs, file string
+		if i := strings.Index(line, ") = "); i > 0 && strings.Contains(line[:i], " (") {
+			j := strings.Index(line, " (")
+			file, hexs = line[j+2:i], line[i+4:]
+		} else {
+			h, f, ok := strings.Cut(line, " ")
+			if !ok {
+				continue
+			}
+			hexs, file = h, strings.TrimLeft(f, " ")
+			file = strings.TrimPrefix(file, "*")
+		}
+		file = strings.TrimPrefix(file, "./")
+		if file != name {
+			continue
+		}
+		algo := "sha256"
+		if len(hexs) == 128 {
+			algo = "sha512"
+		}
+		d, err := newDigest(algo, hexs)
+		if err != nil {
+			return digest{}, false, fmt.Errorf("entry for %q: %w", name, err)
+		}
+		return d, true, nil
+	}
+	return digest{}, false, sc.Err()
+}

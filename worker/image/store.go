@@ -1,0 +1,586 @@
+// Package image ingests base images for imagevet jobs: it fetches them from
+// http(s) or allowed local paths in one streaming pass that computes SHA-256
+// and SHA-512, verifies the expected checksum, inspects the format in pure Go
+// before any qemu touches the file, and keeps them read-only in a
+// content-addressed cache. Each job then boots a qcow2 overlay over the
+// cached base (Store.Overlay), so the base is never written.
+package image
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Image is a verified, inspected, cached base image. Read-only on disk.
+type Image struct {
+	Path        string // absolute path in the cache (mode 0444)
+	Format      string // "qcow2" or "raw"
+	Size        int64  // file size in bytes
+	VirtualSize int64  // disk size the guest sees
+	SHA256      string // lower-case hex
+	SHA512      string // lower-case hex (Glance os_hash_value)
+	Cached      bool   // true when this call downloaded and hashed nothing
+}
+
+// StoreConfig configures a Store. Zero values pick the documented defaults.
+type StoreConfig struct {
+	Dir            string        // cache root, created 0755 if missing (required)
+	FileRoots      []string      // directories file sources must lie under; none: file sources are refused
+	HTTP           *http.Client  // default: a client with a 60 s response-header timeout
+	MaxVirtualSize int64         // cap on the guest-visible size (default 64 GiB)
+	MaxSize        int64         // cap on the file size (default MaxVirtualSize)
+	Retries        int           // retries after transient download failures (default 5; negative: none)
+	RetryBackoff   time.Duration // first retry delay, doubled each time (default 1 s)
+	MaxBackoff     time.Duration // cap on one retry delay (default 30 s)
+	StallTimeout   time.Duration // abort an attempt that receives nothing for this long (default 60 s)
+	QemuImg        string        // qemu-img binary (default: "qemu-img" from PATH)
+	SkipQemuCheck  bool          // skip `qemu-img check` of new qcow2 images after Go inspection
+	Logger         *slog.Logger  // default: discard
+}
+
+// Store is the content-addressed image cache. It is safe for concurrent use
+// by many jobs, and several processes may share one Dir.
+//
+// Layout under Dir (dirs 0755, files 0444, so libvirt's qemu user can read):
+//
+//	sha256/<hex>.<format>       the image
+//	sha256/<hex>.<format>.json  its facts (digests, sizes); written last, marks the entry complete
+//	sha512/<hex>.<format>.json  the same facts, indexed by SHA-512
+//	files/<key>.json            file sources without a checksum: (path, size, mtime, inode) -> digests
+//	tmp/                        downloads in progress
+type Store struct {
+	dir            string
+	roots          []string
+	http           *http.Client
+	maxVirtualSize int64
+	maxSize        int64
+	retries        int
+	retryBackoff   time.Duration
+	maxBackoff     time.Duration
+	stallTimeout   time.Duration
+	qemuImg        string // "" when not available
+	qemuCheck      bool
+	log            *slog.Logger
+
+	mu      sync.Mutex
+	flights map[string]*flight
+}
+
+type flight struct {
+	done chan struct{}
+	img  *Image
+	err  error
+}
+
+// Defaults for StoreConfig.
+const (
+	DefaultMaxVirtualSize = 64 << 30
+	DefaultRetries        = 5
+	DefaultRetryBackoff   = time.Second
+	DefaultMaxBackoff     = 30 * time.Second
+	DefaultStallTimeout   = 60 * time.Second
+
+	sumsLimit    = 4 << 20
+	staleTempAge = 24 * time.Hour
+)
+
+// NewStore validates cfg, creates the cache directories and removes
+// downloads abandoned for more than a day by crashed processes.
+func NewStore(cfg StoreConfig) (*Store, error) {
+	if cfg.Dir == "" {
+		return nil, errors.New("image store: Dir is required")
+	}
+	dir, err := filepath.Abs(cfg.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("image store: %w", err)
+	}
+	s := &Store{
+		dir:            dir,
+		http:           cfg.HTTP,
+		maxVirtualSize: cfg.MaxVirtualSize,
+		maxSize:        cfg.MaxSize,
+		retries:        cfg.Retries,
+		retryBackoff:   cfg.RetryBackoff,
+		maxBackoff:     cfg.MaxBackoff,
+		stallTimeout:   cfg.StallTimeout,
+		qemuCheck:      !cfg.SkipQemuCheck,
+		log:            cfg.Logger,
+		flights:        map[string]*flight{},
+	}
+	for _, r := range cfg.FileRoots {
+		abs, err := filepath.Abs(r)
+		if err != nil {
+			return nil, fmt.Errorf("image store: file root %q: %w", r, err)
+		}
+		s.roots = append(s.roots, abs)
+	}
+	if s.http == nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.ResponseHeaderTimeout = 60 * time.Second
+		s.http = &http.Client{Transport: tr}
+	}
+	if s.maxVirtualSize <= 0 {
+		s.maxVirtualSize = DefaultMaxVirtualSize
+	}
+	if s.maxSize <= 0 {
+		s.maxSize = s.maxVirtualSize
+	}
+	switch {
+	case s.retries == 0:
+		s.retries = DefaultRetries
+	case s.retries < 0:
+		s.retries = 0
+	}
+	if s.retryBackoff <= 0 {
+		s.retryBackoff = DefaultRetryBackoff
+	}
+	if s.maxBackoff <= 0 {
+		s.maxBackoff = DefaultMaxBackoff
+	}
+	if s.stallTimeout <= 0 {
+		s.stallTimeout = DefaultStallTimeout
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	q := cfg.QemuImg
+	if q == "" {
+		q = "qemu-img"
+	}
+	if p, err := exec.LookPath(q); err == nil {
+		s.qemuImg = p
+	}
+	for _, d := range []string{"", "sha256", "sha512", "files", "tmp"} {
+		p := filepath.Join(dir, d)
+		if err := os.MkdirAll(p, 0o755); err != nil {
+			return nil, fmt.Errorf("image store: %w", err)
+		}
+		if err := os.Chmod(p, 0o755); err != nil {
+			return nil, fmt.Errorf("image store: %w", err)
+		}
+	}
+	s.sweepTemp()
+	return s, nil
+}
+
+func (s *Store) sweepTemp() {
+	entries, err := os.ReadDir(filepath.Join(s.dir, "tmp"))
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		info, err := e.Info()
+		if err == nil && time.Since(info.ModTime()) > staleTempAge {
+			os.Remove(filepath.Join(s.dir, "tmp", e.Name()))
+		}
+	}
+}
+
+// facts is the JSON record kept next to every cached image.
+type facts struct {
+	Format      string `json:"format"`
+	Size        int64  `json:"size"`
+	VirtualSize int64  `json:"virtual_size"`
+	SHA256      string `json:"sha256"`
+	SHA512      string `json:"sha512"`
+}
+
+func (s *Store) imagePath(sum256, format string) string {
+	return filepath.Join(s.dir, "sha256", sum256+"."+format)
+}
+
+func (s *Store) factsPath(algo, sum, format string) string {
+	return filepath.Join(s.dir, algo, sum+"."+format+".json")
+}
+
+// lookup returns the cached image with the given digest and format, or nil.
+func (s *Store) lookup(d digest, format string) *Image {
+	data, err := os.ReadFile(s.factsPath(d.Algo, d.Hex, format))
+	if err != nil {
+		return nil
+	}
+	var f facts
+	if json.Unmarshal(data, &f) != nil || f.Format != format || len(f.SHA256) != 64 {
+		return nil
+	}
+	if (d.Algo == "sha256" && f.SHA256 != d.Hex) || (d.Algo == "sha512" && f.SHA512 != d.Hex) {
+		return nil
+	}
+	p := s.imagePath(f.SHA256, format)
+	st, err := os.Stat(p)
+	if err != nil || !st.Mode().IsRegular() || st.Size() != f.Size {
+		return nil
+	}
+	return &Image{Path: p, Format: format, Size: f.Size, VirtualSize: f.VirtualSize, SHA256: f.SHA256, SHA512: f.SHA512, Cached: true}
+}
+
+// fileKey identifies a local file's content without reading it: a change of
+// path, size, mtime or inode means it must be hashed again.
+type fileKey struct {
+	Path  string `json:"path"`
+	Size  int64  `json:"size"`
+	MTime int64  `json:"mtime_ns"`
+	Inode uint64 `json:"inode"`
+	Dev   uint64 `json:"dev"`
+}
+
+func statKey(path string, st os.FileInfo) fileKey {
+	k := fileKey{Path: path, Size: st.Size(), MTime: st.ModTime().UnixNano()}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		k.Inode, k.Dev = sys.Ino, uint64(sys.Dev)
+	}
+	return k
+}
+
+func (k fileKey) indexPath(dir string) string {
+	b, _ := json.Marshal(k)
+	h := sha256.Sum256(b)
+	return filepath.Join(dir, "files", hex.EncodeToString(h[:])+".json")
+}
+
+type fileIndex struct {
+	Key    fileKey `json:"key"`
+	SHA256 string  `json:"sha256"`
+}
+
+// Fetch returns the verified, inspected image for src, from the cache when
+// possible. When the expected digest is known (Checksum or SumsURL) or a
+// file source is unchanged since it was last ingested, a cache hit reads
+// nothing but small index files. Otherwise the source is streamed once into
+// the cache while computing both digests; the expected digest is checked,
+// then the format is inspected (Inspect, Info.Check, and `qemu-img check`
+// for qcow2) before the file is published under its SHA-256. Concurrent
+// calls for the same image share one download.
+//
+// progress, if not nil, is called from Fetch's goroutine with bytes done and
+// the total (-1 when unknown); it must return quickly.
+//
+// Errors: *SourceError (bad job), *ChecksumMismatchError, *UnsafeImageError
+// (the image is at fault), *FetchError (infrastructure), or the context's
+// error.
+func (s *Store) Fetch(ctx context.Context, src Source, progress func(done, total int64)) (*Image, error) {
+	if src.Format != FormatQCOW2 && src.Format != FormatRaw {
+		return nil, &SourceError{Field: FieldFormat, Err: fmt.Errorf("format %q: want qcow2 or raw", src.Format)}
+	}
+	loc, err := resolve(src.URL, s.roots, FieldSource)
+	if err != nil {
+		return nil, err
+	}
+	want, err := s.expected(ctx, src, loc)
+	if err != nil {
+		return nil, err
+	}
+	var key fileKey
+	if loc.Path != "" {
+		st, err := os.Stat(loc.Path)
+		if err != nil {
+			return nil, &SourceError{Field: FieldSource, Err: err}
+		}
+		key = statKey(loc.Path, st)
+	}
+	if img := s.cached(want, key, src.Format); img != nil {
+		s.log.Debug("image cache hit", "source", src.URL, "path", img.Path)
+		return img, nil
+	}
+
+	flightKey := "loc:" + loc.String() + "|" + src.Format
+	if want != nil {
+		flightKey = "sum:" + want.String() + "|" + src.Format
+	}
+	for {
+		s.mu.Lock()
+		f, waiting := s.flights[flightKey]
+		if !waiting {
+			f = &flight{done: make(chan struct{})}
+			s.flights[flightKey] = f
+		}
+		s.mu.Unlock()
+
+		if !waiting {
+			f.img, f.err = s.ingest(ctx, src, loc, want, key, progress)
+			s.mu.Lock()
+			delete(s.flights, flightKey)
+			s.mu.Unlock()
+			close(f.done)
+			return f.img, f.err
+		}
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			return nil, context.Cause(ctx)
+		}
+		if f.err == nil {
+			img := *f.img
+			img.Cached = true
+			return &img, nil
+		}
+		if !errors.Is(f.err, context.Canceled) && !errors.Is(f.err, context.DeadlineExceeded) {
+			return nil, f.err
+		}
+		// The leader's job was cancelled; try again, maybe as the leader.
+		if img := s.cached(want, key, src.Format); img != nil {
+			return img, nil
+		}
+	}
+}
+
+func (s *Store) cached(want *digest, key fileKey, format string) *Image {
+	if want != nil {
+		return s.lookup(*want, format)
+	}
+	if key.Path == "" {
+		return nil
+	}
+	data, err := os.ReadFile(key.indexPath(s.dir))
+	if err != nil {
+		return nil
+	}
+	var idx fileIndex
+	if json.Unmarshal(data, &idx) != nil || idx.Key != key {
+		return nil
+	}
+	return s.lookup(digest{Algo: "sha256", Hex: idx.SHA256}, format)
+}
+
+// expected returns the digest the job expects, from Checksum or the SUMS
+// file, or nil when neither is given (allowed for file sources only).
+func (s *Store) expected(ctx context.Context, src Source, loc location) (*digest, error) {
+	if src.Checksum != "" {
+		d, err := parseChecksum(src.Checksum)
+		if err != nil {
+			return nil, &SourceError{Field: FieldChecksum, Err: err}
+		}
+		return &d, nil
+	}
+	if src.SumsURL == "" {
+		if loc.HTTP != "" {
+			return nil, &SourceError{Field: FieldChecksum, Err: errors.New("required for http(s) sources (or give a SUMS file URL)")}
+		}
+		return nil, nil
+	}
+	sloc, err := resolve(src.SumsURL, s.roots, FieldSumsURL)
+	if err != nil {
+		return nil, err
+	}
+	data, err := s.fetchSmall(ctx, sloc, FieldSumsURL, sumsLimit)
+	if err != nil {
+		return nil, err
+	}
+	name := src.SumsName
+	if name == "" {
+		name = loc.Name
+	}
+	d, ok, err := lookupSums(data, name)
+	if err != nil {
+		return nil, &SourceError{Field: FieldSumsURL, Err: fmt.Errorf("%s: %w", sloc, err)}
+	}
+	if !ok {
+		return nil, &SourceError{Field: FieldSumsName, Err: fmt.Errorf("%q not listed in %s", name, sloc)}
+	}
+	return &d, nil
+}
+
+// openFile opens a resolved file source and re-checks, on the open
+// descriptor, that it is still a regular file under the roots (the path may
+// have been swapped since resolve).
+func (s *Store) openFile(loc location, field string) (*os.File, error) {
+	f, err := os.Open(loc.Path)
+	if err != nil {
+		return nil, &SourceError{Field: field, Err: err}
+	}
+	real, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", f.Fd()))
+	if err == nil && !underRoots(real, s.roots) {
+		f.Close()
+		return nil, &SourceError{Field: field, Err: fmt.Errorf("%q now resolves to %q, outside the allowed file roots", loc.Path, real)}
+	}
+	st, err := f.Stat()
+	if err != nil || !st.Mode().IsRegular() {
+		f.Close()
+		return nil, &SourceError{Field: field, Err: fmt.Errorf("%q is not a regular file", loc.Path)}
+	}
+	return f, nil
+}
+
+// ingest streams the source into a temp file, verifies, inspects and
+// publishes it. The temp file is removed on every failure path.
+func (s *Store) ingest(ctx context.Context, src Source, loc location, want *digest, key fileKey, progress func(done, total int64)) (*Image, error) {
+	start := time.Now()
+	tmp, err := os.CreateTemp(filepath.Join(s.dir, "tmp"), "ingest-*.part")
+	if err != nil {
+		return nil, &FetchError{URL: src.URL, Retryable: true, Err: err}
+	}
+	published := false
+	defer func() {
+		tmp.Close()
+		if !published {
+			os.Remove(tmp.Name())
+		}
+	}()
+
+	var sum256, sum512 string
+	var n int64
+	if loc.HTTP != "" {
+		sum256, sum512, n, err = s.download(ctx, loc.HTTP, src.URL, tmp, progress)
+	} else {
+		sum256, sum512, n, err = s.copyFile(ctx, loc, src.URL, tmp, progress)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if want != nil {
+		got := sum256
+		if want.Algo == "sha512" {
+			got = sum512
+		}
+		if got != want.Hex {
+			return nil, &ChecksumMismatchError{File: src.URL, Algo: want.Algo, Want: want.Hex, Got: got}
+		}
+	}
+	hashed := time.Since(start)
+
+	info, err := Inspect(tmp, n)
+	if err == nil {
+		err = info.Check(src.Format, s.maxVirtualSize)
+	}
+	if err == nil && src.Format == FormatQCOW2 && s.qemuCheck && s.qemuImg != "" {
+		err = s.qemuCheckImage(ctx, tmp.Name())
+	}
+	if err != nil {
+		var ue *UnsafeImageError
+		if errors.As(err, &ue) {
+			ue.File = src.URL
+			return nil, ue
+		}
+		return nil, &FetchError{URL: src.URL, Retryable: true, Err: fmt.Errorf("inspect: %w", err)}
+	}
+
+	f := facts{Format: src.Format, Size: n, VirtualSize: info.VirtualSize, SHA256: sum256, SHA512: sum512}
+	img, err := s.publish(tmp, f)
+	if err != nil {
+		return nil, &FetchError{URL: src.URL, Retryable: true, Err: err}
+	}
+	published = true
+	if key.Path != "" {
+		if err := s.writeJSON(key.indexPath(s.dir), fileIndex{Key: key, SHA256: sum256}); err != nil {
+			s.log.Warn("image file index not written", "err", err)
+		}
+	}
+	s.log.Info("image ingested", "source", src.URL, "path", img.Path, "bytes", n,
+		"hash_seconds", hashed.Seconds(), "total_seconds", time.Since(start).Seconds())
+	return img, nil
+}
+
+// copyFile streams a local file source into tmp through the pipeline.
+func (s *Store) copyFile(ctx context.Context, loc location, file string, tmp *os.File, progress func(done, total int64)) (string, string, int64, error) {
+	f, err := s.openFile(loc, FieldSource)
+	if err != nil {
+		return "", "", 0, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return "", "", 0, &SourceError{Field: FieldSource, Err: err}
+	}
+	total := st.Size()
+	if total > s.maxSize {
+		return "", "", 0, unsafeErr(file, ViolationTooLarge, "file is %d bytes, above the cap of %d bytes", total, s.maxSize)
+	}
+	p := newPipeline(tmp)
+	rerr := p.readFrom(ctx, f, s.maxSize, func(done int64) {
+		if progress != nil {
+			progress(done, total)
+		}
+	})
+	sum256, sum512, n, ferr := p.finish()
+	var we *writeError
+	switch {
+	case errors.Is(rerr, errTooLarge):
+		return "", "", 0, unsafeErr(file, ViolationTooLarge, "file exceeds the cap of %d bytes", s.maxSize)
+	case rerr != nil && ctx.Err() != nil:
+		return "", "", 0, rerr
+	case errors.As(rerr, &we):
+		return "", "", 0, &FetchError{URL: file, Retryable: true, Err: rerr}
+	case rerr != nil:
+		return "", "", 0, &FetchError{URL: file, Retryable: true, Err: fmt.Errorf("read %s: %w", loc.Path, rerr)}
+	case ferr != nil:
+		return "", "", 0, &FetchError{URL: file, Retryable: true, Err: ferr}
+	}
+	return sum256, sum512, n, nil
+}
+
+// publish syncs tmp, makes it read-only and renames it into place, then
+// writes its facts under both digests. An existing identical entry (another
+// process won the race) is kept.
+func (s *Store) publish(tmp *os.File, f facts) (*Image, error) {
+	dst := s.imagePath(f.SHA256, f.Format)
+	if err := tmp.Sync(); err != nil {
+		return nil, err
+	}
+	if err := tmp.Chmod(0o444); err != nil {
+		return nil, err
+	}
+	if st, err := os.Stat(dst); err != nil || st.Size() != f.Size {
+		if err := os.Rename(tmp.Name(), dst); err != nil {
+			return nil, err
+		}
+	} else {
+		os.Remove(tmp.Name())
+	}
+	if err := s.writeJSON(s.factsPath("sha512", f.SHA512, f.Format), f); err != nil {
+		return nil, err
+	}
+	if err := s.writeJSON(s.factsPath("sha256", f.SHA256, f.Format), f); err != nil {
+		return nil, err
+	}
+	return &Image{Path: dst, Format: f.Format, Size: f.Size, VirtualSize: f.VirtualSize, SHA256: f.SHA256, SHA512: f.SHA512}, nil
+}
+
+// writeJSON writes v atomically (temp file + rename), mode 0444.
+func (s *Store) writeJSON(path string, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Join(s.dir, "tmp"), "meta-*.json")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	_, err = tmp.Write(data)
+	if err == nil {
+		err = tmp.Chmod(0o444)
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// Dir returns the cache root.
+func (s *Store) Dir() string { return s.dir }
+
+// firstLine returns the first non-empty line of b, trimmed.
+func firstLine(b []byte) string {
+	for _, l := range strings.Split(string(b), "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			return l
+		}
+	}
+	return ""
+}
