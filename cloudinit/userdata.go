@@ -118,8 +118,13 @@ func encodeYAML(w io.Writer, v any) error {
 // parseJobConfig parses a job's cloud-config into its top-level mapping node with every
 // alias resolved. nil, nil means there is nothing to merge (empty or only comments).
 func parseJobConfig(b []byte) (*yaml.Node, error) {
+	return parseCloudConfig("cloud_config", b)
+}
+
+// parseCloudConfig is parseJobConfig for the named Spec field.
+func parseCloudConfig(field string, b []byte) (*yaml.Node, error) {
 	bad := func(format string, args ...any) error {
-		return &FieldError{Field: "cloud_config", Err: fmt.Errorf(format, args...)}
+		return &FieldError{Field: field, Err: fmt.Errorf(format, args...)}
 	}
 	if len(b) > MaxUserDataSize {
 		return nil, bad("%d bytes, at most %d allowed", len(b), MaxUserDataSize)
@@ -327,14 +332,6 @@ func validateVendorData(b []byte) error {
 	if string(bytes.TrimRight(first, " \t\r")) != cloudConfigHeader {
 		return nil // scripts, MIME and the like pass through as cloud-init reads them
 	}
-	var m map[string]any
-	if err := yaml.Unmarshal(b, &m); err != nil {
-		return fieldErr("vendor_data", "invalid #cloud-config YAML: %w", err)
-	}
-	var n yaml.Node
-	if err := yaml.Unmarshal(b, &n); err == nil && len(n.Content) == 1 && n.Content[0].Kind != yaml.MappingNode &&
-		!(n.Content[0].Kind == yaml.ScalarNode && n.Content[0].Tag == "!!null") {
-		return fieldErr("vendor_data", "#cloud-config must be a YAML mapping, got %s", kindName(n.Content[0]))
-	}
-	return nil
+	_, err := parseCloudConfig("vendor_data", b)
+	return err
 }
