@@ -526,7 +526,7 @@ func clusterInFile(off uint64, cs, size int64, what string) error {
 		return unsafeErr("", ViolationCorrupt, "qcow2 %s offset 0x%x is not cluster aligned", what, off)
 	}
 	if end, ok := addNoOverflow(off, uint64(cs)); !ok || end > uint64(size) {
-		return unsafeErr("", ViolationTruncated, "qcow2 %s at %d lies beyond the end of the file (%d bytes)", what, off, size)
+		return unsafeErr("", ViolationTruncated, "qcow2 %s at %d..%d extends beyond the end of the file (%d bytes)", what, off, off+uint64(cs), size)
 	}
 	return nil
 }

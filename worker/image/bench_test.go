@@ -1,0 +1,107 @@
+package image
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+)
+
+const benchSize = 256 << 20
+
+// benchFile writes a 256 MiB raw disk (MBR + random bytes) and reads it once
+// so both contenders start from the page cache.
+func benchFile(b *testing.B) (root, name string) {
+	b.Helper()
+	root = b.TempDir()
+	data := mbrDisk(benchSize, [3]uint32{0x80, 0x83, 2048})
+	copy(data[1<<20:], randomBytes(benchSize-(1<<20), 7))
+	p := writeFile(b, root, "bench.raw", data)
+	if _, err := os.ReadFile(p); err != nil {
+		b.Fatal(err)
+	}
+	return root, "bench.raw"
+}
+
+// ingestOnce runs a full uncached Fetch (stream, hash both, sync, inspect,
+// publish) and removes the result afterwards, outside the timing.
+func ingestOnce(b *testing.B, root, name string) time.Duration {
+	b.Helper()
+	dir := filepath.Join(b.TempDir(), "cache")
+	s, err := NewStore(StoreConfig{Dir: dir, FileRoots: []string{root}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	start := time.Now()
+	img, err := s.Fetch(context.Background(), Source{URL: name, Format: FormatRaw}, nil)
+	took := time.Since(start)
+	if err != nil || img.Cached {
+		b.Fatalf("fetch: %+v %v", img, err)
+	}
+	b.StopTimer()
+	os.RemoveAll(dir)
+	b.StartTimer()
+	return took
+}
+
+func sha512sumOnce(b *testing.B, path string) time.Duration {
+	b.Helper()
+	start := time.Now()
+	if out, err := exec.Command("sha512sum", path).CombinedOutput(); err != nil {
+		b.Fatalf("sha512sum: %v %s", err, out)
+	}
+	return time.Since(start)
+}
+
+// BenchmarkIngest measures an uncached ingest of a 256 MiB file source.
+func BenchmarkIngest(b *testing.B) {
+	root, name := benchFile(b)
+	b.SetBytes(benchSize)
+	b.ResetTimer()
+	for range b.N {
+		ingestOnce(b, root, name)
+	}
+}
+
+// BenchmarkSha512sum is the baseline: coreutils sha512sum on the same file.
+func BenchmarkSha512sum(b *testing.B) {
+	if _, err := exec.LookPath("sha512sum"); err != nil {
+		b.Skip("sha512sum not installed")
+	}
+	root, name := benchFile(b)
+	b.SetBytes(benchSize)
+	b.ResetTimer()
+	for range b.N {
+		sha512sumOnce(b, filepath.Join(root, name))
+	}
+}
+
+// BenchmarkIngestVsSha512sum alternates both on the same file in the same
+// run and reports the ratio of their medians (target: <= 1.2).
+func BenchmarkIngestVsSha512sum(b *testing.B) {
+	if _, err := exec.LookPath("sha512sum"); err != nil {
+		b.Skip("sha512sum not installed")
+	}
+	root, name := benchFile(b)
+	var ing, sum []time.Duration
+	b.SetBytes(benchSize)
+	b.ResetTimer()
+	for range b.N {
+		sum = append(sum, sha512sumOnce(b, filepath.Join(root, name)))
+		ing = append(ing, ingestOnce(b, root, name))
+	}
+	b.StopTimer()
+	mi, ms := median(ing), median(sum)
+	b.ReportMetric(mi.Seconds(), "ingest-s")
+	b.ReportMetric(ms.Seconds(), "sha512sum-s")
+	b.ReportMetric(float64(mi)/float64(ms), "ratio")
+}
+
+func median(d []time.Duration) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[len(s)/2]
+}

@@ -1,0 +1,115 @@
+package image
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// fixturesDir returns the directory the fixtures builder fills, skipping the
+// test when it lacks what the test needs (failing instead when CI=true).
+func fixturesDir(t *testing.T, need ...string) string {
+	t.Helper()
+	dir := os.Getenv("IMAGEVET_FIXTURES")
+	if dir == "" {
+		dir = "/var/cache/imagevet/fixtures"
+	}
+	for _, n := range need {
+		if _, err := os.Stat(filepath.Join(dir, n)); err != nil {
+			if os.Getenv("CI") == "true" {
+				t.Fatalf("fixture %s missing in %s (run fixtures/build): %v", n, dir, err)
+			}
+			t.Skipf("fixture %s missing in %s; build it with fixtures/build", n, dir)
+		}
+	}
+	return dir
+}
+
+// fixtureVerdicts is what each fixture must produce: "" accepted, else the
+// rule it breaks.
+var fixtureVerdicts = map[string]Violation{
+	"tiny.qcow2":              "",
+	"unsafe-backing.qcow2":    ViolationBackingFile,
+	"unsafe-datafile.qcow2":   ViolationDataFile,
+	"unsafe-rawasqcow2.qcow2": ViolationFormatMismatch,
+	"unsafe-truncated.qcow2":  ViolationTruncated,
+	"unsafe-empty.qcow2":      ViolationEmpty,
+	"unsafe-random.qcow2":     ViolationFormatMismatch,
+}
+
+func fixtureNames() []string {
+	names := []string{"SHA256SUMS", "SHA512SUMS"}
+	for n := range fixtureVerdicts {
+		names = append(names, n)
+	}
+	return names
+}
+
+// TestFixturesInspect runs Inspect and Check over the fixture images, all
+// claimed qcow2 as a job would claim them.
+func TestFixturesInspect(t *testing.T) {
+	dir := fixturesDir(t, fixtureNames()...)
+	for name, rule := range fixtureVerdicts {
+		t.Run(name, func(t *testing.T) {
+			info, err := inspectFile(t, filepath.Join(dir, name))
+			if err == nil {
+				err = info.Check(FormatQCOW2, DefaultMaxVirtualSize)
+			}
+			if rule == "" {
+				if err != nil {
+					t.Fatalf("%s rejected: %v", name, err)
+				}
+				if info.BackingFile != "" || info.DataFile != "" || info.VirtualSize == 0 {
+					t.Fatalf("info = %+v", info)
+				}
+				return
+			}
+			ue := wantRule(t, err, rule)
+			t.Logf("%s: %s", name, ue.Reason)
+		})
+	}
+}
+
+// TestFixturesFetch ingests every fixture through a Store with the vendor
+// SUMS files, as a job would: tiny is cached, every unsafe input rejected
+// with the right rule and nothing published for it.
+func TestFixturesFetch(t *testing.T) {
+	dir := fixturesDir(t, fixtureNames()...)
+	s := newStore(t, dir)
+	ctx := context.Background()
+	for name, rule := range fixtureVerdicts {
+		for _, sums := range []string{"SHA256SUMS", "SHA512SUMS"} {
+			t.Run(name+"/"+sums, func(t *testing.T) {
+				img, err := s.Fetch(ctx, Source{URL: name, Format: FormatQCOW2, SumsURL: sums}, nil)
+				if rule == "" {
+					if err != nil {
+						t.Fatal(err)
+					}
+					if img.Format != FormatQCOW2 || img.VirtualSize == 0 || len(img.SHA512) != 128 {
+						t.Fatalf("image = %+v", img)
+					}
+					return
+				}
+				var ce *ChecksumMismatchError
+				if errors.As(err, &ce) {
+					t.Fatalf("%s: checksum mismatch against %s (stale SUMS?): %v", name, sums, err)
+				}
+				ue := wantRule(t, err, rule)
+				if ue.File != name {
+					t.Fatalf("error names %q, want %q", ue.File, name)
+				}
+			})
+		}
+	}
+	// Only tiny made it into the cache.
+	entries, err := os.ReadDir(filepath.Join(s.Dir(), "sha256"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 2 { // image + facts
+		t.Fatalf("cache holds %d entries, want tiny's 2: %v", len(entries), entries)
+	}
+	assertNoTemp(t, s)
+}
