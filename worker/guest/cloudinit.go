@@ -1,0 +1,379 @@
+package guest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+)
+
+// CloudInitWant is what the seed asked cloud-init to apply. Empty fields are not
+// checked.
+type CloudInitWant struct {
+	InstanceID string
+	Hostname   string
+	// Datasource is the expected datasource, e.g. "NoCloud", "ConfigDrive" or
+	// "DataSourceNoCloud"; compared case-insensitively as a prefix of the name
+	// cloud-init reports ("DataSourceNoCloud [seed=/dev/sr0]" is nocloud).
+	Datasource string
+	// PollInterval between completion checks (default 2s).
+	PollInterval time.Duration
+	// FailOnDeprecated makes deprecation notices (cloud-init 23.4+ "degraded"
+	// with only DEPRECATED entries) fail the check; by default they are reported
+	// in the detail only, since images' own configs commonly trigger them.
+	FailOnDeprecated bool
+	// ReportTimeout bounds the final report run when ctx has ended (default 20s).
+	ReportTimeout time.Duration
+}
+
+// cloudInitPoll tells whether cloud-init has finished without starting Python
+// (cloud-init status itself takes seconds under emulation).
+const cloudInitPoll = `if [ -e /run/cloud-init/result.json ]; then echo finished
+elif [ -e /run/cloud-init/disabled ] || [ -e /etc/cloud/cloud-init.disabled ]; then echo disabled
+else echo waiting; fi`
+
+// cloudInitReport gathers everything the verdict needs in one round trip. It
+// reads result.json and status.json itself, which every cloud-init since 0.7.7
+// writes, rather than depending on status output formats (--format json is
+// missing before 22.x; 23.4+ adds extended_status and exit code 2).
+const cloudInitReport = `echo @@status; cloud-init status --long 2>&1
+echo @@result; cat /run/cloud-init/result.json 2>/dev/null
+echo @@status-json; cat /run/cloud-init/status.json 2>/dev/null
+echo @@instance-id; cat /var/lib/cloud/data/instance-id 2>/dev/null || cloud-init query instance_id 2>/dev/null
+echo @@hostname; cat /proc/sys/kernel/hostname 2>/dev/null || hostname
+echo @@log; { cat /var/log/cloud-init.log 2>/dev/null || sudo -n cat /var/log/cloud-init.log 2>/dev/null; } | grep -E '\[(WARNING|ERROR|CRITICAL)\]' | tail -n 20
+echo @@end`
+
+// ciResult is /run/cloud-init/result.json.
+type ciResult struct {
+	V1 struct {
+		Datasource        *string             `json:"datasource"`
+		Errors            []string            `json:"errors"`
+		RecoverableErrors map[string][]string `json:"recoverable_errors"`
+	} `json:"v1"`
+}
+
+// ciStage is one stage entry of /run/cloud-init/status.json.
+type ciStage struct {
+	Errors            []string            `json:"errors"`
+	RecoverableErrors map[string][]string `json:"recoverable_errors"`
+	Start             *float64            `json:"start"`
+	Finished          *float64            `json:"finished"`
+}
+
+// ciState is what the report says.
+type ciState struct {
+	statusOut   string
+	status      string // "done", "running", "error", "disabled", "not run"…
+	extended    string // 23.4+: "degraded done", "error - done"…
+	bootCode    string
+	result      *ciResult
+	datasource  string
+	stage       string // running stage from status.json
+	errors      []string
+	recoverable map[string][]string
+	instanceID  string
+	hostname    string
+	log         string
+}
+
+func parseCloudInitReport(out string) ciState {
+	sec := sections(out)
+	st := ciState{statusOut: strings.TrimSpace(sec["status"]), recoverable: map[string][]string{}}
+	for _, line := range strings.Split(st.statusOut, "\n") {
+		k, v, ok := strings.Cut(strings.TrimLeft(line, "."), ":")
+		if !ok {
+			continue
+		}
+		switch strings.TrimSpace(k) {
+		case "status":
+			st.status = strings.TrimSpace(v)
+		case "extended_status":
+			st.extended = strings.TrimSpace(v)
+		case "boot_status_code":
+			st.bootCode = strings.TrimSpace(v)
+		}
+	}
+	if raw := strings.TrimSpace(sec["result"]); raw != "" {
+		var r ciResult
+		if json.Unmarshal([]byte(raw), &r) == nil {
+			st.result = &r
+		}
+	}
+	var status struct {
+		V1 map[string]json.RawMessage `json:"v1"`
+	}
+	if raw := strings.TrimSpace(sec["status-json"]); raw != "" && json.Unmarshal([]byte(raw), &status) == nil {
+		var stageErrors []string
+		keys := make([]string, 0, len(status.V1))
+		for k := range status.V1 {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			v := status.V1[k]
+			switch k {
+			case "datasource":
+				json.Unmarshal(v, &st.datasource)
+			case "stage":
+				json.Unmarshal(v, &st.stage)
+			default:
+				var s ciStage
+				if json.Unmarshal(v, &s) == nil {
+					stageErrors = append(stageErrors, s.Errors...)
+					for lvl, msgs := range s.RecoverableErrors {
+						st.recoverable[lvl] = append(st.recoverable[lvl], msgs...)
+					}
+				}
+			}
+		}
+		st.errors = stageErrors
+	}
+	if r := st.result; r != nil {
+		// result.json is the final word once written.
+		st.errors = r.V1.Errors
+		if r.V1.Datasource != nil {
+			st.datasource = *r.V1.Datasource
+		}
+		if r.V1.RecoverableErrors != nil {
+			st.recoverable = r.V1.RecoverableErrors
+		}
+	}
+	st.instanceID = strings.TrimSpace(sec["instance-id"])
+	st.hostname = strings.TrimSpace(sec["hostname"])
+	st.log = strings.TrimSpace(sec["log"])
+	return st
+}
+
+// finished reports whether cloud-init has run all its stages.
+func (st ciState) finished() bool {
+	return st.result != nil || st.status == "done" || st.status == "error"
+}
+
+// normalizeDatasource turns "DataSourceNoCloud [seed=/dev/sr0]", "NoCloud" or
+// "nocloud" into "nocloud".
+func normalizeDatasource(s string) string {
+	s, _, _ = strings.Cut(strings.TrimSpace(s), " ")
+	s = strings.ToLower(s)
+	return strings.TrimPrefix(s, "datasource")
+}
+
+// CheckCloudInit waits, under ctx, for cloud-init to finish and judges it: no
+// errors, no degraded state (warnings; deprecations only with FailOnDeprecated),
+// the wanted datasource, instance id and hostname applied. An image without
+// cloud-init is skipped; a disabled cloud-init (it detected no datasource) fails.
+// When ctx ends before cloud-init finishes, the check fails with the stage it was
+// in, read with a short context of its own.
+func CheckCloudInit(ctx context.Context, r Runner, want CloudInitWant) CheckResult {
+	start := time.Now()
+	if want.PollInterval <= 0 {
+		want.PollInterval = 2 * time.Second
+	}
+	if want.ReportTimeout <= 0 {
+		want.ReportTimeout = 20 * time.Second
+	}
+	res := CheckResult{Name: NameCloudInit}
+	done := func(s Status, reason, detail string) CheckResult {
+		res.Status, res.Reason, res.Detail, res.Duration = s, oneLine(reason), strings.TrimSpace(detail), time.Since(start)
+		return res
+	}
+	runErr := func(what string, err error) CheckResult {
+		res.Err = err
+		return done(StatusError, fmt.Sprintf("could not %s: %v", what, err), "")
+	}
+
+	out, err := r.Run(ctx, shScript(`command -v cloud-init >/dev/null 2>&1 && echo present || echo absent`))
+	if err != nil {
+		return runErr("look for cloud-init in the guest", err)
+	}
+	if strings.TrimSpace(out.Stdout) == "absent" {
+		return done(StatusSkip, "image has no cloud-init", "")
+	}
+
+	state := "waiting"
+	for state == "waiting" {
+		out, err := r.Run(ctx, shScript(cloudInitPoll))
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			return runErr("poll cloud-init status", err)
+		}
+		state = strings.TrimSpace(out.Stdout)
+		if state != "waiting" {
+			break
+		}
+		t := time.NewTimer(want.PollInterval)
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		}
+		t.Stop()
+		if ctx.Err() != nil {
+			break
+		}
+	}
+
+	rctx := ctx
+	if ctx.Err() != nil {
+		var cancel context.CancelFunc
+		rctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), want.ReportTimeout)
+		defer cancel()
+	}
+	out, err = r.Run(rctx, shScript(cloudInitReport))
+	if err != nil {
+		if ctx.Err() != nil {
+			res.Err = errors.Join(context.Cause(ctx), err)
+			return done(StatusFail, "cloud-init did not finish before the deadline (and the guest did not answer a status query)", "")
+		}
+		return runErr("read cloud-init's results", err)
+	}
+	st := parseCloudInitReport(out.Stdout)
+	return judgeCloudInit(st, want, ctx.Err() != nil, done)
+}
+
+func judgeCloudInit(st ciState, want CloudInitWant, deadline bool, done func(Status, string, string) CheckResult) CheckResult {
+	detail := st.detail()
+	switch {
+	case st.status == "disabled" || (!st.finished() && st.bootCode != "" && strings.HasPrefix(st.bootCode, "disabled")):
+		ds := want.Datasource
+		if ds == "" {
+			ds = "any"
+		}
+		return done(StatusFail, fmt.Sprintf("cloud-init is disabled (%s): it did not detect the %s datasource", orUnknown(st.bootCode), ds), detail)
+	case !st.finished():
+		where := st.status
+		if st.stage != "" {
+			where += ", in stage " + st.stage
+		}
+		if where == "" {
+			where = "no status"
+		}
+		if deadline {
+			return done(StatusFail, fmt.Sprintf("cloud-init did not finish before the deadline (%s)", where), detail)
+		}
+		return done(StatusFail, fmt.Sprintf("cloud-init reports it is not finished (%s)", where), detail)
+	case len(st.errors) > 0 || st.status == "error":
+		first := "status: error"
+		if len(st.errors) > 0 {
+			first = firstLine(st.errors[0])
+		}
+		return done(StatusFail, "cloud-init reported an error: "+first, detail)
+	}
+	if want.Datasource != "" {
+		got := normalizeDatasource(st.datasource)
+		if got == "" || got == "none" {
+			return done(StatusFail, fmt.Sprintf("cloud-init found no datasource (%s), want %s", orUnknown(st.datasource), want.Datasource), detail)
+		}
+		if !strings.HasPrefix(got, normalizeDatasource(want.Datasource)) {
+			return done(StatusFail, fmt.Sprintf("cloud-init used %s, want %s", firstWord(st.datasource), want.Datasource), detail)
+		}
+	}
+	if want.InstanceID != "" && st.instanceID != want.InstanceID {
+		if st.instanceID == "" {
+			return done(StatusFail, "cloud-init recorded no instance id", detail)
+		}
+		return done(StatusFail, fmt.Sprintf("instance id is %q, want %q: cloud-init did not apply this job's seed", st.instanceID, want.InstanceID), detail)
+	}
+	if want.Hostname != "" && !sameHost(st.hostname, want.Hostname) {
+		return done(StatusFail, fmt.Sprintf("hostname is %q, want %q: cloud-init did not set it", st.hostname, want.Hostname), detail)
+	}
+	if lvl, msg, ok := st.degraded(want.FailOnDeprecated); ok {
+		return done(StatusFail, fmt.Sprintf("cloud-init finished degraded: %s: %s", lvl, firstLine(msg)), detail)
+	}
+	reason := "cloud-init finished from " + firstWord(st.datasource)
+	if n := len(st.recoverable["DEPRECATED"]); n > 0 {
+		reason += fmt.Sprintf(" (%d deprecation notices)", n)
+	}
+	return done(StatusPass, reason, detail)
+}
+
+// degraded returns the first recoverable error that fails the check.
+func (st ciState) degraded(failOnDeprecated bool) (level, msg string, ok bool) {
+	levels := make([]string, 0, len(st.recoverable))
+	for lvl, msgs := range st.recoverable {
+		if len(msgs) > 0 && (lvl != "DEPRECATED" || failOnDeprecated) {
+			levels = append(levels, lvl)
+		}
+	}
+	if len(levels) == 0 {
+		if strings.HasPrefix(st.extended, "degraded") && len(st.recoverable) == 0 {
+			return "degraded", st.extended, true
+		}
+		return "", "", false
+	}
+	// The most severe level first.
+	rank := func(l string) int {
+		return slices.Index([]string{"CRITICAL", "ERROR", "WARNING", "DEPRECATED"}, l)
+	}
+	sort.Slice(levels, func(i, j int) bool {
+		ri, rj := rank(levels[i]), rank(levels[j])
+		if ri < 0 {
+			ri = 99
+		}
+		if rj < 0 {
+			rj = 99
+		}
+		return ri < rj || (ri == rj && levels[i] < levels[j])
+	})
+	return levels[0], st.recoverable[levels[0]][0], true
+}
+
+func (st ciState) detail() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "status: %s", orUnknown(st.status))
+	if st.extended != "" {
+		fmt.Fprintf(&b, " (%s)", st.extended)
+	}
+	fmt.Fprintf(&b, "\ndatasource: %s\ninstance-id: %s\nhostname: %s\n", orUnknown(st.datasource), orUnknown(st.instanceID), orUnknown(st.hostname))
+	for _, e := range st.errors {
+		fmt.Fprintf(&b, "error: %s\n", strings.TrimSpace(e))
+	}
+	lvls := make([]string, 0, len(st.recoverable))
+	for l := range st.recoverable {
+		lvls = append(lvls, l)
+	}
+	sort.Strings(lvls)
+	for _, l := range lvls {
+		for _, m := range st.recoverable[l] {
+			fmt.Fprintf(&b, "%s: %s\n", strings.ToLower(l), oneLine(m))
+		}
+	}
+	if st.log != "" {
+		fmt.Fprintf(&b, "--- cloud-init.log warnings and errors (last 20)\n%s\n", st.log)
+	}
+	if st.statusOut != "" {
+		fmt.Fprintf(&b, "--- cloud-init status --long\n%s\n", st.statusOut)
+	}
+	return b.String()
+}
+
+func orUnknown(s string) string {
+	if strings.TrimSpace(s) == "" {
+		return "unknown"
+	}
+	return s
+}
+
+func firstWord(s string) string {
+	w, _, _ := strings.Cut(strings.TrimSpace(s), " ")
+	return orUnknown(w)
+}
+
+// sameHost compares hostnames case-insensitively, accepting a short name for a
+// fully qualified one either way.
+func sameHost(got, want string) bool {
+	got, want = strings.ToLower(strings.TrimSpace(got)), strings.ToLower(strings.TrimSpace(want))
+	if got == "" {
+		return false
+	}
+	if got == want {
+		return true
+	}
+	short := func(s string) string { h, _, _ := strings.Cut(s, "."); return h }
+	return short(got) == short(want)
+}
