@@ -62,6 +62,9 @@ func TestValidate(t *testing.T) {
 		{"cloud_config too big", func(s *Spec) { s.CloudConfig = make([]byte, MaxUserDataSize+1) }, "cloud_config", "at most"},
 		{"cloud_config keys scalar", func(s *Spec) { s.CloudConfig = []byte("ssh_authorized_keys: ssh-ed25519 AAAA\n") }, "cloud_config", "must be a list of strings"},
 		{"cloud_config keys nested", func(s *Spec) { s.CloudConfig = []byte("ssh_authorized_keys: [[a]]\n") }, "cloud_config", "must be a list of strings"},
+		{"cloud_config alias bomb", func(s *Spec) {
+			s.CloudConfig = []byte("a: &a [x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b]\nd: [*c, *c, *c, *c, *c, *c, *c, *c]\n")
+		}, "cloud_config", "excessive aliasing"},
 		{"cloud_config complex key", func(s *Spec) { s.CloudConfig = []byte("? [a]\n: b\n") }, "cloud_config", ""},
 		{"vendor_data yaml", func(s *Spec) { s.VendorData = []byte("#cloud-config\na: [\n") }, "vendor_data", "invalid"},
 		{"vendor_data list", func(s *Spec) { s.VendorData = []byte("#cloud-config\n- a\n") }, "vendor_data", "mapping"},
