@@ -1,0 +1,102 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Acceptance is the server's answer to a submission.
+type Acceptance struct {
+	JobID    string `json:"job_id"`
+	Stream   string `json:"stream"`
+	Sequence uint64 `json:"seq"`
+	// Duplicate is true when the job id was already submitted within the dedupe
+	// window: nothing new was queued.
+	Duplicate bool `json:"duplicate"`
+}
+
+// Submit validates a job and queues it with its id as the message id, so submitting
+// the same job again within the dedupe window is a no-op (Duplicate is set).
+func (q *Queue) Submit(ctx context.Context, job Job) (Acceptance, error) {
+	if err := job.Validate(); err != nil {
+		return Acceptance{}, err
+	}
+	data, err := json.Marshal(job)
+	if err != nil {
+		return Acceptance{}, fmt.Errorf("encode job: %w", err)
+	}
+	return q.SubmitRaw(ctx, job.ID, data)
+}
+
+// SubmitRaw queues an already encoded job document under the given id without
+// validating it; workers reject invalid documents with an error result.
+func (q *Queue) SubmitRaw(ctx context.Context, jobID string, data []byte) (Acceptance, error) {
+	if !ValidJobID(jobID) {
+		return Acceptance{}, fmt.Errorf("submit: invalid job id %q", jobID)
+	}
+	ack, err := q.js.Publish(ctx, SubjectSubmit, data,
+		jetstream.WithMsgID(jobID), jetstream.WithExpectStream(StreamJobs))
+	if err != nil {
+		return Acceptance{}, fmt.Errorf("submit %s: %w", jobID, err)
+	}
+	return Acceptance{JobID: jobID, Stream: ack.Stream, Sequence: ack.Sequence, Duplicate: ack.Duplicate}, nil
+}
+
+// Wait returns the final result of a job, at once when it is already there, otherwise
+// when a worker publishes it. Progress events seen meanwhile go to progress (may be
+// nil). It returns ctx's error when ctx ends first.
+func (q *Queue) Wait(ctx context.Context, jobID string, progress func(Progress)) (Result, error) {
+	if !ValidJobID(jobID) {
+		return Result{}, fmt.Errorf("wait: invalid job id %q", jobID)
+	}
+	var events chan *nats.Msg
+	if progress != nil {
+		events = make(chan *nats.Msg, 64)
+		sub, err := q.nc.ChanSubscribe(ProgressSubject(jobID), events)
+		if err != nil {
+			return Result{}, fmt.Errorf("follow progress of %s: %w", jobID, err)
+		}
+		defer sub.Unsubscribe()
+	}
+	// An ordered consumer on the job's result subject delivers a result that is
+	// already stored as well as one published later, and survives reconnects.
+	cons, err := q.js.OrderedConsumer(ctx, StreamResults, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{ResultSubject(jobID)},
+		DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
+	})
+	if err != nil {
+		return Result{}, fmt.Errorf("wait for result of %s: %w", jobID, err)
+	}
+	results := make(chan jetstream.Msg, 1)
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		select {
+		case results <- m:
+		default:
+		}
+	})
+	if err != nil {
+		return Result{}, fmt.Errorf("wait for result of %s: %w", jobID, err)
+	}
+	defer cc.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return Result{}, ctx.Err()
+		case m := <-events:
+			var p Progress
+			if json.Unmarshal(m.Data, &p) == nil {
+				progress(p)
+			}
+		case m := <-results:
+			r, err := DecodeResult(m.Data())
+			if err != nil {
+				return Result{}, fmt.Errorf("result of %s: %w", jobID, err)
+			}
+			return r, nil
+		}
+	}
+}
