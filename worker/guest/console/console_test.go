@@ -155,7 +155,8 @@ func TestTracebacks(t *testing.T) {
 
 func TestPrompts(t *testing.T) {
 	for _, tc := range []struct{ text, check string }{
-		{"error: unknown filesystem.\r\nEntering rescue mode...\r\ngrub rescue> ", "rescue-mode"},
+		{"error: unknown filesystem.\r\nEntering rescue mode...\r\ngrub rescue> ", "grub-rescue"},
+		{"You are in rescue mode. After logging in, type \"journalctl -xb\" to view\r\n", "rescue-mode"},
 		{"error: unknown filesystem.\r\ngrub rescue> ", "grub-rescue"},
 		{"Gave up waiting for root file system device.  Common problems:\r\n", "root-mount"},
 		{"ALERT!  UUID=1234-abcd does not exist.  Dropping to a shell!\r\n", "root-mount"},
