@@ -141,3 +141,35 @@ func TestGolden(t *testing.T) {
 		})
 	}
 }
+
+// TestRenderersMatchFiles checks that what the worker's metadata server serves through
+// the single-file renderers is byte-for-byte what the seed carries.
+func TestRenderersMatchFiles(t *testing.T) {
+	for _, tc := range goldenCases(t) {
+		files, err := tc.spec.Files()
+		if err != nil {
+			t.Fatal(err)
+		}
+		type render func() ([]byte, error)
+		var checks map[string]render
+		if tc.spec.datasource() == ConfigDrive {
+			checks = map[string]render{
+				"openstack/latest/" + ConfigDriveMetaData:    tc.spec.OpenStackMetaData,
+				"openstack/latest/" + ConfigDriveUserData:    tc.spec.UserData,
+				"openstack/latest/" + ConfigDriveNetworkData: tc.spec.OpenStackNetworkData,
+				"openstack/latest/" + ConfigDriveVendorData:  tc.spec.OpenStackVendorData,
+			}
+		} else {
+			checks = map[string]render{NoCloudUserData: tc.spec.UserData, NoCloudNetworkConfig: tc.spec.NetworkConfig}
+		}
+		for name, r := range checks {
+			got, err := r()
+			if err != nil {
+				t.Fatalf("%s %s: %v", tc.name, name, err)
+			}
+			if !bytes.Equal(got, files[name]) {
+				t.Errorf("%s: renderer for %s differs from the seed file", tc.name, name)
+			}
+		}
+	}
+}

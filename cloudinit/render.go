@@ -99,7 +99,8 @@ type openStackNetwork struct {
 var keyNames = []string{KeyComment, KeyComment + "-rsa"}
 
 // Files renders every seed file, keyed by its path in the ISO as Linux shows it
-// (e.g. "user-data", "openstack/latest/meta_data.json").
+// (e.g. "user-data", "openstack/latest/meta_data.json"). Like every renderer it
+// validates the spec first and returns Validate's error.
 func (s Spec) Files() (map[string][]byte, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
@@ -140,6 +141,9 @@ func (s Spec) noCloudFiles(userData []byte) (map[string][]byte, error) {
 // NetworkConfig renders NoCloud's network-config: version 2, DHCPv4 on the ethernet
 // named e* with the spec's MAC.
 func (s Spec) NetworkConfig() ([]byte, error) {
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
 	var buf bytes.Buffer
 	if err := encodeYAML(&buf, s.networkConfig()); err != nil {
 		return nil, fmt.Errorf("encode network-config: %w", err)
@@ -161,11 +165,11 @@ func (s Spec) configDriveFiles(userData []byte) (map[string][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	netData, err := s.OpenStackNetworkData()
+	netData, err := s.openStackNetworkData()
 	if err != nil {
 		return nil, err
 	}
-	vendor, err := s.OpenStackVendorData()
+	vendor, err := s.openStackVendorData()
 	if err != nil {
 		return nil, err
 	}
@@ -215,6 +219,13 @@ func (s Spec) openStackMetaData() ([]byte, error) {
 // OpenStackNetworkData renders Nova's network_data.json: one link with the spec's
 // MAC and an ipv4_dhcp network on it.
 func (s Spec) OpenStackNetworkData() ([]byte, error) {
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	return s.openStackNetworkData()
+}
+
+func (s Spec) openStackNetworkData() ([]byte, error) {
 	id := "tap" + strings.ReplaceAll(s.MACAddress(), ":", "")
 	return marshalJSON(openStackNetworkData{
 		Links: []openStackLink{{
@@ -228,6 +239,13 @@ func (s Spec) OpenStackNetworkData() ([]byte, error) {
 
 // OpenStackVendorData renders vendor_data.json: {} or {"cloud-init": VendorData}.
 func (s Spec) OpenStackVendorData() ([]byte, error) {
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	return s.openStackVendorData()
+}
+
+func (s Spec) openStackVendorData() ([]byte, error) {
 	v := map[string]string{}
 	if len(s.VendorData) > 0 {
 		v["cloud-init"] = string(s.VendorData)
