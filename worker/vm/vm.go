@@ -1,0 +1,196 @@
+// Package vm defines how imagevet boots and tears down the machine a job runs
+// in: a Hypervisor turns a Spec into a running Machine, and every Machine can be
+// destroyed idempotently. Implementations live in sub-packages (libvirt for
+// real guests, fake for unit tests of the worker).
+package vm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"strings"
+)
+
+// Firmware values for Spec.Firmware.
+const (
+	FirmwareBIOS = "bios"
+	FirmwareUEFI = "uefi"
+)
+
+// Acceleration values for Spec.Accel and Hypervisor.Accel.
+const (
+	AccelAuto = "auto"
+	AccelKVM  = "kvm"
+	AccelTCG  = "tcg"
+)
+
+// Seed bus values for Spec.SeedBus.
+const (
+	SeedCDROM = "cdrom"
+	SeedDisk  = "disk"
+)
+
+// Spec describes one machine to boot. Paths are absolute; the files belong to
+// the caller, who deletes them after Destroy.
+type Spec struct {
+	Name       string // domain name; callers use DomainName(prefix, worker, job)
+	Worker     string // worker id, recorded in the machine's metadata
+	Job        string // job id, recorded in the machine's metadata
+	Disk       string // qcow2 overlay path (abs)
+	Seed       string // seed ISO path (abs); empty = no seed
+	SeedBus    string // SeedCDROM (default, SATA CD-ROM) or SeedDisk (virtio disk)
+	Firmware   string // FirmwareBIOS (default) or FirmwareUEFI
+	Accel      string // AccelAuto (default), AccelKVM or AccelTCG
+	VCPUs      int
+	MemoryMiB  int
+	MAC        string // guest NIC MAC (ConfigDrive network_data uses it)
+	ConsoleLog string // serial console log file (abs), written live while the guest runs
+	NVRAM      string // uefi only: per-machine vars file (abs), created from the OVMF template if missing
+	// MetadataCmd is the host command (argv) qemu runs for every guest TCP
+	// connection to 169.254.169.254:80, with the connection on its
+	// stdin/stdout; empty means no metadata forward. It runs as the
+	// hypervisor's unprivileged qemu user: the binary and every directory
+	// above it must be world-executable.
+	MetadataCmd []string
+}
+
+// Validate reports the first problem that makes s unbootable regardless of the
+// host, wrapped in ErrInvalidSpec. It does not touch the file system.
+func (s Spec) Validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrInvalidSpec, fmt.Sprintf(format, args...))
+	}
+	switch {
+	case s.Name == "" || len(s.Name) > MaxNameLen || strings.ContainsAny(s.Name, "/\x00"):
+		return bad("name %q: want 1-%d characters without '/'", s.Name, MaxNameLen)
+	case !filepath.IsAbs(s.Disk):
+		return bad("disk %q: want an absolute path", s.Disk)
+	case s.Seed != "" && !filepath.IsAbs(s.Seed):
+		return bad("seed %q: want an absolute path", s.Seed)
+	case !filepath.IsAbs(s.ConsoleLog):
+		return bad("console log %q: want an absolute path", s.ConsoleLog)
+	case s.VCPUs < 1 || s.VCPUs > 64:
+		return bad("vcpus %d: want 1-64", s.VCPUs)
+	case s.MemoryMiB < 64 || s.MemoryMiB > 1<<20:
+		return bad("memory %d MiB: want 64 MiB-1 TiB", s.MemoryMiB)
+	}
+	switch s.SeedBus {
+	case "", SeedCDROM, SeedDisk:
+	default:
+		return bad("seed bus %q: want %q or %q", s.SeedBus, SeedCDROM, SeedDisk)
+	}
+	switch s.Firmware {
+	case "", FirmwareBIOS:
+	case FirmwareUEFI:
+		if !filepath.IsAbs(s.NVRAM) {
+			return bad("nvram %q: uefi needs an absolute per-machine vars path", s.NVRAM)
+		}
+	default:
+		return bad("firmware %q: want %q or %q", s.Firmware, FirmwareBIOS, FirmwareUEFI)
+	}
+	switch s.Accel {
+	case "", AccelAuto, AccelKVM, AccelTCG:
+	default:
+		return bad("accel %q: want %q, %q or %q", s.Accel, AccelAuto, AccelKVM, AccelTCG)
+	}
+	if s.MAC != "" {
+		hw, err := net.ParseMAC(s.MAC)
+		if err != nil || len(hw) != 6 {
+			return bad("mac %q: want a 48-bit MAC like 52:54:00:12:34:56", s.MAC)
+		}
+		if hw[0]&1 != 0 {
+			return bad("mac %q: multicast bit set", s.MAC)
+		}
+	}
+	for _, a := range s.MetadataCmd {
+		if strings.ContainsAny(a, "\x00\n") {
+			return bad("metadata command argument %q: contains NUL or newline", a)
+		}
+	}
+	if len(s.MetadataCmd) > 0 && !filepath.IsAbs(s.MetadataCmd[0]) {
+		return bad("metadata command %q: want an absolute path", s.MetadataCmd[0])
+	}
+	return nil
+}
+
+// Hypervisor boots machines and cleans up after them. Implementations are safe
+// for concurrent use and bound every call by ctx and their own deadlines.
+type Hypervisor interface {
+	// Boot defines and starts a transient machine; on error nothing is left
+	// running.
+	Boot(ctx context.Context, spec Spec) (Machine, error)
+	// Sweep destroys every machine whose name starts with prefix (this
+	// worker's orphans, see WorkerPrefix) and reports how many it destroyed.
+	Sweep(ctx context.Context, prefix string) (int, error)
+	// Accel reports what requested ("auto", "kvm", "tcg") resolves to on
+	// this host: "kvm" or "tcg". Requesting "kvm" where it is unusable fails.
+	Accel(ctx context.Context, requested string) (string, error)
+}
+
+// Machine is one booted guest. Its methods are safe for concurrent use.
+type Machine interface {
+	// Name is the hypervisor's name for the machine (Spec.Name).
+	Name() string
+	// SSHAddr is the host address forwarded to the guest's port 22,
+	// "127.0.0.1:PORT".
+	SSHAddr() string
+	// ConsoleLog is the path of the serial console log (Spec.ConsoleLog).
+	ConsoleLog() string
+	// Running reports whether the guest is still up; a machine that no
+	// longer exists is not running and is not an error.
+	Running(ctx context.Context) (bool, error)
+	// Destroy stops and removes the machine: idempotent, safe after a failed
+	// Boot, not-found is success. The machine's files stay; they are the
+	// caller's to delete.
+	Destroy(ctx context.Context) error
+}
+
+// Sentinel errors, matched with errors.Is. They are wrapped in *Error.
+var (
+	// ErrInvalidSpec: the spec can never boot (bad value, missing file,
+	// rejected definition). Not retryable.
+	ErrInvalidSpec = errors.New("invalid machine spec")
+	// ErrUnavailable: the hypervisor could not be reached or dropped the
+	// connection. Retryable.
+	ErrUnavailable = errors.New("hypervisor unavailable")
+	// ErrTimeout: a hypervisor call did not answer within its deadline.
+	// Retryable.
+	ErrTimeout = errors.New("hypervisor call timed out")
+	// ErrExists: a machine with the same name is already running (a
+	// concurrent attempt of the same job). Retryable.
+	ErrExists = errors.New("machine already exists")
+	// ErrUnsupported: the host cannot provide what the spec asks for (no
+	// KVM, no OVMF firmware). Retryable on another host.
+	ErrUnsupported = errors.New("not supported on this host")
+)
+
+// Error is the error type every Hypervisor and Machine method returns. It says
+// which operation failed, on which machine, and whether trying again later (or
+// elsewhere) may succeed: Retryable errors are infrastructure trouble, the rest
+// are caused by the spec.
+type Error struct {
+	Op        string // "boot", "destroy", "sweep", "accel", "running", "connect"
+	Machine   string // machine name, if any
+	Retryable bool
+	Err       error
+}
+
+func (e *Error) Error() string {
+	if e.Machine != "" {
+		return fmt.Sprintf("vm %s %s: %v", e.Op, e.Machine, e.Err)
+	}
+	return fmt.Sprintf("vm %s: %v", e.Op, e.Err)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// IsRetryable reports whether err is (or wraps) a *Error marked retryable.
+func IsRetryable(err error) bool {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Retryable
+	}
+	return false
+}
