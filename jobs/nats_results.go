@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -208,6 +209,12 @@ func TailString(s string, max int) string {
 	for i := 0; i < len(s) && i < 256; i++ {
 		if s[i] == '\n' {
 			return s[i+1:]
+		}
+	}
+	// No line boundary near: at least do not start inside a UTF-8 sequence.
+	for i := 0; i < len(s) && i < utf8.UTFMax; i++ {
+		if utf8.RuneStart(s[i]) {
+			return s[i:]
 		}
 	}
 	return s

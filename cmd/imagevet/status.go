@@ -1,0 +1,147 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/imagevet/imagevet/jobs"
+)
+
+const statusUsage = `usage: imagevet status [flags] [IMAGE]
+       imagevet status --job JOB-ID
+       imagevet status --console JOB-ID
+
+Shows the latest verdict per image name (publish.name) from the status bucket: what a
+publisher reads. With IMAGE the exit status is the verdict's (0 pass, 1 fail, 2 error)
+or 4 when the image has none. --job shows one job's result, --console prints its whole
+serial console log.
+
+`
+
+// exitNoVerdict is status's exit code for an image or job without a result.
+const exitNoVerdict = 4
+
+func cmdStatus(ctx context.Context, args []string, env Env) int {
+	var (
+		nf             natsFlags
+		jsonOut        bool
+		jobID, console string
+	)
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	fs.Usage = func() { fmt.Fprint(env.Stderr, statusUsage); fs.PrintDefaults() }
+	nf.register(fs, env, defaultNATSURL)
+	fs.BoolVar(&jsonOut, "json", false, "print results as JSON")
+	fs.StringVar(&jobID, "job", "", "show the result of this job id")
+	fs.StringVar(&console, "console", "", "print the full console log of this job id")
+	if err := parseInterleaved(fs, args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return exitError
+	}
+	if fs.NArg() > 1 || (fs.NArg() == 1 && (jobID != "" || console != "")) {
+		fs.Usage()
+		return exitError
+	}
+	nc, err := jobs.Connect(nf.options("imagevet status"))
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "imagevet status: %v\n", err)
+		return exitError
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	q, err := jobs.OpenQueue(ctx, nc)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "imagevet status: %v\n", err)
+		return exitError
+	}
+
+	switch {
+	case console != "":
+		if err := q.Console(ctx, console, env.Stdout); err != nil {
+			fmt.Fprintf(env.Stderr, "imagevet status: %v\n", err)
+			return exitNoVerdict
+		}
+		return exitPass
+	case jobID != "" || fs.NArg() == 1:
+		var res jobs.Result
+		var ok bool
+		what := "image " + fs.Arg(0)
+		if jobID != "" {
+			what = "job " + jobID
+			res, ok, err = q.Result(ctx, jobID)
+		} else {
+			res, ok, err = q.Status(ctx, fs.Arg(0))
+		}
+		if err != nil {
+			fmt.Fprintf(env.Stderr, "imagevet status: %v\n", err)
+			return exitError
+		}
+		if !ok {
+			fmt.Fprintf(env.Stderr, "imagevet status: no verdict for %s\n", what)
+			return exitNoVerdict
+		}
+		if jsonOut {
+			writeJSON(env.Stdout, res)
+		} else {
+			printResultTable(env.Stdout, res)
+		}
+		return exitCode(res.Verdict)
+	}
+	all, err := q.Statuses(ctx)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "imagevet status: %v\n", err)
+		return exitError
+	}
+	sort.Slice(all, func(i, j int) bool { return statusName(all[i]) < statusName(all[j]) })
+	if jsonOut {
+		if all == nil {
+			all = []jobs.Result{}
+		}
+		writeJSON(env.Stdout, all)
+		return exitPass
+	}
+	printStatusTable(env.Stdout, all)
+	return exitPass
+}
+
+func statusName(r jobs.Result) string {
+	if r.Publish.Name != "" {
+		return r.Publish.Name
+	}
+	return r.JobID
+}
+
+// printStatusTable prints one line per image: its latest verdict and why.
+func printStatusTable(w io.Writer, all []jobs.Result) {
+	if len(all) == 0 {
+		fmt.Fprintln(w, "no verdicts yet")
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "IMAGE\tVERDICT\tJOB\tFINISHED\tREASON")
+	for _, r := range all {
+		reason := r.Reason
+		if r.FailedCheck != "" {
+			reason = r.FailedCheck + ": " + reason
+		}
+		if i := strings.IndexByte(reason, '\n'); i >= 0 {
+			reason = reason[:i]
+		}
+		if len(reason) > 80 {
+			reason = reason[:77] + "..."
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", statusName(r), r.Verdict, r.JobID,
+			r.FinishedAt.UTC().Format(time.RFC3339), orDash(reason))
+	}
+	tw.Flush()
+}

@@ -1,0 +1,150 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/imagevet/imagevet/jobs"
+	"github.com/imagevet/imagevet/worker"
+	"github.com/imagevet/imagevet/worker/daemon"
+)
+
+const workerUsage = `usage: imagevet worker [flags]
+
+Serves jobs from NATS JetStream until SIGTERM/SIGINT: pulls one job per free slot,
+admits it against free memory, boots and checks the image, publishes the result, then
+acknowledges the job. Without --nats it starts an embedded JetStream server on
+127.0.0.1 (--nats-port) with its data under the state directory.
+
+`
+
+// natsFlags are the NATS connection flags every NATS subcommand shares.
+type natsFlags struct {
+	urls, creds, nkey, ca, cert, key string
+}
+
+func (n *natsFlags) register(fs *flag.FlagSet, env Env, defaultURL string) {
+	fs.StringVar(&n.urls, "nats", envOr(env, "IMAGEVET_NATS_URL", defaultURL), "NATS server URLs, comma-separated (IMAGEVET_NATS_URL)")
+	fs.StringVar(&n.creds, "nats-creds", env.Getenv("IMAGEVET_NATS_CREDS"), "NATS credentials file (IMAGEVET_NATS_CREDS)")
+	fs.StringVar(&n.nkey, "nats-nkey", env.Getenv("IMAGEVET_NATS_NKEY"), "NATS nkey seed file (IMAGEVET_NATS_NKEY)")
+	fs.StringVar(&n.ca, "nats-ca", env.Getenv("IMAGEVET_NATS_TLS_CA"), "CA file verifying the NATS server (IMAGEVET_NATS_TLS_CA)")
+	fs.StringVar(&n.cert, "nats-cert", env.Getenv("IMAGEVET_NATS_TLS_CERT"), "TLS client certificate (IMAGEVET_NATS_TLS_CERT)")
+	fs.StringVar(&n.key, "nats-key", env.Getenv("IMAGEVET_NATS_TLS_KEY"), "TLS client key (IMAGEVET_NATS_TLS_KEY)")
+}
+
+func (n *natsFlags) options(name string) jobs.ConnectOptions {
+	return jobs.ConnectOptions{URLs: jobs.SplitURLs(n.urls), Name: name, CredsFile: n.creds,
+		NKeySeedFile: n.nkey, TLSCAFile: n.ca, TLSCertFile: n.cert, TLSKeyFile: n.key}
+}
+
+// envFlags registers typed flags whose defaults come from IMAGEVET_* variables,
+// remembering variables that do not parse.
+type envFlags struct {
+	fs   *flag.FlagSet
+	env  Env
+	errs []error
+}
+
+func (e *envFlags) intVar(p *int, name, envName string, def int, usage string) {
+	if v := e.env.Getenv(envName); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			e.errs = append(e.errs, fmt.Errorf("%s=%q: not an integer", envName, v))
+		} else {
+			def = n
+		}
+	}
+	e.fs.IntVar(p, name, def, usage+" ("+envName+")")
+}
+
+func (e *envFlags) durationVar(p *time.Duration, name, envName string, def time.Duration, usage string) {
+	if v := e.env.Getenv(envName); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			e.errs = append(e.errs, fmt.Errorf("%s=%q: not a duration like 90s", envName, v))
+		} else {
+			def = d
+		}
+	}
+	e.fs.DurationVar(p, name, def, usage+" ("+envName+")")
+}
+
+func (e *envFlags) boolVar(p *bool, name, envName string, usage string) {
+	def := false
+	if v := e.env.Getenv(envName); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			e.errs = append(e.errs, fmt.Errorf("%s=%q: not true or false", envName, v))
+		}
+		def = b
+	}
+	e.fs.BoolVar(p, name, def, usage+" ("+envName+")")
+}
+
+func cmdWorker(ctx context.Context, args []string, env Env) int {
+	wcfg := worker.DefaultConfig()
+	var (
+		dcfg     daemon.Config
+		nf       natsFlags
+		logLevel string
+		logJSON  bool
+	)
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	fs.Usage = func() { fmt.Fprint(env.Stderr, workerUsage); fs.PrintDefaults() }
+	wcfg.RegisterFlags(fs, env.Getenv)
+	nf.register(fs, env, "")
+	ef := &envFlags{fs: fs, env: env}
+	fs.StringVar(&dcfg.EmbeddedStoreDir, "nats-store", env.Getenv("IMAGEVET_NATS_STORE"), "embedded server data directory, default STATE-DIR/nats (IMAGEVET_NATS_STORE)")
+	ef.intVar(&dcfg.EmbeddedPort, "nats-port", "IMAGEVET_NATS_PORT", daemon.DefaultEmbeddedPort, "embedded server port on 127.0.0.1")
+	ef.intVar(&dcfg.Concurrency, "concurrency", "IMAGEVET_CONCURRENCY", daemon.DefaultConcurrency, "jobs run at once")
+	ef.intVar(&dcfg.MemoryReserveMiB, "memory-reserve", "IMAGEVET_MEMORY_RESERVE_MIB", daemon.DefaultMemoryReserveMiB, "MiB of MemAvailable the host keeps for itself")
+	ef.intVar(&dcfg.MemoryOverheadMiB, "memory-overhead", "IMAGEVET_MEMORY_OVERHEAD_MIB", daemon.DefaultMemoryOverheadMiB, "MiB added to each job's memory for the emulator")
+	ef.durationVar(&dcfg.AdmissionHold, "admission-hold", "IMAGEVET_ADMISSION_HOLD", daemon.DefaultAdmissionHold, "how long a job waits for memory before it is handed back")
+	ef.durationVar(&dcfg.GracePeriod, "grace", "IMAGEVET_GRACE", daemon.DefaultGracePeriod, "time running jobs get to finish on shutdown")
+	ef.durationVar(&dcfg.AckWait, "ack-wait", "IMAGEVET_ACK_WAIT", jobs.DefaultAckWait, "redelivery timeout of a job without heartbeat")
+	ef.intVar(&dcfg.MaxDeliver, "max-deliver", "IMAGEVET_MAX_DELIVER", jobs.DefaultMaxDeliver, "deliveries of one job before a final error")
+	ef.durationVar(&dcfg.ResultsMaxAge, "results-max-age", "IMAGEVET_RESULTS_MAX_AGE", jobs.DefaultResultsMaxAge, "how long results and console logs are kept")
+	fs.StringVar(&dcfg.MetricsAddr, "metrics", env.Getenv("IMAGEVET_METRICS_ADDR"), "serve /metrics and /healthz here, e.g. 127.0.0.1:9464 (IMAGEVET_METRICS_ADDR)")
+	fs.StringVar(&logLevel, "log-level", envOr(env, "IMAGEVET_LOG_LEVEL", "info"), "debug, info, warn or error (IMAGEVET_LOG_LEVEL)")
+	ef.boolVar(&logJSON, "log-json", "IMAGEVET_LOG_JSON", "JSON logs")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return exitError
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(env.Stderr, "imagevet worker: unexpected arguments %q\n", fs.Args())
+		return exitError
+	}
+	errs := ef.errs
+	errs = append(errs, wcfg.Validate())
+	dcfg.NATS = nf.options("")
+	dcfg.WorkerID, dcfg.StateDir = wcfg.WorkerID, wcfg.StateDir
+	log := newLogger(env.Stderr, logLevel, logJSON)
+	if err := errors.Join(errs...); err != nil {
+		fmt.Fprintf(env.Stderr, "imagevet worker: %v\n", err)
+		return exitError
+	}
+	runner, closeRunner, err := newRunner(ctx, wcfg, log)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "imagevet worker: %v\n", err)
+		return exitError
+	}
+	defer closeRunner()
+	dm, err := daemon.New(dcfg, runner, daemon.WithLogger(log))
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "imagevet worker: %v\n", err)
+		return exitError
+	}
+	if err := dm.Run(ctx); err != nil {
+		log.Error("worker failed", "err", err)
+		return exitError
+	}
+	return 0
+}
