@@ -38,7 +38,8 @@
 //     unchanged, scalars verbatim, in the job's order after ours.
 //
 // Aliases in the job's YAML are expanded and anchors dropped before the merge, so the
-// output never points at an anchor that moved.
+// output never points at an anchor that moved. A top-level merge key (<<) is refused:
+// it could bring back keys we own.
 //
 // # Known limit of the ISO library
 //

@@ -57,17 +57,15 @@ func (e *HostKeyMismatchError) Is(target error) bool { return target == ErrHostK
 //
 // A Keys is immutable after construction and safe for concurrent use.
 type Keys struct {
-	clientEd25519 ed25519.PrivateKey
-	clientRSA     *rsa.PrivateKey
-	hostEd25519   ed25519.PrivateKey
-	hostRSA       *rsa.PrivateKey
+	hostEd25519 ed25519.PrivateKey
+	hostRSA     *rsa.PrivateKey
 
-	signers       []ssh.Signer    // ed25519, rsa
-	clientPubs    []ssh.PublicKey // ed25519, rsa
-	hostPubs      []ssh.PublicKey // ed25519, rsa
-	hostEd25519PE []byte          // OpenSSH PEM of the ed25519 host key
-	hostRSAPEM    []byte          // PKCS#1 PEM of the RSA host key (readable by every OpenSSH)
-	clientEdPEM   []byte          // OpenSSH PEM of the ed25519 client key
+	signers        []ssh.Signer    // ed25519, rsa
+	clientPubs     []ssh.PublicKey // ed25519, rsa
+	hostPubs       []ssh.PublicKey // ed25519, rsa
+	hostEd25519PEM []byte          // OpenSSH PEM of the ed25519 host key
+	hostRSAPEM     []byte          // PKCS#1 PEM of the RSA host key (readable by every OpenSSH)
+	clientEdPEM    []byte          // OpenSSH PEM of the ed25519 client key
 }
 
 // NewKeys generates a fresh set of job keys: ed25519 and RSA client keys, ed25519 and
@@ -150,7 +148,7 @@ func parseRSA(b []byte) (*rsa.PrivateKey, error) {
 // hostEdPEM are the OpenSSH encodings to reuse (nil: marshal afresh; OpenSSH's format
 // carries a random check word, so re-marshalling is not reproducible).
 func newKeys(clientEd ed25519.PrivateKey, clientRSA *rsa.PrivateKey, hostEd ed25519.PrivateKey, hostRSA *rsa.PrivateKey, clientEdPEM, hostEdPEM []byte) (*Keys, error) {
-	k := &Keys{clientEd25519: clientEd, clientRSA: clientRSA, hostEd25519: hostEd, hostRSA: hostRSA}
+	k := &Keys{hostEd25519: hostEd, hostRSA: hostRSA}
 	for _, priv := range []any{clientEd, clientRSA} {
 		s, err := ssh.NewSignerFromKey(priv)
 		if err != nil {
@@ -177,7 +175,7 @@ func newKeys(clientEd ed25519.PrivateKey, clientRSA *rsa.PrivateKey, hostEd ed25
 			return nil, fmt.Errorf("client ed25519 key: %w", err)
 		}
 	}
-	k.hostEd25519PE = hostEdPEM
+	k.hostEd25519PEM = hostEdPEM
 	k.clientEdPEM = clientEdPEM
 	k.hostRSAPEM = pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(hostRSA)})
 	return k, nil
@@ -256,7 +254,7 @@ func (k *Keys) ClientKeyPEM() []byte {
 // as authorized_keys lines.
 func (k *Keys) sshKeys() sshKeys {
 	return sshKeys{
-		ED25519Private: string(k.hostEd25519PE),
+		ED25519Private: string(k.hostEd25519PEM),
 		ED25519Public:  authorizedLine(k.hostPubs[0]),
 		RSAPrivate:     string(k.hostRSAPEM),
 		RSAPublic:      authorizedLine(k.hostPubs[1]),

@@ -65,6 +65,7 @@ func TestValidate(t *testing.T) {
 		{"cloud_config alias bomb", func(s *Spec) {
 			s.CloudConfig = []byte("a: &a [x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b]\nd: [*c, *c, *c, *c, *c, *c, *c, *c]\n")
 		}, "cloud_config", "excessive aliasing"},
+		{"cloud_config merge key", func(s *Spec) { s.CloudConfig = []byte("b: &b {fqdn: evil.example}\n<<: *b\n") }, "cloud_config", "merge key"},
 		{"cloud_config complex key", func(s *Spec) { s.CloudConfig = []byte("? [a]\n: b\n") }, "cloud_config", ""},
 		{"vendor_data yaml", func(s *Spec) { s.VendorData = []byte("#cloud-config\na: [\n") }, "vendor_data", "invalid"},
 		{"vendor_data list", func(s *Spec) { s.VendorData = []byte("#cloud-config\n- a\n") }, "vendor_data", "mapping"},

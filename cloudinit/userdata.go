@@ -89,9 +89,7 @@ func (s Spec) userData() ([]byte, error) {
 	}
 	merged := &ours
 	if job != nil {
-		if merged, err = mergeConfig(&ours, job); err != nil {
-			return nil, err
-		}
+		merged = mergeConfig(&ours, job)
 	}
 	var buf bytes.Buffer
 	buf.WriteString(cloudConfigHeader + "\n")
@@ -186,8 +184,13 @@ func parseCloudConfig(field string, b []byte) (*yaml.Node, error) {
 		return nil, bad("%w", err)
 	}
 	for i := 0; i+1 < len(expanded.Content); i += 2 {
-		if k := expanded.Content[i]; k.Kind != yaml.ScalarNode {
+		k := expanded.Content[i]
+		if k.Kind != yaml.ScalarNode {
 			return nil, bad("top-level key at line %d is a %s, want a string", k.Line, kindName(k))
+		}
+		if k.Tag == "!!merge" {
+			// A merged mapping could smuggle in keys we own; say so rather than guess.
+			return nil, bad("top-level merge key << at line %d is not supported, write the keys out", k.Line)
 		}
 	}
 	if v, ok := lookup(expanded, authorizedKeysKey); ok {
@@ -262,7 +265,7 @@ func lookup(m *yaml.Node, key string) (*yaml.Node, bool) {
 }
 
 // mergeConfig merges the job's top-level mapping into ours; see the package doc.
-func mergeConfig(ours, job *yaml.Node) (*yaml.Node, error) {
+func mergeConfig(ours, job *yaml.Node) *yaml.Node {
 	out := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
 	out.Content = append(out.Content, ours.Content...)
 	for i := 0; i+1 < len(job.Content); i += 2 {
@@ -290,7 +293,7 @@ func mergeConfig(ours, job *yaml.Node) (*yaml.Node, error) {
 		}
 		out.Content = append(out.Content, k, v)
 	}
-	return out, nil
+	return out
 }
 
 func indexOf(m *yaml.Node, key string) int {
