@@ -1,0 +1,190 @@
+package worker
+
+import (
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/imagevet/imagevet/jobs"
+)
+
+// recorder builds one job's result as the lifecycle runs: timed stages, checks, and
+// live progress events. Safe for use from the console watcher's goroutine.
+type recorder struct {
+	mu       sync.Mutex
+	res      jobs.Result
+	job      jobs.Job
+	progress func(jobs.Progress)
+	now      func() time.Time
+	// abort is the error that ended the job before its checks could decide, if any.
+	abort      error
+	abortCheck string
+}
+
+func newRecorder(job jobs.Job, attempt int, worker string, progress func(jobs.Progress), now func() time.Time) *recorder {
+	if progress == nil {
+		progress = func(jobs.Progress) {}
+	}
+	return &recorder{
+		job:      job,
+		progress: progress,
+		now:      now,
+		res: jobs.Result{
+			Version:   jobs.Version,
+			JobID:     job.ID,
+			Worker:    worker,
+			Attempt:   attempt,
+			StartedAt: now().UTC(),
+			Publish:   job.Publish,
+			Checks:    []jobs.CheckResult{},
+			Stages:    []jobs.Stage{},
+		},
+	}
+}
+
+func (r *recorder) emit(stage, event, msg string) {
+	r.progress(jobs.Progress{JobID: r.res.JobID, Attempt: r.res.Attempt, Worker: r.res.Worker,
+		Time: r.now().UTC(), Stage: stage, Event: event, Message: oneLine(msg)})
+}
+
+// stage starts a timed lifecycle stage; call the returned func with the stage's error.
+func (r *recorder) stage(name string) func(error) {
+	start := r.now()
+	r.emit(name, "start", "")
+	return func(err error) {
+		st := jobs.Stage{Name: name, Start: start.UTC(), Duration: jobs.Duration(r.now().Sub(start))}
+		if err != nil {
+			st.Error = oneLine(err.Error())
+			r.emit(name, "fail", st.Error)
+		} else {
+			r.emit(name, "done", "")
+		}
+		r.mu.Lock()
+		r.res.Stages = append(r.res.Stages, st)
+		r.mu.Unlock()
+	}
+}
+
+// check records a check's outcome, marking whether it decides the verdict.
+func (r *recorder) check(c jobs.CheckResult) {
+	c.Required = r.job.Checks.IsRequired(c.Name)
+	c.Reason = oneLine(c.Reason)
+	event := string(c.Status)
+	if c.Status == jobs.StatusFail && !c.Required {
+		event = "warn"
+	}
+	r.emit(c.Name, event, c.Reason)
+	r.mu.Lock()
+	r.res.Checks = append(r.res.Checks, c)
+	r.mu.Unlock()
+}
+
+// replace records c in place of an earlier result of the same check.
+func (r *recorder) replace(c jobs.CheckResult) {
+	r.mu.Lock()
+	for i := range r.res.Checks {
+		if r.res.Checks[i].Name == c.Name {
+			r.res.Checks = append(r.res.Checks[:i], r.res.Checks[i+1:]...)
+			break
+		}
+	}
+	r.mu.Unlock()
+	r.check(c)
+}
+
+// get returns the recorded result of the named check.
+func (r *recorder) get(name string) (jobs.CheckResult, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if c := r.res.Check(name); c != nil {
+		return *c, true
+	}
+	return jobs.CheckResult{}, false
+}
+
+// facts records what the ingest learned about the image.
+func (r *recorder) facts(f *jobs.ImageFacts) {
+	r.mu.Lock()
+	r.res.ImageFacts = f
+	r.mu.Unlock()
+}
+
+// kept records a machine left running for debugging.
+func (r *recorder) kept(k *jobs.KeptMachine) {
+	r.mu.Lock()
+	r.res.Kept = k
+	r.mu.Unlock()
+}
+
+// info reports a notable event (a console milestone, a retry) without recording it.
+func (r *recorder) info(stage, msg string) { r.emit(stage, "info", msg) }
+
+// failed reports whether a required check has failed or errored so far.
+func (r *recorder) failed() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range r.res.Checks {
+		if c.Required && (c.Status == jobs.StatusFail || c.Status == jobs.StatusError) {
+			return true
+		}
+	}
+	return r.abort != nil
+}
+
+// stop records the error that ends the job early, attributed to a check (or stage)
+// name. The first one wins.
+func (r *recorder) stop(check string, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.abort == nil {
+		r.abort, r.abortCheck = err, check
+	}
+}
+
+// finish decides the verdict and returns the result. The verdict follows the first
+// required check that failed (image at fault), else the first that errored or the
+// error that stopped the job; a job with neither passes.
+func (r *recorder) finish() jobs.Result {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	res := r.res
+	res.FinishedAt = r.now().UTC()
+	res.Verdict = jobs.VerdictPass
+	var firstErr *jobs.CheckResult
+	for i := range res.Checks {
+		c := &res.Checks[i]
+		if !c.Required {
+			continue
+		}
+		if c.Status == jobs.StatusFail {
+			res.Verdict, res.FailedCheck, res.Reason = jobs.VerdictFail, c.Name, c.Reason
+			return res
+		}
+		if c.Status == jobs.StatusError && firstErr == nil {
+			firstErr = c
+		}
+	}
+	if r.abort != nil {
+		class, retry := Classify(r.abort)
+		res.Verdict, res.Retryable = verdictOf(class), retry && class == ClassInfra
+		res.FailedCheck, res.Reason = r.abortCheck, describe(r.abort)
+		return res
+	}
+	if firstErr != nil {
+		res.Verdict, res.FailedCheck, res.Reason = jobs.VerdictError, firstErr.Name, firstErr.Reason
+		res.Retryable = true
+	}
+	return res
+}
+
+// oneLine folds s to its first non-empty line, trimmed and bounded.
+func oneLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexAny(s, "\r\n"); i >= 0 {
+		s = strings.TrimSpace(s[:i])
+	}
+	if len(s) > 300 {
+		s = s[:297] + "..."
+	}
+	return s
+}

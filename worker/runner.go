@@ -1,0 +1,531 @@
+// Package worker runs imagevet jobs on one host: one job is one lifecycle — fetch and
+// inspect the image, write the seed, boot it under libvirt, judge it from the console
+// and over SSH, and clean up — read top to bottom in Runner.Run.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/imagevet/imagevet/cloudinit"
+	"github.com/imagevet/imagevet/jobs"
+	"github.com/imagevet/imagevet/worker/guest"
+	"github.com/imagevet/imagevet/worker/guest/console"
+	"github.com/imagevet/imagevet/worker/guest/metadata"
+	"github.com/imagevet/imagevet/worker/guest/sshprobe"
+	"github.com/imagevet/imagevet/worker/image"
+	"github.com/imagevet/imagevet/worker/vm"
+)
+
+// Images fetches, verifies and caches base images and makes per-job overlays.
+type Images interface {
+	Fetch(ctx context.Context, src image.Source, progress func(done, total int64)) (*image.Image, error)
+	Overlay(ctx context.Context, base *image.Image, path string) error
+}
+
+// Runner vets jobs on this host. It is safe for concurrent use: each Run owns its
+// own machine, files and metadata server.
+type Runner struct {
+	cfg    Config
+	images Images
+	hv     vm.Hypervisor
+	log    *slog.Logger
+	now    func() time.Time
+}
+
+// NewRunner returns a runner; cfg must have passed Validate.
+func NewRunner(cfg Config, images Images, hv vm.Hypervisor, log *slog.Logger) *Runner {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Runner{cfg: cfg, images: images, hv: hv, log: log, now: time.Now}
+}
+
+// Sweep destroys machines this worker left behind (a crash, a kill -9) and removes
+// their job directories. Run it once at start, before taking jobs.
+func (r *Runner) Sweep(ctx context.Context) (int, error) {
+	n, err := r.hv.Sweep(ctx, vm.WorkerPrefix(r.cfg.DomainPrefix, r.cfg.WorkerID))
+	if err != nil {
+		return n, err
+	}
+	dirs, _ := filepath.Glob(filepath.Join(r.jobsDir(), "*"))
+	for _, d := range dirs {
+		if err := os.RemoveAll(d); err != nil {
+			r.log.Warn("removing orphaned job directory", "dir", d, "err", err)
+		}
+	}
+	return n, nil
+}
+
+// Run vets one job and always returns a result; it never panics out. Cancelling ctx
+// (shutdown) ends the job with a retryable error after destroying its machine.
+func (r *Runner) Run(ctx context.Context, job jobs.Job, attempt int, progress func(jobs.Progress)) (res jobs.Result) {
+	job = job.WithDefaults()
+	rec := newRecorder(job, attempt, r.cfg.WorkerID, progress, r.now)
+	log := r.log.With("job", job.ID, "attempt", attempt, "image", job.Publish.Name)
+	j := &jobRun{Runner: r, job: job, rec: rec, log: log}
+	defer func() {
+		if p := recover(); p != nil {
+			log.Error("job panicked", "panic", p, "stack", string(debug.Stack()))
+			rec.stop("worker", fmt.Errorf("internal error: %v", p))
+		}
+		j.cleanup(ctx)
+		res = rec.finish()
+		res.ConsoleTail, res.ConsoleLog, res.Accel, res.Machine = j.consoleTail, j.consoleLog, j.accel, j.machineName
+		log.Info("job finished", "verdict", res.Verdict, "failed_check", res.FailedCheck, "reason", res.Reason,
+			"duration", res.FinishedAt.Sub(res.StartedAt).Round(time.Millisecond))
+	}()
+	if err := job.Validate(); err != nil {
+		rec.stop("job", err)
+		return
+	}
+	j.run(ctx)
+	return
+}
+
+// jobRun is the state of one job while it runs: everything cleanup must release.
+type jobRun struct {
+	*Runner
+	job jobs.Job
+	rec *recorder
+	log *slog.Logger
+
+	dir         string // per-job directory (overlay, seed, console log, nvram)
+	machine     vm.Machine
+	machineName string
+	meta        *metadata.Server
+	con         *console.Console
+	ssh         *sshprobe.Client
+	keys        *cloudinit.Keys
+	accel       string
+	consoleTail string
+	consoleLog  string
+}
+
+// run is the lifecycle, top to bottom. Each stage records its timing; a stage that
+// cannot go on records why and returns.
+func (j *jobRun) run(parent context.Context) {
+	job := j.job
+	accel, err := j.hv.Accel(parent, j.cfg.Accel)
+	if err != nil {
+		j.rec.stop("boot", err)
+		return
+	}
+	j.accel = accel
+	scale := func(d jobs.Duration) time.Duration {
+		if accel == "tcg" {
+			return time.Duration(float64(d) * j.cfg.TCGFactor)
+		}
+		return d.D()
+	}
+	ctx, cancel := context.WithTimeoutCause(parent, scale(job.Timeouts.Total),
+		&ImageFault{Check: jobs.CheckBoot, Reason: fmt.Sprintf("job exceeded its total timeout of %s", scale(job.Timeouts.Total))})
+	defer cancel()
+
+	// Fetch, verify and inspect the image before anything boots it.
+	base, ok := j.fetch(ctx)
+	if !ok {
+		return
+	}
+
+	// Prepare the job's files: overlay over the cached base, keys, seed, metadata.
+	spec, ok := j.prepare(ctx, base)
+	if !ok {
+		return
+	}
+
+	// Boot. The console is watched from before the first byte so a panic fails the
+	// job within a poll interval of its line, whatever stage is running then.
+	guestCtx, stopGuest := context.WithCancelCause(ctx)
+	defer stopGuest(nil)
+	j.con = console.WatchConsole(context.WithoutCancel(ctx), spec.ConsoleLog, console.DefaultConsoleChecks())
+	go func() {
+		select {
+		case m := <-j.con.Failed():
+			stopGuest(&ImageFault{Check: jobs.CheckBoot, Reason: m.String()})
+		case <-guestCtx.Done():
+		}
+	}()
+	done := j.rec.stage("boot")
+	bootCtx, cancelBoot := context.WithTimeout(ctx, 2*time.Minute)
+	machine, err := j.hv.Boot(bootCtx, spec)
+	cancelBoot()
+	done(err)
+	if err != nil {
+		j.rec.check(jobs.CheckResult{Name: jobs.CheckBoot, Status: jobs.StatusError, Reason: describe(err)})
+		j.rec.stop(jobs.CheckBoot, err)
+		return
+	}
+	j.machine = machine
+	j.log = j.log.With("domain", machine.Name())
+
+	// SSH: the first sign of life, within the (scaled) boot timeout.
+	bootStart := j.now()
+	sshCtx, cancelSSH := context.WithTimeout(guestCtx, scale(job.Timeouts.Boot))
+	done = j.rec.stage("ssh")
+	client, report, err := sshprobe.Probe(sshCtx, sshprobe.ProbeConfig{
+		Addr:     machine.SSHAddr(),
+		User:     job.Guest.User,
+		Signers:  j.keys.Signers(),
+		HostKeys: j.keys.HostKeys(),
+		Logger:   j.log,
+	})
+	cancelSSH()
+	done(err)
+	if !j.judgeBoot(guestCtx, err) {
+		j.rec.check(jobs.CheckResult{Name: jobs.CheckSSH, Status: jobs.StatusSkip, Reason: "boot failed"})
+		return
+	}
+	if err != nil {
+		j.rec.check(jobs.CheckResult{Name: jobs.CheckSSH, Status: jobs.StatusFail, Reason: sshReason(report, err),
+			Detail: probeDetail(report), Duration: jobs.Duration(j.now().Sub(bootStart))})
+		return
+	}
+	j.ssh = client
+	j.rec.check(jobs.CheckResult{Name: jobs.CheckSSH, Status: jobs.StatusPass,
+		Reason: fmt.Sprintf("login as %s after %s", job.Guest.User, j.now().Sub(bootStart).Round(100*time.Millisecond)),
+		Detail: probeDetail(report), Duration: jobs.Duration(j.now().Sub(bootStart))})
+
+	// In-guest checks, each under its own deadline and the console watch.
+	j.guestChecks(guestCtx, client, scale)
+
+	// A fatal console line after SSH answered (a panic mid-check) still fails boot.
+	var fault *ImageFault
+	if errors.As(context.Cause(guestCtx), &fault) {
+		j.rec.replace(jobs.CheckResult{Name: jobs.CheckBoot, Status: jobs.StatusFail, Reason: fault.Reason})
+	}
+}
+
+// fetch ingests the image: download or copy, hash, verify, inspect, cache.
+func (j *jobRun) fetch(ctx context.Context) (*image.Image, bool) {
+	done := j.rec.stage("fetch")
+	start := j.now()
+	ctx, cancel := context.WithTimeout(ctx, j.job.Timeouts.Fetch.D())
+	defer cancel()
+	src := image.Source{URL: j.job.Image.Source, Format: j.job.Image.Format, Checksum: j.job.Image.Checksum,
+		SumsURL: j.job.Image.SumsURL, SumsName: j.job.Image.SumsName}
+	var lastReport time.Time
+	base, err := j.images.Fetch(ctx, src, func(n, total int64) {
+		if now := j.now(); now.Sub(lastReport) >= 2*time.Second {
+			lastReport = now
+			j.rec.info("fetch", progressLine(n, total))
+		}
+	})
+	done(err)
+	if err != nil {
+		class, _ := Classify(err)
+		status := jobs.StatusError
+		if class == ClassImage {
+			status = jobs.StatusFail
+		}
+		j.rec.check(jobs.CheckResult{Name: jobs.CheckImage, Status: status, Reason: describe(err), Duration: jobs.Duration(j.now().Sub(start))})
+		if class != ClassImage {
+			j.rec.stop(jobs.CheckImage, err)
+		}
+		return nil, false
+	}
+	j.rec.facts(&jobs.ImageFacts{Size: base.Size, VirtualSize: base.VirtualSize, Format: base.Format,
+		SHA256: base.SHA256, OSHashAlgo: "sha512", OSHashValue: base.SHA512})
+	hit := "downloaded"
+	if base.Cached {
+		hit = "cached"
+	}
+	j.rec.check(jobs.CheckResult{Name: jobs.CheckImage, Status: jobs.StatusPass,
+		Reason:   fmt.Sprintf("%s %s, %s virtual, %s", base.Format, sizeString(base.Size), sizeString(base.VirtualSize), hit),
+		Detail:   "sha256:" + base.SHA256 + "\nsha512:" + base.SHA512,
+		Duration: jobs.Duration(j.now().Sub(start))})
+	return base, true
+}
+
+// prepare writes everything the machine needs and starts the metadata server.
+func (j *jobRun) prepare(ctx context.Context, base *image.Image) (vm.Spec, bool) {
+	done := j.rec.stage("prepare")
+	spec, err := j.prepareSpec(ctx, base)
+	done(err)
+	if err != nil {
+		j.rec.stop("prepare", err)
+		return vm.Spec{}, false
+	}
+	return spec, true
+}
+
+func (j *jobRun) prepareSpec(ctx context.Context, base *image.Image) (vm.Spec, error) {
+	job := j.job
+	jobsDir := j.jobsDir()
+	if err := os.MkdirAll(jobsDir, 0o755); err != nil {
+		return vm.Spec{}, err
+	}
+	dir, err := os.MkdirTemp(jobsDir, job.ID+"-")
+	if err != nil {
+		return vm.Spec{}, err
+	}
+	j.dir = dir
+	// libvirt's qemu runs as its own user and must reach the files in here.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return vm.Spec{}, err
+	}
+	keys, err := cloudinit.NewKeys()
+	if err != nil {
+		return vm.Spec{}, err
+	}
+	j.keys = keys
+	instanceID := "i-" + job.ID + fmt.Sprintf("-%d", j.rec.res.Attempt)
+	seed := cloudinit.Spec{
+		Datasource:  cloudinit.Datasource(job.Guest.Datasource),
+		InstanceID:  instanceID,
+		Hostname:    job.Guest.Hostname,
+		Keys:        keys,
+		CloudConfig: []byte(job.CloudConfig),
+	}
+	if err := seed.Validate(); err != nil {
+		return vm.Spec{}, &JobFault{Err: err}
+	}
+	seedPath := filepath.Join(dir, "seed.iso")
+	if err := writeFile(seedPath, seed.WriteISO); err != nil {
+		return vm.Spec{}, err
+	}
+	overlay := filepath.Join(dir, "disk.qcow2")
+	if err := j.images.Overlay(ctx, base, overlay); err != nil {
+		return vm.Spec{}, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "id_ed25519"), keys.ClientKeyPEM(), 0o600); err != nil {
+		return vm.Spec{}, err
+	}
+	osMeta, err := seed.OpenStackMetaData()
+	if err != nil {
+		return vm.Spec{}, &JobFault{Err: err}
+	}
+	j.meta, err = metadata.Start(metadata.Config{
+		InstanceID:   instanceID,
+		Hostname:     job.Guest.Hostname,
+		PublicKeys:   keys.AuthorizedKeys(),
+		MetaDataJSON: osMeta,
+		Logger:       j.log,
+	})
+	if err != nil {
+		return vm.Spec{}, err
+	}
+	spec := vm.Spec{
+		Name:        vm.DomainName(j.cfg.DomainPrefix, j.cfg.WorkerID, job.ID),
+		Worker:      j.cfg.WorkerID,
+		Job:         job.ID,
+		Disk:        overlay,
+		Seed:        seedPath,
+		SeedBus:     "cdrom",
+		Firmware:    job.Machine.Firmware,
+		Accel:       j.accel,
+		VCPUs:       job.Machine.VCPUs,
+		MemoryMiB:   job.Machine.MemoryMiB,
+		MAC:         seed.MACAddress(),
+		ConsoleLog:  filepath.Join(dir, "console.log"),
+		MetadataCmd: []string{j.cfg.ProxyCommand, "metadata-proxy", j.meta.Addr()},
+	}
+	if job.Machine.Firmware == jobs.FirmwareUEFI {
+		spec.NVRAM = filepath.Join(dir, "nvram.fd")
+	}
+	j.machineName = spec.Name
+	return spec, nil
+}
+
+// judgeBoot records the boot check once the guest has answered (err == nil) or
+// failed to. A fatal console line, a guest that stopped, or a job-level timeout fail
+// boot; it returns false when boot failed.
+func (j *jobRun) judgeBoot(guestCtx context.Context, sshErr error) bool {
+	if c, ok := j.rec.get(jobs.CheckBoot); ok {
+		return c.Status == jobs.StatusPass
+	}
+	var fault *ImageFault
+	if errors.As(context.Cause(guestCtx), &fault) {
+		j.rec.check(jobs.CheckResult{Name: jobs.CheckBoot, Status: jobs.StatusFail, Reason: fault.Reason})
+		return false
+	}
+	if guestCtx.Err() != nil && !errors.As(context.Cause(guestCtx), &fault) {
+		// Shutdown or total timeout of the parent.
+		cause := context.Cause(guestCtx)
+		j.rec.check(jobs.CheckResult{Name: jobs.CheckBoot, Status: jobs.StatusError, Reason: describe(cause)})
+		j.rec.stop(jobs.CheckBoot, cause)
+		return false
+	}
+	if sshErr != nil {
+		// A guest that powered off or crashed its emulator never comes back.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(guestCtx), 10*time.Second)
+		running, err := j.machine.Running(ctx)
+		cancel()
+		if err == nil && !running {
+			j.rec.check(jobs.CheckResult{Name: jobs.CheckBoot, Status: jobs.StatusFail, Reason: "the guest stopped running before SSH answered"})
+			return false
+		}
+	}
+	reason := "no fatal console output"
+	if ms := j.con.Milestones(); len(ms) > 0 {
+		reason = fmt.Sprintf("no fatal console output; last milestone: %s at %.1fs", ms[len(ms)-1].Reason, ms[len(ms)-1].Elapsed.Seconds())
+	}
+	j.rec.check(jobs.CheckResult{Name: jobs.CheckBoot, Status: jobs.StatusPass, Reason: reason, Detail: bootDetail(j.con)})
+	return true
+}
+
+// guestChecks runs the checks inside the guest, in order: cloud-init (which waits for
+// first boot to finish), hostname, metadata, the job's commands.
+func (j *jobRun) guestChecks(ctx context.Context, r guest.Runner, scale func(jobs.Duration) time.Duration) {
+	job := j.job
+	do := func(name string, timeout time.Duration, check func(context.Context) guest.CheckResult) {
+		if job.Checks.IsSkipped(name) {
+			j.rec.check(jobs.CheckResult{Name: name, Status: jobs.StatusSkip, Reason: "skipped by the job"})
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		done := j.rec.stage(name)
+		cctx, cancel := context.WithTimeout(ctx, timeout)
+		res := check(cctx)
+		cancel()
+		if ctx.Err() != nil {
+			// The console or the parent ended the job mid-check; boot is judged from that.
+			done(context.Cause(ctx))
+			return
+		}
+		done(res.Err)
+		j.rec.check(toJobCheck(name, res))
+		if res.Status == guest.StatusError && res.Err != nil {
+			j.rec.stop(name, res.Err)
+		}
+	}
+	instanceID := "i-" + job.ID + fmt.Sprintf("-%d", j.rec.res.Attempt)
+	do(jobs.CheckCloudInit, scale(job.Timeouts.CloudInit), func(ctx context.Context) guest.CheckResult {
+		res := guest.CheckCloudInit(ctx, r, guest.CloudInitWant{InstanceID: instanceID, Hostname: job.Guest.Hostname, Datasource: job.Guest.Datasource})
+		if res.Status == guest.StatusSkip && job.Checks.ExplicitlyRequired(jobs.CheckCloudInit) {
+			res.Status = guest.StatusFail
+		}
+		return res
+	})
+	do(jobs.CheckHostname, scale(job.Timeouts.Command), func(ctx context.Context) guest.CheckResult {
+		return guest.CheckHostname(ctx, r, job.Guest.Hostname)
+	})
+	do(jobs.CheckMetadata, scale(job.Timeouts.Command), func(ctx context.Context) guest.CheckResult {
+		res := guest.CheckMetadata(ctx, r, guest.DefaultMetadataURL, instanceID)
+		if res.Status == guest.StatusPass && len(j.meta.Requests()) == 0 {
+			res.Status, res.Reason = guest.StatusFail, "the guest printed metadata but the metadata server saw no request"
+		}
+		return res
+	})
+	if len(job.Commands) > 0 {
+		cmds := make([]guest.Command, len(job.Commands))
+		for i, c := range job.Commands {
+			cmds[i] = guest.Command{Run: c.Run, ExpectExit: c.ExitWanted(), ExpectOutput: c.ExpectOutput, Timeout: scale(job.Timeouts.Command)}
+		}
+		do(jobs.CheckCommands, scale(job.Timeouts.Command)*time.Duration(len(cmds)), func(ctx context.Context) guest.CheckResult {
+			return guest.RunCommands(ctx, r, cmds)
+		})
+	}
+}
+
+// cleanup releases everything the job made, on a context that outlives the job's
+// cancellation but is itself bounded. A failed job's machine is kept when asked.
+func (j *jobRun) cleanup(parent context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), j.cfg.CleanupTimeout)
+	defer cancel()
+	done := j.rec.stage("cleanup")
+	var errs []error
+	if j.ssh != nil {
+		j.ssh.Close()
+	}
+	keep := j.cfg.KeepFailed && j.machine != nil && j.rec.failed()
+	if j.machine != nil && !keep {
+		if err := j.machine.Destroy(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("destroy %s: %w", j.machine.Name(), err))
+		}
+	}
+	if j.con != nil {
+		j.con.Close()
+		j.consoleTail = j.con.Tail(j.cfg.ConsoleTailLines)
+	}
+	if j.meta != nil && !keep {
+		if err := j.meta.Close(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if j.dir != "" && !keep {
+		j.consoleLog = j.keepConsoleLog()
+		if err := os.RemoveAll(j.dir); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if keep {
+		j.consoleLog = filepath.Join(j.dir, "console.log")
+		j.rec.kept(&jobs.KeptMachine{
+			Domain:     j.machine.Name(),
+			ConsoleLog: j.consoleLog,
+			SSHCommand: sshCommand(j.machine.SSHAddr(), j.job.Guest.User, filepath.Join(j.dir, "id_ed25519")),
+		})
+	}
+	err := errors.Join(errs...)
+	if err != nil {
+		// Cleanup problems never hide the image's verdict; they are logged and
+		// recorded as a stage error.
+		j.log.Error("cleanup failed", "err", err)
+	}
+	done(err)
+}
+
+// keepConsoleLog moves the console log out of the job directory into the worker's
+// log directory, pruning old logs, and returns its new path ("" if none).
+func (j *jobRun) keepConsoleLog() string {
+	src := filepath.Join(j.dir, "console.log")
+	if _, err := os.Stat(src); err != nil {
+		return ""
+	}
+	logs := filepath.Join(j.cfg.StateDir, "consoles")
+	if err := os.MkdirAll(logs, 0o755); err != nil {
+		return ""
+	}
+	dst := filepath.Join(logs, fmt.Sprintf("%s-%d.log", j.job.ID, j.rec.res.Attempt))
+	if err := os.Rename(src, dst); err != nil {
+		return ""
+	}
+	pruneLogs(logs, 500)
+	return dst
+}
+
+// sshReason is the one-line reason an SSH failure is reported with.
+func sshReason(r sshprobe.ProbeReport, err error) string {
+	if r.Reason != "" {
+		return r.Reason
+	}
+	return err.Error()
+}
+
+// probeDetail lists the probe's attempts and stage timings.
+func probeDetail(r sshprobe.ProbeReport) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "attempts: %d, elapsed %s", r.Attempts, r.Elapsed.Round(time.Millisecond))
+	if r.ServerVersion != "" {
+		fmt.Fprintf(&b, ", server %s", r.ServerVersion)
+	}
+	if r.HostKeyType != "" {
+		fmt.Fprintf(&b, ", host key %s", r.HostKeyType)
+	}
+	for _, st := range r.Stages {
+		fmt.Fprintf(&b, "\n%s: %s", st.Stage, st.Duration.Round(time.Millisecond))
+	}
+	if r.FailedStage != "" {
+		fmt.Fprintf(&b, "\nfailed at %s (furthest stage reached: %s)", r.FailedStage, r.Furthest)
+	}
+	return b.String()
+}
+
+func sshCommand(addr, user, key string) string {
+	host, port, _ := strings.Cut(addr, ":")
+	return fmt.Sprintf("ssh -i %s -p %s -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null %s@%s", key, port, user, host)
+}
+
+// jobsDir holds this worker's per-job directories; other workers sharing the state
+// directory have their own.
+func (r *Runner) jobsDir() string { return filepath.Join(r.cfg.StateDir, "jobs", r.cfg.WorkerID) }

@@ -1,0 +1,309 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/imagevet/imagevet/jobs"
+	"github.com/imagevet/imagevet/worker/image"
+	"github.com/imagevet/imagevet/worker/vm"
+	"github.com/imagevet/imagevet/worker/vm/fake"
+)
+
+// fakeImages is an Images that returns a scripted error or a made-up image, and
+// writes empty overlays.
+type fakeImages struct {
+	err      error
+	fetches  int
+	overlays []string
+	mu       sync.Mutex
+}
+
+func (f *fakeImages) Fetch(ctx context.Context, src image.Source, progress func(done, total int64)) (*image.Image, error) {
+	f.mu.Lock()
+	f.fetches++
+	f.mu.Unlock()
+	if f.err != nil {
+		return nil, f.err
+	}
+	progress(1, 2)
+	return &image.Image{Path: "/nonexistent/base.qcow2", Format: src.Format, Size: 1 << 20, VirtualSize: 1 << 30, SHA256: "ab", SHA512: "cd"}, nil
+}
+
+func (f *fakeImages) Overlay(ctx context.Context, base *image.Image, path string) error {
+	f.mu.Lock()
+	f.overlays = append(f.overlays, path)
+	f.mu.Unlock()
+	return os.WriteFile(path, nil, 0o644)
+}
+
+func testJob(id string) jobs.Job {
+	return jobs.Job{
+		Version:  1,
+		ID:       id,
+		Image:    jobs.ImageSpec{Source: "tiny.qcow2", Format: "qcow2", Checksum: "sha256:" + strings.Repeat("0", 64)},
+		Guest:    jobs.GuestSpec{User: "debian"},
+		Machine:  jobs.MachineSpec{MemoryMiB: 256},
+		Timeouts: jobs.Timeouts{Boot: jobs.Duration(2 * time.Second), Total: jobs.Duration(30 * time.Second)},
+	}
+}
+
+func newTestRunner(t *testing.T, imgs Images, hv vm.Hypervisor) (*Runner, Config) {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.WorkerID = "unit"
+	cfg.StateDir = t.TempDir()
+	cfg.Accel = "tcg"
+	cfg.TCGFactor = 1
+	cfg.ProxyCommand = "/bin/true"
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return NewRunner(cfg, imgs, hv, nil), cfg
+}
+
+// closingListener accepts TCP connections and closes them at once, as qemu's
+// user-mode forward does while nothing listens in the guest.
+func closingListener(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func assertCleanedUp(t *testing.T, cfg Config, hv *fake.Hypervisor) {
+	t.Helper()
+	if n := hv.Running(); n != 0 {
+		t.Errorf("%d machines still running after the job", n)
+	}
+	for _, m := range hv.Machines() {
+		if m.DestroyCalls() == 0 {
+			t.Errorf("machine %s never destroyed", m.Name())
+		}
+	}
+	left, _ := filepath.Glob(filepath.Join(cfg.StateDir, "jobs", cfg.WorkerID, "*"))
+	if len(left) != 0 {
+		t.Errorf("job directories left behind: %v", left)
+	}
+}
+
+func TestRunUnsafeImageFailsBeforeBoot(t *testing.T) {
+	hv := &fake.Hypervisor{}
+	r, cfg := newTestRunner(t, &fakeImages{err: &image.UnsafeImageError{File: "x.qcow2", Rule: image.ViolationBackingFile, Reason: `qcow2 has a backing file "/etc/passwd"`}}, hv)
+	res := r.Run(context.Background(), testJob("unsafe"), 1, nil)
+	if res.Verdict != jobs.VerdictFail || res.FailedCheck != jobs.CheckImage || !strings.Contains(res.Reason, "backing") {
+		t.Fatalf("got %s/%s %q, want fail/image backing", res.Verdict, res.FailedCheck, res.Reason)
+	}
+	if res.Retryable {
+		t.Error("an image fault must not be retryable")
+	}
+	if len(hv.Boots()) != 0 {
+		t.Fatal("a domain was booted for an unsafe image")
+	}
+	assertCleanedUp(t, cfg, hv)
+}
+
+func TestRunClassifiesIngestErrors(t *testing.T) {
+	cases := []struct {
+		err       error
+		verdict   jobs.Verdict
+		retryable bool
+	}{
+		{&image.ChecksumMismatchError{File: "x", Algo: "sha256", Want: "00", Got: "11"}, jobs.VerdictError, false},
+		{&image.SourceError{Field: "image.source", Err: os.ErrNotExist}, jobs.VerdictError, false},
+		{&image.FetchError{URL: "https://x", Retryable: true, Err: errors.New("connection reset")}, jobs.VerdictError, true},
+		{&image.FetchError{URL: "https://x", Retryable: false, Err: errors.New("404")}, jobs.VerdictError, false},
+	}
+	for _, c := range cases {
+		hv := &fake.Hypervisor{}
+		r, _ := newTestRunner(t, &fakeImages{err: c.err}, hv)
+		res := r.Run(context.Background(), testJob("ingest"), 1, nil)
+		if res.Verdict != c.verdict || res.Retryable != c.retryable || res.FailedCheck != jobs.CheckImage {
+			t.Errorf("%T: got %s retryable=%v check=%s, want %s retryable=%v", c.err, res.Verdict, res.Retryable, res.FailedCheck, c.verdict, c.retryable)
+		}
+		if len(hv.Boots()) != 0 {
+			t.Errorf("%T: booted anyway", c.err)
+		}
+	}
+}
+
+func TestRunInvalidJobIsNotRetried(t *testing.T) {
+	imgs := &fakeImages{}
+	r, _ := newTestRunner(t, imgs, &fake.Hypervisor{})
+	job := testJob("bad")
+	job.Guest.User = ""
+	res := r.Run(context.Background(), job, 1, nil)
+	if res.Verdict != jobs.VerdictError || res.Retryable || !strings.Contains(res.Reason, "guest.user") {
+		t.Fatalf("got %s retryable=%v %q", res.Verdict, res.Retryable, res.Reason)
+	}
+	if imgs.fetches != 0 {
+		t.Fatal("fetched the image of an invalid job")
+	}
+}
+
+// A kernel panic on the console fails boot within a poll interval of the line, long
+// before the SSH deadline, and the machine is destroyed.
+func TestRunConsolePanicFailsFast(t *testing.T) {
+	hv := &fake.Hypervisor{
+		SSHAddr: closingListener(t),
+		Console: []fake.Line{
+			{After: 0, Text: "Linux version 6.1.0-28-cloud-amd64"},
+			{After: 300 * time.Millisecond, Text: "[    1.234] Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000100"},
+		},
+	}
+	r, cfg := newTestRunner(t, &fakeImages{}, hv)
+	job := testJob("panic")
+	job.Timeouts.Boot = jobs.Duration(60 * time.Second)
+	job.Timeouts.Total = jobs.Duration(2 * time.Minute)
+	start := time.Now()
+	res := r.Run(context.Background(), job, 1, nil)
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("panic verdict took %s; the console should end the job within seconds", took)
+	}
+	if res.Verdict != jobs.VerdictFail || res.FailedCheck != jobs.CheckBoot || !strings.Contains(res.Reason, "kernel panic") {
+		t.Fatalf("got %s/%s %q", res.Verdict, res.FailedCheck, res.Reason)
+	}
+	if !strings.Contains(res.ConsoleTail, "Kernel panic") {
+		t.Errorf("console tail lacks the panic line: %q", res.ConsoleTail)
+	}
+	assertCleanedUp(t, cfg, hv)
+}
+
+func TestRunNoSSHBannerFailsSSH(t *testing.T) {
+	hv := &fake.Hypervisor{SSHAddr: closingListener(t), Console: []fake.Line{{Text: "Linux version 6.1.0"}}}
+	r, cfg := newTestRunner(t, &fakeImages{}, hv)
+	var events []jobs.Progress
+	var mu sync.Mutex
+	res := r.Run(context.Background(), testJob("nossh"), 2, func(p jobs.Progress) {
+		mu.Lock()
+		events = append(events, p)
+		mu.Unlock()
+	})
+	if res.Verdict != jobs.VerdictFail || res.FailedCheck != jobs.CheckSSH || !strings.Contains(strings.ToLower(res.Reason), "banner") {
+		t.Fatalf("got %s/%s %q", res.Verdict, res.FailedCheck, res.Reason)
+	}
+	if res.Attempt != 2 || res.Worker != "unit" || res.ImageFacts == nil || res.ImageFacts.OSHashValue != "cd" {
+		t.Errorf("result lacks attempt/worker/facts: %+v", res)
+	}
+	if c := res.Check(jobs.CheckBoot); c == nil || c.Status != jobs.StatusPass {
+		t.Errorf("boot should pass when the console is clean: %+v", c)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(events) < 4 || events[0].Stage != "fetch" || events[0].Event != "start" {
+		t.Errorf("progress events missing: %+v", events)
+	}
+	assertCleanedUp(t, cfg, hv)
+}
+
+func TestRunGuestStoppedFailsBoot(t *testing.T) {
+	hv := &fake.Hypervisor{SSHAddr: closingListener(t)}
+	r, cfg := newTestRunner(t, &fakeImages{}, hv)
+	go func() {
+		for len(hv.Machines()) == 0 {
+			time.Sleep(10 * time.Millisecond)
+		}
+		hv.Machines()[0].Crash()
+	}()
+	res := r.Run(context.Background(), testJob("stopped"), 1, nil)
+	if res.Verdict != jobs.VerdictFail || res.FailedCheck != jobs.CheckBoot || !strings.Contains(res.Reason, "stopped") {
+		t.Fatalf("got %s/%s %q", res.Verdict, res.FailedCheck, res.Reason)
+	}
+	assertCleanedUp(t, cfg, hv)
+}
+
+func TestRunBootErrorIsRetryableInfrastructure(t *testing.T) {
+	hv := &fake.Hypervisor{BootErrs: []error{&vm.Error{Op: "boot", Retryable: true, Err: vm.ErrUnavailable}}}
+	r, cfg := newTestRunner(t, &fakeImages{}, hv)
+	res := r.Run(context.Background(), testJob("libvirtdown"), 1, nil)
+	if res.Verdict != jobs.VerdictError || !res.Retryable {
+		t.Fatalf("got %s retryable=%v %q", res.Verdict, res.Retryable, res.Reason)
+	}
+	assertCleanedUp(t, cfg, hv)
+}
+
+// Cancelling the job (worker shutdown) mid-boot destroys the machine and reports a
+// retryable error, and cleanup still runs on its own bounded context.
+func TestRunCancelDestroysMachine(t *testing.T) {
+	hv := &fake.Hypervisor{SSHAddr: closingListener(t)}
+	r, cfg := newTestRunner(t, &fakeImages{}, hv)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	go func() {
+		for len(hv.Machines()) == 0 {
+			time.Sleep(10 * time.Millisecond)
+		}
+		cancel(errShutdown)
+	}()
+	job := testJob("cancel")
+	job.Timeouts.Boot = jobs.Duration(time.Minute)
+	job.Timeouts.Total = jobs.Duration(2 * time.Minute)
+	res := r.Run(ctx, job, 1, nil)
+	if res.Verdict != jobs.VerdictError || !res.Retryable {
+		t.Fatalf("got %s retryable=%v %q", res.Verdict, res.Retryable, res.Reason)
+	}
+	assertCleanedUp(t, cfg, hv)
+}
+
+func TestKeepFailedLeavesMachineAndSaysHowToReachIt(t *testing.T) {
+	hv := &fake.Hypervisor{SSHAddr: closingListener(t)}
+	r, cfg := newTestRunner(t, &fakeImages{}, hv)
+	r.cfg.KeepFailed = true
+	res := r.Run(context.Background(), testJob("keep"), 1, nil)
+	if res.Verdict != jobs.VerdictFail || res.Kept == nil {
+		t.Fatalf("got %s kept=%v", res.Verdict, res.Kept)
+	}
+	if !strings.Contains(res.Kept.SSHCommand, "ssh -i ") || !strings.Contains(res.Kept.SSHCommand, "debian@127.0.0.1") {
+		t.Errorf("ssh command: %q", res.Kept.SSHCommand)
+	}
+	if hv.Running() != 1 {
+		t.Fatalf("kept machine not running")
+	}
+	if _, err := os.Stat(filepath.Join(filepath.Dir(res.Kept.ConsoleLog), "id_ed25519")); err != nil {
+		t.Errorf("client key not kept: %v", err)
+	}
+	// The startup sweep removes what was kept.
+	if n, err := r.Sweep(context.Background()); err != nil || n != 1 {
+		t.Fatalf("sweep: %d, %v", n, err)
+	}
+	assertCleanedUp(t, cfg, hv)
+}
+
+func TestClassify(t *testing.T) {
+	cases := []struct {
+		err   error
+		class Class
+		retry bool
+	}{
+		{&ImageFault{Check: "boot", Reason: "panic"}, ClassImage, false},
+		{&jobs.InvalidError{Doc: "job"}, ClassJob, false},
+		{&vm.Error{Op: "boot", Retryable: true, Err: vm.ErrTimeout}, ClassInfra, true},
+		{&vm.Error{Op: "boot", Err: vm.ErrInvalidSpec}, ClassInfra, false},
+		{errShutdown, ClassInfra, true},
+		{errors.New("disk full"), ClassInfra, true},
+	}
+	for _, c := range cases {
+		class, retry := Classify(c.err)
+		if class != c.class || retry != c.retry {
+			t.Errorf("Classify(%v) = %s,%v; want %s,%v", c.err, class, retry, c.class, c.retry)
+		}
+	}
+}

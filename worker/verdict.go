@@ -1,0 +1,108 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/imagevet/imagevet/cloudinit"
+	"github.com/imagevet/imagevet/jobs"
+	"github.com/imagevet/imagevet/worker/image"
+	"github.com/imagevet/imagevet/worker/vm"
+)
+
+// Class says who is to blame for an error, which decides the verdict and whether the
+// job is tried again.
+type Class int
+
+// Error classes.
+const (
+	// ClassInfra is the worker's or host's fault (libvirtd down, disk full, download
+	// failed, shutdown): verdict error, retried with backoff.
+	ClassInfra Class = iota
+	// ClassImage is the image's fault: verdict fail, never retried.
+	ClassImage
+	// ClassJob is the submitter's fault (invalid job, missing file, wrong checksum):
+	// verdict error, never retried.
+	ClassJob
+)
+
+func (c Class) String() string {
+	switch c {
+	case ClassImage:
+		return "image"
+	case ClassJob:
+		return "job"
+	default:
+		return "infrastructure"
+	}
+}
+
+// ImageFault marks an error the image is to blame for, with the check it failed.
+type ImageFault struct {
+	Check  string
+	Reason string
+}
+
+func (e *ImageFault) Error() string { return e.Check + ": " + e.Reason }
+
+// JobFault marks an error the job is to blame for.
+type JobFault struct{ Err error }
+
+func (e *JobFault) Error() string { return e.Err.Error() }
+func (e *JobFault) Unwrap() error { return e.Err }
+
+// errShutdown is the cancel cause when the worker stops while a job runs.
+var errShutdown = errors.New("worker shutting down")
+
+// Classify maps any error from a job's lifecycle to its class and whether running the
+// job again may help. It is the one place that decides; callers never look at
+// error text.
+func Classify(err error) (Class, bool) {
+	var (
+		fault    *ImageFault
+		jobFault *JobFault
+		invalid  *jobs.InvalidError
+		unsafe   *image.UnsafeImageError
+		mismatch *image.ChecksumMismatchError
+		source   *image.SourceError
+		fetch    *image.FetchError
+		vmErr    *vm.Error
+	)
+	switch {
+	case err == nil:
+		return ClassInfra, false
+	case errors.As(err, &fault), errors.As(err, &unsafe):
+		return ClassImage, false
+	case errors.As(err, &jobFault), errors.As(err, &invalid), errors.As(err, &mismatch),
+		errors.As(err, &source), errors.Is(err, cloudinit.ErrInvalid):
+		return ClassJob, false
+	case errors.As(err, &fetch):
+		return ClassInfra, fetch.Retryable
+	case errors.As(err, &vmErr):
+		return ClassInfra, vmErr.Retryable
+	case errors.Is(err, errShutdown), errors.Is(err, context.Canceled):
+		return ClassInfra, true
+	default:
+		// Unknown errors come from the host (disk, permissions, a dead daemon):
+		// worth one more try on the same or another worker.
+		return ClassInfra, true
+	}
+}
+
+// verdictOf turns a class into the verdict it implies.
+func verdictOf(c Class) jobs.Verdict {
+	if c == ClassImage {
+		return jobs.VerdictFail
+	}
+	return jobs.VerdictError
+}
+
+// describe renders err as the one-line reason a result carries.
+func describe(err error) string {
+	var unsafe *image.UnsafeImageError
+	if errors.As(err, &unsafe) {
+		return fmt.Sprintf("unsafe image (%s): %s", unsafe.Rule, unsafe.Reason)
+	}
+	return oneLine(err.Error())
+}
