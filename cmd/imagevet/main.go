@@ -1,0 +1,114 @@
+// Command imagevet decides whether a candidate cloud image is fit to publish: it boots
+// the image under libvirt with a generated cloud-init seed, checks that it answers, and
+// reports pass, fail or error.
+//
+//	imagevet run JOB.json | --image FILE --user NAME   vet one image here, no NATS
+//	imagevet worker                                    serve jobs from NATS JetStream
+//	imagevet submit JOB.json [--wait]                  queue a job (the CI acceptance stage)
+//	imagevet status [IMAGE]                            latest verdict per image
+//	imagevet version
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+)
+
+// Env is what a subcommand may touch of the process: its output streams and
+// environment. Tests pass their own.
+type Env struct {
+	Stdout, Stderr io.Writer
+	Stdin          io.Reader
+	Getenv         func(string) string
+}
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = ""
+
+const usage = `usage: imagevet COMMAND [flags]
+
+commands:
+  run JOB.json            vet one image on this host (no NATS); exit 0 pass, 1 fail, 2 error
+  run --image FILE ...    the same, job built from flags (see imagevet run -h)
+  worker                  serve jobs from NATS JetStream (embedded server without --nats)
+  submit JOB.json         queue a job; --wait follows it to its verdict
+  status [IMAGE]          latest verdict per image name
+  version                 print the version
+
+Every flag has an IMAGEVET_* environment fallback; see COMMAND -h.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := dispatch(ctx, os.Args[1:], Env{Stdout: os.Stdout, Stderr: os.Stderr, Stdin: os.Stdin, Getenv: os.Getenv})
+	stop()
+	os.Exit(code)
+}
+
+// dispatch runs the named subcommand and returns the process exit code.
+func dispatch(ctx context.Context, args []string, env Env) int {
+	if len(args) == 0 {
+		fmt.Fprint(env.Stderr, usage)
+		return 2
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "run":
+		return cmdRun(ctx, rest, env)
+	case "worker":
+		return cmdWorker(ctx, rest, env)
+	case "submit":
+		return cmdSubmit(ctx, rest, env)
+	case "status":
+		return cmdStatus(ctx, rest, env)
+	case "metadata-proxy":
+		return cmdMetadataProxy(ctx, rest, env)
+	case "version", "--version", "-version":
+		fmt.Fprintln(env.Stdout, "imagevet", buildVersion())
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(env.Stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(env.Stderr, "imagevet: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+}
+
+// buildVersion reports the -ldflags version, else the module version or VCS revision.
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	if v := info.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	rev, dirty := "", false
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			dirty = s.Value == "true"
+		}
+	}
+	if rev == "" {
+		return "devel"
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if dirty {
+		rev += "-dirty"
+	}
+	return "devel-" + rev
+}

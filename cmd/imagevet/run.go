@@ -1,0 +1,297 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/imagevet/imagevet/jobs"
+	"github.com/imagevet/imagevet/worker"
+)
+
+// Exit codes of run and submit.
+const (
+	exitPass    = 0
+	exitFail    = 1
+	exitError   = 2
+	exitTimeout = 3
+)
+
+const runUsage = `usage: imagevet run [flags] JOB.json
+       imagevet run [flags] --image FILE --user NAME [--format qcow2] [--checksum sha256:HEX] ...
+
+Vets one image on this host, without NATS: fetch, seed, boot under libvirt, checks.
+Exit status: 0 pass, 1 fail, 2 error.
+
+`
+
+// runFlags are the flags of imagevet run beyond the worker's own.
+type runFlags struct {
+	jsonOut, keep, streamConsole, quiet bool
+	resultFile, junitFile, consoleFile  string
+	logLevel                            string
+	// A job built from flags instead of a file.
+	image, format, checksum, user, datasource, firmware, hostname, id string
+	vcpus, memory                                                     int
+	bootTimeout                                                       time.Duration
+	commands                                                          multiFlag
+}
+
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, "; ") }
+func (m *multiFlag) Set(s string) error { *m = append(*m, s); return nil }
+
+func cmdRun(ctx context.Context, args []string, env Env) int {
+	cfg := worker.DefaultConfig()
+	var f runFlags
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	fs.Usage = func() { fmt.Fprint(env.Stderr, runUsage); fs.PrintDefaults() }
+	cfg.RegisterFlags(fs, env.Getenv)
+	fs.BoolVar(&f.jsonOut, "json", false, "print the result as JSON instead of a table")
+	fs.BoolVar(&f.keep, "keep", false, "leave a failed machine running and print how to reach it")
+	fs.BoolVar(&f.streamConsole, "console", false, "stream the guest's serial console to stderr")
+	fs.BoolVar(&f.quiet, "quiet", false, "no progress lines")
+	fs.StringVar(&f.resultFile, "result", "", "also write the result JSON to this file")
+	fs.StringVar(&f.junitFile, "junit", "", "write a JUnit XML report to this file")
+	fs.StringVar(&f.consoleFile, "console-log", "", "copy the whole console log to this file")
+	fs.StringVar(&f.logLevel, "log-level", envOr(env, "IMAGEVET_LOG_LEVEL", "warn"), "debug, info, warn or error (IMAGEVET_LOG_LEVEL)")
+	fs.StringVar(&f.image, "image", "", "image file or URL to vet (instead of JOB.json)")
+	fs.StringVar(&f.format, "format", "qcow2", "claimed image format with --image: qcow2 or raw")
+	fs.StringVar(&f.checksum, "checksum", "", "expected sha256:HEX or sha512:HEX with --image (a local file is hashed when omitted)")
+	fs.StringVar(&f.user, "user", "", "the image's default login user with --image (debian, ubuntu, cloud-user…)")
+	fs.StringVar(&f.datasource, "datasource", "nocloud", "seed with --image: nocloud or configdrive")
+	fs.StringVar(&f.firmware, "firmware", "bios", "with --image: bios or uefi")
+	fs.StringVar(&f.hostname, "hostname", "", "hostname the seed asks for with --image")
+	fs.StringVar(&f.id, "id", "", "job id with --image (default from the file name)")
+	fs.IntVar(&f.vcpus, "vcpus", 0, "virtual CPUs with --image")
+	fs.IntVar(&f.memory, "memory", 0, "memory in MiB with --image")
+	fs.DurationVar(&f.bootTimeout, "boot-timeout", 0, "time to SSH on a KVM host with --image (scaled by --tcg-factor under TCG)")
+	fs.Var(&f.commands, "cmd", "command to run in the guest with --image; repeatable")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return exitError
+	}
+	cfg.KeepFailed = f.keep
+
+	job, err := loadRunJob(ctx, fs.Args(), &f, &cfg)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "imagevet run: %v\n", err)
+		return exitError
+	}
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintf(env.Stderr, "imagevet run: %v\n", err)
+		return exitError
+	}
+	log := newLogger(env.Stderr, f.logLevel, false)
+	runner, closeRunner, err := newRunner(ctx, cfg, log)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "imagevet run: %v\n", err)
+		return exitError
+	}
+	defer closeRunner()
+
+	view := newProgressView(env.Stderr, f.quiet)
+	var stopConsole func()
+	progress := func(p jobs.Progress) {
+		view.event(p)
+		if f.streamConsole && p.Stage == "boot" && p.Event == "start" && stopConsole == nil {
+			stopConsole = streamConsoleOf(ctx, cfg.StateDir, job.ID, env.Stderr)
+		}
+	}
+	res := runner.Run(ctx, job, 1, progress)
+	if stopConsole != nil {
+		stopConsole()
+	}
+	view.close()
+
+	if err := writeRunOutputs(res, &f); err != nil {
+		fmt.Fprintf(env.Stderr, "imagevet run: %v\n", err)
+	}
+	if f.jsonOut {
+		data, _ := jobs.MarshalResult(res)
+		fmt.Fprintln(env.Stdout, string(data))
+	} else {
+		printResultTable(env.Stdout, res)
+	}
+	return exitCode(res.Verdict)
+}
+
+// loadRunJob reads JOB.json, or builds a job from --image flags.
+func loadRunJob(ctx context.Context, args []string, f *runFlags, cfg *worker.Config) (jobs.Job, error) {
+	switch {
+	case len(args) == 1 && f.image == "":
+		data, err := os.ReadFile(args[0])
+		if err != nil {
+			return jobs.Job{}, err
+		}
+		job, err := jobs.DecodeJob(data)
+		if err != nil {
+			return jobs.Job{}, fmt.Errorf("%s: %w", args[0], err)
+		}
+		return job, nil
+	case len(args) == 0 && f.image != "":
+		return jobFromFlags(ctx, f, cfg)
+	default:
+		return jobs.Job{}, errors.New("give either JOB.json or --image FILE --user NAME (see imagevet run -h)")
+	}
+}
+
+func jobFromFlags(ctx context.Context, f *runFlags, cfg *worker.Config) (jobs.Job, error) {
+	source := f.image
+	checksum := f.checksum
+	if !strings.Contains(source, "://") {
+		abs, err := filepath.Abs(source)
+		if err != nil {
+			return jobs.Job{}, err
+		}
+		source = abs
+		cfg.ImageRoots = append(cfg.ImageRoots, filepath.Dir(abs))
+		if checksum == "" {
+			sum, err := sha256File(ctx, abs)
+			if err != nil {
+				return jobs.Job{}, fmt.Errorf("--image: %w", err)
+			}
+			checksum = "sha256:" + sum
+		}
+	}
+	id := f.id
+	if id == "" {
+		id = jobIDFromName(filepath.Base(f.image))
+	}
+	job := jobs.Job{
+		Version:  jobs.Version,
+		ID:       id,
+		Image:    jobs.ImageSpec{Source: source, Format: f.format, Checksum: checksum},
+		Machine:  jobs.MachineSpec{Firmware: f.firmware, VCPUs: f.vcpus, MemoryMiB: f.memory},
+		Guest:    jobs.GuestSpec{User: f.user, Datasource: f.datasource, Hostname: f.hostname},
+		Timeouts: jobs.Timeouts{Boot: jobs.Duration(f.bootTimeout)},
+	}
+	for _, c := range f.commands {
+		job.Commands = append(job.Commands, jobs.Command{Run: c})
+	}
+	if err := job.Validate(); err != nil {
+		return jobs.Job{}, err
+	}
+	return job, nil
+}
+
+// jobIDFromName makes a valid job id from a file name.
+func jobIDFromName(name string) string {
+	name = strings.TrimSuffix(name, filepath.Ext(name))
+	var b strings.Builder
+	for _, r := range name {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_':
+			b.WriteRune(r)
+		default:
+			b.WriteByte('-')
+		}
+		if b.Len() >= 100 {
+			break
+		}
+	}
+	id := strings.TrimLeft(b.String(), "-_")
+	if id == "" {
+		id = "image"
+	}
+	return id + "-" + time.Now().UTC().Format("20060102t150405")
+}
+
+func sha256File(ctx context.Context, path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	buf := make([]byte, 1<<20)
+	for {
+		if err := ctx.Err(); err != nil {
+			return "", err
+		}
+		n, err := f.Read(buf)
+		h.Write(buf[:n])
+		if err == io.EOF {
+			return hex.EncodeToString(h.Sum(nil)), nil
+		}
+		if err != nil {
+			return "", err
+		}
+	}
+}
+
+// writeRunOutputs writes the files run was asked for.
+func writeRunOutputs(res jobs.Result, f *runFlags) error {
+	var errs []error
+	if f.resultFile != "" {
+		data, _ := jobs.MarshalResult(res)
+		errs = append(errs, os.WriteFile(f.resultFile, append(data, '\n'), 0o644))
+	}
+	if f.junitFile != "" {
+		errs = append(errs, writeJUnitFile(f.junitFile, res))
+	}
+	if f.consoleFile != "" && res.ConsoleLog != "" {
+		data, err := os.ReadFile(res.ConsoleLog)
+		if err == nil {
+			err = os.WriteFile(f.consoleFile, data, 0o644)
+		}
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func writeJUnitFile(path string, res jobs.Result) error {
+	out, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := jobs.WriteJUnit(out, res); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+func exitCode(v jobs.Verdict) int {
+	switch v {
+	case jobs.VerdictPass:
+		return exitPass
+	case jobs.VerdictFail:
+		return exitFail
+	default:
+		return exitError
+	}
+}
+
+func envOr(env Env, name, def string) string {
+	if v := env.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// newLogger returns a text (or JSON) slog logger at the named level.
+func newLogger(w io.Writer, level string, jsonFormat bool) *slog.Logger {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		l = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	if jsonFormat {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
