@@ -1,0 +1,235 @@
+package libvirt
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	golibvirt "github.com/digitalocean/go-libvirt"
+
+	"github.com/imagevet/imagevet/worker/vm"
+)
+
+const (
+	// portAttempts bounds Boot retries when the chosen SSH forward port was
+	// taken between picking it and qemu binding it.
+	portAttempts = 3
+	// cleanupTimeout bounds the cleanup after a Boot whose outcome is
+	// unknown; it runs on a context detached from the caller's.
+	cleanupTimeout = 20 * time.Second
+	// settle is how long a name must stay absent before an interrupted
+	// create is considered to have left nothing behind.
+	settle = time.Second
+)
+
+// bootOptions are test hooks beyond vm.Spec.
+type bootOptions struct {
+	netdevExtra []string
+}
+
+// Boot defines and starts a transient domain for spec; see vm.Hypervisor.
+// The disk, seed and console log directory must exist; for UEFI the NVRAM file
+// is created from the OVMF template unless it exists.
+func (h *Hypervisor) Boot(ctx context.Context, spec vm.Spec) (vm.Machine, error) {
+	return h.boot(ctx, spec, bootOptions{})
+}
+
+func (h *Hypervisor) boot(ctx context.Context, spec vm.Spec, opt bootOptions) (*Machine, error) {
+	start := time.Now()
+	fail := func(err error) (*Machine, error) { return nil, classify("boot", spec.Name, err) }
+	if err := spec.Validate(); err != nil {
+		return fail(err)
+	}
+	if err := checkFiles(spec); err != nil {
+		return fail(err)
+	}
+	accel, err := h.Accel(ctx, spec.Accel)
+	if err != nil {
+		return fail(err)
+	}
+	uuid := newUUID()
+	p := domainParams{Spec: spec, Accel: accel, UUID: uuidString(uuid), NetdevExtra: opt.netdevExtra}
+	if spec.Firmware == vm.FirmwareUEFI {
+		fw, err := h.firmware()
+		if err != nil {
+			return fail(err)
+		}
+		if err := ensureNVRAM(spec.NVRAM, fw.Vars); err != nil {
+			return fail(err)
+		}
+		p.UEFI = &fw
+	}
+
+	for attempt := 1; ; attempt++ {
+		if p.SSHPort, err = freePort(); err != nil {
+			return fail(fmt.Errorf("pick ssh forward port: %w", err))
+		}
+		dom, err := buildDomain(p)
+		if err != nil {
+			return fail(fmt.Errorf("%w: %w", vm.ErrInvalidSpec, err))
+		}
+		doc, err := dom.Marshal()
+		if err != nil {
+			return fail(fmt.Errorf("%w: marshal domain: %w", vm.ErrInvalidSpec, err))
+		}
+		var d golibvirt.Domain
+		err = h.call(ctx, func(l *golibvirt.Libvirt) error {
+			var err error
+			d, err = l.DomainCreateXML(doc, golibvirt.DomainNone)
+			return err
+		})
+		if err == nil {
+			m := &Machine{h: h, name: spec.Name, uuid: d.UUID, sshAddr: fmt.Sprintf("127.0.0.1:%d", p.SSHPort), console: spec.ConsoleLog}
+			h.log.Info("machine booted", "domain", spec.Name, "accel", accel, "firmware", firmwareName(spec), "ssh", m.sshAddr,
+				"attempt", attempt, "duration", time.Since(start))
+			return m, nil
+		}
+		if libvirtCode(err) < 0 {
+			// No answer from libvirtd (timeout, cancel, lost
+			// connection): the domain may have been created anyway.
+			cleanupErr := h.removeInterrupted(ctx, spec.Name, uuid)
+			if cleanupErr != nil {
+				h.log.Error("cleanup after interrupted boot failed", "domain", spec.Name, "err", cleanupErr)
+			}
+			return fail(errors.Join(err, cleanupErr))
+		}
+		if isPortTaken(err) && attempt < portAttempts {
+			h.log.Debug("ssh forward port taken, retrying", "domain", spec.Name, "port", p.SSHPort)
+			continue
+		}
+		if h.otherExists(ctx, spec.Name, uuid) {
+			return fail(fmt.Errorf("%w: %w", vm.ErrExists, err))
+		}
+		return fail(err)
+	}
+}
+
+// checkFiles reports missing inputs before libvirtd sees the definition.
+func checkFiles(s vm.Spec) error {
+	files := []string{s.Disk}
+	if s.Seed != "" {
+		files = append(files, s.Seed)
+	}
+	for _, f := range files {
+		fi, err := os.Stat(f)
+		if err != nil {
+			return fmt.Errorf("%w: %w", vm.ErrInvalidSpec, err)
+		}
+		if !fi.Mode().IsRegular() {
+			return fmt.Errorf("%w: %s is not a regular file", vm.ErrInvalidSpec, f)
+		}
+	}
+	if fi, err := os.Stat(filepath.Dir(s.ConsoleLog)); err != nil || !fi.IsDir() {
+		return fmt.Errorf("%w: console log directory %s does not exist", vm.ErrInvalidSpec, filepath.Dir(s.ConsoleLog))
+	}
+	if len(s.MetadataCmd) > 0 {
+		fi, err := os.Stat(s.MetadataCmd[0])
+		if err != nil {
+			return fmt.Errorf("%w: metadata command: %w", vm.ErrInvalidSpec, err)
+		}
+		// qemu runs the command as its own unprivileged user.
+		if fi.Mode().Perm()&0o001 == 0 {
+			return fmt.Errorf("%w: metadata command %s is not world-executable (qemu runs it as its own user)", vm.ErrInvalidSpec, s.MetadataCmd[0])
+		}
+	}
+	return nil
+}
+
+// isPortTaken reports whether qemu failed because the host forward port was
+// in use. qemu says so only in text; this is the one place that reads it.
+func isPortTaken(err error) bool {
+	var lerr golibvirt.Error
+	return errors.As(err, &lerr) && strings.Contains(lerr.Message, "Could not set up host forwarding rule")
+}
+
+// otherExists reports whether a domain named name with another UUID exists
+// (a create failed because the name is taken).
+func (h *Hypervisor) otherExists(ctx context.Context, name string, uuid golibvirt.UUID) bool {
+	var d golibvirt.Domain
+	err := h.call(ctx, func(l *golibvirt.Libvirt) error {
+		var err error
+		d, err = l.DomainLookupByName(name)
+		return err
+	})
+	return err == nil && d.UUID != uuid
+}
+
+// removeInterrupted destroys the domain an interrupted create may have left
+// (matched by name and our UUID), waiting until the name has stayed absent for
+// settle: libvirtd may still be working through the create when we look. It
+// runs detached from ctx's cancellation, under its own timeout.
+func (h *Hypervisor) removeInterrupted(ctx context.Context, name string, uuid golibvirt.UUID) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	var absentSince time.Time
+	for {
+		var d golibvirt.Domain
+		err := h.call(ctx, func(l *golibvirt.Libvirt) error {
+			var err error
+			d, err = l.DomainLookupByName(name)
+			return err
+		})
+		switch {
+		case golibvirt.IsNotFound(err) || (err == nil && d.UUID != uuid):
+			if absentSince.IsZero() {
+				absentSince = time.Now()
+			}
+			if time.Since(absentSince) >= settle {
+				return nil
+			}
+		case err != nil:
+			if ctx.Err() != nil {
+				return fmt.Errorf("domain %s may be left running: %w", name, err)
+			}
+		default:
+			absentSince = time.Time{}
+			if err := h.destroyDomain(ctx, d); err != nil && ctx.Err() != nil {
+				return fmt.Errorf("domain %s may be left running: %w", name, err)
+			}
+			h.log.Info("removed domain left by interrupted boot", "domain", name)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("domain %s may be left running: %w", name, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func newUUID() golibvirt.UUID {
+	var u golibvirt.UUID
+	if _, err := io.ReadFull(rand.Reader, u[:]); err != nil {
+		panic(fmt.Sprintf("crypto/rand: %v", err)) // never fails on Linux
+	}
+	u[6] = u[6]&0x0f | 0x40
+	u[8] = u[8]&0x3f | 0x80
+	return u
+}
+
+func uuidString(u golibvirt.UUID) string {
+	return fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
+}
+
+func firmwareName(s vm.Spec) string {
+	if s.Firmware == "" {
+		return vm.FirmwareBIOS
+	}
+	return s.Firmware
+}

@@ -1,0 +1,234 @@
+package libvirt
+
+import (
+	"encoding/xml"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"libvirt.org/go/libvirtxml"
+
+	"github.com/imagevet/imagevet/worker/vm"
+)
+
+// Guest network layout (ARCHITECTURE.md, "Guest networking"): a private slirp
+// network on a link-local range so the metadata address is on-link, no route
+// out (restrict=on), SSH reachable only through a loopback host forward.
+const (
+	netdevID     = "imv0"
+	guestNet     = "169.254.169.0/24"
+	guestHost    = "169.254.169.1"
+	metadataIP   = "169.254.169.254"
+	metadataPort = 80
+	// nicAddr is a pcie.0 slot libvirt never assigns itself (it fills slots
+	// from 0x1 upwards with root ports); without an explicit address qemu
+	// takes slot 1 first and libvirt's root port then fails to start.
+	nicAddr = "0x10"
+)
+
+// MetadataNamespace is the XML namespace of imagevet's element in a domain's
+// <metadata>, holding the worker and job that own the machine.
+const MetadataNamespace = "https://github.com/imagevet/imagevet/xmlns/machine/1"
+
+// sandboxWithSpawn is qemu's seccomp policy for machines with a metadata
+// forward: libvirt's default adds spawn=deny and elevateprivileges=deny, and
+// slirp's guestfwd "cmd:" forks (spawn) and calls setsid (elevateprivileges)
+// for every guest connection, so under the default qemu is killed by SIGSYS
+// on the guest's first metadata request. qemu still runs as the unprivileged
+// libvirt-qemu user.
+const sandboxWithSpawn = "on,obsolete=deny,resourcecontrol=deny"
+
+// machineMeta is the element stored in <metadata>.
+type machineMeta struct {
+	XMLName xml.Name `xml:"imagevet:machine"`
+	NS      string   `xml:"xmlns:imagevet,attr"`
+	Worker  string   `xml:"imagevet:worker"`
+	Job     string   `xml:"imagevet:job"`
+}
+
+// firmware is the resolved UEFI firmware pair.
+type firmware struct {
+	Code string // read-only pflash image
+	Vars string // NVRAM template
+}
+
+// domainParams is everything buildDomain needs beyond the spec: values
+// resolved on the host at boot time.
+type domainParams struct {
+	Spec    vm.Spec
+	UUID    string
+	Accel   string    // vm.AccelKVM or vm.AccelTCG
+	SSHPort int       // host port on 127.0.0.1 forwarded to guest port 22
+	UEFI    *firmware // required when Spec.Firmware is uefi
+	// NetdevExtra are additional -netdev user options (tests use bootfile=).
+	NetdevExtra []string
+}
+
+// buildDomain returns the transient domain definition for p.
+func buildDomain(p domainParams) (*libvirtxml.Domain, error) {
+	s := p.Spec
+	meta, err := xml.Marshal(machineMeta{NS: MetadataNamespace, Worker: s.Worker, Job: s.Job})
+	if err != nil {
+		return nil, fmt.Errorf("marshal metadata: %w", err)
+	}
+	d := &libvirtxml.Domain{
+		Name:     s.Name,
+		UUID:     p.UUID,
+		Metadata: &libvirtxml.DomainMetadata{XML: string(meta)},
+		Memory:   &libvirtxml.DomainMemory{Value: uint(s.MemoryMiB), Unit: "MiB"},
+		VCPU:     &libvirtxml.DomainVCPU{Value: uint(s.VCPUs)},
+		OS: &libvirtxml.DomainOS{
+			Type:        &libvirtxml.DomainOSType{Arch: "x86_64", Machine: "q35", Type: "hvm"},
+			BootDevices: []libvirtxml.DomainBootDevice{{Dev: "hd"}},
+		},
+		Features: &libvirtxml.DomainFeatureList{
+			ACPI: &libvirtxml.DomainFeature{},
+			APIC: &libvirtxml.DomainFeatureAPIC{},
+		},
+		Clock:      &libvirtxml.DomainClock{Offset: "utc"},
+		OnPoweroff: "destroy",
+		OnReboot:   "restart",
+		OnCrash:    "destroy",
+		Devices: &libvirtxml.DomainDeviceList{
+			Disks: disks(s),
+			Controllers: []libvirtxml.DomainController{
+				{Type: "usb", Model: "none"},
+			},
+			Serials: []libvirtxml.DomainSerial{{
+				Source: &libvirtxml.DomainChardevSource{Pty: &libvirtxml.DomainChardevSourcePty{}},
+				Target: &libvirtxml.DomainSerialTarget{Port: new(uint)},
+				// virtlogd writes everything the guest sends to the serial
+				// port here, live, whether or not anyone reads the pty.
+				Log: &libvirtxml.DomainChardevLog{File: s.ConsoleLog, Append: "off"},
+			}},
+			MemBalloon: &libvirtxml.DomainMemBalloon{Model: "none"},
+			RNGs: []libvirtxml.DomainRNG{{
+				Model:   "virtio",
+				Backend: &libvirtxml.DomainRNGBackend{Random: &libvirtxml.DomainRNGBackendRandom{Device: "/dev/urandom"}},
+			}},
+		},
+	}
+
+	switch p.Accel {
+	case vm.AccelKVM:
+		d.Type = "kvm"
+		d.CPU = &libvirtxml.DomainCPU{Mode: "host-passthrough", Check: "none"}
+	case vm.AccelTCG:
+		d.Type = "qemu"
+		d.CPU = &libvirtxml.DomainCPU{Mode: "maximum"}
+	default:
+		return nil, fmt.Errorf("accel %q: want %q or %q", p.Accel, vm.AccelKVM, vm.AccelTCG)
+	}
+
+	switch s.Firmware {
+	case vm.FirmwareUEFI:
+		if p.UEFI == nil {
+			return nil, fmt.Errorf("uefi firmware not resolved")
+		}
+		d.OS.Loader = &libvirtxml.DomainLoader{Path: p.UEFI.Code, Readonly: "yes", Secure: "no", Type: "pflash"}
+		d.OS.NVRam = &libvirtxml.DomainNVRam{NVRam: s.NVRAM, Template: p.UEFI.Vars}
+	default:
+		// SeaBIOS prints to the serial port too, so "no bootable disk"
+		// shows up in the console log.
+		d.OS.BIOS = &libvirtxml.DomainBIOS{UseSerial: "yes"}
+	}
+
+	args := []string{
+		"-netdev", netdevOption(s, p.SSHPort, p.NetdevExtra),
+		"-device", nicOption(s.MAC),
+	}
+	if len(s.MetadataCmd) > 0 {
+		// Replace libvirt's seccomp policy, which forbids what guestfwd
+		// cmd: needs, by our own: drop libvirt's capability so it emits no
+		// -sandbox, then pass ours.
+		d.QEMUCapabilities = &libvirtxml.DomainQEMUCapabilities{
+			Del: []libvirtxml.DomainQEMUCapabilitiesEntry{{Name: "seccomp-sandbox"}},
+		}
+		args = append(args, "-sandbox", sandboxWithSpawn)
+	}
+	d.QEMUCommandline = &libvirtxml.DomainQEMUCommandline{}
+	for _, a := range args {
+		d.QEMUCommandline.Args = append(d.QEMUCommandline.Args, libvirtxml.DomainQEMUCommandlineArg{Value: a})
+	}
+	return d, nil
+}
+
+func disks(s vm.Spec) []libvirtxml.DomainDisk {
+	out := []libvirtxml.DomainDisk{{
+		Device: "disk",
+		// The overlay is thrown away after the job: no need for qemu to
+		// flush it to stable storage.
+		Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "qcow2", Cache: "unsafe", Discard: "unmap"},
+		Source: &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{File: s.Disk}},
+		Target: &libvirtxml.DomainDiskTarget{Dev: "vda", Bus: "virtio"},
+	}}
+	if s.Seed == "" {
+		return out
+	}
+	seed := libvirtxml.DomainDisk{
+		Driver:   &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "raw"},
+		Source:   &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{File: s.Seed}},
+		ReadOnly: &libvirtxml.DomainDiskReadOnly{},
+	}
+	if s.SeedBus == vm.SeedDisk {
+		seed.Device = "disk"
+		seed.Target = &libvirtxml.DomainDiskTarget{Dev: "vdb", Bus: "virtio"}
+	} else {
+		seed.Device = "cdrom"
+		seed.Target = &libvirtxml.DomainDiskTarget{Dev: "sda", Bus: "sata"}
+	}
+	return append(out, seed)
+}
+
+// netdevOption is the -netdev value: restricted slirp on the link-local
+// guest network, the SSH host forward, and the metadata guest forward.
+func netdevOption(s vm.Spec, sshPort int, extra []string) string {
+	opts := []string{
+		"user",
+		"id=" + netdevID,
+		"restrict=on",
+		"ipv6=off",
+		"net=" + guestNet,
+		"host=" + guestHost,
+		"hostfwd=tcp:127.0.0.1:" + strconv.Itoa(sshPort) + "-:22",
+	}
+	if len(s.MetadataCmd) > 0 {
+		opts = append(opts, fmt.Sprintf("guestfwd=tcp:%s:%d-cmd:%s", metadataIP, metadataPort, optEscape(shellJoin(s.MetadataCmd))))
+	}
+	for _, e := range extra {
+		opts = append(opts, optEscape(e))
+	}
+	return strings.Join(opts, ",")
+}
+
+func nicOption(mac string) string {
+	opts := []string{"virtio-net-pci", "netdev=" + netdevID, "bus=pcie.0", "addr=" + nicAddr}
+	if mac != "" {
+		opts = append(opts, "mac="+strings.ToLower(mac))
+	}
+	return strings.Join(opts, ",")
+}
+
+// optEscape escapes a value inside a qemu option list: a literal comma is
+// written twice.
+func optEscape(v string) string { return strings.ReplaceAll(v, ",", ",,") }
+
+// shellJoin quotes argv for slirp, which splits a guestfwd command with
+// g_shell_parse_argv (shell quoting rules, no shell is run) and execs it
+// with PATH lookup.
+func shellJoin(argv []string) string {
+	q := make([]string, len(argv))
+	for i, a := range argv {
+		q[i] = shellQuote(a)
+	}
+	return strings.Join(q, " ")
+}
+
+func shellQuote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("@%+=:,./_-", r))
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}

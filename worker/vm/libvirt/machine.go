@@ -1,0 +1,148 @@
+package libvirt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	golibvirt "github.com/digitalocean/go-libvirt"
+
+	"github.com/imagevet/imagevet/worker/vm"
+)
+
+// Machine is a domain started by Hypervisor.Boot. It is identified by name
+// and UUID, so a later domain reusing the name is never mistaken for it.
+type Machine struct {
+	h       *Hypervisor
+	name    string
+	uuid    golibvirt.UUID
+	sshAddr string
+	console string
+}
+
+var _ vm.Machine = (*Machine)(nil)
+
+// Name returns the domain name.
+func (m *Machine) Name() string { return m.name }
+
+// SSHAddr returns the 127.0.0.1 address forwarded to the guest's port 22.
+func (m *Machine) SSHAddr() string { return m.sshAddr }
+
+// ConsoleLog returns the serial console log path.
+func (m *Machine) ConsoleLog() string { return m.console }
+
+// UUID returns the domain's UUID.
+func (m *Machine) UUID() string { return uuidString(m.uuid) }
+
+// Running reports whether the domain exists and its vCPUs run (running or
+// blocked); a paused, shut-off or vanished domain is not running.
+func (m *Machine) Running(ctx context.Context) (bool, error) {
+	var state int32
+	err := m.h.call(ctx, func(l *golibvirt.Libvirt) error {
+		d, err := l.DomainLookupByUUID(m.uuid)
+		if err != nil {
+			return err
+		}
+		state, _, err = l.DomainGetState(d, 0)
+		return err
+	})
+	if golibvirt.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, classify("running", m.name, err)
+	}
+	s := golibvirt.DomainState(state)
+	return s == golibvirt.DomainRunning || s == golibvirt.DomainBlocked, nil
+}
+
+// Destroy stops the domain at once (no guest shutdown) and undefines it if it
+// was made persistent; see vm.Machine.
+func (m *Machine) Destroy(ctx context.Context) error {
+	var d golibvirt.Domain
+	err := m.h.call(ctx, func(l *golibvirt.Libvirt) error {
+		var err error
+		d, err = l.DomainLookupByUUID(m.uuid)
+		return err
+	})
+	if golibvirt.IsNotFound(err) {
+		return nil
+	}
+	if err == nil {
+		err = m.h.destroyDomain(ctx, d)
+	}
+	if err != nil {
+		return classify("destroy", m.name, err)
+	}
+	m.h.log.Info("machine destroyed", "domain", m.name)
+	return nil
+}
+
+// Sweep destroys every domain whose name starts with prefix; see
+// vm.Hypervisor. It keeps going past failures and reports them joined.
+func (h *Hypervisor) Sweep(ctx context.Context, prefix string) (int, error) {
+	if prefix == "" {
+		return 0, classify("sweep", "", fmt.Errorf("%w: empty prefix would match every domain", vm.ErrInvalidSpec))
+	}
+	var doms []golibvirt.Domain
+	err := h.call(ctx, func(l *golibvirt.Libvirt) error {
+		var err error
+		doms, _, err = l.ConnectListAllDomains(1, 0)
+		return err
+	})
+	if err != nil {
+		return 0, classify("sweep", "", err)
+	}
+	n := 0
+	var errs []error
+	for _, d := range doms {
+		if !strings.HasPrefix(d.Name, prefix) {
+			continue
+		}
+		if err := h.destroyDomain(ctx, d); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", d.Name, err))
+			continue
+		}
+		h.log.Info("swept orphan machine", "domain", d.Name)
+		n++
+	}
+	if len(errs) > 0 {
+		return n, classify("sweep", "", errors.Join(errs...))
+	}
+	return n, nil
+}
+
+// destroyDomain kills d and undefines it if persistent. Not-found and
+// not-running are success.
+func (h *Hypervisor) destroyDomain(ctx context.Context, d golibvirt.Domain) error {
+	err := h.call(ctx, func(l *golibvirt.Libvirt) error {
+		return l.DomainDestroyFlags(d, golibvirt.DomainDestroyDefault)
+	})
+	if golibvirt.IsNotFound(err) {
+		return nil
+	}
+	if err != nil && libvirtCode(err) != golibvirt.ErrOperationInvalid { // not running
+		return err
+	}
+	var persistent int32
+	err = h.call(ctx, func(l *golibvirt.Libvirt) error {
+		var err error
+		persistent, err = l.DomainIsPersistent(d)
+		return err
+	})
+	if golibvirt.IsNotFound(err) || (err == nil && persistent == 0) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	err = h.call(ctx, func(l *golibvirt.Libvirt) error {
+		// The NVRAM file is the caller's, like every other machine file.
+		return l.DomainUndefineFlags(d, golibvirt.DomainUndefineKeepNvram)
+	})
+	if golibvirt.IsNotFound(err) {
+		return nil
+	}
+	return err
+}
