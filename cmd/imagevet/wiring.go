@@ -1,0 +1,40 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"github.com/imagevet/imagevet/worker"
+	"github.com/imagevet/imagevet/worker/image"
+	"github.com/imagevet/imagevet/worker/vm/libvirt"
+)
+
+// newRunner builds the job runner for this host from a validated config: the image
+// cache, the libvirt connection, and a sweep of machines this worker left behind.
+// The returned func releases the connection.
+func newRunner(ctx context.Context, cfg worker.Config, log *slog.Logger) (*worker.Runner, func(), error) {
+	store, err := image.NewStore(image.StoreConfig{
+		Dir:       filepath.Join(cfg.StateDir, "cache"),
+		FileRoots: cfg.ImageRoots,
+		Logger:    log,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("image cache: %w", err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	hv, err := libvirt.New(cctx, libvirt.Config{URI: cfg.LibvirtURI, Logger: log})
+	if err != nil {
+		return nil, nil, fmt.Errorf("libvirt %s: %w (is libvirtd running? scripts/setup-host starts it)", cfg.LibvirtURI, err)
+	}
+	runner := worker.NewRunner(cfg, store, hv, log)
+	if n, err := runner.Sweep(cctx); err != nil {
+		log.Warn("sweeping orphaned machines", "err", err)
+	} else if n > 0 {
+		log.Info("destroyed orphaned machines", "count", n)
+	}
+	return runner, func() { hv.Close() }, nil
+}
