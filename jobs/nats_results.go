@@ -14,10 +14,12 @@ import (
 )
 
 // PublishResult reports a job's final result: the full console log (when console is
-// not nil) into BucketConsoles, the result on its results subject, then the latest
-// verdict for the image in BucketStatus. Only the first result for a job id is kept;
-// publishing another returns published=false and leaves the first in place (its status
-// entry is still brought up to date). The console tail is capped at MaxConsoleTail.
+// not nil) into BucketConsoles, the latest verdict for the image in BucketStatus, then
+// the result on its results subject. Status goes first so that whoever saw the result
+// (a CI job waiting on it) finds the status already updated. Only the first result for
+// a job id is kept; publishing another returns published=false and leaves the first in
+// place (its status entry is still brought up to date). The console tail is capped at
+// MaxConsoleTail.
 func (q *Queue) PublishResult(ctx context.Context, r Result, console io.Reader) (published bool, err error) {
 	if !ValidJobID(r.JobID) {
 		return false, fmt.Errorf("publish result: invalid job id %q", r.JobID)
@@ -26,6 +28,11 @@ func (q *Queue) PublishResult(ctx context.Context, r Result, console io.Reader) 
 		r.Version = Version
 	}
 	r.ConsoleTail = TailString(r.ConsoleTail, MaxConsoleTail)
+	if existing, ok, err := q.Result(ctx, r.JobID); err != nil {
+		return false, err
+	} else if ok {
+		return false, q.updateStatus(ctx, existing)
+	}
 	if console != nil {
 		if _, err := q.consoles.Put(ctx, jetstream.ObjectMeta{
 			Name:        r.JobID,
@@ -39,25 +46,23 @@ func (q *Queue) PublishResult(ctx context.Context, r Result, console io.Reader) 
 	if err != nil {
 		return false, fmt.Errorf("encode result: %w", err)
 	}
+	if err := q.updateStatus(ctx, r); err != nil {
+		return false, err
+	}
 	ack, err := q.js.Publish(ctx, ResultSubject(r.JobID), data,
 		jetstream.WithMsgID("result-"+r.JobID),
 		jetstream.WithExpectStream(StreamResults),
 		jetstream.WithExpectLastSequencePerSubject(0))
 	var apiErr *jetstream.APIError
 	switch {
-	case errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence:
-		// Another delivery of this job already reported; keep the first.
-		existing, ok, gerr := q.Result(ctx, r.JobID)
-		if gerr != nil || !ok {
-			return false, nil
-		}
-		return false, q.updateStatus(ctx, existing)
+	case errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence,
+		err == nil && ack.Duplicate:
+		// Another delivery of this job reported first; keep its result.
+		return false, nil
 	case err != nil:
 		return false, fmt.Errorf("publish result: %w", err)
-	case ack.Duplicate:
-		return false, nil
 	}
-	return true, q.updateStatus(ctx, r)
+	return true, nil
 }
 
 // EnsureStatus brings the status entry for r's image up to date with r unless a newer

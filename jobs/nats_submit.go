@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -48,19 +49,18 @@ func (q *Queue) SubmitRaw(ctx context.Context, jobID string, data []byte) (Accep
 
 // Wait returns the final result of a job, at once when it is already there, otherwise
 // when a worker publishes it. Progress events seen meanwhile go to progress (may be
-// nil). It returns ctx's error when ctx ends first.
+// nil; use FollowProgress before submitting to miss none). It returns ctx's error
+// when ctx ends first.
 func (q *Queue) Wait(ctx context.Context, jobID string, progress func(Progress)) (Result, error) {
 	if !ValidJobID(jobID) {
 		return Result{}, fmt.Errorf("wait: invalid job id %q", jobID)
 	}
-	var events chan *nats.Msg
 	if progress != nil {
-		events = make(chan *nats.Msg, 64)
-		sub, err := q.nc.ChanSubscribe(ProgressSubject(jobID), events)
+		stop, err := q.FollowProgress(jobID, progress)
 		if err != nil {
-			return Result{}, fmt.Errorf("follow progress of %s: %w", jobID, err)
+			return Result{}, err
 		}
-		defer sub.Unsubscribe()
+		defer stop()
 	}
 	// An ordered consumer on the job's result subject delivers a result that is
 	// already stored as well as one published later, and survives reconnects.
@@ -86,11 +86,6 @@ func (q *Queue) Wait(ctx context.Context, jobID string, progress func(Progress))
 		select {
 		case <-ctx.Done():
 			return Result{}, ctx.Err()
-		case m := <-events:
-			var p Progress
-			if json.Unmarshal(m.Data, &p) == nil {
-				progress(p)
-			}
 		case m := <-results:
 			r, err := DecodeResult(m.Data())
 			if err != nil {
@@ -99,4 +94,56 @@ func (q *Queue) Wait(ctx context.Context, jobID string, progress func(Progress))
 			return r, nil
 		}
 	}
+}
+
+// FollowProgress calls fn (from one goroutine, in order) with the job's progress
+// events until stop is called; events that arrived before stop are still delivered
+// before stop returns. Subscribe before submitting to see every event.
+func (q *Queue) FollowProgress(jobID string, fn func(Progress)) (stop func(), err error) {
+	if !ValidJobID(jobID) {
+		return nil, fmt.Errorf("follow progress: invalid job id %q", jobID)
+	}
+	events := make(chan *nats.Msg, 256)
+	sub, err := q.nc.ChanSubscribe(ProgressSubject(jobID), events)
+	if err != nil {
+		return nil, fmt.Errorf("follow progress of %s: %w", jobID, err)
+	}
+	// Make sure the server has the subscription before anything is submitted.
+	if err := q.nc.Flush(); err != nil {
+		sub.Unsubscribe()
+		return nil, fmt.Errorf("follow progress of %s: %w", jobID, err)
+	}
+	quit, done := make(chan struct{}), make(chan struct{})
+	deliver := func(m *nats.Msg) {
+		var p Progress
+		if json.Unmarshal(m.Data, &p) == nil {
+			fn(p)
+		}
+	}
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case m := <-events:
+				deliver(m)
+			case <-quit:
+				for {
+					select {
+					case m := <-events:
+						deliver(m)
+					default:
+						return
+					}
+				}
+			}
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			_ = sub.Unsubscribe()
+			close(quit)
+			<-done
+		})
+	}, nil
 }

@@ -75,6 +75,18 @@ func cmdSubmit(ctx context.Context, args []string, env Env) int {
 		fmt.Fprintf(env.Stderr, "imagevet submit: %v\n", err)
 		return exitError
 	}
+	view := newProgressView(env.Stderr, qt || jsonOut || !wait)
+	defer view.close()
+	stopProgress := func() {}
+	if wait {
+		// Follow before submitting so no early event is missed.
+		stopProgress, err = q.FollowProgress(job.ID, view.event)
+		if err != nil {
+			fmt.Fprintf(env.Stderr, "imagevet submit: %v\n", err)
+			return exitError
+		}
+		defer stopProgress()
+	}
 	acc, err := q.Submit(opCtx, job)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "imagevet submit: %v\n", err)
@@ -96,8 +108,8 @@ func cmdSubmit(ctx context.Context, args []string, env Env) int {
 
 	waitCtx, cancelWait := context.WithTimeout(ctx, timeout)
 	defer cancelWait()
-	view := newProgressView(env.Stderr, qt || jsonOut)
-	res, err := q.Wait(waitCtx, job.ID, view.event)
+	res, err := q.Wait(waitCtx, job.ID, nil)
+	stopProgress()
 	view.close()
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
