@@ -102,10 +102,11 @@ var keyNames = []string{KeyComment, KeyComment + "-rsa"}
 // (e.g. "user-data", "openstack/latest/meta_data.json"). Like every renderer it
 // validates the spec first and returns Validate's error.
 func (s Spec) Files() (map[string][]byte, error) {
-	if err := s.Validate(); err != nil {
+	job, err := s.check()
+	if err != nil {
 		return nil, err
 	}
-	userData, err := s.userData()
+	userData, err := s.userData(job)
 	if err != nil {
 		return nil, err
 	}

@@ -7,6 +7,8 @@ import (
 	"net"
 	"strings"
 	"unicode/utf8"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // Datasource selects the seed layout a guest's cloud-init is offered.
@@ -37,8 +39,9 @@ const (
 	// ConfigDriveVersion is the dated directory written next to openstack/latest; it is
 	// the newest version cloud-init 22.x knows, so cloud-init selects it.
 	ConfigDriveVersion = "2018-08-27"
-	// MaxUserDataSize bounds a job's CloudConfig and VendorData.
-	MaxUserDataSize = 1 << 20
+	// MaxUserDataSize bounds a job's CloudConfig and VendorData: 64 KiB, about what
+	// Nova accepts as user data, so nothing vetted here is refused by the cloud.
+	MaxUserDataSize = 64 << 10
 )
 
 // ErrInvalid is matched (errors.Is) by every *FieldError: the spec, that is the job,
@@ -149,6 +152,13 @@ func (s Spec) availabilityZone() string {
 // Validate checks every field and returns all problems joined; each is a *FieldError
 // naming its field, and errors.Is(err, ErrInvalid) holds.
 func (s Spec) Validate() error {
+	_, err := s.check()
+	return err
+}
+
+// check is Validate returning the parsed job cloud-config too, so renderers parse
+// it once.
+func (s Spec) check() (job *yaml.Node, err error) {
 	var errs []error
 	add := func(err error) {
 		if err != nil {
@@ -165,9 +175,8 @@ func (s Spec) Validate() error {
 	if s.Keys == nil {
 		add(fieldErr("keys", "required"))
 	}
-	if _, err := parseJobConfig(s.CloudConfig); err != nil {
-		add(err)
-	}
+	job, err = parseJobConfig(s.CloudConfig)
+	add(err)
 	add(validateVendorData(s.VendorData))
 	if s.MAC != "" {
 		hw, err := net.ParseMAC(s.MAC)
@@ -192,7 +201,10 @@ func (s Spec) Validate() error {
 		add(validateText("meta."+k, k, 255))
 		add(validateText("meta."+k, v, 255))
 	}
-	return errors.Join(errs...)
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return job, nil
 }
 
 func validateText(field, v string, max int) error {

@@ -72,17 +72,15 @@ func (s Spec) ours() cloudConfig {
 
 // UserData renders the #cloud-config user-data: ours merged with Spec.CloudConfig.
 func (s Spec) UserData() ([]byte, error) {
-	if err := s.Validate(); err != nil {
-		return nil, err
-	}
-	return s.userData()
-}
-
-func (s Spec) userData() ([]byte, error) {
-	job, err := parseJobConfig(s.CloudConfig)
+	job, err := s.check()
 	if err != nil {
 		return nil, err
 	}
+	return s.userData(job)
+}
+
+// userData renders user-data for a checked spec and its parsed job cloud-config.
+func (s Spec) userData(job *yaml.Node) ([]byte, error) {
 	var ours yaml.Node
 	if err := ours.Encode(s.ours()); err != nil {
 		return nil, fmt.Errorf("encode cloud-config: %w", err)
@@ -229,7 +227,7 @@ func kindName(n *yaml.Node) string {
 // anchors dropped, so merged output never refers to an anchor that moved or was dropped.
 func expandAliases(n *yaml.Node, budget *int, depth int) (*yaml.Node, error) {
 	if *budget--; *budget < 0 {
-		return nil, errors.New("aliases expand to too many YAML nodes")
+		return nil, fmt.Errorf("more than %d YAML nodes once aliases are expanded", maxExpandedNodes)
 	}
 	if depth > 1000 {
 		return nil, errors.New("nested too deeply")
@@ -268,6 +266,10 @@ func lookup(m *yaml.Node, key string) (*yaml.Node, bool) {
 func mergeConfig(ours, job *yaml.Node) *yaml.Node {
 	out := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
 	out.Content = append(out.Content, ours.Content...)
+	oursAt := map[string]int{}
+	for i := 0; i+1 < len(ours.Content); i += 2 {
+		oursAt[ours.Content[i].Value] = i
+	}
 	for i := 0; i+1 < len(job.Content); i += 2 {
 		k, v := job.Content[i], job.Content[i+1]
 		switch {
@@ -287,22 +289,13 @@ func mergeConfig(ours, job *yaml.Node) *yaml.Node {
 			}
 			continue
 		}
-		if idx := indexOf(out, k.Value); idx >= 0 {
+		if idx, ok := oursAt[k.Value]; ok {
 			out.Content[idx+1] = mergeValue(out.Content[idx+1], v)
 			continue
 		}
 		out.Content = append(out.Content, k, v)
 	}
 	return out
-}
-
-func indexOf(m *yaml.Node, key string) int {
-	for i := 0; i+1 < len(m.Content); i += 2 {
-		if m.Content[i].Value == key {
-			return i
-		}
-	}
-	return -1
 }
 
 // mergeValue merges a job value into one of our defaults: mappings merge key by key,
@@ -313,9 +306,13 @@ func mergeValue(ours, job *yaml.Node) *yaml.Node {
 	}
 	out := &yaml.Node{Kind: yaml.MappingNode, Tag: ours.Tag, Style: ours.Style}
 	out.Content = append(out.Content, ours.Content...)
+	oursAt := map[string]int{}
+	for i := 0; i+1 < len(ours.Content); i += 2 {
+		oursAt[ours.Content[i].Value] = i
+	}
 	for i := 0; i+1 < len(job.Content); i += 2 {
 		k, v := job.Content[i], job.Content[i+1]
-		if idx := indexOf(out, k.Value); idx >= 0 {
+		if idx, ok := oursAt[k.Value]; ok {
 			out.Content[idx+1] = mergeValue(out.Content[idx+1], v)
 			continue
 		}
