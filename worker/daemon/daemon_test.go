@@ -78,7 +78,10 @@ func (f *fakeRunner) Run(ctx context.Context, job jobs.Job, attempt int, progres
 		f.running--
 		f.mu.Unlock()
 	}()
-	f.started <- job.ID
+	select {
+	case f.started <- job.ID:
+	default:
+	}
 	progress(jobs.Progress{Stage: "boot", Event: "start"})
 	if f.fn == nil {
 		return passResult()
