@@ -192,9 +192,6 @@ func (s *Store) downloadAttempt(ctx context.Context, url, file string, f *os.Fil
 			if err := f.Truncate(0); err != nil {
 				return &FetchError{URL: url, Retryable: true, Err: err}
 			}
-			if _, err := f.Seek(0, io.SeekStart); err != nil {
-				return &FetchError{URL: url, Retryable: true, Err: err}
-			}
 			*pp = newPipeline(f)
 		}
 		*total = resp.ContentLength

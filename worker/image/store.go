@@ -189,8 +189,14 @@ func (s *Store) sweepTemp() {
 	}
 }
 
+// inspectorVersion is recorded with every cached image; raising it (when
+// the inspection rules get stricter) makes older entries cache misses, so
+// they are inspected again.
+const inspectorVersion = 1
+
 // facts is the JSON record kept next to every cached image.
 type facts struct {
+	Inspector   int    `json:"inspector"`
 	Format      string `json:"format"`
 	Size        int64  `json:"size"`
 	VirtualSize int64  `json:"virtual_size"`
@@ -213,7 +219,7 @@ func (s *Store) lookup(d digest, format string) *Image {
 		return nil
 	}
 	var f facts
-	if json.Unmarshal(data, &f) != nil || f.Format != format || len(f.SHA256) != 64 {
+	if json.Unmarshal(data, &f) != nil || f.Inspector != inspectorVersion || f.Format != format || len(f.SHA256) != 64 {
 		return nil
 	}
 	if (d.Algo == "sha256" && f.SHA256 != d.Hex) || (d.Algo == "sha512" && f.SHA512 != d.Hex) {
@@ -292,6 +298,9 @@ func (s *Store) Fetch(ctx context.Context, src Source, progress func(done, total
 		key = statKey(loc.Path, st)
 	}
 	if img := s.cached(want, key, src.Format); img != nil {
+		if img.VirtualSize > s.maxVirtualSize {
+			return nil, unsafeErr(src.URL, ViolationVirtualSize, "virtual size %d bytes exceeds the cap of %d bytes", img.VirtualSize, s.maxVirtualSize)
+		}
 		s.log.Debug("image cache hit", "source", src.URL, "path", img.Path)
 		return img, nil
 	}
@@ -467,13 +476,13 @@ func (s *Store) ingest(ctx context.Context, src Source, loc location, want *dige
 		return nil, &FetchError{URL: src.URL, Retryable: true, Err: fmt.Errorf("inspect: %w", err)}
 	}
 
-	f := facts{Format: src.Format, Size: n, VirtualSize: info.VirtualSize, SHA256: sum256, SHA512: sum512}
+	f := facts{Inspector: inspectorVersion, Format: src.Format, Size: n, VirtualSize: info.VirtualSize, SHA256: sum256, SHA512: sum512}
 	img, err := s.publish(tmp, f)
 	if err != nil {
 		return nil, &FetchError{URL: src.URL, Retryable: true, Err: err}
 	}
 	published = true
-	if key.Path != "" {
+	if key.Path != "" && unchanged(key) {
 		if err := s.writeJSON(key.indexPath(s.dir), fileIndex{Key: key, SHA256: sum256}); err != nil {
 			s.log.Warn("image file index not written", "err", err)
 		}
@@ -481,6 +490,13 @@ func (s *Store) ingest(ctx context.Context, src Source, loc location, want *dige
 	s.log.Info("image ingested", "source", src.URL, "path", img.Path, "bytes", n,
 		"hash_seconds", hashed.Seconds(), "total_seconds", time.Since(start).Seconds())
 	return img, nil
+}
+
+// unchanged reports whether the file still matches the key taken before it
+// was read; a file modified while being read must not be indexed.
+func unchanged(k fileKey) bool {
+	st, err := os.Stat(k.Path)
+	return err == nil && statKey(k.Path, st) == k
 }
 
 // copyFile streams a local file source into tmp through the pipeline.

@@ -609,6 +609,22 @@ func TestFetchSizeCaps(t *testing.T) {
 	_, err = s.Fetch(context.Background(), Source{URL: "img.qcow2", Format: FormatQCOW2}, nil)
 	wantRule(t, err, ViolationVirtualSize)
 
+	// A cache entry ingested under a larger cap is refused under a smaller one.
+	dir := t.TempDir()
+	big, err := NewStore(StoreConfig{Dir: dir, FileRoots: []string{root}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := big.Fetch(context.Background(), Source{URL: "img.qcow2", Format: FormatQCOW2}, nil); err != nil {
+		t.Fatal(err)
+	}
+	small, err := NewStore(StoreConfig{Dir: dir, FileRoots: []string{root}, MaxVirtualSize: 4 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = small.Fetch(context.Background(), Source{URL: "img.qcow2", Format: FormatQCOW2}, nil)
+	wantRule(t, err, ViolationVirtualSize)
+
 	s, err = NewStore(StoreConfig{Dir: t.TempDir(), FileRoots: []string{root}, MaxSize: 4096})
 	if err != nil {
 		t.Fatal(err)
