@@ -80,7 +80,7 @@ func TestProbeRealDropbear(t *testing.T) {
 				HostKeys: []ssh.PublicKey{hostKey},
 				Interval: 50 * time.Millisecond,
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
 			defer cancel()
 			_, rep, err := Probe(ctx, cfg)
 			if !errors.Is(err, ErrAuthRejected) || rep.FailedStage != StageAuth {
@@ -94,7 +94,7 @@ func TestProbeRealDropbear(t *testing.T) {
 			}
 
 			cfg.HostKeys = []ssh.PublicKey{newSigner(t, kt).PublicKey()}
-			ctx2, cancel2 := context.WithTimeout(context.Background(), 700*time.Millisecond)
+			ctx2, cancel2 := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel2()
 			_, rep, err = Probe(ctx2, cfg)
 			if !errors.Is(err, ErrHostKeyMismatch) || rep.FailedStage != StageHandshake {

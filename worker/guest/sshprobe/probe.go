@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -107,6 +108,14 @@ type ProbeConfig struct {
 	HostKeyAlgorithms []string
 	// Interval is the pause between attempt starts (default 250ms).
 	Interval time.Duration
+	// Patience is how long an attempt may go unanswered before another is
+	// started alongside it (default 2s); with 4 unanswered attempts in flight
+	// the oldest is abandoned, so each silent connection lives 4×Patience.
+	// Through qemu's user-mode forward a connection made before the guest
+	// listens waits out slirp's SYN backoff (tens of seconds) even after sshd is
+	// up; a fresh one gets in at once, while older ones still serve an sshd that
+	// is merely slow to send its banner.
+	Patience time.Duration
 	// AttemptTimeout bounds one attempt's connect, banner, handshake and auth
 	// (default 30s: key exchange under emulation is slow).
 	AttemptTimeout time.Duration
@@ -119,6 +128,8 @@ type ProbeConfig struct {
 // Defaults for ProbeConfig.
 const (
 	DefaultInterval       = 250 * time.Millisecond
+	DefaultPatience       = 2 * time.Second
+	maxParallel           = 4
 	DefaultAttemptTimeout = 30 * time.Second
 	DefaultCommand        = "echo ok"
 )
@@ -202,7 +213,8 @@ func PinnedHostKeys(keys ...ssh.PublicKey) ssh.HostKeyCallback {
 }
 
 // Probe tries to log in until it succeeds or ctx ends (give ctx the boot
-// deadline). Each attempt connects, waits for the banner, completes the key
+// deadline). Attempts start Interval apart, and a slow one gets up to two more
+// alongside it (see Patience); the first to log in wins. Each attempt connects, waits for the banner, completes the key
 // exchange checking the host key, authenticates and runs cfg.Command, all under
 // AttemptTimeout and deadlines set on the connection. On failure the error is a
 // *ProbeError from the last meaningful attempt: the final attempt cut short by
@@ -211,6 +223,9 @@ func Probe(ctx context.Context, cfg ProbeConfig) (*Client, ProbeReport, error) {
 	start := time.Now()
 	if cfg.Interval <= 0 {
 		cfg.Interval = DefaultInterval
+	}
+	if cfg.Patience <= 0 {
+		cfg.Patience = DefaultPatience
 	}
 	if cfg.AttemptTimeout <= 0 {
 		cfg.AttemptTimeout = DefaultAttemptTimeout
@@ -235,35 +250,102 @@ func Probe(ctx context.Context, cfg ProbeConfig) (*Client, ProbeReport, error) {
 		return nil, rep, err
 	}
 
-	var last *attemptResult
-	for {
-		attemptStart := time.Now()
+	// Attempts run one after another, Interval apart. One that has heard nothing
+	// from the server after Patience gets company; with maxParallel silent
+	// attempts in flight the oldest is abandoned for a fresh one. The first
+	// success wins.
+	pctx, pcancel := context.WithCancel(ctx)
+	defer pcancel()
+	type flight struct {
+		cancel context.CancelCauseFunc
+		heard  *atomic.Bool // the server sent something on this connection
+	}
+	type done struct {
+		f *flight
+		r attemptResult
+	}
+	results := make(chan done)
+	var flights []*flight
+	var lastLaunch time.Time
+	launch := func() {
+		actx, cancel := context.WithCancelCause(pctx)
+		f := &flight{cancel: cancel, heard: new(atomic.Bool)}
+		flights = append(flights, f)
 		rep.Attempts++
-		r := attempt(ctx, cfg, hostKeyCB)
+		lastLaunch = time.Now()
+		go func() { results <- done{f, attempt(actx, cfg, hostKeyCB, f.heard)} }()
+	}
+	var last *attemptResult
+	launch()
+	for len(flights) > 0 {
+		var hedge <-chan time.Time
+		var hedgeTimer *time.Timer
+		if !expired(ctx) {
+			hedgeTimer = time.NewTimer(time.Until(lastLaunch.Add(cfg.Patience)))
+			hedge = hedgeTimer.C
+		}
+		var d done
+		select {
+		case <-hedge:
+			silent := 0
+			for _, f := range flights {
+				if !f.heard.Load() {
+					silent++
+				}
+			}
+			if silent < len(flights) { // one is talking to sshd: let it work
+				lastLaunch = time.Now()
+				continue
+			}
+			if len(flights) >= maxParallel {
+				flights[0].cancel(errAbandoned)
+			}
+			launch()
+			continue
+		case d = <-results:
+		}
+		if hedgeTimer != nil {
+			hedgeTimer.Stop()
+		}
+		flights = slices.DeleteFunc(flights, func(f *flight) bool { return f == d.f })
+		d.f.cancel(nil)
+		r := d.r
 		if rep.Furthest == "" || r.stage.rank() > rep.Furthest.rank() {
 			rep.Furthest = r.stage
 		}
 		if r.err == nil {
+			pcancel()
+			go func(n int) { // late finishers: close any that also got in
+				for ; n > 0; n-- {
+					if d := <-results; d.r.client != nil {
+						d.r.client.Close()
+					}
+				}
+			}(len(flights))
 			rep.Stages, rep.ServerVersion, rep.HostKeyType = r.timings, r.version, r.hostKeyType
 			rep.Elapsed = time.Since(start)
 			return &Client{r.client}, rep, nil
 		}
-		log.Debug("ssh attempt failed", "attempt", rep.Attempts, "stage", r.stage, "err", r.err)
+		log.Debug("ssh attempt failed", "attempts", rep.Attempts, "stage", r.stage, "err", r.err)
 		interrupted := expired(ctx)
-		if !interrupted || last == nil || r.stage.rank() > last.stage.rank() {
+		abandoned := errors.Is(r.err, errAbandoned)
+		switch {
+		case last == nil,
+			!interrupted && !abandoned,
+			r.stage.rank() > last.stage.rank():
 			last = &r
 		}
-		if interrupted {
-			break
+		if len(flights) > 0 || interrupted {
+			continue
 		}
-		wait := time.NewTimer(time.Until(attemptStart.Add(cfg.Interval)))
+		wait := time.NewTimer(time.Until(lastLaunch.Add(cfg.Interval)))
 		select {
 		case <-ctx.Done():
 		case <-wait.C:
 		}
 		wait.Stop()
-		if expired(ctx) {
-			break
+		if !expired(ctx) {
+			launch()
 		}
 	}
 	rep.Stages, rep.ServerVersion = last.timings, last.version
@@ -293,7 +375,11 @@ type attemptResult struct {
 	err         error
 }
 
-func attempt(ctx context.Context, cfg ProbeConfig, hostKeyCB ssh.HostKeyCallback) (r attemptResult) {
+// errAbandoned cancels an attempt that stayed silent while fresher ones ran.
+var errAbandoned = errors.New("connection silent, given up for a fresh one")
+
+// attempt makes one login attempt; heard is set once the server sends anything.
+func attempt(ctx context.Context, cfg ProbeConfig, hostKeyCB ssh.HostKeyCallback, heard *atomic.Bool) (r attemptResult) {
 	actx, cancel := context.WithTimeout(ctx, cfg.AttemptTimeout)
 	defer cancel()
 	t0 := time.Now()
@@ -316,7 +402,7 @@ func attempt(ctx context.Context, cfg ProbeConfig, hostKeyCB ssh.HostKeyCallback
 	deadline, _ := actx.Deadline()
 	raw.SetDeadline(deadline)
 	stopWatch := context.AfterFunc(actx, func() { raw.Close() })
-	conn := &bannerConn{Conn: raw}
+	conn := &bannerConn{Conn: raw, heard: heard}
 	closeConn := true
 	defer func() {
 		if closeConn {
@@ -438,6 +524,8 @@ func connectError(addr string, err error) error {
 func bannerError(err error, pre string, actx, ctx context.Context, limit time.Duration) error {
 	var what string
 	switch {
+	case errors.Is(context.Cause(actx), errAbandoned):
+		return fmt.Errorf("no SSH banner: %w: %w", errAbandoned, ErrBannerMissing)
 	case expired(ctx):
 		what = "interrupted before the SSH banner"
 	case actx.Err() != nil || isTimeout(err):
@@ -489,6 +577,7 @@ func oneLine(s string) string {
 // consuming anything the SSH library needs to read.
 type bannerConn struct {
 	net.Conn
+	heard   *atomic.Bool
 	mu      sync.Mutex
 	buf     []byte // the current unterminated line, before the version
 	pre     string // the last other line before the version (RFC 4253 allows them)
@@ -499,6 +588,7 @@ type bannerConn struct {
 func (c *bannerConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	if n > 0 {
+		c.heard.Store(true)
 		c.observe(p[:n])
 	}
 	return n, err

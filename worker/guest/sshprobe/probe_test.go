@@ -151,7 +151,7 @@ func TestProbeWrongHostKey(t *testing.T) {
 	cfg := f.config(srv.addr)
 	cfg.HostKeys = nil
 	cfg.HostKeyCallback = ssh.FixedHostKey(f.host.PublicKey())
-	_, _, err = probe(t, cfg, 300*time.Millisecond)
+	_, _, err = probe(t, cfg, 2*time.Second)
 	if !errors.Is(err, ErrHostKeyMismatch) {
 		t.Errorf("FixedHostKey refusal: err = %v", err)
 	}
@@ -269,5 +269,30 @@ func TestRun(t *testing.T) {
 	c.Close()
 	if _, err := c.Run(ctx, "echo ok"); !errors.Is(err, ErrCommand) {
 		t.Errorf("closed client: err = %v", err)
+	}
+}
+
+// A connection the forward holds silently must not keep Probe from logging in
+// through a fresh one: after Patience another attempt runs alongside, and with
+// maxParallel silent ones the oldest is abandoned.
+func TestProbeHedgesSilentConnections(t *testing.T) {
+	f := newFixture(t)
+	srv := startServer(t, serverOpts{hostKey: f.host, authorized: []ssh.PublicKey{f.client.PublicKey()}, silentFirst: maxParallel + 1})
+	cfg := f.config(srv.addr)
+	cfg.Patience = 100 * time.Millisecond
+	cfg.AttemptTimeout = time.Minute
+	start := time.Now()
+	c, rep, err := probe(t, cfg, 10*time.Second)
+	if err != nil {
+		t.Fatalf("Probe: %v", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("took %v with Patience 100ms", d)
+	}
+	if rep.Attempts != maxParallel+2 {
+		t.Errorf("attempts = %d, want %d (silent ones, then the one that got in)", rep.Attempts, maxParallel+2)
+	}
+	if res, err := c.Run(context.Background(), "echo ok"); err != nil || res.Stdout != "ok\n" {
+		t.Errorf("Run: %+v %v", res, err)
 	}
 }

@@ -30,14 +30,18 @@ type testServer struct {
 	done     chan struct{}
 	closeNow bool // accept TCP, then close before the banner (slirp, no sshd)
 	silent   bool // accept TCP and never speak
+	// silentFirst connections are accepted and left silent (a connection qemu's
+	// forward holds while the guest is not listening yet).
+	silentFirst int
 }
 
 type serverOpts struct {
-	hostKey    ssh.Signer
-	authorized []ssh.PublicKey
-	legacy     bool // an old server: DH group14-sha1, ssh-rsa host key signatures, hmac-sha1
-	closeNow   bool
-	silent     bool
+	hostKey     ssh.Signer
+	authorized  []ssh.PublicKey
+	legacy      bool // an old server: DH group14-sha1, ssh-rsa host key signatures, hmac-sha1
+	closeNow    bool
+	silent      bool
+	silentFirst int
 }
 
 func newSigner(t testing.TB, kind string) ssh.Signer {
@@ -71,7 +75,7 @@ func startServer(t testing.TB, o serverOpts) *testServer {
 }
 
 func serveOn(t testing.TB, ln net.Listener, o serverOpts) *testServer {
-	s := &testServer{addr: ln.Addr().String(), ln: ln, hostKey: o.hostKey, closeNow: o.closeNow, silent: o.silent, done: make(chan struct{})}
+	s := &testServer{addr: ln.Addr().String(), ln: ln, hostKey: o.hostKey, closeNow: o.closeNow, silent: o.silent, silentFirst: o.silentFirst, done: make(chan struct{})}
 	cfg := &ssh.ServerConfig{
 		PublicKeyCallback: func(_ ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
 			for _, k := range o.authorized {
@@ -122,8 +126,13 @@ func (s *testServer) serve() {
 		}
 		s.mu.Lock()
 		s.conns++
+		n := s.conns
 		s.mu.Unlock()
 		switch {
+		case n <= s.silentFirst:
+			s.wg.Add(1)
+			go func() { defer s.wg.Done(); <-s.done; c.Close() }()
+			continue
 		case s.closeNow:
 			c.Close()
 			continue
