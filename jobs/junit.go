@@ -4,15 +4,17 @@ import (
 	"encoding/xml"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // WriteJUnit writes results as JUnit XML for CI: one testsuite per job, one testcase
 // per check. Failed and errored checks carry their reason, detail and the console
 // tail; a result that failed before any check ran becomes a single "job" testcase.
 func WriteJUnit(w io.Writer, results ...Result) error {
-	doc := junitSuites{}
+	doc := junitSuites{Name: "imagevet"}
 	for _, r := range results {
 		doc.Suites = append(doc.Suites, junitSuiteOf(r))
 	}
@@ -60,7 +62,7 @@ type junitSuite struct {
 	Hostname   string          `xml:"hostname,attr,omitempty"`
 	Properties []junitProperty `xml:"properties>property,omitempty"`
 	Cases      []junitCase     `xml:"testcase"`
-	SystemOut  string          `xml:"system-out,omitempty"`
+	SystemOut  *junitText      `xml:"system-out,omitempty"`
 }
 
 type junitProperty struct {
@@ -80,7 +82,11 @@ type junitCase struct {
 type junitProblem struct {
 	Message string `xml:"message,attr"`
 	Type    string `xml:"type,attr"`
-	Body    string `xml:",chardata"`
+	Body    string `xml:",cdata"`
+}
+
+type junitText struct {
+	Text string `xml:",cdata"`
 }
 
 type junitSkipped struct {
@@ -93,12 +99,38 @@ func (s junitSeconds) MarshalXMLAttr(name xml.Name) (xml.Attr, error) {
 	return xml.Attr{Name: name, Value: fmt.Sprintf("%.3f", time.Duration(s).Seconds())}, nil
 }
 
+func (s *junitSeconds) UnmarshalXMLAttr(attr xml.Attr) error {
+	v, err := strconv.ParseFloat(attr.Value, 64)
+	if err != nil {
+		return fmt.Errorf("junit time %q: %w", attr.Value, err)
+	}
+	*s = junitSeconds(time.Duration(v * float64(time.Second)))
+	return nil
+}
+
+// xmlText makes s safe for CDATA: characters XML 1.0 does not allow (terminal
+// escapes, NULs, broken UTF-8) become U+FFFD.
+func xmlText(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r == '\t' || r == '\n' || r == '\r':
+			return r
+		case r < 0x20, r == utf8.RuneError, r >= 0xFFFE && r <= 0xFFFF, r >= 0xD800 && r <= 0xDFFF:
+			return '\uFFFD'
+		}
+		return r
+	}, s)
+}
+
 func junitSuiteOf(r Result) junitSuite {
 	name := r.JobID
 	if r.Publish.Name != "" && r.Publish.Name != r.JobID {
 		name = r.JobID + " (" + r.Publish.Name + ")"
 	}
-	s := junitSuite{Name: name, Hostname: r.Worker, SystemOut: r.ConsoleTail}
+	s := junitSuite{Name: name, Hostname: r.Worker}
+	if r.ConsoleTail != "" {
+		s.SystemOut = &junitText{Text: xmlText(r.ConsoleTail)}
+	}
 	if !r.StartedAt.IsZero() {
 		s.Timestamp = r.StartedAt.UTC().Format(time.RFC3339)
 		if r.FinishedAt.After(r.StartedAt) {
@@ -177,6 +209,10 @@ func (s *junitSuite) explains(r Result) bool {
 }
 
 func problemBody(reason, detail, console string) string {
+	return xmlText(problemText(reason, detail, console))
+}
+
+func problemText(reason, detail, console string) string {
 	var b strings.Builder
 	b.WriteString(reason)
 	if detail != "" {
