@@ -201,8 +201,8 @@ func (s *Store) downloadAttempt(ctx context.Context, url, file string, f *os.Fil
 		return unsafeErr(file, ViolationTooLarge, "file is %d bytes, above the cap of %d bytes", *total, s.maxSize)
 	}
 	p := *pp
-	err = p.readFrom(ctx, resp.Body, s.maxSize, func(done int64) {
-		watchdog.Reset(s.stallTimeout)
+	body := &stallReader{r: resp.Body, timer: watchdog, d: s.stallTimeout}
+	err = p.readFrom(ctx, body, s.maxSize, func(done int64) {
 		if progress != nil {
 			progress(done, *total)
 		}
@@ -225,6 +225,21 @@ func (s *Store) downloadAttempt(ctx context.Context, url, file string, f *os.Fil
 		return &transientError{err: fmt.Errorf("GET %s: body ended at %d of %d bytes", url, p.n, *total)}
 	}
 	return nil
+}
+
+// stallReader re-arms the stall watchdog whenever data arrives.
+type stallReader struct {
+	r     io.Reader
+	timer *time.Timer
+	d     time.Duration
+}
+
+func (s *stallReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if n > 0 {
+		s.timer.Reset(s.d)
+	}
+	return n, err
 }
 
 // parseContentRange parses "bytes start-end/size"; size is -1 for "*".

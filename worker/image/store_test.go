@@ -320,7 +320,7 @@ func dropAfter(w http.ResponseWriter, data []byte, acceptRanges bool) {
 	}
 	w.Header().Set("Content-Length", fmt.Sprint(len(data)))
 	w.WriteHeader(http.StatusOK)
-	w.Write(data[:len(data)/2])
+	w.Write(data[:len(data)/2+123]) // an unaligned offset to resume from
 	w.(http.Flusher).Flush()
 	conn, _, err := w.(http.Hijacker).Hijack()
 	if err == nil {
