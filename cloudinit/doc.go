@@ -10,6 +10,11 @@
 // openstack/[ConfigDriveVersion] (cloud-init picks the newest dated directory it
 // knows). meta_data.json carries the uuid (the instance id) cloud-init requires.
 //
+// The worker's metadata server serves the same bytes through [Spec.UserData],
+// [Spec.OpenStackMetaData], [Spec.OpenStackNetworkData] and [Spec.OpenStackVendorData].
+// Every renderer validates the spec first; a *FieldError (errors.Is [ErrInvalid])
+// means the job is at fault.
+//
 // Both network-config and network_data.json enable DHCPv4 on the NIC with
 // [Spec.MACAddress]; network-config also matches the name e*. Renderers other than
 // netplan (ifupdown, sysconfig, networkd) find the interface by that MAC, and
@@ -25,9 +30,9 @@
 // package_update/package_upgrade/package_reboot_if_required off so a boot never waits
 // on a mirror the sandboxed guest cannot reach.
 //
-// A job's [Spec.CloudConfig] must be one YAML mapping (the #cloud-config line is
-// optional; scripts, MIME multipart, #include and templates are refused) and is merged
-// at the top level:
+// A job's [Spec.CloudConfig] must be one YAML mapping of at most [MaxUserDataSize]
+// bytes (the #cloud-config line is optional; scripts, MIME multipart, #include and
+// templates are refused) and is merged at the top level:
 //
 //   - hostname, fqdn, preserve_hostname, ssh_keys and ssh_deletekeys are ours: the job's
 //     values are dropped, since the worker checks the hostname and pins the host keys;
@@ -50,4 +55,6 @@
 // the seed contract spells it (user-data, openstack/latest/meta_data.json). Windows
 // guests running cloudbase-init look for the config drive through Joliet names and
 // will not read these seeds; vetting Windows images needs a Joliet-capable writer.
+// The writer also leaves the path tables empty and file times zero, which Linux
+// ignores (it walks directory records) but stricter readers may not.
 package cloudinit

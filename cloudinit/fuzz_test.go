@@ -106,7 +106,7 @@ func FuzzRender(f *testing.F) {
 		}
 		var names []string
 		if configDrive {
-			for _, d := range ConfigDriveDirs {
+			for _, d := range ConfigDriveDirs() {
 				names = append(names, d+"/"+ConfigDriveMetaData, d+"/"+ConfigDriveNetworkData, d+"/"+ConfigDriveUserData, d+"/"+ConfigDriveVendorData)
 			}
 		} else {

@@ -26,7 +26,7 @@ func requireTool(t *testing.T, name string) string {
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("%s is required in CI: %v", name, err)
 		}
-		t.Skipf("%s not installed (Debian: genisoimage, util-linux, cloud-init): %v", name, err)
+		t.Skipf("%s not installed (Debian packages: genisoimage, util-linux, cloud-init, openssh-client): %v", name, err)
 	}
 	return p
 }

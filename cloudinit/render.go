@@ -21,9 +21,11 @@ const (
 	ConfigDriveVendorData  = "vendor_data.json"
 )
 
-// ConfigDriveDirs are the version directories of a ConfigDrive seed, each holding the
-// same four files.
-var ConfigDriveDirs = []string{"openstack/latest", "openstack/" + ConfigDriveVersion}
+// ConfigDriveDirs returns the version directories of a ConfigDrive seed, each holding
+// the same four files: openstack/latest and openstack/[ConfigDriveVersion].
+func ConfigDriveDirs() []string {
+	return []string{"openstack/latest", "openstack/" + ConfigDriveVersion}
+}
 
 // noCloudMetaData is NoCloud's meta-data.
 type noCloudMetaData struct {
@@ -175,7 +177,7 @@ func (s Spec) configDriveFiles(userData []byte) (map[string][]byte, error) {
 		return nil, err
 	}
 	files := map[string][]byte{}
-	for _, dir := range ConfigDriveDirs {
+	for _, dir := range ConfigDriveDirs() {
 		files[path.Join(dir, ConfigDriveMetaData)] = meta
 		files[path.Join(dir, ConfigDriveUserData)] = userData
 		files[path.Join(dir, ConfigDriveNetworkData)] = netData
