@@ -31,7 +31,7 @@ const (
 
 // bootOptions are test hooks beyond vm.Spec.
 type bootOptions struct {
-	netdevExtra []string
+	netdevExtra, nicExtra []string
 }
 
 // Boot defines and starts a transient domain for spec; see vm.Hypervisor.
@@ -55,7 +55,7 @@ func (h *Hypervisor) boot(ctx context.Context, spec vm.Spec, opt bootOptions) (*
 		return fail(err)
 	}
 	uuid := newUUID()
-	p := domainParams{Spec: spec, Accel: accel, UUID: uuidString(uuid), NetdevExtra: opt.netdevExtra}
+	p := domainParams{Spec: spec, Accel: accel, UUID: uuidString(uuid), NetdevExtra: opt.netdevExtra, NICExtra: opt.nicExtra}
 	if spec.Firmware == vm.FirmwareUEFI {
 		fw, err := h.firmware()
 		if err != nil {

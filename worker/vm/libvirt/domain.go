@@ -60,8 +60,9 @@ type domainParams struct {
 	Accel   string    // vm.AccelKVM or vm.AccelTCG
 	SSHPort int       // host port on 127.0.0.1 forwarded to guest port 22
 	UEFI    *firmware // required when Spec.Firmware is uefi
-	// NetdevExtra are additional -netdev user options (tests use bootfile=).
-	NetdevExtra []string
+	// NetdevExtra and NICExtra are additional -netdev user and -device
+	// options (tests network-boot iPXE with bootfile= and bootindex=).
+	NetdevExtra, NICExtra []string
 }
 
 // buildDomain returns the transient domain definition for p.
@@ -135,7 +136,7 @@ func buildDomain(p domainParams) (*libvirtxml.Domain, error) {
 
 	args := []string{
 		"-netdev", netdevOption(s, p.SSHPort, p.NetdevExtra),
-		"-device", nicOption(s.MAC),
+		"-device", nicOption(s.MAC, p.NICExtra),
 	}
 	if len(s.MetadataCmd) > 0 {
 		// Replace libvirt's seccomp policy, which forbids what guestfwd
@@ -201,10 +202,13 @@ func netdevOption(s vm.Spec, sshPort int, extra []string) string {
 	return strings.Join(opts, ",")
 }
 
-func nicOption(mac string) string {
+func nicOption(mac string, extra []string) string {
 	opts := []string{"virtio-net-pci", "netdev=" + netdevID, "bus=pcie.0", "addr=" + nicAddr}
 	if mac != "" {
 		opts = append(opts, "mac="+strings.ToLower(mac))
+	}
+	for _, e := range extra {
+		opts = append(opts, optEscape(e))
 	}
 	return strings.Join(opts, ",")
 }
