@@ -118,3 +118,43 @@ func median(d []time.Duration) time.Duration {
 	slices.Sort(s)
 	return s[len(s)/2]
 }
+
+// BenchmarkFetchCached measures a cache hit by checksum: the part of a job's
+// setup time this package owns when the image is already cached.
+func BenchmarkFetchCached(b *testing.B) {
+	root := b.TempDir()
+	ti := newTestImage()
+	writeFile(b, root, "img.qcow2", ti.data)
+	s := newStore(b, root)
+	src := Source{URL: "img.qcow2", Format: FormatQCOW2, Checksum: "sha512:" + ti.sha512}
+	if _, err := s.Fetch(context.Background(), src, nil); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for range b.N {
+		img, err := s.Fetch(context.Background(), src, nil)
+		if err != nil || !img.Cached {
+			b.Fatalf("%+v %v", img, err)
+		}
+	}
+}
+
+// BenchmarkOverlay measures creating a job's qcow2 overlay (qemu-img under
+// prlimit) over a cached base.
+func BenchmarkOverlay(b *testing.B) {
+	needQemuImg(b)
+	root := b.TempDir()
+	writeFile(b, root, "img.qcow2", newTestImage().data)
+	s := newStore(b, root)
+	base, err := s.Fetch(context.Background(), Source{URL: "img.qcow2", Format: FormatQCOW2}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ov := filepath.Join(b.TempDir(), "overlay.qcow2")
+	b.ResetTimer()
+	for range b.N {
+		if err := s.Overlay(context.Background(), base, ov); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -34,6 +34,9 @@ type UnsafeImageError struct {
 }
 
 func (e *UnsafeImageError) Error() string {
+	if e.File == "" {
+		return "image rejected: " + e.Reason
+	}
 	return fmt.Sprintf("image %s rejected: %s", e.File, e.Reason)
 }
 

@@ -684,6 +684,13 @@ func TestOverlay(t *testing.T) {
 					t.Fatal("base image changed after writing the overlay")
 				}
 			}
+			// A base that vanished from the cache is an infrastructure error.
+			gone := *base
+			gone.Path = filepath.Join(t.TempDir(), "gone.qcow2")
+			var fe *FetchError
+			if err := s.Overlay(ctx, &gone, ov+".2"); !errors.As(err, &fe) {
+				t.Fatalf("overlay over a missing base: %v", err)
+			}
 			// Our own inspector must refuse the overlay as a base image.
 			_, err = inspectFile(t, ov)
 			wantRule(t, err, ViolationBackingFile)
