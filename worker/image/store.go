@@ -234,11 +234,14 @@ func (s *Store) lookup(d digest, format string) *Image {
 }
 
 // fileKey identifies a local file's content without reading it: a change of
-// path, size, mtime or inode means it must be hashed again.
+// path, size, mtime, ctime or inode means it must be hashed again. ctime is
+// included because builds that pin mtimes (SOURCE_DATE_EPOCH) may rewrite a
+// file in place with the same size and mtime; ctime cannot be set back.
 type fileKey struct {
 	Path  string `json:"path"`
 	Size  int64  `json:"size"`
 	MTime int64  `json:"mtime_ns"`
+	CTime int64  `json:"ctime_ns"`
 	Inode uint64 `json:"inode"`
 	Dev   uint64 `json:"dev"`
 }
@@ -247,6 +250,7 @@ func statKey(path string, st os.FileInfo) fileKey {
 	k := fileKey{Path: path, Size: st.Size(), MTime: st.ModTime().UnixNano()}
 	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
 		k.Inode, k.Dev = sys.Ino, uint64(sys.Dev)
+		k.CTime = sys.Ctim.Nano()
 	}
 	return k
 }

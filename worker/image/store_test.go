@@ -146,6 +146,23 @@ func TestFetchFileWithoutChecksumUsesStatIndex(t *testing.T) {
 	if err != nil || third.Cached || third.Path != first.Path {
 		t.Fatalf("third = %+v, %v", third, err)
 	}
+	// Rewritten in place with the same size and the mtime pinned back (as a
+	// reproducible build does): still noticed, through ctime.
+	other := buildQCOW2(qcowSpec{withData: true, virtualSize: 2 << 30})
+	if len(other) != len(ti.data) {
+		t.Fatal("test images differ in size")
+	}
+	time.Sleep(10 * time.Millisecond)
+	if err := os.WriteFile(p, other, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(p, later, later); err != nil {
+		t.Fatal(err)
+	}
+	fourth, err := s.Fetch(ctx, src, nil)
+	if err != nil || fourth.Cached || fourth.SHA256 == ti.sha256 || fourth.VirtualSize != 2<<30 {
+		t.Fatalf("fourth = %+v, %v", fourth, err)
+	}
 }
 
 func TestFetchChecksumMismatch(t *testing.T) {
