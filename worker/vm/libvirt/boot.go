@@ -50,12 +50,21 @@ func (h *Hypervisor) boot(ctx context.Context, spec vm.Spec, opt bootOptions) (*
 	if err := checkFiles(spec); err != nil {
 		return fail(err)
 	}
+	chain, err := backingChain(spec.Disk)
+	if err != nil {
+		return fail(err)
+	}
+	for _, b := range chain {
+		if err := qemuReadable(b.Path); err != nil {
+			return fail(fmt.Errorf("%w: backing image: %w", vm.ErrInvalidSpec, err))
+		}
+	}
 	accel, err := h.Accel(ctx, spec.Accel)
 	if err != nil {
 		return fail(err)
 	}
 	uuid := newUUID()
-	p := domainParams{Spec: spec, Accel: accel, UUID: uuidString(uuid), NetdevExtra: opt.netdevExtra, NICExtra: opt.nicExtra}
+	p := domainParams{Spec: spec, Accel: accel, UUID: uuidString(uuid), Backing: chain, NetdevExtra: opt.netdevExtra, NICExtra: opt.nicExtra}
 	if spec.Firmware == vm.FirmwareUEFI {
 		fw, err := h.firmware()
 		if err != nil {
@@ -126,6 +135,16 @@ func checkFiles(s vm.Spec) error {
 			return fmt.Errorf("%w: %s is not a regular file", vm.ErrInvalidSpec, f)
 		}
 	}
+	// libvirt hands the qemu user the files themselves, not the
+	// directories above them.
+	for _, f := range append(files, s.NVRAM) {
+		if f == "" {
+			continue
+		}
+		if err := qemuSearchable(filepath.Dir(f)); err != nil {
+			return fmt.Errorf("%w: %w", vm.ErrInvalidSpec, err)
+		}
+	}
 	if fi, err := os.Stat(filepath.Dir(s.ConsoleLog)); err != nil || !fi.IsDir() {
 		return fmt.Errorf("%w: console log directory %s does not exist", vm.ErrInvalidSpec, filepath.Dir(s.ConsoleLog))
 	}
@@ -137,6 +156,9 @@ func checkFiles(s vm.Spec) error {
 		// qemu runs the command as its own unprivileged user.
 		if fi.Mode().Perm()&0o001 == 0 {
 			return fmt.Errorf("%w: metadata command %s is not world-executable (qemu runs it as its own user)", vm.ErrInvalidSpec, s.MetadataCmd[0])
+		}
+		if err := qemuSearchable(filepath.Dir(s.MetadataCmd[0])); err != nil {
+			return fmt.Errorf("%w: metadata command: %w", vm.ErrInvalidSpec, err)
 		}
 	}
 	return nil

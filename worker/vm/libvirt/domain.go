@@ -57,9 +57,10 @@ type firmware struct {
 type domainParams struct {
 	Spec    vm.Spec
 	UUID    string
-	Accel   string    // vm.AccelKVM or vm.AccelTCG
-	SSHPort int       // host port on 127.0.0.1 forwarded to guest port 22
-	UEFI    *firmware // required when Spec.Firmware is uefi
+	Accel   string        // vm.AccelKVM or vm.AccelTCG
+	SSHPort int           // host port on 127.0.0.1 forwarded to guest port 22
+	UEFI    *firmware     // required when Spec.Firmware is uefi
+	Backing []backingFile // images under Spec.Disk, nearest first
 	// NetdevExtra and NICExtra are additional -netdev user and -device
 	// options (tests network-boot iPXE with bootfile= and bootindex=).
 	NetdevExtra, NICExtra []string
@@ -91,7 +92,7 @@ func buildDomain(p domainParams) (*libvirtxml.Domain, error) {
 		OnReboot:   "restart",
 		OnCrash:    "destroy",
 		Devices: &libvirtxml.DomainDeviceList{
-			Disks: disks(s),
+			Disks: disks(s, p.Backing),
 			Controllers: []libvirtxml.DomainController{
 				{Type: "usb", Model: "none"},
 			},
@@ -154,14 +155,16 @@ func buildDomain(p domainParams) (*libvirtxml.Domain, error) {
 	return d, nil
 }
 
-func disks(s vm.Spec) []libvirtxml.DomainDisk {
+func disks(s vm.Spec, chain []backingFile) []libvirtxml.DomainDisk {
 	out := []libvirtxml.DomainDisk{{
 		Device: "disk",
 		// The overlay is thrown away after the job: no need for qemu to
 		// flush it to stable storage.
 		Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "qcow2", Cache: "unsafe", Discard: "unmap"},
 		Source: &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{File: s.Disk}},
-		Target: &libvirtxml.DomainDiskTarget{Dev: "vda", Bus: "virtio"},
+		// Spelled out so libvirt neither probes nor relabels the base.
+		BackingStore: backingStore(chain),
+		Target:       &libvirtxml.DomainDiskTarget{Dev: "vda", Bus: "virtio"},
 	}}
 	if s.Seed == "" {
 		return out

@@ -32,31 +32,32 @@ func goldenSpec() vm.Spec {
 func TestDomainGolden(t *testing.T) {
 	uefi := &firmware{Code: "/usr/share/OVMF/OVMF_CODE_4M.fd", Vars: "/usr/share/OVMF/OVMF_VARS_4M.fd"}
 	cases := []struct {
-		name   string
-		accel  string
-		mutate func(*vm.Spec)
-		fw     *firmware
+		name    string
+		accel   string
+		mutate  func(*vm.Spec)
+		fw      *firmware
+		backing []backingFile
 	}{
-		{"bios-tcg-cdrom", vm.AccelTCG, func(s *vm.Spec) {}, nil},
-		{"bios-kvm-cdrom", vm.AccelKVM, func(s *vm.Spec) {}, nil},
+		{"bios-tcg-cdrom", vm.AccelTCG, func(s *vm.Spec) {}, nil, []backingFile{{"/var/cache/imagevet/images/sha256-ab12.qcow2", "qcow2"}}},
+		{"bios-kvm-cdrom", vm.AccelKVM, func(s *vm.Spec) {}, nil, []backingFile{{"/var/cache/imagevet/images/sha256-ab12.raw", "raw"}}},
 		{"uefi-tcg-cdrom", vm.AccelTCG, func(s *vm.Spec) {
 			s.Firmware = vm.FirmwareUEFI
 			s.NVRAM = "/var/lib/imagevet/jobs/job-42/nvram.fd"
-		}, uefi},
+		}, uefi, nil},
 		{"uefi-kvm-disk", vm.AccelKVM, func(s *vm.Spec) {
 			s.Firmware = vm.FirmwareUEFI
 			s.NVRAM = "/var/lib/imagevet/jobs/job-42/nvram.fd"
 			s.SeedBus = vm.SeedDisk
-		}, uefi},
+		}, uefi, nil},
 		{"bios-tcg-disk-nometadata", vm.AccelTCG, func(s *vm.Spec) {
 			s.SeedBus = vm.SeedDisk
 			s.MetadataCmd = nil
 			s.MAC = ""
-		}, nil},
+		}, nil, nil},
 		{"bios-tcg-noseed", vm.AccelTCG, func(s *vm.Spec) {
 			s.Seed = ""
 			s.MetadataCmd = []string{"/opt/image vet/proxy", "it's", "a,b"}
-		}, nil},
+		}, nil, []backingFile{{"/c/top.qcow2", "qcow2"}, {"/c/base.raw", "raw"}}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -65,7 +66,7 @@ func TestDomainGolden(t *testing.T) {
 			if err := s.Validate(); err != nil {
 				t.Fatal(err)
 			}
-			d, err := buildDomain(domainParams{Spec: s, UUID: "6f1c0a52-3d2e-4b8a-9c1d-2e3f4a5b6c7d", Accel: c.accel, SSHPort: 40022, UEFI: c.fw})
+			d, err := buildDomain(domainParams{Spec: s, UUID: "6f1c0a52-3d2e-4b8a-9c1d-2e3f4a5b6c7d", Accel: c.accel, SSHPort: 40022, UEFI: c.fw, Backing: c.backing})
 			if err != nil {
 				t.Fatal(err)
 			}
