@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -112,4 +113,46 @@ func TestFixturesFetch(t *testing.T) {
 		t.Fatalf("cache holds %d entries, want tiny's 2: %v", len(entries), entries)
 	}
 	assertNoTemp(t, s)
+}
+
+// TestFixturesBootableAccepted checks that every bootable fixture present
+// (tiny's broken variants fail only at run time, debian12 is a real cloud
+// image) passes inspection: no false rejections on real qemu-built images.
+func TestFixturesBootableAccepted(t *testing.T) {
+	dir := fixturesDir(t, "tiny.qcow2")
+	paths, err := filepath.Glob(filepath.Join(dir, "*.qcow2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range paths {
+		name := filepath.Base(p)
+		if strings.HasPrefix(name, "unsafe-") {
+			continue
+		}
+		t.Run(name, func(t *testing.T) {
+			info, err := inspectFile(t, p)
+			if err == nil {
+				err = info.Check(FormatQCOW2, DefaultMaxVirtualSize)
+			}
+			if err != nil {
+				t.Fatalf("%s rejected: %v", name, err)
+			}
+			if name != "tiny.qcow2" && name != "debian12.qcow2" {
+				return
+			}
+			// The same disk as raw must pass the raw rules (boot sector,
+			// MBR/GPT checks) too.
+			needQemuImg(t)
+			raw := filepath.Join(t.TempDir(), "disk.raw")
+			run(t, "qemu-img", "convert", "-f", "qcow2", "-O", "raw", p, raw)
+			info, err = inspectFile(t, raw)
+			if err == nil {
+				err = info.Check(FormatRaw, DefaultMaxVirtualSize)
+			}
+			if err != nil {
+				t.Fatalf("%s as raw rejected: %v", name, err)
+			}
+			t.Logf("%s as raw: partition table %q", name, info.PartitionTable)
+		})
+	}
 }
