@@ -233,8 +233,18 @@ func (d *Daemon) handle(stop, jobsCtx context.Context, q *jobs.Queue, msg jetstr
 		return
 	}
 
+	note := func(stage, event, msg string) {
+		p := jobs.Progress{JobID: job.ID, Attempt: attempt, Worker: d.cfg.WorkerID, Stage: stage, Event: event, Message: msg}
+		if err := q.PublishProgress(p); err != nil {
+			log.Debug("progress not sent", "err", err)
+		}
+	}
+	note("queue", "done", fmt.Sprintf("picked up by worker %s (attempt %d, queued %s)", d.cfg.WorkerID, attempt,
+		time.Since(meta.Timestamp).Round(time.Millisecond)))
 	need := int64(job.Machine.MemoryMiB + d.cfg.MemoryOverheadMiB)
-	release, ok := d.admit(stop, need, log)
+	release, ok := d.admit(stop, need, func(free int64) {
+		note("admission", "info", fmt.Sprintf("waiting for %d MiB of memory (%d MiB free)", need, free))
+	}, log)
 	if !ok {
 		hb()
 		switch {
@@ -246,6 +256,7 @@ func (d *Daemon) handle(stop, jobsCtx context.Context, q *jobs.Queue, msg jetstr
 			d.reportThen(stop, q, msg, res, "ack", log)
 		default:
 			d.m.admissionNaks.Inc()
+			note("admission", "info", fmt.Sprintf("this host cannot give %d MiB now; back to the queue for %s", need, d.cfg.AdmissionRetry))
 			d.settle(msg, "admission", d.cfg.AdmissionRetry, log)
 		}
 		return
@@ -272,6 +283,7 @@ func (d *Daemon) handle(stop, jobsCtx context.Context, q *jobs.Queue, msg jetstr
 	case res.Retryable && attempt < d.cfg.MaxDeliver:
 		delay := d.cfg.retryDelay(attempt)
 		log.Warn("retryable error, job goes back to the queue", "reason", res.Reason, "delay", delay)
+		note("retry", "info", fmt.Sprintf("attempt %d of %d: %s; retrying in %s", attempt, d.cfg.MaxDeliver, res.Reason, delay))
 		hb()
 		d.settle(msg, "nak", delay, log)
 	case res.Retryable:
@@ -471,9 +483,9 @@ func (d *Daemon) heartbeat(msg jetstream.Msg, log *slog.Logger) (stop func()) {
 // admit grants need MiB to a job when the host can give it: MemAvailable minus the
 // reserve minus what running jobs were granted (counted in full even as their VMs
 // already use part of it: admission errs on the safe side). A job that does not fit
-// waits while this worker runs other jobs, up to AdmissionHold; ok is false when it
-// should be handed back.
-func (d *Daemon) admit(stop context.Context, need int64, log *slog.Logger) (release func(), ok bool) {
+// waits (waiting is told once) while this worker runs other jobs, up to
+// AdmissionHold; ok is false when it should be handed back.
+func (d *Daemon) admit(stop context.Context, need int64, waiting func(freeMiB int64), log *slog.Logger) (release func(), ok bool) {
 	var waitStart time.Time
 	for {
 		d.mu.Lock()
@@ -500,6 +512,9 @@ func (d *Daemon) admit(stop context.Context, need int64, log *slog.Logger) (rele
 			waitStart = time.Now()
 			d.m.admissionWaits.Inc()
 			log.Info("waiting for memory", "need_mib", need, "free_mib", free, "jobs_running", active)
+			if active > 0 {
+				waiting(free)
+			}
 		}
 		if active == 0 || time.Since(waitStart) >= d.cfg.AdmissionHold {
 			log.Warn("host cannot give the job's memory, handing it back", "need_mib", need, "free_mib", free)

@@ -578,6 +578,20 @@ func TestMemoryAdmission(t *testing.T) {
 	cfg.MaxDeliver = 2
 	d := startDaemon(t, cfg, r, WithMemInfo(mem))
 	q, _ := openQueue(t, url)
+	// Submitters see why their job waits.
+	var mu sync.Mutex
+	events := map[string]int{}
+	for _, id := range []string{"big-1", "big-2"} {
+		stop, err := q.FollowProgress(id, func(p jobs.Progress) {
+			mu.Lock()
+			events[p.Stage+"/"+p.Event]++
+			mu.Unlock()
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer stop()
+	}
 	// 2 × (2048+256) does not fit in 4096-512: they must run one after the other.
 	for _, id := range []string{"big-1", "big-2"} {
 		j := testJob(id)
@@ -596,6 +610,11 @@ func TestMemoryAdmission(t *testing.T) {
 	if _, maxRunning := r.total(); maxRunning != 1 {
 		t.Errorf("%d jobs ran at once; memory allows one", maxRunning)
 	}
+	eventually(t, 5*time.Second, "progress events", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return events["queue/done"] == 2 && events["admission/info"] == 1 && events["boot/start"] == 2
+	})
 	res := wait(t, q, "huge")
 	if res.Verdict != jobs.VerdictError || !strings.Contains(res.Reason, "no worker could give 8448 MiB") {
 		t.Fatalf("%+v", res)
