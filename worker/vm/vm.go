@@ -26,6 +26,12 @@ const (
 	AccelTCG  = "tcg"
 )
 
+// Machine types for Spec.Machine.
+const (
+	MachinePC  = "pc"  // i440fx: IDE CD-ROM, what OpenStack gives BIOS guests by default
+	MachineQ35 = "q35" // ICH9: SATA CD-ROM, PCIe
+)
+
 // Seed bus values for Spec.SeedBus.
 const (
 	SeedCDROM = "cdrom"
@@ -40,8 +46,9 @@ type Spec struct {
 	Job        string // job id, recorded in the machine's metadata
 	Disk       string // qcow2 overlay path (abs)
 	Seed       string // seed ISO path (abs); empty = no seed
-	SeedBus    string // SeedCDROM (default, SATA CD-ROM) or SeedDisk (virtio disk)
+	SeedBus    string // SeedCDROM (default: IDE CD-ROM on pc, SATA on q35) or SeedDisk (virtio disk)
 	Firmware   string // FirmwareBIOS (default) or FirmwareUEFI
+	Machine    string // MachinePC or MachineQ35; default pc for bios, q35 for uefi
 	Accel      string // AccelAuto (default), AccelKVM or AccelTCG
 	VCPUs      int
 	MemoryMiB  int
@@ -90,6 +97,11 @@ func (s Spec) Validate() error {
 	default:
 		return bad("firmware %q: want %q or %q", s.Firmware, FirmwareBIOS, FirmwareUEFI)
 	}
+	switch s.Machine {
+	case "", MachinePC, MachineQ35:
+	default:
+		return bad("machine %q: want %q or %q", s.Machine, MachinePC, MachineQ35)
+	}
 	switch s.Accel {
 	case "", AccelAuto, AccelKVM, AccelTCG:
 	default:
@@ -113,6 +125,20 @@ func (s Spec) Validate() error {
 		return bad("metadata command %q: want an absolute path", s.MetadataCmd[0])
 	}
 	return nil
+}
+
+// MachineType returns the machine type s boots with: Machine if set, else pc
+// for BIOS (matching OpenStack's default, whose images may only have drivers
+// for an IDE CD-ROM) and q35 for UEFI.
+func (s Spec) MachineType() string {
+	switch {
+	case s.Machine != "":
+		return s.Machine
+	case s.Firmware == FirmwareUEFI:
+		return MachineQ35
+	default:
+		return MachinePC
+	}
 }
 
 // Hypervisor boots machines and cleans up after them. Implementations are safe

@@ -96,6 +96,7 @@ func TestSpecValidate(t *testing.T) {
 		"firmware":         func(s *Spec) { s.Firmware = "coreboot" },
 		"uefi no nvram":    func(s *Spec) { s.Firmware = FirmwareUEFI },
 		"accel":            func(s *Spec) { s.Accel = "hvf" },
+		"machine":          func(s *Spec) { s.Machine = "virt" },
 		"mac":              func(s *Spec) { s.MAC = "nope" },
 		"multicast mac":    func(s *Spec) { s.MAC = "01:00:5e:00:00:01" },
 		"relative cmd":     func(s *Spec) { s.MetadataCmd = []string{"imagevet"} },
@@ -128,5 +129,20 @@ func TestErrorClassification(t *testing.T) {
 	}
 	if got := (&Error{Op: "boot", Machine: "m", Err: ErrTimeout}).Error(); got != "vm boot m: hypervisor call timed out" {
 		t.Errorf("Error() = %q", got)
+	}
+}
+
+func TestMachineType(t *testing.T) {
+	s := validSpec()
+	if got := s.MachineType(); got != MachinePC {
+		t.Errorf("bios default = %q", got)
+	}
+	s.Firmware, s.NVRAM = FirmwareUEFI, "/d/nvram.fd"
+	if got := s.MachineType(); got != MachineQ35 {
+		t.Errorf("uefi default = %q", got)
+	}
+	s.Machine = MachinePC
+	if got := s.MachineType(); got != MachinePC {
+		t.Errorf("explicit = %q", got)
 	}
 }

@@ -20,9 +20,9 @@ const (
 	guestHost    = "169.254.169.1"
 	metadataIP   = "169.254.169.254"
 	metadataPort = 80
-	// nicAddr is a pcie.0 slot libvirt never assigns itself (it fills slots
-	// from 0x1 upwards with root ports); without an explicit address qemu
-	// takes slot 1 first and libvirt's root port then fails to start.
+	// nicAddr is a root-bus slot libvirt does not assign itself (it fills
+	// slots from the bottom); without an explicit address qemu takes the
+	// first free slot and libvirt's own device there then fails to start.
 	nicAddr = "0x10"
 )
 
@@ -80,7 +80,7 @@ func buildDomain(p domainParams) (*libvirtxml.Domain, error) {
 		Memory:   &libvirtxml.DomainMemory{Value: uint(s.MemoryMiB), Unit: "MiB"},
 		VCPU:     &libvirtxml.DomainVCPU{Value: uint(s.VCPUs)},
 		OS: &libvirtxml.DomainOS{
-			Type:        &libvirtxml.DomainOSType{Arch: "x86_64", Machine: "q35", Type: "hvm"},
+			Type:        &libvirtxml.DomainOSType{Arch: "x86_64", Machine: s.MachineType(), Type: "hvm"},
 			BootDevices: []libvirtxml.DomainBootDevice{{Dev: "hd"}},
 		},
 		Features: &libvirtxml.DomainFeatureList{
@@ -137,7 +137,7 @@ func buildDomain(p domainParams) (*libvirtxml.Domain, error) {
 
 	args := []string{
 		"-netdev", netdevOption(s, p.SSHPort, p.NetdevExtra),
-		"-device", nicOption(s.MAC, p.NICExtra),
+		"-device", nicOption(s, p.NICExtra),
 	}
 	if len(s.MetadataCmd) > 0 {
 		// Replace libvirt's seccomp policy, which forbids what guestfwd
@@ -177,9 +177,12 @@ func disks(s vm.Spec, chain []backingFile) []libvirtxml.DomainDisk {
 	if s.SeedBus == vm.SeedDisk {
 		seed.Device = "disk"
 		seed.Target = &libvirtxml.DomainDiskTarget{Dev: "vdb", Bus: "virtio"}
-	} else {
+	} else if s.MachineType() == vm.MachineQ35 {
 		seed.Device = "cdrom"
 		seed.Target = &libvirtxml.DomainDiskTarget{Dev: "sda", Bus: "sata"}
+	} else {
+		seed.Device = "cdrom"
+		seed.Target = &libvirtxml.DomainDiskTarget{Dev: "hdc", Bus: "ide"}
 	}
 	return append(out, seed)
 }
@@ -205,10 +208,14 @@ func netdevOption(s vm.Spec, sshPort int, extra []string) string {
 	return strings.Join(opts, ",")
 }
 
-func nicOption(mac string, extra []string) string {
-	opts := []string{"virtio-net-pci", "netdev=" + netdevID, "bus=pcie.0", "addr=" + nicAddr}
-	if mac != "" {
-		opts = append(opts, "mac="+strings.ToLower(mac))
+func nicOption(s vm.Spec, extra []string) string {
+	bus := "pci.0"
+	if s.MachineType() == vm.MachineQ35 {
+		bus = "pcie.0"
+	}
+	opts := []string{"virtio-net-pci", "netdev=" + netdevID, "bus=" + bus, "addr=" + nicAddr}
+	if s.MAC != "" {
+		opts = append(opts, "mac="+strings.ToLower(s.MAC))
 	}
 	for _, e := range extra {
 		opts = append(opts, optEscape(e))

@@ -49,6 +49,7 @@ func TestDomainGolden(t *testing.T) {
 			s.NVRAM = "/var/lib/imagevet/jobs/job-42/nvram.fd"
 			s.SeedBus = vm.SeedDisk
 		}, uefi, nil},
+		{"bios-q35-tcg-cdrom", vm.AccelTCG, func(s *vm.Spec) { s.Machine = vm.MachineQ35 }, nil, nil},
 		{"bios-tcg-disk-nometadata", vm.AccelTCG, func(s *vm.Spec) {
 			s.SeedBus = vm.SeedDisk
 			s.MetadataCmd = nil

@@ -280,6 +280,10 @@ func TestBootUEFI(t *testing.T) {
 	spec.Firmware = vm.FirmwareUEFI
 	spec.NVRAM = filepath.Join(dir, "nvram.fd")
 	spec.MemoryMiB = 512
+	spec.Seed = filepath.Join(dir, "seed.iso") // SATA CD-ROM on q35
+	if err := os.WriteFile(spec.Seed, make([]byte, 64<<10), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	destroyOnCleanup(t, h, spec.Name)
 	m, err := h.Boot(ctx, spec)
 	if err != nil {
@@ -328,6 +332,7 @@ func TestBootTinySSH(t *testing.T) {
 	run(t, "cloud-localds", spec.Seed, filepath.Join(dir, "user-data"), filepath.Join(dir, "meta-data"))
 	destroyOnCleanup(t, h, spec.Name)
 
+	start := time.Now()
 	m, err := h.Boot(ctx, spec)
 	if err != nil {
 		t.Fatalf("Boot: %v", err)
@@ -347,9 +352,11 @@ func TestBootTinySSH(t *testing.T) {
 	if !strings.HasPrefix(banner, "SSH-2.0-") {
 		t.Errorf("banner = %q", banner)
 	}
+	t.Logf("SSH banner %q %v after Boot", banner, time.Since(start))
+	// The guest found the seed on the (IDE, machine pc) CD-ROM and applied it.
 	console := waitConsole(t, m.ConsoleLog(), "dropbear", 10*time.Second)
-	if !strings.Contains(console, "cidata") && !strings.Contains(console, "NoCloud") {
-		t.Errorf("guest did not find the SATA CD-ROM seed; console:\n%s", console)
+	if !strings.Contains(console, "DataSourceNoCloud") || !strings.Contains(console, "i-tiny") {
+		t.Errorf("guest did not use the CD-ROM seed; console:\n%s", console)
 	}
 	if err := m.Destroy(ctx); err != nil {
 		t.Fatal(err)
@@ -433,9 +440,17 @@ func TestBootBadSpecLeavesNothing(t *testing.T) {
 			s.MetadataCmd = []string{p}
 		}, false},
 		{"disk not qcow2", func(t *testing.T, dir string, s *vm.Spec) {
+			os.WriteFile(s.Disk, []byte("not a qcow2 image"), 0o644)
+		}, false},
+		{"qcow2 version qemu refuses", func(t *testing.T, dir string, s *vm.Spec) {
 			// Passes our checks; qemu refuses to open it, libvirtd
 			// reports the failure and cleans up.
-			os.WriteFile(s.Disk, []byte("not a qcow2 image"), 0o644)
+			f, err := os.OpenFile(s.Disk, os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.WriteAt([]byte{0, 0, 0, 99}, 4)
+			f.Close()
 		}, true},
 	}
 	for i, c := range cases {
