@@ -323,11 +323,7 @@ func (s *Store) Fetch(ctx context.Context, src Source, progress func(done, total
 		s.mu.Unlock()
 
 		if !waiting {
-			f.img, f.err = s.ingest(ctx, src, loc, want, key, progress)
-			s.mu.Lock()
-			delete(s.flights, flightKey)
-			s.mu.Unlock()
-			close(f.done)
+			s.lead(f, flightKey, func() (*Image, error) { return s.ingest(ctx, src, loc, want, key, progress) })
 			return f.img, f.err
 		}
 		select {
@@ -348,6 +344,19 @@ func (s *Store) Fetch(ctx context.Context, src Source, progress func(done, total
 			return img, nil
 		}
 	}
+}
+
+// lead runs fn as the flight's leader and releases the waiters on every
+// path, a panic included.
+func (s *Store) lead(f *flight, key string, fn func() (*Image, error)) {
+	f.err = errors.New("image ingest did not finish")
+	defer func() {
+		s.mu.Lock()
+		delete(s.flights, key)
+		s.mu.Unlock()
+		close(f.done)
+	}()
+	f.img, f.err = fn()
 }
 
 func (s *Store) cached(want *digest, key fileKey, format string) *Image {
