@@ -37,6 +37,12 @@ const (
 	FirmwareUEFI = "uefi"
 )
 
+// Machine types.
+const (
+	MachinePC  = "pc"
+	MachineQ35 = "q35"
+)
+
 // Datasources the seed can speak.
 const (
 	DatasourceNoCloud     = "nocloud"
@@ -77,7 +83,11 @@ type ImageSpec struct {
 
 // MachineSpec sizes the virtual machine the image boots in.
 type MachineSpec struct {
-	Firmware  string `json:"firmware,omitempty"` // bios (default) or uefi
+	Firmware string `json:"firmware,omitempty"` // bios (default) or uefi
+	// Type is the QEMU machine type, as Nova's hw_machine_type: pc (i440fx, the
+	// default for both firmwares, seed on an IDE CD-ROM that every cloud kernel can
+	// read) or q35 (seed on SATA, which some cloud kernels lack a driver for).
+	Type      string `json:"type,omitempty"`
 	VCPUs     int    `json:"vcpus,omitempty"`
 	MemoryMiB int    `json:"memory_mib,omitempty"`
 }
@@ -150,6 +160,9 @@ func (j Job) WithDefaults() Job {
 	}
 	if j.Machine.Firmware == "" {
 		j.Machine.Firmware = FirmwareBIOS
+	}
+	if j.Machine.Type == "" {
+		j.Machine.Type = MachinePC
 	}
 	if j.Machine.VCPUs == 0 {
 		j.Machine.VCPUs = DefaultVCPUs

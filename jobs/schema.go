@@ -24,6 +24,7 @@ var (
 		"version":            {"1"},
 		"image.format":       {FormatQCOW2, FormatRaw},
 		"machine.firmware":   {FirmwareBIOS, FirmwareUEFI},
+		"machine.type":       {MachinePC, MachineQ35},
 		"guest.datasource":   {DatasourceNoCloud, DatasourceConfigDrive},
 		"checks.required[]":  AllChecks,
 		"checks.skip[]":      AllChecks,

@@ -146,6 +146,11 @@ func (m MachineSpec) validate(p *problems) {
 	default:
 		p.add("machine.firmware", "%q: must be bios or uefi", m.Firmware)
 	}
+	switch m.Type {
+	case "", MachinePC, MachineQ35:
+	default:
+		p.add("machine.type", "%q: must be pc or q35", m.Type)
+	}
 	if m.VCPUs < 0 || m.VCPUs > MaxVCPUs {
 		p.add("machine.vcpus", "must be 1-%d", MaxVCPUs)
 	}

@@ -149,6 +149,7 @@ func (j *jobRun) run(parent context.Context) {
 	go func() {
 		select {
 		case m := <-j.con.Failed():
+			j.rec.info("boot", "fatal console line: "+m.Line)
 			stopGuest(&ImageFault{Check: jobs.CheckBoot, Reason: m.String()})
 		case <-guestCtx.Done():
 		}
@@ -320,6 +321,7 @@ func (j *jobRun) prepareSpec(ctx context.Context, base *image.Image) (vm.Spec, e
 		Seed:        seedPath,
 		SeedBus:     "cdrom",
 		Firmware:    job.Machine.Firmware,
+		Machine:     job.Machine.Type,
 		Accel:       j.accel,
 		VCPUs:       job.Machine.VCPUs,
 		MemoryMiB:   job.Machine.MemoryMiB,
