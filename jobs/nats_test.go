@@ -2,6 +2,8 @@ package jobs
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -9,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 )
 
 // testQueue starts an in-process JetStream server on a random loopback port and
@@ -269,4 +272,35 @@ func TestConnectOptionsValidate(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "not both") || !strings.Contains(err.Error(), "go together") {
 		t.Errorf("%v", err)
 	}
+}
+
+func TestConnectWithNKeySeed(t *testing.T) {
+	user, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := user.PublicKey()
+	seed, _ := user.Seed()
+	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true,
+		Nkeys: []*server.NkeyUser{{Nkey: pub}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("not ready")
+	}
+	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	seedFile := filepath.Join(t.TempDir(), "user.nk")
+	if err := os.WriteFile(seedFile, seed, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Connect(ConnectOptions{URLs: []string{srv.ClientURL()}}); err == nil {
+		t.Error("connected without credentials")
+	}
+	nc, err := Connect(ConnectOptions{URLs: []string{srv.ClientURL()}, NKeySeedFile: seedFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc.Close()
 }
