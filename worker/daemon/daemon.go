@@ -349,30 +349,40 @@ func (d *Daemon) complete(res jobs.Result, job jobs.Job, attempt int, started ti
 // reject reports an invalid job with an error result naming the problem, then
 // terminates it.
 func (d *Daemon) reject(stop context.Context, q *jobs.Queue, msg jetstream.Msg, meta *jetstream.MsgMetadata, cause error, hb func(), log *slog.Logger) {
-	id := rawJobID(msg.Data())
+	id, name := rawJobID(msg.Data())
 	if id == "" {
 		id = fmt.Sprintf("invalid-seq-%d", meta.Sequence.Stream)
 	}
-	log = log.With("job", id)
+	if name == "" {
+		name = id
+	}
+	log = log.With("job", id, "image", name)
 	log.Warn("invalid job", "err", cause)
 	res := d.errorResult(id, int(meta.NumDelivered), cause.Error(), false)
-	res.Publish.Name = id
+	// The image's status shows the error too, so nothing publishes it on an old verdict.
+	res.Publish.Name = name
 	d.reportThen(stop, q, msg, res, "term", log)
 }
 
-// rawJobID digs a usable job id out of a document that did not decode.
-func rawJobID(data []byte) string {
+// rawJobID digs a usable job id and image name out of a document that did not
+// decode; either is "" when it cannot be had.
+func rawJobID(data []byte) (id, name string) {
 	var doc struct {
-		ID json.RawMessage `json:"id"`
+		ID      json.RawMessage `json:"id"`
+		Publish struct {
+			Name json.RawMessage `json:"name"`
+		} `json:"publish"`
 	}
 	if json.Unmarshal(data, &doc) != nil {
-		return ""
+		return "", ""
 	}
-	var id string
 	if json.Unmarshal(doc.ID, &id) != nil || !jobs.ValidJobID(id) {
-		return ""
+		id = ""
 	}
-	return id
+	if json.Unmarshal(doc.Publish.Name, &name) != nil || len(name) > 255 {
+		name = ""
+	}
+	return id, name
 }
 
 func (d *Daemon) errorResult(id string, attempt int, reason string, retryable bool) jobs.Result {

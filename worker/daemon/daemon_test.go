@@ -371,12 +371,16 @@ func TestInvalidJobsAreTerminatedWithAnErrorResult(t *testing.T) {
 	q, nc := openQueue(t, url)
 	ctx := context.Background()
 	// A job whose id is readable but whose image is missing.
-	if _, err := q.SubmitRaw(ctx, "no-image", []byte(`{"version":1,"id":"no-image","guest":{"user":"debian"}}`)); err != nil {
+	if _, err := q.SubmitRaw(ctx, "no-image", []byte(`{"version":1,"id":"no-image","guest":{"user":"debian"},"publish":{"name":"Debian 13"}}`)); err != nil {
 		t.Fatal(err)
 	}
 	res := wait(t, q, "no-image")
 	if res.Verdict != jobs.VerdictError || res.Retryable || !strings.Contains(res.Reason, "image.source: required") {
 		t.Fatalf("%+v", res)
+	}
+	// The image's status carries the error, so nothing publishes on an older verdict.
+	if st, ok, err := q.Status(ctx, "Debian 13"); err != nil || !ok || st.JobID != "no-image" {
+		t.Errorf("status of the invalid job's image: %+v %v %v", st, ok, err)
 	}
 	// Not even JSON: the result is named after the stream sequence.
 	acc, err := q.SubmitRaw(ctx, "garbage", []byte(`{"id": 42, oops`))
