@@ -200,7 +200,7 @@ func (d *Daemon) handle(stop, jobsCtx context.Context, q *jobs.Queue, msg jetstr
 
 	job, err := jobs.DecodeJob(msg.Data())
 	if err != nil {
-		d.reject(stop, q, msg, meta, err, hb, log)
+		d.reject(stop, q, msg, meta, err, log)
 		return
 	}
 	job = job.WithDefaults()
@@ -348,7 +348,7 @@ func (d *Daemon) complete(res jobs.Result, job jobs.Job, attempt int, started ti
 
 // reject reports an invalid job with an error result naming the problem, then
 // terminates it.
-func (d *Daemon) reject(stop context.Context, q *jobs.Queue, msg jetstream.Msg, meta *jetstream.MsgMetadata, cause error, hb func(), log *slog.Logger) {
+func (d *Daemon) reject(stop context.Context, q *jobs.Queue, msg jetstream.Msg, meta *jetstream.MsgMetadata, cause error, log *slog.Logger) {
 	id, name := rawJobID(msg.Data())
 	if id == "" {
 		id = fmt.Sprintf("invalid-seq-%d", meta.Sequence.Stream)
