@@ -129,6 +129,7 @@ func newIntegrationEnv(t *testing.T) *integrationEnv {
 	}
 	hv := &countingHypervisor{Hypervisor: lv, boots: map[string]int{}}
 	env := &integrationEnv{runner: NewRunner(cfg, store, hv, log), cfg: cfg, hv: hv, fixtures: fx}
+	t.Cleanup(env.runner.Close)
 	t.Cleanup(func() {
 		// Whatever happened, no machine of this worker survives the test.
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

@@ -38,15 +38,19 @@ type Runner struct {
 	hv     vm.Hypervisor
 	log    *slog.Logger
 	now    func() time.Time
+	pool   *keyPool
 }
 
-// NewRunner returns a runner; cfg must have passed Validate.
+// NewRunner returns a runner; cfg must have passed Validate. Close releases it.
 func NewRunner(cfg Config, images Images, hv vm.Hypervisor, log *slog.Logger) *Runner {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Runner{cfg: cfg, images: images, hv: hv, log: log, now: time.Now}
+	return &Runner{cfg: cfg, images: images, hv: hv, log: log, now: time.Now, pool: newKeyPool(2, cloudinit.NewKeys)}
 }
+
+// Close stops the runner's background work. Jobs still running are not affected.
+func (r *Runner) Close() { r.pool.close() }
 
 // Sweep destroys machines this worker left behind (a crash, a kill -9) and removes
 // their job directories. Run it once at start, before taking jobs.
@@ -272,7 +276,7 @@ func (j *jobRun) prepareSpec(ctx context.Context, base *image.Image) (vm.Spec, e
 	if err := os.Chmod(dir, 0o755); err != nil {
 		return vm.Spec{}, err
 	}
-	keys, err := cloudinit.NewKeys()
+	keys, err := j.pool.get()
 	if err != nil {
 		return vm.Spec{}, err
 	}

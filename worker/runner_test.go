@@ -66,7 +66,9 @@ func newTestRunner(t *testing.T, imgs Images, hv vm.Hypervisor) (*Runner, Config
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	return NewRunner(cfg, imgs, hv, nil), cfg
+	r := NewRunner(cfg, imgs, hv, nil)
+	t.Cleanup(r.Close)
+	return r, cfg
 }
 
 // closingListener accepts TCP connections and closes them at once, as qemu's
@@ -305,5 +307,21 @@ func TestClassify(t *testing.T) {
 		if class != c.class || retry != c.retry {
 			t.Errorf("Classify(%v) = %s,%v; want %s,%v", c.err, class, retry, c.class, c.retry)
 		}
+	}
+}
+
+func TestKeyPoolHandsOutEachSetOnce(t *testing.T) {
+	r, _ := newTestRunner(t, &fakeImages{}, &fake.Hypervisor{})
+	seen := map[string]bool{}
+	for i := 0; i < 4; i++ {
+		k, err := r.pool.get()
+		if err != nil {
+			t.Fatal(err)
+		}
+		fp := k.AuthorizedKeys()[0]
+		if seen[fp] {
+			t.Fatalf("key set handed out twice: %s", fp)
+		}
+		seen[fp] = true
 	}
 }

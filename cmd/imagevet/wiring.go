@@ -36,5 +36,5 @@ func newRunner(ctx context.Context, cfg worker.Config, log *slog.Logger) (*worke
 	} else if n > 0 {
 		log.Info("destroyed orphaned machines", "count", n)
 	}
-	return runner, func() { hv.Close() }, nil
+	return runner, func() { runner.Close(); hv.Close() }, nil
 }
