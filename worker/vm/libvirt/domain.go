@@ -139,15 +139,21 @@ func buildDomain(p domainParams) (*libvirtxml.Domain, error) {
 		"-netdev", netdevOption(s, p.SSHPort, p.NetdevExtra),
 		"-device", nicOption(s, p.NICExtra),
 	}
+	caps := &libvirtxml.DomainQEMUCapabilities{Del: []libvirtxml.DomainQEMUCapabilitiesEntry{
+		// After starting qemu, libvirt reads back the guest CPU. With this
+		// capability it does so one property at a time (~800 QMP qom-get
+		// calls, 0.3 s of every boot here); without it, it reads qemu's
+		// feature words in two calls. Same -cpu, same guest.
+		{Name: "cpu-unavailable-features"},
+	}}
 	if len(s.MetadataCmd) > 0 {
 		// Replace libvirt's seccomp policy, which forbids what guestfwd
 		// cmd: needs, by our own: drop libvirt's capability so it emits no
 		// -sandbox, then pass ours.
-		d.QEMUCapabilities = &libvirtxml.DomainQEMUCapabilities{
-			Del: []libvirtxml.DomainQEMUCapabilitiesEntry{{Name: "seccomp-sandbox"}},
-		}
+		caps.Del = append(caps.Del, libvirtxml.DomainQEMUCapabilitiesEntry{Name: "seccomp-sandbox"})
 		args = append(args, "-sandbox", sandboxWithSpawn)
 	}
+	d.QEMUCapabilities = caps
 	d.QEMUCommandline = &libvirtxml.DomainQEMUCommandline{}
 	for _, a := range args {
 		d.QEMUCommandline.Args = append(d.QEMUCommandline.Args, libvirtxml.DomainQEMUCommandlineArg{Value: a})
