@@ -1,7 +1,3 @@
-// Package libvirt implements vm.Hypervisor on a local libvirtd: transient
-// qemu domains defined with libvirtxml, started over go-libvirt's RPC
-// protocol on the local socket, with user-mode networking passed to qemu
-// directly (no libvirt network). Every RPC runs under a deadline.
 package libvirt
 
 import (
