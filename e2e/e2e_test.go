@@ -579,3 +579,72 @@ func TestQueueOnDebianNATS(t *testing.T) {
 		t.Fatalf("console: %q %v", console.String(), err)
 	}
 }
+
+// TestEmbeddedWorker: one host, no NATS service: the worker runs its own JetStream
+// server and submit/status talk to it.
+func TestEmbeddedWorker(t *testing.T) {
+	enabled(t)
+	needLibvirt(t)
+	fixtures := fixturesDir(t)
+	port := freePort(t)
+	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	state := stateDir(t)
+	metrics := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	const id = "e2e-embedded"
+	t.Cleanup(func() { destroyDomains(t, id) })
+	w := start(t, 40*time.Second, "embedded worker", imagevet(t), "worker", "--nats-port", strconv.Itoa(port),
+		"--worker-id", id, "--state-dir", state, "--image-root", fixtures, "--accel", "tcg", "--metrics", metrics)
+	waitFor(t, 60*time.Second, "worker /healthz", func() bool {
+		select {
+		case <-w.done:
+			t.Fatalf("worker exited:\n%s", w.output())
+		default:
+		}
+		resp, err := http.Get("http://" + metrics + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	if _, err := os.Stat(filepath.Join(state, "nats", "jetstream")); err != nil {
+		t.Errorf("embedded store not under the state dir: %v", err)
+	}
+	idle := rssMiB(t, w.cmd.Process.Pid)
+	code, out, errOut := run(t, 10*time.Minute, "submit", "--nats", url, "--wait", "--timeout", "8m", "../fixtures/jobs/tiny.json")
+	if code != exitFor(expected(t)["tiny.json"].Verdict) {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	t.Logf("worker RSS with embedded NATS: idle %.1f MiB, after a job %.1f MiB", idle, rssMiB(t, w.cmd.Process.Pid))
+	resp, err := http.Get("http://" + metrics + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body bytes.Buffer
+	body.ReadFrom(resp.Body)
+	if !strings.Contains(body.String(), `imagevet_jobs_total{verdict="`+string(expected(t)["tiny.json"].Verdict)+`"} 1`) {
+		t.Errorf("metrics do not count the job:\n%s", tail(body.String(), 3000))
+	}
+	// Graceful stop: SIGTERM ends the worker well within its grace period.
+	start := time.Now()
+	w.stop(40 * time.Second)
+	if took := time.Since(start); took > 30*time.Second {
+		t.Errorf("idle worker took %s to stop", took)
+	}
+}
+
+func rssMiB(t *testing.T, pid int) float64 {
+	t.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
