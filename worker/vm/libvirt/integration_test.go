@@ -650,3 +650,28 @@ func BenchmarkBoot(b *testing.B) {
 		b.StartTimer()
 	}
 }
+
+// TestBootDuplicateName: a second Boot under a running machine's name fails
+// with a retryable ErrExists and leaves the first machine alone.
+func TestBootDuplicateName(t *testing.T) {
+	h := newHypervisor(t, Config{})
+	ctx := context.Background()
+	spec := testSpec(t, qemuDir(t), "dup")
+	destroyOnCleanup(t, h, spec.Name)
+	m, err := h.Boot(ctx, spec)
+	if err != nil {
+		t.Fatalf("Boot: %v", err)
+	}
+	second := spec
+	second.Disk = emptyDisk(t, qemuDir(t))
+	second.ConsoleLog = filepath.Join(filepath.Dir(second.Disk), "console.log")
+	if _, err := h.Boot(ctx, second); !errors.Is(err, vm.ErrExists) || !vm.IsRetryable(err) {
+		t.Errorf("duplicate Boot = %v, want retryable ErrExists", err)
+	}
+	if up, err := m.Running(ctx); err != nil || !up {
+		t.Errorf("first machine Running = %v, %v", up, err)
+	}
+	if err := m.Destroy(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
