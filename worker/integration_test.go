@@ -54,7 +54,7 @@ func (c *countingHypervisor) bootsOf(job string) int {
 
 // skipOrFail skips a test that cannot run here, or fails it under CI, where
 // everything must be present.
-func skipOrFail(t *testing.T, format string, args ...any) {
+func skipOrFail(t testing.TB, format string, args ...any) {
 	t.Helper()
 	msg := fmt.Sprintf(format, args...)
 	if os.Getenv("CI") == "true" {
@@ -72,7 +72,7 @@ func fixturesDir() string {
 
 // proxyBinary returns an imagevet binary qemu's user may execute for guestfwd:
 // IMAGEVET_BIN, or one built into dir.
-func proxyBinary(t *testing.T, dir string) string {
+func proxyBinary(t testing.TB, dir string) string {
 	t.Helper()
 	if b := os.Getenv("IMAGEVET_BIN"); b != "" {
 		return b
@@ -85,7 +85,7 @@ func proxyBinary(t *testing.T, dir string) string {
 	return out
 }
 
-func newIntegrationEnv(t *testing.T) *integrationEnv {
+func newIntegrationEnv(t testing.TB) *integrationEnv {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("integration test: boots real guests (drop -short)")
@@ -150,7 +150,7 @@ func newIntegrationEnv(t *testing.T) *integrationEnv {
 	return env
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
@@ -163,7 +163,7 @@ type expectation struct {
 	ReasonContains string       `json:"reason_contains"`
 }
 
-func loadSample(t *testing.T, name string) (jobs.Job, expectation) {
+func loadSample(t testing.TB, name string) (jobs.Job, expectation) {
 	t.Helper()
 	dir := filepath.Join("..", "fixtures", "jobs")
 	data, err := os.ReadFile(filepath.Join(dir, name))
@@ -291,7 +291,7 @@ func TestIntegrationPanicFailsFast(t *testing.T) {
 // The real Debian 12 cloud image passes with real cloud-init over both datasources.
 func TestIntegrationDebian12(t *testing.T) {
 	env := newIntegrationEnv(t)
-	for _, name := range []string{"debian12.json", "debian12-configdrive.json"} {
+	for _, name := range []string{"debian12.json", "debian12-configdrive.json", "debian12-uefi.json"} {
 		t.Run(strings.TrimSuffix(name, ".json"), func(t *testing.T) {
 			res, _ := env.runSample(t, name)
 			c := res.Check(jobs.CheckCloudInit)

@@ -1,0 +1,166 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/imagevet/imagevet/cloudinit"
+	"github.com/imagevet/imagevet/jobs"
+)
+
+// BenchmarkSetup measures a job's setup with the image already cached: from the
+// start of Run until libvirt reports the domain running (fetch, keys, seed,
+// overlay, metadata server, domain definition and start). Target: <= 0.2 s.
+func BenchmarkSetup(b *testing.B) {
+	env := newIntegrationEnv(b)
+	job, _ := loadSample(b, "tiny.json")
+	env.runner.Run(context.Background(), withID(job, "bench-warm"), 1, nil) // cache the image
+	var total time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		ctx, cancel := context.WithCancel(context.Background())
+		start := time.Now()
+		var setup time.Duration
+		env.runner.Run(ctx, withID(job, fmt.Sprintf("bench-setup-%d", i)), 1, func(p jobs.Progress) {
+			if p.Stage == "boot" && p.Event == "done" && setup == 0 {
+				setup = time.Since(start)
+				cancel()
+			}
+		})
+		cancel()
+		if setup == 0 {
+			b.Fatal("the domain never started")
+		}
+		total += setup
+	}
+	b.ReportMetric(total.Seconds()/float64(b.N), "setup-s/op")
+}
+
+// BenchmarkTimeToVerdict compares the time imagevet takes to a verdict on tiny
+// (every check, cleanup included) with the floor: the same image and seed under
+// plain qemu, SSH login polled every 20 ms. Runs alternate so machine load hits
+// both alike. Target: ratio <= 1.05.
+func BenchmarkTimeToVerdict(b *testing.B) {
+	env := newIntegrationEnv(b)
+	job, _ := loadSample(b, "tiny.json")
+	base := filepath.Join(env.fixtures, "tiny.qcow2")
+	env.runner.Run(context.Background(), withID(job, "bench-warm"), 1, nil)
+	var ours, floor, decided time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		f, err := plainQemuTimeToSSH(b, base)
+		if err != nil {
+			b.Fatal(err)
+		}
+		floor += f
+		res := env.runner.Run(context.Background(), withID(job, fmt.Sprintf("bench-ttv-%d", i)), 1, nil)
+		if res.Verdict != jobs.VerdictPass {
+			b.Fatalf("tiny: %s %s", res.Verdict, res.Reason)
+		}
+		took := res.FinishedAt.Sub(res.StartedAt)
+		ours += took
+		for _, s := range res.Stages {
+			if s.Name == "cleanup" {
+				took -= s.Duration.D()
+			}
+		}
+		decided += took
+	}
+	n := float64(b.N)
+	b.ReportMetric(ours.Seconds()/n, "verdict-s/op")
+	b.ReportMetric(decided.Seconds()/n, "decided-s/op")
+	b.ReportMetric(floor.Seconds()/n, "floor-s/op")
+	b.ReportMetric(ours.Seconds()/floor.Seconds(), "ratio")
+	b.ReportMetric(decided.Seconds()/floor.Seconds(), "decided-ratio")
+}
+
+func withID(j jobs.Job, id string) jobs.Job {
+	j.ID, j.Publish.Name = id, id
+	return j
+}
+
+// plainQemuTimeToSSH boots base under qemu TCG with a NoCloud seed, exactly as a
+// person would by hand, and returns the time until an SSH login with the seeded key
+// succeeds, polling every 20 ms.
+func plainQemuTimeToSSH(tb testing.TB, base string) (time.Duration, error) {
+	dir := tb.TempDir()
+	keys, err := cloudinit.NewKeys()
+	if err != nil {
+		return 0, err
+	}
+	spec := cloudinit.Spec{InstanceID: "floor", Hostname: "floor", Keys: keys}
+	seed := filepath.Join(dir, "seed.iso")
+	if err := writeFile(seed, spec.WriteISO); err != nil {
+		return 0, err
+	}
+	overlay := filepath.Join(dir, "disk.qcow2")
+	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", base, overlay).CombinedOutput(); err != nil {
+		return 0, fmt.Errorf("qemu-img: %v: %s", err, out)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	start := time.Now()
+	cmd := exec.Command("qemu-system-x86_64", "-accel", "tcg", "-machine", "pc", "-m", "256", "-smp", "1",
+		"-display", "none", "-serial", "file:"+filepath.Join(dir, "console.log"), "-monitor", "none",
+		"-drive", "file="+overlay+",if=virtio,format=qcow2",
+		"-drive", "file="+seed+",media=cdrom,format=raw,readonly=on",
+		"-netdev", fmt.Sprintf("user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:%d-:22", port),
+		"-device", "virtio-net-pci,netdev=n0,mac="+spec.MACAddress())
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return 0, err
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	cfg := &ssh.ClientConfig{User: "debian", Auth: []ssh.AuthMethod{ssh.PublicKeys(keys.Signers()...)},
+		HostKeyCallback: keys.HostKeyCallback(), Timeout: 5 * time.Second}
+	deadline := start.Add(3 * time.Minute)
+	for time.Now().Before(deadline) {
+		c, err := dialWithDeadline(fmt.Sprintf("127.0.0.1:%d", port), cfg, 3*time.Second)
+		if err == nil {
+			s, err := c.NewSession()
+			if err == nil {
+				out, err := s.Output("echo ok")
+				s.Close()
+				if err == nil && strings.TrimSpace(string(out)) == "ok" {
+					c.Close()
+					return time.Since(start), nil
+				}
+			}
+			c.Close()
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	console, _ := os.ReadFile(filepath.Join(dir, "console.log"))
+	return 0, fmt.Errorf("plain qemu: no SSH within 3 minutes; console:\n%s", console)
+}
+
+// dialWithDeadline logs in with the whole handshake bounded, which ssh.Dial's
+// Timeout (connect only) does not do.
+func dialWithDeadline(addr string, cfg *ssh.ClientConfig, d time.Duration) (*ssh.Client, error) {
+	conn, err := net.DialTimeout("tcp", addr, d)
+	if err != nil {
+		return nil, err
+	}
+	conn.SetDeadline(time.Now().Add(d))
+	c, chans, reqs, err := ssh.NewClientConn(conn, addr, cfg)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	conn.SetDeadline(time.Time{})
+	return ssh.NewClient(c, chans, reqs), nil
+}
