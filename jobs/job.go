@@ -37,6 +37,12 @@ const (
 	FirmwareUEFI = "uefi"
 )
 
+// Host key policies.
+const (
+	HostKeyPinned = "pinned"
+	HostKeyAny    = "any"
+)
+
 // Machine types.
 const (
 	MachinePC  = "pc"
@@ -100,6 +106,12 @@ type GuestSpec struct {
 	Datasource string `json:"datasource,omitempty"`
 	// Hostname the seed asks for; default "vet-" plus the job id.
 	Hostname string `json:"hostname,omitempty"`
+	// HostKey is how the guest's SSH host key is trusted: "pinned" (default) accepts
+	// only the host key the seed gave the guest in ssh_keys; "any" accepts whatever
+	// key the guest presents and records its fingerprint, for images whose own init
+	// (Ignition, afterburn, vendor agents) takes login keys from the metadata but
+	// never applies host keys.
+	HostKey string `json:"host_key,omitempty"`
 }
 
 // CheckSpec chooses which checks decide the verdict. Checks not required still run
@@ -172,6 +184,9 @@ func (j Job) WithDefaults() Job {
 	}
 	if j.Guest.Datasource == "" {
 		j.Guest.Datasource = DatasourceNoCloud
+	}
+	if j.Guest.HostKey == "" {
+		j.Guest.HostKey = HostKeyPinned
 	}
 	if j.Guest.Hostname == "" {
 		j.Guest.Hostname = DefaultHostname(j.ID)

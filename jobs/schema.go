@@ -26,6 +26,7 @@ var (
 		"machine.firmware":   {FirmwareBIOS, FirmwareUEFI},
 		"machine.type":       {MachinePC, MachineQ35},
 		"guest.datasource":   {DatasourceNoCloud, DatasourceConfigDrive},
+		"guest.host_key":     {HostKeyPinned, HostKeyAny},
 		"checks.required[]":  AllChecks,
 		"checks.skip[]":      AllChecks,
 		"publish.visibility": {"public", "community", "shared", "private"},

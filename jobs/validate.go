@@ -171,6 +171,11 @@ func (g GuestSpec) validate(p *problems) {
 	default:
 		p.add("guest.datasource", "%q: must be nocloud or configdrive", g.Datasource)
 	}
+	switch g.HostKey {
+	case "", HostKeyPinned, HostKeyAny:
+	default:
+		p.add("guest.host_key", "%q: must be pinned or any", g.HostKey)
+	}
 	if g.Hostname != "" {
 		if msg := HostnameProblem(g.Hostname); msg != "" {
 			p.add("guest.hostname", "%s", msg)

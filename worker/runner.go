@@ -8,11 +8,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime/debug"
 	"strings"
+	"sync/atomic"
 	"time"
+
+	"golang.org/x/crypto/ssh"
 
 	"github.com/imagevet/imagevet/cloudinit"
 	"github.com/imagevet/imagevet/jobs"
@@ -175,13 +179,17 @@ func (j *jobRun) run(parent context.Context) {
 	bootStart := j.now()
 	sshCtx, cancelSSH := context.WithTimeout(guestCtx, scale(job.Timeouts.Boot))
 	done = j.rec.stage("ssh")
-	client, report, err := sshprobe.Probe(sshCtx, sshprobe.ProbeConfig{
-		Addr:     machine.SSHAddr(),
-		User:     job.Guest.User,
-		Signers:  j.keys.Signers(),
-		HostKeys: j.keys.HostKeys(),
-		Logger:   j.log,
-	})
+	probe := sshprobe.ProbeConfig{Addr: machine.SSHAddr(), User: job.Guest.User, Signers: j.keys.Signers(), Logger: j.log}
+	var seenKey atomicString
+	if job.Guest.HostKey == jobs.HostKeyAny {
+		probe.HostKeyCallback = func(_ string, _ net.Addr, key ssh.PublicKey) error {
+			seenKey.Store(key.Type() + " " + ssh.FingerprintSHA256(key))
+			return nil
+		}
+	} else {
+		probe.HostKeys = j.keys.HostKeys()
+	}
+	client, report, err := sshprobe.Probe(sshCtx, probe)
 	cancelSSH()
 	done(err)
 	if !j.judgeBoot(guestCtx, err) {
@@ -194,8 +202,12 @@ func (j *jobRun) run(parent context.Context) {
 		return
 	}
 	j.ssh = client
+	trust := "host key pinned to the seed's"
+	if k := seenKey.Load(); k != "" {
+		trust = "host key not pinned (guest.host_key any): " + k
+	}
 	j.rec.check(jobs.CheckResult{Name: jobs.CheckSSH, Status: jobs.StatusPass,
-		Reason: fmt.Sprintf("login as %s after %s", job.Guest.User, j.now().Sub(bootStart).Round(100*time.Millisecond)),
+		Reason: fmt.Sprintf("login as %s after %s, %s", job.Guest.User, j.now().Sub(bootStart).Round(100*time.Millisecond), trust),
 		Detail: probeDetail(report), Duration: jobs.Duration(j.now().Sub(bootStart))})
 
 	// In-guest checks, each under its own deadline and the console watch.
@@ -502,10 +514,23 @@ func (j *jobRun) keepConsoleLog() string {
 
 // sshReason is the one-line reason an SSH failure is reported with.
 func sshReason(r sshprobe.ProbeReport, err error) string {
-	if r.Reason != "" {
-		return r.Reason
+	reason := r.Reason
+	if reason == "" {
+		reason = err.Error()
 	}
-	return err.Error()
+	if errors.Is(err, sshprobe.ErrHostKeyMismatch) {
+		reason = "the guest did not take the seed's ssh_keys (if its own init manages host keys, set guest.host_key \"any\"): " + reason
+	}
+	return reason
+}
+
+// atomicString is a string set by one goroutine and read by another.
+type atomicString struct{ v atomic.Value }
+
+func (a *atomicString) Store(s string) { a.v.Store(s) }
+func (a *atomicString) Load() string {
+	s, _ := a.v.Load().(string)
+	return s
 }
 
 // probeDetail lists the probe's attempts and stage timings.

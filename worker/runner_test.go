@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"net"
 	"os"
@@ -10,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/ssh"
 
 	"github.com/imagevet/imagevet/jobs"
 	"github.com/imagevet/imagevet/worker/image"
@@ -324,4 +327,84 @@ func TestKeyPoolHandsOutEachSetOnce(t *testing.T) {
 		}
 		seen[fp] = true
 	}
+}
+
+// sshServer is a minimal SSH server on 127.0.0.1 with its own host key, accepting
+// any client key and answering every command with "ok": a guest whose own init
+// never applied the seed's host keys.
+func sshServer(t *testing.T) string {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &ssh.ServerConfig{PublicKeyCallback: func(ssh.ConnMetadata, ssh.PublicKey) (*ssh.Permissions, error) { return nil, nil }}
+	cfg.AddHostKey(signer)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				_, chans, reqs, err := ssh.NewServerConn(c, cfg)
+				if err != nil {
+					return
+				}
+				go ssh.DiscardRequests(reqs)
+				for nc := range chans {
+					ch, creqs, err := nc.Accept()
+					if err != nil {
+						continue
+					}
+					go func() {
+						for r := range creqs {
+							r.Reply(r.Type == "exec", nil)
+							if r.Type == "exec" {
+								ch.Write([]byte("ok\n"))
+								ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{0}))
+								ch.Close()
+							}
+						}
+					}()
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func TestHostKeyPolicy(t *testing.T) {
+	addr := sshServer(t)
+	job := testJob("hostkey")
+	job.Checks.Skip = []string{jobs.CheckHostname, jobs.CheckMetadata, jobs.CheckCloudInit, jobs.CheckCommands}
+
+	hv := &fake.Hypervisor{SSHAddr: addr}
+	r, cfg := newTestRunner(t, &fakeImages{}, hv)
+	res := r.Run(context.Background(), job, 1, nil)
+	if res.Verdict != jobs.VerdictFail || res.FailedCheck != jobs.CheckSSH || !strings.Contains(res.Reason, "host_key") {
+		t.Fatalf("pinned: got %s/%s %q; want an ssh failure pointing at guest.host_key", res.Verdict, res.FailedCheck, res.Reason)
+	}
+	assertCleanedUp(t, cfg, hv)
+
+	job.Guest.HostKey = jobs.HostKeyAny
+	hv = &fake.Hypervisor{SSHAddr: addr}
+	r, cfg = newTestRunner(t, &fakeImages{}, hv)
+	res = r.Run(context.Background(), job, 1, nil)
+	if res.Verdict != jobs.VerdictPass {
+		t.Fatalf("any: got %s/%s %q", res.Verdict, res.FailedCheck, res.Reason)
+	}
+	if c := res.Check(jobs.CheckSSH); c == nil || !strings.Contains(c.Reason, "SHA256:") {
+		t.Errorf("the accepted host key's fingerprint is not recorded: %+v", c)
+	}
+	assertCleanedUp(t, cfg, hv)
 }
