@@ -51,6 +51,16 @@ func enabled(t *testing.T) {
 	}
 }
 
+// missing skips a test whose prerequisites are absent on this machine, or fails it
+// under CI, where scripts/setup-host provides all of them.
+func missing(t *testing.T, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("CI: "+format, args...)
+	}
+	t.Skipf(format, args...)
+}
+
 // imagevet returns the binary under test, building it once when IMAGEVET_BIN is unset.
 func imagevet(t *testing.T) string {
 	t.Helper()
@@ -83,7 +93,7 @@ func fixturesDir(t *testing.T) string {
 		dir = "/var/cache/imagevet/fixtures"
 	}
 	if _, err := os.Stat(filepath.Join(dir, "tiny.qcow2")); err != nil {
-		t.Skipf("fixture images missing (%v): run scripts/setup-host", err)
+		missing(t, "fixture images missing (%v): run scripts/setup-host", err)
 	}
 	return dir
 }
@@ -92,7 +102,7 @@ func needLibvirt(t *testing.T) {
 	t.Helper()
 	c, err := net.DialTimeout("unix", "/var/run/libvirt/libvirt-sock", time.Second)
 	if err != nil {
-		t.Skipf("libvirtd not reachable: %v (scripts/setup-host starts it)", err)
+		missing(t, "libvirtd not reachable: %v (scripts/setup-host starts it)", err)
 	}
 	c.Close()
 }
@@ -181,7 +191,7 @@ func startNATS(t *testing.T) string {
 	t.Helper()
 	bin, err := exec.LookPath("nats-server")
 	if err != nil {
-		t.Skip("nats-server not installed (Debian package nats-server)")
+		missing(t, "nats-server not installed (Debian package nats-server)")
 	}
 	port := freePort(t)
 	start(t, 10*time.Second, "nats-server", bin, "-a", "127.0.0.1", "-p", strconv.Itoa(port), "-js", "-sd", t.TempDir())
