@@ -1,0 +1,105 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"encoding/xml"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/imagevet/imagevet/jobs"
+)
+
+// runCLI runs `imagevet run ARGS...` in-process and returns its exit code and output.
+func runCLI(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	env := Env{Stdout: &out, Stderr: &errOut, Stdin: strings.NewReader(""), Getenv: func(string) string { return "" }}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	code := dispatch(ctx, append([]string{"run"}, args...), env)
+	return code, out.String(), errOut.String()
+}
+
+// Bad input is refused before anything runs, naming the field or flag, with exit 2.
+func TestRunRejectsBadInput(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.json")
+	os.WriteFile(bad, []byte(`{"version":1,"id":"x","image":{"source":"a.qcow2","format":"vmdk","checksum":"sha256:00"},"guest":{"user":"debian"}}`), 0o644)
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{bad}, "image.format"},
+		{[]string{bad}, "image.checksum"},
+		{[]string{filepath.Join(dir, "absent.json")}, "absent.json"},
+		{[]string{}, "give either JOB.json or --image"},
+		{[]string{"--image", bad}, "guest.user"},
+		{[]string{"--accel", "warp", "--image", bad, "--user", "debian", "--checksum", "sha256:" + strings.Repeat("0", 64), "--format", "raw"}, "accel"},
+	}
+	for _, c := range cases {
+		code, _, stderr := runCLI(t, c.args...)
+		if code != exitError || !strings.Contains(stderr, c.want) {
+			t.Errorf("run %v: exit %d, stderr %q; want exit 2 naming %q", c.args, code, stderr, c.want)
+		}
+	}
+}
+
+// A real run: the panic fixture fails (exit 1) with JSON and JUnit that say why.
+func TestRunPanicFixtureJSONAndJUnit(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots a guest")
+	}
+	fx := os.Getenv("IMAGEVET_FIXTURES")
+	if fx == "" {
+		fx = "/var/cache/imagevet/fixtures"
+	}
+	c, err := net.DialTimeout("unix", "/var/run/libvirt/libvirt-sock", time.Second)
+	_, ferr := os.Stat(filepath.Join(fx, "tiny-panic.qcow2"))
+	if err != nil || ferr != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("CI: libvirtd (%v) and fixtures (%v) must be present", err, ferr)
+		}
+		t.Skipf("needs libvirtd and fixtures: %v %v", err, ferr)
+	}
+	c.Close()
+	bin := os.Getenv("IMAGEVET_BIN")
+	if bin == "" {
+		t.Skip("set IMAGEVET_BIN to a built imagevet (qemu runs it as the metadata proxy); make test does")
+	}
+	state, err := os.MkdirTemp("/var/tmp", "imagevet-cmdtest-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(state, 0o755)
+	defer os.RemoveAll(state)
+	junit := filepath.Join(state, "report.xml")
+	code, stdout, stderr := runCLI(t, "--accel", "tcg", "--state-dir", state, "--worker-id", "cmdtest", "--proxy-command", bin,
+		"--image-root", fx, "--json", "--junit", junit, "--quiet", "../../fixtures/jobs/tiny-panic.json")
+	if code != exitFail {
+		t.Fatalf("exit %d, want 1 (fail)\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	}
+	var res jobs.Result
+	if err := json.Unmarshal([]byte(stdout), &res); err != nil {
+		t.Fatalf("--json output: %v\n%s", err, stdout)
+	}
+	if res.FailedCheck != jobs.CheckBoot || !strings.Contains(res.ConsoleTail, "Kernel panic") {
+		t.Errorf("result: %s %q", res.FailedCheck, res.Reason)
+	}
+	data, err := os.ReadFile(junit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var suites struct {
+		XMLName xml.Name
+		Inner   []byte `xml:",innerxml"`
+	}
+	if err := xml.Unmarshal(data, &suites); err != nil || !bytes.Contains(data, []byte("kernel panic")) {
+		t.Errorf("junit report not well-formed or lacks the reason (%v):\n%s", err, data)
+	}
+}
