@@ -48,15 +48,24 @@ func (r *recorder) emit(stage, event, msg string) {
 }
 
 // stage starts a timed lifecycle stage; call the returned func with the stage's error.
-func (r *recorder) stage(name string) func(error) {
+func (r *recorder) stage(name string) func(error) { return r.timed(name, true) }
+
+// checkStage times a check's stage; its end is announced by the check's own result.
+func (r *recorder) checkStage(name string) func(error) { return r.timed(name, false) }
+
+func (r *recorder) timed(name string, announceEnd bool) func(error) {
 	start := r.now()
 	r.emit(name, "start", "")
 	return func(err error) {
 		st := jobs.Stage{Name: name, Start: start.UTC(), Duration: jobs.Duration(r.now().Sub(start))}
 		if err != nil {
 			st.Error = oneLine(err.Error())
+		}
+		switch {
+		case !announceEnd:
+		case err != nil:
 			r.emit(name, "fail", st.Error)
-		} else {
+		default:
 			r.emit(name, "done", "")
 		}
 		r.mu.Lock()

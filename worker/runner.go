@@ -178,7 +178,7 @@ func (j *jobRun) run(parent context.Context) {
 	// SSH: the first sign of life, within the (scaled) boot timeout.
 	bootStart := j.now()
 	sshCtx, cancelSSH := context.WithTimeout(guestCtx, scale(job.Timeouts.Boot))
-	done = j.rec.stage("ssh")
+	done = j.rec.checkStage("ssh")
 	probe := sshprobe.ProbeConfig{Addr: machine.SSHAddr(), User: job.Guest.User, Signers: j.keys.Signers(), Logger: j.log}
 	var seenKey atomicString
 	if job.Guest.HostKey == jobs.HostKeyAny {
@@ -401,7 +401,7 @@ func (j *jobRun) guestChecks(ctx context.Context, r guest.Runner, scale func(job
 		if ctx.Err() != nil {
 			return
 		}
-		done := j.rec.stage(name)
+		done := j.rec.checkStage(name)
 		cctx, cancel := context.WithTimeout(ctx, timeout)
 		res := check(cctx)
 		cancel()
