@@ -81,7 +81,6 @@ func buildDomain(p domainParams) (*libvirtxml.Domain, error) {
 		VCPU:     &libvirtxml.DomainVCPU{Value: uint(s.VCPUs)},
 		OS: &libvirtxml.DomainOS{
 			Type:        &libvirtxml.DomainOSType{Arch: "x86_64", Machine: s.MachineType(), Type: "hvm"},
-			BootDevices: []libvirtxml.DomainBootDevice{{Dev: "hd"}},
 		},
 		Features: &libvirtxml.DomainFeatureList{
 			ACPI: &libvirtxml.DomainFeature{},
@@ -171,6 +170,7 @@ func disks(s vm.Spec, chain []backingFile) []libvirtxml.DomainDisk {
 		// Spelled out so libvirt neither probes nor relabels the base.
 		BackingStore: backingStore(chain),
 		Target:       &libvirtxml.DomainDiskTarget{Dev: "vda", Bus: "virtio"},
+		Boot:         &libvirtxml.DomainDeviceBoot{Order: 1},
 	}}
 	if s.Seed == "" {
 		return out
@@ -179,6 +179,11 @@ func disks(s vm.Spec, chain []backingFile) []libvirtxml.DomainDisk {
 		Driver:   &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "raw"},
 		Source:   &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{File: s.Seed}},
 		ReadOnly: &libvirtxml.DomainDiskReadOnly{},
+		// The seed is not bootable, but it must be in the boot order: OVMF only
+		// initialises controllers of listed devices, and an IDE channel it left
+		// untouched hides the CD-ROM from Linux's ata_piix (seen with Debian 12
+		// under OVMF on i440fx).
+		Boot: &libvirtxml.DomainDeviceBoot{Order: 2},
 	}
 	if s.SeedBus == vm.SeedDisk {
 		seed.Device = "disk"

@@ -219,7 +219,7 @@ func TestBootNetworkConsoleMetadata(t *testing.T) {
 
 	m, err := h.boot(ctx, spec, bootOptions{
 		netdevExtra: []string{"bootfile=http://169.254.169.254/boot.ipxe"},
-		nicExtra:    []string{"bootindex=2"},
+		nicExtra:    []string{"bootindex=3"},
 	})
 	if err != nil {
 		t.Fatalf("Boot: %v", err)
