@@ -80,7 +80,7 @@ func buildDomain(p domainParams) (*libvirtxml.Domain, error) {
 		Memory:   &libvirtxml.DomainMemory{Value: uint(s.MemoryMiB), Unit: "MiB"},
 		VCPU:     &libvirtxml.DomainVCPU{Value: uint(s.VCPUs)},
 		OS: &libvirtxml.DomainOS{
-			Type:        &libvirtxml.DomainOSType{Arch: "x86_64", Machine: s.MachineType(), Type: "hvm"},
+			Type: &libvirtxml.DomainOSType{Arch: "x86_64", Machine: s.MachineType(), Type: "hvm"},
 		},
 		Features: &libvirtxml.DomainFeatureList{
 			ACPI: &libvirtxml.DomainFeature{},
