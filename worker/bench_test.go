@@ -114,8 +114,8 @@ func plainQemuTimeToSSH(tb testing.TB, base string) (time.Duration, error) {
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
 	start := time.Now()
-	cmd := exec.Command("qemu-system-x86_64", "-accel", "tcg", "-machine", "pc", "-m", "256", "-smp", "1",
-		"-display", "none", "-serial", "file:"+filepath.Join(dir, "console.log"), "-monitor", "none",
+	cmd := exec.Command("qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-machine", "pc", "-m", "256", "-smp", "1",
+		"-nodefaults", "-no-user-config", "-display", "none", "-serial", "file:"+filepath.Join(dir, "console.log"), "-monitor", "none",
 		"-drive", "file="+overlay+",if=virtio,format=qcow2",
 		"-drive", "file="+seed+",media=cdrom,format=raw,readonly=on",
 		"-netdev", fmt.Sprintf("user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:%d-:22", port),
@@ -126,16 +126,19 @@ func plainQemuTimeToSSH(tb testing.TB, base string) (time.Duration, error) {
 	}
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
 	cfg := &ssh.ClientConfig{User: "debian", Auth: []ssh.AuthMethod{ssh.PublicKeys(keys.Signers()...)},
-		HostKeyCallback: keys.HostKeyCallback(), Timeout: 5 * time.Second}
+		HostKeyCallback: keys.HostKeyCallback(), HostKeyAlgorithms: keys.HostKeyAlgorithms(), Timeout: 5 * time.Second}
 	deadline := start.Add(3 * time.Minute)
+	var lastErr error
 	for time.Now().Before(deadline) {
-		c, err := dialWithDeadline(fmt.Sprintf("127.0.0.1:%d", port), cfg, 3*time.Second)
-		if err == nil {
-			s, err := c.NewSession()
-			if err == nil {
-				out, err := s.Output("echo ok")
+		var c *ssh.Client
+		c, lastErr = dialWithDeadline(fmt.Sprintf("127.0.0.1:%d", port), cfg, 3*time.Second)
+		if lastErr == nil {
+			var s *ssh.Session
+			if s, lastErr = c.NewSession(); lastErr == nil {
+				var out []byte
+				out, lastErr = s.Output("echo ok")
 				s.Close()
-				if err == nil && strings.TrimSpace(string(out)) == "ok" {
+				if lastErr == nil && strings.TrimSpace(string(out)) == "ok" {
 					c.Close()
 					return time.Since(start), nil
 				}
@@ -145,7 +148,7 @@ func plainQemuTimeToSSH(tb testing.TB, base string) (time.Duration, error) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	console, _ := os.ReadFile(filepath.Join(dir, "console.log"))
-	return 0, fmt.Errorf("plain qemu: no SSH within 3 minutes; console:\n%s", console)
+	return 0, fmt.Errorf("plain qemu: no SSH within 3 minutes (last error: %v); console:\n%s", lastErr, console)
 }
 
 // dialWithDeadline logs in with the whole handshake bounded, which ssh.Dial's
