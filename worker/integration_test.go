@@ -256,7 +256,7 @@ func TestIntegrationTinyPasses(t *testing.T) {
 // Each broken fixture fails on the check that names its fault.
 func TestIntegrationBrokenTinyFails(t *testing.T) {
 	env := newIntegrationEnv(t)
-	for _, name := range []string{"tiny-nossh.json", "tiny-nonet.json", "tiny-noseed.json", "tiny-badhostname.json"} {
+	for _, name := range []string{"tiny-nossh.json", "tiny-nonet.json", "tiny-noseed.json", "tiny-badhostname.json", "tiny-uefi-mismatch.json"} {
 		t.Run(strings.TrimSuffix(name, ".json"), func(t *testing.T) {
 			res, _ := env.runSample(t, name)
 			if res.ConsoleTail == "" {
