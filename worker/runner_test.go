@@ -95,6 +95,16 @@ func closingListener(t *testing.T) string {
 	return ln.Addr().String()
 }
 
+// onFirstBoot calls do with the first machine hv boots, from another goroutine.
+func onFirstBoot(hv *fake.Hypervisor, do func(*fake.Machine)) {
+	go func() {
+		for len(hv.Machines()) == 0 {
+			time.Sleep(10 * time.Millisecond)
+		}
+		do(hv.Machines()[0])
+	}()
+}
+
 func assertCleanedUp(t *testing.T, cfg Config, hv *fake.Hypervisor) {
 	t.Helper()
 	if n := hv.Running(); n != 0 {
@@ -223,12 +233,7 @@ func TestRunNoSSHBannerFailsSSH(t *testing.T) {
 func TestRunGuestStoppedFailsBoot(t *testing.T) {
 	hv := &fake.Hypervisor{SSHAddr: closingListener(t)}
 	r, cfg := newTestRunner(t, &fakeImages{}, hv)
-	go func() {
-		for len(hv.Machines()) == 0 {
-			time.Sleep(10 * time.Millisecond)
-		}
-		hv.Machines()[0].Crash()
-	}()
+	onFirstBoot(hv, func(m *fake.Machine) { m.Crash() })
 	res := r.Run(context.Background(), testJob("stopped"), 1, nil)
 	if res.Verdict != jobs.VerdictFail || res.FailedCheck != jobs.CheckBoot || !strings.Contains(res.Reason, "stopped") {
 		t.Fatalf("got %s/%s %q", res.Verdict, res.FailedCheck, res.Reason)
@@ -252,12 +257,7 @@ func TestRunCancelDestroysMachine(t *testing.T) {
 	hv := &fake.Hypervisor{SSHAddr: closingListener(t)}
 	r, cfg := newTestRunner(t, &fakeImages{}, hv)
 	ctx, cancel := context.WithCancelCause(context.Background())
-	go func() {
-		for len(hv.Machines()) == 0 {
-			time.Sleep(10 * time.Millisecond)
-		}
-		cancel(errShutdown)
-	}()
+	onFirstBoot(hv, func(*fake.Machine) { cancel(errShutdown) })
 	job := testJob("cancel")
 	job.Timeouts.Boot = jobs.Duration(time.Minute)
 	job.Timeouts.Total = jobs.Duration(2 * time.Minute)
