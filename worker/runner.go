@@ -399,6 +399,7 @@ func (j *jobRun) guestChecks(ctx context.Context, r guest.Runner, scale func(job
 			return
 		}
 		if ctx.Err() != nil {
+			j.interrupted(ctx, name)
 			return
 		}
 		done := j.rec.checkStage(name)
@@ -406,8 +407,8 @@ func (j *jobRun) guestChecks(ctx context.Context, r guest.Runner, scale func(job
 		res := check(cctx)
 		cancel()
 		if ctx.Err() != nil {
-			// The console or the parent ended the job mid-check; boot is judged from that.
 			done(context.Cause(ctx))
+			j.interrupted(ctx, name)
 			return
 		}
 		done(res.Err)
@@ -442,6 +443,17 @@ func (j *jobRun) guestChecks(ctx context.Context, r guest.Runner, scale func(job
 		do(jobs.CheckCommands, scale(job.Timeouts.Command)*time.Duration(len(cmds)), func(ctx context.Context) guest.CheckResult {
 			return guest.RunCommands(ctx, r, cmds)
 		})
+	}
+}
+
+// interrupted records why the guest checks stopped before the named one could
+// judge: a fatal console line fails boot (recorded after the checks), anything else
+// (shutdown, the job's total timeout during fetch) stops the job with that cause, so
+// a job never passes with checks left unrun.
+func (j *jobRun) interrupted(ctx context.Context, check string) {
+	var fault *ImageFault
+	if cause := context.Cause(ctx); !errors.As(cause, &fault) {
+		j.rec.stop(check, cause)
 	}
 }
 

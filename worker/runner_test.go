@@ -408,3 +408,24 @@ func TestHostKeyPolicy(t *testing.T) {
 	}
 	assertCleanedUp(t, cfg, hv)
 }
+
+// A worker shutting down while the in-guest checks run must not let the job pass
+// with checks left unrun: it ends in a retryable error.
+func TestRunShutdownDuringChecksIsNotAPass(t *testing.T) {
+	addr := sshServer(t)
+	job := testJob("shutdown-mid-checks")
+	job.Guest.HostKey = jobs.HostKeyAny
+	job.Checks.Skip = []string{jobs.CheckMetadata, jobs.CheckCloudInit}
+	hv := &fake.Hypervisor{SSHAddr: addr}
+	r, cfg := newTestRunner(t, &fakeImages{}, hv)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	res := r.Run(ctx, job, 1, func(p jobs.Progress) {
+		if p.Stage == jobs.CheckSSH && p.Event == "pass" {
+			cancel(errShutdown)
+		}
+	})
+	if res.Verdict != jobs.VerdictError || !res.Retryable {
+		t.Fatalf("got %s retryable=%v %s %q; want a retryable error", res.Verdict, res.Retryable, res.FailedCheck, res.Reason)
+	}
+	assertCleanedUp(t, cfg, hv)
+}
