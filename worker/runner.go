@@ -5,6 +5,7 @@ package worker
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -293,7 +294,7 @@ func (j *jobRun) prepareSpec(ctx context.Context, base *image.Image) (vm.Spec, e
 		return vm.Spec{}, err
 	}
 	j.keys = keys
-	instanceID := "i-" + job.ID + fmt.Sprintf("-%d", j.rec.res.Attempt)
+	instanceID := j.instanceID()
 	seed := cloudinit.Spec{
 		Datasource:  cloudinit.Datasource(job.Guest.Datasource),
 		InstanceID:  instanceID,
@@ -417,7 +418,7 @@ func (j *jobRun) guestChecks(ctx context.Context, r guest.Runner, scale func(job
 			j.rec.stop(name, res.Err)
 		}
 	}
-	instanceID := "i-" + job.ID + fmt.Sprintf("-%d", j.rec.res.Attempt)
+	instanceID := j.instanceID()
 	do(jobs.CheckCloudInit, scale(job.Timeouts.CloudInit), func(ctx context.Context) guest.CheckResult {
 		res := guest.CheckCloudInit(ctx, r, guest.CloudInitWant{InstanceID: instanceID, Hostname: job.Guest.Hostname, Datasource: job.Guest.Datasource})
 		if res.Status == guest.StatusSkip && job.Checks.ExplicitlyRequired(jobs.CheckCloudInit) {
@@ -444,6 +445,17 @@ func (j *jobRun) guestChecks(ctx context.Context, r guest.Runner, scale func(job
 			return guest.RunCommands(ctx, r, cmds)
 		})
 	}
+}
+
+// instanceID is this attempt's instance id: fresh per attempt, so cloud-init treats
+// every attempt as a first boot, and within cloud-init's 64 characters.
+func (j *jobRun) instanceID() string {
+	id := fmt.Sprintf("i-%s-%d", j.job.ID, j.rec.res.Attempt)
+	if len(id) <= 64 {
+		return id
+	}
+	sum := sha256.Sum256([]byte(id))
+	return fmt.Sprintf("i-%s-%x-%d", j.job.ID[:40], sum[:4], j.rec.res.Attempt)
 }
 
 // interrupted records why the guest checks stopped before the named one could

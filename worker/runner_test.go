@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/imagevet/imagevet/cloudinit"
 	"github.com/imagevet/imagevet/jobs"
 	"github.com/imagevet/imagevet/worker/image"
 	"github.com/imagevet/imagevet/worker/vm"
@@ -428,4 +429,14 @@ func TestRunShutdownDuringChecksIsNotAPass(t *testing.T) {
 		t.Fatalf("got %s retryable=%v %s %q; want a retryable error", res.Verdict, res.Retryable, res.FailedCheck, res.Reason)
 	}
 	assertCleanedUp(t, cfg, hv)
+}
+
+func TestInstanceIDFitsCloudInit(t *testing.T) {
+	for _, id := range []string{"x", strings.Repeat("a", 128)} {
+		j := &jobRun{job: jobs.Job{ID: id}, rec: &recorder{res: jobs.Result{Attempt: 12}}}
+		got := j.instanceID()
+		if err := cloudinit.ValidateInstanceID(got); err != nil {
+			t.Errorf("instance id %q for job %q: %v", got, id, err)
+		}
+	}
 }
