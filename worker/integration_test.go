@@ -116,6 +116,9 @@ func newIntegrationEnv(t testing.TB) *integrationEnv {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
+	if err := cfg.Prepare(); err != nil {
+		t.Fatal(err)
+	}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	store, err := image.NewStore(image.StoreConfig{Dir: filepath.Join(state, "cache"), FileRoots: cfg.ImageRoots, Logger: log})
 	if err != nil {

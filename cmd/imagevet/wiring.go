@@ -16,6 +16,9 @@ import (
 // cache, the libvirt connection, and a sweep of machines this worker left behind.
 // The returned func releases the connection.
 func newRunner(ctx context.Context, cfg worker.Config, log *slog.Logger) (*worker.Runner, func(), error) {
+	if err := cfg.Prepare(); err != nil {
+		return nil, nil, err
+	}
 	store, err := image.NewStore(image.StoreConfig{
 		Dir:       filepath.Join(cfg.StateDir, "cache"),
 		FileRoots: cfg.ImageRoots,
