@@ -78,7 +78,7 @@ func cmdRun(ctx context.Context, args []string, env Env) int {
 	fs.IntVar(&f.memory, "memory", 0, "memory in MiB with --image")
 	fs.DurationVar(&f.bootTimeout, "boot-timeout", 0, "time to SSH on a KVM host with --image (scaled by --tcg-factor under TCG)")
 	fs.Var(&f.commands, "cmd", "command to run in the guest with --image; repeatable")
-	if err := fs.Parse(args); err != nil {
+	if err := parseInterleaved(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}

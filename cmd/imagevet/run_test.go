@@ -38,6 +38,7 @@ func TestRunRejectsBadInput(t *testing.T) {
 		{[]string{bad}, "image.format"},
 		{[]string{bad}, "image.checksum"},
 		{[]string{filepath.Join(dir, "absent.json")}, "absent.json"},
+		{[]string{bad, "--accel", "warp"}, "image.format"}, // flags after JOB.json are flags
 		{[]string{}, "give either JOB.json or --image"},
 		{[]string{"--image", bad}, "guest.user"},
 		{[]string{"--accel", "warp", "--image", bad, "--user", "debian", "--checksum", "sha256:" + strings.Repeat("0", 64), "--format", "raw"}, "accel"},
