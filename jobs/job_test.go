@@ -92,23 +92,6 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 	}
 }
 
-func TestMatchOutput(t *testing.T) {
-	for _, c := range []struct {
-		rule, out string
-		want      bool
-	}{
-		{"", "anything", true},
-		{"Linux", "GNU/Linux\n", true},
-		{"/^Linux$/", "x\nLinux\n", true},
-		{"/^Linux$/", "GNU/Linux\n", false},
-		{"BSD", "Linux", false},
-	} {
-		if got := MatchOutput(c.rule, c.out); got != c.want {
-			t.Errorf("MatchOutput(%q, %q) = %v, want %v", c.rule, c.out, got, c.want)
-		}
-	}
-}
-
 func TestDefaultHostnameIsValid(t *testing.T) {
 	for _, id := range []string{"A_b-C", "x", strings.Repeat("z", 128), "ends-with-_"} {
 		h := DefaultHostname(id)

@@ -239,18 +239,6 @@ func regexpOf(s string) (string, bool) {
 	return "", false
 }
 
-// MatchOutput reports whether out satisfies an expect_output rule.
-func MatchOutput(rule, out string) bool {
-	if rule == "" {
-		return true
-	}
-	if re, ok := regexpOf(rule); ok {
-		m, err := regexp.MatchString("(?m)"+re, out)
-		return err == nil && m
-	}
-	return strings.Contains(out, rule)
-}
-
 // ExitWanted returns the exit status a command must end with.
 func (c Command) ExitWanted() int {
 	if c.ExpectExit == nil {

@@ -181,10 +181,11 @@ func (j *jobRun) run(parent context.Context) {
 	sshCtx, cancelSSH := context.WithTimeout(guestCtx, scale(job.Timeouts.Boot))
 	done = j.rec.checkStage("ssh")
 	probe := sshprobe.ProbeConfig{Addr: machine.SSHAddr(), User: job.Guest.User, Signers: j.keys.Signers(), Logger: j.log}
-	var seenKey atomicString
+	var seenKey atomic.Pointer[string]
 	if job.Guest.HostKey == jobs.HostKeyAny {
 		probe.HostKeyCallback = func(_ string, _ net.Addr, key ssh.PublicKey) error {
-			seenKey.Store(key.Type() + " " + ssh.FingerprintSHA256(key))
+			k := key.Type() + " " + ssh.FingerprintSHA256(key)
+			seenKey.Store(&k)
 			return nil
 		}
 	} else {
@@ -204,8 +205,8 @@ func (j *jobRun) run(parent context.Context) {
 	}
 	j.ssh = client
 	trust := "host key pinned to the seed's"
-	if k := seenKey.Load(); k != "" {
-		trust = "host key not pinned (guest.host_key any): " + k
+	if k := seenKey.Load(); k != nil {
+		trust = "host key not pinned (guest.host_key any): " + *k
 	}
 	j.rec.check(jobs.CheckResult{Name: jobs.CheckSSH, Status: jobs.StatusPass,
 		Reason: fmt.Sprintf("login as %s after %s, %s", job.Guest.User, j.now().Sub(bootStart).Round(100*time.Millisecond), trust),
@@ -546,15 +547,6 @@ func sshReason(r sshprobe.ProbeReport, err error) string {
 		reason = "the guest did not take the seed's ssh_keys (if its own init manages host keys, set guest.host_key \"any\"): " + reason
 	}
 	return reason
-}
-
-// atomicString is a string set by one goroutine and read by another.
-type atomicString struct{ v atomic.Value }
-
-func (a *atomicString) Store(s string) { a.v.Store(s) }
-func (a *atomicString) Load() string {
-	s, _ := a.v.Load().(string)
-	return s
 }
 
 // probeDetail lists the probe's attempts and stage timings.
