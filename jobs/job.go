@@ -148,10 +148,48 @@ type Command struct {
 // Publication is what the publisher needs once the image passes.
 type Publication struct {
 	// Name is the image name; the latest verdict per name is what publishers read.
+	// For a family it is the stable name users pick ("Debian 12 Bookworm"); the
+	// publisher adds the Latest suffix and renames older releases.
 	Name       string `json:"name,omitempty"`
 	Visibility string `json:"visibility,omitempty"` // public, community, shared or private
 	// Properties are Glance image properties (os_distro, os_version, hw_firmware_type…).
 	Properties map[string]string `json:"properties,omitempty"`
+	// Family is the image family this release belongs to (a catalog key such as
+	// "debian-12"); the publisher rotates images within one family.
+	Family string `json:"family,omitempty"`
+	// Release is the vendor's version or build id of this image ("20261120-1234").
+	Release string `json:"release,omitempty"`
+	// ReleasedAt is when the vendor released it, when the feed says.
+	ReleasedAt *time.Time `json:"released_at,omitempty"`
+	// Glance asks for the image to be uploaded to Glance once it passes; without it a
+	// verdict stops at the status KV.
+	Glance bool `json:"glance,omitempty"`
+	// Rotation is the family's policy for the releases a new one replaces.
+	Rotation *Rotation `json:"rotation,omitempty"`
+}
+
+// Older-release treatments a Rotation may ask for.
+const (
+	OlderCommunity = "community" // visibility community: usable by id, not listed
+	OlderHidden    = "hidden"    // os_hidden: listed only when asked for
+)
+
+// Rotation is a family's policy for its older releases once a new one is published:
+// the new one takes the Latest name, the one it replaces keeps a dated name and turns
+// Older; releases beyond Keep are deactivated, and deleted only when nothing uses them.
+type Rotation struct {
+	// Keep is how many older releases stay usable beside Latest (0 keeps none).
+	Keep int `json:"keep"`
+	// Older is what a replaced release becomes: community (default) or hidden.
+	Older string `json:"older,omitempty"`
+	// DeleteUnused allows deleting releases beyond Keep once no server and no volume
+	// uses them; without it they stay deactivated.
+	DeleteUnused bool `json:"delete_unused,omitempty"`
+	// ReplaceFrequency is the SCS replace_frequency of the family (daily, weekly,
+	// monthly, quarterly, yearly, never).
+	ReplaceFrequency string `json:"replace_frequency,omitempty"`
+	// UUIDValidity is the SCS uuid_validity ("last-3", "forever", "none", a date).
+	UUIDValidity string `json:"uuid_validity,omitempty"`
 }
 
 // Defaults applied by WithDefaults.

@@ -92,6 +92,13 @@ type ImageFacts struct {
 	// which seed pipelines also publish as source_hash.
 	OSHashAlgo  string `json:"os_hash_algo"`
 	OSHashValue string `json:"os_hash_value"`
+	// Source is the job's image.source, as vetted: where a publisher fetches the
+	// exact bytes again (and verifies them against SHA256/OSHashValue) when it has no
+	// copy of its own.
+	Source string `json:"source,omitempty"`
+	// VendorDigest is the digest the vendor published for the image ("sha512:<hex>"),
+	// when the job named one.
+	VendorDigest string `json:"vendor_digest,omitempty"`
 }
 
 // Check returns the named check's result, or nil.

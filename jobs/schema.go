@@ -21,22 +21,26 @@ func ResultSchema() ([]byte, error) {
 // Enumerations the types cannot express, by JSON path.
 var (
 	jobEnums = map[string][]string{
-		"version":            {"1"},
-		"image.format":       {FormatQCOW2, FormatRaw},
-		"machine.firmware":   {FirmwareBIOS, FirmwareUEFI},
-		"machine.type":       {MachinePC, MachineQ35},
-		"guest.datasource":   {DatasourceNoCloud, DatasourceConfigDrive},
-		"guest.host_key":     {HostKeyPinned, HostKeyAny},
-		"checks.required[]":  AllChecks,
-		"checks.skip[]":      AllChecks,
-		"publish.visibility": {"public", "community", "shared", "private"},
+		"version":                            {"1"},
+		"image.format":                       {FormatQCOW2, FormatRaw},
+		"machine.firmware":                   {FirmwareBIOS, FirmwareUEFI},
+		"machine.type":                       {MachinePC, MachineQ35},
+		"guest.datasource":                   {DatasourceNoCloud, DatasourceConfigDrive},
+		"guest.host_key":                     {HostKeyPinned, HostKeyAny},
+		"checks.required[]":                  AllChecks,
+		"checks.skip[]":                      AllChecks,
+		"publish.visibility":                 {"public", "community", "shared", "private"},
+		"publish.rotation.older":             {OlderCommunity, OlderHidden},
+		"publish.rotation.replace_frequency": {"daily", "weekly", "monthly", "quarterly", "yearly", "never"},
 	}
 	resultEnums = map[string][]string{
-		"version":            {"1"},
-		"verdict":            {string(VerdictPass), string(VerdictFail), string(VerdictError)},
-		"checks[].status":    {string(StatusPass), string(StatusFail), string(StatusSkip), string(StatusError)},
-		"checks[].name":      AllChecks,
-		"publish.visibility": {"public", "community", "shared", "private"},
+		"version":                            {"1"},
+		"verdict":                            {string(VerdictPass), string(VerdictFail), string(VerdictError)},
+		"checks[].status":                    {string(StatusPass), string(StatusFail), string(StatusSkip), string(StatusError)},
+		"checks[].name":                      AllChecks,
+		"publish.visibility":                 {"public", "community", "shared", "private"},
+		"publish.rotation.older":             {OlderCommunity, OlderHidden},
+		"publish.rotation.replace_frequency": {"daily", "weekly", "monthly", "quarterly", "yearly", "never"},
 	}
 )
 

@@ -15,6 +15,7 @@ var (
 	checksumPattern = regexp.MustCompile(`^(sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128})$`)
 	userPattern     = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
 	propertyKey     = regexp.MustCompile(`^[A-Za-z0-9_:.-]{1,255}$`)
+	familyKey       = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
 )
 
 // Limits on what one job may ask for.
@@ -220,6 +221,33 @@ func (pub Publication) validate(p *problems) {
 	}
 	if len(pub.Name) > 255 {
 		p.add("publish.name", "at most 255 characters")
+	}
+	if pub.Family != "" && !familyKey.MatchString(pub.Family) {
+		p.add("publish.family", "%q: 1-64 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit", pub.Family)
+	}
+	if len(pub.Release) > 128 {
+		p.add("publish.release", "at most 128 characters")
+	}
+	if pub.Glance && pub.Family == "" {
+		p.add("publish.family", "required when publish.glance is set: rotation works within a family")
+	}
+	if r := pub.Rotation; r != nil {
+		if r.Keep < 0 || r.Keep > 1000 {
+			p.add("publish.rotation.keep", "%d: must be between 0 and 1000", r.Keep)
+		}
+		switch r.Older {
+		case "", OlderCommunity, OlderHidden:
+		default:
+			p.add("publish.rotation.older", "%q: must be community or hidden", r.Older)
+		}
+		switch r.ReplaceFrequency {
+		case "", "daily", "weekly", "monthly", "quarterly", "yearly", "never":
+		default:
+			p.add("publish.rotation.replace_frequency", "%q: must be daily, weekly, monthly, quarterly, yearly or never", r.ReplaceFrequency)
+		}
+		if len(r.UUIDValidity) > 64 {
+			p.add("publish.rotation.uuid_validity", "at most 64 characters")
+		}
 	}
 	for k, v := range pub.Properties {
 		if !propertyKey.MatchString(k) {

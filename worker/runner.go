@@ -251,7 +251,8 @@ func (j *jobRun) fetch(ctx context.Context) (*image.Image, bool) {
 		return nil, false
 	}
 	j.rec.facts(&jobs.ImageFacts{Size: base.Size, VirtualSize: base.VirtualSize, Format: base.Format,
-		SHA256: base.SHA256, OSHashAlgo: "sha512", OSHashValue: base.SHA512})
+		SHA256: base.SHA256, OSHashAlgo: "sha512", OSHashValue: base.SHA512,
+		Source: j.job.Image.Source, VendorDigest: j.job.Image.Checksum})
 	hit := "downloaded"
 	if base.Cached {
 		hit = "cached"
