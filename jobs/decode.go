@@ -69,10 +69,18 @@ func DecodeResult(data []byte) (Result, error) {
 	if err := decodeStrict("result", data, &r); err != nil {
 		return Result{}, err
 	}
-	if r.Version != Version {
-		return Result{}, &InvalidError{Doc: "result", Problems: []FieldError{{Path: "version", Msg: fmt.Sprintf("unsupported version %d (this build reads %d)", r.Version, Version)}}}
+	if err := checkVersion("result", r.Version); err != nil {
+		return Result{}, err
 	}
 	return r, nil
+}
+
+// checkVersion refuses a stored document written in a version this build cannot read.
+func checkVersion(doc string, v int) error {
+	if v != Version {
+		return &InvalidError{Doc: doc, Problems: []FieldError{{Path: "version", Msg: fmt.Sprintf("unsupported version %d (this build reads %d)", v, Version)}}}
+	}
+	return nil
 }
 
 func decodeStrict(doc string, data []byte, v any) error {

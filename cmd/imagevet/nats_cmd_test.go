@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -179,6 +180,28 @@ func TestStatusShowsLatestVerdicts(t *testing.T) {
 	code, out, _ := runCmd(t, cmdStatus, "--nats", url)
 	if code != 0 || !strings.Contains(out, "img-pass-s") || !strings.Contains(out, "img-fail-s") || !strings.Contains(out, "ssh: no SSH banner") {
 		t.Errorf("status table: exit %d\n%s", code, out)
+	}
+	if strings.Contains(out, "PUBLISHED IMAGE") {
+		t.Errorf("status table shows a publication before any:\n%s", out)
+	}
+	// A family the publisher put into Glance gets its own line.
+	nc, err := jobs.Connect(jobs.ConnectOptions{URLs: []string{url}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	q, err := jobs.OpenQueue(context.Background(), nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	if err := q.PutPublished(context.Background(), jobs.Published{Family: "debian-12", Name: "Debian 12 - Latest",
+		ImageID: "0b7c9f0e-6d1e-4c3a-9a53-2f1d3c1e8a10", Release: "20261130", JobID: "pass-s", PublishedAt: at}); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ = runCmd(t, cmdStatus, "--nats", url)
+	if code != 0 || !regexp.MustCompile(`(?m)^debian-12 +0b7c9f0e-6d1e-4c3a-9a53-2f1d3c1e8a10 +Debian 12 - Latest +20261130 +pass-s +2026-11-30T12:00:00Z`).MatchString(out) {
+		t.Errorf("status table without the published image line: exit %d\n%s", code, out)
 	}
 	code, out, _ = runCmd(t, cmdStatus, "--nats", url, "--json")
 	var all []jobs.Result

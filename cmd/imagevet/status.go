@@ -21,7 +21,8 @@ const statusUsage = `usage: imagevet status [flags] [IMAGE]
 Shows the latest verdict per image name (publish.name) from the status bucket: what a
 publisher reads. With IMAGE the exit status is the verdict's (0 pass, 1 fail, 2 error)
 or 4 when the image has none. --job shows one job's result, --console prints its whole
-serial console log.
+serial console log. Below the verdicts, one line per image family that
+imagevet publish put into Glance: its Latest image id, name, release and when.
 
 `
 
@@ -111,6 +112,12 @@ func cmdStatus(ctx context.Context, args []string, env Env) int {
 		return exitPass
 	}
 	printStatusTable(env.Stdout, all)
+	published, err := q.PublishedImages(ctx)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "imagevet status: %v\n", err)
+		return exitError
+	}
+	printPublishedTable(env.Stdout, published)
 	return exitPass
 }
 
@@ -142,6 +149,21 @@ func printStatusTable(w io.Writer, all []jobs.Result) {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", statusName(r), r.Verdict, r.JobID,
 			r.FinishedAt.UTC().Format(time.RFC3339), orDash(reason))
+	}
+	tw.Flush()
+}
+
+// printPublishedTable prints one line per family published to Glance: its Latest image.
+func printPublishedTable(w io.Writer, all []jobs.Published) {
+	if len(all) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "FAMILY\tPUBLISHED IMAGE\tNAME\tRELEASE\tJOB\tPUBLISHED AT")
+	for _, p := range all {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", p.Family, p.ImageID, p.Name, orDash(p.Release), p.JobID,
+			p.PublishedAt.UTC().Format(time.RFC3339))
 	}
 	tw.Flush()
 }

@@ -1,0 +1,156 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// BucketPublished is the KV bucket holding, per image family, the image the publisher
+// last made the family's Latest in Glance. Its key is PublishedKey(family). Only the
+// publisher writes it; status pages and `imagevet status` read it.
+const BucketPublished = "imagevet_published"
+
+// Published records the image that is a family's Latest in Glance: which job vetted it
+// and the sha512 Glance computed from the uploaded bytes (equal to the vetted one,
+// or the publisher would not have kept the image).
+type Published struct {
+	Version int    `json:"version"`
+	Family  string `json:"family"`
+	// Name is the Glance image name ("Debian 12 Bookworm - Latest" style).
+	Name string `json:"name"`
+	// ImageID is the Glance image id.
+	ImageID string `json:"image_id"`
+	// Release is the vendor's version or build id (publish.release).
+	Release string `json:"release,omitempty"`
+	// ReleasedAt is when the vendor released it, when the job said.
+	ReleasedAt *time.Time `json:"released_at,omitempty"`
+	// JobID is the job whose pass verdict allowed the publication.
+	JobID string `json:"job_id"`
+	// VerdictAt is when that verdict was reached (Result.FinishedAt).
+	VerdictAt time.Time `json:"verdict_at"`
+	// PublishedAt is when the image became active and took the Latest name.
+	PublishedAt time.Time `json:"published_at"`
+	// OSHashAlgo and OSHashValue are Glance's (sha512) for the uploaded bytes.
+	OSHashAlgo  string `json:"os_hash_algo"`
+	OSHashValue string `json:"os_hash_value"`
+	// Cloud names the cloud published to (the clouds.yaml entry or the auth URL).
+	Cloud string `json:"cloud,omitempty"`
+	// Replaced is the image id that was Latest before, if any.
+	Replaced string `json:"replaced,omitempty"`
+}
+
+// PublishedKey turns a family name into its key in BucketPublished.
+func PublishedKey(family string) string { return StatusKey(family) }
+
+// publishedBucket binds to BucketPublished; with create it makes the bucket when it is
+// missing. Without create a missing bucket is (nil, nil): nothing was published yet.
+func (q *Queue) publishedBucket(ctx context.Context, create bool) (jetstream.KeyValue, error) {
+	kv, err := q.js.KeyValue(ctx, BucketPublished)
+	switch {
+	case err == nil:
+		return kv, nil
+	case !errors.Is(err, jetstream.ErrBucketNotFound):
+		return nil, fmt.Errorf("open bucket %s: %w", BucketPublished, err)
+	case !create:
+		return nil, nil
+	}
+	kv, err = q.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      BucketPublished,
+		Description: "imagevet: the Latest Glance image per family",
+		History:     10,
+		Storage:     jetstream.FileStorage,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("set up bucket %s: %w", BucketPublished, err)
+	}
+	return kv, nil
+}
+
+// PutPublished records p as its family's Latest.
+func (q *Queue) PutPublished(ctx context.Context, p Published) error {
+	if p.Family == "" {
+		return errors.New("published record: empty family")
+	}
+	if p.Version == 0 {
+		p.Version = Version
+	}
+	kv, err := q.publishedBucket(ctx, true)
+	if err != nil {
+		return err
+	}
+	data, err := json.Marshal(p)
+	if err != nil {
+		return fmt.Errorf("encode published record: %w", err)
+	}
+	if _, err := kv.Put(ctx, PublishedKey(p.Family), data); err != nil {
+		return fmt.Errorf("write published record %s: %w", p.Family, err)
+	}
+	return nil
+}
+
+// PublishedImage returns the family's Latest record and whether there is one.
+func (q *Queue) PublishedImage(ctx context.Context, family string) (Published, bool, error) {
+	kv, err := q.publishedBucket(ctx, false)
+	if err != nil || kv == nil {
+		return Published{}, false, err
+	}
+	entry, err := kv.Get(ctx, PublishedKey(family))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return Published{}, false, nil
+	}
+	if err != nil {
+		return Published{}, false, fmt.Errorf("read published record %s: %w", family, err)
+	}
+	p, err := decodePublished(entry.Value())
+	if err != nil {
+		return Published{}, false, fmt.Errorf("published record %s: %w", family, err)
+	}
+	return p, true, nil
+}
+
+// PublishedImages returns every family's Latest record, sorted by family.
+func (q *Queue) PublishedImages(ctx context.Context) ([]Published, error) {
+	kv, err := q.publishedBucket(ctx, false)
+	if err != nil || kv == nil {
+		return nil, err
+	}
+	lister, err := kv.ListKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", BucketPublished, err)
+	}
+	defer lister.Stop()
+	var out []Published
+	for key := range lister.Keys() {
+		entry, err := kv.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue // deleted meanwhile
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read published record %s: %w", key, err)
+		}
+		p, err := decodePublished(entry.Value())
+		if err != nil {
+			return nil, fmt.Errorf("published record %s: %w", key, err)
+		}
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Family < out[j].Family })
+	return out, nil
+}
+
+func decodePublished(data []byte) (Published, error) {
+	var p Published
+	if err := decodeStrict("published record", data, &p); err != nil {
+		return Published{}, err
+	}
+	if err := checkVersion("published record", p.Version); err != nil {
+		return Published{}, err
+	}
+	return p, nil
+}
