@@ -103,15 +103,25 @@ func (q *Queue) FollowProgress(jobID string, fn func(Progress)) (stop func(), er
 	if !ValidJobID(jobID) {
 		return nil, fmt.Errorf("follow progress: invalid job id %q", jobID)
 	}
+	return q.followProgress(ProgressSubject(jobID), fn)
+}
+
+// FollowAllProgress is FollowProgress for every job at once: what a dashboard uses to
+// see which jobs are running where.
+func (q *Queue) FollowAllProgress(fn func(Progress)) (stop func(), err error) {
+	return q.followProgress(ProgressSubject("*"), fn)
+}
+
+func (q *Queue) followProgress(subject string, fn func(Progress)) (stop func(), err error) {
 	events := make(chan *nats.Msg, 256)
-	sub, err := q.nc.ChanSubscribe(ProgressSubject(jobID), events)
+	sub, err := q.nc.ChanSubscribe(subject, events)
 	if err != nil {
-		return nil, fmt.Errorf("follow progress of %s: %w", jobID, err)
+		return nil, fmt.Errorf("follow progress on %s: %w", subject, err)
 	}
 	// Make sure the server has the subscription before anything is submitted.
 	if err := q.nc.Flush(); err != nil {
 		sub.Unsubscribe()
-		return nil, fmt.Errorf("follow progress of %s: %w", jobID, err)
+		return nil, fmt.Errorf("follow progress on %s: %w", subject, err)
 	}
 	quit, done := make(chan struct{}), make(chan struct{})
 	deliver := func(m *nats.Msg) {

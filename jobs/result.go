@@ -55,6 +55,28 @@ type Result struct {
 	Publish    Publication `json:"publish,omitzero"`
 	// Kept is set when the worker left the failed machine running for debugging.
 	Kept *KeptMachine `json:"kept,omitempty"`
+	// ConsoleMarks are the console lines that told the story of the boot: the first
+	// line of each boot milestone and the fatal line, if any, in console order.
+	ConsoleMarks []ConsoleMark `json:"console_marks,omitempty"`
+}
+
+// Console mark kinds.
+const (
+	MarkMilestone = "milestone"
+	MarkFatal     = "fatal"
+)
+
+// ConsoleMark is one console line the worker's console table matched, with when it
+// was read: what a timeline of the boot is drawn from.
+type ConsoleMark struct {
+	// Kind is MarkMilestone or MarkFatal.
+	Kind string `json:"kind"`
+	// Name is the console check's name (kernel, login-prompt, kernel-panic…).
+	Name   string `json:"name"`
+	Reason string `json:"reason"`
+	// Line is the console line as cleaned by the watcher.
+	Line string    `json:"line"`
+	At   time.Time `json:"at"`
 }
 
 // KeptMachine tells how to reach a machine left running after a failed job.

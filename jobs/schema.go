@@ -38,6 +38,7 @@ var (
 		"verdict":                            {string(VerdictPass), string(VerdictFail), string(VerdictError)},
 		"checks[].status":                    {string(StatusPass), string(StatusFail), string(StatusSkip), string(StatusError)},
 		"checks[].name":                      AllChecks,
+		"console_marks[].kind":               {MarkMilestone, MarkFatal},
 		"publish.visibility":                 {"public", "community", "shared", "private"},
 		"publish.rotation.older":             {OlderCommunity, OlderHidden},
 		"publish.rotation.replace_frequency": {"daily", "weekly", "monthly", "quarterly", "yearly", "never"},

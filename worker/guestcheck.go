@@ -2,6 +2,7 @@ package worker
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/imagevet/imagevet/jobs"
@@ -24,4 +25,21 @@ func bootDetail(con *console.Console) string {
 		fmt.Fprintf(&b, "warning: %s\n", w.String())
 	}
 	return strings.TrimRight(b.String(), "\n")
+}
+
+// consoleMarks lists the console's milestones and its fatal line, if any, in the
+// order they were read.
+func consoleMarks(con *console.Console) []jobs.ConsoleMark {
+	var marks []jobs.ConsoleMark
+	add := func(kind string, m console.ConsoleMatch) {
+		marks = append(marks, jobs.ConsoleMark{Kind: kind, Name: m.Check, Reason: m.Reason, Line: oneLine(m.Line), At: m.Time.UTC()})
+	}
+	for _, m := range con.Milestones() {
+		add(jobs.MarkMilestone, m)
+	}
+	if m, ok := con.Fatal(); ok {
+		add(jobs.MarkFatal, m)
+	}
+	slices.SortStableFunc(marks, func(a, b jobs.ConsoleMark) int { return a.At.Compare(b.At) })
+	return marks
 }

@@ -88,6 +88,7 @@ func (r *Runner) Run(ctx context.Context, job jobs.Job, attempt int, progress fu
 		j.cleanup(ctx)
 		res = rec.finish()
 		res.ConsoleTail, res.ConsoleLog, res.Accel, res.Machine = j.consoleTail, j.consoleLog, j.accel, j.machineName
+		res.ConsoleMarks = j.consoleMarks
 		log.Info("job finished", "verdict", res.Verdict, "failed_check", res.FailedCheck, "reason", res.Reason,
 			"duration", res.FinishedAt.Sub(res.StartedAt).Round(time.Millisecond))
 	}()
@@ -116,6 +117,8 @@ type jobRun struct {
 	accel       string
 	consoleTail string
 	consoleLog  string
+	// consoleMarks are the milestones and the fatal line, read once the watch ended.
+	consoleMarks []jobs.ConsoleMark
 }
 
 // run is the lifecycle, top to bottom. Each stage records its timing; a stage that
@@ -490,6 +493,7 @@ func (j *jobRun) cleanup(parent context.Context) {
 	if j.con != nil {
 		j.con.Close()
 		j.consoleTail = j.con.Tail(j.cfg.ConsoleTailLines)
+		j.consoleMarks = consoleMarks(j.con)
 	}
 	if j.meta != nil && !keep {
 		if err := j.meta.Close(ctx); err != nil {

@@ -201,6 +201,11 @@ func TestRunConsolePanicFailsFast(t *testing.T) {
 	if !strings.Contains(res.ConsoleTail, "Kernel panic") {
 		t.Errorf("console tail lacks the panic line: %q", res.ConsoleTail)
 	}
+	// The result carries the kernel milestone, then the fatal line, each timed.
+	if len(res.ConsoleMarks) != 2 || res.ConsoleMarks[0].Name != "kernel" || res.ConsoleMarks[1].Kind != jobs.MarkFatal ||
+		!strings.Contains(res.ConsoleMarks[1].Line, "Kernel panic") || res.ConsoleMarks[1].At.Before(res.ConsoleMarks[0].At) {
+		t.Errorf("console marks: %+v", res.ConsoleMarks)
+	}
 	assertCleanedUp(t, cfg, hv)
 }
 

@@ -1,0 +1,110 @@
+package jobs
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestFollowResultsReplaysThenFollows(t *testing.T) {
+	q, _ := testQueue(t)
+	ctx := context.Background()
+	now := time.Now().UTC()
+	for i, id := range []string{"r-1", "r-2"} {
+		if _, err := q.PublishResult(ctx, sampleResult(id, VerdictPass, now.Add(time.Duration(i)*time.Second)), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var mu sync.Mutex
+	var seen []string
+	var caughtUp bool
+	got := make(chan struct{}, 10)
+	stop, err := q.FollowResults(ctx, func(r Result, up bool) {
+		mu.Lock()
+		seen = append(seen, r.JobID)
+		caughtUp = up
+		mu.Unlock()
+		got <- struct{}{}
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	wait := func(n int) {
+		t.Helper()
+		for range n {
+			select {
+			case <-got:
+			case <-time.After(5 * time.Second):
+				t.Fatalf("results seen: %v", seen)
+			}
+		}
+	}
+	wait(2)
+	mu.Lock()
+	if strings.Join(seen, ",") != "r-1,r-2" || !caughtUp {
+		t.Errorf("replay: %v caught up %v", seen, caughtUp)
+	}
+	mu.Unlock()
+	if _, err := q.PublishResult(ctx, sampleResult("r-3", VerdictFail, now.Add(time.Minute)), nil); err != nil {
+		t.Fatal(err)
+	}
+	wait(1)
+	mu.Lock()
+	defer mu.Unlock()
+	if strings.Join(seen, ",") != "r-1,r-2,r-3" {
+		t.Errorf("live: %v", seen)
+	}
+}
+
+func TestQueuedJobsListsWhatIsInTheStream(t *testing.T) {
+	q, _ := testQueue(t)
+	ctx := context.Background()
+	if list, more, err := q.QueuedJobs(ctx, 10); err != nil || len(list) != 0 || more {
+		t.Fatalf("empty stream: %v %v %v", list, more, err)
+	}
+	for _, id := range []string{"q-1", "q-2", "q-3"} {
+		j := Job{Version: Version, ID: id, Image: ImageSpec{Source: "/img/a.qcow2", Format: FormatQCOW2,
+			Checksum: "sha256:" + strings.Repeat("a", 64)}, Guest: GuestSpec{User: "debian"}}
+		if _, err := q.Submit(ctx, j); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list, more, err := q.QueuedJobs(ctx, 2)
+	if err != nil || !more || len(list) != 2 || list[0].Job.ID != "q-1" || list[1].Job.ID != "q-2" || list[0].Submitted.IsZero() {
+		t.Fatalf("first two: %+v more %v err %v", list, more, err)
+	}
+	list, more, err = q.QueuedJobs(ctx, 10)
+	if err != nil || more || len(list) != 3 || list[2].Job.ID != "q-3" {
+		t.Fatalf("all: %+v more %v err %v", list, more, err)
+	}
+}
+
+func TestFollowAllProgressSeesEveryJob(t *testing.T) {
+	q, _ := testQueue(t)
+	got := make(chan Progress, 4)
+	stop, err := q.FollowAllProgress(func(p Progress) { got <- p })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	for _, id := range []string{"p-1", "p-2"} {
+		if err := q.PublishProgress(Progress{JobID: id, Stage: "boot", Event: "start", Worker: "w1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ids := map[string]bool{}
+	for range 2 {
+		select {
+		case p := <-got:
+			ids[p.JobID] = p.Worker == "w1" && p.Stage == "boot"
+		case <-time.After(5 * time.Second):
+			t.Fatalf("progress seen: %v", ids)
+		}
+	}
+	if !ids["p-1"] || !ids["p-2"] {
+		t.Errorf("progress seen: %v", ids)
+	}
+}
