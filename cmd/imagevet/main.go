@@ -6,6 +6,7 @@
 //	imagevet worker                                    serve jobs from NATS JetStream
 //	imagevet submit JOB.json [--wait]                  queue a job (the CI acceptance stage)
 //	imagevet status [IMAGE]                            latest verdict per image
+//	imagevet serve                                     the operators' web page
 //	imagevet version
 package main
 
@@ -38,6 +39,7 @@ commands:
   worker                  serve jobs from NATS JetStream (embedded server without --nats)
   submit JOB.json         queue a job; --wait follows it to its verdict
   status [IMAGE]          latest verdict per image name
+  serve                   the operators' web page (127.0.0.1:8080)
   version                 print the version
 
 Every flag has an IMAGEVET_* environment fallback; see COMMAND -h.
@@ -66,6 +68,8 @@ func dispatch(ctx context.Context, args []string, env Env) int {
 		return cmdSubmit(ctx, rest, env)
 	case "status":
 		return cmdStatus(ctx, rest, env)
+	case "serve":
+		return cmdServe(ctx, rest, env)
 	case "metadata-proxy":
 		return cmdMetadataProxy(ctx, rest, env)
 	case "version", "--version", "-version":

@@ -1,0 +1,99 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"time"
+
+	"github.com/imagevet/imagevet/jobs"
+	"github.com/imagevet/imagevet/web"
+)
+
+const serveUsage = `usage: imagevet serve [flags]
+
+Serves the operators' page: every image's latest verdict and history, each job's
+checks, stage timeline and console, the queue and the workers, read from NATS. It
+is read-only and binds 127.0.0.1:8080 unless --listen says otherwise; any address
+that is not loopback needs --token-file (the token as bearer token or as the
+basic-auth password). --tls-cert and --tls-key serve HTTPS.
+
+`
+
+// serveConfig is imagevet serve's configuration, from flags and IMAGEVET_* variables.
+type serveConfig struct {
+	nats     natsFlags
+	listen   web.ListenConfig
+	logLevel string
+	logJSON  bool
+}
+
+func cmdServe(ctx context.Context, args []string, env Env) int {
+	var cfg serveConfig
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	fs.Usage = func() { fmt.Fprint(env.Stderr, serveUsage); fs.PrintDefaults() }
+	cfg.nats.register(fs, env, defaultNATSURL)
+	ef := &envFlags{fs: fs, env: env}
+	fs.StringVar(&cfg.listen.Addr, "listen", envOr(env, "IMAGEVET_WEB_LISTEN", web.DefaultListen), "host:port to serve the page on (IMAGEVET_WEB_LISTEN)")
+	fs.StringVar(&cfg.listen.TLSCertFile, "tls-cert", env.Getenv("IMAGEVET_WEB_TLS_CERT"), "TLS certificate file: serve HTTPS (IMAGEVET_WEB_TLS_CERT)")
+	fs.StringVar(&cfg.listen.TLSKeyFile, "tls-key", env.Getenv("IMAGEVET_WEB_TLS_KEY"), "TLS key file (IMAGEVET_WEB_TLS_KEY)")
+	fs.StringVar(&cfg.listen.TokenFile, "token-file", env.Getenv("IMAGEVET_WEB_TOKEN_FILE"), "file holding the access token; required off loopback (IMAGEVET_WEB_TOKEN_FILE)")
+	fs.StringVar(&cfg.logLevel, "log-level", envOr(env, "IMAGEVET_LOG_LEVEL", "info"), "debug, info, warn or error (IMAGEVET_LOG_LEVEL)")
+	ef.boolVar(&cfg.logJSON, "log-json", "IMAGEVET_LOG_JSON", "JSON logs")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return exitError
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(env.Stderr, "imagevet serve: unexpected arguments %q\n", fs.Args())
+		return exitError
+	}
+	errs := append(ef.errs, cfg.listen.Validate(), cfg.nats.options("").Validate())
+	if err := errors.Join(errs...); err != nil {
+		fmt.Fprintf(env.Stderr, "imagevet serve: %v\n", err)
+		return exitError
+	}
+	log := newLogger(env.Stderr, cfg.logLevel, cfg.logJSON)
+	nc, err := jobs.Connect(cfg.nats.options("imagevet serve"))
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "imagevet serve: %v\n", err)
+		return exitError
+	}
+	defer nc.Close()
+	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	q, err := jobs.OpenQueue(octx, nc)
+	cancel()
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "imagevet serve: %v\n", err)
+		return exitError
+	}
+	srv, err := web.New(q, web.Options{Logger: log})
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "imagevet serve: %v\n", err)
+		return exitError
+	}
+	ln, h, err := web.Listen(cfg.listen, srv.Handler())
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "imagevet serve: %v\n", err)
+		return exitError
+	}
+	if err := srv.Follow(ctx); err != nil {
+		ln.Close()
+		fmt.Fprintf(env.Stderr, "imagevet serve: %v\n", err)
+		return exitError
+	}
+	scheme := "http"
+	if cfg.listen.TLSCertFile != "" {
+		scheme = "https"
+	}
+	log.Info("serving the page", "url", scheme+"://"+ln.Addr().String()+"/")
+	if err := web.Serve(ctx, ln, h, log); err != nil {
+		log.Error("serving failed", "err", err)
+		return exitError
+	}
+	return 0
+}

@@ -1,0 +1,13 @@
+// Package web is the operators' page: a read-only, server-rendered view of what
+// imagevet knows from NATS alone. The overview shows one row per image (latest
+// verdict, why, when, and a strip of its last runs); a job page shows the checks, a
+// to-scale timeline of the stages with the console's milestones, the console tail
+// with the fatal line highlighted, the image facts and links to the JSON result,
+// JUnit and the full console log; the queue and workers pages show what runs where.
+// A running job's page follows its progress live (server-sent events).
+//
+// Everything the page needs (templates, stylesheet, script) is embedded; nothing is
+// fetched from elsewhere. The package reads NATS through Source and keeps an Index
+// of the results stream in memory, so rendering the overview costs no NATS round
+// trip.
+package web

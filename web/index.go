@@ -1,0 +1,263 @@
+package web
+
+import (
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/imagevet/imagevet/jobs"
+)
+
+// HistoryLen is how many runs of one image the overview's history strip shows.
+const HistoryLen = 30
+
+// Run is what the overview keeps of one finished job.
+type Run struct {
+	JobID       string
+	Verdict     jobs.Verdict
+	FailedCheck string
+	Reason      string
+	Release     string
+	Finished    time.Time
+}
+
+// Image is one row of the overview: an image name (publish.name) with its latest
+// runs, newest last.
+type Image struct {
+	Name   string
+	Family string
+	Runs   []Run
+}
+
+// Latest returns the image's newest run.
+func (im *Image) Latest() Run { return im.Runs[len(im.Runs)-1] }
+
+// Index is the web page's view of the results stream: the last HistoryLen runs of
+// every image, newest last, and who waits for which job's result. It is safe for
+// concurrent use.
+type Index struct {
+	mu      sync.RWMutex
+	images  map[string]*Image
+	names   []string // sorted; nil when it must be rebuilt
+	workers map[string]workerSeen
+	waiters map[string][]chan jobs.Result
+	active  map[string]*Active
+	done    map[string]struct{} // job ids with a result
+	ready   bool
+}
+
+// Active is a job that has reported progress but no result yet.
+type Active struct {
+	JobID   string
+	Worker  string
+	Attempt int
+	// Stage is the stage or check that last started; Event and Message are the
+	// latest event's.
+	Stage, Event, Message string
+	// Since is the first event seen, LastEvent the latest.
+	Since, LastEvent time.Time
+}
+
+// workerSeen is what results say about a worker.
+type workerSeen struct {
+	accel   string
+	lastJob string
+	last    time.Time
+	// lastEvent is the newest progress event from this worker.
+	lastEvent time.Time
+}
+
+// NewIndex returns an empty index.
+func NewIndex() *Index {
+	return &Index{images: map[string]*Image{}, workers: map[string]workerSeen{}, waiters: map[string][]chan jobs.Result{}, active: map[string]*Active{}, done: map[string]struct{}{}}
+}
+
+// ImageName is the overview row a result belongs to: its publish.name, or its job
+// id when the job named no image (as the status bucket keys it).
+func ImageName(r jobs.Result) string {
+	if r.Publish.Name != "" {
+		return r.Publish.Name
+	}
+	return r.JobID
+}
+
+// Add records a finished job and wakes whoever waits for it.
+func (x *Index) Add(r jobs.Result) {
+	run := Run{JobID: r.JobID, Verdict: r.Verdict, FailedCheck: r.FailedCheck, Reason: r.Reason,
+		Release: r.Publish.Release, Finished: r.FinishedAt}
+	name := ImageName(r)
+	x.mu.Lock()
+	im, ok := x.images[name]
+	if !ok {
+		im = &Image{Name: name}
+		x.images[name] = im
+		x.names = nil
+	}
+	if r.Publish.Family != "" {
+		im.Family = r.Publish.Family
+	}
+	// Results arrive in stream order, which is nearly finish order; keep runs sorted.
+	i := len(im.Runs)
+	for i > 0 && im.Runs[i-1].Finished.After(run.Finished) {
+		i--
+	}
+	im.Runs = slices.Insert(im.Runs, i, run)
+	if len(im.Runs) > HistoryLen {
+		im.Runs = slices.Delete(im.Runs, 0, len(im.Runs)-HistoryLen)
+	}
+	if w := x.workers[r.Worker]; r.Worker != "" && !w.last.After(r.FinishedAt) {
+		w.accel, w.lastJob, w.last = r.Accel, r.JobID, r.FinishedAt
+		x.workers[r.Worker] = w
+	}
+	delete(x.active, r.JobID)
+	x.done[r.JobID] = struct{}{}
+	waiters := x.waiters[r.JobID]
+	delete(x.waiters, r.JobID)
+	x.mu.Unlock()
+	for _, ch := range waiters {
+		ch <- r
+	}
+}
+
+// MarkReady records that the index has caught up with the results stream.
+func (x *Index) MarkReady() {
+	x.mu.Lock()
+	x.ready = true
+	x.mu.Unlock()
+}
+
+// Ready reports whether the index has caught up with the results stream.
+func (x *Index) Ready() bool {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return x.ready
+}
+
+// Images returns a copy of every image's row, sorted by family then name.
+func (x *Index) Images() []Image {
+	x.mu.Lock()
+	if x.names == nil {
+		x.names = make([]string, 0, len(x.images))
+		for n := range x.images {
+			x.names = append(x.names, n)
+		}
+		slices.SortFunc(x.names, func(a, b string) int {
+			if c := strings.Compare(x.images[a].Family, x.images[b].Family); c != 0 {
+				return c
+			}
+			return strings.Compare(a, b)
+		})
+	}
+	out := make([]Image, len(x.names))
+	for i, n := range x.names {
+		im := x.images[n]
+		out[i] = Image{Name: im.Name, Family: im.Family, Runs: slices.Clone(im.Runs)}
+	}
+	x.mu.Unlock()
+	return out
+}
+
+// WaitResult returns a channel that receives the job's result once Add sees it,
+// and a func to stop waiting. The channel is buffered: Add never blocks on it.
+func (x *Index) WaitResult(jobID string) (<-chan jobs.Result, func()) {
+	ch := make(chan jobs.Result, 1)
+	x.mu.Lock()
+	x.waiters[jobID] = append(x.waiters[jobID], ch)
+	x.mu.Unlock()
+	return ch, func() {
+		x.mu.Lock()
+		defer x.mu.Unlock()
+		list := x.waiters[jobID]
+		if i := slices.Index(list, ch); i >= 0 {
+			list = slices.Delete(list, i, i+1)
+		}
+		if len(list) == 0 {
+			delete(x.waiters, jobID)
+		} else {
+			x.waiters[jobID] = list
+		}
+	}
+}
+
+// Progress records a live event of a running job. Events of jobs that already have a
+// result (a late event, a duplicate delivery) are ignored.
+func (x *Index) Progress(p jobs.Progress) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if p.Worker != "" {
+		w := x.workers[p.Worker]
+		if p.Time.After(w.lastEvent) {
+			w.lastEvent = p.Time
+		}
+		x.workers[p.Worker] = w
+	}
+	a, ok := x.active[p.JobID]
+	if !ok {
+		if _, done := x.done[p.JobID]; done {
+			return
+		}
+		a = &Active{JobID: p.JobID, Since: p.Time}
+		x.active[p.JobID] = a
+	}
+	if p.Attempt != a.Attempt || p.Worker != a.Worker {
+		// A new delivery of the job: its clock starts again.
+		a.Attempt, a.Worker, a.Since = p.Attempt, p.Worker, p.Time
+	}
+	if p.Event == "start" || a.Stage == "" {
+		a.Stage = p.Stage
+	}
+	a.Event, a.Message, a.LastEvent = p.Event, p.Message, p.Time
+}
+
+// Active returns the jobs running now, oldest first.
+func (x *Index) Active() []Active {
+	x.mu.RLock()
+	out := make([]Active, 0, len(x.active))
+	for _, a := range x.active {
+		out = append(out, *a)
+	}
+	x.mu.RUnlock()
+	slices.SortFunc(out, func(a, b Active) int {
+		if c := a.Since.Compare(b.Since); c != 0 {
+			return c
+		}
+		return strings.Compare(a.JobID, b.JobID)
+	})
+	return out
+}
+
+// Worker is what the page knows of one worker from its events and results.
+type Worker struct {
+	ID string
+	// LastSeen is the newest progress event or finished job of the worker.
+	LastSeen time.Time
+	// Accel is the acceleration of its latest finished job.
+	Accel   string
+	LastJob string
+	Running []string
+}
+
+// Workers returns every worker seen, by id.
+func (x *Index) Workers() []Worker {
+	x.mu.RLock()
+	out := make([]Worker, 0, len(x.workers))
+	for id, w := range x.workers {
+		seen := w.last
+		if w.lastEvent.After(seen) {
+			seen = w.lastEvent
+		}
+		out = append(out, Worker{ID: id, LastSeen: seen, Accel: w.accel, LastJob: w.lastJob})
+	}
+	for _, a := range x.active {
+		if i := slices.IndexFunc(out, func(w Worker) bool { return w.ID == a.Worker }); i >= 0 {
+			out[i].Running = append(out[i].Running, a.JobID)
+		}
+	}
+	x.mu.RUnlock()
+	for i := range out {
+		slices.Sort(out[i].Running)
+	}
+	slices.SortFunc(out, func(a, b Worker) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}

@@ -1,0 +1,151 @@
+package web
+
+import (
+	"context"
+	"crypto/subtle"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+)
+
+// DefaultListen is where the page is served unless told otherwise: this host only.
+const DefaultListen = "127.0.0.1:8080"
+
+// ListenConfig says where and how the page is served.
+type ListenConfig struct {
+	// Addr is host:port (DefaultListen when empty).
+	Addr string
+	// TLSCertFile and TLSKeyFile serve HTTPS when both are set.
+	TLSCertFile, TLSKeyFile string
+	// TokenFile holds a secret that every request must carry, as
+	// "Authorization: Bearer TOKEN" or as the password of HTTP basic auth (any user
+	// name), so a browser can log in too. Required when Addr is not loopback.
+	TokenFile string
+}
+
+// Validate reports settings that cannot work or would expose the page unguarded,
+// naming the flag's setting.
+func (c ListenConfig) Validate() error {
+	var errs []error
+	addr := c.Addr
+	if addr == "" {
+		addr = DefaultListen
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("listen %q: want host:port: %w", addr, err))
+	} else if !loopback(host) && c.TokenFile == "" {
+		errs = append(errs, fmt.Errorf("listen %q: not a loopback address; give a token file so only operators can read the page", addr))
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		errs = append(errs, errors.New("tls: certificate and key go together"))
+	}
+	return errors.Join(errs...)
+}
+
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// readToken reads the token file: its first line, which must not be empty.
+func readToken(path string) (string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("token file: %w", err)
+	}
+	token, _, _ := strings.Cut(string(data), "\n")
+	token = strings.TrimSpace(token)
+	if len(token) < 16 {
+		return "", fmt.Errorf("token file %s: the token must be at least 16 characters", path)
+	}
+	return token, nil
+}
+
+// RequireToken lets through only requests carrying token, as a bearer token or as
+// the basic-auth password; others get 401 with a basic-auth challenge.
+func RequireToken(token string, next http.Handler) http.Handler {
+	want := []byte(token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got := ""
+		if _, pass, ok := r.BasicAuth(); ok {
+			got = pass
+		} else if v, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+			got = strings.TrimSpace(v)
+		}
+		if subtle.ConstantTimeCompare([]byte(got), want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Basic realm="imagevet", charset="UTF-8"`)
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// Listen opens the configured address, and wraps h in the token check when a token
+// file is set. Serve the returned listener with Serve.
+func Listen(cfg ListenConfig, h http.Handler) (net.Listener, http.Handler, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, nil, err
+	}
+	if cfg.Addr == "" {
+		cfg.Addr = DefaultListen
+	}
+	if cfg.TokenFile != "" {
+		token, err := readToken(cfg.TokenFile)
+		if err != nil {
+			return nil, nil, err
+		}
+		h = RequireToken(token, h)
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("listen %s: %w", cfg.Addr, err)
+	}
+	if cfg.TLSCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+		if err != nil {
+			ln.Close()
+			return nil, nil, fmt.Errorf("tls: %w", err)
+		}
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+	}
+	return ln, h, nil
+}
+
+// Serve serves h on ln until ctx is done, then shuts down within a few seconds
+// (open event streams are cut).
+func Serve(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger) error {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		srv.Close()
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

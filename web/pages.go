@@ -1,0 +1,239 @@
+package web
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/imagevet/imagevet/jobs"
+)
+
+// overviewRow is one image on the overview.
+type overviewRow struct {
+	Image
+	Last Run
+	// History is the strip: oldest first, at most HistoryLen cells.
+	History []Run
+	// HistoryIDs are the strip's job ids, space-separated, for the page's script.
+	HistoryIDs string
+}
+
+// verdictCounts counts the images by their latest verdict.
+type verdictCounts struct{ Pass, Fail, Error int }
+
+type overviewData struct {
+	Rows    []overviewRow
+	Counts  verdictCounts
+	Running int
+	Ready   bool
+}
+
+func (s *Server) overview(w http.ResponseWriter, r *http.Request) {
+	images := s.idx.Images()
+	d := overviewData{Rows: make([]overviewRow, len(images)),
+		Running: len(s.idx.Active()), Ready: s.idx.Ready()}
+	var ids strings.Builder
+	for i, im := range images {
+		ids.Reset()
+		for k, run := range im.Runs {
+			if k > 0 {
+				ids.WriteByte(' ')
+			}
+			ids.WriteString(run.JobID)
+		}
+		d.Rows[i] = overviewRow{Image: im, Last: im.Latest(), History: im.Runs, HistoryIDs: ids.String()}
+		switch im.Latest().Verdict {
+		case jobs.VerdictPass:
+			d.Counts.Pass++
+		case jobs.VerdictFail:
+			d.Counts.Fail++
+		default:
+			d.Counts.Error++
+		}
+	}
+	s.render(w, r, "overview", page{Title: "imagevet", Nav: "overview", Data: d})
+}
+
+// jobData is a job page: a result, or a job still running.
+type jobData struct {
+	ID      string
+	Result  *jobs.Result
+	Active  *Active
+	Lines   []ConsoleLine
+	Fatal   *ConsoleLine
+	Tl      Timeline
+	Elapsed time.Duration
+}
+
+func (s *Server) job(w http.ResponseWriter, r *http.Request) {
+	id, ok := jobID(w, r)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.opts.RequestTimeout)
+	res, has, err := s.src.Result(ctx, id)
+	cancel()
+	if err != nil {
+		s.log.Warn("result not read", "job", id, "err", err)
+		http.Error(w, "result of "+id+" could not be read from NATS", http.StatusBadGateway)
+		return
+	}
+	d := jobData{ID: id}
+	if has {
+		d.Result = &res
+		var anchors map[int]string
+		d.Lines, anchors = consoleView(res, s.consoleText(r.Context(), res))
+		for i := range d.Lines {
+			if d.Lines[i].Class == jobs.MarkFatal {
+				d.Fatal = &d.Lines[i]
+			}
+		}
+		d.Tl = NewTimeline(res, anchors)
+		d.Elapsed = res.FinishedAt.Sub(res.StartedAt)
+	} else {
+		for _, a := range s.idx.Active() {
+			if a.JobID == id {
+				d.Active = &a
+				d.Elapsed = s.opts.Now().Sub(a.Since)
+			}
+		}
+	}
+	s.render(w, r, "job", page{Title: id, Nav: "job", Data: d, Part: r.URL.Query().Get("part") == "main"})
+}
+
+// maxConsoleShown bounds the console log a job page shows in full; a longer one
+// shows the result's tail (the whole log stays a link away).
+const maxConsoleShown = 512 << 10
+
+// consoleText is the console log the job page shows: the whole log from the object
+// store when it is there and not too long, else the result's tail.
+func (s *Server) consoleText(ctx context.Context, r jobs.Result) string {
+	if r.ConsoleLog != jobs.ConsoleRef(r.JobID) {
+		return r.ConsoleTail
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+	defer cancel()
+	var buf limitedBuffer
+	buf.max = maxConsoleShown
+	if err := s.src.Console(ctx, r.JobID, &buf); err != nil || buf.over {
+		if err != nil && !buf.over {
+			s.log.Warn("console log not read", "job", r.JobID, "err", err)
+		}
+		return r.ConsoleTail
+	}
+	return buf.String()
+}
+
+// limitedBuffer keeps what is written up to max bytes, then refuses more.
+type limitedBuffer struct {
+	strings.Builder
+	max  int
+	over bool
+}
+
+func (b *limitedBuffer) Write(p []byte) (int, error) {
+	if b.Len()+len(p) > b.max {
+		b.over = true
+		return 0, errConsoleTooLong
+	}
+	return b.Builder.Write(p)
+}
+
+var errConsoleTooLong = errors.New("console log longer than a page shows")
+
+// queueRow is a job in the jobs stream, with what its progress says.
+type queueRow struct {
+	jobs.QueuedJob
+	Active *Active
+}
+
+type queueData struct {
+	Rows    []queueRow
+	More    bool
+	Orphans []Active // running per progress, no longer in the stream (reporting)
+	Err     string
+}
+
+func (s *Server) queue(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), s.opts.RequestTimeout)
+	list, more, err := s.src.QueuedJobs(ctx, s.opts.MaxQueued)
+	cancel()
+	d := queueData{More: more}
+	if err != nil {
+		s.log.Warn("queue not read", "err", err)
+		d.Err = "the jobs stream could not be read: " + err.Error()
+	}
+	active := map[string]Active{}
+	for _, a := range s.idx.Active() {
+		active[a.JobID] = a
+	}
+	for _, q := range list {
+		row := queueRow{QueuedJob: q}
+		if a, ok := active[q.Job.ID]; ok {
+			row.Active = &a
+			delete(active, q.Job.ID)
+		}
+		d.Rows = append(d.Rows, row)
+	}
+	if err == nil && !more {
+		for _, a := range s.idx.Active() {
+			if _, ok := active[a.JobID]; ok {
+				d.Orphans = append(d.Orphans, a)
+			}
+		}
+	}
+	s.render(w, r, "queue", page{Title: "queue", Nav: "queue", Data: d})
+}
+
+func (s *Server) workers(w http.ResponseWriter, r *http.Request) {
+	s.render(w, r, "workers", page{Title: "workers", Nav: "workers", Data: s.idx.Workers()})
+}
+
+// ago renders how long before the page's clock t was.
+func (s *Server) ago(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	d := s.opts.Now().Sub(t)
+	switch {
+	case d < 0:
+		return "just now"
+	case d < time.Minute:
+		return fmt.Sprintf("%ds ago", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm ago", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh ago", int(d.Hours()))
+	}
+	return fmt.Sprintf("%dd ago", int(d.Hours()/24))
+}
+
+func formatDuration(d any) string {
+	var v time.Duration
+	switch x := d.(type) {
+	case time.Duration:
+		v = x
+	case jobs.Duration:
+		v = x.D()
+	}
+	switch {
+	case v < time.Second:
+		return v.Round(time.Millisecond).String()
+	case v < time.Minute:
+		return fmt.Sprintf("%.1fs", v.Seconds())
+	}
+	return v.Round(time.Second).String()
+}
+
+func formatTime(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format("2006-01-02 15:04:05Z")
+}
+
+// formatMiB renders a byte count in MiB, as the worker's reasons do.
+func formatMiB(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }

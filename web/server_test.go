@@ -1,0 +1,340 @@
+package web
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"encoding/xml"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/imagevet/imagevet/jobs"
+	"github.com/imagevet/imagevet/worker/daemon"
+)
+
+// testQueue starts the project's embedded JetStream server on a random loopback
+// port and opens imagevet's queue on it: the same streams and buckets a worker writes.
+func testQueue(t testing.TB) *jobs.Queue {
+	t.Helper()
+	srv, err := daemon.StartEmbedded(t.TempDir(), "127.0.0.1", -1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	nc, err := jobs.Connect(jobs.ConnectOptions{URLs: []string{srv.ClientURL()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	q, err := jobs.OpenQueue(ctx, nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return q
+}
+
+// recordedPanic is the result and the full console log a real worker reported for
+// the tiny-panic fixture (imagevet run under TCG), kept as test data.
+func recordedPanic(t testing.TB) (jobs.Result, string) {
+	t.Helper()
+	data, err := os.ReadFile("testdata/tiny-panic.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := jobs.DecodeResult(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log, err := os.ReadFile("testdata/tiny-panic.console.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, string(log)
+}
+
+// passResult is a made-up passing result (a fake, for our own rendering logic).
+func passResult(id, name string, finished time.Time) jobs.Result {
+	return jobs.Result{Version: jobs.Version, JobID: id, Verdict: jobs.VerdictPass, Worker: "w1", Attempt: 1, Accel: "tcg",
+		Checks:    []jobs.CheckResult{{Name: jobs.CheckBoot, Status: jobs.StatusPass, Required: true}},
+		Stages:    []jobs.Stage{{Name: "fetch", Start: finished.Add(-time.Minute), Duration: jobs.Duration(time.Second)}},
+		StartedAt: finished.Add(-time.Minute), FinishedAt: finished, Publish: jobs.Publication{Name: name, Family: "tiny"}}
+}
+
+// startServer serves the page over q on a loopback test server, following NATS.
+func startServer(t testing.TB, q *jobs.Queue) (*Server, string) {
+	t.Helper()
+	s, err := New(q, Options{Logger: slog.New(slog.DiscardHandler), KeepAlive: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	if err := s.Follow(ctx); err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(s.Handler())
+	t.Cleanup(hs.Close)
+	return s, hs.URL
+}
+
+func get(t testing.TB, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestOverviewListsLatestVerdictsAndHistory(t *testing.T) {
+	q := testQueue(t)
+	ctx := context.Background()
+	panic, _ := recordedPanic(t)
+	base := panic.FinishedAt
+	for i, r := range []jobs.Result{passResult("tiny-1", "tiny", base.Add(-2*time.Hour)), passResult("tiny-2", "tiny", base.Add(-time.Hour)), panic} {
+		if _, err := q.PublishResult(ctx, r, strings.NewReader(fmt.Sprintf("console of %d\n", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, url := startServer(t, q)
+	waitFor(t, "three results in the index", func() bool { return len(s.Index().Images()) == 2 && s.Index().Ready() })
+	code, body := get(t, url+"/")
+	if code != 200 {
+		t.Fatalf("GET /: %d %s", code, body)
+	}
+	for _, want := range []string{
+		`data-image="tiny"`, `data-image="tiny-panic"`,
+		`<span class="v fail">fail</span> <b>boot</b> <span class="reason">kernel panic: [    9.454679] Kernel panic`,
+		`data-jobs="tiny-1 tiny-2"><i class="pass"></i><i class="pass"></i></span>`,
+		`<span class="v pass">1 pass</span> <span class="v fail">1 fail</span>`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("overview lacks %q", want)
+		}
+	}
+	if code, _ := get(t, url+"/healthz"); code != 200 {
+		t.Errorf("healthz after catching up: %d", code)
+	}
+}
+
+func TestJobPageShowsTimelineFatalLineAndLinks(t *testing.T) {
+	q := testQueue(t)
+	ctx := context.Background()
+	r, log := recordedPanic(t)
+	if _, err := q.PublishResult(ctx, r, strings.NewReader(log)); err != nil {
+		t.Fatal(err)
+	}
+	_, url := startServer(t, q)
+	code, body := get(t, url+"/jobs/tiny-panic")
+	if code != 200 {
+		t.Fatalf("job page: %d %s", code, body)
+	}
+	// The fatal console line is highlighted and named; the milestones are marked.
+	fatal := `class="fatal" data-mark="kernel-panic">[    9.454679] Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000100</span>`
+	if strings.Count(body, fatal) != 1 {
+		t.Errorf("console lacks the highlighted fatal line %q", fatal)
+	}
+	if !strings.Contains(body, `class="milestone" data-mark="kernel">[    0.000000] Linux version 6.1.0`) {
+		t.Error("console lacks the kernel milestone")
+	}
+	// The timeline has a lane per stage, the ssh stage (where the panic struck) failed
+	// with boot, and a tick per console mark, the fatal one linking to its line.
+	for _, stage := range []string{"fetch", "prepare", "boot", "ssh", "cleanup"} {
+		if !strings.Contains(body, `<text x="4"`) || !strings.Contains(body, ">"+stage+"</text>") {
+			t.Errorf("timeline lacks the %s lane", stage)
+		}
+	}
+	if n := strings.Count(body, `class="mark milestone"`); n != 5 {
+		t.Errorf("timeline has %d milestone marks, want 5", n)
+	}
+	if !strings.Contains(body, `class="mark fatal"`) || !strings.Contains(body, `<g class="lane fail"><title>boot`) {
+		t.Error("timeline lacks the fatal mark or the failed boot lane")
+	}
+	for _, link := range []string{"/jobs/tiny-panic/result.json", "/jobs/tiny-panic/junit.xml", "/jobs/tiny-panic/console.txt"} {
+		if !strings.Contains(body, `href="`+link+`"`) {
+			t.Errorf("job page lacks a link to %s", link)
+		}
+	}
+	if !strings.Contains(body, r.ImageFacts.OSHashValue) || !strings.Contains(body, r.ImageFacts.SHA256) {
+		t.Error("job page lacks the image hashes")
+	}
+
+	code, body = get(t, url+"/jobs/tiny-panic/result.json")
+	got, err := jobs.DecodeResult([]byte(body))
+	if code != 200 || err != nil || got.JobID != r.JobID || got.Verdict != jobs.VerdictFail {
+		t.Errorf("result.json: %d %v %+v", code, err, got.JobID)
+	}
+	code, body = get(t, url+"/jobs/tiny-panic/junit.xml")
+	var suites struct {
+		Failures int `xml:"failures,attr"`
+	}
+	if code != 200 || xml.Unmarshal([]byte(body), &suites) != nil || suites.Failures == 0 {
+		t.Errorf("junit.xml: %d %s", code, body)
+	}
+	code, body = get(t, url+"/jobs/tiny-panic/console.txt")
+	if code != 200 || !strings.Contains(body, "Kernel panic - not syncing") {
+		t.Errorf("console.txt: %d", code)
+	}
+	for path, want := range map[string]int{"/jobs/nope": 200, "/jobs/nope/result.json": 404, "/jobs/nope/console.txt": 404, "/jobs/a..b": 404} {
+		if code, _ := get(t, url+path); code != want {
+			t.Errorf("GET %s: %d, want %d", path, code, want)
+		}
+	}
+}
+
+// sseEvent is one server-sent event.
+type sseEvent struct{ name, data string }
+
+func readEvents(t *testing.T, body io.Reader) <-chan sseEvent {
+	out := make(chan sseEvent, 16)
+	go func() {
+		defer close(out)
+		sc := bufio.NewScanner(body)
+		var ev sseEvent
+		for sc.Scan() {
+			line := sc.Text()
+			switch {
+			case strings.HasPrefix(line, "event: "):
+				ev.name = strings.TrimPrefix(line, "event: ")
+			case strings.HasPrefix(line, "data: "):
+				ev.data = strings.TrimPrefix(line, "data: ")
+			case line == "" && ev.name != "":
+				out <- ev
+				ev = sseEvent{}
+			}
+		}
+	}()
+	return out
+}
+
+func TestEventsFollowProgressThenResult(t *testing.T) {
+	q := testQueue(t)
+	s, url := startServer(t, q)
+	resp, err := http.Get(url + "/jobs/live-1/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
+		t.Fatalf("content type %q", ct)
+	}
+	events := readEvents(t, resp.Body)
+	next := func() sseEvent {
+		t.Helper()
+		select {
+		case ev := <-events:
+			return ev
+		case <-time.After(10 * time.Second):
+			t.Fatal("no event")
+		}
+		return sseEvent{}
+	}
+	if ev := next(); ev.name != "hello" {
+		t.Fatalf("first event %+v", ev)
+	}
+	if err := q.PublishProgress(jobs.Progress{JobID: "live-1", Worker: "w1", Attempt: 1, Stage: "boot", Event: "start"}); err != nil {
+		t.Fatal(err)
+	}
+	ev := next()
+	var p jobs.Progress
+	if ev.name != "progress" || json.Unmarshal([]byte(ev.data), &p) != nil || p.Stage != "boot" || p.Event != "start" {
+		t.Fatalf("progress event %+v", ev)
+	}
+	waitFor(t, "the job among the active ones", func() bool { return len(s.Index().Active()) == 1 })
+	if _, err := q.PublishResult(context.Background(), passResult("live-1", "tiny", time.Now()), nil); err != nil {
+		t.Fatal(err)
+	}
+	for ev = next(); ev.name == "progress"; ev = next() {
+	}
+	if ev.name != "result" || !strings.Contains(ev.data, `"verdict":"pass"`) {
+		t.Fatalf("result event %+v", ev)
+	}
+	if a := s.Index().Active(); len(a) != 0 {
+		t.Errorf("finished job still active: %+v", a)
+	}
+	// A job that already has a result answers at once.
+	resp2, err := http.Get(url + "/jobs/live-1/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp2.Body.Close()
+	body, _ := io.ReadAll(resp2.Body)
+	if !strings.Contains(string(body), "event: result") {
+		t.Errorf("finished job's events: %s", body)
+	}
+}
+
+func TestQueueAndWorkersPages(t *testing.T) {
+	q := testQueue(t)
+	ctx := context.Background()
+	for _, id := range []string{"q-running", "q-waiting"} {
+		j := jobs.Job{Version: jobs.Version, ID: id, Image: jobs.ImageSpec{Source: "/img/a.qcow2", Format: jobs.FormatQCOW2,
+			Checksum: "sha256:" + strings.Repeat("a", 64)}, Guest: jobs.GuestSpec{User: "debian"}, Publish: jobs.Publication{Name: "img-" + id}}
+		if _, err := q.Submit(ctx, j); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, url := startServer(t, q)
+	if err := q.PublishProgress(jobs.Progress{JobID: "q-running", Worker: "host-a", Attempt: 2, Stage: "cloud-init", Event: "start"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the running job", func() bool { return len(s.Index().Active()) == 1 })
+	_, body := get(t, url+"/queue")
+	for _, want := range []string{
+		`<a href="/jobs/q-running">q-running</a></td><td>img-q-running</td><td><span class="v running">running</span></td><td>cloud-init <span class="reason">start</span></td><td>2</td><td>host-a</td>`,
+		`<a href="/jobs/q-waiting">q-waiting</a></td><td>img-q-waiting</td><td><span class="v queued">queued</span>`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("queue page lacks %q\n%s", want, body)
+		}
+	}
+	_, body = get(t, url+"/workers")
+	if !strings.Contains(body, `<td>host-a</td>`) || !strings.Contains(body, `<a href="/jobs/q-running">q-running</a>`) {
+		t.Errorf("workers page lacks host-a running q-running:\n%s", body)
+	}
+	// The running job's own page is the live one.
+	_, body = get(t, url+"/jobs/q-running")
+	if !strings.Contains(body, `data-events="/jobs/q-running/events"`) || !strings.Contains(body, `<b id="stage">cloud-init</b>`) {
+		t.Errorf("running job page:\n%s", body)
+	}
+}
+
+func TestHeadersKeepThePageToItsOrigin(t *testing.T) {
+	q := testQueue(t)
+	_, url := startServer(t, q)
+	resp, err := http.Get(url + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'none'") || !strings.Contains(csp, "script-src 'self'") {
+		t.Errorf("CSP %q", csp)
+	}
+	for _, asset := range []string{"/static/style.css", "/static/page.js"} {
+		if code, body := get(t, url+asset); code != 200 || len(body) < 100 {
+			t.Errorf("%s: %d", asset, code)
+		}
+	}
+}
