@@ -12,7 +12,11 @@ import (
 
 // WriteISO renders the seed and writes it to w as an ISO9660 image labelled Label().
 // The ISO library stages files in a temporary directory, removed before returning.
+// A Metadata spec has no seed disk: WriteISO refuses it.
 func (s Spec) WriteISO(w io.Writer) (err error) {
+	if !s.HasSeed() {
+		return fieldErr("datasource", "%q has no seed disk to write", Metadata)
+	}
 	files, err := s.Files()
 	if err != nil {
 		return err

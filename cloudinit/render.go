@@ -112,7 +112,8 @@ func (s Spec) Files() (map[string][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if s.datasource() == ConfigDrive {
+	if s.datasource() != NoCloud {
+		// ConfigDrive, and for Metadata what the metadata service serves.
 		return s.configDriveFiles(userData)
 	}
 	return s.noCloudFiles(userData)

@@ -9,6 +9,8 @@ import (
 	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/imagevet/imagevet/cloudinit/ignition"
 )
 
 // Datasource selects the seed layout a guest's cloud-init is offered.
@@ -20,7 +22,24 @@ const (
 	// ConfigDrive is a `config-2` ISO in OpenStack Nova's config-drive layout, for
 	// images whose cloud-init only trusts the OpenStack datasource.
 	ConfigDrive Datasource = "configdrive"
+	// Metadata is no seed disk at all: the guest reads everything from the metadata
+	// service (for Ignition images, whose OpenStack platform asks it for user_data).
+	Metadata Datasource = "metadata"
 )
+
+// Provisioning is what in the image reads the seed's user data on first boot.
+type Provisioning string
+
+const (
+	// CloudInit images read #cloud-config user data (the default).
+	CloudInit Provisioning = "cloud-init"
+	// Ignition images (Flatcar, Fedora CoreOS) read an Ignition config (spec 3.x JSON)
+	// from the config drive or the metadata service.
+	Ignition Provisioning = "ignition"
+)
+
+// DefaultIgnitionUser is the login user of an Ignition seed without one (Flatcar's).
+const DefaultIgnitionUser = "core"
 
 // ParseDatasource maps a job's datasource name to a Datasource ("" means NoCloud).
 func ParseDatasource(s string) (Datasource, error) {
@@ -29,8 +48,10 @@ func ParseDatasource(s string) (Datasource, error) {
 		return NoCloud, nil
 	case ConfigDrive, "config-drive", "config_drive", "openstack":
 		return ConfigDrive, nil
+	case Metadata:
+		return Metadata, nil
 	}
-	return "", &FieldError{Field: "datasource", Err: fmt.Errorf("%q is not one of %q, %q", s, NoCloud, ConfigDrive)}
+	return "", &FieldError{Field: "datasource", Err: fmt.Errorf("%q is not one of %q, %q, %q", s, NoCloud, ConfigDrive, Metadata)}
 }
 
 // Defaults for the Nova extras of a ConfigDrive seed (and the metadata server).
@@ -70,8 +91,16 @@ func fieldErr(field, format string, args ...any) error {
 // Spec describes one job's seed. The zero values of the optional fields are replaced
 // by sensible defaults when rendering; Validate reports every problem at once.
 type Spec struct {
-	// Datasource selects the layout; "" means NoCloud.
+	// Datasource selects the layout; "" means NoCloud, or ConfigDrive for Ignition.
 	Datasource Datasource
+	// Provisioning says what reads the user data; "" means CloudInit.
+	Provisioning Provisioning
+	// User is the login user an Ignition config creates with the client keys; ""
+	// means DefaultIgnitionUser. cloud-init seeds leave users to the image.
+	User string
+	// IgnitionConfig is an optional job Ignition config (spec 3.x JSON) merged with
+	// ours; see the ignition package for the rule. Only for Ignition provisioning.
+	IgnitionConfig []byte
 	// InstanceID is 1..64 characters of [A-Za-z0-9._-]; it is also the ConfigDrive uuid.
 	InstanceID string
 	// Hostname is an RFC 1123 host name: lowercase a-z, 0-9 and '-', labels of 1..63
@@ -120,11 +149,31 @@ func (s Spec) MACAddress() string {
 }
 
 func (s Spec) datasource() Datasource {
-	if s.Datasource == "" {
-		return NoCloud
+	switch {
+	case s.Datasource != "":
+		return s.Datasource
+	case s.provisioning() == Ignition:
+		return ConfigDrive
 	}
-	return s.Datasource
+	return NoCloud
 }
+
+func (s Spec) provisioning() Provisioning {
+	if s.Provisioning == "" {
+		return CloudInit
+	}
+	return s.Provisioning
+}
+
+func (s Spec) user() string {
+	if s.User == "" {
+		return DefaultIgnitionUser
+	}
+	return s.User
+}
+
+// HasSeed reports whether the spec makes a seed disk (every datasource but Metadata).
+func (s Spec) HasSeed() bool { return s.datasource() != Metadata }
 
 // Label returns the ISO volume label cloud-init looks for: "cidata" or "config-2".
 func (s Spec) Label() string {
@@ -166,10 +215,11 @@ func (s Spec) check() (job *yaml.Node, err error) {
 		}
 	}
 	switch s.Datasource {
-	case "", NoCloud, ConfigDrive:
+	case "", NoCloud, ConfigDrive, Metadata:
 	default:
-		add(fieldErr("datasource", "%q is not one of %q, %q", s.Datasource, NoCloud, ConfigDrive))
+		add(fieldErr("datasource", "%q is not one of %q, %q, %q", s.Datasource, NoCloud, ConfigDrive, Metadata))
 	}
+	add(s.checkProvisioning())
 	add(ValidateInstanceID(s.InstanceID))
 	add(ValidateHostname(s.Hostname))
 	if s.Keys == nil {
@@ -205,6 +255,54 @@ func (s Spec) check() (job *yaml.Node, err error) {
 		return nil, errors.Join(errs...)
 	}
 	return job, nil
+}
+
+// checkProvisioning checks what depends on the provisioning: which datasources and
+// which job configs fit it.
+func (s Spec) checkProvisioning() error {
+	var errs []error
+	switch s.provisioning() {
+	case CloudInit:
+		if len(s.IgnitionConfig) > 0 {
+			errs = append(errs, fieldErr("ignition_config", "only read by Ignition images: set provisioning %q, or give cloud_config", Ignition))
+		}
+		if s.Datasource == Metadata {
+			errs = append(errs, fieldErr("datasource", "%q (no seed disk) is for Ignition images; cloud-init images are given %q or %q", Metadata, NoCloud, ConfigDrive))
+		}
+	case Ignition:
+		if s.Datasource == NoCloud {
+			errs = append(errs, fieldErr("datasource", "Ignition's OpenStack platform reads %q or the metadata service (%q), not a NoCloud seed", ConfigDrive, Metadata))
+		}
+		if len(s.CloudConfig) > 0 {
+			errs = append(errs, fieldErr("cloud_config", "an Ignition image does not read cloud-config: give ignition_config"))
+		}
+		if len(s.VendorData) > 0 {
+			errs = append(errs, fieldErr("vendor_data", "an Ignition image does not read vendor data"))
+		}
+		if _, err := ignition.Parse(s.IgnitionConfig); err != nil {
+			errs = append(errs, &FieldError{Field: "ignition_config", Err: err})
+		}
+		if !validUser(s.user()) {
+			errs = append(errs, fieldErr("user", "%q is not a valid login name", s.User))
+		}
+	default:
+		errs = append(errs, fieldErr("provisioning", "%q is not one of %q, %q", s.Provisioning, CloudInit, Ignition))
+	}
+	return errors.Join(errs...)
+}
+
+// validUser accepts the login names useradd does by default: [a-z_][a-z0-9_-]*, at
+// most 32 characters.
+func validUser(u string) bool {
+	if u == "" || len(u) > 32 || !(u[0] == '_' || u[0] >= 'a' && u[0] <= 'z') {
+		return false
+	}
+	for i := 1; i < len(u); i++ {
+		if c := u[i]; !(isAlnum(c) || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 func validateText(field, v string, max int) error {

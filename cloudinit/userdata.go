@@ -9,6 +9,8 @@ import (
 	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/imagevet/imagevet/cloudinit/ignition"
 )
 
 // cloudConfigHeader is the first line cloud-init requires of cloud-config user-data.
@@ -79,8 +81,23 @@ func (s Spec) UserData() ([]byte, error) {
 	return s.userData(job)
 }
 
-// userData renders user-data for a checked spec and its parsed job cloud-config.
+// userData renders user-data for a checked spec and its parsed job cloud-config:
+// #cloud-config, or an Ignition config for Ignition provisioning.
 func (s Spec) userData(job *yaml.Node) ([]byte, error) {
+	if s.provisioning() == Ignition {
+		c, err := s.ignitionConfig()
+		if err != nil {
+			return nil, err
+		}
+		b, err := ignition.Marshal(c)
+		if err != nil {
+			return nil, err
+		}
+		if len(b) > MaxUserDataSize {
+			return nil, fieldErr("ignition_config", "the merged Ignition config is %d bytes, at most %d allowed", len(b), MaxUserDataSize)
+		}
+		return b, nil
+	}
 	var ours yaml.Node
 	if err := ours.Encode(s.ours()); err != nil {
 		return nil, fmt.Errorf("encode cloud-config: %w", err)
@@ -100,6 +117,27 @@ func (s Spec) userData(job *yaml.Node) ([]byte, error) {
 		return nil, &FieldError{Field: "cloud_config", Err: fmt.Errorf("merged cloud-config does not parse: %w", err)}
 	}
 	return buf.Bytes(), nil
+}
+
+// Ignition returns the Ignition config an Ignition seed carries: the login
+// user with the client keys and the hostname, merged with the job's IgnitionConfig.
+// The worker checks the guest against it.
+func (s Spec) Ignition() (ignition.Config, error) {
+	if err := s.Validate(); err != nil {
+		return ignition.Config{}, err
+	}
+	if s.provisioning() != Ignition {
+		return ignition.Config{}, fieldErr("provisioning", "%q: no Ignition config", s.provisioning())
+	}
+	return s.ignitionConfig()
+}
+
+func (s Spec) ignitionConfig() (ignition.Config, error) {
+	job, err := ignition.Parse(s.IgnitionConfig)
+	if err != nil {
+		return ignition.Config{}, &FieldError{Field: "ignition_config", Err: err}
+	}
+	return ignition.Merge(ignition.Base{User: s.user(), AuthorizedKeys: s.Keys.AuthorizedKeys(), Hostname: s.Hostname}, job), nil
 }
 
 func encodeYAML(w io.Writer, v any) error {

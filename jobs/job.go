@@ -19,11 +19,13 @@ const (
 	CheckHostname  = "hostname"   // the guest took the hostname from the seed
 	CheckMetadata  = "metadata"   // the guest reaches the metadata service
 	CheckCloudInit = "cloud-init" // cloud-init finished cleanly from the requested datasource
+	CheckIgnition  = "ignition"   // Ignition completed and made the users and files of its config
 	CheckCommands  = "commands"   // the job's own commands gave the expected output
 )
 
-// AllChecks lists every check a job can require, in run order.
-var AllChecks = []string{CheckImage, CheckBoot, CheckSSH, CheckHostname, CheckMetadata, CheckCloudInit, CheckCommands}
+// AllChecks lists every check a job can require, in run order. A job runs the
+// cloud-init check or the ignition check, as its guest.provisioning says.
+var AllChecks = []string{CheckImage, CheckBoot, CheckSSH, CheckHostname, CheckMetadata, CheckCloudInit, CheckIgnition, CheckCommands}
 
 // Image formats a job may claim.
 const (
@@ -53,7 +55,19 @@ const (
 const (
 	DatasourceNoCloud     = "nocloud"
 	DatasourceConfigDrive = "configdrive"
+	// DatasourceMetadata attaches no seed disk: the guest reads its user data from the
+	// metadata service only (Ignition images).
+	DatasourceMetadata = "metadata"
 )
+
+// Provisioning: what in the image reads the seed's user data on first boot.
+const (
+	ProvisioningCloudInit = "cloud-init"
+	ProvisioningIgnition  = "ignition"
+)
+
+// DefaultIgnitionUser is the login user of Ignition jobs that name none (Flatcar's).
+const DefaultIgnitionUser = "core"
 
 // Job is one request to vet one image. Its ID is the idempotency key: a job submitted
 // twice is run once.
@@ -66,9 +80,13 @@ type Job struct {
 	Checks   CheckSpec   `json:"checks,omitzero"`
 	Timeouts Timeouts    `json:"timeouts,omitzero"`
 	// CloudConfig is extra cloud-config (YAML) merged into the seed's user-data.
-	CloudConfig string      `json:"cloud_config,omitempty"`
-	Commands    []Command   `json:"commands,omitempty"`
-	Publish     Publication `json:"publish,omitzero"`
+	CloudConfig string `json:"cloud_config,omitempty"`
+	// IgnitionConfig is the job's own Ignition config (spec 3.x JSON, as a string)
+	// merged into the seed's for guest.provisioning "ignition"; the worker's login
+	// user keys and hostname win (see cloudinit/ignition).
+	IgnitionConfig string      `json:"ignition_config,omitempty"`
+	Commands       []Command   `json:"commands,omitempty"`
+	Publish        Publication `json:"publish,omitzero"`
 }
 
 // ImageSpec says where the candidate image is and what it must be.
@@ -100,9 +118,16 @@ type MachineSpec struct {
 
 // GuestSpec describes how imagevet talks to the booted image.
 type GuestSpec struct {
-	// User is the image's default login user (debian, ubuntu, cloud-user, core…).
-	User string `json:"user"`
-	// Datasource selects the seed: nocloud (cidata ISO) or configdrive (config-2).
+	// User is the image's default login user (debian, ubuntu, cloud-user, core…);
+	// required for cloud-init images, "core" by default for Ignition ones.
+	User string `json:"user,omitempty"`
+	// Provisioning is what the image provisions itself with on first boot:
+	// "cloud-init" (default: #cloud-config user data) or "ignition" (an Ignition
+	// config creating User with the job key, for Flatcar-style images).
+	Provisioning string `json:"provisioning,omitempty"`
+	// Datasource selects the seed: nocloud (cidata ISO, the default for cloud-init),
+	// configdrive (config-2, the default for Ignition) or metadata (no seed disk: the
+	// metadata service only; Ignition images).
 	Datasource string `json:"datasource,omitempty"`
 	// Hostname the seed asks for; default "vet-" plus the job id.
 	Hostname string `json:"hostname,omitempty"`
@@ -219,6 +244,17 @@ func (j Job) WithDefaults() Job {
 	}
 	if j.Machine.MemoryMiB == 0 {
 		j.Machine.MemoryMiB = DefaultMemoryMiB
+	}
+	if j.Guest.Provisioning == "" {
+		j.Guest.Provisioning = ProvisioningCloudInit
+	}
+	if j.Guest.Provisioning == ProvisioningIgnition {
+		if j.Guest.User == "" {
+			j.Guest.User = DefaultIgnitionUser
+		}
+		if j.Guest.Datasource == "" {
+			j.Guest.Datasource = DatasourceConfigDrive
+		}
 	}
 	if j.Guest.Datasource == "" {
 		j.Guest.Datasource = DatasourceNoCloud

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/imagevet/imagevet/cloudinit/ignition"
 )
 
 var (
@@ -40,6 +42,7 @@ func (j Job) Validate() error {
 	j.Image.validate(&p)
 	j.Machine.validate(&p)
 	j.Guest.validate(&p)
+	j.validateProvisioning(&p)
 	for i, c := range j.Checks.Required {
 		if !slices.Contains(AllChecks, c) {
 			p.add(fmt.Sprintf("checks.required[%d]", i), "unknown check %q (known: %s)", c, strings.Join(AllChecks, ", "))
@@ -162,15 +165,22 @@ func (m MachineSpec) validate(p *problems) {
 
 func (g GuestSpec) validate(p *problems) {
 	switch {
+	case g.User == "" && g.Provisioning == ProvisioningIgnition:
+		// core by default
 	case g.User == "":
 		p.add("guest.user", "required: the image's default login user (debian, ubuntu, cloud-user…)")
 	case !userPattern.MatchString(g.User):
 		p.add("guest.user", "%q is not a valid login name", g.User)
 	}
 	switch g.Datasource {
-	case "", DatasourceNoCloud, DatasourceConfigDrive:
+	case "", DatasourceNoCloud, DatasourceConfigDrive, DatasourceMetadata:
 	default:
-		p.add("guest.datasource", "%q: must be nocloud or configdrive", g.Datasource)
+		p.add("guest.datasource", "%q: must be nocloud, configdrive or metadata", g.Datasource)
+	}
+	switch g.Provisioning {
+	case "", ProvisioningCloudInit, ProvisioningIgnition:
+	default:
+		p.add("guest.provisioning", "%q: must be cloud-init or ignition", g.Provisioning)
 	}
 	switch g.HostKey {
 	case "", HostKeyPinned, HostKeyAny:
@@ -182,6 +192,48 @@ func (g GuestSpec) validate(p *problems) {
 			p.add("guest.hostname", "%s", msg)
 		}
 	}
+}
+
+// validateProvisioning checks what must agree with guest.provisioning: the
+// datasource, the job's config for the image, and the provisioning check named.
+func (j Job) validateProvisioning(p *problems) {
+	ignitionJob := j.Guest.Provisioning == ProvisioningIgnition
+	switch {
+	case ignitionJob && j.Guest.Datasource == DatasourceNoCloud:
+		p.add("guest.datasource", "Ignition reads configdrive or the metadata service (metadata), not nocloud")
+	case !ignitionJob && j.Guest.Datasource == DatasourceMetadata:
+		p.add("guest.datasource", "metadata (no seed disk) is for guest.provisioning ignition; cloud-init images get nocloud or configdrive")
+	}
+	if ignitionJob && j.CloudConfig != "" {
+		p.add("cloud_config", "an Ignition image does not read cloud-config: give ignition_config")
+	}
+	if !ignitionJob && j.IgnitionConfig != "" {
+		p.add("ignition_config", "only read by Ignition images: set guest.provisioning \"ignition\"")
+	}
+	if len(j.IgnitionConfig) > 256*1024 {
+		p.add("ignition_config", "larger than 256 KiB")
+	} else if ignitionJob {
+		if _, err := ignition.Parse([]byte(j.IgnitionConfig)); err != nil {
+			p.add("ignition_config", "%s", err)
+		}
+	}
+	other := CheckIgnition
+	if ignitionJob {
+		other = CheckCloudInit
+	}
+	for i, c := range j.Checks.Required {
+		if c == other {
+			p.add(fmt.Sprintf("checks.required[%d]", i), "%q does not apply to guest.provisioning %q", c, j.Guest.ProvisioningOrDefault())
+		}
+	}
+}
+
+// ProvisioningOrDefault is the guest's provisioning, "cloud-init" when unset.
+func (g GuestSpec) ProvisioningOrDefault() string {
+	if g.Provisioning == "" {
+		return ProvisioningCloudInit
+	}
+	return g.Provisioning
 }
 
 // HostnameProblem explains why name is not a valid RFC 1123 hostname, or returns "".

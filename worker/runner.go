@@ -114,6 +114,7 @@ type jobRun struct {
 	con         *console.Console
 	ssh         *sshprobe.Client
 	keys        *cloudinit.Keys
+	ignition    guest.IgnitionWant // what the seed's Ignition config asks for (Ignition jobs)
 	accel       string
 	consoleTail string
 	consoleLog  string
@@ -162,7 +163,7 @@ func (j *jobRun) run(parent context.Context) {
 		select {
 		case m := <-j.con.Failed():
 			j.rec.info("boot", "fatal console line: "+m.Line)
-			stopGuest(&ImageFault{Check: jobs.CheckBoot, Reason: m.String()})
+			stopGuest(&ImageFault{Check: jobs.CheckBoot, Reason: j.withProvisioningHint(m.String())})
 		case <-guestCtx.Done():
 		}
 	}()
@@ -202,7 +203,7 @@ func (j *jobRun) run(parent context.Context) {
 		return
 	}
 	if err != nil {
-		j.rec.check(jobs.CheckResult{Name: jobs.CheckSSH, Status: jobs.StatusFail, Reason: sshReason(report, err),
+		j.rec.check(jobs.CheckResult{Name: jobs.CheckSSH, Status: jobs.StatusFail, Reason: j.withProvisioningHint(sshReason(report, err)),
 			Detail: probeDetail(report), Duration: jobs.Duration(j.now().Sub(bootStart))})
 		return
 	}
@@ -301,18 +302,38 @@ func (j *jobRun) prepareSpec(ctx context.Context, base *image.Image) (vm.Spec, e
 	j.keys = keys
 	instanceID := j.instanceID()
 	seed := cloudinit.Spec{
-		Datasource:  cloudinit.Datasource(job.Guest.Datasource),
-		InstanceID:  instanceID,
-		Hostname:    job.Guest.Hostname,
-		Keys:        keys,
-		CloudConfig: []byte(job.CloudConfig),
+		Datasource:     cloudinit.Datasource(job.Guest.Datasource),
+		Provisioning:   cloudinit.Provisioning(job.Guest.Provisioning),
+		User:           job.Guest.User,
+		InstanceID:     instanceID,
+		Hostname:       job.Guest.Hostname,
+		Keys:           keys,
+		CloudConfig:    []byte(job.CloudConfig),
+		IgnitionConfig: []byte(job.IgnitionConfig),
 	}
 	if err := seed.Validate(); err != nil {
 		return vm.Spec{}, &JobFault{Err: err}
 	}
-	seedPath := filepath.Join(dir, "seed.iso")
-	if err := writeFile(seedPath, seed.WriteISO); err != nil {
-		return vm.Spec{}, err
+	seedPath := ""
+	if seed.HasSeed() {
+		seedPath = filepath.Join(dir, "seed.iso")
+		if err := writeFile(seedPath, seed.WriteISO); err != nil {
+			return vm.Spec{}, err
+		}
+	}
+	// Ignition reads user_data from the config drive or the metadata service, racing
+	// them: both must serve the same config. cloud-init jobs keep user data off the
+	// metadata service, as their seed alone carries it.
+	var userData []byte
+	if job.Guest.Provisioning == jobs.ProvisioningIgnition {
+		cfg, err := seed.Ignition()
+		if err != nil {
+			return vm.Spec{}, &JobFault{Err: err}
+		}
+		j.ignition.Users, j.ignition.Paths = cfg.Expected()
+		if userData, err = seed.UserData(); err != nil {
+			return vm.Spec{}, &JobFault{Err: err}
+		}
 	}
 	overlay := filepath.Join(dir, "disk.qcow2")
 	if err := j.images.Overlay(ctx, base, overlay); err != nil {
@@ -330,6 +351,7 @@ func (j *jobRun) prepareSpec(ctx context.Context, base *image.Image) (vm.Spec, e
 		Hostname:     job.Guest.Hostname,
 		PublicKeys:   keys.AuthorizedKeys(),
 		MetaDataJSON: osMeta,
+		UserData:     userData,
 		Logger:       j.log,
 	})
 	if err != nil {
@@ -424,13 +446,25 @@ func (j *jobRun) guestChecks(ctx context.Context, r guest.Runner, scale func(job
 		}
 	}
 	instanceID := j.instanceID()
-	do(jobs.CheckCloudInit, scale(job.Timeouts.CloudInit), func(ctx context.Context) guest.CheckResult {
-		res := guest.CheckCloudInit(ctx, r, guest.CloudInitWant{InstanceID: instanceID, Hostname: job.Guest.Hostname, Datasource: job.Guest.Datasource})
-		if res.Status == guest.StatusSkip && job.Checks.ExplicitlyRequired(jobs.CheckCloudInit) {
-			res.Status = guest.StatusFail
-		}
-		return res
-	})
+	if job.Guest.Provisioning == jobs.ProvisioningIgnition {
+		// Ignition replaces cloud-init: it ran in the initramfs, before SSH answered.
+		do(jobs.CheckIgnition, scale(job.Timeouts.CloudInit), func(ctx context.Context) guest.CheckResult {
+			want := j.ignition
+			_, want.ConsoleComplete = j.con.Milestone(console.MilestoneIgnitionComplete)
+			return guest.CheckIgnition(ctx, r, want)
+		})
+	} else {
+		do(jobs.CheckCloudInit, scale(job.Timeouts.CloudInit), func(ctx context.Context) guest.CheckResult {
+			res := guest.CheckCloudInit(ctx, r, guest.CloudInitWant{InstanceID: instanceID, Hostname: job.Guest.Hostname, Datasource: job.Guest.Datasource})
+			if res.Status == guest.StatusSkip && job.Checks.ExplicitlyRequired(jobs.CheckCloudInit) {
+				res.Status = guest.StatusFail
+			}
+			if hint := j.provisioningHint(); res.Status == guest.StatusSkip && hint != "" {
+				res.Status, res.Reason = guest.StatusFail, res.Reason+": "+hint
+			}
+			return res
+		})
+	}
 	do(jobs.CheckHostname, scale(job.Timeouts.Command), func(ctx context.Context) guest.CheckResult {
 		return guest.CheckHostname(ctx, r, job.Guest.Hostname)
 	})
@@ -450,6 +484,31 @@ func (j *jobRun) guestChecks(ctx context.Context, r guest.Runner, scale func(job
 			return guest.RunCommands(ctx, r, cmds)
 		})
 	}
+}
+
+// provisioningHint names a mismatch between the job's guest.provisioning and what
+// the console shows the image provisioning itself with, or returns "".
+func (j *jobRun) provisioningHint() string {
+	if j.con == nil {
+		return ""
+	}
+	_, ignition := j.con.Milestone(console.MilestoneIgnitionStart)
+	_, cloudInit := j.con.Milestone(console.MilestoneCloudInitStart)
+	switch wantIgnition := j.job.Guest.Provisioning == jobs.ProvisioningIgnition; {
+	case wantIgnition && cloudInit && !ignition:
+		return "the console shows cloud-init, not Ignition: this image is not provisioned by Ignition as the job's guest.provisioning says"
+	case !wantIgnition && ignition && !cloudInit:
+		return "the console shows Ignition, not cloud-init: this image wants an Ignition config (guest.provisioning \"ignition\"), not the job's cloud-init user data"
+	}
+	return ""
+}
+
+// withProvisioningHint appends provisioningHint to a failure reason.
+func (j *jobRun) withProvisioningHint(reason string) string {
+	if hint := j.provisioningHint(); hint != "" {
+		return reason + " (" + hint + ")"
+	}
+	return reason
 }
 
 // instanceID is this attempt's instance id: fresh per attempt, so cloud-init treats

@@ -41,6 +41,7 @@ type runFlags struct {
 	logLevel                            string
 	// A job built from flags instead of a file.
 	image, format, checksum, user, datasource, firmware, hostname, id string
+	provisioning                                                      string
 	vcpus, memory                                                     int
 	bootTimeout                                                       time.Duration
 	commands                                                          multiFlag
@@ -70,7 +71,8 @@ func cmdRun(ctx context.Context, args []string, env Env) int {
 	fs.StringVar(&f.format, "format", "qcow2", "claimed image format with --image: qcow2 or raw")
 	fs.StringVar(&f.checksum, "checksum", "", "expected sha256:HEX or sha512:HEX with --image (a local file is hashed when omitted)")
 	fs.StringVar(&f.user, "user", "", "the image's default login user with --image (debian, ubuntu, cloud-user…)")
-	fs.StringVar(&f.datasource, "datasource", "nocloud", "seed with --image: nocloud or configdrive")
+	fs.StringVar(&f.datasource, "datasource", "", "seed with --image: nocloud, configdrive or metadata (default nocloud; configdrive for ignition)")
+	fs.StringVar(&f.provisioning, "provisioning", "", "with --image: cloud-init (default) or ignition (Flatcar-style images; --user defaults to core)")
 	fs.StringVar(&f.firmware, "firmware", "bios", "with --image: bios or uefi")
 	fs.StringVar(&f.hostname, "hostname", "", "hostname the seed asks for with --image")
 	fs.StringVar(&f.id, "id", "", "job id with --image (default from the file name)")
@@ -176,7 +178,7 @@ func jobFromFlags(ctx context.Context, f *runFlags, cfg *worker.Config) (jobs.Jo
 		ID:       id,
 		Image:    jobs.ImageSpec{Source: source, Format: f.format, Checksum: checksum},
 		Machine:  jobs.MachineSpec{Firmware: f.firmware, VCPUs: f.vcpus, MemoryMiB: f.memory},
-		Guest:    jobs.GuestSpec{User: f.user, Datasource: f.datasource, Hostname: f.hostname},
+		Guest:    jobs.GuestSpec{User: f.user, Provisioning: f.provisioning, Datasource: f.datasource, Hostname: f.hostname},
 		Timeouts: jobs.Timeouts{Boot: jobs.Duration(f.bootTimeout)},
 	}
 	for _, c := range f.commands {

@@ -73,7 +73,7 @@ const (
 //     follows when root never appears is fatal.
 func DefaultConsoleChecks() []ConsoleCheck {
 	re := regexp.MustCompile
-	return []ConsoleCheck{
+	return append([]ConsoleCheck{
 		// Fatal: the guest will not get anywhere useful.
 		{Name: "kernel-panic", Kind: Fatal, Pattern: re(`Kernel panic - not syncing`), Reason: "kernel panic"},
 		{Name: "root-mount", Kind: Fatal, Pattern: re(`VFS: Unable to mount root fs|Failed to mount /sysroot|Gave up waiting for root (file system|device)|ALERT! .* does not exist\.\s+Dropping to a shell`), Reason: "the root file system could not be mounted"},
@@ -106,5 +106,5 @@ func DefaultConsoleChecks() []ConsoleCheck {
 		{Name: MilestoneCloudInitFinal, Kind: Milestone, Pattern: re(`Cloud-init v\. \S+ running 'modules:final'`), Reason: "cloud-init final stage started"},
 		{Name: MilestoneCloudInitDone, Kind: Milestone, Pattern: re(`Cloud-init v\. \S+ finished at`), Reason: "cloud-init finished"},
 		{Name: MilestoneLoginPrompt, Kind: Milestone, Pattern: re(`^\S+ login:\s*$`), Reason: "login prompt"},
-	}
+	}, ignitionChecks()...)
 }
