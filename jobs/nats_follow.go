@@ -4,17 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
 
 // FollowResults calls fn with every result in StreamResults, oldest first, then with
-// each new one as it is published, until stop is called. Results that do not decode
-// are passed to bad (which may be nil) and skipped. fn runs on one goroutine at a
-// time; caughtUp is true once fn has seen every result that existed when it was
-// called. Readers that keep their own view of the results (the web page) use it.
-func (q *Queue) FollowResults(ctx context.Context, fn func(r Result, caughtUp bool), bad func(error)) (stop func(), err error) {
+// each new one as it is published, until stop is called. caughtUp (which may be nil)
+// is called once, when fn has seen every result that existed when FollowResults
+// was called (at once for an empty stream). Results that do not decode go to bad
+// (which may be nil) and are skipped. fn runs on one goroutine at a time. Readers
+// that keep their own view of the results (the web page) use it.
+func (q *Queue) FollowResults(ctx context.Context, fn func(Result), caughtUp func(), bad func(error)) (stop func(), err error) {
 	c, err := q.js.OrderedConsumer(ctx, StreamResults, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{SubjectResults},
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
@@ -22,19 +24,31 @@ func (q *Queue) FollowResults(ctx context.Context, fn func(r Result, caughtUp bo
 	if err != nil {
 		return nil, fmt.Errorf("follow results: %w", err)
 	}
-	cc, err := c.Consume(func(msg jetstream.Msg) {
-		caughtUp := true
-		if md, err := msg.Metadata(); err == nil {
-			caughtUp = md.NumPending == 0
+	var once sync.Once
+	up := func() {
+		if caughtUp != nil {
+			once.Do(caughtUp)
 		}
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("follow results: %w", err)
+	}
+	if info.NumPending == 0 {
+		up()
+	}
+	cc, err := c.Consume(func(msg jetstream.Msg) {
 		r, err := DecodeResult(msg.Data())
 		if err != nil {
 			if bad != nil {
 				bad(fmt.Errorf("result on %s: %w", msg.Subject(), err))
 			}
-			return
+		} else {
+			fn(r)
 		}
-		fn(r, caughtUp)
+		if md, err := msg.Metadata(); err == nil && md.NumPending == 0 {
+			up()
+		}
 	})
 	if err != nil {
 		return nil, fmt.Errorf("follow results: %w", err)

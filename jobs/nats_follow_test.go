@@ -19,14 +19,17 @@ func TestFollowResultsReplaysThenFollows(t *testing.T) {
 	}
 	var mu sync.Mutex
 	var seen []string
-	var caughtUp bool
+	var caughtUp []int // how many results fn had seen when caughtUp was called
 	got := make(chan struct{}, 10)
-	stop, err := q.FollowResults(ctx, func(r Result, up bool) {
+	stop, err := q.FollowResults(ctx, func(r Result) {
 		mu.Lock()
 		seen = append(seen, r.JobID)
-		caughtUp = up
 		mu.Unlock()
 		got <- struct{}{}
+	}, func() {
+		mu.Lock()
+		caughtUp = append(caughtUp, len(seen))
+		mu.Unlock()
 	}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -44,7 +47,7 @@ func TestFollowResultsReplaysThenFollows(t *testing.T) {
 	}
 	wait(2)
 	mu.Lock()
-	if strings.Join(seen, ",") != "r-1,r-2" || !caughtUp {
+	if strings.Join(seen, ",") != "r-1,r-2" || len(caughtUp) != 1 || caughtUp[0] != 2 {
 		t.Errorf("replay: %v caught up %v", seen, caughtUp)
 	}
 	mu.Unlock()
@@ -54,8 +57,23 @@ func TestFollowResultsReplaysThenFollows(t *testing.T) {
 	wait(1)
 	mu.Lock()
 	defer mu.Unlock()
-	if strings.Join(seen, ",") != "r-1,r-2,r-3" {
-		t.Errorf("live: %v", seen)
+	if strings.Join(seen, ",") != "r-1,r-2,r-3" || len(caughtUp) != 1 {
+		t.Errorf("live: %v, caught up %v", seen, caughtUp)
+	}
+}
+
+func TestFollowResultsOfAnEmptyStreamIsCaughtUpAtOnce(t *testing.T) {
+	q, _ := testQueue(t)
+	up := make(chan struct{})
+	stop, err := q.FollowResults(context.Background(), func(Result) {}, func() { close(up) }, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	select {
+	case <-up:
+	case <-time.After(5 * time.Second):
+		t.Fatal("never caught up with an empty stream")
 	}
 }
 

@@ -11,7 +11,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/imagevet/imagevet/jobs"
@@ -25,7 +24,7 @@ import (
 type Source interface {
 	Result(ctx context.Context, jobID string) (jobs.Result, bool, error)
 	Console(ctx context.Context, jobID string, w io.Writer) error
-	FollowResults(ctx context.Context, fn func(r jobs.Result, caughtUp bool), bad func(error)) (stop func(), err error)
+	FollowResults(ctx context.Context, fn func(jobs.Result), caughtUp func(), bad func(error)) (stop func(), err error)
 	FollowProgress(jobID string, fn func(jobs.Progress)) (stop func(), err error)
 	FollowAllProgress(fn func(jobs.Progress)) (stop func(), err error)
 	QueuedJobs(ctx context.Context, max int) ([]jobs.QueuedJob, bool, error)
@@ -115,13 +114,8 @@ func (s *Server) Follow(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var once sync.Once
-	stopResults, err := s.src.FollowResults(ctx, func(r jobs.Result, caughtUp bool) {
-		s.idx.Add(r)
-		if caughtUp {
-			once.Do(s.idx.MarkReady)
-		}
-	}, func(err error) { s.log.Warn("result not shown", "err", err) })
+	stopResults, err := s.src.FollowResults(ctx, s.idx.Add, s.idx.MarkReady,
+		func(err error) { s.log.Warn("result not shown", "err", err) })
 	if err != nil {
 		stopProgress()
 		return err

@@ -51,6 +51,8 @@ type TimeMark struct {
 	At                 time.Duration
 	// Anchor is the console line's id on the page, when the tail still holds it.
 	Anchor string
+	// LabelLeft puts the label left of the tick, near the right edge.
+	LabelLeft bool
 }
 
 // Tick is one labelled point of the time axis.
@@ -110,6 +112,7 @@ func NewTimeline(r jobs.Result, anchors map[int]string) Timeline {
 	for i, m := range r.ConsoleMarks {
 		tm := TimeMark{Name: m.Name, Reason: m.Reason, Line: m.Line, X: x(m.At), Class: m.Kind,
 			At: m.At.Sub(start), Anchor: anchors[i]}
+		tm.LabelLeft = tm.X > tlWidth*0.8
 		tm.LabelY = tl.LanesBottom + tlMarkRow*(1+i%tlMarkRows)
 		tl.Marks = append(tl.Marks, tm)
 	}

@@ -13,6 +13,7 @@ document.addEventListener("DOMContentLoaded", () => {
     const ids = strip.dataset.jobs.split(" ");
     Array.prototype.forEach.call(strip.children, (c, i) => { c.title = ids[i] + ": " + c.className; });
   }
+  showFatal();
   const live = document.getElementById("live");
   if (!live) return;
   const rows = document.getElementById("events");
@@ -27,6 +28,7 @@ document.addEventListener("DOMContentLoaded", () => {
       tr.appendChild(td);
     }
     rows.appendChild(tr);
+    set("note", p.worker ? "running on " + p.worker + ", attempt " + p.attempt + ": stage" : "running: stage");
     if (p.event === "start") set("stage", p.stage);
     set("event", p.event);
     set("message", p.message);
@@ -34,6 +36,14 @@ document.addEventListener("DOMContentLoaded", () => {
   es.addEventListener("result", async () => {
     es.close();
     const r = await fetch(live.dataset.part, { cache: "no-store" });
-    if (r.ok) document.getElementById("main").innerHTML = await r.text();
+    if (r.ok) {
+      document.getElementById("main").innerHTML = await r.text();
+      showFatal();
+    }
   });
 });
+// showFatal scrolls the console box (not the page) to the line that failed the job.
+function showFatal() {
+  const f = document.querySelector("pre.console .fatal");
+  if (f) f.parentElement.scrollTop = f.offsetTop - f.parentElement.offsetTop - f.parentElement.clientHeight / 2;
+}
