@@ -132,10 +132,11 @@ type GuestSpec struct {
 	// Hostname the seed asks for; default "vet-" plus the job id.
 	Hostname string `json:"hostname,omitempty"`
 	// HostKey is how the guest's SSH host key is trusted: "pinned" (default) accepts
-	// only the host key the seed gave the guest in ssh_keys; "any" accepts whatever
-	// key the guest presents and records its fingerprint, for images whose own init
-	// (Ignition, afterburn, vendor agents) takes login keys from the metadata but
-	// never applies host keys.
+	// the host key the seed gave the guest in ssh_keys, or else a key the guest
+	// printed (as a key or a fingerprint) on its serial console, which only the
+	// guest writes; the latter passes with a warning that the image ignored the
+	// seeded host keys. "any" accepts whatever key the guest presents and records
+	// its fingerprint, for images that make their own host keys and print nothing.
 	HostKey string `json:"host_key,omitempty"`
 }
 
@@ -150,14 +151,18 @@ type CheckSpec struct {
 }
 
 // Timeouts bound each stage. They are what a stage may take on a KVM host; a worker
-// that must emulate (TCG) multiplies the boot, cloud-init and command timeouts by
-// its TCG factor.
+// that must emulate (TCG) multiplies the boot, cloud-init, command and after-boot
+// timeouts by its TCG factor.
 type Timeouts struct {
 	Fetch     Duration `json:"fetch,omitzero"`      // download, hash and inspect
 	Boot      Duration `json:"boot,omitzero"`       // domain start until SSH answers
 	CloudInit Duration `json:"cloud_init,omitzero"` // SSH up until cloud-init is done
 	Command   Duration `json:"command,omitzero"`    // each in-guest command
 	Total     Duration `json:"total,omitzero"`      // the whole job, fetch included
+	// AfterBoot is how long SSH may still fail once the console shows the guest
+	// finished booting (login prompt, cloud-init finished, another init's end of
+	// boot) before the job fails with that evidence.
+	AfterBoot Duration `json:"after_boot,omitzero"`
 }
 
 // Command is an extra command run in the guest as the login user.
@@ -226,6 +231,7 @@ const (
 	DefaultCloudInit = 5 * time.Minute
 	DefaultCommand   = time.Minute
 	DefaultTotal     = 30 * time.Minute
+	DefaultAfterBoot = 20 * time.Second
 )
 
 // WithDefaults returns a copy of j with every unset optional field filled in.
@@ -275,6 +281,7 @@ func (j Job) WithDefaults() Job {
 	def(&j.Timeouts.CloudInit, DefaultCloudInit)
 	def(&j.Timeouts.Command, DefaultCommand)
 	def(&j.Timeouts.Total, DefaultTotal)
+	def(&j.Timeouts.AfterBoot, DefaultAfterBoot)
 	if j.Publish.Name == "" {
 		j.Publish.Name = j.ID
 	}

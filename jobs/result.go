@@ -40,8 +40,11 @@ type Result struct {
 	FailedCheck string        `json:"failed_check,omitempty"`
 	Reason      string        `json:"reason,omitempty"`
 	Checks      []CheckResult `json:"checks"`
-	Stages      []Stage       `json:"stages"`
-	ImageFacts  *ImageFacts   `json:"image_facts,omitempty"`
+	// Warnings are what a publisher should know although the image passed, e.g.
+	// that it ignored the seeded host keys and was trusted from its console.
+	Warnings   []string    `json:"warnings,omitempty"`
+	Stages     []Stage     `json:"stages"`
+	ImageFacts *ImageFacts `json:"image_facts,omitempty"`
 	// ConsoleTail is the end of the serial console log.
 	ConsoleTail string `json:"console_tail,omitempty"`
 	// ConsoleLog is where the worker kept the whole console log, when it kept it.

@@ -260,6 +260,7 @@ func (t Timeouts) validate(p *problems) {
 	check("timeouts.cloud_init", t.CloudInit, time.Second)
 	check("timeouts.command", t.Command, time.Second)
 	check("timeouts.total", t.Total, 10*time.Second)
+	check("timeouts.after_boot", t.AfterBoot, time.Second)
 	if t.Total != 0 && t.Boot != 0 && t.Total < t.Boot {
 		p.add("timeouts.total", "shorter than timeouts.boot")
 	}

@@ -125,6 +125,15 @@ func (r *recorder) kept(k *jobs.KeptMachine) {
 	r.mu.Unlock()
 }
 
+// warn records something a publisher should know although it fails nothing.
+func (r *recorder) warn(stage, msg string) {
+	msg = oneLine(msg)
+	r.emit(stage, "warn", msg)
+	r.mu.Lock()
+	r.res.Warnings = append(r.res.Warnings, msg)
+	r.mu.Unlock()
+}
+
 // info reports a notable event (a console milestone, a retry) without recording it.
 func (r *recorder) info(stage, msg string) { r.emit(stage, "info", msg) }
 

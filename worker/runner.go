@@ -9,15 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"runtime/debug"
 	"strings"
-	"sync/atomic"
 	"time"
-
-	"golang.org/x/crypto/ssh"
 
 	"github.com/imagevet/imagevet/cloudinit"
 	"github.com/imagevet/imagevet/jobs"
@@ -162,8 +158,10 @@ func (j *jobRun) run(parent context.Context) {
 	go func() {
 		select {
 		case m := <-j.con.Failed():
+			// The verdict is the console's Fatal match, read where each stage ends;
+			// the cancel only stops what runs.
 			j.rec.info("boot", "fatal console line: "+m.Line)
-			stopGuest(&ImageFault{Check: jobs.CheckBoot, Reason: j.withProvisioningHint(m.String())})
+			stopGuest(errConsoleFatal)
 		case <-guestCtx.Done():
 		}
 	}()
@@ -180,49 +178,20 @@ func (j *jobRun) run(parent context.Context) {
 	j.machine = machine
 	j.log = j.log.With("domain", machine.Name())
 
-	// SSH: the first sign of life, within the (scaled) boot timeout.
-	bootStart := j.now()
-	sshCtx, cancelSSH := context.WithTimeout(guestCtx, scale(job.Timeouts.Boot))
-	done = j.rec.checkStage("ssh")
-	probe := sshprobe.ProbeConfig{Addr: machine.SSHAddr(), User: job.Guest.User, Signers: j.keys.Signers(), Logger: j.log}
-	var seenKey atomic.Pointer[string]
-	if job.Guest.HostKey == jobs.HostKeyAny {
-		probe.HostKeyCallback = func(_ string, _ net.Addr, key ssh.PublicKey) error {
-			k := key.Type() + " " + ssh.FingerprintSHA256(key)
-			seenKey.Store(&k)
-			return nil
-		}
-	} else {
-		probe.HostKeys = j.keys.HostKeys()
-	}
-	client, report, err := sshprobe.Probe(sshCtx, probe)
-	cancelSSH()
-	done(err)
-	if !j.judgeBoot(guestCtx, err) {
-		j.rec.check(jobs.CheckResult{Name: jobs.CheckSSH, Status: jobs.StatusSkip, Reason: "boot failed"})
-		return
-	}
-	if err != nil {
-		j.rec.check(jobs.CheckResult{Name: jobs.CheckSSH, Status: jobs.StatusFail, Reason: j.withProvisioningHint(sshReason(report, err)),
-			Detail: probeDetail(report), Duration: jobs.Duration(j.now().Sub(bootStart))})
+	// SSH: the first sign of life, within the (scaled) boot timeout, or sooner
+	// when the console proves it will not come.
+	client := j.login(guestCtx, scale)
+	if client == nil {
 		return
 	}
 	j.ssh = client
-	trust := "host key pinned to the seed's"
-	if k := seenKey.Load(); k != nil {
-		trust = "host key not pinned (guest.host_key any): " + *k
-	}
-	j.rec.check(jobs.CheckResult{Name: jobs.CheckSSH, Status: jobs.StatusPass,
-		Reason: fmt.Sprintf("login as %s after %s, %s", job.Guest.User, j.now().Sub(bootStart).Round(100*time.Millisecond), trust),
-		Detail: probeDetail(report), Duration: jobs.Duration(j.now().Sub(bootStart))})
 
 	// In-guest checks, each under its own deadline and the console watch.
 	j.guestChecks(guestCtx, client, scale)
 
 	// A fatal console line after SSH answered (a panic mid-check) still fails boot.
-	var fault *ImageFault
-	if errors.As(context.Cause(guestCtx), &fault) {
-		j.rec.replace(jobs.CheckResult{Name: jobs.CheckBoot, Status: jobs.StatusFail, Reason: fault.Reason})
+	if m, ok := j.con.Fatal(); ok {
+		j.rec.replace(jobs.CheckResult{Name: jobs.CheckBoot, Status: jobs.StatusFail, Reason: j.withProvisioningHint(m.String())})
 	}
 }
 
@@ -387,11 +356,11 @@ func (j *jobRun) judgeBoot(guestCtx context.Context, sshErr error) bool {
 	if c, ok := j.rec.get(jobs.CheckBoot); ok {
 		return c.Status == jobs.StatusPass
 	}
-	var fault *ImageFault
-	if errors.As(context.Cause(guestCtx), &fault) {
-		j.rec.check(jobs.CheckResult{Name: jobs.CheckBoot, Status: jobs.StatusFail, Reason: fault.Reason})
+	if m, ok := j.con.Fatal(); ok {
+		j.rec.check(jobs.CheckResult{Name: jobs.CheckBoot, Status: jobs.StatusFail, Reason: j.withProvisioningHint(m.String()), Detail: bootDetail(j.con)})
 		return false
 	}
+	var fault *ImageFault
 	if guestCtx.Err() != nil && !errors.As(context.Cause(guestCtx), &fault) {
 		// Shutdown or total timeout of the parent.
 		cause := context.Cause(guestCtx)
@@ -528,7 +497,7 @@ func (j *jobRun) instanceID() string {
 // a job never passes with checks left unrun.
 func (j *jobRun) interrupted(ctx context.Context, check string) {
 	var fault *ImageFault
-	if cause := context.Cause(ctx); !errors.As(cause, &fault) {
+	if cause := context.Cause(ctx); !errors.Is(cause, errConsoleFatal) && !errors.As(cause, &fault) {
 		j.rec.stop(check, cause)
 	}
 }
@@ -608,7 +577,7 @@ func sshReason(r sshprobe.ProbeReport, err error) string {
 		reason = err.Error()
 	}
 	if errors.Is(err, sshprobe.ErrHostKeyMismatch) {
-		reason = "the guest did not take the seed's ssh_keys (if its own init manages host keys, set guest.host_key \"any\"): " + reason
+		reason = "the guest did not take the seed's ssh_keys and did not print its own host keys on its console (if it prints none, set guest.host_key \"any\"): " + reason
 	}
 	return reason
 }

@@ -340,6 +340,13 @@ func TestKeyPoolHandsOutEachSetOnce(t *testing.T) {
 // never applied the seed's host keys.
 func sshServer(t *testing.T) string {
 	t.Helper()
+	addr, _ := sshServerKey(t)
+	return addr
+}
+
+// sshServerKey is sshServer, also returning its host key.
+func sshServerKey(t *testing.T) (string, ssh.PublicKey) {
+	t.Helper()
 	_, priv, err := ed25519.GenerateKey(nil)
 	if err != nil {
 		t.Fatal(err)
@@ -386,7 +393,7 @@ func sshServer(t *testing.T) string {
 			}()
 		}
 	}()
-	return ln.Addr().String()
+	return ln.Addr().String(), signer.PublicKey()
 }
 
 func TestHostKeyPolicy(t *testing.T) {

@@ -52,6 +52,10 @@ type JobFault struct{ Err error }
 func (e *JobFault) Error() string { return e.Err.Error() }
 func (e *JobFault) Unwrap() error { return e.Err }
 
+// errConsoleFatal stops a guest's work when its console showed a fatal line; the
+// verdict itself is the console's match, not this cause.
+var errConsoleFatal = errors.New("fatal console line")
+
 // errShutdown is the cancel cause when the worker stops while a job runs.
 var errShutdown = errors.New("worker shutting down")
 

@@ -55,6 +55,13 @@ const (
 	MilestoneSSHHostKeys      = "ssh-host-keys"
 	MilestoneLoginPrompt      = "login-prompt"
 	MilestoneInitramfsStarted = "initramfs"
+	// MilestoneBootFinished is another init's own end-of-boot line (systemd's
+	// multi-user target, busybox's console prompt). Rows added for other inits
+	// (Ignition, vendor agents) that mark the end of their boot use this name.
+	MilestoneBootFinished = "boot-finished"
+	// MilestoneNoDatasource is cloud-init saying it found no datasource and fell
+	// back to DataSourceNone: it read none of the seed.
+	MilestoneNoDatasource = "cloud-init-no-datasource"
 )
 
 // DefaultConsoleChecks returns the console table used for every job: fatal boot
@@ -106,5 +113,7 @@ func DefaultConsoleChecks() []ConsoleCheck {
 		{Name: MilestoneCloudInitFinal, Kind: Milestone, Pattern: re(`Cloud-init v\. \S+ running 'modules:final'`), Reason: "cloud-init final stage started"},
 		{Name: MilestoneCloudInitDone, Kind: Milestone, Pattern: re(`Cloud-init v\. \S+ finished at`), Reason: "cloud-init finished"},
 		{Name: MilestoneLoginPrompt, Kind: Milestone, Pattern: re(`^\S+ login:\s*$`), Reason: "login prompt"},
+		{Name: MilestoneBootFinished, Kind: Milestone, Pattern: re(`Reached target .*(Multi-User System|multi-user\.target)|Please press Enter to activate this console`), Reason: "init reached the end of boot"},
+		{Name: MilestoneNoDatasource, Kind: Milestone, Pattern: re(`Datasource DataSourceNone\b|Used fallback datasource`), Reason: "cloud-init used no datasource"},
 	}, ignitionChecks()...)
 }

@@ -84,6 +84,7 @@ type Console struct {
 	lastAfter  map[string]int  // contextual checks: line number of the last After match
 	lineNo     int
 	bytesRead  int64
+	printed    printedKeys // host keys the guest printed
 	readErr    error
 }
 
@@ -124,6 +125,9 @@ func WatchConsoleOptions(ctx context.Context, path string, checks []ConsoleCheck
 // Failed delivers the first fatal match, once. It is never closed; select on it
 // together with the job context.
 func (c *Console) Failed() <-chan ConsoleMatch { return c.failed }
+
+// Started is when the watch began: match times are measured from it.
+func (c *Console) Started() time.Time { return c.start }
 
 // Done is closed when the watch has ended and the file has been read a last time.
 func (c *Console) Done() <-chan struct{} { return c.done }
@@ -300,6 +304,7 @@ func (c *Console) feed(lines []string) {
 		c.bytesRead += int64(len(raw)) + 1
 		line := Clean(raw)
 		c.lineNo++
+		c.printed.scan(line, now)
 		for i := range c.checks {
 			ck := &c.checks[i]
 			if c.partialHit[ck.Name] {

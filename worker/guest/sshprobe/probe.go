@@ -66,6 +66,10 @@ func (e *HostKeyMismatchError) Error() string {
 	if len(e.Want) > 0 {
 		msg += ", want " + strings.Join(e.Want, " or ")
 	}
+	var inner *HostKeyMismatchError
+	if e.Err != nil && !errors.As(e.Err, &inner) {
+		msg += ": " + e.Err.Error()
+	}
 	return msg
 }
 
@@ -101,6 +105,12 @@ type ProbeConfig struct {
 	// the host key algorithms offered to these key types, so a server with other
 	// keys of its own still presents ours.
 	HostKeys []ssh.PublicKey
+	// Vouch is asked about a host key not in HostKeys: a nil error accepts it (a
+	// second trusted source, such as the keys the guest printed on its console).
+	// With Vouch set the host key algorithms offered are the pinned keys' first,
+	// then every other, so a guest that made keys of other types can still show
+	// one. Its error becomes the HostKeyMismatchError's cause.
+	Vouch func(key ssh.PublicKey) error
 	// HostKeyCallback verifies the host key when HostKeys is empty; any error it
 	// returns is reported as a host key mismatch.
 	HostKeyCallback ssh.HostKeyCallback
@@ -123,6 +133,10 @@ type ProbeConfig struct {
 	Command string
 	// Logger receives one debug record per failed attempt; nil discards.
 	Logger *slog.Logger
+	// Failed, if set, is called with the stage and error of every attempt that
+	// failed before ctx ended, from the probing goroutine: how a watcher learns
+	// what the guest answers while the probe goes on.
+	Failed func(stage Stage, err error)
 }
 
 // Defaults for ProbeConfig.
@@ -152,6 +166,8 @@ type ProbeReport struct {
 	ServerVersion string
 	// HostKeyType is the type of the host key the server proved, on success.
 	HostKeyType string
+	// HostKey is the host key the server proved, on success.
+	HostKey ssh.PublicKey
 	// FailedStage and Reason are set on failure; Reason is one line.
 	FailedStage Stage
 	Reason      string
@@ -196,8 +212,25 @@ func hostKeyAlgorithms(keys []ssh.PublicKey) []string {
 	return slices.Compact(algos)
 }
 
+// preferHostKeyAlgorithms lists the pinned keys' algorithms first, then every
+// other one a probe offers.
+func preferHostKeyAlgorithms(keys []ssh.PublicKey) []string {
+	algos := hostKeyAlgorithms(keys)
+	for _, a := range Algorithms().HostKeys {
+		if !slices.Contains(algos, a) {
+			algos = append(algos, a)
+		}
+	}
+	return algos
+}
+
 // PinnedHostKeys returns a callback accepting exactly the given keys.
 func PinnedHostKeys(keys ...ssh.PublicKey) ssh.HostKeyCallback {
+	return pinnedOr(keys, nil)
+}
+
+// pinnedOr accepts the given keys, and any other that vouch (if set) accepts.
+func pinnedOr(keys []ssh.PublicKey, vouch func(ssh.PublicKey) error) ssh.HostKeyCallback {
 	want := make([]string, len(keys))
 	for i, k := range keys {
 		want[i] = ssh.FingerprintSHA256(k)
@@ -208,7 +241,13 @@ func PinnedHostKeys(keys ...ssh.PublicKey) ssh.HostKeyCallback {
 				return nil
 			}
 		}
-		return &HostKeyMismatchError{Got: got, Want: want}
+		var err error
+		if vouch != nil {
+			if err = vouch(got); err == nil {
+				return nil
+			}
+		}
+		return &HostKeyMismatchError{Got: got, Want: want, Err: err}
 	}
 }
 
@@ -239,8 +278,12 @@ func Probe(ctx context.Context, cfg ProbeConfig) (*Client, ProbeReport, error) {
 	}
 	hostKeyCB := cfg.HostKeyCallback
 	if len(cfg.HostKeys) > 0 {
-		hostKeyCB = PinnedHostKeys(cfg.HostKeys...)
-		if cfg.HostKeyAlgorithms == nil {
+		hostKeyCB = pinnedOr(cfg.HostKeys, cfg.Vouch)
+		switch {
+		case cfg.HostKeyAlgorithms != nil:
+		case cfg.Vouch != nil:
+			cfg.HostKeyAlgorithms = preferHostKeyAlgorithms(cfg.HostKeys)
+		default:
 			cfg.HostKeyAlgorithms = hostKeyAlgorithms(cfg.HostKeys)
 		}
 	}
@@ -322,12 +365,15 @@ func Probe(ctx context.Context, cfg ProbeConfig) (*Client, ProbeReport, error) {
 					}
 				}
 			}(len(flights))
-			rep.Stages, rep.ServerVersion, rep.HostKeyType = r.timings, r.version, r.hostKeyType
+			rep.Stages, rep.ServerVersion, rep.HostKeyType, rep.HostKey = r.timings, r.version, r.hostKeyType, r.hostKey
 			rep.Elapsed = time.Since(start)
 			return &Client{r.client}, rep, nil
 		}
 		log.Debug("ssh attempt failed", "attempts", rep.Attempts, "stage", r.stage, "err", r.err)
 		interrupted := expired(ctx)
+		if cfg.Failed != nil && !interrupted {
+			cfg.Failed(r.stage, r.err)
+		}
 		abandoned := errors.Is(r.err, errAbandoned)
 		switch {
 		case last == nil,
@@ -372,6 +418,7 @@ type attemptResult struct {
 	timings     []StageTiming
 	version     string
 	hostKeyType string
+	hostKey     ssh.PublicKey
 	err         error
 }
 
@@ -439,7 +486,7 @@ func attempt(ctx context.Context, cfg ProbeConfig, hostKeyCB ssh.HostKeyCallback
 				return err
 			}
 			hostKeyOK = true
-			r.hostKeyType = key.Type()
+			r.hostKeyType, r.hostKey = key.Type(), key
 			return nil
 		},
 		HostKeyAlgorithms: cfg.HostKeyAlgorithms,

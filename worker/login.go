@@ -1,0 +1,270 @@
+package worker
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/imagevet/imagevet/jobs"
+	"github.com/imagevet/imagevet/worker/guest/console"
+	"github.com/imagevet/imagevet/worker/guest/sshprobe"
+)
+
+// errNotPrinted is why a host key that is not the seed's was refused.
+var errNotPrinted = errors.New("not printed on the guest's console either")
+
+// watchInterval is how often the login watch reads the console's evidence.
+const watchInterval = 250 * time.Millisecond
+
+// loginWatch decides, while the SSH probe goes on, whether the console already
+// proves the guest will never let us in: boot finished and SSH still failing for
+// the after-boot grace, cloud-init without a datasource, a host key that is
+// neither seeded nor printed once the guest listed its keys, a guest that never
+// wrote a byte. Its verdict is a value read where the ssh stage ends.
+type loginWatch struct {
+	con       *console.Console
+	seeded    []ssh.PublicKey
+	grace     time.Duration
+	start     time.Time // when the machine was started
+	now       func() time.Time
+	user      string
+	seedKind  string // the job's datasource
+	mu        sync.Mutex
+	furthest  sshprobe.Stage
+	lastErr   error // the latest failed attempt's error at the furthest stage
+	verdict   *jobs.CheckResult
+	onVerdict func()
+}
+
+// failed notes one failed probe attempt.
+func (w *loginWatch) failed(stage sshprobe.Stage, err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if stageRank(stage) >= stageRank(w.furthest) {
+		w.furthest, w.lastErr = stage, err
+	}
+}
+
+func stageRank(s sshprobe.Stage) int {
+	for i, st := range []sshprobe.Stage{sshprobe.StageConnect, sshprobe.StageBanner, sshprobe.StageHandshake, sshprobe.StageAuth, sshprobe.StageCommand} {
+		if s == st {
+			return i
+		}
+	}
+	return -1
+}
+
+// vouch accepts a host key that is not the seed's when the guest printed it on
+// its console. A key neither seeded nor printed after the guest listed its host
+// keys ends the stage at once.
+func (w *loginWatch) vouch(key ssh.PublicKey) error {
+	if _, ok := w.con.PrintedHostKey(key.Marshal()); ok {
+		return nil
+	}
+	if at, listed := w.con.HostKeysListed(); listed {
+		w.decide(jobs.CheckSSH, fmt.Sprintf("the guest's host key is neither the seed's nor one it printed on its console (host keys listed at %s): got %s %s, seeded %s",
+			secs(at), key.Type(), ssh.FingerprintSHA256(key), fingerprints(w.seeded)))
+	}
+	return errNotPrinted
+}
+
+// decide records the first verdict and ends the probe.
+func (w *loginWatch) decide(check, reason string) {
+	w.mu.Lock()
+	first := w.verdict == nil
+	if first {
+		w.verdict = &jobs.CheckResult{Name: check, Status: jobs.StatusFail, Reason: reason}
+	}
+	w.mu.Unlock()
+	if first && w.onVerdict != nil {
+		w.onVerdict()
+	}
+}
+
+// result is the verdict the watch reached, if any.
+func (w *loginWatch) result() (jobs.CheckResult, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.verdict == nil {
+		return jobs.CheckResult{}, false
+	}
+	return *w.verdict, true
+}
+
+// run checks the evidence every watchInterval until ctx ends or a verdict is in.
+func (w *loginWatch) run(ctx context.Context) {
+	t := time.NewTicker(watchInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if check, reason, ok := w.judge(w.now()); ok {
+			w.decide(check, reason)
+			return
+		}
+	}
+}
+
+// judge reads the console's evidence at now: which check fails and why, if the
+// guest has shown it will not let us in.
+func (w *loginWatch) judge(now time.Time) (string, string, bool) {
+	w.mu.Lock()
+	furthest, lastErr := w.furthest, w.lastErr
+	w.mu.Unlock()
+	elapsed := now.Sub(w.start)
+	if w.con.BytesRead() == 0 && elapsed >= 2*w.grace {
+		return jobs.CheckBoot, fmt.Sprintf("the guest wrote nothing at all on its serial console for %s and nothing answered on port 22: it never started booting (firmware or disk not found, or the machine hung)",
+			secs(elapsed)), true
+	}
+	if m, ok := w.con.Milestone(console.MilestoneNoDatasource); ok {
+		return jobs.CheckSSH, fmt.Sprintf("cloud-init used no datasource (at %s: %s): %s", secs(m.Elapsed), m.Line, w.noSeedHint()), true
+	}
+	end, ok := w.bootEnd(furthest)
+	if !ok || elapsed-end.Elapsed < w.grace {
+		return "", "", false
+	}
+	after := secs(elapsed - end.Elapsed)
+	evidence := fmt.Sprintf("boot finished at %s (%s)", secs(end.Elapsed), end.Reason)
+	switch {
+	case furthest == "" || furthest == sshprobe.StageConnect || furthest == sshprobe.StageBanner:
+		what := "nothing answered on port 22 (no connection)"
+		if furthest == sshprobe.StageBanner {
+			what = "nothing answered on port 22 (no SSH banner)"
+		}
+		return jobs.CheckSSH, fmt.Sprintf("%s; %s for %s after (is an SSH server installed and enabled?)", evidence, what, after), true
+	case errors.Is(lastErr, sshprobe.ErrHostKeyMismatch):
+		return jobs.CheckSSH, fmt.Sprintf("%s; %s after, the guest's host key is still neither the seed's nor printed on its console: %s",
+			evidence, after, oneLine(lastErr.Error())), true
+	case errors.Is(lastErr, sshprobe.ErrAuthRejected):
+		return jobs.CheckSSH, fmt.Sprintf("%s; %s after, the guest still rejects our key for user %q (it did not install the seed's authorized keys)",
+			evidence, after, w.user), true
+	default:
+		reason := "no attempt failed yet"
+		if lastErr != nil {
+			reason = oneLine(lastErr.Error())
+		}
+		return jobs.CheckSSH, fmt.Sprintf("%s; login still failing %s after, at %s: %s", evidence, after, furthest, reason), true
+	}
+}
+
+// bootEnd is the console line that says the guest finished booting, as far as
+// the probe's progress is concerned. A guest whose port 22 never answered is done
+// at its first end-of-boot line (SSH servers start before a login prompt); one
+// that answers but refuses the key or the host key is done only when cloud-init,
+// which installs both, has finished, if it runs at all.
+func (w *loginWatch) bootEnd(furthest sshprobe.Stage) (console.ConsoleMatch, bool) {
+	ends := []string{console.MilestoneLoginPrompt, console.MilestoneBootFinished, console.MilestoneCloudInitDone}
+	if stageRank(furthest) >= stageRank(sshprobe.StageHandshake) {
+		if _, ci := w.con.Milestone(console.MilestoneCloudInitStart); ci {
+			ends = []string{console.MilestoneCloudInitDone}
+		}
+	}
+	var first console.ConsoleMatch
+	var found bool
+	for _, name := range ends {
+		if m, ok := w.con.Milestone(name); ok && (!found || m.Elapsed < first.Elapsed) {
+			first, found = m, true
+		}
+	}
+	return first, found
+}
+
+// noSeedHint says what a guest that read none of the seed probably wanted.
+func (w *loginWatch) noSeedHint() string {
+	if w.seedKind == jobs.DatasourceConfigDrive {
+		return "the image did not read the config drive (config-2) seed; does it only trust NoCloud or a metadata service?"
+	}
+	return "the image did not read the NoCloud seed; does it only trust a config drive?"
+}
+
+// login waits for SSH within the (scaled) boot timeout and records the ssh check
+// with the trust the host key got; a fail-fast verdict from the console ends it
+// early. It returns the client, or nil when the job cannot go on.
+func (j *jobRun) login(guestCtx context.Context, scale func(jobs.Duration) time.Duration) *sshprobe.Client {
+	job := j.job
+	bootStart := j.now()
+	sshCtx, cancelSSH := context.WithTimeout(guestCtx, scale(job.Timeouts.Boot))
+	defer cancelSSH()
+	w := &loginWatch{con: j.con, seeded: j.keys.HostKeys(), grace: scale(job.Timeouts.AfterBoot), start: j.con.Started(),
+		now: j.now, user: job.Guest.User, seedKind: job.Guest.Datasource, onVerdict: cancelSSH}
+	done := j.rec.checkStage("ssh")
+	probe := sshprobe.ProbeConfig{Addr: j.machine.SSHAddr(), User: job.Guest.User, Signers: j.keys.Signers(), Logger: j.log, Failed: w.failed}
+	if job.Guest.HostKey == jobs.HostKeyAny {
+		probe.HostKeyCallback = func(string, net.Addr, ssh.PublicKey) error { return nil }
+	} else {
+		probe.HostKeys, probe.Vouch = w.seeded, w.vouch
+	}
+	go w.run(sshCtx)
+	client, report, err := sshprobe.Probe(sshCtx, probe)
+	cancelSSH()
+	done(err)
+	took := j.now().Sub(bootStart)
+	early, decided := w.result()
+	if decided && early.Name == jobs.CheckBoot {
+		if _, fatal := j.con.Fatal(); !fatal {
+			j.rec.check(jobs.CheckResult{Name: jobs.CheckBoot, Status: jobs.StatusFail, Reason: early.Reason, Detail: bootDetail(j.con)})
+		}
+	}
+	if !j.judgeBoot(guestCtx, err) {
+		j.rec.check(jobs.CheckResult{Name: jobs.CheckSSH, Status: jobs.StatusSkip, Reason: "boot failed"})
+		return nil
+	}
+	if err != nil {
+		reason := j.withProvisioningHint(sshReason(report, err))
+		if decided {
+			reason = early.Reason
+		}
+		j.rec.check(jobs.CheckResult{Name: jobs.CheckSSH, Status: jobs.StatusFail, Reason: reason,
+			Detail: probeDetail(report), Duration: jobs.Duration(took)})
+		return nil
+	}
+	trust := j.hostKeyTrust(report.HostKey, w.seeded, job.Guest.HostKey)
+	j.rec.check(jobs.CheckResult{Name: jobs.CheckSSH, Status: jobs.StatusPass,
+		Reason: fmt.Sprintf("login as %s after %s, %s", job.Guest.User, took.Round(100*time.Millisecond), trust),
+		Detail: probeDetail(report), Duration: jobs.Duration(took)})
+	return client
+}
+
+// hostKeyTrust says which trust let the host key in, recording a warning when it
+// was not the seed's.
+func (j *jobRun) hostKeyTrust(key ssh.PublicKey, seeded []ssh.PublicKey, policy string) string {
+	if key == nil {
+		return "host key unknown"
+	}
+	fp := key.Type() + " " + ssh.FingerprintSHA256(key)
+	for _, k := range seeded {
+		if bytes.Equal(k.Marshal(), key.Marshal()) {
+			return "host key pinned to the seed's"
+		}
+	}
+	if policy == jobs.HostKeyAny {
+		j.rec.warn(jobs.CheckSSH, "host key not pinned (guest.host_key any): "+fp)
+		return "host key not pinned (guest.host_key any): " + fp
+	}
+	how, _ := j.con.PrintedHostKey(key.Marshal())
+	msg := fmt.Sprintf("host key pinned from the console (its %s): the image ignored the seeded host keys and made its own, %s", how, fp)
+	j.rec.warn(jobs.CheckSSH, msg)
+	return msg
+}
+
+// fingerprints lists keys' SHA256 fingerprints for a reason.
+func fingerprints(keys []ssh.PublicKey) string {
+	fps := make([]string, len(keys))
+	for i, k := range keys {
+		fps[i] = k.Type() + " " + ssh.FingerprintSHA256(k)
+	}
+	return strings.Join(fps, " or ")
+}
+
+// secs renders a duration as whole seconds ("43 s"), as console evidence is given.
+func secs(d time.Duration) string { return fmt.Sprintf("%.0f s", d.Seconds()) }

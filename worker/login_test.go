@@ -1,0 +1,129 @@
+package worker
+
+import (
+	"context"
+	"crypto/ed25519"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/imagevet/imagevet/jobs"
+	"github.com/imagevet/imagevet/worker/vm/fake"
+)
+
+// These tests use the fake hypervisor (a scripted console log and a loopback SSH
+// server or listener standing in for the guest) to prove the ssh stage's own
+// logic: which host keys it trusts and when the console's evidence ends it.
+
+func loginJob(id string) jobs.Job {
+	job := testJob(id)
+	job.Checks.Skip = []string{jobs.CheckHostname, jobs.CheckMetadata, jobs.CheckCloudInit, jobs.CheckCommands}
+	job.Timeouts.Boot = jobs.Duration(60 * time.Second)
+	job.Timeouts.Total = jobs.Duration(2 * time.Minute)
+	job.Timeouts.AfterBoot = jobs.Duration(time.Second)
+	return job
+}
+
+func keysBlock(keys ...ssh.PublicKey) []fake.Line {
+	lines := []fake.Line{{Text: "-----BEGIN SSH HOST KEY KEYS-----"}}
+	for _, k := range keys {
+		lines = append(lines, fake.Line{Text: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k))) + " root@vet"})
+	}
+	return append(lines, fake.Line{Text: "-----END SSH HOST KEY KEYS-----"})
+}
+
+// A guest that made its own host key and printed it on the console passes, with
+// the trust named in the reason and a warning on the result.
+func TestHostKeyPrintedOnConsoleIsTrusted(t *testing.T) {
+	addr, key := sshServerKey(t)
+	hv := &fake.Hypervisor{SSHAddr: addr, Console: keysBlock(key)}
+	r, cfg := newTestRunner(t, &fakeImages{}, hv)
+	res := r.Run(context.Background(), loginJob("printedkey"), 1, nil)
+	if res.Verdict != jobs.VerdictPass {
+		t.Fatalf("got %s/%s %q", res.Verdict, res.FailedCheck, res.Reason)
+	}
+	c := res.Check(jobs.CheckSSH)
+	if c == nil || !strings.Contains(c.Reason, "pinned from the console") || !strings.Contains(c.Reason, ssh.FingerprintSHA256(key)) {
+		t.Errorf("ssh reason does not name the console trust and the key: %+v", c)
+	}
+	if len(res.Warnings) != 1 || !strings.Contains(res.Warnings[0], "ignored the seeded host keys") {
+		t.Errorf("warnings = %q, want one saying the image ignored the seeded host keys", res.Warnings)
+	}
+	assertCleanedUp(t, cfg, hv)
+}
+
+// A host key neither seeded nor printed, once the guest listed its keys, fails ssh
+// at once with both fingerprints.
+func TestHostKeyNeitherSeededNorPrintedFailsAtOnce(t *testing.T) {
+	addr, key := sshServerKey(t)
+	other, _, _ := ed25519.GenerateKey(nil)
+	otherKey, _ := ssh.NewPublicKey(other)
+	hv := &fake.Hypervisor{SSHAddr: addr, Console: keysBlock(otherKey)}
+	r, cfg := newTestRunner(t, &fakeImages{}, hv)
+	start := time.Now()
+	res := r.Run(context.Background(), loginJob("unprintedkey"), 1, nil)
+	if took := time.Since(start); took > 15*time.Second {
+		t.Errorf("took %s; a key the console disowns should fail at once", took)
+	}
+	if res.Verdict != jobs.VerdictFail || res.FailedCheck != jobs.CheckSSH ||
+		!strings.Contains(res.Reason, ssh.FingerprintSHA256(key)) || !strings.Contains(res.Reason, "seeded ssh-ed25519 SHA256:") {
+		t.Fatalf("got %s/%s %q; want an ssh failure with the guest's and the seed's fingerprints", res.Verdict, res.FailedCheck, res.Reason)
+	}
+	assertCleanedUp(t, cfg, hv)
+}
+
+// Boot over (a login prompt) and nothing on port 22: fail after the grace, with
+// the evidence and its time, long before the boot timeout.
+func TestFailFastAfterLoginPrompt(t *testing.T) {
+	hv := &fake.Hypervisor{SSHAddr: closingListener(t), Console: []fake.Line{
+		{Text: "Linux version 6.1.0"}, {After: 200 * time.Millisecond, Text: "vet-nossh login: "}}}
+	r, cfg := newTestRunner(t, &fakeImages{}, hv)
+	start := time.Now()
+	res := r.Run(context.Background(), loginJob("nossh"), 1, nil)
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("took %s with a 1 s after-boot grace", took)
+	}
+	if res.Verdict != jobs.VerdictFail || res.FailedCheck != jobs.CheckSSH ||
+		!strings.Contains(res.Reason, "boot finished at 0 s (login prompt)") || !strings.Contains(res.Reason, "nothing answered on port 22 (no SSH banner) for") {
+		t.Fatalf("got %s/%s %q", res.Verdict, res.FailedCheck, res.Reason)
+	}
+	if c := res.Check(jobs.CheckBoot); c == nil || c.Status != jobs.StatusPass {
+		t.Errorf("boot = %+v, want pass: the guest booted", c)
+	}
+	assertCleanedUp(t, cfg, hv)
+}
+
+// cloud-init falling back to DataSourceNone fails at once, naming the likely cause.
+func TestFailFastNoDatasource(t *testing.T) {
+	hv := &fake.Hypervisor{SSHAddr: closingListener(t), Console: []fake.Line{
+		{Text: "Cloud-init v. 22.4.2 finished at Tue, 01 Dec 2026 00:00:40 +0000. Datasource DataSourceNone.  Up 40.12 seconds"}}}
+	r, cfg := newTestRunner(t, &fakeImages{}, hv)
+	job := loginJob("nods")
+	job.Timeouts.AfterBoot = jobs.Duration(30 * time.Second)
+	start := time.Now()
+	res := r.Run(context.Background(), job, 1, nil)
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("took %s", took)
+	}
+	if res.Verdict != jobs.VerdictFail || res.FailedCheck != jobs.CheckSSH ||
+		!strings.Contains(res.Reason, "cloud-init used no datasource") || !strings.Contains(res.Reason, "does it only trust a config drive?") {
+		t.Fatalf("got %s/%s %q", res.Verdict, res.FailedCheck, res.Reason)
+	}
+	assertCleanedUp(t, cfg, hv)
+}
+
+// A guest that writes nothing at all and never answers fails boot as such.
+func TestSilentGuestFailsBoot(t *testing.T) {
+	hv := &fake.Hypervisor{SSHAddr: closingListener(t)}
+	r, cfg := newTestRunner(t, &fakeImages{}, hv)
+	res := r.Run(context.Background(), loginJob("silent"), 1, nil)
+	if res.Verdict != jobs.VerdictFail || res.FailedCheck != jobs.CheckBoot || !strings.Contains(res.Reason, "wrote nothing at all on its serial console") {
+		t.Fatalf("got %s/%s %q", res.Verdict, res.FailedCheck, res.Reason)
+	}
+	if c := res.Check(jobs.CheckSSH); c == nil || c.Status != jobs.StatusSkip {
+		t.Errorf("ssh = %+v, want skip", c)
+	}
+	assertCleanedUp(t, cfg, hv)
+}
