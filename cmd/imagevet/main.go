@@ -5,7 +5,8 @@
 //	imagevet run JOB.json | --image FILE --user NAME   vet one image here, no NATS
 //	imagevet worker                                    serve jobs from NATS JetStream
 //	imagevet submit JOB.json [--wait]                  queue a job (the CI acceptance stage)
-//	imagevet status [IMAGE]                            latest verdict per image
+//	imagevet watch [--once]                            queue new vendor releases of the catalog's families
+//	imagevet status [IMAGE]                            latest verdict per image, newest release per family
 //	imagevet serve                                     the operators' web page
 //	imagevet version
 package main
@@ -38,7 +39,8 @@ commands:
   run --image FILE ...    the same, job built from flags (see imagevet run -h)
   worker                  serve jobs from NATS JetStream (embedded server without --nats)
   submit JOB.json         queue a job; --wait follows it to its verdict
-  status [IMAGE]          latest verdict per image name
+  watch [--once]          follow the catalog's vendor feeds, queue each new release
+  status [IMAGE]          latest verdict per image name, newest release per family
   serve                   the operators' web page (127.0.0.1:8080)
   version                 print the version
 
@@ -66,6 +68,8 @@ func dispatch(ctx context.Context, args []string, env Env) int {
 		return cmdWorker(ctx, rest, env)
 	case "submit":
 		return cmdSubmit(ctx, rest, env)
+	case "watch":
+		return cmdWatch(ctx, rest, env)
 	case "status":
 		return cmdStatus(ctx, rest, env)
 	case "serve":

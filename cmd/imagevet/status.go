@@ -15,14 +15,17 @@ import (
 )
 
 const statusUsage = `usage: imagevet status [flags] [IMAGE]
+       imagevet status --families
        imagevet status --job JOB-ID
        imagevet status --console JOB-ID
 
 Shows the latest verdict per image name (publish.name) from the status bucket: what a
-publisher reads. With IMAGE the exit status is the verdict's (0 pass, 1 fail, 2 error)
-or 4 when the image has none. --job shows one job's result, --console prints its whole
-serial console log. Below the verdicts, one line per image family that
-imagevet publish put into Glance: its Latest image id, name, release and when.
+publisher reads. Below the verdicts, one line per image family that imagevet publish
+put into Glance (its Latest image id, name, release and when), and one per family that
+imagevet watch follows (the newest upstream release and the verdict of the job vetting
+it; --families shows only those). With IMAGE the exit status is the verdict's (0 pass,
+1 fail, 2 error) or 4 when the image has none. --job shows one job's result, --console
+prints its whole serial console log.
 
 `
 
@@ -32,7 +35,7 @@ const exitNoVerdict = 4
 func cmdStatus(ctx context.Context, args []string, env Env) int {
 	var (
 		nf             natsFlags
-		jsonOut        bool
+		jsonOut, fams  bool
 		jobID, console string
 	)
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
@@ -42,13 +45,14 @@ func cmdStatus(ctx context.Context, args []string, env Env) int {
 	fs.BoolVar(&jsonOut, "json", false, "print results as JSON")
 	fs.StringVar(&jobID, "job", "", "show the result of this job id")
 	fs.StringVar(&console, "console", "", "print the full console log of this job id")
+	fs.BoolVar(&fams, "families", false, "show only the image families: newest upstream release and its verdict")
 	if err := parseInterleaved(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
 		return exitError
 	}
-	if fs.NArg() > 1 || (fs.NArg() == 1 && (jobID != "" || console != "")) {
+	if fs.NArg() > 1 || (fs.NArg() == 1 && (jobID != "" || console != "" || fams)) {
 		fs.Usage()
 		return exitError
 	}
@@ -98,6 +102,19 @@ func cmdStatus(ctx context.Context, args []string, env Env) int {
 		}
 		return exitCode(res.Verdict)
 	}
+	if fams {
+		lines, err := familyLines(ctx, q)
+		if err != nil {
+			fmt.Fprintf(env.Stderr, "imagevet status: %v\n", err)
+			return exitError
+		}
+		if jsonOut {
+			writeJSON(env.Stdout, lines)
+		} else {
+			printFamilyTable(env.Stdout, lines)
+		}
+		return exitPass
+	}
 	all, err := q.Statuses(ctx)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "imagevet status: %v\n", err)
@@ -118,7 +135,89 @@ func cmdStatus(ctx context.Context, args []string, env Env) int {
 		return exitError
 	}
 	printPublishedTable(env.Stdout, published)
+	lines, err := familyLines(ctx, q)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "imagevet status: %v\n", err)
+		return exitError
+	}
+	if len(lines) > 0 {
+		fmt.Fprintln(env.Stdout)
+		printFamilyTable(env.Stdout, lines)
+	}
 	return exitPass
+}
+
+// familyLine is one image family's newest upstream release and its vetting state.
+type familyLine struct {
+	jobs.ReleaseRecord
+	// Verdict is the vetting job's verdict, or the record's state while it has none.
+	Verdict string `json:"verdict"`
+	Reason  string `json:"reason,omitempty"`
+}
+
+func familyLines(ctx context.Context, q *jobs.Queue) ([]familyLine, error) {
+	recs, err := q.Releases(ctx)
+	if err != nil {
+		return nil, err
+	}
+	lines := make([]familyLine, 0, len(recs))
+	for _, r := range recs {
+		l := familyLine{ReleaseRecord: r, Verdict: r.State}
+		if r.JobID != "" {
+			res, ok, err := q.Result(ctx, r.JobID)
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				l.Verdict, l.Reason = string(res.Verdict), res.Reason
+				if res.FailedCheck != "" {
+					l.Reason = res.FailedCheck + ": " + res.Reason
+				}
+			}
+		}
+		if l.Verdict == "" {
+			l.Verdict = "none"
+		}
+		lines = append(lines, l)
+	}
+	return lines, nil
+}
+
+// printFamilyTable prints one line per family: upstream release, its job and verdict,
+// the last successful feed check and the last feed error.
+func printFamilyTable(w io.Writer, lines []familyLine) {
+	if len(lines) == 0 {
+		fmt.Fprintln(w, "no image families watched yet")
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "FAMILY\tUPSTREAM\tFIRST SEEN\tVERDICT\tJOB\tCHECKED\tFEED ERROR")
+	when := func(t time.Time) string {
+		if t.IsZero() {
+			return "-"
+		}
+		return t.UTC().Format(time.RFC3339)
+	}
+	for _, l := range lines {
+		verdict := l.Verdict
+		if l.Reason != "" {
+			verdict += " (" + oneLine(l.Reason, 60) + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", l.Family, orDash(l.Release), when(l.FirstSeen), verdict,
+			orDash(l.JobID), when(l.CheckedAt), orDash(oneLine(l.FeedError, 80)))
+	}
+	tw.Flush()
+}
+
+// oneLine cuts s at its first line break and at n bytes.
+func oneLine(s string, n int) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	if len(s) > n {
+		s = s[:n-3] + "..."
+	}
+	return s
 }
 
 func statusName(r jobs.Result) string {
@@ -141,14 +240,8 @@ func printStatusTable(w io.Writer, all []jobs.Result) {
 		if r.FailedCheck != "" {
 			reason = r.FailedCheck + ": " + reason
 		}
-		if i := strings.IndexByte(reason, '\n'); i >= 0 {
-			reason = reason[:i]
-		}
-		if len(reason) > 80 {
-			reason = reason[:77] + "..."
-		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", statusName(r), r.Verdict, r.JobID,
-			r.FinishedAt.UTC().Format(time.RFC3339), orDash(reason))
+			r.FinishedAt.UTC().Format(time.RFC3339), orDash(oneLine(reason, 80)))
 	}
 	tw.Flush()
 }

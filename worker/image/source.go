@@ -1,8 +1,6 @@
 package image
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -12,6 +10,8 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+
+	"github.com/imagevet/imagevet/sums"
 )
 
 // Source says where an image comes from and what it must be.
@@ -162,42 +162,16 @@ func underRoots(p string, roots []string) bool {
 	return false
 }
 
-// lookupSums finds name in a SUMS file: GNU lines "<hex>  <name>" or
-// "<hex> *<name>", or BSD lines "SHA256 (<name>) = <hex>". The algorithm
-// follows from the digest length.
+// lookupSums finds name in a SUMS file (GNU or BSD lines, see package sums) and
+// returns its strongest digest.
 func lookupSums(data []byte, name string) (digest, bool, error) {
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		var hexs, file string
-		if i := strings.Index(line, ") = "); i > 0 && strings.Contains(line[:i], " (") {
-			j := strings.Index(line, " (")
-			file, hexs = line[j+2:i], line[i+4:]
-		} else {
-			h, f, ok := strings.Cut(line, " ")
-			if !ok {
-				continue
-			}
-			hexs, file = h, strings.TrimLeft(f, " ")
-			file = strings.TrimPrefix(file, "*")
-		}
-		file = strings.TrimPrefix(file, "./")
-		if file != name {
-			continue
-		}
-		algo := "sha256"
-		if len(hexs) == 128 {
-			algo = "sha512"
-		}
-		d, err := newDigest(algo, hexs)
-		if err != nil {
-			return digest{}, false, fmt.Errorf("entry for %q: %w", name, err)
-		}
-		return d, true, nil
+	e, ok, err := sums.Lookup(data, name)
+	if err != nil || !ok {
+		return digest{}, false, err
 	}
-	return digest{}, false, sc.Err()
+	d, err := newDigest(e.Algo, e.Hex)
+	if err != nil {
+		return digest{}, false, fmt.Errorf("entry for %q: %w", name, err)
+	}
+	return d, true, nil
 }

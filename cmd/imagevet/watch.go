@@ -1,0 +1,195 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"text/tabwriter"
+	"time"
+
+	"github.com/imagevet/imagevet/jobs"
+	"github.com/imagevet/imagevet/keyring"
+	"github.com/imagevet/imagevet/watch"
+	"github.com/imagevet/imagevet/watch/catalog"
+	"github.com/imagevet/imagevet/watch/feed"
+)
+
+const watchUsage = `usage: imagevet watch [flags]
+
+Follows the vendor feeds of every image family in the catalog (--catalog, a YAML file
+or a directory of them; see catalog/README.md) and queues one job per new release.
+Releases already seen are kept in the NATS bucket imagevet_releases, shared by every
+watcher, and each release's job id is derived from the family, the version and the
+digest, so reruns and concurrent watchers queue a release once.
+
+Without --once it runs until SIGTERM/SIGINT, polling every --interval (±--jitter) and
+retrying a family whose feed failed after --retry; --metrics serves /metrics and
+/healthz. With --once it polls every family once, prints what it found and exits:
+0 when every feed was read, 1 when some failed, 2 on a bad catalog or no NATS.
+
+`
+
+// watchConfig is everything `imagevet watch` is told.
+type watchConfig struct {
+	nats        natsFlags
+	catalog     string
+	once        bool
+	metricsAddr string
+	logLevel    string
+	logJSON     bool
+	jsonOut     bool
+	watch       watch.Config
+}
+
+func cmdWatch(ctx context.Context, args []string, env Env) int {
+	var c watchConfig
+	fs := flag.NewFlagSet("watch", flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	fs.Usage = func() { fmt.Fprint(env.Stderr, watchUsage); fs.PrintDefaults() }
+	c.nats.register(fs, env, defaultNATSURL)
+	ef := &envFlags{fs: fs, env: env}
+	fs.StringVar(&c.catalog, "catalog", envOr(env, "IMAGEVET_CATALOG", "catalog"), "catalog file or directory (IMAGEVET_CATALOG)")
+	ef.boolVar(&c.once, "once", "IMAGEVET_WATCH_ONCE", "poll every family once and exit")
+	ef.durationVar(&c.watch.Interval, "interval", "IMAGEVET_WATCH_INTERVAL", watch.DefaultInterval, "time between two polls of a family")
+	ef.durationVar(&c.watch.Jitter, "jitter", "IMAGEVET_WATCH_JITTER", watch.DefaultInterval/10, "random spread of each wait, ± (at most the interval)")
+	ef.durationVar(&c.watch.Retry, "retry", "IMAGEVET_WATCH_RETRY", watch.DefaultRetry, "how soon a family whose feed failed is polled again")
+	ef.durationVar(&c.watch.RequestTimeout, "request-timeout", "IMAGEVET_WATCH_REQUEST_TIMEOUT", feed.DefaultRequestTimeout, "bound on each feed request")
+	ef.intVar(&c.watch.Attempts, "attempts", "IMAGEVET_WATCH_ATTEMPTS", watch.DefaultAttempts, "reads of a failing feed within one poll")
+	ef.intVar(&c.watch.Parallelism, "parallel", "IMAGEVET_WATCH_PARALLEL", watch.DefaultParallelism, "families polled at once")
+	fs.StringVar(&c.metricsAddr, "metrics", env.Getenv("IMAGEVET_METRICS_ADDR"), "serve /metrics and /healthz here, e.g. 127.0.0.1:9465 (IMAGEVET_METRICS_ADDR)")
+	fs.StringVar(&c.logLevel, "log-level", envOr(env, "IMAGEVET_LOG_LEVEL", "info"), "debug, info, warn or error (IMAGEVET_LOG_LEVEL)")
+	ef.boolVar(&c.logJSON, "log-json", "IMAGEVET_LOG_JSON", "JSON logs")
+	fs.BoolVar(&c.jsonOut, "json", false, "with --once, print the outcomes as JSON")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return exitError
+	}
+	errs := ef.errs
+	if fs.NArg() > 0 {
+		errs = append(errs, fmt.Errorf("unexpected arguments %q", fs.Args()))
+	}
+	if c.watch.Interval < time.Minute {
+		errs = append(errs, fmt.Errorf("--interval %s: at least 1m", c.watch.Interval))
+	}
+	if c.watch.Jitter < 0 || c.watch.Jitter >= c.watch.Interval {
+		errs = append(errs, fmt.Errorf("--jitter %s: between 0 and the interval", c.watch.Jitter))
+	}
+	if err := errors.Join(errs...); err != nil {
+		fmt.Fprintf(env.Stderr, "imagevet watch: %v\n", err)
+		return exitError
+	}
+	c.watch.CheckArtefact = true
+	log := newLogger(env.Stderr, c.logLevel, c.logJSON)
+	c.watch.Logger = log
+
+	fams, err := catalog.Load(c.catalog)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "imagevet watch: %v\n", err)
+		return exitError
+	}
+	nc, err := jobs.Connect(c.nats.options("imagevet watch"))
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "imagevet watch: %v\n", err)
+		return exitError
+	}
+	defer nc.Close()
+	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	q, err := jobs.OpenQueue(octx, nc)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "imagevet watch: %v\n", err)
+		return exitError
+	}
+	metrics := watch.NewMetrics()
+	w, err := watch.New(octx, c.watch, fams, q, loadKeyring, metrics)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "imagevet watch: %v\n", err)
+		return exitError
+	}
+	if c.metricsAddr != "" {
+		stop, err := serveMetrics(c.metricsAddr, metrics.Handler(func() error {
+			if !nc.IsConnected() {
+				return fmt.Errorf("nats %s", nc.Status())
+			}
+			return nil
+		}))
+		if err != nil {
+			fmt.Fprintf(env.Stderr, "imagevet watch: %v\n", err)
+			return exitError
+		}
+		defer stop()
+	}
+	if c.once {
+		outcomes := w.Poll(ctx)
+		printOutcomes(env, outcomes, c.jsonOut)
+		for _, o := range outcomes {
+			if o.State == watch.OutcomeFailed {
+				return exitFail
+			}
+		}
+		return exitPass
+	}
+	log.Info("watching", "families", len(fams), "interval", c.watch.Interval, "catalog", c.catalog)
+	if err := w.Run(ctx); err != nil {
+		log.Error("watch failed", "err", err)
+		return exitError
+	}
+	return exitPass
+}
+
+func loadKeyring(path string) (feed.Verifier, error) { return keyring.Load(path) }
+
+// serveMetrics serves h on addr until stop is called.
+func serveMetrics(addr string, h http.Handler) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics listener: %w", err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}, nil
+}
+
+// outcomeJSON is one line of `watch --once --json`.
+type outcomeJSON struct {
+	Family   string `json:"family"`
+	State    string `json:"state"`
+	Release  string `json:"release,omitempty"`
+	JobID    string `json:"job_id,omitempty"`
+	Requests int64  `json:"requests"`
+	Error    string `json:"error,omitempty"`
+}
+
+func printOutcomes(env Env, outcomes []watch.Outcome, jsonOut bool) {
+	if jsonOut {
+		out := make([]outcomeJSON, 0, len(outcomes))
+		for _, o := range outcomes {
+			j := outcomeJSON{Family: o.Family, State: o.State, Release: o.Release, JobID: o.JobID, Requests: o.Requests}
+			if o.Err != nil {
+				j.Error = o.Err.Error()
+			}
+			out = append(out, j)
+		}
+		writeJSON(env.Stdout, out)
+		return
+	}
+	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "FAMILY\tSTATE\tRELEASE\tJOB\tREQUESTS\tERROR")
+	for _, o := range outcomes {
+		msg := ""
+		if o.Err != nil {
+			msg = o.Err.Error()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", o.Family, o.State, orDash(o.Release), orDash(o.JobID), o.Requests, orDash(msg))
+	}
+	tw.Flush()
+}

@@ -1,0 +1,175 @@
+package jobs
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// BucketReleases is the KV bucket where `imagevet watch` records, per image family
+// (key: the family's catalog key, e.g. "debian-12"), the newest upstream release it
+// has seen and the job that vets it. Several watchers share it: a release is queued
+// once, whoever sees it first.
+const BucketReleases = "imagevet_releases"
+
+// Release states.
+const (
+	// ReleasePending: the release is recorded and its job is being submitted; a
+	// watcher that finds a release in this state submits the job again (the job id is
+	// deterministic, so the queue drops the duplicate).
+	ReleasePending = "pending"
+	// ReleaseQueued: the job is in the queue; its verdict is the job's result.
+	ReleaseQueued = "queued"
+)
+
+// ReleaseRecord is what BucketReleases holds for one family: the newest release seen
+// upstream, the job vetting it, and the state of the family's feed. The vetting
+// verdict itself is the job's result (Queue.Result with JobID).
+type ReleaseRecord struct {
+	Version int `json:"version"` // document version
+	// Family is the catalog key ("debian-12") and Name its stable image name
+	// ("Debian 12 Bookworm"), the job's publish.name.
+	Family string `json:"family"`
+	Name   string `json:"name,omitempty"`
+	// Release is the vendor's version or build id ("20261120-1234", "24.04 20261120").
+	Release string `json:"release"`
+	// URL is where the artefact is downloaded from; Digest is the vendor's digest of
+	// it ("sha256:<hex>" or "sha512:<hex>"); Size its length when the feed says.
+	URL    string `json:"url"`
+	Digest string `json:"digest"`
+	Size   int64  `json:"size,omitempty"`
+	// ReleasedAt is when the vendor released it, when the feed says.
+	ReleasedAt *time.Time `json:"released_at,omitempty"`
+	// FirstSeen is when a watcher first saw this release.
+	FirstSeen time.Time `json:"first_seen"`
+	// JobID is the deterministic id of the job vetting it (see ReleaseJobID).
+	JobID string `json:"job_id,omitempty"`
+	// State is pending or queued.
+	State string `json:"state"`
+	// CheckedAt is the end of the family's last successful feed check.
+	CheckedAt time.Time `json:"checked_at,omitzero"`
+	// FeedError is the last failed check's error, cleared by a successful one, and
+	// FeedErrorAt when it happened.
+	FeedError   string     `json:"feed_error,omitempty"`
+	FeedErrorAt *time.Time `json:"feed_error_at,omitempty"`
+	// Validators are the HTTP cache validators of the feed's documents at the last
+	// successful check, so the next check is a conditional request.
+	Validators map[string]Validator `json:"validators,omitempty"`
+}
+
+// Validator is an HTTP response's cache validators: sent back as If-None-Match and
+// If-Modified-Since, they let an unchanged feed answer 304 Not Modified.
+type Validator struct {
+	ETag         string `json:"etag,omitempty"`
+	LastModified string `json:"last_modified,omitempty"`
+}
+
+// DecodeReleaseRecord reads a record from BucketReleases.
+func DecodeReleaseRecord(data []byte) (ReleaseRecord, error) {
+	var r ReleaseRecord
+	if err := json.Unmarshal(data, &r); err != nil {
+		return ReleaseRecord{}, fmt.Errorf("release record: %w", err)
+	}
+	if r.Version > Version {
+		return ReleaseRecord{}, fmt.Errorf("release record: version %d is newer than this build reads (%d)", r.Version, Version)
+	}
+	return r, nil
+}
+
+// ReleaseJobID is the id of the job vetting one release: the family, the release and
+// a short prefix of the digest, so reruns and concurrent watchers derive the same id
+// and the queue runs it once, and a re-spun release under the same version still
+// gets its own job. Characters a job id may not hold become '-'; an id that would be
+// too long is shortened with a digest of what was cut.
+func ReleaseJobID(family, release, digest string) string {
+	hexPart := digest
+	if i := strings.IndexByte(hexPart, ':'); i >= 0 {
+		hexPart = hexPart[i+1:]
+	}
+	if len(hexPart) > 12 {
+		hexPart = hexPart[:12]
+	}
+	id := sanitizeID(family) + "-" + sanitizeID(release) + "-" + sanitizeID(hexPart)
+	id = strings.TrimLeft(id, "-_")
+	if len(id) > 128 {
+		sum := sha256.Sum256([]byte(id))
+		id = strings.TrimRight(id[:128-17], "-_") + "-" + hex.EncodeToString(sum[:8])
+	}
+	return id
+}
+
+func sanitizeID(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_', c == '-':
+		default:
+			b[i] = '-'
+		}
+	}
+	return string(b)
+}
+
+// ReleasesBucket creates BucketReleases when it is missing and returns it. Watchers,
+// status and the web page all open it this way, so whichever starts first creates it.
+func (q *Queue) ReleasesBucket(ctx context.Context) (jetstream.KeyValue, error) {
+	kv, err := q.js.KeyValue(ctx, BucketReleases)
+	if err == nil {
+		return kv, nil
+	}
+	if !errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, fmt.Errorf("open bucket %s: %w", BucketReleases, err)
+	}
+	kv, err = q.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      BucketReleases,
+		Description: "imagevet: newest upstream release per image family",
+		History:     10,
+		Storage:     jetstream.FileStorage,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("set up bucket %s: %w", BucketReleases, err)
+	}
+	return kv, nil
+}
+
+// Releases returns the record of every family in BucketReleases, in key order.
+func (q *Queue) Releases(ctx context.Context) ([]ReleaseRecord, error) {
+	kv, err := q.ReleasesBucket(ctx)
+	if err != nil {
+		return nil, err
+	}
+	lister, err := kv.ListKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list releases: %w", err)
+	}
+	defer lister.Stop()
+	var keys []string
+	for key := range lister.Keys() {
+		keys = append(keys, key)
+	}
+	sort.Strings(keys)
+	var out []ReleaseRecord
+	for _, key := range keys {
+		entry, err := kv.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue // deleted meanwhile
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read release %s: %w", key, err)
+		}
+		r, err := DecodeReleaseRecord(entry.Value())
+		if err != nil {
+			return nil, fmt.Errorf("release %s: %w", key, err)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
