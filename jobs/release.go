@@ -140,11 +140,15 @@ func (q *Queue) ReleasesBucket(ctx context.Context) (jetstream.KeyValue, error) 
 	return kv, nil
 }
 
-// Releases returns the record of every family in BucketReleases, in key order.
+// Releases returns the record of every family in BucketReleases, in key order; none
+// when no watcher has created the bucket yet.
 func (q *Queue) Releases(ctx context.Context) ([]ReleaseRecord, error) {
-	kv, err := q.ReleasesBucket(ctx)
+	kv, err := q.js.KeyValue(ctx, BucketReleases)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, nil
+	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("open bucket %s: %w", BucketReleases, err)
 	}
 	lister, err := kv.ListKeys(ctx)
 	if err != nil {

@@ -1,0 +1,39 @@
+package sums
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestParseVendorLists: GNU and BSD lines, size comments, binary-mode stars and
+// clear-signed armor in one list, as vendors publish them.
+func TestParseVendorLists(t *testing.T) {
+	h256 := strings.Repeat("a", 64)
+	h512 := strings.Repeat("b", 128)
+	list := "-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\n" +
+		"# Fedora-Cloud-Base-Generic-43-1.6.x86_64.qcow2: 123456 bytes\n" +
+		"SHA256 (Fedora-Cloud-Base-Generic-43-1.6.x86_64.qcow2) = " + strings.ToUpper(h256) + "\n" +
+		h512 + "  ./debian.qcow2\n" +
+		h256 + " *debian.qcow2\n" +
+		strings.Repeat("c", 32) + "  cirros.img\n" +
+		"-----BEGIN PGP SIGNATURE-----\n\nwnUEARYKAB0WIQ\n-----END PGP SIGNATURE-----\n"
+	entries, err := Parse([]byte(list))
+	if err != nil || len(entries) != 4 {
+		t.Fatalf("%+v %v", entries, err)
+	}
+	if e := entries[0]; e.Algo != "sha256" || e.Hex != h256 || e.Size != 123456 || e.Name != "Fedora-Cloud-Base-Generic-43-1.6.x86_64.qcow2" {
+		t.Errorf("BSD entry %+v", e)
+	}
+	if e, ok, _ := Lookup([]byte(list), "debian.qcow2"); !ok || e.Digest() != "sha512:"+h512 {
+		t.Errorf("strongest digest: %+v", e)
+	}
+	if e, ok, _ := Lookup([]byte(list), "cirros.img"); !ok || e.Algo != "md5" {
+		t.Errorf("md5 entry: %+v", e)
+	}
+	if _, ok, _ := Lookup([]byte(list), "missing"); ok {
+		t.Error("found a missing entry")
+	}
+	if _, err := Parse([]byte("SHA256 (x) = zz\n")); err == nil || !strings.Contains(err.Error(), "line 1") {
+		t.Errorf("bad BSD digest: %v", err)
+	}
+}
