@@ -221,6 +221,9 @@ func (j *jobRun) login(guestCtx context.Context, scale func(jobs.Duration) time.
 	}
 	if err != nil {
 		reason := j.withProvisioningHint(sshReason(report, err))
+		if total, ok := jobTimedOut(guestCtx); ok {
+			reason = fmt.Sprintf("%s (%s)", reason, total)
+		}
 		if decided {
 			reason = early.Reason
 		}

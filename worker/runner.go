@@ -134,8 +134,10 @@ func (j *jobRun) run(parent context.Context) {
 		}
 		return d.D()
 	}
+	// The total timeout's cause is no verdict: the stage running when it ends
+	// decides what it means (see jobTimedOut).
 	ctx, cancel := context.WithTimeoutCause(parent, scale(job.Timeouts.Total),
-		&ImageFault{Check: jobs.CheckBoot, Reason: fmt.Sprintf("job exceeded its total timeout of %s", scale(job.Timeouts.Total))})
+		&TimeoutError{Stage: "job", Limit: scale(job.Timeouts.Total), Total: true})
 	defer cancel()
 
 	// Fetch, verify and inspect the image before anything boots it.
@@ -210,6 +212,14 @@ func (j *jobRun) fetch(ctx context.Context) (*image.Image, bool) {
 			j.rec.info("fetch", progressLine(n, total))
 		}
 	})
+	if err != nil && ctx.Err() != nil {
+		// A slow or stalled download is never the image's fault.
+		if total, ok := jobTimedOut(ctx); ok {
+			err = &TimeoutError{Stage: "fetch", Limit: total.Limit, Total: true, Err: err}
+		} else if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			err = &TimeoutError{Stage: "fetch", Limit: j.job.Timeouts.Fetch.D(), Err: err}
+		}
+	}
 	done(err)
 	if err != nil {
 		class, _ := Classify(err)
@@ -360,9 +370,9 @@ func (j *jobRun) judgeBoot(guestCtx context.Context, sshErr error) bool {
 		j.rec.check(jobs.CheckResult{Name: jobs.CheckBoot, Status: jobs.StatusFail, Reason: j.withProvisioningHint(m.String()), Detail: bootDetail(j.con)})
 		return false
 	}
-	var fault *ImageFault
-	if guestCtx.Err() != nil && !errors.As(context.Cause(guestCtx), &fault) {
-		// Shutdown or total timeout of the parent.
+	if _, total := jobTimedOut(guestCtx); guestCtx.Err() != nil && !total {
+		// Shutdown: the guest was not judged. (The total timeout running out
+		// while SSH is awaited fails ssh, the stage that ran out.)
 		cause := context.Cause(guestCtx)
 		j.rec.check(jobs.CheckResult{Name: jobs.CheckBoot, Status: jobs.StatusError, Reason: describe(cause)})
 		j.rec.stop(jobs.CheckBoot, cause)
@@ -403,6 +413,14 @@ func (j *jobRun) guestChecks(ctx context.Context, r guest.Runner, scale func(job
 		cctx, cancel := context.WithTimeout(ctx, timeout)
 		res := check(cctx)
 		cancel()
+		if total, ok := jobTimedOut(ctx); ok && res.Status != guest.StatusSkip {
+			// The check that ran out of the job's time is judged like one that ran
+			// out of its own: a cloud-init overrun fails cloud-init.
+			res.Reason = fmt.Sprintf("%s (%s)", res.Reason, total)
+			done(total)
+			j.rec.check(toJobCheck(name, res))
+			return
+		}
 		if ctx.Err() != nil {
 			done(context.Cause(ctx))
 			j.interrupted(ctx, name)
@@ -491,13 +509,21 @@ func (j *jobRun) instanceID() string {
 	return fmt.Sprintf("i-%s-%x-%d", j.job.ID[:40], sum[:4], j.rec.res.Attempt)
 }
 
+// jobTimedOut reports whether ctx ended because the job's total timeout ran out.
+func jobTimedOut(ctx context.Context) (*TimeoutError, bool) {
+	var t *TimeoutError
+	if ctx.Err() != nil && errors.As(context.Cause(ctx), &t) && t.Stage == "job" {
+		return t, true
+	}
+	return nil, false
+}
+
 // interrupted records why the guest checks stopped before the named one could
 // judge: a fatal console line fails boot (recorded after the checks), anything else
 // (shutdown, the job's total timeout during fetch) stops the job with that cause, so
 // a job never passes with checks left unrun.
 func (j *jobRun) interrupted(ctx context.Context, check string) {
-	var fault *ImageFault
-	if cause := context.Cause(ctx); !errors.Is(cause, errConsoleFatal) && !errors.As(cause, &fault) {
+	if cause := context.Cause(ctx); !errors.Is(cause, errConsoleFatal) {
 		j.rec.stop(check, cause)
 	}
 }

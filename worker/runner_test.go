@@ -347,6 +347,12 @@ func sshServer(t *testing.T) string {
 // sshServerKey is sshServer, also returning its host key.
 func sshServerKey(t *testing.T) (string, ssh.PublicKey) {
 	t.Helper()
+	return sshServerReplying(t, func(string) string { return "ok\n" })
+}
+
+// sshServerReplying is sshServerKey answering each command with reply(command).
+func sshServerReplying(t *testing.T, reply func(cmd string) string) (string, ssh.PublicKey) {
+	t.Helper()
 	_, priv, err := ed25519.GenerateKey(nil)
 	if err != nil {
 		t.Fatal(err)
@@ -383,7 +389,9 @@ func sshServerKey(t *testing.T) (string, ssh.PublicKey) {
 						for r := range creqs {
 							r.Reply(r.Type == "exec", nil)
 							if r.Type == "exec" {
-								ch.Write([]byte("ok\n"))
+								var exec struct{ Command string }
+								ssh.Unmarshal(r.Payload, &exec)
+								ch.Write([]byte(reply(exec.Command)))
 								ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{0}))
 								ch.Close()
 							}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/imagevet/imagevet/cloudinit"
 	"github.com/imagevet/imagevet/jobs"
@@ -52,6 +53,34 @@ type JobFault struct{ Err error }
 func (e *JobFault) Error() string { return e.Err.Error() }
 func (e *JobFault) Unwrap() error { return e.Err }
 
+// TimeoutError is a stage that ran out of time before it could decide. It is
+// the infrastructure's lot (retryable): a stage that judges the image (ssh,
+// cloud-init, commands) records its own failure instead when its time runs out.
+type TimeoutError struct {
+	// Stage is what ran out of time: "fetch", "prepare", "boot", or "job" for the
+	// job's total timeout as a cancel cause.
+	Stage string
+	// Limit is the timeout that ran out; Total says it was the job's total one.
+	Limit time.Duration
+	Total bool
+	// Err is what the stage returned when it stopped, if anything.
+	Err error
+}
+
+func (e *TimeoutError) Error() string {
+	which := e.Stage + " timeout"
+	if e.Total {
+		which = "total timeout"
+	}
+	if e.Stage == "job" {
+		return fmt.Sprintf("the job's total timeout of %s ran out", e.Limit)
+	}
+	return fmt.Sprintf("%s did not finish within the job's %s of %s", e.Stage, which, e.Limit)
+}
+
+// Unwrap returns what the stage returned.
+func (e *TimeoutError) Unwrap() error { return e.Err }
+
 // errConsoleFatal stops a guest's work when its console showed a fatal line; the
 // verdict itself is the console's match, not this cause.
 var errConsoleFatal = errors.New("fatal console line")
@@ -65,6 +94,7 @@ var errShutdown = errors.New("worker shutting down")
 func Classify(err error) (Class, bool) {
 	var (
 		fault    *ImageFault
+		timeout  *TimeoutError
 		jobFault *JobFault
 		invalid  *jobs.InvalidError
 		unsafe   *image.UnsafeImageError
@@ -76,6 +106,10 @@ func Classify(err error) (Class, bool) {
 	switch {
 	case err == nil:
 		return ClassInfra, false
+	case errors.As(err, &timeout):
+		// Before ImageFault: a stage's error may wrap whatever the context's
+		// cause was when it stopped.
+		return ClassInfra, true
 	case errors.As(err, &fault), errors.As(err, &unsafe):
 		return ClassImage, false
 	case errors.As(err, &jobFault), errors.As(err, &invalid), errors.As(err, &mismatch),
