@@ -465,6 +465,9 @@ func (w *Watcher) update(ctx context.Context, key string, change func(*jobs.Rele
 // recordFailure notes a failed check in the family's record (bounded, on a context
 // that outlives the poll's cancellation).
 func (w *Watcher) recordFailure(ctx context.Context, fam *family, cause error) {
+	if ctx.Err() != nil {
+		return // the poll was cancelled (shutdown): not the feed's failure
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	now := time.Now().UTC()

@@ -36,7 +36,7 @@ type env struct {
 	dir     string
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true})
 	if err != nil {
@@ -79,7 +79,7 @@ func newEnv(t *testing.T) *env {
 }
 
 // catalog writes a catalog of the named families, all served by the mirror.
-func (e *env) catalog(t *testing.T, families map[string]catalogFamily) []catalog.Family {
+func (e *env) catalog(t testing.TB, families map[string]catalogFamily) []catalog.Family {
 	t.Helper()
 	type feedDoc struct {
 		Kind     string `json:"kind"`
@@ -87,12 +87,17 @@ func (e *env) catalog(t *testing.T, families map[string]catalogFamily) []catalog
 		Arch     string `json:"arch"`
 		Artefact string `json:"artefact"`
 		Keyring  string `json:"keyring,omitempty"`
+		Product  string `json:"product,omitempty"`
 	}
 	doc := map[string]any{}
 	for key, f := range families {
+		product := ""
+		if f.kind == feed.KindUbuntu {
+			product = "com.ubuntu.cloud:server:24.04:{arch}"
+		}
 		doc[key] = map[string]any{
 			"name": f.name,
-			"feed": feedDoc{Kind: f.kind, URL: e.m.URL() + f.path, Arch: "x86_64", Artefact: f.artefact, Keyring: f.keyring},
+			"feed": feedDoc{Kind: f.kind, URL: e.m.URL() + f.path, Arch: "x86_64", Artefact: f.artefact, Keyring: f.keyring, Product: product},
 			"job":  map[string]any{"guest": map[string]any{"user": "debian"}, "timeouts": map[string]any{"total": "4m"}},
 			"publish": map[string]any{"visibility": "private", "glance": true, "properties": map[string]string{"os_distro": key},
 				"rotation": map[string]any{"keep": 2, "older": "community"}},
@@ -115,7 +120,7 @@ type catalogFamily struct{ name, kind, path, artefact, keyring string }
 
 func loadKeyring(path string) (feed.Verifier, error) { return keyring.Load(path) }
 
-func (e *env) watcher(t *testing.T, fams []catalog.Family, cfg watch.Config) (*watch.Watcher, *watch.Metrics) {
+func (e *env) watcher(t testing.TB, fams []catalog.Family, cfg watch.Config) (*watch.Watcher, *watch.Metrics) {
 	t.Helper()
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -145,7 +150,7 @@ func poll(t *testing.T, w *watch.Watcher) map[string]watch.Outcome {
 }
 
 // queued returns the jobs in the queue by id.
-func (e *env) queued(t *testing.T) map[string]jobs.Job {
+func (e *env) queued(t testing.TB) map[string]jobs.Job {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -450,5 +455,64 @@ func TestPendingReleaseIsSubmittedAgain(t *testing.T) {
 	}
 	if r := e.records(t)["c"]; r.State != jobs.ReleaseQueued {
 		t.Errorf("state %s", r.State)
+	}
+}
+
+// TestRunPollsOnScheduleAndRetriesFailures: the service polls every family at start,
+// polls a failed family again after Retry (well before Interval), and picks up a
+// release that appears later at the next Interval; it stops when its context ends.
+func TestRunPollsOnScheduleAndRetriesFailures(t *testing.T) {
+	e := newEnv(t)
+	if err := e.m.Cirros("/c/", mirror.Release{Version: "0.6.3", Name: "c-0.6.3.img", Image: e.image}); err != nil {
+		t.Fatal(err)
+	}
+	fams := e.catalog(t, map[string]catalogFamily{
+		"c": {"C", feed.KindCirros, "/c/", "c-{version}.img", ""},
+		"f": {"F", feed.KindCirros, "/f/", "f-{version}.img", ""},
+	})
+	w, _ := e.watcher(t, fams, watch.Config{Interval: 2 * time.Second, Jitter: 0, Retry: 200 * time.Millisecond, Attempts: 1})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	defer func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("Run did not stop")
+		}
+	}()
+	waitRecord := func(key, release string, within time.Duration) time.Duration {
+		start := time.Now()
+		for time.Since(start) < within {
+			if r := e.records(t)[key]; r.Release == release && r.State == jobs.ReleaseQueued {
+				return time.Since(start)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		t.Fatalf("%s %s not queued within %s: %+v", key, release, within, e.records(t)[key])
+		return 0
+	}
+	waitRecord("c", "0.6.3", 5*time.Second)
+	if r := e.records(t)["f"]; r.FeedError == "" {
+		t.Errorf("f: no feed error recorded: %+v", r)
+	}
+	// The failing feed comes back: the retry, not the daily poll, finds it.
+	if err := e.m.Cirros("/f/", mirror.Release{Version: "1.0", Name: "f-1.0.img", Image: e.image}); err != nil {
+		t.Fatal(err)
+	}
+	if took := waitRecord("f", "1.0", 5*time.Second); took > 1500*time.Millisecond {
+		t.Errorf("failed family polled again after %s, want about the retry delay", took)
+	}
+	// A later release of the healthy family waits for the interval.
+	if err := e.m.Cirros("/c/", mirror.Release{Version: "0.6.4", Name: "c-0.6.4.img", Image: e.image}); err != nil {
+		t.Fatal(err)
+	}
+	waitRecord("c", "0.6.4", 6*time.Second)
+	if n := len(e.queued(t)); n != 3 {
+		t.Errorf("%d jobs queued, want 3", n)
 	}
 }
