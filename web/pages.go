@@ -19,6 +19,8 @@ type overviewRow struct {
 	History []Run
 	// HistoryIDs are the strip's job ids, space-separated, for the page's script.
 	HistoryIDs string
+	// Published is the family's Latest image in Glance, if the publisher made one.
+	Published *jobs.Published
 }
 
 // verdictCounts counts the images by their latest verdict.
@@ -29,12 +31,25 @@ type overviewData struct {
 	Counts  verdictCounts
 	Running int
 	Ready   bool
+	// PublishedErr says why the published column is empty when it could not be read.
+	PublishedErr string
 }
 
 func (s *Server) overview(w http.ResponseWriter, r *http.Request) {
 	images := s.idx.Images()
 	d := overviewData{Rows: make([]overviewRow, len(images)),
 		Running: len(s.idx.Active()), Ready: s.idx.Ready()}
+	published := map[string]*jobs.Published{}
+	ctx, cancel := context.WithTimeout(r.Context(), s.opts.RequestTimeout)
+	list, err := s.src.PublishedImages(ctx)
+	cancel()
+	if err != nil {
+		s.log.Warn("published images not read", "err", err)
+		d.PublishedErr = "published images could not be read from NATS"
+	}
+	for i := range list {
+		published[list[i].Family] = &list[i]
+	}
 	var ids strings.Builder
 	for i, im := range images {
 		ids.Reset()
@@ -45,6 +60,9 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request) {
 			ids.WriteString(run.JobID)
 		}
 		d.Rows[i] = overviewRow{Image: im, Last: im.Latest(), History: im.Runs, HistoryIDs: ids.String()}
+		if im.Family != "" {
+			d.Rows[i].Published = published[im.Family]
+		}
 		switch im.Latest().Verdict {
 		case jobs.VerdictPass:
 			d.Counts.Pass++

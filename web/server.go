@@ -20,7 +20,8 @@ import (
 //
 // Result and Console read one job's final result and full console log; the Follow
 // methods deliver events until the returned stop is called (FollowResults replays
-// the whole results stream first); QueuedJobs lists jobs not yet acknowledged.
+// the whole results stream first); QueuedJobs lists jobs not yet acknowledged;
+// PublishedImages lists each family's Latest image as the publisher recorded it.
 type Source interface {
 	Result(ctx context.Context, jobID string) (jobs.Result, bool, error)
 	Console(ctx context.Context, jobID string, w io.Writer) error
@@ -28,6 +29,7 @@ type Source interface {
 	FollowProgress(jobID string, fn func(jobs.Progress)) (stop func(), err error)
 	FollowAllProgress(fn func(jobs.Progress)) (stop func(), err error)
 	QueuedJobs(ctx context.Context, max int) ([]jobs.QueuedJob, bool, error)
+	PublishedImages(ctx context.Context) ([]jobs.Published, error)
 }
 
 //go:embed templates static

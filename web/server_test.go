@@ -137,6 +137,15 @@ func TestOverviewListsLatestVerdictsAndHistory(t *testing.T) {
 	if code, _ := get(t, url+"/healthz"); code != 200 {
 		t.Errorf("healthz after catching up: %d", code)
 	}
+	// Once the publisher records the family's Latest image, the row shows it.
+	if err := q.PutPublished(ctx, jobs.Published{Version: jobs.Version, Family: "tiny", Name: "Tiny - Latest", ImageID: "7f1e0c52-img",
+		Release: "20261130", JobID: "tiny-2", VerdictAt: base.Add(-time.Hour), PublishedAt: base, OSHashAlgo: "sha512", OSHashValue: strings.Repeat("b", 128)}); err != nil {
+		t.Fatal(err)
+	}
+	_, body = get(t, url+"/")
+	if !strings.Contains(body, `title="Glance image 7f1e0c52-img, published `) || !strings.Contains(body, `>Tiny - Latest</a> <span class="reason">20261130</span>`) {
+		t.Errorf("overview lacks the published image:\n%s", body)
+	}
 }
 
 func TestJobPageShowsTimelineFatalLineAndLinks(t *testing.T) {
