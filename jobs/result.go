@@ -48,14 +48,18 @@ type Result struct {
 	// ConsoleTail is the end of the serial console log.
 	ConsoleTail string `json:"console_tail,omitempty"`
 	// ConsoleLog is where the worker kept the whole console log, when it kept it.
-	ConsoleLog string      `json:"console_log,omitempty"`
-	Worker     string      `json:"worker"`
-	Attempt    int         `json:"attempt"`
-	Accel      string      `json:"accel,omitempty"`
-	Machine    string      `json:"machine,omitempty"` // libvirt domain name
-	StartedAt  time.Time   `json:"started_at"`
-	FinishedAt time.Time   `json:"finished_at"`
-	Publish    Publication `json:"publish,omitzero"`
+	ConsoleLog string `json:"console_log,omitempty"`
+	Worker     string `json:"worker"`
+	Attempt    int    `json:"attempt"`
+	Accel      string `json:"accel,omitempty"`
+	Machine    string `json:"machine,omitempty"` // libvirt domain name
+	// VettedWith is the virtual hardware the verdict holds for: a publisher tells
+	// the cloud to boot the image the same way (hw_firmware_type, hw_machine_type,
+	// hw_disk_bus).
+	VettedWith *VettedMachine `json:"vetted_with,omitempty"`
+	StartedAt  time.Time      `json:"started_at"`
+	FinishedAt time.Time      `json:"finished_at"`
+	Publish    Publication    `json:"publish,omitzero"`
 	// Kept is set when the worker left the failed machine running for debugging.
 	Kept *KeptMachine `json:"kept,omitempty"`
 	// ConsoleMarks are the console lines that told the story of the boot: the first
@@ -81,6 +85,20 @@ type ConsoleMark struct {
 	Line string    `json:"line"`
 	At   time.Time `json:"at"`
 }
+
+// VettedMachine is the virtual hardware an image was booted on, in Nova's terms.
+type VettedMachine struct {
+	Firmware  string `json:"firmware"`     // bios or uefi (hw_firmware_type)
+	Type      string `json:"machine_type"` // pc or q35 (hw_machine_type)
+	DiskBus   string `json:"disk_bus"`     // the root disk's bus (hw_disk_bus)
+	MemoryMiB int    `json:"memory_mib"`
+	// User is the login user the checks used (the SCS image_original_user).
+	User string `json:"user"`
+}
+
+// DiskBusVirtio is the bus the worker attaches the image's disk on (worker/vm/libvirt
+// builds every domain with its root disk on virtio).
+const DiskBusVirtio = "virtio"
 
 // KeptMachine tells how to reach a machine left running after a failed job.
 type KeptMachine struct {

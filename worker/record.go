@@ -36,8 +36,10 @@ func newRecorder(job jobs.Job, attempt int, worker string, progress func(jobs.Pr
 			Attempt:   attempt,
 			StartedAt: now().UTC(),
 			Publish:   job.Publish,
-			Checks:    []jobs.CheckResult{},
-			Stages:    []jobs.Stage{},
+			VettedWith: &jobs.VettedMachine{Firmware: job.Machine.Firmware, Type: job.Machine.Type,
+				DiskBus: jobs.DiskBusVirtio, MemoryMiB: job.Machine.MemoryMiB, User: job.Guest.User},
+			Checks: []jobs.CheckResult{},
+			Stages: []jobs.Stage{},
 		},
 	}
 }

@@ -8,6 +8,7 @@
 //	imagevet watch [--once]                            queue new vendor releases of the catalog's families
 //	imagevet status [IMAGE]                            latest verdict per image, newest release per family
 //	imagevet serve                                     the operators' web page
+//	imagevet publish [--job ID [--dry-run]]            put passed images into Glance
 //	imagevet version
 package main
 
@@ -42,6 +43,8 @@ commands:
   watch [--once]          follow the catalog's vendor feeds, queue each new release
   status [IMAGE]          latest verdict per image name, newest release per family
   serve                   the operators' web page (127.0.0.1:8080)
+  publish                 put passed images into OpenStack Glance, rotate families;
+                          --job ID publishes one result, --dry-run prints the plan
   version                 print the version
 
 Every flag has an IMAGEVET_* environment fallback; see COMMAND -h.
@@ -74,6 +77,8 @@ func dispatch(ctx context.Context, args []string, env Env) int {
 		return cmdStatus(ctx, rest, env)
 	case "serve":
 		return cmdServe(ctx, rest, env)
+	case "publish":
+		return cmdPublish(ctx, rest, env)
 	case "metadata-proxy":
 		return cmdMetadataProxy(ctx, rest, env)
 	case "version", "--version", "-version":

@@ -1,0 +1,424 @@
+// Package glancetest starts a real Keystone and a real Glance from Debian's packages
+// (keystone, glance-api) on loopback for tests, each with its own SQLite database and
+// file store in a temporary directory, and stops them by PID when the test ends. Nova
+// and Cinder, which the publisher only asks whether an image is in use, are answered
+// by Answerer: a loopback HTTP server replaying the documented response shapes of
+// their server and volume lists. It is not a Nova or a Cinder.
+package glancetest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gophercloud/gophercloud/v2"
+	"github.com/gophercloud/gophercloud/v2/openstack"
+	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/endpoints"
+	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/services"
+	"go.yaml.in/yaml/v3"
+)
+
+// Names the test cloud is set up with.
+const (
+	CloudName = "imagevet-test"
+	Region    = "RegionOne"
+	Admin     = "admin"
+	Password  = "imagevet-test-secret"
+)
+
+// Cloud is a running Keystone + Glance pair.
+type Cloud struct {
+	Dir         string
+	KeystoneURL string // http://127.0.0.1:P/v3
+	GlanceURL   string // http://127.0.0.1:P
+	// CloudsFile is a clouds.yaml whose entry CloudName logs in as the admin.
+	CloudsFile string
+	Usage      *Answerer
+}
+
+// binaries the harness needs, all from the keystone and glance-api packages.
+var binaries = []string{"keystone-manage", "keystone-wsgi-public", "glance-manage", "glance-api", "sqlite3"}
+
+// Start brings up Keystone and Glance and registers Glance and the Answerer in
+// Keystone's catalog. Without the packages the test is skipped, or fails under CI=true.
+func Start(t testing.TB) *Cloud {
+	t.Helper()
+	for _, b := range binaries {
+		if _, err := exec.LookPath(b); err != nil {
+			msg := fmt.Sprintf("%s not installed (scripts/setup-host installs keystone and glance-api): %v", b, err)
+			if os.Getenv("CI") == "true" {
+				t.Fatal(msg)
+			}
+			t.Skip(msg)
+		}
+	}
+	dir := t.TempDir()
+	c := &Cloud{Dir: dir}
+	kport, gport := freePort(t), freePort(t)
+	c.KeystoneURL = fmt.Sprintf("http://127.0.0.1:%d/v3", kport)
+	c.GlanceURL = fmt.Sprintf("http://127.0.0.1:%d", gport)
+
+	// Glance's database migrates while Keystone sets itself up.
+	gconf := c.writeGlanceConf(t, gport)
+	var gerr error
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		gerr = run(dir, nil, "glance-manage", "--config-file", gconf, "db_sync")
+	}()
+	kconf := c.writeKeystoneConf(t)
+	kenv := []string{"OS_KEYSTONE_CONFIG_FILES=" + kconf}
+	steps := [][]string{
+		{"keystone-manage", "--config-file", kconf, "db_sync"},
+		// Keystone on SQLite fails writes with "database is locked" without WAL.
+		{"sqlite3", filepath.Join(dir, "keystone.db"), "PRAGMA journal_mode=WAL;"},
+		{"keystone-manage", "--config-file", kconf, "fernet_setup", "--keystone-user", "root", "--keystone-group", "root"},
+		{"keystone-manage", "--config-file", kconf, "credential_setup", "--keystone-user", "root", "--keystone-group", "root"},
+		{"keystone-manage", "--config-file", kconf, "bootstrap", "--bootstrap-username", Admin,
+			"--bootstrap-password", Password, "--bootstrap-project-name", Admin,
+			"--bootstrap-admin-url", c.KeystoneURL, "--bootstrap-public-url", c.KeystoneURL,
+			"--bootstrap-internal-url", c.KeystoneURL, "--bootstrap-region-id", Region},
+	}
+	for _, s := range steps {
+		if err := run(dir, kenv, s...); err != nil {
+			wg.Wait()
+			t.Fatal(err)
+		}
+	}
+	wg.Wait()
+	if gerr != nil {
+		t.Fatal(gerr)
+	}
+	serve(t, dir, "keystone", kenv, "keystone-wsgi-public", "--host", "127.0.0.1", "--port", fmt.Sprint(kport))
+	serve(t, dir, "glance", nil, "glance-api", "--config-file", gconf)
+	waitHTTP(t, c.KeystoneURL, filepath.Join(dir, "keystone.log"))
+	waitHTTP(t, c.GlanceURL+"/versions", filepath.Join(dir, "glance.log"))
+
+	c.Usage = NewAnswerer(t)
+	c.writeCloudsFile(t)
+	c.register(t)
+	return c
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func run(dir string, env []string, args ...string) error {
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s: %w\n%s", strings.Join(args, " "), err, tail(out))
+	}
+	return nil
+}
+
+func tail(b []byte) []byte {
+	if len(b) > 4000 {
+		return b[len(b)-4000:]
+	}
+	return b
+}
+
+// serve starts a server process in its own process group, logging to dir/name.log,
+// and stops that group when the test ends.
+func serve(t testing.TB, dir, name string, env []string, args ...string) {
+	t.Helper()
+	logf, err := os.Create(filepath.Join(dir, name+".log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		t.Fatalf("start %s: %v", name, err)
+	}
+	pid := cmd.Process.Pid
+	t.Cleanup(func() {
+		_ = syscall.Kill(-pid, syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = syscall.Kill(-pid, syscall.SIGKILL)
+			<-done
+		}
+		logf.Close()
+	})
+}
+
+func waitHTTP(t testing.TB, url, logFile string) {
+	t.Helper()
+	client := &http.Client{Timeout: 5 * time.Second}
+	deadline := time.Now().Add(90 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := client.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode < 500 {
+				return
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	out, _ := os.ReadFile(logFile)
+	t.Fatalf("%s does not answer after 90 s; its log ends:\n%s", url, tail(out))
+}
+
+// ini is one configuration file: sections of key = value lines, in order.
+type ini []struct {
+	section string
+	keys    [][2]string
+}
+
+func (f ini) write(t testing.TB, path string) string {
+	t.Helper()
+	var b bytes.Buffer
+	for _, s := range f {
+		fmt.Fprintf(&b, "[%s]\n", s.section)
+		for _, kv := range s.keys {
+			fmt.Fprintf(&b, "%s = %s\n", kv[0], kv[1])
+		}
+	}
+	if err := os.WriteFile(path, b.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func (c *Cloud) writeKeystoneConf(t testing.TB) string {
+	t.Helper()
+	for _, d := range []string{"fernet-keys", "credential-keys"} {
+		if err := os.Mkdir(filepath.Join(c.Dir, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ini{
+		{"DEFAULT", [][2]string{{"use_stderr", "true"}}},
+		{"database", [][2]string{{"connection", "sqlite:///" + filepath.Join(c.Dir, "keystone.db")}}},
+		{"fernet_tokens", [][2]string{{"key_repository", filepath.Join(c.Dir, "fernet-keys")}}},
+		{"fernet_receipts", [][2]string{{"key_repository", filepath.Join(c.Dir, "fernet-keys")}}},
+		{"credential", [][2]string{{"key_repository", filepath.Join(c.Dir, "credential-keys")}}},
+		{"token", [][2]string{{"provider", "fernet"}}},
+	}.write(t, filepath.Join(c.Dir, "keystone.conf"))
+}
+
+func (c *Cloud) writeGlanceConf(t testing.TB, port int) string {
+	t.Helper()
+	for _, d := range []string{"images", "staging", "tasks", "locks"} {
+		if err := os.Mkdir(filepath.Join(c.Dir, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ini{
+		{"DEFAULT", [][2]string{{"bind_host", "127.0.0.1"}, {"bind_port", fmt.Sprint(port)}, {"workers", "0"},
+			{"use_stderr", "true"}, {"enabled_import_methods", "[glance-direct,web-download]"}}},
+		{"database", [][2]string{{"connection", "sqlite:///" + filepath.Join(c.Dir, "glance.db")}}},
+		{"glance_store", [][2]string{{"stores", "file"}, {"default_store", "file"},
+			{"filesystem_store_datadir", filepath.Join(c.Dir, "images") + "/"}}},
+		{"os_glance_staging_store", [][2]string{{"filesystem_store_datadir", filepath.Join(c.Dir, "staging") + "/"}}},
+		{"os_glance_tasks_store", [][2]string{{"filesystem_store_datadir", filepath.Join(c.Dir, "tasks") + "/"}}},
+		{"paste_deploy", [][2]string{{"flavor", "keystone"}, {"config_file", "/etc/glance/glance-api-paste.ini"}}},
+		{"keystone_authtoken", [][2]string{{"www_authenticate_uri", c.KeystoneURL}, {"auth_url", c.KeystoneURL},
+			{"auth_type", "password"}, {"username", Admin}, {"password", Password}, {"user_domain_id", "default"},
+			{"project_name", Admin}, {"project_domain_id", "default"}}},
+		{"oslo_concurrency", [][2]string{{"lock_path", filepath.Join(c.Dir, "locks")}}},
+	}.write(t, filepath.Join(c.Dir, "glance-api.conf"))
+}
+
+// cloudsYAML is the clouds.yaml layout every OpenStack client reads.
+type cloudsYAML struct {
+	Clouds map[string]cloudEntry `yaml:"clouds"`
+}
+
+type cloudEntry struct {
+	Auth       cloudAuth `yaml:"auth"`
+	RegionName string    `yaml:"region_name"`
+	Interface  string    `yaml:"interface"`
+}
+
+type cloudAuth struct {
+	AuthURL         string `yaml:"auth_url"`
+	Username        string `yaml:"username"`
+	Password        string `yaml:"password"`
+	ProjectName     string `yaml:"project_name"`
+	UserDomainID    string `yaml:"user_domain_id"`
+	ProjectDomainID string `yaml:"project_domain_id"`
+}
+
+func (c *Cloud) writeCloudsFile(t testing.TB) {
+	t.Helper()
+	data, err := yaml.Marshal(cloudsYAML{Clouds: map[string]cloudEntry{CloudName: {
+		Auth: cloudAuth{AuthURL: c.KeystoneURL, Username: Admin, Password: Password, ProjectName: Admin,
+			UserDomainID: "default", ProjectDomainID: "default"},
+		RegionName: Region, Interface: "public",
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.CloudsFile = filepath.Join(c.Dir, "clouds.yaml")
+	if err := os.WriteFile(c.CloudsFile, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Provider logs in as the admin.
+func (c *Cloud) Provider(ctx context.Context) (*gophercloud.ProviderClient, error) {
+	return openstack.AuthenticatedClient(ctx, gophercloud.AuthOptions{IdentityEndpoint: c.KeystoneURL,
+		Username: Admin, Password: Password, DomainID: "default",
+		Scope: &gophercloud.AuthScope{ProjectName: Admin, DomainID: "default"}})
+}
+
+// register puts Glance (image) and the Answerer (compute, volumev3) in the catalog.
+func (c *Cloud) register(t testing.TB) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	pc, err := c.Provider(ctx)
+	if err != nil {
+		t.Fatalf("log in to the test keystone: %v", err)
+	}
+	id, err := openstack.NewIdentityV3(pc, gophercloud.EndpointOpts{Region: Region})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []struct{ name, typ, url string }{
+		{"glance", "image", c.GlanceURL},
+		{"nova", "compute", c.Usage.URL + "/compute/v2.1/"},
+		{"cinderv3", "volumev3", c.Usage.URL + "/volume/v3/"},
+	} {
+		svc, err := services.Create(ctx, id, services.CreateOpts{Type: s.typ, Extra: map[string]any{"name": s.name}}).Extract()
+		if err != nil {
+			t.Fatalf("register %s: %v", s.name, err)
+		}
+		for _, av := range []gophercloud.Availability{gophercloud.AvailabilityPublic, gophercloud.AvailabilityInternal} {
+			if _, err := endpoints.Create(ctx, id, endpoints.CreateOpts{Availability: av, Region: Region, URL: s.url, ServiceID: svc.ID}).Extract(); err != nil {
+				t.Fatalf("register %s endpoint: %v", s.name, err)
+			}
+		}
+	}
+}
+
+// Answerer replays Nova's and Cinder's list responses for the in-use check: servers
+// (GET /compute/v2.1/servers/detail, filtered by ?image=) and volumes (GET
+// /volume/v3/volumes/detail, with volume_image_metadata). Tests say which image is
+// used by what. It is a stand-in on loopback, not a Nova or a Cinder.
+type Answerer struct {
+	URL string
+	mu  sync.Mutex
+	// servers and volumes map an image id to the ids of what uses it.
+	servers, volumes map[string][]string
+	// Requests counts the in-use questions asked, by path.
+	requests map[string]int
+}
+
+// NewAnswerer starts the Answerer on a loopback port until the test ends.
+func NewAnswerer(t testing.TB) *Answerer {
+	a := &Answerer{servers: map[string][]string{}, volumes: map[string][]string{}, requests: map[string]int{}}
+	srv := httptest.NewServer(http.HandlerFunc(a.serve))
+	t.Cleanup(srv.Close)
+	a.URL = srv.URL
+	return a
+}
+
+// UseByServer makes the image in use by a server (all projects).
+func (a *Answerer) UseByServer(imageID, serverID string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.servers[imageID] = append(a.servers[imageID], serverID)
+}
+
+// UseByVolume makes the image in use by a volume created from it.
+func (a *Answerer) UseByVolume(imageID, volumeID string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.volumes[imageID] = append(a.volumes[imageID], volumeID)
+}
+
+// Release forgets every user of the image.
+func (a *Answerer) Release(imageID string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.servers, imageID)
+	delete(a.volumes, imageID)
+}
+
+// Requests returns how many times path was asked.
+func (a *Answerer) Requests(path string) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.requests[path]
+}
+
+type server struct {
+	ID     string         `json:"id"`
+	Name   string         `json:"name"`
+	Status string         `json:"status"`
+	Image  map[string]any `json:"image"`
+}
+
+type volume struct {
+	ID                  string            `json:"id"`
+	Status              string            `json:"status"`
+	VolumeImageMetadata map[string]string `json:"volume_image_metadata"`
+}
+
+func (a *Answerer) serve(w http.ResponseWriter, r *http.Request) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.requests[r.URL.Path]++
+	if r.Method != http.MethodGet || r.URL.Query().Get("all_tenants") == "" {
+		http.Error(w, `{"badRequest":{"message":"only GET of all projects is answered","code":400}}`, http.StatusBadRequest)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	switch r.URL.Path {
+	case "/compute/v2.1/servers/detail":
+		out := struct {
+			Servers []server `json:"servers"`
+		}{Servers: []server{}}
+		img := r.URL.Query().Get("image")
+		for _, id := range a.servers[img] {
+			out.Servers = append(out.Servers, server{ID: id, Name: "srv-" + id, Status: "ACTIVE", Image: map[string]any{"id": img}})
+		}
+		_ = json.NewEncoder(w).Encode(out)
+	case "/volume/v3/volumes/detail":
+		out := struct {
+			Volumes []volume `json:"volumes"`
+		}{Volumes: []volume{}}
+		for img, ids := range a.volumes {
+			for _, id := range ids {
+				out.Volumes = append(out.Volumes, volume{ID: id, Status: "in-use", VolumeImageMetadata: map[string]string{"image_id": img}})
+			}
+		}
+		_ = json.NewEncoder(w).Encode(out)
+	default:
+		http.NotFound(w, r)
+	}
+}

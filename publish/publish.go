@@ -1,0 +1,513 @@
+// Package publish puts images that passed vetting into OpenStack Glance: exactly the
+// vetted bytes (both digests checked before upload, Glance's os_hash_value checked
+// after), under the family's Latest name, and rotates the family's older releases to
+// community or hidden, deactivates those past the policy and deletes them once no
+// server and no volume uses them. It reads results from NATS (a durable consumer of
+// the results stream, or one job's result) and records each family's Latest in
+// jobs.BucketPublished.
+package publish
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
+
+	"github.com/imagevet/imagevet/jobs"
+	"github.com/imagevet/imagevet/worker/image"
+)
+
+// ConfigError is a bad setting or credential: fix the configuration, retrying won't help.
+type ConfigError struct {
+	Field string
+	Err   error
+}
+
+func (e *ConfigError) Error() string { return e.Field + ": " + e.Err.Error() }
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// MismatchError says the bytes are not the vetted ones: the source changed, the cache
+// is damaged, or Glance stored something else. Nothing is published; not retried.
+type MismatchError struct {
+	What      string // "sha256 of <file>", "Glance os_hash_value of image <id>"…
+	Want, Got string
+}
+
+func (e *MismatchError) Error() string {
+	return fmt.Sprintf("%s is %s, the verdict was for %s", e.What, e.Got, e.Want)
+}
+
+// Retryable reports whether a failed publication may succeed when tried again later:
+// cloud or network trouble, yes; bad configuration, wrong bytes or a bad result, no.
+func Retryable(err error) bool {
+	var ce *ConfigError
+	var me *MismatchError
+	var se *image.SourceError
+	var cm *image.ChecksumMismatchError
+	var ue *image.UnsafeImageError
+	switch {
+	case errors.As(err, &ce), errors.As(err, &me), errors.As(err, &se), errors.As(err, &cm), errors.As(err, &ue):
+		return false
+	}
+	var fe *image.FetchError
+	if errors.As(err, &fe) {
+		return fe.Retryable
+	}
+	return true
+}
+
+// Outcome statuses.
+const (
+	StatusPublished  = "published"  // this job's image was uploaded and the family rotated
+	StatusAlready    = "already"    // the job's image was in Glance already; the family was brought to the policy
+	StatusSuperseded = "superseded" // newer releases fill the family's policy: nothing uploaded
+	StatusSkipped    = "skipped"    // the result does not ask for publication (or is not a pass)
+	StatusPlanned    = "planned"    // --dry-run: the plan, nothing changed
+)
+
+// Outcome is what one publication did (or, in a dry run, would do).
+type Outcome struct {
+	JobID   string   `json:"job_id"`
+	Family  string   `json:"family,omitempty"`
+	Status  string   `json:"status"`
+	Reason  string   `json:"reason,omitempty"`
+	ImageID string   `json:"image_id,omitempty"` // the job's Glance image
+	Latest  string   `json:"latest,omitempty"`   // the family's Latest image after the run
+	Plan    []Action `json:"plan"`
+	// Problems lists steps that failed and are tried again on the next run (a delete
+	// refused, an image still in use is not a problem but a reason to keep it).
+	Problems []string `json:"problems,omitempty"`
+	// Kept lists images past the policy that stay because something uses them.
+	Kept []string `json:"kept,omitempty"`
+}
+
+// Config wires a Publisher.
+type Config struct {
+	Cloud *Cloud
+	// Store is where the vetted bytes are found: the worker's content-addressed
+	// cache, else fetched again from the result's image source (and verified).
+	Store *image.Store
+	// Usage is the in-use check before a delete (default: the cloud's Nova and Cinder).
+	Usage Usage
+	// Queue receives the family's published record; nil leaves the record alone.
+	Queue *jobs.Queue
+	// MinUploadRate sizes the upload deadline: 5 min plus the image size at this
+	// many bytes per second (default 2 MiB/s).
+	MinUploadRate int64
+	// PollEvery is how often an image's status is polled (default 2 s).
+	PollEvery time.Duration
+	Logger    *slog.Logger
+	Now       func() time.Time
+}
+
+// Publisher publishes passed results to one cloud. Calls must not overlap for the same
+// family (the service takes one result at a time).
+type Publisher struct {
+	cfg    Config
+	glance *glance
+	usage  Usage
+	log    *slog.Logger
+	now    func() time.Time
+}
+
+// New checks cfg and returns a Publisher.
+func New(cfg Config) (*Publisher, error) {
+	if cfg.Cloud == nil || cfg.Cloud.Image == nil {
+		return nil, &ConfigError{Field: "cloud", Err: errors.New("no image service client")}
+	}
+	if cfg.Store == nil {
+		return nil, &ConfigError{Field: "cache", Err: errors.New("no image store")}
+	}
+	if cfg.MinUploadRate <= 0 {
+		cfg.MinUploadRate = 2 << 20
+	}
+	if cfg.PollEvery <= 0 {
+		cfg.PollEvery = 2 * time.Second
+	}
+	if cfg.Cloud.Timeout <= 0 {
+		cfg.Cloud.Timeout = 2 * time.Minute
+	}
+	p := &Publisher{cfg: cfg, glance: &glance{sc: cfg.Cloud.Image}, usage: cfg.Usage, log: cfg.Logger, now: cfg.Now}
+	if p.usage == nil {
+		p.usage = NewUsage(cfg.Cloud)
+	}
+	if p.log == nil {
+		p.log = slog.New(slog.DiscardHandler)
+	}
+	if p.now == nil {
+		p.now = time.Now
+	}
+	return p, nil
+}
+
+// Ineligible says why a result must not reach Glance, or "" when it may.
+func Ineligible(r jobs.Result) string {
+	switch {
+	case r.Verdict != jobs.VerdictPass:
+		return "verdict " + string(r.Verdict) + ", only a pass is published"
+	case !r.Publish.Glance:
+		return "the job does not ask for publication (publish.glance)"
+	case r.Publish.Family == "":
+		return "publish.family is empty"
+	case r.ImageFacts == nil || r.ImageFacts.OSHashValue == "" || r.ImageFacts.SHA256 == "":
+		return "the result carries no image facts (digests)"
+	case r.ImageFacts.Source == "":
+		return "the result carries no image source"
+	}
+	return ""
+}
+
+// call bounds one API call.
+func (p *Publisher) call(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, p.cfg.Cloud.Timeout)
+}
+
+// Publish publishes a passed result's image and rotates its family; with dryRun it
+// only plans. It is idempotent by job id: the job's image, once in Glance, is found
+// by its imagevet_job_id property and never uploaded twice.
+func (p *Publisher) Publish(ctx context.Context, r jobs.Result, dryRun bool) (Outcome, error) {
+	out := Outcome{JobID: r.JobID, Family: r.Publish.Family, Plan: []Action{}}
+	if why := Ineligible(r); why != "" {
+		out.Status, out.Reason = StatusSkipped, why
+		return out, nil
+	}
+	log := p.log.With("job", r.JobID, "family", r.Publish.Family)
+	pol := PolicyFor(r.Publish)
+	cctx, cancel := p.call(ctx)
+	fam, err := p.glance.family(cctx, r.Publish.Family)
+	cancel()
+	if err != nil {
+		return out, err
+	}
+	cand := Image{JobID: r.JobID, Release: r.Publish.Release, ReleasedAt: releasedAt(r.Publish),
+		VerdictAt: r.FinishedAt.UTC(), Status: statusActive, Visibility: "private", CreatedAt: p.now().UTC()}
+	cand.Name = pol.OlderName(cand)
+	var mine *Image
+	for i := range fam {
+		if fam[i].JobID == r.JobID && settled(fam[i]) {
+			mine = &fam[i]
+		}
+	}
+	switch {
+	case mine != nil:
+		out.Status, out.ImageID = StatusAlready, mine.ID
+	case position(fam, cand) > pol.Keep:
+		out.Status = StatusSuperseded
+		out.Reason = fmt.Sprintf("%d newer releases of %s are published and the policy keeps %d besides Latest", position(fam, cand), r.Publish.Family, pol.Keep)
+		return out, nil
+	case dryRun:
+		out.Plan = append(out.Plan, Action{Kind: ActCreate, Name: cand.Name, Visibility: "private", Release: cand.Release})
+		fam = append(fam, cand)
+	default:
+		// Unfinished uploads go before a new one starts, so a crash loop cannot pile them up.
+		p.cleanup(ctx, log, fam, &out)
+		im, err := p.upload(ctx, log, r, pol, cand.Name)
+		if err != nil {
+			return out, err
+		}
+		out.Status, out.ImageID = StatusPublished, im.ID
+		out.Plan = append(out.Plan, Action{Kind: ActCreate, ImageID: im.ID, Name: im.Name, Visibility: im.Visibility, Release: im.Release})
+		fam = append(fam, im)
+	}
+	plan := Rotation(fam, pol)
+	out.Plan = append(out.Plan, plan...)
+	if dryRun {
+		out.Status = StatusPlanned
+		return out, nil
+	}
+	p.apply(ctx, log, plan, &out)
+	if err := p.record(ctx, r, pol, &out); err != nil {
+		return out, err
+	}
+	return out, nil
+}
+
+// cleanup deletes the family's unfinished uploads (queued, saving, importing…): a
+// publisher stopped in the middle left them, and only a publisher makes them.
+func (p *Publisher) cleanup(ctx context.Context, log *slog.Logger, fam []Image, out *Outcome) {
+	for _, im := range fam {
+		if settled(im) {
+			continue
+		}
+		cctx, cancel := p.call(ctx)
+		err := p.glance.remove(cctx, im.ID)
+		cancel()
+		if err != nil {
+			out.Problems = append(out.Problems, err.Error())
+			continue
+		}
+		log.Info("deleted unfinished upload", "image", im.ID, "status", im.Status)
+	}
+}
+
+// apply carries out a rotation plan. A step that fails is recorded and the rest go on,
+// except that the Latest rename waits for every rename away from the Latest name.
+func (p *Publisher) apply(ctx context.Context, log *slog.Logger, plan []Action, out *Outcome) {
+	retireFailed := false
+	for _, a := range plan {
+		var err error
+		cctx, cancel := p.call(ctx)
+		switch a.Kind {
+		case ActCleanup:
+			err = p.glance.remove(cctx, a.ImageID)
+		case ActRetire:
+			err = p.updateChecked(cctx, a)
+			retireFailed = retireFailed || err != nil
+		case ActLatest:
+			if retireFailed {
+				err = fmt.Errorf("image %s keeps its name: an older release could not give up the Latest name", a.ImageID)
+				break
+			}
+			err = p.updateChecked(cctx, a)
+		case ActDeactivate:
+			err = p.glance.deactivate(cctx, a.ImageID)
+		case ActDelete:
+			var user string
+			if user, err = p.usage.InUse(cctx, a.ImageID); err == nil && user != "" {
+				out.Kept = append(out.Kept, a.ImageID+" (used by "+user+")")
+				log.Info("image past the policy kept in use", "image", a.ImageID, "user", user)
+				cancel()
+				continue
+			}
+			if err == nil {
+				err = p.glance.remove(cctx, a.ImageID)
+			}
+		}
+		cancel()
+		if err != nil {
+			log.Warn("publication step failed", "action", a.Kind, "image", a.ImageID, "err", err)
+			out.Problems = append(out.Problems, a.Kind+" "+a.ImageID+": "+err.Error())
+			continue
+		}
+		log.Info("publication step done", "action", a.Kind, "image", a.ImageID, "name", a.Name)
+	}
+}
+
+// updateChecked renames an image and sets its visibility, then reads it back: Glance's
+// import task saves the image once more after it turned active, and that save can undo
+// an update made in between. The update is repeated until it holds.
+func (p *Publisher) updateChecked(ctx context.Context, a Action) error {
+	for try := 0; ; try++ {
+		if err := p.glance.update(ctx, a.ImageID, change{Name: a.Name, Visibility: a.Visibility, Hidden: a.Hidden}); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-time.After(p.cfg.PollEvery):
+		}
+		im, err := p.glance.get(ctx, a.ImageID)
+		if err != nil {
+			return err
+		}
+		if im.Name == a.Name && (a.Visibility == "" || im.Visibility == a.Visibility) && (a.Hidden == nil || im.Hidden == *a.Hidden) {
+			return nil
+		}
+		if try == 4 {
+			return fmt.Errorf("image %s: the update to %q did not hold (it is %q, %s)", a.ImageID, a.Name, im.Name, im.Visibility)
+		}
+	}
+}
+
+// record writes the family's Latest to jobs.BucketPublished.
+func (p *Publisher) record(ctx context.Context, r jobs.Result, pol Policy, out *Outcome) error {
+	cctx, cancel := p.call(ctx)
+	fam, err := p.glance.family(cctx, r.Publish.Family)
+	cancel()
+	if err != nil {
+		return err
+	}
+	var latest *Image
+	for i := range fam {
+		if fam[i].Name == pol.Latest && fam[i].Status == statusActive {
+			latest = &fam[i]
+		}
+	}
+	if latest == nil {
+		out.Problems = append(out.Problems, "family "+r.Publish.Family+" has no image named "+pol.Latest)
+		return nil
+	}
+	out.Latest = latest.ID
+	if p.cfg.Queue == nil {
+		return nil
+	}
+	rec := jobs.Published{Family: r.Publish.Family, Name: latest.Name, ImageID: latest.ID, Release: latest.Release,
+		JobID: latest.JobID, VerdictAt: latest.VerdictAt, PublishedAt: p.now().UTC(),
+		OSHashAlgo: latest.OSHashAlgo, OSHashValue: latest.OSHashValue, Cloud: p.cfg.Cloud.Name}
+	if !latest.ReleasedAt.IsZero() {
+		t := latest.ReleasedAt
+		rec.ReleasedAt = &t
+	}
+	prev, ok, err := p.cfg.Queue.PublishedImage(ctx, r.Publish.Family)
+	if err != nil {
+		return err
+	}
+	if ok && prev.ImageID == latest.ID {
+		return nil // unchanged: keep when it became Latest
+	}
+	if ok {
+		rec.Replaced = prev.ImageID
+	}
+	return p.cfg.Queue.PutPublished(ctx, rec)
+}
+
+// upload creates the image (private, under its dated name), sends exactly the vetted
+// bytes and waits for Glance to make it active with the vetted sha512. On any failure
+// the image is deleted again.
+func (p *Publisher) upload(ctx context.Context, log *slog.Logger, r jobs.Result, pol Policy, name string) (Image, error) {
+	f := r.ImageFacts
+	base, err := p.cfg.Store.Fetch(ctx, image.Source{URL: f.Source, Format: f.Format, Checksum: "sha512:" + f.OSHashValue}, nil)
+	if err != nil {
+		return Image{}, fmt.Errorf("vetted image %s: %w", f.Source, err)
+	}
+	file, err := os.Open(base.Path)
+	if err != nil {
+		return Image{}, fmt.Errorf("vetted image: %w", err)
+	}
+	defer file.Close()
+	if err := verify(file, base.Path, f); err != nil {
+		return Image{}, err
+	}
+	props := properties(r, pol)
+	minRAM, _ := strconv.Atoi(props["min_ram"])
+	delete(props, "min_ram")
+	vis := images.ImageVisibilityPrivate
+	cctx, cancel := p.call(ctx)
+	im, err := p.glance.create(cctx, images.CreateOpts{
+		Name: name, DiskFormat: f.Format, ContainerFormat: "bare", Visibility: &vis,
+		MinDisk: int((f.VirtualSize + 1<<30 - 1) >> 30), MinRAM: minRAM,
+		Tags: []string{TagImagevet}, Properties: props,
+	})
+	cancel()
+	if err != nil {
+		return Image{}, err
+	}
+	kept := false
+	defer func() {
+		if kept {
+			return
+		}
+		// Bounded cleanup, also when ctx was cancelled: never leave half an image.
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.Cloud.Timeout)
+		defer cancel()
+		if err := p.glance.remove(dctx, im.ID); err != nil {
+			log.Warn("deleting a failed upload", "image", im.ID, "err", err)
+		}
+	}()
+	cctx, cancel = p.call(ctx)
+	direct := slices.Contains(p.glance.importMethods(cctx), "glance-direct")
+	cancel()
+	uctx, cancel := context.WithTimeout(ctx, 5*time.Minute+time.Duration(f.Size/p.cfg.MinUploadRate)*time.Second)
+	defer cancel()
+	start := p.now()
+	if err := p.glance.upload(uctx, im.ID, file, direct); err != nil {
+		return Image{}, err
+	}
+	active, err := p.glance.waitActive(uctx, im.ID, p.cfg.PollEvery)
+	if err != nil {
+		return Image{}, err
+	}
+	if active.OSHashAlgo != "sha512" || active.OSHashValue != f.OSHashValue {
+		return Image{}, &MismatchError{What: "Glance " + active.OSHashAlgo + " os_hash_value of image " + im.ID, Want: f.OSHashValue, Got: active.OSHashValue}
+	}
+	log.Info("image uploaded", "image", im.ID, "bytes", f.Size, "glance_direct", direct, "took", p.now().Sub(start).Round(time.Millisecond))
+	kept = true
+	return active, nil
+}
+
+// verify hashes the file about to be sent: both digests must be the vetted ones.
+func verify(file *os.File, path string, f *jobs.ImageFacts) error {
+	h256, h512 := sha256.New(), sha512.New()
+	if _, err := io.Copy(io.MultiWriter(h256, h512), file); err != nil {
+		return fmt.Errorf("hash %s: %w", path, err)
+	}
+	if _, err := file.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("rewind %s: %w", path, err)
+	}
+	if got := hex.EncodeToString(h256.Sum(nil)); got != f.SHA256 {
+		return &MismatchError{What: "sha256 of " + path, Want: f.SHA256, Got: got}
+	}
+	if got := hex.EncodeToString(h512.Sum(nil)); got != f.OSHashValue {
+		return &MismatchError{What: "sha512 of " + path, Want: f.OSHashValue, Got: got}
+	}
+	return nil
+}
+
+// properties are the image's Glance properties: the job's own, the hardware it was
+// vetted on, the SCS image-metadata standard's mandatory ones, and imagevet's.
+// The job's properties win over derived ones; imagevet's identify the image and
+// always win.
+func properties(r jobs.Result, pol Policy) map[string]string {
+	f := r.ImageFacts
+	built := r.FinishedAt.UTC()
+	if r.Publish.ReleasedAt != nil {
+		built = r.Publish.ReleasedAt.UTC()
+	}
+	out := map[string]string{
+		"image_source":      f.Source,
+		"image_description": strings.TrimSpace(pol.Base + " " + r.Publish.Release),
+		"image_build_date":  built.Format("2006-01-02"),
+		"provided_until":    "none",
+		"replace_frequency": "never",
+		"uuid_validity":     "none",
+	}
+	if d, v, ok := distroVersion(r.Publish.Family); ok {
+		out["os_distro"], out["os_version"] = d, v
+	}
+	if rot := r.Publish.Rotation; rot != nil {
+		if rot.ReplaceFrequency != "" {
+			out["replace_frequency"] = rot.ReplaceFrequency
+		}
+		if rot.UUIDValidity != "" {
+			out["uuid_validity"] = rot.UUIDValidity
+		}
+	}
+	if m := r.VettedWith; m != nil {
+		out["hw_firmware_type"], out["hw_machine_type"], out["hw_disk_bus"] = m.Firmware, m.Type, m.DiskBus
+		if m.User != "" {
+			out["image_original_user"] = m.User
+		}
+	}
+	maps.Copy(out, r.Publish.Properties)
+	out[PropFamily] = r.Publish.Family
+	out[PropJobID] = r.JobID
+	out[PropVerdictAt] = r.FinishedAt.UTC().Format(time.RFC3339)
+	out[PropWorker] = r.Worker
+	out[PropSHA256] = f.SHA256
+	if r.Publish.Release != "" {
+		out[PropRelease] = r.Publish.Release
+	}
+	if r.Publish.ReleasedAt != nil {
+		out[PropReleasedAt] = r.Publish.ReleasedAt.UTC().Format(time.RFC3339)
+	}
+	if f.VendorDigest != "" {
+		out[PropVendorDigest] = f.VendorDigest
+	}
+	return out
+}
+
+// distroVersion splits a family key such as "debian-12" or "ubuntu-24.04" into
+// os_distro and os_version.
+func distroVersion(family string) (string, string, bool) {
+	i := strings.LastIndexByte(family, '-')
+	if i <= 0 || i == len(family)-1 {
+		return "", "", false
+	}
+	v := family[i+1:]
+	if v[0] < '0' || v[0] > '9' {
+		return "", "", false
+	}
+	return family[:i], v, true
+}
