@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -14,11 +15,18 @@ import (
 // overviewRow is one image on the overview.
 type overviewRow struct {
 	Image
-	Last Run
+	// Last is the newest run; HasRuns is false for a family the watch found that
+	// has no verdict yet.
+	Last    Run
+	HasRuns bool
 	// History is the strip: oldest first, at most HistoryLen cells.
 	History []Run
 	// HistoryIDs are the strip's job ids, space-separated, for the page's script.
 	HistoryIDs string
+	// Upstream is the family's newest release as the watch saw it, if it watches it.
+	Upstream *jobs.ReleaseRecord
+	// Unvetted is set when the newest upstream release is not the one last vetted.
+	Unvetted bool
 	// Published is the family's Latest image in Glance, if the publisher made one.
 	Published *jobs.Published
 }
@@ -31,27 +39,37 @@ type overviewData struct {
 	Counts  verdictCounts
 	Running int
 	Ready   bool
-	// PublishedErr says why the published column is empty when it could not be read.
-	PublishedErr string
+	// Problems say which columns could not be read from NATS.
+	Problems []string
 }
 
 func (s *Server) overview(w http.ResponseWriter, r *http.Request) {
 	images := s.idx.Images()
-	d := overviewData{Rows: make([]overviewRow, len(images)),
+	d := overviewData{Rows: make([]overviewRow, 0, len(images)),
 		Running: len(s.idx.Active()), Ready: s.idx.Ready()}
-	published := map[string]*jobs.Published{}
 	ctx, cancel := context.WithTimeout(r.Context(), s.opts.RequestTimeout)
-	list, err := s.src.PublishedImages(ctx)
-	cancel()
+	defer cancel()
+	published := map[string]*jobs.Published{}
+	plist, err := s.src.PublishedImages(ctx)
 	if err != nil {
 		s.log.Warn("published images not read", "err", err)
-		d.PublishedErr = "published images could not be read from NATS"
+		d.Problems = append(d.Problems, "published images could not be read from NATS")
 	}
-	for i := range list {
-		published[list[i].Family] = &list[i]
+	for i := range plist {
+		published[plist[i].Family] = &plist[i]
+	}
+	upstream := map[string]*jobs.ReleaseRecord{}
+	rlist, err := s.src.Releases(ctx)
+	if err != nil {
+		s.log.Warn("upstream releases not read", "err", err)
+		d.Problems = append(d.Problems, "upstream releases could not be read from NATS")
+	}
+	for i := range rlist {
+		upstream[rlist[i].Family] = &rlist[i]
 	}
 	var ids strings.Builder
-	for i, im := range images {
+	seen := map[string]bool{}
+	for _, im := range images {
 		ids.Reset()
 		for k, run := range im.Runs {
 			if k > 0 {
@@ -59,11 +77,12 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request) {
 			}
 			ids.WriteString(run.JobID)
 		}
-		d.Rows[i] = overviewRow{Image: im, Last: im.Latest(), History: im.Runs, HistoryIDs: ids.String()}
+		row := overviewRow{Image: im, Last: im.Latest(), HasRuns: true, History: im.Runs, HistoryIDs: ids.String()}
 		if im.Family != "" {
-			d.Rows[i].Published = published[im.Family]
+			row.Published, row.Upstream = published[im.Family], upstream[im.Family]
+			seen[im.Family] = true
 		}
-		switch im.Latest().Verdict {
+		switch row.Last.Verdict {
 		case jobs.VerdictPass:
 			d.Counts.Pass++
 		case jobs.VerdictFail:
@@ -71,7 +90,29 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request) {
 		default:
 			d.Counts.Error++
 		}
+		d.Rows = append(d.Rows, row)
 	}
+	// Families the watch follows that have no verdict yet.
+	for _, rec := range rlist {
+		if seen[rec.Family] {
+			continue
+		}
+		name := rec.Name
+		if name == "" {
+			name = rec.Family
+		}
+		d.Rows = append(d.Rows, overviewRow{Image: Image{Name: name, Family: rec.Family}, Upstream: upstream[rec.Family], Published: published[rec.Family]})
+	}
+	for i := range d.Rows {
+		row := &d.Rows[i]
+		row.Unvetted = row.Upstream != nil && (!row.HasRuns || row.Upstream.JobID != row.Last.JobID)
+	}
+	slices.SortStableFunc(d.Rows, func(a, b overviewRow) int {
+		if c := strings.Compare(a.Family, b.Family); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
 	s.render(w, r, "overview", page{Title: "imagevet", Nav: "overview", Data: d})
 }
 

@@ -21,7 +21,8 @@ import (
 // Result and Console read one job's final result and full console log; the Follow
 // methods deliver events until the returned stop is called (FollowResults replays
 // the whole results stream first); QueuedJobs lists jobs not yet acknowledged;
-// PublishedImages lists each family's Latest image as the publisher recorded it.
+// PublishedImages lists each family's Latest image as the publisher recorded it;
+// Releases each watched family's newest upstream release as the watch recorded it.
 type Source interface {
 	Result(ctx context.Context, jobID string) (jobs.Result, bool, error)
 	Console(ctx context.Context, jobID string, w io.Writer) error
@@ -30,6 +31,7 @@ type Source interface {
 	FollowAllProgress(fn func(jobs.Progress)) (stop func(), err error)
 	QueuedJobs(ctx context.Context, max int) ([]jobs.QueuedJob, bool, error)
 	PublishedImages(ctx context.Context) ([]jobs.Published, error)
+	Releases(ctx context.Context) ([]jobs.ReleaseRecord, error)
 }
 
 //go:embed templates static

@@ -146,6 +146,32 @@ func TestOverviewListsLatestVerdictsAndHistory(t *testing.T) {
 	if !strings.Contains(body, `title="Glance image 7f1e0c52-img, published `) || !strings.Contains(body, `>Tiny - Latest</a> <span class="reason">20261130</span>`) {
 		t.Errorf("overview lacks the published image:\n%s", body)
 	}
+	// The watch's records: tiny has a newer upstream release than the one vetted, a
+	// second family has no verdict yet and its feed is failing.
+	kv, err := q.ReleasesBucket(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rec := range []jobs.ReleaseRecord{
+		{Version: jobs.Version, Family: "tiny", Name: "tiny", Release: "20261201", JobID: "tiny-20261201-abc", State: jobs.ReleaseQueued, FirstSeen: base},
+		{Version: jobs.Version, Family: "other-os", Name: "Other OS", Release: "9.1", JobID: "other-os-9-1-def", State: jobs.ReleasePending, FirstSeen: base, FeedError: "HTTP 503"},
+	} {
+		data, _ := json.Marshal(rec)
+		if _, err := kv.Put(ctx, rec.Family, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, body = get(t, url+"/")
+	for _, want := range []string{
+		`>20261201</span> <a class="reason" href="/jobs/tiny-20261201-abc">queued</a> <b class="new">new</b></td>`,
+		`<tr data-image="Other OS"><td>Other OS</td><td>other-os</td>`,
+		`<span class="err" title="HTTP 503">feed failing</span>`,
+		`<span class="reason">no verdict yet</span>`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("overview lacks %q", want)
+		}
+	}
 }
 
 func TestJobPageShowsTimelineFatalLineAndLinks(t *testing.T) {
