@@ -210,14 +210,24 @@ func (x *Index) Progress(p jobs.Progress) {
 	a.Event, a.Message, a.LastEvent = p.Event, p.Message, p.Time
 }
 
-// Active returns the jobs running now, oldest first.
-func (x *Index) Active() []Active {
-	x.mu.RLock()
+// ForgetActiveAfter is how long a job with no event and no result stays listed as
+// running: a worker that died mid-job never reports it, and its redelivery to
+// another worker starts a new entry.
+const ForgetActiveAfter = time.Hour
+
+// Active returns the jobs running now (an event within ForgetActiveAfter of now, no
+// result), oldest first.
+func (x *Index) Active(now time.Time) []Active {
+	x.mu.Lock()
 	out := make([]Active, 0, len(x.active))
-	for _, a := range x.active {
+	for id, a := range x.active {
+		if now.Sub(a.LastEvent) > ForgetActiveAfter {
+			delete(x.active, id)
+			continue
+		}
 		out = append(out, *a)
 	}
-	x.mu.RUnlock()
+	x.mu.Unlock()
 	slices.SortFunc(out, func(a, b Active) int {
 		if c := a.Since.Compare(b.Since); c != 0 {
 			return c
@@ -238,8 +248,8 @@ type Worker struct {
 	Running []string
 }
 
-// Workers returns every worker seen, by id.
-func (x *Index) Workers() []Worker {
+// Workers returns every worker seen, by id, with the jobs Active lists for it.
+func (x *Index) Workers(now time.Time) []Worker {
 	x.mu.RLock()
 	out := make([]Worker, 0, len(x.workers))
 	for id, w := range x.workers {
@@ -250,6 +260,9 @@ func (x *Index) Workers() []Worker {
 		out = append(out, Worker{ID: id, LastSeen: seen, Accel: w.accel, LastJob: w.lastJob})
 	}
 	for _, a := range x.active {
+		if now.Sub(a.LastEvent) > ForgetActiveAfter {
+			continue
+		}
 		if i := slices.IndexFunc(out, func(w Worker) bool { return w.ID == a.Worker }); i >= 0 {
 			out[i].Running = append(out[i].Running, a.JobID)
 		}

@@ -46,7 +46,7 @@ type overviewData struct {
 func (s *Server) overview(w http.ResponseWriter, r *http.Request) {
 	images := s.idx.Images()
 	d := overviewData{Rows: make([]overviewRow, 0, len(images)),
-		Running: len(s.idx.Active()), Ready: s.idx.Ready()}
+		Running: len(s.idx.Active(s.opts.Now())), Ready: s.idx.Ready()}
 	ctx, cancel := context.WithTimeout(r.Context(), s.opts.RequestTimeout)
 	defer cancel()
 	published := map[string]*jobs.Published{}
@@ -153,7 +153,7 @@ func (s *Server) job(w http.ResponseWriter, r *http.Request) {
 		d.Tl = NewTimeline(res, anchors)
 		d.Elapsed = res.FinishedAt.Sub(res.StartedAt)
 	} else {
-		for _, a := range s.idx.Active() {
+		for _, a := range s.idx.Active(s.opts.Now()) {
 			if a.JobID == id {
 				d.Active = &a
 				d.Elapsed = s.opts.Now().Sub(a.Since)
@@ -226,7 +226,7 @@ func (s *Server) queue(w http.ResponseWriter, r *http.Request) {
 		d.Err = "the jobs stream could not be read: " + err.Error()
 	}
 	active := map[string]Active{}
-	for _, a := range s.idx.Active() {
+	for _, a := range s.idx.Active(s.opts.Now()) {
 		active[a.JobID] = a
 	}
 	for _, q := range list {
@@ -238,7 +238,7 @@ func (s *Server) queue(w http.ResponseWriter, r *http.Request) {
 		d.Rows = append(d.Rows, row)
 	}
 	if err == nil && !more {
-		for _, a := range s.idx.Active() {
+		for _, a := range s.idx.Active(s.opts.Now()) {
 			if _, ok := active[a.JobID]; ok {
 				d.Orphans = append(d.Orphans, a)
 			}
@@ -248,7 +248,7 @@ func (s *Server) queue(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) workers(w http.ResponseWriter, r *http.Request) {
-	s.render(w, r, "workers", page{Title: "workers", Nav: "workers", Data: s.idx.Workers()})
+	s.render(w, r, "workers", page{Title: "workers", Nav: "workers", Data: s.idx.Workers(s.opts.Now())})
 }
 
 // ago renders how long before the page's clock t was.

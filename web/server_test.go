@@ -297,7 +297,7 @@ func TestEventsFollowProgressThenResult(t *testing.T) {
 	if ev.name != "progress" || json.Unmarshal([]byte(ev.data), &p) != nil || p.Stage != "boot" || p.Event != "start" {
 		t.Fatalf("progress event %+v", ev)
 	}
-	waitFor(t, "the job among the active ones", func() bool { return len(s.Index().Active()) == 1 })
+	waitFor(t, "the job among the active ones", func() bool { return len(s.Index().Active(time.Now())) == 1 })
 	if _, err := q.PublishResult(context.Background(), passResult("live-1", "tiny", time.Now()), nil); err != nil {
 		t.Fatal(err)
 	}
@@ -306,7 +306,7 @@ func TestEventsFollowProgressThenResult(t *testing.T) {
 	if ev.name != "result" || !strings.Contains(ev.data, `"verdict":"pass"`) {
 		t.Fatalf("result event %+v", ev)
 	}
-	if a := s.Index().Active(); len(a) != 0 {
+	if a := s.Index().Active(time.Now()); len(a) != 0 {
 		t.Errorf("finished job still active: %+v", a)
 	}
 	// A job that already has a result answers at once.
@@ -335,7 +335,7 @@ func TestQueueAndWorkersPages(t *testing.T) {
 	if err := q.PublishProgress(jobs.Progress{JobID: "q-running", Worker: "host-a", Attempt: 2, Stage: "cloud-init", Event: "start"}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the running job", func() bool { return len(s.Index().Active()) == 1 })
+	waitFor(t, "the running job", func() bool { return len(s.Index().Active(time.Now())) == 1 })
 	_, body := get(t, url+"/queue")
 	for _, want := range []string{
 		`<a href="/jobs/q-running">q-running</a></td><td>img-q-running</td><td><span class="v running">running</span></td><td>cloud-init <span class="reason">start</span></td><td>2</td><td>host-a</td>`,
