@@ -36,6 +36,7 @@ retrying a family whose feed failed after --retry; --metrics serves /metrics and
 type watchConfig struct {
 	nats        natsFlags
 	catalog     string
+	families    string
 	once        bool
 	metricsAddr string
 	logLevel    string
@@ -52,6 +53,7 @@ func cmdWatch(ctx context.Context, args []string, env Env) int {
 	c.nats.register(fs, env, defaultNATSURL)
 	ef := &envFlags{fs: fs, env: env}
 	fs.StringVar(&c.catalog, "catalog", envOr(env, "IMAGEVET_CATALOG", "catalog"), "catalog file or directory (IMAGEVET_CATALOG)")
+	fs.StringVar(&c.families, "family", env.Getenv("IMAGEVET_WATCH_FAMILIES"), "only these families, comma-separated keys (IMAGEVET_WATCH_FAMILIES)")
 	ef.boolVar(&c.once, "once", "IMAGEVET_WATCH_ONCE", "poll every family once and exit")
 	ef.durationVar(&c.watch.Interval, "interval", "IMAGEVET_WATCH_INTERVAL", watch.DefaultInterval, "time between two polls of a family")
 	ef.durationVar(&c.watch.Jitter, "jitter", "IMAGEVET_WATCH_JITTER", watch.DefaultInterval/10, "random spread of each wait, ± (at most the interval)")
@@ -88,6 +90,9 @@ func cmdWatch(ctx context.Context, args []string, env Env) int {
 	c.watch.Logger = log
 
 	fams, err := catalog.Load(c.catalog)
+	if err == nil && c.families != "" {
+		fams, err = selectFamilies(fams, jobs.SplitURLs(c.families))
+	}
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "imagevet watch: %v\n", err)
 		return exitError
@@ -140,6 +145,23 @@ func cmdWatch(ctx context.Context, args []string, env Env) int {
 		return exitError
 	}
 	return exitPass
+}
+
+// selectFamilies keeps the named families; a name the catalog lacks is an error.
+func selectFamilies(all []catalog.Family, keys []string) ([]catalog.Family, error) {
+	byKey := make(map[string]catalog.Family, len(all))
+	for _, f := range all {
+		byKey[f.Key] = f
+	}
+	var out []catalog.Family
+	for _, k := range keys {
+		f, ok := byKey[k]
+		if !ok {
+			return nil, fmt.Errorf("--family %s: not in the catalog", k)
+		}
+		out = append(out, f)
+	}
+	return out, nil
 }
 
 func loadKeyring(path string) (feed.Verifier, error) { return keyring.Load(path) }

@@ -106,6 +106,15 @@ func TestWatchOnceThenStatus(t *testing.T) {
 		t.Errorf("second --once: exit %d\n%s\n%s", code, out, errOut)
 	}
 
+	// --family narrows the poll; a family the catalog lacks is refused.
+	code, out, _ = run("watch", "--once", "--json", "--nats", url, "--catalog", cat, "--family", "cirros")
+	if code != 0 || !strings.Contains(out, `"cirros"`) || strings.Contains(out, "missing") {
+		t.Errorf("--family cirros: exit %d\n%s", code, out)
+	}
+	if code, _, errOut = run("watch", "--once", "--nats", url, "--catalog", cat, "--family", "gentoo"); code != exitError || !strings.Contains(errOut, "gentoo: not in the catalog") {
+		t.Errorf("--family gentoo: exit %d %s", code, errOut)
+	}
+
 	// A catalog error names the file, line and field; nothing is polled.
 	os.WriteFile(cat, []byte(strings.Replace(catalogYAML, "kind: cirros", "kind: gentoo", 1)), 0o644)
 	code, _, errOut = run("watch", "--once", "--nats", url, "--catalog", cat)
