@@ -536,7 +536,8 @@ func openQueue(t *testing.T, url string) (interface{ Close() }, *jobs.Queue) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	q, err := jobs.OpenQueue(ctx, nc)
+	// As the first worker would, or finds the queue the worker set up.
+	q, _, err := jobs.EnsureQueue(ctx, nc, jobs.QueueConfig{AckWait: 15 * time.Second, MaxDeliver: 3}, "e2e")
 	if err != nil {
 		nc.Close()
 		t.Fatal(err)
@@ -553,7 +554,7 @@ func TestQueueOnDebianNATS(t *testing.T) {
 	defer nc.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if _, err := q.SetupConsumer(ctx, jobs.QueueConfig{MaxDeliver: 4}); err != nil {
+	if _, err := q.Consumer(ctx); err != nil {
 		t.Fatal(err)
 	}
 	data, err := os.ReadFile("../fixtures/jobs/tiny.json")
@@ -578,7 +579,7 @@ func TestQueueOnDebianNATS(t *testing.T) {
 		t.Fatalf("second publish: %v %v", ok, err)
 	}
 	got, err := q.Wait(ctx, job.ID, func(jobs.Progress) {})
-	if err != nil || got.Verdict != jobs.VerdictPass || got.ConsoleLog != jobs.ConsoleRef(job.ID) {
+	if err != nil || got.Verdict != jobs.VerdictPass || got.ConsoleLog != jobs.ConsoleRef(jobs.ConsoleObject(job.ID, 1, "e2e")) {
 		t.Fatalf("wait: %+v %v", got, err)
 	}
 	if st, ok, err := q.Status(ctx, job.Publish.Name); err != nil || !ok || st.JobID != job.ID {

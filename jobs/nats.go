@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -29,8 +30,22 @@ const (
 	ConsumerWorkers = "imagevet-workers"
 	// BucketStatus is the KV bucket holding the latest result per image name.
 	BucketStatus = "imagevet_status"
-	// BucketConsoles is the object store bucket holding full console logs by job id.
+	// BucketConsoles is the object store bucket holding full console logs, one object
+	// per reported attempt (see ConsoleRef).
 	BucketConsoles = "imagevet_consoles"
+	// BucketQueue holds the queue's settings under SettingsKey (see QueueSettings).
+	BucketQueue = "imagevet_queue"
+	// SettingsKey is the key of the QueueSettings document in BucketQueue.
+	SettingsKey = "settings"
+	// BucketJobs holds one JobState per submission being worked on (key
+	// JobStateKey): attempts made, stage, worker. Entries go when the job is settled.
+	BucketJobs = "imagevet_jobs"
+	// BucketWorkers holds one WorkerInfo per live worker (key: worker id), refreshed
+	// every WorkerHeartbeat; an entry not refreshed for WorkerTTL expires.
+	BucketWorkers = "imagevet_workers"
+	// SubjectCancelPrefix + job id is where `imagevet cancel` tells workers (core NATS)
+	// to stop a running job.
+	SubjectCancelPrefix = "imagevet.cancel."
 )
 
 // Queue defaults.
@@ -53,8 +68,16 @@ func ProgressSubject(jobID string) string { return "imagevet.progress." + jobID 
 // ValidJobID reports whether id is a well-formed job id, safe as a subject token.
 func ValidJobID(id string) bool { return idPattern.MatchString(id) }
 
-// ConsoleRef is what Result.ConsoleLog holds once the full log is in BucketConsoles.
-func ConsoleRef(jobID string) string { return "nats-object://" + BucketConsoles + "/" + jobID }
+// ConsoleRef is what Result.ConsoleLog holds once the full log is in BucketConsoles
+// under the object name (see ConsoleObject).
+func ConsoleRef(object string) string { return "nats-object://" + BucketConsoles + "/" + object }
+
+// ConsoleObject is the object name of one attempt's console log: every attempt stores
+// its own, and only the winning result points at one, so a losing duplicate never
+// overwrites what a publisher reads.
+func ConsoleObject(jobID string, attempt int, worker string) string {
+	return fmt.Sprintf("%s/%d/%s", jobID, attempt, worker)
+}
 
 // StatusKey turns an image name (publish.name) into its key in BucketStatus. Names that
 // are already valid keys are kept; others have invalid characters replaced and a short
@@ -85,18 +108,24 @@ func StatusKey(name string) string {
 	return b.String()
 }
 
-// QueueConfig tunes the streams and the shared consumer. Zero fields take the defaults.
+// QueueConfig tunes the streams, buckets and the shared consumer. Zero fields take the
+// defaults. It applies only when the queue is set up (`imagevet queue setup`, or the
+// first worker on an empty server); afterwards every process reads the settings the
+// queue holds (QueueSettings) instead of its own.
 type QueueConfig struct {
 	// AckWait is how long a delivered job may go without an ack or heartbeat before
 	// the server gives it to another worker.
 	AckWait time.Duration
-	// MaxDeliver bounds deliveries of one job, retries included.
+	// MaxDeliver bounds the attempts of one job. Workers enforce it (the server
+	// redelivers without limit), so a worker dying on the last attempt still ends
+	// in a final result.
 	MaxDeliver int
 	// DedupeWindow is how long a resubmitted job id is dropped by the server (>= 1 h).
 	DedupeWindow time.Duration
 	// ResultsMaxAge is how long results and console logs are kept.
 	ResultsMaxAge time.Duration
-	// Replicas is the stream replica count on a clustered server (default 1).
+	// Replicas is the replica count of every stream, bucket and the consumer on a
+	// clustered server: 3 on a three-node cluster survives one node (default 1).
 	Replicas int
 }
 
@@ -119,31 +148,222 @@ func (c QueueConfig) withDefaults() QueueConfig {
 	return c
 }
 
+// Validate reports settings that cannot work.
+func (c QueueConfig) Validate() error {
+	var errs []error
+	if c.AckWait != 0 && c.AckWait < 3*time.Second {
+		errs = append(errs, fmt.Errorf("ack wait %s: at least 3s", c.AckWait))
+	}
+	if c.MaxDeliver < 0 {
+		errs = append(errs, fmt.Errorf("max deliver %d: at least 1", c.MaxDeliver))
+	}
+	if c.Replicas < 0 || c.Replicas > 5 {
+		errs = append(errs, fmt.Errorf("replicas %d: 1-5", c.Replicas))
+	}
+	if c.DedupeWindow != 0 && c.DedupeWindow < time.Hour {
+		errs = append(errs, fmt.Errorf("dedupe window %s: at least 1h", c.DedupeWindow))
+	}
+	return errors.Join(errs...)
+}
+
+// QueueSettings is the one source of truth for how the queue behaves, kept under
+// SettingsKey in BucketQueue by whoever set the queue up. Workers read it at start and
+// follow it (heartbeat interval from AckWait, attempt limit from MaxDeliver), saying
+// so when their own flags differ.
+type QueueSettings struct {
+	AckWait       Duration  `json:"ack_wait"`
+	MaxDeliver    int       `json:"max_deliver"`
+	DedupeWindow  Duration  `json:"dedupe_window"`
+	ResultsMaxAge Duration  `json:"results_max_age"`
+	Replicas      int       `json:"replicas"`
+	SetBy         string    `json:"set_by"`
+	SetAt         time.Time `json:"set_at"`
+}
+
+// Config returns the settings as a QueueConfig.
+func (s QueueSettings) Config() QueueConfig {
+	return QueueConfig{AckWait: s.AckWait.D(), MaxDeliver: s.MaxDeliver, DedupeWindow: s.DedupeWindow.D(),
+		ResultsMaxAge: s.ResultsMaxAge.D(), Replicas: s.Replicas}
+}
+
+// Differences lists, as "name queue=X flag=Y", the non-zero fields of want that differ
+// from the queue's settings.
+func (s QueueSettings) Differences(want QueueConfig) []string {
+	var out []string
+	have := s.Config()
+	if want.AckWait != 0 && want.AckWait != have.AckWait {
+		out = append(out, fmt.Sprintf("ack_wait queue=%s flag=%s", have.AckWait, want.AckWait))
+	}
+	if want.MaxDeliver != 0 && want.MaxDeliver != have.MaxDeliver {
+		out = append(out, fmt.Sprintf("max_deliver queue=%d flag=%d", have.MaxDeliver, want.MaxDeliver))
+	}
+	if want.DedupeWindow != 0 && want.DedupeWindow != have.DedupeWindow {
+		out = append(out, fmt.Sprintf("dedupe_window queue=%s flag=%s", have.DedupeWindow, want.DedupeWindow))
+	}
+	if want.ResultsMaxAge != 0 && want.ResultsMaxAge != have.ResultsMaxAge {
+		out = append(out, fmt.Sprintf("results_max_age queue=%s flag=%s", have.ResultsMaxAge, want.ResultsMaxAge))
+	}
+	if want.Replicas != 0 && want.Replicas != have.Replicas {
+		out = append(out, fmt.Sprintf("replicas queue=%d flag=%d", have.Replicas, want.Replicas))
+	}
+	return out
+}
+
+// ErrQueueNotSetUp is returned by OpenQueue when the server holds no imagevet queue:
+// clients that only submit or read never create one with defaults.
+var ErrQueueNotSetUp = errors.New("the imagevet queue is not set up on this server (run `imagevet queue setup` or start a worker)")
+
 // Queue is a handle on imagevet's streams and buckets. It is safe for concurrent use.
 type Queue struct {
 	nc       *nats.Conn
 	js       jetstream.JetStream
+	jobs     jetstream.Stream
 	results  jetstream.Stream
 	status   jetstream.KeyValue
 	consoles jetstream.ObjectStore
+	states   jetstream.KeyValue
+	workers  jetstream.KeyValue
+	settings QueueSettings
 }
 
-// SetupQueue creates or updates the jobs and results streams and the status and
-// console buckets. It is idempotent: every worker calls it at start.
-func SetupQueue(ctx context.Context, nc *nats.Conn, cfg QueueConfig) (*Queue, error) {
+// SetupQueue creates or updates every stream, bucket and the shared consumer with
+// cfg and records cfg as the queue's settings: the operator's `imagevet queue setup`.
+// by names who set it up.
+func SetupQueue(ctx context.Context, nc *nats.Conn, cfg QueueConfig, by string) (*Queue, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	cfg = cfg.withDefaults()
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	if _, err := js.CreateOrUpdateStream(ctx, jobsStreamConfig(cfg)); err != nil {
-		return nil, fmt.Errorf("set up stream %s: %w", StreamJobs, err)
+	settings, err := js.CreateOrUpdateKeyValue(ctx, queueBucketConfig(cfg))
+	if err != nil {
+		return nil, fmt.Errorf("set up bucket %s: %w", BucketQueue, err)
+	}
+	return setup(ctx, js, nc, settings, cfg, by, true)
+}
+
+// EnsureQueue opens the queue, setting it up with cfg only when the server holds
+// none yet (the first worker on an empty server). Settings found on the server win
+// over cfg; created reports whether cfg was used.
+func EnsureQueue(ctx context.Context, nc *nats.Conn, cfg QueueConfig, by string) (q *Queue, created bool, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, false, err
+	}
+	cfg = cfg.withDefaults()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, false, fmt.Errorf("jetstream: %w", err)
+	}
+	kv, err := js.CreateKeyValue(ctx, queueBucketConfig(cfg))
+	if errors.Is(err, jetstream.ErrBucketExists) {
+		kv, err = js.KeyValue(ctx, BucketQueue)
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("open bucket %s: %w", BucketQueue, err)
+	}
+	// Claim the settings key: exactly one process sets the queue up; the others
+	// adopt what it wrote.
+	if _, err := kv.Create(ctx, SettingsKey, []byte("{}")); err == nil {
+		q, err := setup(ctx, js, nc, kv, cfg, by, false)
+		if err != nil {
+			// Give the claim back so the next start tries again.
+			_ = kv.Delete(ctx, SettingsKey)
+		}
+		return q, true, err
+	} else if !errors.Is(err, jetstream.ErrKeyExists) {
+		return nil, false, fmt.Errorf("claim queue settings: %w", err)
+	}
+	// Another process set it up, or is doing so right now.
+	for {
+		q, err := open(ctx, js, nc, kv)
+		if err == nil || !errors.Is(err, ErrQueueNotSetUp) {
+			return q, false, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, false, fmt.Errorf("waiting for the queue to be set up: %w", err)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// OpenQueue binds to the queue as set up on the server; it never creates anything
+// and returns ErrQueueNotSetUp when the queue is missing.
+func OpenQueue(ctx context.Context, nc *nats.Conn) (*Queue, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	kv, err := js.KeyValue(ctx, BucketQueue)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, ErrQueueNotSetUp
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open bucket %s: %w", BucketQueue, err)
+	}
+	return open(ctx, js, nc, kv)
+}
+
+func open(ctx context.Context, js jetstream.JetStream, nc *nats.Conn, kv jetstream.KeyValue) (*Queue, error) {
+	entry, err := kv.Get(ctx, SettingsKey)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, ErrQueueNotSetUp
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read queue settings: %w", err)
 	}
 	q := &Queue{nc: nc, js: js}
-	if q.results, err = js.CreateOrUpdateStream(ctx, resultsStreamConfig(cfg)); err != nil {
+	if err := json.Unmarshal(entry.Value(), &q.settings); err != nil {
+		return nil, fmt.Errorf("queue settings: %w", err)
+	}
+	if q.settings.SetAt.IsZero() {
+		return nil, ErrQueueNotSetUp // claimed, being set up
+	}
+	missing := func(err error) bool {
+		return errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrBucketNotFound)
+	}
+	bind := []struct {
+		name string
+		fn   func() error
+	}{
+		{StreamJobs, func() (err error) { q.jobs, err = js.Stream(ctx, StreamJobs); return }},
+		{StreamResults, func() (err error) { q.results, err = js.Stream(ctx, StreamResults); return }},
+		{BucketStatus, func() (err error) { q.status, err = js.KeyValue(ctx, BucketStatus); return }},
+		{BucketConsoles, func() (err error) { q.consoles, err = js.ObjectStore(ctx, BucketConsoles); return }},
+		{BucketJobs, func() (err error) { q.states, err = js.KeyValue(ctx, BucketJobs); return }},
+		{BucketWorkers, func() (err error) { q.workers, err = js.KeyValue(ctx, BucketWorkers); return }},
+	}
+	for _, b := range bind {
+		if err := b.fn(); missing(err) {
+			return nil, fmt.Errorf("%w: %s is missing", ErrQueueNotSetUp, b.name)
+		} else if err != nil {
+			return nil, fmt.Errorf("open %s: %w", b.name, err)
+		}
+	}
+	return q, nil
+}
+
+// setup creates (update: or updates) every stream and bucket, then writes the
+// settings document.
+func setup(ctx context.Context, js jetstream.JetStream, nc *nats.Conn, kv jetstream.KeyValue, cfg QueueConfig, by string, update bool) (*Queue, error) {
+	q := &Queue{nc: nc, js: js}
+	stream := js.CreateStream
+	bucket := js.CreateKeyValue
+	objects := js.CreateObjectStore
+	if update {
+		stream, bucket, objects = js.CreateOrUpdateStream, js.CreateOrUpdateKeyValue, js.CreateOrUpdateObjectStore
+	}
+	var err error
+	if q.jobs, err = stream(ctx, jobsStreamConfig(cfg)); err != nil {
+		return nil, fmt.Errorf("set up stream %s: %w", StreamJobs, err)
+	}
+	if q.results, err = stream(ctx, resultsStreamConfig(cfg)); err != nil {
 		return nil, fmt.Errorf("set up stream %s: %w", StreamResults, err)
 	}
-	if q.status, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	if q.status, err = bucket(ctx, jetstream.KeyValueConfig{
 		Bucket:      BucketStatus,
 		Description: "imagevet: latest result per image name",
 		History:     10,
@@ -152,7 +372,7 @@ func SetupQueue(ctx context.Context, nc *nats.Conn, cfg QueueConfig) (*Queue, er
 	}); err != nil {
 		return nil, fmt.Errorf("set up bucket %s: %w", BucketStatus, err)
 	}
-	if q.consoles, err = js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+	if q.consoles, err = objects(ctx, jetstream.ObjectStoreConfig{
 		Bucket:      BucketConsoles,
 		Description: "imagevet: full serial console logs by job id",
 		TTL:         cfg.ResultsMaxAge,
@@ -161,54 +381,87 @@ func SetupQueue(ctx context.Context, nc *nats.Conn, cfg QueueConfig) (*Queue, er
 	}); err != nil {
 		return nil, fmt.Errorf("set up bucket %s: %w", BucketConsoles, err)
 	}
+	if q.states, err = bucket(ctx, jetstream.KeyValueConfig{
+		Bucket:      BucketJobs,
+		Description: "imagevet: attempts, stage and worker of every queued or running job",
+		History:     1,
+		TTL:         cfg.DedupeWindow + 24*time.Hour,
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+	}); err != nil {
+		return nil, fmt.Errorf("set up bucket %s: %w", BucketJobs, err)
+	}
+	if q.workers, err = bucket(ctx, jetstream.KeyValueConfig{
+		Bucket:      BucketWorkers,
+		Description: "imagevet: live workers, one heartbeat entry each",
+		History:     1,
+		TTL:         WorkerTTL,
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+	}); err != nil {
+		return nil, fmt.Errorf("set up bucket %s: %w", BucketWorkers, err)
+	}
+	consumer := js.CreateConsumer
+	if update {
+		consumer = js.CreateOrUpdateConsumer
+	}
+	if _, err := consumer(ctx, StreamJobs, consumerConfig(cfg)); err != nil {
+		return nil, fmt.Errorf("set up consumer %s: %w", ConsumerWorkers, err)
+	}
+	q.settings = QueueSettings{AckWait: Duration(cfg.AckWait), MaxDeliver: cfg.MaxDeliver,
+		DedupeWindow: Duration(cfg.DedupeWindow), ResultsMaxAge: Duration(cfg.ResultsMaxAge),
+		Replicas: cfg.Replicas, SetBy: by, SetAt: time.Now().UTC()}
+	data, err := json.Marshal(q.settings)
+	if err != nil {
+		return nil, fmt.Errorf("encode queue settings: %w", err)
+	}
+	if _, err := kv.Put(ctx, SettingsKey, data); err != nil {
+		return nil, fmt.Errorf("write queue settings: %w", err)
+	}
 	return q, nil
 }
 
-// OpenQueue binds to existing streams and buckets, creating them with default settings
-// only when they are missing (so a submitter may run before any worker started).
-func OpenQueue(ctx context.Context, nc *nats.Conn) (*Queue, error) {
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return nil, fmt.Errorf("jetstream: %w", err)
+func queueBucketConfig(cfg QueueConfig) jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
+		Bucket:      BucketQueue,
+		Description: "imagevet: the queue's settings, written by whoever set it up",
+		History:     5,
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
 	}
-	q := &Queue{nc: nc, js: js}
-	_, errJobs := js.Stream(ctx, StreamJobs)
-	q.results, err = js.Stream(ctx, StreamResults)
-	if err == nil && errJobs == nil {
-		q.status, err = js.KeyValue(ctx, BucketStatus)
-	}
-	if err == nil && errJobs == nil {
-		q.consoles, err = js.ObjectStore(ctx, BucketConsoles)
-	}
-	if err == nil && errJobs == nil {
-		return q, nil
-	}
-	for _, e := range []error{errJobs, err} {
-		if e != nil && !errors.Is(e, jetstream.ErrStreamNotFound) && !errors.Is(e, jetstream.ErrBucketNotFound) {
-			return nil, fmt.Errorf("open imagevet streams: %w", e)
-		}
-	}
-	return SetupQueue(ctx, nc, QueueConfig{})
 }
 
-// SetupConsumer creates or updates the durable pull consumer all workers share.
-func (q *Queue) SetupConsumer(ctx context.Context, cfg QueueConfig) (jetstream.Consumer, error) {
-	cfg = cfg.withDefaults()
-	c, err := q.js.CreateOrUpdateConsumer(ctx, StreamJobs, jetstream.ConsumerConfig{
+// Replicas is the replica count the queue was set up with (at least 1): services
+// that add their own buckets or consumers beside the queue use it too.
+func (q *Queue) Replicas() int { return max(1, q.settings.Replicas) }
+
+// Settings returns the queue's settings as found (or written) when it was opened.
+func (q *Queue) Settings() QueueSettings { return q.settings }
+
+// Consumer binds to the durable pull consumer all workers share.
+func (q *Queue) Consumer(ctx context.Context) (jetstream.Consumer, error) {
+	c, err := q.js.Consumer(ctx, StreamJobs, ConsumerWorkers)
+	if err != nil {
+		return nil, fmt.Errorf("open consumer %s: %w", ConsumerWorkers, err)
+	}
+	return c, nil
+}
+
+// consumerConfig: the server redelivers without limit (MaxDeliver -1); workers count
+// attempts in BucketJobs and end the job with a final result at the limit, so no
+// delivery can run out silently.
+func consumerConfig(cfg QueueConfig) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
 		Durable:       ConsumerWorkers,
 		Description:   "imagevet workers",
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       cfg.AckWait,
-		MaxDeliver:    cfg.MaxDeliver,
+		MaxDeliver:    -1,
 		FilterSubject: SubjectJobs,
 		MaxAckPending: -1,
 		Replicas:      cfg.Replicas,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("set up consumer %s: %w", ConsumerWorkers, err)
 	}
-	return c, nil
 }
 
 // JetStream returns the JetStream context the queue uses.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -13,14 +14,29 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// PublishResult reports a job's final result: the full console log (when console is
-// not nil) into BucketConsoles, the latest verdict for the image in BucketStatus, then
-// the result on its results subject. Status goes first so that whoever saw the result
-// (a CI job waiting on it) finds the status already updated. Only the first result for
-// a job id is kept; publishing another returns published=false and leaves the first in
-// place (its status entry is still brought up to date). The console tail is capped at
-// MaxConsoleTail.
-func (q *Queue) PublishResult(ctx context.Context, r Result, console io.Reader) (published bool, err error) {
+// PublishOption changes how PublishResult reports.
+type PublishOption func(*publishOpts)
+
+type publishOpts struct{ replaces uint64 }
+
+// Replacing makes the result replace the stored result at results-stream sequence
+// seq (a rerun) instead of requiring that the job has none.
+func Replacing(seq uint64) PublishOption { return func(o *publishOpts) { o.replaces = seq } }
+
+// PublishResult reports a job's final result, first result wins: the console log
+// (when console is not nil) goes to its own object (ConsoleObject), then the result is
+// published on its subject only if the job has no result yet (or, with Replacing,
+// still has the replaced one); only the winner then brings the image's status entry
+// up to date. A loser deletes its console object and brings the status entry up to
+// date with the winner's result, so what a publisher reads (result, console, status)
+// always agrees. published reports whether r won. A worker that dies between the
+// result and the status leaves the status to the next delivery, which finds the
+// result and calls EnsureStatus. The console tail is capped at MaxConsoleTail.
+func (q *Queue) PublishResult(ctx context.Context, r Result, console io.Reader, opts ...PublishOption) (published bool, err error) {
+	var o publishOpts
+	for _, opt := range opts {
+		opt(&o)
+	}
 	if !ValidJobID(r.JobID) {
 		return false, fmt.Errorf("publish result: invalid job id %q", r.JobID)
 	}
@@ -28,41 +44,51 @@ func (q *Queue) PublishResult(ctx context.Context, r Result, console io.Reader) 
 		r.Version = Version
 	}
 	r.ConsoleTail = TailString(r.ConsoleTail, MaxConsoleTail)
-	if existing, ok, err := q.Result(ctx, r.JobID); err != nil {
+	if existing, seq, ok, err := q.result(ctx, r.JobID); err != nil {
 		return false, err
-	} else if ok {
+	} else if ok && seq != o.replaces {
 		return false, q.updateStatus(ctx, existing)
 	}
+	object := ""
 	if console != nil {
+		object = ConsoleObject(r.JobID, r.Attempt, r.Worker)
 		if _, err := q.consoles.Put(ctx, jetstream.ObjectMeta{
-			Name:        r.JobID,
-			Description: "serial console of job " + r.JobID,
+			Name:        object,
+			Description: fmt.Sprintf("serial console of job %s attempt %d", r.JobID, r.Attempt),
 		}, console); err != nil {
 			return false, fmt.Errorf("store console log: %w", err)
 		}
-		r.ConsoleLog = ConsoleRef(r.JobID)
+		r.ConsoleLog = ConsoleRef(object)
 	}
 	data, err := json.Marshal(r)
 	if err != nil {
 		return false, fmt.Errorf("encode result: %w", err)
 	}
-	if err := q.updateStatus(ctx, r); err != nil {
-		return false, err
+	msgID := "result-" + r.JobID
+	if o.replaces > 0 {
+		msgID = fmt.Sprintf("result-%s-after-%d", r.JobID, o.replaces)
 	}
 	ack, err := q.js.Publish(ctx, ResultSubject(r.JobID), data,
-		jetstream.WithMsgID("result-"+r.JobID),
+		jetstream.WithMsgID(msgID),
 		jetstream.WithExpectStream(StreamResults),
-		jetstream.WithExpectLastSequencePerSubject(0))
+		jetstream.WithExpectLastSequencePerSubject(o.replaces))
 	var apiErr *jetstream.APIError
 	switch {
 	case errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence,
 		err == nil && ack.Duplicate:
-		// Another delivery of this job reported first; keep its result.
+		// Another delivery of this job reported first; keep its result, console
+		// and status.
+		if object != "" {
+			_ = q.consoles.Delete(ctx, object)
+		}
+		if winner, _, ok, err := q.result(ctx, r.JobID); err == nil && ok {
+			return false, q.updateStatus(ctx, winner)
+		}
 		return false, nil
 	case err != nil:
 		return false, fmt.Errorf("publish result: %w", err)
 	}
-	return true, nil
+	return true, q.updateStatus(ctx, r)
 }
 
 // EnsureStatus brings the status entry for r's image up to date with r unless a newer
@@ -87,7 +113,7 @@ func (q *Queue) updateStatus(ctx context.Context, r Result) error {
 		default:
 			var cur Result
 			if json.Unmarshal(entry.Value(), &cur) == nil &&
-				(cur.JobID == r.JobID || cur.FinishedAt.After(r.FinishedAt)) {
+				(cur.FinishedAt.After(r.FinishedAt) || (cur.JobID == r.JobID && cur.FinishedAt.Equal(r.FinishedAt))) {
 				return nil
 			}
 			_, err = q.status.Update(ctx, key, data, entry.Revision())
@@ -95,8 +121,7 @@ func (q *Queue) updateStatus(ctx context.Context, r Result) error {
 		if err == nil {
 			return nil
 		}
-		var apiErr *jetstream.APIError
-		if !errors.Is(err, jetstream.ErrKeyExists) && !(errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence) {
+		if !isCASConflict(err) {
 			return fmt.Errorf("write status %s: %w", key, err)
 		}
 		// Lost a race with another writer: read again and decide again.
@@ -113,21 +138,32 @@ func statusName(r Result) string {
 
 // Result returns the final result of a job and whether there is one.
 func (q *Queue) Result(ctx context.Context, jobID string) (Result, bool, error) {
+	r, _, ok, err := q.result(ctx, jobID)
+	return r, ok, err
+}
+
+// ResultSeq is Result with the result's results-stream sequence (what a rerun
+// replaces).
+func (q *Queue) ResultSeq(ctx context.Context, jobID string) (Result, uint64, bool, error) {
+	return q.result(ctx, jobID)
+}
+
+func (q *Queue) result(ctx context.Context, jobID string) (Result, uint64, bool, error) {
 	if !ValidJobID(jobID) {
-		return Result{}, false, fmt.Errorf("invalid job id %q", jobID)
+		return Result{}, 0, false, fmt.Errorf("invalid job id %q", jobID)
 	}
 	msg, err := q.results.GetLastMsgForSubject(ctx, ResultSubject(jobID))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return Result{}, false, nil
+		return Result{}, 0, false, nil
 	}
 	if err != nil {
-		return Result{}, false, fmt.Errorf("read result of %s: %w", jobID, err)
+		return Result{}, 0, false, fmt.Errorf("read result of %s: %w", jobID, err)
 	}
 	r, err := DecodeResult(msg.Data)
 	if err != nil {
-		return Result{}, false, fmt.Errorf("result of %s: %w", jobID, err)
+		return Result{}, 0, false, fmt.Errorf("result of %s: %w", jobID, err)
 	}
-	return r, true, nil
+	return r, msg.Sequence, true, nil
 }
 
 // Status returns the latest result for an image name (publish.name, or the job id
@@ -172,9 +208,17 @@ func (q *Queue) Statuses(ctx context.Context) ([]Result, error) {
 	return out, nil
 }
 
-// Console copies a job's full console log from BucketConsoles to w.
+// Console copies the full console log of a job's result from BucketConsoles to w.
 func (q *Queue) Console(ctx context.Context, jobID string, w io.Writer) error {
-	obj, err := q.consoles.Get(ctx, jobID)
+	r, ok, err := q.Result(ctx, jobID)
+	if err != nil {
+		return err
+	}
+	object, found := strings.CutPrefix(r.ConsoleLog, ConsoleRef(""))
+	if !ok || !found {
+		return fmt.Errorf("console log of %s: %w", jobID, jetstream.ErrObjectNotFound)
+	}
+	obj, err := q.consoles.Get(ctx, object)
 	if err != nil {
 		return fmt.Errorf("console log of %s: %w", jobID, err)
 	}

@@ -18,6 +18,9 @@ type Acceptance struct {
 	// Duplicate is true when the job id was already submitted within the dedupe
 	// window: nothing new was queued.
 	Duplicate bool `json:"duplicate"`
+	// Replaces is, for a rerun, the results-stream sequence of the result the
+	// rerun's result replaces (see WaitAfter).
+	Replaces uint64 `json:"replaces,omitempty"`
 }
 
 // Submit validates a job and queues it with its id as the message id, so submitting
@@ -48,10 +51,16 @@ func (q *Queue) SubmitRaw(ctx context.Context, jobID string, data []byte) (Accep
 }
 
 // Wait returns the final result of a job, at once when it is already there, otherwise
-// when a worker publishes it. Progress events seen meanwhile go to progress (may be
+// when a worker publishes it; the image's status entry agrees with it on return. Progress events seen meanwhile go to progress (may be
 // nil; use FollowProgress before submitting to miss none). It returns ctx's error
 // when ctx ends first.
 func (q *Queue) Wait(ctx context.Context, jobID string, progress func(Progress)) (Result, error) {
+	return q.WaitAfter(ctx, jobID, 0, progress)
+}
+
+// WaitAfter is Wait for a result stored after results-stream sequence after: the
+// result of a rerun (Rerun's Acceptance.Replaces).
+func (q *Queue) WaitAfter(ctx context.Context, jobID string, after uint64, progress func(Progress)) (Result, error) {
 	if !ValidJobID(jobID) {
 		return Result{}, fmt.Errorf("wait: invalid job id %q", jobID)
 	}
@@ -73,6 +82,9 @@ func (q *Queue) Wait(ctx context.Context, jobID string, progress func(Progress))
 	}
 	results := make(chan jetstream.Msg, 1)
 	cc, err := cons.Consume(func(m jetstream.Msg) {
+		if meta, err := m.Metadata(); err == nil && meta.Sequence.Stream <= after {
+			return // the result a rerun replaces
+		}
 		select {
 		case results <- m:
 		default:
@@ -91,6 +103,10 @@ func (q *Queue) Wait(ctx context.Context, jobID string, progress func(Progress))
 			if err != nil {
 				return Result{}, fmt.Errorf("result of %s: %w", jobID, err)
 			}
+			// The winner writes the status entry right after its result; bringing it
+			// up to date here too means whoever saw the result finds the status
+			// agreeing, even if that worker died in between.
+			_ = q.updateStatus(ctx, r)
 			return r, nil
 		}
 	}

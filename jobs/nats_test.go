@@ -2,6 +2,8 @@ package jobs
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -18,6 +20,30 @@ import (
 // opens the queue on it.
 func testQueue(t *testing.T) (*Queue, *nats.Conn) {
 	t.Helper()
+	srv := testServer(t)
+	nc, err := Connect(ConnectOptions{URLs: []string{srv.ClientURL()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := OpenQueue(ctx, nc); !errors.Is(err, ErrQueueNotSetUp) {
+		t.Fatalf("open on an empty server: %v, want ErrQueueNotSetUp", err)
+	}
+	if _, err := SetupQueue(ctx, nc, QueueConfig{}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	q, err := OpenQueue(ctx, nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return q, nc
+}
+
+// testServer starts an in-process JetStream server on a random loopback port.
+func testServer(t *testing.T) *server.Server {
+	t.Helper()
 	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true})
 	if err != nil {
 		t.Fatal(err)
@@ -27,18 +53,7 @@ func testQueue(t *testing.T) (*Queue, *nats.Conn) {
 		t.Fatal("nats server not ready")
 	}
 	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	nc, err := Connect(ConnectOptions{URLs: []string{srv.ClientURL()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	q, err := OpenQueue(ctx, nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return q, nc
+	return srv
 }
 
 func sampleResult(id string, v Verdict, finished time.Time) Result {
@@ -47,20 +62,27 @@ func sampleResult(id string, v Verdict, finished time.Time) Result {
 		Publish: Publication{Name: "debian-12"}}
 }
 
-func TestSetupIsIdempotent(t *testing.T) {
+func TestSetupIsIdempotentAndOwnsTheSettings(t *testing.T) {
 	q, nc := testQueue(t)
 	ctx := context.Background()
 	for range 2 {
-		q2, err := SetupQueue(ctx, nc, QueueConfig{AckWait: 30 * time.Second, MaxDeliver: 4})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := q2.SetupConsumer(ctx, QueueConfig{AckWait: 30 * time.Second, MaxDeliver: 4}); err != nil {
+		if _, err := SetupQueue(ctx, nc, QueueConfig{AckWait: 30 * time.Second, MaxDeliver: 4}, "operator"); err != nil {
 			t.Fatal(err)
 		}
 	}
-	// A changed setting is applied to the existing consumer.
-	c, err := q.SetupConsumer(ctx, QueueConfig{AckWait: 45 * time.Second, MaxDeliver: 7})
+	// A worker with other flags adopts the queue's settings and is told the difference.
+	w, created, err := EnsureQueue(ctx, nc, QueueConfig{AckWait: 45 * time.Second, MaxDeliver: 7}, "w1")
+	if err != nil || created {
+		t.Fatalf("ensure: created=%v err=%v", created, err)
+	}
+	st := w.Settings()
+	if st.AckWait.D() != 30*time.Second || st.MaxDeliver != 4 || st.SetBy != "operator" {
+		t.Errorf("settings %+v", st)
+	}
+	if diff := st.Differences(QueueConfig{AckWait: 45 * time.Second, MaxDeliver: 7}); len(diff) != 2 {
+		t.Errorf("differences %q", diff)
+	}
+	c, err := q.Consumer(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +90,7 @@ func TestSetupIsIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info.Config.AckWait != 45*time.Second || info.Config.MaxDeliver != 7 || info.Config.Durable != ConsumerWorkers {
+	if info.Config.AckWait != 30*time.Second || info.Config.MaxDeliver != -1 || info.Config.Durable != ConsumerWorkers {
 		t.Errorf("consumer config %+v", info.Config)
 	}
 	s, err := q.JetStream().Stream(ctx, StreamJobs)
@@ -78,6 +100,54 @@ func TestSetupIsIdempotent(t *testing.T) {
 	si, _ := s.Info(ctx)
 	if si.Config.Duplicates < time.Hour || si.Config.Retention.String() != "WorkQueue" {
 		t.Errorf("jobs stream config %+v", si.Config)
+	}
+}
+
+func TestFirstWorkerCreatesTheQueueOnce(t *testing.T) {
+	srv := testServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	type out struct {
+		created bool
+		st      QueueSettings
+		err     error
+	}
+	outs := make(chan out, 4)
+	for i := range 4 {
+		go func() {
+			nc, err := Connect(ConnectOptions{URLs: []string{srv.ClientURL()}})
+			if err != nil {
+				outs <- out{err: err}
+				return
+			}
+			defer nc.Close()
+			q, created, err := EnsureQueue(ctx, nc, QueueConfig{MaxDeliver: i + 2}, fmt.Sprintf("w%d", i))
+			if err != nil {
+				outs <- out{err: err}
+				return
+			}
+			outs <- out{created: created, st: q.Settings()}
+		}()
+	}
+	creators := 0
+	var seen []int
+	for range 4 {
+		o := <-outs
+		if o.err != nil {
+			t.Fatal(o.err)
+		}
+		if o.created {
+			creators++
+		}
+		seen = append(seen, o.st.MaxDeliver)
+	}
+	if creators != 1 {
+		t.Errorf("%d workers created the queue, want 1", creators)
+	}
+	for _, m := range seen {
+		if m != seen[0] {
+			t.Errorf("workers see different settings: %v", seen)
+		}
 	}
 }
 

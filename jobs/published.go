@@ -65,6 +65,7 @@ func (q *Queue) publishedBucket(ctx context.Context, create bool) (jetstream.Key
 		Description: "imagevet: the Latest Glance image per family",
 		History:     10,
 		Storage:     jetstream.FileStorage,
+		Replicas:    q.Replicas(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("set up bucket %s: %w", BucketPublished, err)

@@ -133,6 +133,7 @@ func (q *Queue) ReleasesBucket(ctx context.Context) (jetstream.KeyValue, error) 
 		Description: "imagevet: newest upstream release per image family",
 		History:     10,
 		Storage:     jetstream.FileStorage,
+		Replicas:    q.Replicas(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("set up bucket %s: %w", BucketReleases, err)

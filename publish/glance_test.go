@@ -67,7 +67,7 @@ func embeddedQueue(t *testing.T) *jobs.Queue {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	q, err := jobs.OpenQueue(context.Background(), nc)
+	q, err := jobs.SetupQueue(context.Background(), nc, jobs.QueueConfig{}, "test")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -58,6 +58,7 @@ func Serve(ctx context.Context, q *jobs.Queue, p *Publisher, cfg ServiceConfig) 
 		AckWait:       cfg.AckWait,
 		MaxAckPending: 1,
 		FilterSubject: jobs.SubjectResults,
+		Replicas:      q.Replicas(),
 	})
 	if err != nil {
 		return fmt.Errorf("set up consumer %s: %w", ConsumerPublishers, err)

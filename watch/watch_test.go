@@ -54,7 +54,7 @@ func newEnv(t testing.TB) *env {
 	t.Cleanup(nc.Close)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	q, err := jobs.OpenQueue(ctx, nc)
+	q, err := jobs.SetupQueue(ctx, nc, jobs.QueueConfig{}, "test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -443,7 +443,7 @@ func TestPendingReleaseIsSubmittedAgain(t *testing.T) {
 	if err := e.q.JetStream().DeleteStream(ctx, jobs.StreamJobs); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := jobs.SetupQueue(ctx, e.q.JetStream().Conn(), jobs.QueueConfig{}); err != nil {
+	if _, err := jobs.SetupQueue(ctx, e.q.JetStream().Conn(), jobs.QueueConfig{}, "test"); err != nil {
 		t.Fatal(err)
 	}
 	again := poll(t, w)["c"]

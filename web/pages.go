@@ -170,7 +170,7 @@ const maxConsoleShown = 512 << 10
 // consoleText is the console log the job page shows: the whole log from the object
 // store when it is there and not too long, else the result's tail.
 func (s *Server) consoleText(ctx context.Context, r jobs.Result) string {
-	if r.ConsoleLog != jobs.ConsoleRef(r.JobID) {
+	if !strings.HasPrefix(r.ConsoleLog, jobs.ConsoleRef("")) {
 		return r.ConsoleTail
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)

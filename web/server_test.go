@@ -35,7 +35,7 @@ func testQueue(t testing.TB) *jobs.Queue {
 	t.Cleanup(nc.Close)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	q, err := jobs.OpenQueue(ctx, nc)
+	q, err := jobs.SetupQueue(ctx, nc, jobs.QueueConfig{}, "test")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@
 //	imagevet status [IMAGE]                            latest verdict per image, newest release per family
 //	imagevet serve                                     the operators' web page
 //	imagevet publish [--job ID [--dry-run]]            put passed images into Glance
+//	imagevet jobs | cancel ID | queue setup             see and act on the queue
 //	imagevet version
 package main
 
@@ -45,6 +46,9 @@ commands:
   serve                   the operators' web page (127.0.0.1:8080)
   publish                 put passed images into OpenStack Glance, rotate families;
                           --job ID publishes one result, --dry-run prints the plan
+  jobs                    queued and running jobs (attempt, worker, stage, age); --workers
+  cancel JOB-ID           stop a queued or running job with an error result naming who
+  queue setup             create or change the queue's settings (replicas, ack wait, attempts)
   version                 print the version
 
 Every flag has an IMAGEVET_* environment fallback; see COMMAND -h.
@@ -79,6 +83,12 @@ func dispatch(ctx context.Context, args []string, env Env) int {
 		return cmdServe(ctx, rest, env)
 	case "publish":
 		return cmdPublish(ctx, rest, env)
+	case "jobs":
+		return cmdJobs(ctx, rest, env)
+	case "cancel":
+		return cmdCancel(ctx, rest, env)
+	case "queue":
+		return cmdQueue(ctx, rest, env)
 	case "metadata-proxy":
 		return cmdMetadataProxy(ctx, rest, env)
 	case "version", "--version", "-version":

@@ -56,19 +56,12 @@ func cmdStatus(ctx context.Context, args []string, env Env) int {
 		fs.Usage()
 		return exitError
 	}
-	nc, err := jobs.Connect(nf.options("imagevet status"))
+	q, ctx, done, err := openQueue(ctx, nf, "imagevet status")
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "imagevet status: %v\n", err)
 		return exitError
 	}
-	defer nc.Close()
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	q, err := jobs.OpenQueue(ctx, nc)
-	if err != nil {
-		fmt.Fprintf(env.Stderr, "imagevet status: %v\n", err)
-		return exitError
-	}
+	defer done()
 
 	switch {
 	case console != "":

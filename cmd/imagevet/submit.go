@@ -16,7 +16,7 @@ import (
 const submitUsage = `usage: imagevet submit [flags] JOB.json
 
 Queues a job (JOB.json, or - for stdin) with its id as the message id: submitting the
-same job again is a no-op. Prints the acceptance; with --wait follows the job's
+same job again is a no-op (--rerun vets it again on purpose, as a new attempt). Prints the acceptance; with --wait follows the job's
 progress and prints its verdict. A job that already has a result is answered at once.
 Exit status: 0 submitted or pass, 1 fail, 2 error, 3 timeout.
 
@@ -29,6 +29,7 @@ func cmdSubmit(ctx context.Context, args []string, env Env) int {
 	var (
 		nf                natsFlags
 		wait, jsonOut, qt bool
+		rerun             bool
 		timeout           time.Duration
 		junitFile         string
 	)
@@ -42,6 +43,7 @@ func cmdSubmit(ctx context.Context, args []string, env Env) int {
 	fs.StringVar(&junitFile, "junit", "", "with --wait, write a JUnit XML report to this file")
 	fs.BoolVar(&jsonOut, "json", false, "print the acceptance and result as JSON")
 	fs.BoolVar(&qt, "quiet", false, "no progress lines")
+	fs.BoolVar(&rerun, "rerun", false, "vet the job again although it has a result; the new result replaces it as the next attempt")
 	if err := parseInterleaved(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -62,19 +64,12 @@ func cmdSubmit(ctx context.Context, args []string, env Env) int {
 		return exitError
 	}
 
-	nc, err := jobs.Connect(nf.options("imagevet submit"))
+	q, opCtx, done, err := openQueue(ctx, nf, "imagevet submit")
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "imagevet submit: %v\n", err)
 		return exitError
 	}
-	defer nc.Close()
-	opCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	q, err := jobs.OpenQueue(opCtx, nc)
-	if err != nil {
-		fmt.Fprintf(env.Stderr, "imagevet submit: %v\n", err)
-		return exitError
-	}
+	defer done()
 	view := newProgressView(env.Stderr, qt || jsonOut || !wait)
 	defer view.close()
 	stopProgress := func() {}
@@ -87,7 +82,11 @@ func cmdSubmit(ctx context.Context, args []string, env Env) int {
 		}
 		defer stopProgress()
 	}
-	acc, err := q.Submit(opCtx, job)
+	submit := q.Submit
+	if rerun {
+		submit = q.Rerun
+	}
+	acc, err := submit(opCtx, job)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "imagevet submit: %v\n", err)
 		return exitError
@@ -108,7 +107,7 @@ func cmdSubmit(ctx context.Context, args []string, env Env) int {
 
 	waitCtx, cancelWait := context.WithTimeout(ctx, timeout)
 	defer cancelWait()
-	res, err := q.Wait(waitCtx, job.ID, nil)
+	res, err := q.WaitAfter(waitCtx, job.ID, acc.Replaces, nil)
 	stopProgress()
 	view.close()
 	switch {

@@ -18,7 +18,10 @@ const workerUsage = `usage: imagevet worker [flags]
 Serves jobs from NATS JetStream until SIGTERM/SIGINT: pulls one job per free slot,
 admits it against free memory, boots and checks the image, publishes the result, then
 acknowledges the job. Without --nats it starts an embedded JetStream server on
-127.0.0.1 (--nats-port) with its data under the state directory.
+127.0.0.1 (--nats-port) with its data under the state directory. The queue flags
+(--ack-wait, --max-deliver, --results-max-age, --replicas) apply only when this worker
+finds no queue and sets it up; otherwise it follows the queue's settings (see
+imagevet queue setup) and logs where its flags differ.
 
 `
 
@@ -106,9 +109,8 @@ func cmdWorker(ctx context.Context, args []string, env Env) int {
 	ef.intVar(&dcfg.MemoryOverheadMiB, "memory-overhead", "IMAGEVET_MEMORY_OVERHEAD_MIB", daemon.DefaultMemoryOverheadMiB, "MiB added to each job's memory for the emulator")
 	ef.durationVar(&dcfg.AdmissionHold, "admission-hold", "IMAGEVET_ADMISSION_HOLD", daemon.DefaultAdmissionHold, "how long a job waits for memory before it is handed back")
 	ef.durationVar(&dcfg.GracePeriod, "grace", "IMAGEVET_GRACE", daemon.DefaultGracePeriod, "time running jobs get to finish on shutdown")
-	ef.durationVar(&dcfg.AckWait, "ack-wait", "IMAGEVET_ACK_WAIT", jobs.DefaultAckWait, "redelivery timeout of a job without heartbeat")
-	ef.intVar(&dcfg.MaxDeliver, "max-deliver", "IMAGEVET_MAX_DELIVER", jobs.DefaultMaxDeliver, "deliveries of one job before a final error")
-	ef.durationVar(&dcfg.ResultsMaxAge, "results-max-age", "IMAGEVET_RESULTS_MAX_AGE", jobs.DefaultResultsMaxAge, "how long results and console logs are kept")
+	var qcfg jobs.QueueConfig
+	queueFlags(ef, &qcfg)
 	fs.StringVar(&dcfg.MetricsAddr, "metrics", env.Getenv("IMAGEVET_METRICS_ADDR"), "serve /metrics and /healthz here, e.g. 127.0.0.1:9464 (IMAGEVET_METRICS_ADDR)")
 	fs.StringVar(&logLevel, "log-level", envOr(env, "IMAGEVET_LOG_LEVEL", "info"), "debug, info, warn or error (IMAGEVET_LOG_LEVEL)")
 	ef.boolVar(&logJSON, "log-json", "IMAGEVET_LOG_JSON", "JSON logs")
@@ -126,6 +128,8 @@ func cmdWorker(ctx context.Context, args []string, env Env) int {
 	errs = append(errs, wcfg.Validate())
 	dcfg.NATS = nf.options("")
 	dcfg.WorkerID, dcfg.StateDir = wcfg.WorkerID, wcfg.StateDir
+	dcfg.AckWait, dcfg.MaxDeliver, dcfg.ResultsMaxAge, dcfg.Replicas = qcfg.AckWait, qcfg.MaxDeliver, qcfg.ResultsMaxAge, qcfg.Replicas
+	dcfg.Version, dcfg.Accel = buildVersion(), wcfg.Accel
 	log := newLogger(env.Stderr, logLevel, logJSON)
 	if err := errors.Join(errs...); err != nil {
 		fmt.Fprintf(env.Stderr, "imagevet worker: %v\n", err)

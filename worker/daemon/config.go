@@ -52,11 +52,14 @@ type Config struct {
 	// GracePeriod is how long running jobs may finish after shutdown starts before
 	// they are cancelled and handed back (default 2 min).
 	GracePeriod time.Duration
-	// AckWait is how long a job may go without a heartbeat before the server
-	// redelivers it (default 90 s); heartbeats go every AckWait/3.
-	AckWait time.Duration
-	// MaxDeliver bounds deliveries of one job (default 5).
+	// AckWait, MaxDeliver, ResultsMaxAge and Replicas apply only when this worker
+	// is the first on an empty server and sets the queue up (defaults: the jobs
+	// package's); otherwise the queue's settings (jobs.QueueSettings) are followed
+	// and a difference is logged. Heartbeats go every AckWait/3; MaxDeliver bounds
+	// the attempts of one job.
+	AckWait    time.Duration
 	MaxDeliver int
+	Replicas   int
 	// RetryDelays are the nak delays after the 1st, 2nd… retryable error; the last
 	// repeats (default 10 s, 30 s, 90 s, 270 s).
 	RetryDelays []time.Duration
@@ -65,6 +68,9 @@ type Config struct {
 	FetchWait time.Duration
 	// ResultsMaxAge is how long results and console logs are kept (default 90 days).
 	ResultsMaxAge time.Duration
+
+	// Version and Accel are announced in the worker's heartbeat entry.
+	Version, Accel string
 
 	// MetricsAddr serves /metrics and /healthz when set (e.g. "127.0.0.1:9464").
 	MetricsAddr string
@@ -126,12 +132,6 @@ func (c Config) WithDefaults() Config {
 	if c.GracePeriod == 0 {
 		c.GracePeriod = DefaultGracePeriod
 	}
-	if c.AckWait == 0 {
-		c.AckWait = jobs.DefaultAckWait
-	}
-	if c.MaxDeliver == 0 {
-		c.MaxDeliver = jobs.DefaultMaxDeliver
-	}
 	if len(c.RetryDelays) == 0 {
 		c.RetryDelays = DefaultRetryDelays
 	}
@@ -161,11 +161,8 @@ func (c Config) Validate() error {
 	if c.MemoryReserveMiB < 0 || c.MemoryOverheadMiB < 0 {
 		bad("memory reserve and overhead must not be negative")
 	}
-	if c.AckWait < 3*time.Second {
-		bad("ack wait %s: at least 3s", c.AckWait)
-	}
-	if c.MaxDeliver < 1 {
-		bad("max deliver %d: at least 1", c.MaxDeliver)
+	if err := c.queueConfig().Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.FetchWait < 100*time.Millisecond || c.FetchWait > time.Minute {
 		bad("fetch wait %s: must be 100ms-1m", c.FetchWait)
@@ -187,7 +184,7 @@ func (c Config) Validate() error {
 }
 
 func (c Config) queueConfig() jobs.QueueConfig {
-	return jobs.QueueConfig{AckWait: c.AckWait, MaxDeliver: c.MaxDeliver, ResultsMaxAge: c.ResultsMaxAge}
+	return jobs.QueueConfig{AckWait: c.AckWait, MaxDeliver: c.MaxDeliver, ResultsMaxAge: c.ResultsMaxAge, Replicas: c.Replicas}
 }
 
 // retryDelay is the nak delay after the given (1-based) attempt failed retryably.

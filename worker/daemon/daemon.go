@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"sort"
 	"sync"
 	"time"
 
@@ -49,14 +49,25 @@ type Daemon struct {
 	ready    chan struct{}
 	httpAddr net.Addr // set before ready is closed
 
+	// The queue's settings, adopted in Serve (QueueSettings wins over Config).
+	ackWait    time.Duration
+	maxDeliver int
+
 	mu      sync.Mutex
-	granted int64         // MiB granted to admitted jobs
-	active  int           // admitted jobs
-	freed   chan struct{} // closed and replaced whenever memory is released
+	granted int64                              // MiB granted to admitted jobs
+	active  int                                // admitted jobs
+	freed   chan struct{}                      // closed and replaced whenever memory is released
+	running map[string]context.CancelCauseFunc // job id -> cancel of its attempt
 }
 
 // errShutdown is the cancel cause of jobs still running when the grace period ends.
 var errShutdown = errors.New("worker shutting down")
+
+// CancelledError is the cancel cause of a job stopped by `imagevet cancel`; the
+// canceller has already reported the job.
+type CancelledError struct{ Reason string }
+
+func (e *CancelledError) Error() string { return e.Reason }
 
 // New builds a daemon from cfg (defaults applied, then validated).
 func New(cfg Config, runner Runner, opts ...Option) (*Daemon, error) {
@@ -68,7 +79,7 @@ func New(cfg Config, runner Runner, opts ...Option) (*Daemon, error) {
 		return nil, fmt.Errorf("worker config: %w", err)
 	}
 	d := &Daemon{cfg: cfg, runner: runner, log: slog.Default(), mem: ProcMeminfo{}, m: newMetrics(),
-		ready: make(chan struct{}), freed: make(chan struct{})}
+		ready: make(chan struct{}), freed: make(chan struct{}), running: map[string]context.CancelCauseFunc{}}
 	for _, o := range opts {
 		o(d)
 	}
@@ -113,15 +124,29 @@ func (d *Daemon) Run(ctx context.Context) error {
 // to the queue. It returns once no job is left; nc stays open.
 func (d *Daemon) Serve(ctx context.Context, nc *nats.Conn) error {
 	setupCtx, cancel := context.WithTimeout(ctx, time.Minute)
-	q, err := jobs.SetupQueue(setupCtx, nc, d.cfg.queueConfig())
+	q, created, err := jobs.EnsureQueue(setupCtx, nc, d.cfg.queueConfig(), d.cfg.WorkerID)
 	var cons jetstream.Consumer
 	if err == nil {
-		cons, err = q.SetupConsumer(setupCtx, d.cfg.queueConfig())
+		cons, err = q.Consumer(setupCtx)
 	}
 	cancel()
 	if err != nil {
 		return err
 	}
+	settings := q.Settings()
+	d.ackWait, d.maxDeliver = settings.AckWait.D(), settings.MaxDeliver
+	if created {
+		d.log.Info("queue set up with this worker's settings", "ack_wait", d.ackWait, "max_deliver", d.maxDeliver,
+			"replicas", settings.Replicas)
+	} else if diff := settings.Differences(d.cfg.queueConfig()); len(diff) > 0 {
+		d.log.Warn("queue settings differ from this worker's flags; following the queue's (change them with imagevet queue setup)",
+			"differences", diff, "set_by", settings.SetBy)
+	}
+	stopCancels, err := q.WatchCancels(d.cancelJob)
+	if err != nil {
+		return err
+	}
+	defer stopCancels()
 	if d.cfg.MetricsAddr != "" {
 		addr, stop, err := serveHTTP(ctx, d.cfg.MetricsAddr, d.m, nc, d.log)
 		if err != nil {
@@ -130,8 +155,10 @@ func (d *Daemon) Serve(ctx context.Context, nc *nats.Conn) error {
 		defer stop()
 		d.httpAddr = addr
 	}
-	d.log.Info("worker started", "concurrency", d.cfg.Concurrency, "ack_wait", d.cfg.AckWait,
-		"max_deliver", d.cfg.MaxDeliver, "http", d.httpAddr)
+	d.log.Info("worker started", "concurrency", d.cfg.Concurrency, "ack_wait", d.ackWait,
+		"max_deliver", d.maxDeliver, "http", d.httpAddr)
+	stopBeat := d.announce(ctx, q)
+	defer stopBeat()
 	close(d.ready)
 
 	// Jobs run on a context that survives ctx so they can finish within the grace
@@ -181,8 +208,19 @@ func (d *Daemon) Serve(ctx context.Context, nc *nats.Conn) error {
 	return nil
 }
 
+// delivery is one delivered job message and what the daemon knows about it.
+type delivery struct {
+	msg      jetstream.Msg
+	seq      uint64 // jobs-stream sequence
+	replaces uint64 // result sequence a rerun replaces, or 0
+	log      *slog.Logger
+}
+
 // handle settles one delivered job. stop is the daemon's context (shutdown started
-// when it ends); jobsCtx is what runners run on.
+// when it ends); jobsCtx is what runners run on. Attempts are counted in the
+// queue's job state, not by the server's delivery count, so naks that ran nothing
+// (a failed read, shutdown) use none up and the last attempt always ends in a
+// result: a delivery beyond the limit reports the final error without running.
 func (d *Daemon) handle(stop, jobsCtx context.Context, q *jobs.Queue, msg jetstream.Msg) {
 	d.m.jobsRunning.Inc()
 	defer d.m.jobsRunning.Dec()
@@ -192,24 +230,32 @@ func (d *Daemon) handle(stop, jobsCtx context.Context, q *jobs.Queue, msg jetstr
 		d.settle(msg, "term", 0, d.log)
 		return
 	}
-	attempt := int(meta.NumDelivered)
 	d.m.queueLag.Observe(time.Since(meta.Timestamp).Seconds())
-	log := d.log.With("seq", meta.Sequence.Stream, "attempt", attempt)
-	hb := d.heartbeat(msg, log)
+	dl := &delivery{msg: msg, seq: meta.Sequence.Stream, replaces: jobs.ReplacesOf(msg.Headers()),
+		log: d.log.With("seq", meta.Sequence.Stream, "delivery", meta.NumDelivered)}
+	hb := d.heartbeat(msg, dl.log)
 	defer hb()
 
 	job, err := jobs.DecodeJob(msg.Data())
 	if err != nil {
-		d.reject(stop, q, msg, meta, err, log)
+		d.reject(stop, q, dl, err)
 		return
 	}
 	job = job.WithDefaults()
-	log = log.With("job", job.ID, "image", job.Publish.Name)
+	dl.log = dl.log.With("job", job.ID, "image", job.Publish.Name)
+	log := dl.log
+
+	// A cancellation may arrive from here on: the attempt's context is registered
+	// before anything is decided.
+	jobCtx, cancelJob := context.WithCancelCause(jobsCtx)
+	defer cancelJob(nil)
+	defer d.track(job.ID, cancelJob)()
 
 	// Dedupe on run: a job already reported (a resubmission after the dedupe
-	// window, or a worker that died between report and ack) is not run again.
+	// window, or a worker that died between report and ack) is not run again; a
+	// rerun runs while the result it replaces is still the job's.
 	opCtx, cancel := opContext(stop)
-	prev, found, err := q.Result(opCtx, job.ID)
+	prev, prevSeq, found, err := q.ResultSeq(opCtx, job.ID)
 	cancel()
 	switch {
 	case err != nil:
@@ -217,11 +263,12 @@ func (d *Daemon) handle(stop, jobsCtx context.Context, q *jobs.Queue, msg jetstr
 		hb()
 		d.settle(msg, "nak", d.cfg.AdmissionRetry, log)
 		return
-	case found:
+	case found && prevSeq != dl.replaces:
 		opCtx, cancel := opContext(stop)
 		if err := q.EnsureStatus(opCtx, prev); err != nil {
 			log.Warn("status update failed", "err", err)
 		}
+		_ = q.ForgetJobState(opCtx, job.ID, dl.seq)
 		cancel()
 		log.Info("job already reported, not running it again", "verdict", prev.Verdict)
 		hb()
@@ -232,6 +279,35 @@ func (d *Daemon) handle(stop, jobsCtx context.Context, q *jobs.Queue, msg jetstr
 		d.settle(msg, "shutdown", 0, log)
 		return
 	}
+	base := 0
+	if dl.replaces > 0 {
+		base = prev.Attempt
+	}
+	opCtx, cancel = opContext(stop)
+	st, exhausted, err := q.ClaimAttempt(opCtx, job.ID, dl.seq, job.Publish.Name, d.cfg.WorkerID, base, d.maxDeliver)
+	cancel()
+	switch {
+	case err != nil:
+		log.Warn("cannot record the attempt, handing the job back", "err", err)
+		hb()
+		d.settle(msg, "nak", d.cfg.AdmissionRetry, log)
+		return
+	case exhausted:
+		why := st.LastError
+		if why == "" {
+			why = "the last attempt ended without a result"
+		}
+		log.Warn("attempts exhausted, reporting the final error", "attempts", st.Attempts, "last_error", why)
+		res := d.errorResult(job.ID, st.Attempt, fmt.Sprintf("gave up after %d attempts: %s", st.Attempts, why), true)
+		res.Publish = job.Publish
+		d.reportThen(stop, q, dl, res, "ack")
+		return
+	}
+	attempt := st.Attempt
+	log = log.With("attempt", attempt)
+	dl.log = log
+	stage := newStageWriter(q, st, log)
+	defer stage.close()
 
 	note := func(stage, event, msg string) {
 		p := jobs.Progress{JobID: job.ID, Attempt: attempt, Worker: d.cfg.WorkerID, Stage: stage, Event: event, Message: msg}
@@ -242,6 +318,7 @@ func (d *Daemon) handle(stop, jobsCtx context.Context, q *jobs.Queue, msg jetstr
 	note("queue", "done", fmt.Sprintf("picked up by worker %s (attempt %d, queued %s)", d.cfg.WorkerID, attempt,
 		time.Since(meta.Timestamp).Round(time.Millisecond)))
 	need := int64(job.Machine.MemoryMiB + d.cfg.MemoryOverheadMiB)
+	stage.set("admission")
 	release, ok := d.admit(stop, need, func(free int64) {
 		note("admission", "info", fmt.Sprintf("waiting for %d MiB of memory (%d MiB free)", need, free))
 	}, log)
@@ -249,27 +326,43 @@ func (d *Daemon) handle(stop, jobsCtx context.Context, q *jobs.Queue, msg jetstr
 		hb()
 		switch {
 		case stop.Err() != nil:
+			stage.handBack(stop, "")
 			d.settle(msg, "shutdown", 0, log)
-		case attempt >= d.cfg.MaxDeliver:
-			res := d.errorResult(job.ID, attempt, fmt.Sprintf("no worker could give %d MiB of memory in %d deliveries", need, attempt), true)
+		case st.Attempts >= d.maxDeliver:
+			res := d.errorResult(job.ID, attempt, fmt.Sprintf("no worker could give %d MiB of memory in %d attempts", need, st.Attempts), true)
 			res.Publish = job.Publish
-			d.reportThen(stop, q, msg, res, "ack", log)
+			d.reportThen(stop, q, dl, res, "ack")
 		default:
 			d.m.admissionNaks.Inc()
+			stage.retrying(stop, fmt.Sprintf("worker %s could not give %d MiB of memory", d.cfg.WorkerID, need))
 			note("admission", "info", fmt.Sprintf("this host cannot give %d MiB now; back to the queue for %s", need, d.cfg.AdmissionRetry))
 			d.settle(msg, "admission", d.cfg.AdmissionRetry, log)
 		}
 		return
 	}
 	started := time.Now().UTC()
-	jobCtx, cancelJob := context.WithCancelCause(jobsCtx)
-	res := d.run(jobCtx, q, job, attempt, log)
+	res := d.run(jobCtx, q, job, attempt, stage.set, log)
+	cause := context.Cause(jobCtx)
 	cancelJob(nil)
 	release()
+	var cancelled *CancelledError
+	if errors.As(cause, &cancelled) {
+		// `imagevet cancel` reported the job already; nothing to add.
+		log.Info("job cancelled", "reason", cancelled.Reason)
+		hb()
+		stage.close()
+		opCtx, cancel := opContext(stop)
+		_ = q.ForgetJobState(opCtx, job.ID, dl.seq)
+		cancel()
+		d.settle(msg, "cancelled", 0, log)
+		return
+	}
 	if context.Cause(jobsCtx) == errShutdown && res.Verdict != jobs.VerdictPass && res.Verdict != jobs.VerdictFail {
-		// Cancelled by shutdown: not a verdict. Another worker takes it.
+		// Cancelled by shutdown: not a verdict, and not an attempt used up.
+		// Another worker takes it.
 		log.Info("job cancelled by shutdown, handing it back")
 		hb()
+		stage.handBack(stop, "worker "+d.cfg.WorkerID+" shut down mid-job")
 		d.settle(msg, "shutdown", 0, log)
 		return
 	}
@@ -277,25 +370,189 @@ func (d *Daemon) handle(stop, jobsCtx context.Context, q *jobs.Queue, msg jetstr
 	for _, s := range res.Stages {
 		d.m.stages.WithLabelValues(s.Name).Observe(s.Duration.D().Seconds())
 	}
+	stage.close()
 	switch {
 	case res.Verdict == jobs.VerdictPass || res.Verdict == jobs.VerdictFail:
-		d.reportThen(stop, q, msg, res, "ack", log)
-	case res.Retryable && attempt < d.cfg.MaxDeliver:
-		delay := d.cfg.retryDelay(attempt)
+		d.reportThen(stop, q, dl, res, "ack")
+	case res.Retryable && st.Attempts < d.maxDeliver:
+		delay := d.cfg.retryDelay(st.Attempts)
 		log.Warn("retryable error, job goes back to the queue", "reason", res.Reason, "delay", delay)
-		note("retry", "info", fmt.Sprintf("attempt %d of %d: %s; retrying in %s", attempt, d.cfg.MaxDeliver, res.Reason, delay))
+		note("retry", "info", fmt.Sprintf("attempt %d of %d: %s; retrying in %s", st.Attempts, d.maxDeliver, res.Reason, delay))
 		hb()
+		stage.retrying(stop, res.Reason)
 		d.settle(msg, "nak", delay, log)
 	case res.Retryable:
-		res.Reason = fmt.Sprintf("gave up after %d attempts: %s", attempt, res.Reason)
-		d.reportThen(stop, q, msg, res, "ack", log)
+		res.Reason = fmt.Sprintf("gave up after %d attempts: %s", st.Attempts, res.Reason)
+		d.reportThen(stop, q, dl, res, "ack")
 	default:
-		d.reportThen(stop, q, msg, res, "term", log)
+		d.reportThen(stop, q, dl, res, "term")
+	}
+}
+
+// track registers the cancel func of a job's running attempt; the returned func
+// removes it.
+func (d *Daemon) track(jobID string, cancel context.CancelCauseFunc) (untrack func()) {
+	d.mu.Lock()
+	d.running[jobID] = cancel
+	d.mu.Unlock()
+	return func() {
+		d.mu.Lock()
+		delete(d.running, jobID)
+		d.mu.Unlock()
+	}
+}
+
+// cancelJob stops a running job on `imagevet cancel`.
+func (d *Daemon) cancelJob(jobID, reason string) {
+	d.mu.Lock()
+	cancel := d.running[jobID]
+	d.mu.Unlock()
+	if cancel != nil {
+		d.log.Info("cancel requested", "job", jobID, "reason", reason)
+		cancel(&CancelledError{Reason: reason})
+	}
+}
+
+// runningJobs lists the job ids this worker holds.
+func (d *Daemon) runningJobs() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	ids := make([]string, 0, len(d.running))
+	for id := range d.running {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+// announce keeps this worker's heartbeat entry in BucketWorkers fresh until the
+// returned stop, which removes it.
+func (d *Daemon) announce(ctx context.Context, q *jobs.Queue) (stop func()) {
+	host, _ := os.Hostname()
+	info := jobs.WorkerInfo{ID: d.cfg.WorkerID, Host: host, PID: os.Getpid(), Version: d.cfg.Version,
+		Accel: d.cfg.Accel, Slots: d.cfg.Concurrency, StartedAt: time.Now().UTC()}
+	put := func(draining bool) {
+		info.Running, info.Draining, info.Heartbeat = d.runningJobs(), draining, time.Now().UTC()
+		opCtx, cancel := opContext(ctx)
+		defer cancel()
+		if err := q.PutWorker(opCtx, info); err != nil {
+			d.log.Warn("worker heartbeat failed", "err", err)
+		}
+	}
+	put(false)
+	quit, finished := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(jobs.WorkerHeartbeat)
+		defer t.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-t.C:
+				put(ctx.Err() != nil)
+			}
+		}
+	}()
+	return func() {
+		close(quit)
+		<-finished
+		opCtx, cancel := opContext(ctx)
+		defer cancel()
+		if err := q.RemoveWorker(opCtx, d.cfg.WorkerID); err != nil {
+			d.log.Warn("removing the worker heartbeat failed", "err", err)
+		}
+	}
+}
+
+// stageWriter keeps a job's state entry up to date with the stage its attempt
+// announced, from one goroutine so a slow NATS never blocks the runner; only the
+// latest stage is written.
+type stageWriter struct {
+	q    *jobs.Queue
+	log  *slog.Logger
+	mu   sync.Mutex
+	st   jobs.JobState
+	kick chan struct{}
+	done chan struct{}
+	once sync.Once
+}
+
+func newStageWriter(q *jobs.Queue, st jobs.JobState, log *slog.Logger) *stageWriter {
+	kick := make(chan struct{}, 1)
+	w := &stageWriter{q: q, log: log, st: st, kick: kick, done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		for range kick {
+			w.mu.Lock()
+			st := w.st
+			w.mu.Unlock()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			if err := q.PutJobState(ctx, st); err != nil {
+				log.Debug("job state not written", "err", err)
+			}
+			cancel()
+		}
+	}()
+	return w
+}
+
+// set records a new stage without blocking; a closed writer ignores it.
+func (w *stageWriter) set(stage string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.st.Stage == stage || w.kick == nil {
+		return
+	}
+	w.st.Stage = stage
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
+
+// close stops the writer after its last write; idempotent.
+func (w *stageWriter) close() {
+	w.once.Do(func() {
+		w.mu.Lock()
+		close(w.kick)
+		w.kick = nil
+		w.mu.Unlock()
+		<-w.done
+	})
+}
+
+// retrying marks the job as waiting for its retry (the attempt counts).
+func (w *stageWriter) retrying(stop context.Context, why string) {
+	w.closeWith(stop, func(st *jobs.JobState) { st.State, st.Stage, st.LastError = jobs.StateRetrying, "", why })
+}
+
+// handBack marks the attempt as not made: the job goes back to the queue without
+// using one up (shutdown, lack of memory while shutting down).
+func (w *stageWriter) handBack(stop context.Context, why string) {
+	w.closeWith(stop, func(st *jobs.JobState) {
+		st.State, st.Stage, st.Attempts, st.Attempt = jobs.StateQueued, "", st.Attempts-1, st.Attempt-1
+		if why != "" {
+			st.LastError = why
+		}
+	})
+}
+
+func (w *stageWriter) closeWith(stop context.Context, change func(*jobs.JobState)) {
+	w.close()
+	w.mu.Lock()
+	change(&w.st)
+	st := w.st
+	w.mu.Unlock()
+	ctx, cancel := opContext(stop)
+	defer cancel()
+	if err := w.q.PutJobState(ctx, st); err != nil {
+		w.log.Warn("job state not written", "err", err)
 	}
 }
 
 // run calls the runner, turning a panic into an error result.
-func (d *Daemon) run(ctx context.Context, q *jobs.Queue, job jobs.Job, attempt int, log *slog.Logger) (res jobs.Result) {
+func (d *Daemon) run(ctx context.Context, q *jobs.Queue, job jobs.Job, attempt int, stage func(string), log *slog.Logger) (res jobs.Result) {
 	d.m.vmsRunning.Inc()
 	defer d.m.vmsRunning.Dec()
 	defer func() {
@@ -307,6 +564,9 @@ func (d *Daemon) run(ctx context.Context, q *jobs.Queue, job jobs.Job, attempt i
 	log.Info("job started", "memory_mib", job.Machine.MemoryMiB)
 	progress := func(p jobs.Progress) {
 		p.JobID, p.Attempt, p.Worker = job.ID, attempt, d.cfg.WorkerID
+		if p.Event == "start" {
+			stage(p.Stage)
+		}
 		if err := q.PublishProgress(p); err != nil {
 			log.Debug("progress not sent", "err", err)
 		}
@@ -348,41 +608,24 @@ func (d *Daemon) complete(res jobs.Result, job jobs.Job, attempt int, started ti
 
 // reject reports an invalid job with an error result naming the problem, then
 // terminates it.
-func (d *Daemon) reject(stop context.Context, q *jobs.Queue, msg jetstream.Msg, meta *jetstream.MsgMetadata, cause error, log *slog.Logger) {
-	id, name := rawJobID(msg.Data())
+func (d *Daemon) reject(stop context.Context, q *jobs.Queue, dl *delivery, cause error) {
+	id, name := jobs.RawJobID(dl.msg.Data())
 	if id == "" {
-		id = fmt.Sprintf("invalid-seq-%d", meta.Sequence.Stream)
+		id = fmt.Sprintf("invalid-seq-%d", dl.seq)
 	}
 	if name == "" {
 		name = id
 	}
-	log = log.With("job", id, "image", name)
-	log.Warn("invalid job", "err", cause)
-	res := d.errorResult(id, int(meta.NumDelivered), cause.Error(), false)
+	dl.log = dl.log.With("job", id, "image", name)
+	dl.log.Warn("invalid job", "err", cause)
+	attempt := 1
+	if meta, err := dl.msg.Metadata(); err == nil {
+		attempt = int(meta.NumDelivered)
+	}
+	res := d.errorResult(id, attempt, cause.Error(), false)
 	// The image's status shows the error too, so nothing publishes it on an old verdict.
 	res.Publish.Name = name
-	d.reportThen(stop, q, msg, res, "term", log)
-}
-
-// rawJobID digs a usable job id and image name out of a document that did not
-// decode; either is "" when it cannot be had.
-func rawJobID(data []byte) (id, name string) {
-	var doc struct {
-		ID      json.RawMessage `json:"id"`
-		Publish struct {
-			Name json.RawMessage `json:"name"`
-		} `json:"publish"`
-	}
-	if json.Unmarshal(data, &doc) != nil {
-		return "", ""
-	}
-	if json.Unmarshal(doc.ID, &id) != nil || !jobs.ValidJobID(id) {
-		id = ""
-	}
-	if json.Unmarshal(doc.Publish.Name, &name) != nil || len(name) > 255 {
-		name = ""
-	}
-	return id, name
+	d.reportThen(stop, q, dl, res, "term")
 }
 
 func (d *Daemon) errorResult(id string, attempt int, reason string, retryable bool) jobs.Result {
@@ -395,24 +638,25 @@ func (d *Daemon) errorResult(id string, attempt int, reason string, retryable bo
 }
 
 // reportThen publishes the result (console log, results stream, status) and only
-// then settles the message with outcome "ack" or "term". When the result cannot be
-// published the job goes back to the queue so the verdict is never lost.
-func (d *Daemon) reportThen(stop context.Context, q *jobs.Queue, msg jetstream.Msg, res jobs.Result, outcome string, log *slog.Logger) {
+// then settles the message with outcome "ack" or "term". Publishing is retried for
+// as long as the job's lease can be kept (NATS restarting, a leader election); only
+// then does the job go back to the queue, where the next delivery runs it again.
+func (d *Daemon) reportThen(stop context.Context, q *jobs.Queue, dl *delivery, res jobs.Result, outcome string) {
+	log := dl.log
 	var err error
 	var published bool
-	for try := range 3 {
-		if try > 0 {
-			time.Sleep(time.Duration(try) * 2 * time.Second)
-		}
-		published, err = d.publish(stop, q, res, log)
-		if err == nil {
+	deadline := time.Now().Add(max(2*time.Minute, 2*d.ackWait))
+	for try := 0; ; try++ {
+		published, err = d.publish(stop, q, res, dl.replaces, log)
+		if err == nil || time.Now().After(deadline) {
 			break
 		}
 		log.Warn("publishing the result failed", "try", try+1, "err", err)
+		time.Sleep(min(time.Duration(try+1)*time.Second, 10*time.Second))
 	}
 	if err != nil {
 		log.Error("result not published, handing the job back", "err", err)
-		d.settle(msg, "nak", d.cfg.AdmissionRetry, log)
+		d.settle(dl.msg, "nak", d.cfg.AdmissionRetry, log)
 		return
 	}
 	if published {
@@ -420,10 +664,15 @@ func (d *Daemon) reportThen(stop context.Context, q *jobs.Queue, msg jetstream.M
 	}
 	log.Info("job reported", "verdict", res.Verdict, "failed_check", res.FailedCheck,
 		"reason", res.Reason, "published", published)
-	d.settle(msg, outcome, 0, log)
+	d.settle(dl.msg, outcome, 0, log)
+	ctx, cancel := opContext(stop)
+	defer cancel()
+	if err := q.ForgetJobState(ctx, res.JobID, dl.seq); err != nil {
+		log.Debug("job state not removed", "err", err)
+	}
 }
 
-func (d *Daemon) publish(stop context.Context, q *jobs.Queue, res jobs.Result, log *slog.Logger) (bool, error) {
+func (d *Daemon) publish(stop context.Context, q *jobs.Queue, res jobs.Result, replaces uint64, log *slog.Logger) (bool, error) {
 	ctx, cancel := opContext(stop)
 	defer cancel()
 	var console io.Reader
@@ -438,15 +687,18 @@ func (d *Daemon) publish(stop context.Context, q *jobs.Queue, res jobs.Result, l
 			console = f
 		}
 	}
+	if replaces > 0 {
+		return q.PublishResult(ctx, res, console, jobs.Replacing(replaces))
+	}
 	return q.PublishResult(ctx, res, console)
 }
 
 // settle acks, naks (after delay) or terminates a message and counts the outcome:
-// "ack" and "duplicate" ack, "term" terminates, everything else naks.
+// "ack", "duplicate" and "cancelled" ack, "term" terminates, everything else naks.
 func (d *Daemon) settle(msg jetstream.Msg, outcome string, delay time.Duration, log *slog.Logger) {
 	var err error
 	switch outcome {
-	case "ack", "duplicate":
+	case "ack", "duplicate", "cancelled":
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		err = msg.DoubleAck(ctx)
 		cancel()
@@ -465,7 +717,7 @@ func (d *Daemon) settle(msg jetstream.Msg, outcome string, delay time.Duration, 
 // heartbeat sends InProgress every AckWait/3 until the returned stop is called
 // (idempotent), so a long job is not redelivered.
 func (d *Daemon) heartbeat(msg jetstream.Msg, log *slog.Logger) (stop func()) {
-	t := time.NewTicker(d.cfg.AckWait / 3)
+	t := time.NewTicker(d.ackWait / 3)
 	quit, finished := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(finished)

@@ -190,7 +190,8 @@ func openQueue(t testing.TB, url string) (*jobs.Queue, *nats.Conn) {
 	nc := connect(t, url)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	q, err := jobs.OpenQueue(ctx, nc)
+	// The queue as a first worker with fastConfig's settings would set it up.
+	q, _, err := jobs.EnsureQueue(ctx, nc, fastConfig(url, "test").queueConfig(), "test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -287,7 +288,7 @@ func TestPassAndFailAreReportedThenAcked(t *testing.T) {
 	if len(bad.ConsoleTail) > jobs.MaxConsoleTail {
 		t.Errorf("console tail %d bytes, cap %d", len(bad.ConsoleTail), jobs.MaxConsoleTail)
 	}
-	if bad.ConsoleLog != jobs.ConsoleRef("bad-image") {
+	if bad.ConsoleLog != jobs.ConsoleRef(jobs.ConsoleObject("bad-image", 1, "w1")) {
 		t.Errorf("console log ref %q", bad.ConsoleLog)
 	}
 	var sb strings.Builder

@@ -1,0 +1,494 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Job states as JobState.State and QueueEntry.State show them.
+const (
+	// StateQueued: submitted, no attempt running (none yet, or handed back).
+	StateQueued = "queued"
+	// StateRunning: a worker holds the job and runs an attempt.
+	StateRunning = "running"
+	// StateRetrying: the last attempt ended in a retryable error; the job waits for
+	// its retry delay.
+	StateRetrying = "retrying"
+)
+
+// HeaderReplaces, on a job message, carries the results-stream sequence of the
+// result a rerun (`submit --rerun`) replaces.
+const HeaderReplaces = "Imagevet-Replaces"
+
+// JobState is what workers record in BucketJobs about one submission of a job while
+// it is in the queue: how many attempts were made (workers enforce the attempt limit
+// from it), and what the current one is doing. Documented for readers such as the
+// web Queue page.
+type JobState struct {
+	JobID string `json:"job_id"`
+	// Seq is the jobs-stream sequence of the submission (a rerun is a new one).
+	Seq uint64 `json:"seq"`
+	// Image is the job's publish.name (or "").
+	Image string `json:"image,omitempty"`
+	// State is StateQueued, StateRunning or StateRetrying.
+	State string `json:"state"`
+	// Attempts is how many attempts were started on this submission.
+	Attempts int `json:"attempts"`
+	// Attempt is the job's attempt number as results show it (a rerun continues
+	// from the replaced result's attempt).
+	Attempt int `json:"attempt"`
+	// Stage is the stage the running attempt announced last (fetch, boot, ssh…).
+	Stage string `json:"stage,omitempty"`
+	// Worker runs (or last ran) the job.
+	Worker string `json:"worker,omitempty"`
+	// LastError is why the previous attempt ended without a verdict.
+	LastError string    `json:"last_error,omitempty"`
+	StartedAt time.Time `json:"started_at,omitzero"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// JobStateKey is the BucketJobs key of one submission of a job.
+func JobStateKey(jobID string, seq uint64) string {
+	return jobID + "." + strconv.FormatUint(seq, 10)
+}
+
+// ClaimAttempt records, compare-and-set, that worker starts the next attempt on the
+// submission seq of a job, unless max attempts were already started: then it
+// returns the state as it is and exhausted=true (the caller reports the final
+// error). base is the attempt number the job's results continue from (0, or the
+// replaced result's for a rerun).
+func (q *Queue) ClaimAttempt(ctx context.Context, jobID string, seq uint64, image, worker string, base, max int) (st JobState, exhausted bool, err error) {
+	key := JobStateKey(jobID, seq)
+	for range 5 {
+		var rev uint64
+		st = JobState{JobID: jobID, Seq: seq, Image: image}
+		entry, err := q.states.Get(ctx, key)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+		case err != nil:
+			return JobState{}, false, fmt.Errorf("read job state %s: %w", key, err)
+		default:
+			rev = entry.Revision()
+			if err := json.Unmarshal(entry.Value(), &st); err != nil {
+				return JobState{}, false, fmt.Errorf("job state %s: %w", key, err)
+			}
+		}
+		if st.State == StateRunning && st.Worker != "" {
+			// The server redelivered: the attempt before never settled.
+			st.LastError = fmt.Sprintf("attempt %d on worker %s ended without a result (worker gone or unresponsive)", st.Attempt, st.Worker)
+		}
+		if st.Attempts >= max {
+			return st, true, nil
+		}
+		now := time.Now().UTC()
+		st.Attempts++
+		st.Attempt = base + st.Attempts
+		st.State, st.Stage, st.Worker, st.StartedAt, st.UpdatedAt = StateRunning, "queue", worker, now, now
+		data, err := json.Marshal(st)
+		if err != nil {
+			return JobState{}, false, fmt.Errorf("encode job state: %w", err)
+		}
+		if rev == 0 {
+			_, err = q.states.Create(ctx, key, data)
+		} else {
+			_, err = q.states.Update(ctx, key, data, rev)
+		}
+		if err == nil {
+			return st, false, nil
+		}
+		if !isCASConflict(err) {
+			return JobState{}, false, fmt.Errorf("write job state %s: %w", key, err)
+		}
+	}
+	return JobState{}, false, fmt.Errorf("write job state %s: too much contention", key)
+}
+
+// PutJobState overwrites a submission's state (the worker holding it announces a
+// stage, or hands it back).
+func (q *Queue) PutJobState(ctx context.Context, st JobState) error {
+	st.UpdatedAt = time.Now().UTC()
+	data, err := json.Marshal(st)
+	if err != nil {
+		return fmt.Errorf("encode job state: %w", err)
+	}
+	if _, err := q.states.Put(ctx, JobStateKey(st.JobID, st.Seq), data); err != nil {
+		return fmt.Errorf("write job state %s: %w", JobStateKey(st.JobID, st.Seq), err)
+	}
+	return nil
+}
+
+// ForgetJobState removes a settled submission's state.
+func (q *Queue) ForgetJobState(ctx context.Context, jobID string, seq uint64) error {
+	if err := q.states.Purge(ctx, JobStateKey(jobID, seq)); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("forget job state %s: %w", JobStateKey(jobID, seq), err)
+	}
+	return nil
+}
+
+// QueueEntry is one submission in the queue as `imagevet jobs` lists it: submitted and not
+// yet settled, with what its state entry and the worker heartbeats say.
+type QueueEntry struct {
+	JobID string `json:"job_id"`
+	Image string `json:"image,omitempty"`
+	// Seq is the jobs-stream sequence of the submission.
+	Seq         uint64    `json:"seq"`
+	SubmittedAt time.Time `json:"submitted_at"`
+	// State is StateQueued, StateRunning or StateRetrying.
+	State string `json:"state"`
+	// Attempt is the current (running) or last attempt number; 0 before the first.
+	Attempt int    `json:"attempt"`
+	Stage   string `json:"stage,omitempty"`
+	Worker  string `json:"worker,omitempty"`
+	// WorkerAlive is false when the worker named has no live heartbeat: the job
+	// goes to another worker once its ack wait passes.
+	WorkerAlive bool      `json:"worker_alive"`
+	StartedAt   time.Time `json:"started_at,omitzero"`
+	LastError   string    `json:"last_error,omitempty"`
+	// Rerun is set on a submission made with `submit --rerun`.
+	Rerun bool `json:"rerun,omitempty"`
+}
+
+// maxListed bounds how many submissions Jobs reads.
+const maxListed = 10000
+
+// Jobs lists the submissions still in the jobs stream (queued or running), oldest
+// first, joined with their state entries and the worker heartbeats.
+func (q *Queue) Jobs(ctx context.Context) ([]QueueEntry, error) {
+	msgs, err := q.queuedMsgs(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	alive := map[string]bool{}
+	ws, err := q.Workers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range ws {
+		alive[w.ID] = true
+	}
+	out := make([]QueueEntry, 0, len(msgs))
+	for _, m := range msgs {
+		id, image := RawJobID(m.Data)
+		j := QueueEntry{JobID: id, Image: image, Seq: m.Sequence, SubmittedAt: m.Time.UTC(), State: StateQueued,
+			Rerun: m.Header.Get(HeaderReplaces) != ""}
+		if id != "" {
+			entry, err := q.states.Get(ctx, JobStateKey(id, m.Sequence))
+			switch {
+			case errors.Is(err, jetstream.ErrKeyNotFound):
+			case err != nil:
+				return nil, fmt.Errorf("read job state of %s: %w", id, err)
+			default:
+				var st JobState
+				if json.Unmarshal(entry.Value(), &st) == nil {
+					j.State, j.Attempt, j.Stage, j.Worker, j.StartedAt, j.LastError =
+						st.State, st.Attempt, st.Stage, st.Worker, st.StartedAt, st.LastError
+					j.WorkerAlive = alive[st.Worker]
+				}
+			}
+		}
+		out = append(out, j)
+	}
+	return out, nil
+}
+
+// queuedMsgs returns the messages in the jobs stream, of one job id when jobID is
+// set, oldest first.
+func (q *Queue) queuedMsgs(ctx context.Context, jobID string) ([]*jetstream.RawStreamMsg, error) {
+	info, err := q.jobs.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read stream %s: %w", StreamJobs, err)
+	}
+	var out []*jetstream.RawStreamMsg
+	if info.State.Msgs == 0 {
+		return out, nil
+	}
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && len(out) < maxListed; seq++ {
+		m, err := q.jobs.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue // acked or deleted
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read %s seq %d: %w", StreamJobs, seq, err)
+		}
+		if jobID != "" {
+			if id, _ := RawJobID(m.Data); id != jobID {
+				continue
+			}
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// RawJobID digs the job id and image name out of a job document that may not decode
+// strictly; either is "" when it cannot be had, so even an invalid job is reported
+// under its id.
+func RawJobID(data []byte) (id, image string) {
+	var doc struct {
+		ID      json.RawMessage `json:"id"`
+		Publish struct {
+			Name json.RawMessage `json:"name"`
+		} `json:"publish"`
+	}
+	if json.Unmarshal(data, &doc) != nil {
+		return "", ""
+	}
+	if json.Unmarshal(doc.ID, &id) != nil || !ValidJobID(id) {
+		id = ""
+	}
+	if json.Unmarshal(doc.Publish.Name, &image) != nil || len(image) > 255 {
+		image = ""
+	}
+	return id, image
+}
+
+// Rerun queues a job again although it already has a result: the new submission
+// carries HeaderReplaces with the result's sequence, and its result replaces that
+// one (recorded as the next attempt). Without a result yet it is a plain Submit.
+func (q *Queue) Rerun(ctx context.Context, job Job) (Acceptance, error) {
+	if err := job.Validate(); err != nil {
+		return Acceptance{}, err
+	}
+	msg, err := q.results.GetLastMsgForSubject(ctx, ResultSubject(job.ID))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return q.Submit(ctx, job)
+	}
+	if err != nil {
+		return Acceptance{}, fmt.Errorf("read result of %s: %w", job.ID, err)
+	}
+	data, err := json.Marshal(job)
+	if err != nil {
+		return Acceptance{}, fmt.Errorf("encode job: %w", err)
+	}
+	m := nats.NewMsg(SubjectSubmit)
+	m.Data = data
+	m.Header.Set(HeaderReplaces, strconv.FormatUint(msg.Sequence, 10))
+	// One rerun per replaced result: submitting the same rerun twice is a no-op.
+	ack, err := q.js.PublishMsg(ctx, m, jetstream.WithMsgID(fmt.Sprintf("%s.rerun.%d", job.ID, msg.Sequence)),
+		jetstream.WithExpectStream(StreamJobs))
+	if err != nil {
+		return Acceptance{}, fmt.Errorf("submit rerun of %s: %w", job.ID, err)
+	}
+	return Acceptance{JobID: job.ID, Stream: ack.Stream, Sequence: ack.Sequence, Duplicate: ack.Duplicate,
+		Replaces: msg.Sequence}, nil
+}
+
+// ReplacesOf returns the result sequence a job message replaces (HeaderReplaces),
+// or 0.
+func ReplacesOf(h nats.Header) uint64 {
+	n, err := strconv.ParseUint(h.Get(HeaderReplaces), 10, 64)
+	if err != nil {
+		return 0
+	}
+	return n
+}
+
+// CancelOutcome is what Cancel did.
+type CancelOutcome struct {
+	// Result is the job's final result: the cancellation, or the verdict that was
+	// already there (Cancelled false).
+	Result    Result `json:"result"`
+	Cancelled bool   `json:"cancelled"`
+	// Removed is how many queued submissions of the job were deleted.
+	Removed int `json:"removed"`
+	// WasRunning is set when a worker was running the job (it was told to stop).
+	WasRunning bool `json:"was_running"`
+}
+
+// ErrUnknownJob is returned by Cancel for a job id with neither a submission in the
+// queue nor a result.
+var ErrUnknownJob = errors.New("no such job in the queue and no result")
+
+// Cancel ends a queued or running job with an error result saying who cancelled it
+// (the first result wins, so a verdict already reported stays), removes its queued
+// submissions and tells a worker running it to stop.
+func (q *Queue) Cancel(ctx context.Context, jobID, by, reason string) (CancelOutcome, error) {
+	if !ValidJobID(jobID) {
+		return CancelOutcome{}, fmt.Errorf("cancel: invalid job id %q", jobID)
+	}
+	msgs, err := q.queuedMsgs(ctx, jobID)
+	if err != nil {
+		return CancelOutcome{}, err
+	}
+	existing, seq, found, err := q.result(ctx, jobID)
+	if err != nil {
+		return CancelOutcome{}, err
+	}
+	var replaces uint64
+	pending := false
+	for _, m := range msgs {
+		r := ReplacesOf(m.Header)
+		if !found || r == seq {
+			pending, replaces = true, r
+		}
+	}
+	if !pending {
+		if found {
+			return CancelOutcome{Result: existing}, nil
+		}
+		return CancelOutcome{}, fmt.Errorf("cancel %s: %w", jobID, ErrUnknownJob)
+	}
+	out := CancelOutcome{}
+	res := Result{Version: Version, JobID: jobID, Verdict: VerdictError, FailedCheck: "cancel",
+		Reason: "cancelled by " + by, Checks: []CheckResult{}, Stages: []Stage{}, Worker: by}
+	if reason != "" {
+		res.Reason += ": " + reason
+	}
+	for _, m := range msgs {
+		if ReplacesOf(m.Header) != replaces {
+			continue
+		}
+		_, image := RawJobID(m.Data)
+		res.Publish.Name = image
+		entry, err := q.states.Get(ctx, JobStateKey(jobID, m.Sequence))
+		if err == nil {
+			var st JobState
+			if json.Unmarshal(entry.Value(), &st) == nil {
+				res.Attempt = st.Attempt
+				out.WasRunning = out.WasRunning || st.State == StateRunning
+			}
+		}
+	}
+	if res.Attempt == 0 && found {
+		res.Attempt = existing.Attempt
+	}
+	now := time.Now().UTC()
+	res.StartedAt, res.FinishedAt = now, now
+	var opts []PublishOption
+	if replaces > 0 {
+		opts = append(opts, Replacing(replaces))
+	}
+	published, err := q.PublishResult(ctx, res, nil, opts...)
+	if err != nil {
+		return CancelOutcome{}, err
+	}
+	final, _, _, err := q.result(ctx, jobID)
+	if err != nil {
+		return CancelOutcome{}, err
+	}
+	out.Result, out.Cancelled = final, published
+	// Remove the submissions, then tell a worker running one to stop (its ack then
+	// finds nothing, which is fine: the result is there).
+	for _, m := range msgs {
+		if err := q.jobs.DeleteMsg(ctx, m.Sequence); err == nil {
+			out.Removed++
+		} else if _, gerr := q.jobs.GetMsg(ctx, m.Sequence); !errors.Is(gerr, jetstream.ErrMsgNotFound) {
+			return out, fmt.Errorf("remove %s seq %d: %w", jobID, m.Sequence, err)
+		}
+		_ = q.ForgetJobState(ctx, jobID, m.Sequence)
+	}
+	if err := q.nc.Publish(SubjectCancelPrefix+jobID, []byte(res.Reason)); err != nil {
+		return out, fmt.Errorf("tell workers to stop %s: %w", jobID, err)
+	}
+	if err := q.nc.FlushTimeout(10 * time.Second); err != nil {
+		return out, fmt.Errorf("tell workers to stop %s: %w", jobID, err)
+	}
+	return out, nil
+}
+
+// WatchCancels calls fn(jobID, reason) for every cancellation until stop is called.
+func (q *Queue) WatchCancels(fn func(jobID, reason string)) (stop func(), err error) {
+	sub, err := q.nc.Subscribe(SubjectCancelPrefix+"*", func(m *nats.Msg) {
+		fn(m.Subject[len(SubjectCancelPrefix):], string(m.Data))
+	})
+	if err != nil {
+		return nil, fmt.Errorf("watch cancellations: %w", err)
+	}
+	return func() { _ = sub.Unsubscribe() }, nil
+}
+
+// WorkerInfo is one worker's heartbeat in BucketWorkers (key: worker id), what the
+// web Workers page and `imagevet jobs --workers` show.
+type WorkerInfo struct {
+	ID      string   `json:"id"`
+	Host    string   `json:"host"`
+	PID     int      `json:"pid"`
+	Version string   `json:"version"`
+	Accel   string   `json:"accel,omitempty"`
+	Slots   int      `json:"slots"`
+	Running []string `json:"running"`
+	// Draining is set once the worker stopped pulling (shutdown).
+	Draining  bool      `json:"draining,omitempty"`
+	StartedAt time.Time `json:"started_at"`
+	Heartbeat time.Time `json:"heartbeat"`
+}
+
+// Worker heartbeat timing: a worker puts its entry every WorkerHeartbeat; the bucket
+// drops entries older than WorkerTTL.
+const (
+	WorkerHeartbeat = 10 * time.Second
+	WorkerTTL       = 35 * time.Second
+)
+
+// PutWorker writes (refreshes) a worker's heartbeat entry.
+func (q *Queue) PutWorker(ctx context.Context, w WorkerInfo) error {
+	if w.ID == "" {
+		return errors.New("worker heartbeat: empty worker id")
+	}
+	if w.Heartbeat.IsZero() {
+		w.Heartbeat = time.Now().UTC()
+	}
+	if w.Running == nil {
+		w.Running = []string{}
+	}
+	data, err := json.Marshal(w)
+	if err != nil {
+		return fmt.Errorf("encode worker heartbeat: %w", err)
+	}
+	if _, err := q.workers.Put(ctx, workerKey(w.ID), data); err != nil {
+		return fmt.Errorf("worker heartbeat: %w", err)
+	}
+	return nil
+}
+
+// RemoveWorker deletes a worker's entry when it stops cleanly.
+func (q *Queue) RemoveWorker(ctx context.Context, id string) error {
+	if err := q.workers.Purge(ctx, workerKey(id)); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("remove worker %s: %w", id, err)
+	}
+	return nil
+}
+
+// Workers returns the live workers (those with a heartbeat younger than WorkerTTL),
+// by id.
+func (q *Queue) Workers(ctx context.Context) ([]WorkerInfo, error) {
+	lister, err := q.workers.ListKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list workers: %w", err)
+	}
+	defer lister.Stop()
+	out := []WorkerInfo{}
+	for key := range lister.Keys() {
+		entry, err := q.workers.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read worker %s: %w", key, err)
+		}
+		var w WorkerInfo
+		if json.Unmarshal(entry.Value(), &w) != nil || time.Since(w.Heartbeat) > WorkerTTL {
+			continue
+		}
+		out = append(out, w)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+// workerKey maps a worker id to a valid KV key.
+func workerKey(id string) string { return StatusKey(id) }
+
+func isCASConflict(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.Is(err, jetstream.ErrKeyExists) ||
+		(errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence)
+}
