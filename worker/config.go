@@ -43,6 +43,9 @@ type Config struct {
 	ConsoleTailLines int
 	// CleanupTimeout bounds cleanup after a job, even a cancelled one.
 	CleanupTimeout time.Duration
+	// Owner is this process's owner lock file (worker/owner), recorded in every
+	// machine it boots and naming its job directory; set at start, not a flag.
+	Owner string
 }
 
 // DefaultConfig returns the defaults, before flags and environment.

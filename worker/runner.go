@@ -22,6 +22,7 @@ import (
 	"github.com/imagevet/imagevet/worker/guest/metadata"
 	"github.com/imagevet/imagevet/worker/guest/sshprobe"
 	"github.com/imagevet/imagevet/worker/image"
+	"github.com/imagevet/imagevet/worker/owner"
 	"github.com/imagevet/imagevet/worker/vm"
 )
 
@@ -53,19 +54,31 @@ func NewRunner(cfg Config, images Images, hv vm.Hypervisor, log *slog.Logger) *R
 // Close stops the runner's background work. Jobs still running are not affected.
 func (r *Runner) Close() { r.pool.close() }
 
-// Sweep destroys machines this worker left behind (a crash, a kill -9) and removes
-// their job directories. Run it once at start, before taking jobs.
+// Sweep destroys the machines and job directories that imagevet processes sharing
+// this state directory left behind (a crash, a kill -9): those whose owner lock (see
+// worker/owner) no live process holds. Machines of live processes (a worker beside
+// `imagevet run`, two workers on one host) are never touched. Run it at start,
+// before taking jobs.
 func (r *Runner) Sweep(ctx context.Context) (int, error) {
-	n, err := r.hv.Sweep(ctx, vm.WorkerPrefix(r.cfg.DomainPrefix, r.cfg.WorkerID))
+	prefix := vm.Prefix(r.cfg.DomainPrefix)
+	if prefix == "" {
+		prefix = vm.WorkerPrefix("", r.cfg.WorkerID)
+	}
+	orphaned := func(o string) bool { return owner.Orphaned(r.cfg.StateDir, o) }
+	n, err := r.hv.SweepOrphans(ctx, prefix, orphaned)
 	if err != nil {
 		return n, err
 	}
-	dirs, _ := filepath.Glob(filepath.Join(r.jobsDir(), "*"))
+	dirs, _ := filepath.Glob(filepath.Join(r.cfg.StateDir, "jobs", "*"))
 	for _, d := range dirs {
+		if !orphaned(owner.Path(r.cfg.StateDir, filepath.Base(d))) {
+			continue
+		}
 		if err := os.RemoveAll(d); err != nil {
 			r.log.Warn("removing orphaned job directory", "dir", d, "err", err)
 		}
 	}
+	owner.Prune(r.cfg.StateDir)
 	return n, nil
 }
 
@@ -340,6 +353,7 @@ func (j *jobRun) prepareSpec(ctx context.Context, base *image.Image) (vm.Spec, e
 		Name:        vm.DomainName(j.cfg.DomainPrefix, j.cfg.WorkerID, job.ID),
 		Worker:      j.cfg.WorkerID,
 		Job:         job.ID,
+		Owner:       j.cfg.Owner,
 		Disk:        overlay,
 		Seed:        seedPath,
 		SeedBus:     "cdrom",
@@ -632,6 +646,12 @@ func sshCommand(addr, user, key string) string {
 	return fmt.Sprintf("ssh -i %s -p %s -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null %s@%s", key, port, user, host)
 }
 
-// jobsDir holds this worker's per-job directories; other workers sharing the state
-// directory have their own.
-func (r *Runner) jobsDir() string { return filepath.Join(r.cfg.StateDir, "jobs", r.cfg.WorkerID) }
+// jobsDir holds this process's per-job directories, named after its owner lock;
+// other processes sharing the state directory have their own.
+func (r *Runner) jobsDir() string {
+	id := r.cfg.WorkerID
+	if r.cfg.Owner != "" {
+		id = strings.TrimSuffix(filepath.Base(r.cfg.Owner), ".lock")
+	}
+	return filepath.Join(r.cfg.StateDir, "jobs", id)
+}

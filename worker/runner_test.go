@@ -17,6 +17,7 @@ import (
 	"github.com/imagevet/imagevet/cloudinit"
 	"github.com/imagevet/imagevet/jobs"
 	"github.com/imagevet/imagevet/worker/image"
+	"github.com/imagevet/imagevet/worker/owner"
 	"github.com/imagevet/imagevet/worker/vm"
 	"github.com/imagevet/imagevet/worker/vm/fake"
 )
@@ -116,7 +117,7 @@ func assertCleanedUp(t *testing.T, cfg Config, hv *fake.Hypervisor) {
 			t.Errorf("machine %s never destroyed", m.Name())
 		}
 	}
-	left, _ := filepath.Glob(filepath.Join(cfg.StateDir, "jobs", cfg.WorkerID, "*"))
+	left, _ := filepath.Glob(filepath.Join(cfg.StateDir, "jobs", "*", "*"))
 	if len(left) != 0 {
 		t.Errorf("job directories left behind: %v", left)
 	}
@@ -278,6 +279,11 @@ func TestKeepFailedLeavesMachineAndSaysHowToReachIt(t *testing.T) {
 	hv := &fake.Hypervisor{SSHAddr: closingListener(t)}
 	r, cfg := newTestRunner(t, &fakeImages{}, hv)
 	r.cfg.KeepFailed = true
+	lock, err := owner.Acquire(cfg.StateDir, cfg.WorkerID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.cfg.Owner = lock.Path()
 	res := r.Run(context.Background(), testJob("keep"), 1, nil)
 	if res.Verdict != jobs.VerdictFail || res.Kept == nil {
 		t.Fatalf("got %s kept=%v", res.Verdict, res.Kept)
@@ -291,7 +297,16 @@ func TestKeepFailedLeavesMachineAndSaysHowToReachIt(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(filepath.Dir(res.Kept.ConsoleLog), "id_ed25519")); err != nil {
 		t.Errorf("client key not kept: %v", err)
 	}
-	// The startup sweep removes what was kept.
+	// The next process's startup sweep removes what was kept, once its owner is gone.
+	if n, err := r.Sweep(context.Background()); err != nil || n != 0 {
+		t.Fatalf("sweep while the owner lives: %d, %v", n, err)
+	}
+	lock.Release()
+	next, err := owner.Acquire(cfg.StateDir, cfg.WorkerID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer next.Release()
 	if n, err := r.Sweep(context.Background()); err != nil || n != 1 {
 		t.Fatalf("sweep: %d, %v", n, err)
 	}

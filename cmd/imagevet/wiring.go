@@ -9,6 +9,7 @@ import (
 
 	"github.com/imagevet/imagevet/worker"
 	"github.com/imagevet/imagevet/worker/image"
+	"github.com/imagevet/imagevet/worker/owner"
 	"github.com/imagevet/imagevet/worker/vm/libvirt"
 )
 
@@ -33,11 +34,19 @@ func newRunner(ctx context.Context, cfg worker.Config, log *slog.Logger) (*worke
 	if err != nil {
 		return nil, nil, fmt.Errorf("libvirt %s: %w (is libvirtd running? scripts/setup-host starts it)", cfg.LibvirtURI, err)
 	}
+	// This process owns its machines for as long as it lives; the sweep below
+	// destroys only machines whose owner is gone.
+	lock, err := owner.Acquire(cfg.StateDir, cfg.WorkerID)
+	if err != nil {
+		hv.Close()
+		return nil, nil, err
+	}
+	cfg.Owner = lock.Path()
 	runner := worker.NewRunner(cfg, store, hv, log)
 	if n, err := runner.Sweep(cctx); err != nil {
 		log.Warn("sweeping orphaned machines", "err", err)
 	} else if n > 0 {
 		log.Info("destroyed orphaned machines", "count", n)
 	}
-	return runner, func() { runner.Close(); hv.Close() }, nil
+	return runner, func() { runner.Close(); hv.Close(); lock.Release() }, nil
 }

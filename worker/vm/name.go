@@ -20,11 +20,16 @@ const (
 // sanitized part contains, so one worker's prefix never matches another
 // worker's machines (worker "w1" does not sweep worker "w1-x").
 func WorkerPrefix(prefix, worker string) string {
-	p := ""
+	return Prefix(prefix) + part(worker, maxWorkerLen) + "--"
+}
+
+// Prefix is the name prefix shared by every machine any imagevet process with
+// the domain prefix makes (WorkerPrefix without the worker), or "" without one.
+func Prefix(prefix string) string {
 	if prefix = strings.TrimRight(prefix, "-"); prefix != "" {
-		p = part(prefix, maxPrefixLen) + "-"
+		return part(prefix, maxPrefixLen) + "-"
 	}
-	return p + part(worker, maxWorkerLen) + "--"
+	return ""
 }
 
 // DomainName is the machine name for one job of one worker: lowercase

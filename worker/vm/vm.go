@@ -44,6 +44,7 @@ type Spec struct {
 	Name       string // domain name; callers use DomainName(prefix, worker, job)
 	Worker     string // worker id, recorded in the machine's metadata
 	Job        string // job id, recorded in the machine's metadata
+	Owner      string // the owning process's lock (see worker/owner), recorded in the machine's metadata
 	Disk       string // qcow2 overlay path (abs)
 	Seed       string // seed ISO path (abs); empty = no seed
 	SeedBus    string // SeedCDROM (default: IDE CD-ROM on pc, SATA on q35) or SeedDisk (virtio disk)
@@ -150,6 +151,11 @@ type Hypervisor interface {
 	// Sweep destroys every machine whose name starts with prefix (this
 	// worker's orphans, see WorkerPrefix) and reports how many it destroyed.
 	Sweep(ctx context.Context, prefix string) (int, error)
+	// SweepOrphans destroys every machine whose name starts with prefix and
+	// whose recorded owner orphaned reports gone; machines of live owners, and
+	// machines recording no owner, are left alone. It reports how many it
+	// destroyed.
+	SweepOrphans(ctx context.Context, prefix string, orphaned func(owner string) bool) (int, error)
 	// Accel reports what requested ("auto", "kvm", "tcg") resolves to on
 	// this host: "kvm" or "tcg". Requesting "kvm" where it is unusable fails.
 	Accel(ctx context.Context, requested string) (string, error)

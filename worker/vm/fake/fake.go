@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -86,6 +87,20 @@ func (h *Hypervisor) Sweep(ctx context.Context, prefix string) (int, error) {
 	n := 0
 	for _, m := range h.Machines() {
 		if len(m.spec.Name) >= len(prefix) && m.spec.Name[:len(prefix)] == prefix && m.isRunning() {
+			if err := m.Destroy(ctx); err == nil {
+				n++
+			}
+		}
+	}
+	return n, h.SweepErr
+}
+
+// SweepOrphans destroys every running fake machine with prefix whose spec's owner
+// orphaned reports gone.
+func (h *Hypervisor) SweepOrphans(ctx context.Context, prefix string, orphaned func(owner string) bool) (int, error) {
+	n := 0
+	for _, m := range h.Machines() {
+		if strings.HasPrefix(m.spec.Name, prefix) && m.isRunning() && orphaned(m.spec.Owner) {
 			if err := m.Destroy(ctx); err == nil {
 				n++
 			}

@@ -44,6 +44,7 @@ type machineMeta struct {
 	NS      string   `xml:"xmlns:imagevet,attr"`
 	Worker  string   `xml:"imagevet:worker"`
 	Job     string   `xml:"imagevet:job"`
+	Owner   string   `xml:"imagevet:owner,omitempty"`
 }
 
 // firmware is the resolved UEFI firmware pair.
@@ -69,7 +70,7 @@ type domainParams struct {
 // buildDomain returns the transient domain definition for p.
 func buildDomain(p domainParams) (*libvirtxml.Domain, error) {
 	s := p.Spec
-	meta, err := xml.Marshal(machineMeta{NS: MetadataNamespace, Worker: s.Worker, Job: s.Job})
+	meta, err := xml.Marshal(machineMeta{NS: MetadataNamespace, Worker: s.Worker, Job: s.Job, Owner: s.Owner})
 	if err != nil {
 		return nil, fmt.Errorf("marshal metadata: %w", err)
 	}

@@ -2,6 +2,7 @@ package libvirt
 
 import (
 	"context"
+	"encoding/xml"
 	"errors"
 	"fmt"
 	"strings"
@@ -82,8 +83,30 @@ func (m *Machine) Destroy(ctx context.Context) error {
 // Sweep destroys every domain whose name starts with prefix; see
 // vm.Hypervisor. It keeps going past failures and reports them joined.
 func (h *Hypervisor) Sweep(ctx context.Context, prefix string) (int, error) {
+	doms, err := h.listPrefixed(ctx, prefix)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	var errs []error
+	for _, d := range doms {
+		if err := h.destroyDomain(ctx, d); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", d.Name, err))
+			continue
+		}
+		h.log.Info("swept orphan machine", "domain", d.Name)
+		n++
+	}
+	if len(errs) > 0 {
+		return n, classify("sweep", "", errors.Join(errs...))
+	}
+	return n, nil
+}
+
+// listPrefixed lists the domains whose name starts with prefix (never "").
+func (h *Hypervisor) listPrefixed(ctx context.Context, prefix string) ([]golibvirt.Domain, error) {
 	if prefix == "" {
-		return 0, classify("sweep", "", fmt.Errorf("%w: empty prefix would match every domain", vm.ErrInvalidSpec))
+		return nil, classify("sweep", "", fmt.Errorf("%w: empty prefix would match every domain", vm.ErrInvalidSpec))
 	}
 	var doms []golibvirt.Domain
 	err := h.call(ctx, func(l *golibvirt.Libvirt) error {
@@ -92,19 +115,51 @@ func (h *Hypervisor) Sweep(ctx context.Context, prefix string) (int, error) {
 		return err
 	})
 	if err != nil {
-		return 0, classify("sweep", "", err)
+		return nil, classify("sweep", "", err)
+	}
+	out := doms[:0]
+	for _, d := range doms {
+		if strings.HasPrefix(d.Name, prefix) {
+			out = append(out, d)
+		}
+	}
+	return out, nil
+}
+
+// SweepOrphans destroys the domains with prefix whose recorded owner is gone;
+// see vm.Hypervisor. It keeps going past failures and reports them joined.
+func (h *Hypervisor) SweepOrphans(ctx context.Context, prefix string, orphaned func(owner string) bool) (int, error) {
+	doms, err := h.listPrefixed(ctx, prefix)
+	if err != nil {
+		return 0, err
 	}
 	n := 0
 	var errs []error
 	for _, d := range doms {
-		if !strings.HasPrefix(d.Name, prefix) {
+		var raw string
+		err := h.call(ctx, func(l *golibvirt.Libvirt) error {
+			var err error
+			raw, err = l.DomainGetMetadata(d, int32(golibvirt.DomainMetadataElement), golibvirt.OptString{MetadataNamespace}, 0)
+			return err
+		})
+		if golibvirt.IsNotFound(err) {
+			continue // gone meanwhile, or not ours: no imagevet metadata
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", d.Name, err))
+			continue
+		}
+		var meta struct {
+			Owner string `xml:"owner"`
+		}
+		if xml.Unmarshal([]byte(raw), &meta) != nil || !orphaned(meta.Owner) {
 			continue
 		}
 		if err := h.destroyDomain(ctx, d); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", d.Name, err))
 			continue
 		}
-		h.log.Info("swept orphan machine", "domain", d.Name)
+		h.log.Info("swept orphan machine", "domain", d.Name, "owner", meta.Owner)
 		n++
 	}
 	if len(errs) > 0 {
