@@ -2,10 +2,8 @@ package jobs
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -54,39 +52,4 @@ func (q *Queue) FollowResults(ctx context.Context, fn func(Result), caughtUp fun
 		return nil, fmt.Errorf("follow results: %w", err)
 	}
 	return cc.Stop, nil
-}
-
-// QueuedJob is a job still in StreamJobs: queued, or delivered to a worker and not
-// yet acknowledged.
-type QueuedJob struct {
-	Job      Job
-	Sequence uint64
-	// Submitted is when the job entered the stream.
-	Submitted time.Time
-}
-
-// QueuedJobs lists up to max jobs still in StreamJobs, oldest first, and whether
-// there were more. Entries that do not decode are skipped (the worker reports them
-// as bad jobs).
-func (q *Queue) QueuedJobs(ctx context.Context, max int) (list []QueuedJob, more bool, err error) {
-	stream, err := q.js.Stream(ctx, StreamJobs)
-	if err != nil {
-		return nil, false, fmt.Errorf("jobs stream: %w", err)
-	}
-	for seq := uint64(1); ; seq++ {
-		msg, err := stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(SubjectJobs))
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			return list, false, nil
-		}
-		if err != nil {
-			return list, false, fmt.Errorf("read jobs stream at %d: %w", seq, err)
-		}
-		if len(list) == max {
-			return list, true, nil
-		}
-		seq = msg.Sequence
-		if job, err := DecodeJob(msg.Data); err == nil {
-			list = append(list, QueuedJob{Job: job, Sequence: msg.Sequence, Submitted: msg.Time})
-		}
-	}
 }

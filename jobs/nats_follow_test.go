@@ -77,29 +77,6 @@ func TestFollowResultsOfAnEmptyStreamIsCaughtUpAtOnce(t *testing.T) {
 	}
 }
 
-func TestQueuedJobsListsWhatIsInTheStream(t *testing.T) {
-	q, _ := testQueue(t)
-	ctx := context.Background()
-	if list, more, err := q.QueuedJobs(ctx, 10); err != nil || len(list) != 0 || more {
-		t.Fatalf("empty stream: %v %v %v", list, more, err)
-	}
-	for _, id := range []string{"q-1", "q-2", "q-3"} {
-		j := Job{Version: Version, ID: id, Image: ImageSpec{Source: "/img/a.qcow2", Format: FormatQCOW2,
-			Checksum: "sha256:" + strings.Repeat("a", 64)}, Guest: GuestSpec{User: "debian"}}
-		if _, err := q.Submit(ctx, j); err != nil {
-			t.Fatal(err)
-		}
-	}
-	list, more, err := q.QueuedJobs(ctx, 2)
-	if err != nil || !more || len(list) != 2 || list[0].Job.ID != "q-1" || list[1].Job.ID != "q-2" || list[0].Submitted.IsZero() {
-		t.Fatalf("first two: %+v more %v err %v", list, more, err)
-	}
-	list, more, err = q.QueuedJobs(ctx, 10)
-	if err != nil || more || len(list) != 3 || list[2].Job.ID != "q-3" {
-		t.Fatalf("all: %+v more %v err %v", list, more, err)
-	}
-}
-
 func TestFollowAllProgressSeesEveryJob(t *testing.T) {
 	q, _ := testQueue(t)
 	got := make(chan Progress, 4)

@@ -242,10 +242,12 @@ type Worker struct {
 	ID string
 	// LastSeen is the newest progress event or finished job of the worker.
 	LastSeen time.Time
-	// Accel is the acceleration of its latest finished job.
-	Accel   string
-	LastJob string
-	Running []string
+	// Accel is the acceleration of its latest finished job, LastJob that job and
+	// LastFinished when it finished.
+	Accel        string
+	LastJob      string
+	LastFinished time.Time
+	Running      []string
 }
 
 // Workers returns every worker seen, by id, with the jobs Active lists for it.
@@ -257,7 +259,7 @@ func (x *Index) Workers(now time.Time) []Worker {
 		if w.lastEvent.After(seen) {
 			seen = w.lastEvent
 		}
-		out = append(out, Worker{ID: id, LastSeen: seen, Accel: w.accel, LastJob: w.lastJob})
+		out = append(out, Worker{ID: id, LastSeen: seen, Accel: w.accel, LastJob: w.lastJob, LastFinished: w.last})
 	}
 	for _, a := range x.active {
 		if now.Sub(a.LastEvent) > ForgetActiveAfter {

@@ -203,52 +203,95 @@ func (b *limitedBuffer) Write(p []byte) (int, error) {
 
 var errConsoleTooLong = errors.New("console log longer than a page shows")
 
-// queueRow is a job in the jobs stream, with what its progress says.
+// queueRow is a submission in the jobs stream, with what its live progress says.
 type queueRow struct {
-	jobs.QueuedJob
-	Active *Active
+	jobs.QueueEntry
+	// Stage is the live stage when progress is newer than the state entry.
+	Stage string
 }
 
 type queueData struct {
-	Rows    []queueRow
-	More    bool
-	Orphans []Active // running per progress, no longer in the stream (reporting)
-	Err     string
+	Rows []queueRow
+	// Reporting are jobs running per progress that are no longer in the stream
+	// (their result is being published).
+	Reporting []Active
+	Err       string
 }
 
 func (s *Server) queue(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), s.opts.RequestTimeout)
-	list, more, err := s.src.QueuedJobs(ctx, s.opts.MaxQueued)
+	list, err := s.src.Jobs(ctx)
 	cancel()
-	d := queueData{More: more}
+	var d queueData
 	if err != nil {
 		s.log.Warn("queue not read", "err", err)
-		d.Err = "the jobs stream could not be read: " + err.Error()
+		d.Err = "the queue could not be read from NATS"
 	}
 	active := map[string]Active{}
 	for _, a := range s.idx.Active(s.opts.Now()) {
 		active[a.JobID] = a
 	}
-	for _, q := range list {
-		row := queueRow{QueuedJob: q}
-		if a, ok := active[q.Job.ID]; ok {
-			row.Active = &a
-			delete(active, q.Job.ID)
+	for _, e := range list {
+		row := queueRow{QueueEntry: e, Stage: e.Stage}
+		if a, ok := active[e.JobID]; ok {
+			if e.State == jobs.StateRunning && a.Stage != "" {
+				row.Stage = a.Stage
+			}
+			delete(active, e.JobID)
 		}
 		d.Rows = append(d.Rows, row)
 	}
-	if err == nil && !more {
+	if err == nil {
 		for _, a := range s.idx.Active(s.opts.Now()) {
 			if _, ok := active[a.JobID]; ok {
-				d.Orphans = append(d.Orphans, a)
+				d.Reporting = append(d.Reporting, a)
 			}
 		}
 	}
 	s.render(w, r, "queue", page{Title: "queue", Nav: "queue", Data: d})
 }
 
+// workerRow is a live worker from its heartbeat, with what results say of it.
+type workerRow struct {
+	jobs.WorkerInfo
+	LastJob  string
+	Finished time.Time
+}
+
+type workersData struct {
+	Rows []workerRow
+	// Gone are workers seen in results or progress without a live heartbeat.
+	Gone []Worker
+	Err  string
+}
+
 func (s *Server) workers(w http.ResponseWriter, r *http.Request) {
-	s.render(w, r, "workers", page{Title: "workers", Nav: "workers", Data: s.idx.Workers(s.opts.Now())})
+	ctx, cancel := context.WithTimeout(r.Context(), s.opts.RequestTimeout)
+	live, err := s.src.Workers(ctx)
+	cancel()
+	var d workersData
+	if err != nil {
+		s.log.Warn("workers not read", "err", err)
+		d.Err = "the workers' heartbeats could not be read from NATS"
+	}
+	seen := map[string]Worker{}
+	for _, w := range s.idx.Workers(s.opts.Now()) {
+		seen[w.ID] = w
+	}
+	for _, info := range live {
+		row := workerRow{WorkerInfo: info}
+		if w, ok := seen[info.ID]; ok {
+			row.LastJob, row.Finished = w.LastJob, w.LastFinished
+			delete(seen, info.ID)
+		}
+		d.Rows = append(d.Rows, row)
+	}
+	for _, w := range s.idx.Workers(s.opts.Now()) {
+		if _, ok := seen[w.ID]; ok {
+			d.Gone = append(d.Gone, w)
+		}
+	}
+	s.render(w, r, "workers", page{Title: "workers", Nav: "workers", Data: d})
 }
 
 // ago renders how long before the page's clock t was.

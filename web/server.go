@@ -20,7 +20,8 @@ import (
 //
 // Result and Console read one job's final result and full console log; the Follow
 // methods deliver events until the returned stop is called (FollowResults replays
-// the whole results stream first); QueuedJobs lists jobs not yet acknowledged;
+// the whole results stream first); Jobs lists the submissions still queued or
+// running and Workers the live workers' heartbeats;
 // PublishedImages lists each family's Latest image as the publisher recorded it;
 // Releases each watched family's newest upstream release as the watch recorded it.
 type Source interface {
@@ -29,7 +30,8 @@ type Source interface {
 	FollowResults(ctx context.Context, fn func(jobs.Result), caughtUp func(), bad func(error)) (stop func(), err error)
 	FollowProgress(jobID string, fn func(jobs.Progress)) (stop func(), err error)
 	FollowAllProgress(fn func(jobs.Progress)) (stop func(), err error)
-	QueuedJobs(ctx context.Context, max int) ([]jobs.QueuedJob, bool, error)
+	Jobs(ctx context.Context) ([]jobs.QueueEntry, error)
+	Workers(ctx context.Context) ([]jobs.WorkerInfo, error)
 	PublishedImages(ctx context.Context) ([]jobs.Published, error)
 	Releases(ctx context.Context) ([]jobs.ReleaseRecord, error)
 }
@@ -46,8 +48,6 @@ type Options struct {
 	RequestTimeout time.Duration
 	// KeepAlive is the interval of comments on an idle event stream (default 15 s).
 	KeepAlive time.Duration
-	// MaxQueued bounds the jobs the queue page lists (default 500).
-	MaxQueued int
 }
 
 // Server renders the pages. Create it with New, feed its index with Follow, and
@@ -75,9 +75,6 @@ func New(src Source, opts Options) (*Server, error) {
 	}
 	if opts.KeepAlive <= 0 {
 		opts.KeepAlive = 15 * time.Second
-	}
-	if opts.MaxQueued <= 0 {
-		opts.MaxQueued = 500
 	}
 	s := &Server{src: src, idx: NewIndex(), opts: opts, log: opts.Logger, pages: map[string]*template.Template{}}
 	funcs := template.FuncMap{"ago": s.ago, "dur": formatDuration, "utc": formatTime, "mib": formatMiB}

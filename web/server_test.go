@@ -324,30 +324,42 @@ func TestEventsFollowProgressThenResult(t *testing.T) {
 func TestQueueAndWorkersPages(t *testing.T) {
 	q := testQueue(t)
 	ctx := context.Background()
+	seqs := map[string]uint64{}
 	for _, id := range []string{"q-running", "q-waiting"} {
 		j := jobs.Job{Version: jobs.Version, ID: id, Image: jobs.ImageSpec{Source: "/img/a.qcow2", Format: jobs.FormatQCOW2,
 			Checksum: "sha256:" + strings.Repeat("a", 64)}, Guest: jobs.GuestSpec{User: "debian"}, Publish: jobs.Publication{Name: "img-" + id}}
-		if _, err := q.Submit(ctx, j); err != nil {
+		acc, err := q.Submit(ctx, j)
+		if err != nil {
 			t.Fatal(err)
 		}
+		seqs[id] = acc.Sequence
 	}
 	s, url := startServer(t, q)
-	if err := q.PublishProgress(jobs.Progress{JobID: "q-running", Worker: "host-a", Attempt: 2, Stage: "cloud-init", Event: "start"}); err != nil {
+	// What a worker records: its heartbeat, its claim on one job, and progress.
+	if err := q.PutWorker(ctx, jobs.WorkerInfo{ID: "host-a", Host: "hv1", PID: 4242, Version: "v1", Accel: "tcg", Slots: 2,
+		Running: []string{"q-running"}, StartedAt: time.Now().Add(-time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := q.ClaimAttempt(ctx, "q-running", seqs["q-running"], "img-q-running", "host-a", 0, 3); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.PublishProgress(jobs.Progress{JobID: "q-running", Worker: "host-a", Attempt: 1, Stage: "cloud-init", Event: "start"}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the running job", func() bool { return len(s.Index().Active(time.Now())) == 1 })
 	_, body := get(t, url+"/queue")
 	for _, want := range []string{
-		`<a href="/jobs/q-running">q-running</a></td><td>img-q-running</td><td><span class="v running">running</span></td><td>cloud-init <span class="reason">start</span></td><td>2</td><td>host-a</td>`,
-		`<a href="/jobs/q-waiting">q-waiting</a></td><td>img-q-waiting</td><td><span class="v queued">queued</span>`,
+		`<a href="/jobs/q-running">q-running</a></td><td>img-q-running</td><td><span class="v running">running</span></td><td>cloud-init</td><td>1</td><td>host-a</td>`,
+		`<a href="/jobs/q-waiting">q-waiting</a></td><td>img-q-waiting</td><td><span class="v queued">queued</span></td><td>-</td><td>-</td><td>-</td>`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("queue page lacks %q\n%s", want, body)
 		}
 	}
 	_, body = get(t, url+"/workers")
-	if !strings.Contains(body, `<td>host-a</td>`) || !strings.Contains(body, `<a href="/jobs/q-running">q-running</a>`) {
-		t.Errorf("workers page lacks host-a running q-running:\n%s", body)
+	if !strings.Contains(body, `<td>host-a</td><td>hv1 <span class="reason">pid 4242</span></td>`) ||
+		!strings.Contains(body, `<td>1/2</td><td><a href="/jobs/q-running">q-running</a> </td><td>tcg</td><td>v1</td>`) {
+		t.Errorf("workers page lacks host-a's heartbeat:\n%s", body)
 	}
 	// The running job's own page is the live one.
 	_, body = get(t, url+"/jobs/q-running")
