@@ -282,6 +282,12 @@ func (s *Server) workers(w http.ResponseWriter, r *http.Request) {
 		row := workerRow{WorkerInfo: info}
 		if w, ok := seen[info.ID]; ok {
 			row.LastJob, row.Finished = w.LastJob, w.LastFinished
+			// Progress is fresher than the heartbeat (every jobs.WorkerHeartbeat).
+			for _, id := range w.Running {
+				if !slices.Contains(row.Running, id) {
+					row.Running = append(slices.Clip(row.Running), id)
+				}
+			}
 			delete(seen, info.ID)
 		}
 		d.Rows = append(d.Rows, row)
