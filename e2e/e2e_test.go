@@ -332,7 +332,11 @@ func expected(t *testing.T) map[string]expectation {
 }
 
 // jobCopy writes fixtures/jobs/NAME with a new id into a temporary file.
-func jobCopy(t *testing.T, name, id string) string {
+func jobCopy(t *testing.T, name, id string) string { return editedJob(t, name, id, nil) }
+
+// editedJob writes fixtures/jobs/NAME with a new id, changed by edit when not nil,
+// into a temporary file.
+func editedJob(t *testing.T, name, id string, edit func(*jobs.Job)) string {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join("../fixtures/jobs", name))
 	if err != nil {
@@ -343,6 +347,9 @@ func jobCopy(t *testing.T, name, id string) string {
 		t.Fatal(err)
 	}
 	j.ID = id
+	if edit != nil {
+		edit(&j)
+	}
 	out, _ := json.Marshal(j)
 	path := filepath.Join(t.TempDir(), id+".json")
 	if err := os.WriteFile(path, out, 0o644); err != nil {

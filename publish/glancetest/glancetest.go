@@ -55,6 +55,17 @@ var binaries = []string{"keystone-manage", "keystone-wsgi-public", "glance-manag
 // Keystone's catalog. Without the packages the test is skipped, or fails under CI=true.
 func Start(t testing.TB) *Cloud {
 	t.Helper()
+	Installed(t)
+	c, err := start(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// Installed skips the test (fails it under CI=true) when the packages are missing.
+func Installed(t testing.TB) {
+	t.Helper()
 	for _, b := range binaries {
 		if _, err := exec.LookPath(b); err != nil {
 			msg := fmt.Sprintf("%s not installed (scripts/setup-host installs keystone and glance-api): %v", b, err)
@@ -64,22 +75,35 @@ func Start(t testing.TB) *Cloud {
 			t.Skip(msg)
 		}
 	}
+}
+
+// start does Start's work, reporting errors to its caller.
+func start(t testing.TB) (*Cloud, error) {
 	dir := t.TempDir()
 	c := &Cloud{Dir: dir}
-	kport, gport := freePort(t), freePort(t)
+	kport, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	gport, err := freePort()
+	if err != nil {
+		return nil, err
+	}
 	c.KeystoneURL = fmt.Sprintf("http://127.0.0.1:%d/v3", kport)
 	c.GlanceURL = fmt.Sprintf("http://127.0.0.1:%d", gport)
 
 	// Glance's database migrates while Keystone sets itself up.
-	gconf := c.writeGlanceConf(t, gport)
-	var gerr error
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		gerr = run(dir, nil, "glance-manage", "--config-file", gconf, "db_sync")
-	}()
-	kconf := c.writeKeystoneConf(t)
+	gconf, err := c.writeGlanceConf(gport)
+	if err != nil {
+		return nil, err
+	}
+	gdone := make(chan error, 1)
+	go func() { gdone <- run(dir, nil, "glance-manage", "--config-file", gconf, "db_sync") }()
+	kconf, err := c.writeKeystoneConf()
+	if err != nil {
+		<-gdone
+		return nil, err
+	}
 	kenv := []string{"OS_KEYSTONE_CONFIG_FILES=" + kconf}
 	steps := [][]string{
 		{"keystone-manage", "--config-file", kconf, "db_sync"},
@@ -94,33 +118,42 @@ func Start(t testing.TB) *Cloud {
 	}
 	for _, s := range steps {
 		if err := run(dir, kenv, s...); err != nil {
-			wg.Wait()
-			t.Fatal(err)
+			<-gdone
+			return nil, err
 		}
 	}
-	wg.Wait()
-	if gerr != nil {
-		t.Fatal(gerr)
+	if err := <-gdone; err != nil {
+		return nil, err
 	}
-	serve(t, dir, "keystone", kenv, "keystone-wsgi-public", "--host", "127.0.0.1", "--port", fmt.Sprint(kport))
-	serve(t, dir, "glance", nil, "glance-api", "--config-file", gconf)
-	waitHTTP(t, c.KeystoneURL, filepath.Join(dir, "keystone.log"))
-	waitHTTP(t, c.GlanceURL+"/versions", filepath.Join(dir, "glance.log"))
-
+	if err := serve(t, dir, "keystone", kenv, "keystone-wsgi-public", "--host", "127.0.0.1", "--port", fmt.Sprint(kport)); err != nil {
+		return nil, err
+	}
+	if err := serve(t, dir, "glance", nil, "glance-api", "--config-file", gconf); err != nil {
+		return nil, err
+	}
+	if err := waitHTTP(c.KeystoneURL, filepath.Join(dir, "keystone.log")); err != nil {
+		return nil, err
+	}
+	if err := waitHTTP(c.GlanceURL+"/versions", filepath.Join(dir, "glance.log")); err != nil {
+		return nil, err
+	}
 	c.Usage = NewAnswerer(t)
-	c.writeCloudsFile(t)
-	c.register(t)
-	return c
+	if err := c.writeCloudsFile(); err != nil {
+		return nil, err
+	}
+	if err := c.register(); err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
-func freePort(t testing.TB) int {
-	t.Helper()
+func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		return 0, err
 	}
 	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func run(dir string, env []string, args ...string) error {
@@ -143,11 +176,10 @@ func tail(b []byte) []byte {
 
 // serve starts a server process in its own process group, logging to dir/name.log,
 // and stops that group when the test ends.
-func serve(t testing.TB, dir, name string, env []string, args ...string) {
-	t.Helper()
+func serve(t testing.TB, dir, name string, env []string, args ...string) error {
 	logf, err := os.Create(filepath.Join(dir, name+".log"))
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Dir = dir
@@ -156,7 +188,7 @@ func serve(t testing.TB, dir, name string, env []string, args ...string) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
-		t.Fatalf("start %s: %v", name, err)
+		return fmt.Errorf("start %s: %w", name, err)
 	}
 	pid := cmd.Process.Pid
 	t.Cleanup(func() {
@@ -171,10 +203,10 @@ func serve(t testing.TB, dir, name string, env []string, args ...string) {
 		}
 		logf.Close()
 	})
+	return nil
 }
 
-func waitHTTP(t testing.TB, url, logFile string) {
-	t.Helper()
+func waitHTTP(url, logFile string) error {
 	client := &http.Client{Timeout: 5 * time.Second}
 	deadline := time.Now().Add(90 * time.Second)
 	for time.Now().Before(deadline) {
@@ -182,13 +214,13 @@ func waitHTTP(t testing.TB, url, logFile string) {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode < 500 {
-				return
+				return nil
 			}
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
 	out, _ := os.ReadFile(logFile)
-	t.Fatalf("%s does not answer after 90 s; its log ends:\n%s", url, tail(out))
+	return fmt.Errorf("%s does not answer after 90 s; its log ends:\n%s", url, tail(out))
 }
 
 // ini is one configuration file: sections of key = value lines, in order.
@@ -197,8 +229,7 @@ type ini []struct {
 	keys    [][2]string
 }
 
-func (f ini) write(t testing.TB, path string) string {
-	t.Helper()
+func (f ini) write(path string) (string, error) {
 	var b bytes.Buffer
 	for _, s := range f {
 		fmt.Fprintf(&b, "[%s]\n", s.section)
@@ -206,17 +237,13 @@ func (f ini) write(t testing.TB, path string) string {
 			fmt.Fprintf(&b, "%s = %s\n", kv[0], kv[1])
 		}
 	}
-	if err := os.WriteFile(path, b.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return path, os.WriteFile(path, b.Bytes(), 0o600)
 }
 
-func (c *Cloud) writeKeystoneConf(t testing.TB) string {
-	t.Helper()
+func (c *Cloud) writeKeystoneConf() (string, error) {
 	for _, d := range []string{"fernet-keys", "credential-keys"} {
 		if err := os.Mkdir(filepath.Join(c.Dir, d), 0o700); err != nil {
-			t.Fatal(err)
+			return "", err
 		}
 	}
 	return ini{
@@ -226,14 +253,13 @@ func (c *Cloud) writeKeystoneConf(t testing.TB) string {
 		{"fernet_receipts", [][2]string{{"key_repository", filepath.Join(c.Dir, "fernet-keys")}}},
 		{"credential", [][2]string{{"key_repository", filepath.Join(c.Dir, "credential-keys")}}},
 		{"token", [][2]string{{"provider", "fernet"}}},
-	}.write(t, filepath.Join(c.Dir, "keystone.conf"))
+	}.write(filepath.Join(c.Dir, "keystone.conf"))
 }
 
-func (c *Cloud) writeGlanceConf(t testing.TB, port int) string {
-	t.Helper()
+func (c *Cloud) writeGlanceConf(port int) (string, error) {
 	for _, d := range []string{"images", "staging", "tasks", "locks"} {
 		if err := os.Mkdir(filepath.Join(c.Dir, d), 0o700); err != nil {
-			t.Fatal(err)
+			return "", err
 		}
 	}
 	return ini{
@@ -249,7 +275,7 @@ func (c *Cloud) writeGlanceConf(t testing.TB, port int) string {
 			{"auth_type", "password"}, {"username", Admin}, {"password", Password}, {"user_domain_id", "default"},
 			{"project_name", Admin}, {"project_domain_id", "default"}}},
 		{"oslo_concurrency", [][2]string{{"lock_path", filepath.Join(c.Dir, "locks")}}},
-	}.write(t, filepath.Join(c.Dir, "glance-api.conf"))
+	}.write(filepath.Join(c.Dir, "glance-api.conf"))
 }
 
 // cloudsYAML is the clouds.yaml layout every OpenStack client reads.
@@ -272,20 +298,17 @@ type cloudAuth struct {
 	ProjectDomainID string `yaml:"project_domain_id"`
 }
 
-func (c *Cloud) writeCloudsFile(t testing.TB) {
-	t.Helper()
+func (c *Cloud) writeCloudsFile() error {
 	data, err := yaml.Marshal(cloudsYAML{Clouds: map[string]cloudEntry{CloudName: {
 		Auth: cloudAuth{AuthURL: c.KeystoneURL, Username: Admin, Password: Password, ProjectName: Admin,
 			UserDomainID: "default", ProjectDomainID: "default"},
 		RegionName: Region, Interface: "public",
 	}}})
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	c.CloudsFile = filepath.Join(c.Dir, "clouds.yaml")
-	if err := os.WriteFile(c.CloudsFile, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	return os.WriteFile(c.CloudsFile, data, 0o600)
 }
 
 // Provider logs in as the admin.
@@ -296,17 +319,16 @@ func (c *Cloud) Provider(ctx context.Context) (*gophercloud.ProviderClient, erro
 }
 
 // register puts Glance (image) and the Answerer (compute, volumev3) in the catalog.
-func (c *Cloud) register(t testing.TB) {
-	t.Helper()
+func (c *Cloud) register() error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	pc, err := c.Provider(ctx)
 	if err != nil {
-		t.Fatalf("log in to the test keystone: %v", err)
+		return fmt.Errorf("log in to the test keystone: %w", err)
 	}
 	id, err := openstack.NewIdentityV3(pc, gophercloud.EndpointOpts{Region: Region})
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	for _, s := range []struct{ name, typ, url string }{
 		{"glance", "image", c.GlanceURL},
@@ -315,14 +337,15 @@ func (c *Cloud) register(t testing.TB) {
 	} {
 		svc, err := services.Create(ctx, id, services.CreateOpts{Type: s.typ, Extra: map[string]any{"name": s.name}}).Extract()
 		if err != nil {
-			t.Fatalf("register %s: %v", s.name, err)
+			return fmt.Errorf("register %s: %w", s.name, err)
 		}
 		for _, av := range []gophercloud.Availability{gophercloud.AvailabilityPublic, gophercloud.AvailabilityInternal} {
 			if _, err := endpoints.Create(ctx, id, endpoints.CreateOpts{Availability: av, Region: Region, URL: s.url, ServiceID: svc.ID}).Extract(); err != nil {
-				t.Fatalf("register %s endpoint: %v", s.name, err)
+				return fmt.Errorf("register %s endpoint: %w", s.name, err)
 			}
 		}
 	}
+	return nil
 }
 
 // Answerer replays Nova's and Cinder's list responses for the in-use check: servers
