@@ -291,6 +291,16 @@ func (w *Watcher) poll(ctx context.Context, fam *family) (o Outcome) {
 		o.Err = w.finishUnchanged(ctx, fam, rec, client.Next)
 		return o
 	}
+	if rec.Release != "" && feed.CompareVersions(rel.Version, rec.Release) < 0 {
+		// A mirror behind the one seen before (load-balanced vendor mirrors lag):
+		// never go back to an older release. No validators are kept, so the next
+		// poll reads the feed in full again.
+		w.cfg.Logger.Warn("feed shows an older release than recorded", "family", fam.Key,
+			"feed_release", rel.Version, "recorded", rec.Release)
+		o.State, o.Release, o.JobID = OutcomeUnchanged, rec.Release, rec.JobID
+		o.Err = w.finishUnchanged(ctx, fam, rec, nil)
+		return o
+	}
 	if w.cfg.CheckArtefact {
 		if n, err := client.Head(ctx, rel.URL); err != nil {
 			o.State, o.Err = OutcomeFailed, fmt.Errorf("artefact not available yet: %w", err)

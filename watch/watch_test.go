@@ -516,3 +516,28 @@ func TestRunPollsOnScheduleAndRetriesFailures(t *testing.T) {
 		t.Errorf("%d jobs queued, want 3", n)
 	}
 }
+
+// TestOlderReleaseIsNeverQueued: a feed that goes back to an older release (a vendor
+// mirror lagging behind the one read before) changes nothing.
+func TestOlderReleaseIsNeverQueued(t *testing.T) {
+	e := newEnv(t)
+	if err := e.m.Cirros("/c/", mirror.Release{Version: "0.6.10", Name: "c-0.6.10.img", Image: e.image}); err != nil {
+		t.Fatal(err)
+	}
+	fams := e.catalog(t, map[string]catalogFamily{"c": {"C", feed.KindCirros, "/c/", "c-{version}.img", ""}})
+	w, _ := e.watcher(t, fams, watch.Config{})
+	first := poll(t, w)["c"]
+	if err := e.m.Cirros("/c/", mirror.Release{Version: "0.6.9", Name: "c-0.6.9.img", Image: e.image}); err != nil {
+		t.Fatal(err)
+	}
+	o := poll(t, w)["c"]
+	if o.State != watch.OutcomeUnchanged || o.Release != "0.6.10" || o.JobID != first.JobID {
+		t.Errorf("older release: %+v", o)
+	}
+	if n := len(e.queued(t)); n != 1 {
+		t.Errorf("%d jobs queued, want 1", n)
+	}
+	if r := e.records(t)["c"]; r.Release != "0.6.10" {
+		t.Errorf("record went back to %s", r.Release)
+	}
+}

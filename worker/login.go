@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -19,6 +20,10 @@ import (
 
 // errNotPrinted is why a host key that is not the seed's was refused.
 var errNotPrinted = errors.New("not printed on the guest's console either")
+
+// firmwareHandover is SeaBIOS's last line before it runs the disk's boot code: a
+// disk whose boot code is zero (GPT made for UEFI only) runs nothing after it.
+var firmwareHandover = regexp.MustCompile(`Booting from Hard Disk\.*\s*$`)
 
 // watchInterval is how often the login watch reads the console's evidence.
 const watchInterval = 250 * time.Millisecond
@@ -125,6 +130,10 @@ func (w *loginWatch) judge(now time.Time) (string, string, bool) {
 	if w.con.BytesRead() == 0 && elapsed >= 2*w.grace {
 		return jobs.CheckBoot, fmt.Sprintf("the guest wrote nothing at all on its serial console for %s and nothing answered on port 22: it never started booting (firmware or disk not found, or the machine hung)",
 			secs(elapsed)), true
+	}
+	if last, ok := w.con.LastOutput(); ok && elapsed-last >= w.grace && firmwareHandover.MatchString(w.con.Tail(1)) {
+		return jobs.CheckBoot, fmt.Sprintf("the firmware started the disk's boot code at %s (%q) and nothing followed for %s: the disk has no BIOS boot code (a UEFI-only image booted with BIOS? set machine.firmware uefi)",
+			secs(last), strings.TrimSpace(w.con.Tail(1)), secs(elapsed-last)), true
 	}
 	if m, ok := w.con.Milestone(console.MilestoneNoDatasource); ok {
 		return jobs.CheckSSH, fmt.Sprintf("cloud-init used no datasource (at %s: %s): %s", secs(m.Elapsed), m.Line, w.noSeedHint()), true

@@ -26,6 +26,18 @@ func loginJob(id string) jobs.Job {
 	return job
 }
 
+// runFake runs job on hv with a test runner, checks that the job cleaned up, and
+// returns its result and how long it took.
+func runFake(t *testing.T, hv *fake.Hypervisor, job jobs.Job) (jobs.Result, time.Duration) {
+	t.Helper()
+	r, cfg := newTestRunner(t, &fakeImages{}, hv)
+	start := time.Now()
+	res := r.Run(context.Background(), job, 1, nil)
+	took := time.Since(start)
+	assertCleanedUp(t, cfg, hv)
+	return res, took
+}
+
 func keysBlock(keys ...ssh.PublicKey) []fake.Line {
 	lines := []fake.Line{{Text: "-----BEGIN SSH HOST KEY KEYS-----"}}
 	for _, k := range keys {
@@ -39,8 +51,7 @@ func keysBlock(keys ...ssh.PublicKey) []fake.Line {
 func TestHostKeyPrintedOnConsoleIsTrusted(t *testing.T) {
 	addr, key := sshServerKey(t)
 	hv := &fake.Hypervisor{SSHAddr: addr, Console: keysBlock(key)}
-	r, cfg := newTestRunner(t, &fakeImages{}, hv)
-	res := r.Run(context.Background(), loginJob("printedkey"), 1, nil)
+	res, _ := runFake(t, hv, loginJob("printedkey"))
 	if res.Verdict != jobs.VerdictPass {
 		t.Fatalf("got %s/%s %q", res.Verdict, res.FailedCheck, res.Reason)
 	}
@@ -51,7 +62,6 @@ func TestHostKeyPrintedOnConsoleIsTrusted(t *testing.T) {
 	if len(res.Warnings) != 1 || !strings.Contains(res.Warnings[0], "ignored the seeded host keys") {
 		t.Errorf("warnings = %q, want one saying the image ignored the seeded host keys", res.Warnings)
 	}
-	assertCleanedUp(t, cfg, hv)
 }
 
 // A host key neither seeded nor printed, once the guest listed its keys, fails ssh
@@ -61,17 +71,14 @@ func TestHostKeyNeitherSeededNorPrintedFailsAtOnce(t *testing.T) {
 	other, _, _ := ed25519.GenerateKey(nil)
 	otherKey, _ := ssh.NewPublicKey(other)
 	hv := &fake.Hypervisor{SSHAddr: addr, Console: keysBlock(otherKey)}
-	r, cfg := newTestRunner(t, &fakeImages{}, hv)
-	start := time.Now()
-	res := r.Run(context.Background(), loginJob("unprintedkey"), 1, nil)
-	if took := time.Since(start); took > 15*time.Second {
+	res, took := runFake(t, hv, loginJob("unprintedkey"))
+	if took > 15*time.Second {
 		t.Errorf("took %s; a key the console disowns should fail at once", took)
 	}
 	if res.Verdict != jobs.VerdictFail || res.FailedCheck != jobs.CheckSSH ||
 		!strings.Contains(res.Reason, ssh.FingerprintSHA256(key)) || !strings.Contains(res.Reason, "seeded ssh-ed25519 SHA256:") {
 		t.Fatalf("got %s/%s %q; want an ssh failure with the guest's and the seed's fingerprints", res.Verdict, res.FailedCheck, res.Reason)
 	}
-	assertCleanedUp(t, cfg, hv)
 }
 
 // Boot over (a login prompt) and nothing on port 22: fail after the grace, with
@@ -79,10 +86,8 @@ func TestHostKeyNeitherSeededNorPrintedFailsAtOnce(t *testing.T) {
 func TestFailFastAfterLoginPrompt(t *testing.T) {
 	hv := &fake.Hypervisor{SSHAddr: closingListener(t), Console: []fake.Line{
 		{Text: "Linux version 6.1.0"}, {After: 200 * time.Millisecond, Text: "vet-nossh login: "}}}
-	r, cfg := newTestRunner(t, &fakeImages{}, hv)
-	start := time.Now()
-	res := r.Run(context.Background(), loginJob("nossh"), 1, nil)
-	if took := time.Since(start); took > 10*time.Second {
+	res, took := runFake(t, hv, loginJob("nossh"))
+	if took > 10*time.Second {
 		t.Errorf("took %s with a 1 s after-boot grace", took)
 	}
 	if res.Verdict != jobs.VerdictFail || res.FailedCheck != jobs.CheckSSH ||
@@ -92,38 +97,47 @@ func TestFailFastAfterLoginPrompt(t *testing.T) {
 	if c := res.Check(jobs.CheckBoot); c == nil || c.Status != jobs.StatusPass {
 		t.Errorf("boot = %+v, want pass: the guest booted", c)
 	}
-	assertCleanedUp(t, cfg, hv)
 }
 
 // cloud-init falling back to DataSourceNone fails at once, naming the likely cause.
 func TestFailFastNoDatasource(t *testing.T) {
 	hv := &fake.Hypervisor{SSHAddr: closingListener(t), Console: []fake.Line{
 		{Text: "Cloud-init v. 22.4.2 finished at Tue, 01 Dec 2026 00:00:40 +0000. Datasource DataSourceNone.  Up 40.12 seconds"}}}
-	r, cfg := newTestRunner(t, &fakeImages{}, hv)
 	job := loginJob("nods")
 	job.Timeouts.AfterBoot = jobs.Duration(30 * time.Second)
-	start := time.Now()
-	res := r.Run(context.Background(), job, 1, nil)
-	if took := time.Since(start); took > 10*time.Second {
+	res, took := runFake(t, hv, job)
+	if took > 10*time.Second {
 		t.Errorf("took %s", took)
 	}
 	if res.Verdict != jobs.VerdictFail || res.FailedCheck != jobs.CheckSSH ||
 		!strings.Contains(res.Reason, "cloud-init used no datasource") || !strings.Contains(res.Reason, "does it only trust a config drive?") {
 		t.Fatalf("got %s/%s %q", res.Verdict, res.FailedCheck, res.Reason)
 	}
-	assertCleanedUp(t, cfg, hv)
 }
 
 // A guest that writes nothing at all and never answers fails boot as such.
 func TestSilentGuestFailsBoot(t *testing.T) {
 	hv := &fake.Hypervisor{SSHAddr: closingListener(t)}
-	r, cfg := newTestRunner(t, &fakeImages{}, hv)
-	res := r.Run(context.Background(), loginJob("silent"), 1, nil)
+	res, _ := runFake(t, hv, loginJob("silent"))
 	if res.Verdict != jobs.VerdictFail || res.FailedCheck != jobs.CheckBoot || !strings.Contains(res.Reason, "wrote nothing at all on its serial console") {
 		t.Fatalf("got %s/%s %q", res.Verdict, res.FailedCheck, res.Reason)
 	}
 	if c := res.Check(jobs.CheckSSH); c == nil || c.Status != jobs.StatusSkip {
 		t.Errorf("ssh = %+v, want skip", c)
 	}
-	assertCleanedUp(t, cfg, hv)
+}
+
+// SeaBIOS handing over to a disk whose boot code is zero, then silence: boot fails
+// with the firmware's words once the grace has passed.
+func TestFirmwareHandoverThenSilenceFailsBoot(t *testing.T) {
+	hv := &fake.Hypervisor{SSHAddr: closingListener(t), Console: []fake.Line{
+		{Text: "SeaBIOS (version 1.16.2-debian-1.16.2-1)"}, {Text: "Booting from Hard Disk..."}}}
+	res, took := runFake(t, hv, loginJob("uefionly"))
+	if took > 10*time.Second {
+		t.Errorf("took %s with a 1 s grace", took)
+	}
+	if res.Verdict != jobs.VerdictFail || res.FailedCheck != jobs.CheckBoot ||
+		!strings.Contains(res.Reason, `"Booting from Hard Disk..."`) || !strings.Contains(res.Reason, "no BIOS boot code") {
+		t.Fatalf("got %s/%s %q", res.Verdict, res.FailedCheck, res.Reason)
+	}
 }

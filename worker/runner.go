@@ -192,6 +192,7 @@ func (j *jobRun) run(parent context.Context) {
 	}
 	j.machine = machine
 	j.log = j.log.With("domain", machine.Name())
+	go j.watchMachine(guestCtx, machine, stopGuest)
 
 	// SSH: the first sign of life, within the (scaled) boot timeout, or sooner
 	// when the console proves it will not come.

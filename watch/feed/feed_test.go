@@ -260,3 +260,21 @@ func TestDigestMismatchIsTheWorkersToFind(t *testing.T) {
 		t.Errorf("%+v %v", rel, err)
 	}
 }
+
+func TestCompareVersions(t *testing.T) {
+	for _, c := range []struct {
+		a, b string
+		want int
+	}{
+		{"9.10", "9.9", 1}, {"20261120-1234", "20261101-0900", 1}, {"0.6.10", "0.6.9", 1},
+		{"20261120.1", "20261120", 1}, {"9.4-20240609.0", "9.5-20241118.0", -1}, {"43-1.6", "43-1.6", 0},
+		{"1.0", "", 1}, {"", "", 0}, {"007", "7", 0},
+	} {
+		if got := feed.CompareVersions(c.a, c.b); got != c.want {
+			t.Errorf("CompareVersions(%q, %q) = %d, want %d", c.a, c.b, got, c.want)
+		}
+		if got := feed.CompareVersions(c.b, c.a); got != -c.want {
+			t.Errorf("CompareVersions(%q, %q) = %d, want %d", c.b, c.a, got, -c.want)
+		}
+	}
+}

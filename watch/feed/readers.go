@@ -31,7 +31,7 @@ func readDebian(ctx context.Context, c *Client, src Source) (Release, error) {
 	var newest string
 	for _, m := range hrefPattern.FindAllSubmatch(index, -1) {
 		name := strings.TrimPrefix(string(m[1]), "./")
-		if b := debianBuild.FindStringSubmatch(name); b != nil && compareVersions(b[1], newest) > 0 {
+		if b := debianBuild.FindStringSubmatch(name); b != nil && CompareVersions(b[1], newest) > 0 {
 			newest = b[1]
 		}
 	}
@@ -141,7 +141,7 @@ func readUbuntu(ctx context.Context, c *Client, src Source) (Release, error) {
 	}
 	var rel Release
 	for version, v := range p.Versions {
-		if compareVersions(version, rel.Version) <= 0 {
+		if CompareVersions(version, rel.Version) <= 0 {
 			continue
 		}
 		for key, it := range v.Items {
@@ -187,7 +187,7 @@ func readChecksum(ctx context.Context, c *Client, src Source) (Release, error) {
 	}
 	var version, name string
 	for _, e := range entries {
-		if m := re.FindStringSubmatch(e.Name); m != nil && compareVersions(m[1], version) > 0 {
+		if m := re.FindStringSubmatch(e.Name); m != nil && CompareVersions(m[1], version) > 0 {
 			version, name = m[1], e.Name
 		}
 	}
@@ -336,9 +336,9 @@ func truncate(s string, n int) string {
 	return s
 }
 
-// compareVersions orders vendor versions: runs of digits compare as numbers, other
+// CompareVersions orders vendor versions (-1, 0, +1): runs of digits compare as numbers, other
 // runs as text ("9.10" > "9.9", "20261120-1234" > "20261101-0900"); "" is oldest.
-func compareVersions(a, b string) int {
+func CompareVersions(a, b string) int {
 	for a != "" && b != "" {
 		ra, resta := leadingRun(a)
 		rb, restb := leadingRun(b)

@@ -196,6 +196,9 @@ var (
 	// ErrUnsupported: the host cannot provide what the spec asks for (no
 	// KVM, no OVMF firmware). Retryable on another host.
 	ErrUnsupported = errors.New("not supported on this host")
+	// ErrVanished: a running machine stopped without the guest asking for it
+	// (destroyed from outside, emulator killed). Retryable.
+	ErrVanished = errors.New("machine vanished")
 )
 
 // Error is the error type every Hypervisor and Machine method returns. It says

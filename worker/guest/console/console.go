@@ -85,6 +85,7 @@ type Console struct {
 	lineNo     int
 	bytesRead  int64
 	printed    printedKeys // host keys the guest printed
+	lastGrew   time.Time   // when the file last grew
 	readErr    error
 }
 
@@ -232,6 +233,7 @@ func (c *Console) run(ctx context.Context) {
 		for {
 			n, err := f.ReadAt(buf, off)
 			if n > 0 {
+				c.grew(time.Now())
 				off += int64(n)
 				c.feed(dec.write(buf[:n]))
 			}
@@ -282,6 +284,23 @@ func sameFile(a, b os.FileInfo) bool {
 		return os.SameFile(a, b)
 	}
 	return as.Dev == bs.Dev && as.Ino == bs.Ino
+}
+
+func (c *Console) grew(now time.Time) {
+	c.mu.Lock()
+	c.lastGrew = now
+	c.mu.Unlock()
+}
+
+// LastOutput is when (since the watch began) the guest last wrote to its console,
+// and false while it has written nothing.
+func (c *Console) LastOutput() (time.Duration, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.lastGrew.IsZero() {
+		return 0, false
+	}
+	return c.lastGrew.Sub(c.start), true
 }
 
 func (c *Console) setErr(err error) {
