@@ -34,9 +34,6 @@ type Config struct {
 	// DomainPrefix starts every domain name this worker creates; the startup sweep
 	// removes domains with this prefix and worker id.
 	DomainPrefix string
-	// ProxyCommand is the imagevet binary qemu runs to connect a guest to the
-	// metadata server (default: this executable).
-	ProxyCommand string
 	// KeepFailed leaves a failed job's machine running for debugging.
 	KeepFailed bool
 	// ConsoleTailLines is how many console lines a result carries.
@@ -94,7 +91,6 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, getenv func(string) string) {
 		return nil
 	})
 	fs.StringVar(&c.DomainPrefix, "domain-prefix", env("IMAGEVET_DOMAIN_PREFIX", c.DomainPrefix), "prefix of every domain this worker creates (IMAGEVET_DOMAIN_PREFIX)")
-	fs.StringVar(&c.ProxyCommand, "proxy-command", env("IMAGEVET_PROXY_COMMAND", c.ProxyCommand), "imagevet binary qemu runs for guest metadata connections (IMAGEVET_PROXY_COMMAND, default: this executable)")
 }
 
 // Validate checks the configuration and fills in derived defaults.
@@ -127,13 +123,6 @@ func (c *Config) Validate() error {
 	}
 	if c.DomainPrefix == "" {
 		errs = append(errs, errors.New("domain-prefix: must not be empty (the startup sweep would match every domain)"))
-	}
-	if c.ProxyCommand == "" {
-		exe, err := os.Executable()
-		if err != nil {
-			errs = append(errs, fmt.Errorf("proxy-command: cannot find this executable: %w", err))
-		}
-		c.ProxyCommand = exe
 	}
 	if c.ConsoleTailLines <= 0 {
 		c.ConsoleTailLines = 60

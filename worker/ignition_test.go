@@ -40,8 +40,8 @@ func TestRunIgnitionFailureAndUserData(t *testing.T) {
 	r, cfg := newTestRunner(t, &fakeImages{}, hv)
 	served := make(chan []byte, 1)
 	onFirstBoot(hv, func(m *fake.Machine) {
-		cmd := m.Spec().MetadataCmd
-		resp, err := http.Get("http://" + cmd[len(cmd)-1] + "/openstack/latest/user_data")
+		// The guest's side of the metadata service: the chardev stream.
+		resp, err := http.Get("http://" + m.Spec().MetadataAddr + "/openstack/latest/user_data")
 		if err != nil {
 			served <- []byte(err.Error())
 			return

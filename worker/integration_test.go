@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -70,21 +69,6 @@ func fixturesDir() string {
 	return "/var/cache/imagevet/fixtures"
 }
 
-// proxyBinary returns an imagevet binary qemu's user may execute for guestfwd:
-// IMAGEVET_BIN, or one built into dir.
-func proxyBinary(t testing.TB, dir string) string {
-	t.Helper()
-	if b := os.Getenv("IMAGEVET_BIN"); b != "" {
-		return b
-	}
-	out := filepath.Join(dir, "imagevet")
-	cmd := exec.Command("go", "build", "-o", out, "../cmd/imagevet")
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building imagevet for the metadata proxy: %v\n%s", err, msg)
-	}
-	return out
-}
-
 func newIntegrationEnv(t testing.TB) *integrationEnv {
 	t.Helper()
 	if testing.Short() {
@@ -112,7 +96,6 @@ func newIntegrationEnv(t testing.TB) *integrationEnv {
 	cfg.StateDir = state
 	cfg.Accel = "tcg"
 	cfg.ImageRoots = []string{fx}
-	cfg.ProxyCommand = proxyBinary(t, state)
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}

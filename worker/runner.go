@@ -351,21 +351,21 @@ func (j *jobRun) prepareSpec(ctx context.Context, base *image.Image) (vm.Spec, e
 		return vm.Spec{}, err
 	}
 	spec := vm.Spec{
-		Name:        vm.DomainName(j.cfg.DomainPrefix, j.cfg.WorkerID, job.ID),
-		Worker:      j.cfg.WorkerID,
-		Job:         job.ID,
-		Owner:       j.cfg.Owner,
-		Disk:        overlay,
-		Seed:        seedPath,
-		SeedBus:     "cdrom",
-		Firmware:    job.Machine.Firmware,
-		Machine:     job.Machine.Type,
-		Accel:       j.accel,
-		VCPUs:       job.Machine.VCPUs,
-		MemoryMiB:   job.Machine.MemoryMiB,
-		MAC:         seed.MACAddress(),
-		ConsoleLog:  filepath.Join(dir, "console.log"),
-		MetadataCmd: []string{j.cfg.ProxyCommand, "metadata-proxy", j.meta.Addr()},
+		Name:         vm.DomainName(j.cfg.DomainPrefix, j.cfg.WorkerID, job.ID),
+		Worker:       j.cfg.WorkerID,
+		Job:          job.ID,
+		Owner:        j.cfg.Owner,
+		Disk:         overlay,
+		Seed:         seedPath,
+		SeedBus:      "cdrom",
+		Firmware:     job.Machine.Firmware,
+		Machine:      job.Machine.Type,
+		Accel:        j.accel,
+		VCPUs:        job.Machine.VCPUs,
+		MemoryMiB:    job.Machine.MemoryMiB,
+		MAC:          seed.MACAddress(),
+		ConsoleLog:   filepath.Join(dir, "console.log"),
+		MetadataAddr: j.meta.StreamAddr(),
 	}
 	if job.Machine.Firmware == jobs.FirmwareUEFI {
 		spec.NVRAM = filepath.Join(dir, "nvram.fd")

@@ -67,7 +67,6 @@ func newTestRunner(t *testing.T, imgs Images, hv vm.Hypervisor) (*Runner, Config
 	cfg.StateDir = t.TempDir()
 	cfg.Accel = "tcg"
 	cfg.TCGFactor = 1
-	cfg.ProxyCommand = "/bin/true"
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}

@@ -89,8 +89,6 @@ func dispatch(ctx context.Context, args []string, env Env) int {
 		return cmdCancel(ctx, rest, env)
 	case "queue":
 		return cmdQueue(ctx, rest, env)
-	case "metadata-proxy":
-		return cmdMetadataProxy(ctx, rest, env)
 	case "version", "--version", "-version":
 		fmt.Fprintln(env.Stdout, "imagevet", buildVersion())
 		return 0

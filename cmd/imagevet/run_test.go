@@ -69,10 +69,6 @@ func TestRunPanicFixtureJSONAndJUnit(t *testing.T) {
 		t.Skipf("needs libvirtd and fixtures: %v %v", err, ferr)
 	}
 	c.Close()
-	bin := os.Getenv("IMAGEVET_BIN")
-	if bin == "" {
-		t.Skip("set IMAGEVET_BIN to a built imagevet (qemu runs it as the metadata proxy); make test does")
-	}
 	state, err := os.MkdirTemp("/var/tmp", "imagevet-cmdtest-")
 	if err != nil {
 		t.Fatal(err)
@@ -80,7 +76,7 @@ func TestRunPanicFixtureJSONAndJUnit(t *testing.T) {
 	os.Chmod(state, 0o755)
 	defer os.RemoveAll(state)
 	junit := filepath.Join(state, "report.xml")
-	code, stdout, stderr := runCLI(t, "--accel", "tcg", "--state-dir", state, "--worker-id", "cmdtest", "--proxy-command", bin,
+	code, stdout, stderr := runCLI(t, "--accel", "tcg", "--state-dir", state, "--worker-id", "cmdtest",
 		"--image-root", fx, "--json", "--junit", junit, "--quiet", "../../fixtures/jobs/tiny-panic.json")
 	if code != exitFail {
 		t.Fatalf("exit %d, want 1 (fail)\nstdout: %s\nstderr: %s", code, stdout, stderr)

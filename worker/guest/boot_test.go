@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -22,21 +21,6 @@ import (
 	"github.com/imagevet/imagevet/worker/guest/metadata"
 	"github.com/imagevet/imagevet/worker/guest/sshprobe"
 )
-
-// envProxy makes the test binary act as the guestfwd command qemu runs per guest
-// connection, as `imagevet metadata-proxy ADDR` does in production.
-const envProxy = "IMAGEVET_GUEST_TEST_PROXY"
-
-func TestMain(m *testing.M) {
-	if addr := os.Getenv(envProxy); addr != "" {
-		if err := metadata.ProxyStdio(context.Background(), addr, os.Stdin, os.Stdout); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
-}
 
 // machine is one qemu process under TCG with restricted user networking: SSH via a
 // forward on 127.0.0.1, the metadata address forwarded to a per-test server.
@@ -58,10 +42,6 @@ func bootFixture(t *testing.T, name string, spec cloudinit.Spec, metadataAddr st
 	image := fixtures.Path(name)
 	if _, err := os.Stat(image); err != nil {
 		t.Skipf("fixture %s missing (run `fixtures/build %s`): %v", image, name, err)
-	}
-	self, err := filepath.Abs(os.Args[0])
-	if err != nil || strings.ContainsAny(self, ", ") {
-		t.Skipf("test binary path %q unusable in a guestfwd rule", self)
 	}
 	dir := t.TempDir()
 	overlay := filepath.Join(dir, "disk.qcow2")
@@ -86,7 +66,9 @@ func bootFixture(t *testing.T, name string, spec cloudinit.Spec, metadataAddr st
 	m := machine{sshAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), console: filepath.Join(dir, "console.log")}
 	netdev := "user,id=n0,restrict=on,net=169.254.169.0/24,host=169.254.169.1,hostfwd=tcp:127.0.0.1:" + strconv.Itoa(port) + "-:22"
 	if metadataAddr != "" {
-		netdev += ",guestfwd=tcp:169.254.169.254:80-cmd:" + self
+		// One chardev socket carries every guest connection (see the
+		// metadata package): no host process per connection.
+		netdev += ",guestfwd=tcp:169.254.169.254:80-tcp:" + metadataAddr + ",,reconnect=1"
 	}
 	cmd := exec.Command("qemu-system-x86_64",
 		"-accel", "tcg", "-machine", "pc", "-cpu", "max", "-m", "256", "-smp", "1",
@@ -96,7 +78,6 @@ func bootFixture(t *testing.T, name string, spec cloudinit.Spec, metadataAddr st
 		"-drive", "file="+seed+",media=cdrom,if=ide,format=raw,readonly=on",
 		"-netdev", netdev,
 		"-device", "virtio-net-pci,netdev=n0,mac="+spec.MACAddress())
-	cmd.Env = append(os.Environ(), envProxy+"="+metadataAddr)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
@@ -132,7 +113,7 @@ func newSpec(t *testing.T, instanceID, hostname string) cloudinit.Spec {
 
 // TestTinyGuest runs every guest check against the tiny fixture under qemu: the
 // console is watched live, SSH is probed through the loopback forward, and the
-// guest fetches metadata through guestfwd and ProxyStdio from a real server.
+// guest fetches metadata through guestfwd's chardev stream from a real server.
 func TestTinyGuest(t *testing.T) {
 	spec := newSpec(t, "iid-guest-tiny", "vet-guest-tiny")
 	md, err := spec.OpenStackMetaData()
@@ -147,7 +128,7 @@ func TestTinyGuest(t *testing.T) {
 	defer srv.Close(context.Background())
 
 	start := time.Now()
-	m := bootFixture(t, "tiny", spec, srv.Addr())
+	m := bootFixture(t, "tiny", spec, srv.StreamAddr())
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	con := console.WatchConsole(ctx, m.console, console.DefaultConsoleChecks())

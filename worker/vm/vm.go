@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
+	"os"
 	"path/filepath"
 	"strings"
 )
@@ -56,12 +58,12 @@ type Spec struct {
 	MAC        string // guest NIC MAC (ConfigDrive network_data uses it)
 	ConsoleLog string // serial console log file (abs), written live while the guest runs
 	NVRAM      string // uefi only: per-machine vars file (abs), created from the OVMF template if missing
-	// MetadataCmd is the host command (argv) qemu runs for every guest TCP
-	// connection to 169.254.169.254:80, with the connection on its
-	// stdin/stdout; empty means no metadata forward. It runs as the
-	// hypervisor's unprivileged qemu user: the binary and every directory
-	// above it must be world-executable.
-	MetadataCmd []string
+	// MetadataAddr is a loopback TCP host:port ("127.0.0.1:PORT") that qemu
+	// connects to once, as a chardev, and through which it forwards every
+	// guest TCP connection to 169.254.169.254:80, one after another on that
+	// one stream (metadata.Server.StreamAddr serves it). Empty means no
+	// metadata forward. No host process is started per guest connection.
+	MetadataAddr string
 }
 
 // Validate reports the first problem that makes s unbootable regardless of the
@@ -117,13 +119,11 @@ func (s Spec) Validate() error {
 			return bad("mac %q: multicast bit set", s.MAC)
 		}
 	}
-	for _, a := range s.MetadataCmd {
-		if strings.ContainsAny(a, "\x00\n") {
-			return bad("metadata command argument %q: contains NUL or newline", a)
+	if s.MetadataAddr != "" {
+		ap, err := netip.ParseAddrPort(s.MetadataAddr)
+		if err != nil || !ap.Addr().Is4() || !ap.Addr().IsLoopback() || ap.Port() == 0 {
+			return bad("metadata address %q: want a loopback IPv4 host:port like 127.0.0.1:8775", s.MetadataAddr)
 		}
-	}
-	if len(s.MetadataCmd) > 0 && !filepath.IsAbs(s.MetadataCmd[0]) {
-		return bad("metadata command %q: want an absolute path", s.MetadataCmd[0])
 	}
 	return nil
 }
@@ -228,4 +228,22 @@ func IsRetryable(err error) bool {
 		return e.Retryable
 	}
 	return false
+}
+
+// QemuSearchable reports why the hypervisor's unprivileged qemu user (not the
+// owner of the files) could not traverse dir and every directory above it, or
+// nil: each must be world-searchable.
+func QemuSearchable(dir string) error {
+	for d := dir; ; d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		if err != nil {
+			return err
+		}
+		if fi.Mode().Perm()&0o001 == 0 {
+			return fmt.Errorf("directory %s is mode %v: the qemu user needs it world-searchable (0755 or 0711)", d, fi.Mode().Perm())
+		}
+		if d == filepath.Dir(d) {
+			return nil
+		}
+	}
 }

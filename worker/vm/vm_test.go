@@ -76,7 +76,7 @@ func validSpec() Spec {
 	return Spec{
 		Name: "imagevet-w--j", Disk: "/d/disk.qcow2", Seed: "/d/seed.iso", ConsoleLog: "/d/console.log",
 		VCPUs: 1, MemoryMiB: 512, MAC: "52:54:00:12:34:56",
-		MetadataCmd: []string{"/usr/bin/imagevet", "metadata-proxy"},
+		MetadataAddr: "127.0.0.1:8775",
 	}
 }
 
@@ -99,8 +99,10 @@ func TestSpecValidate(t *testing.T) {
 		"machine":          func(s *Spec) { s.Machine = "virt" },
 		"mac":              func(s *Spec) { s.MAC = "nope" },
 		"multicast mac":    func(s *Spec) { s.MAC = "01:00:5e:00:00:01" },
-		"relative cmd":     func(s *Spec) { s.MetadataCmd = []string{"imagevet"} },
-		"newline in cmd":   func(s *Spec) { s.MetadataCmd = []string{"/bin/x", "a\nb"} },
+		"metadata no port": func(s *Spec) { s.MetadataAddr = "127.0.0.1" },
+		"metadata remote":  func(s *Spec) { s.MetadataAddr = "10.0.0.1:80" },
+		"metadata options": func(s *Spec) { s.MetadataAddr = "127.0.0.1:80,server=on" },
+		"metadata ipv6":    func(s *Spec) { s.MetadataAddr = "[::1]:80" },
 	}
 	for name, mutate := range bad {
 		s := validSpec()

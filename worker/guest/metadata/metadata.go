@@ -3,10 +3,13 @@
 // (<version>/meta-data/…) shapes answering with this job's instance id, hostname and
 // keys. Every request is recorded so the worker can prove the guest reached it.
 //
-// One Server runs per job, on 127.0.0.1 with an ephemeral port: isolation between
-// jobs needs no routing, and the server lives exactly as long as its guest. qemu's
-// user-mode network forwards the guest's connections to 169.254.169.254:80 to a
-// command (guestfwd=…-cmd:) that runs ProxyStdio towards the server's address.
+// One Server runs per job, on 127.0.0.1 with ephemeral ports: isolation between
+// jobs needs no routing, and the server lives exactly as long as its guest. It
+// listens twice: Addr is plain HTTP (for the host and tests), StreamAddr is
+// where qemu's user-mode network sends the guest's connections to
+// 169.254.169.254:80, all of them on one chardev socket (guestfwd=…-tcp:ADDR;
+// see stream.go for how that one stream is served). No host process runs per
+// guest connection.
 package metadata
 
 import (
@@ -77,6 +80,8 @@ type Server struct {
 	network []byte
 	vendor  []byte
 
+	stream *stream
+
 	mu      sync.Mutex
 	reqs    []Request
 	dropped int
@@ -123,11 +128,15 @@ func Start(cfg Config) (*Server, error) {
 		IdleTimeout:       30 * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
+	if err := s.startStream(); err != nil {
+		s.ln.Close()
+		return nil, err
+	}
 	go func() { s.served <- s.srv.Serve(s.ln) }()
 	return s, nil
 }
 
-// Addr is the host:port the service listens on (what ProxyStdio dials).
+// Addr is the host:port of the service's plain HTTP listener.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
 // URL is the service's base URL on the host, e.g. "http://127.0.0.1:41234".
@@ -143,6 +152,7 @@ func (s *Server) Requests() []Request {
 // Close stops the service, waiting for in-flight requests until ctx ends. It is
 // safe to call more than once.
 func (s *Server) Close(ctx context.Context) error {
+	s.closeStream()
 	err := s.srv.Shutdown(ctx)
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		err = s.srv.Close()

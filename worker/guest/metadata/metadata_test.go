@@ -5,9 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -187,87 +189,138 @@ func TestRequestsRecorded(t *testing.T) {
 	}
 }
 
-// TestProxyStdio runs a guest's HTTP client over ProxyStdio the way qemu's
-// guestfwd does: each guest connection is a byte stream on the command's stdio.
-func TestProxyStdio(t *testing.T) {
-	s := startTest(t, Config{InstanceID: "iid-proxy", Hostname: "h"})
-	errs := make(chan error, 8)
-	client := &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			guest, cmd := net.Pipe()
-			go func() { errs <- ProxyStdio(context.Background(), s.Addr(), cmd, cmd); cmd.Close() }()
-			return guest, nil
-		},
-	}}
-	// Keep-alive: several requests over one proxied connection.
-	for i := 0; i < 3; i++ {
-		code, body := get(t, client, "http://169.254.169.254/openstack/latest/meta_data.json")
-		if code != 200 || !strings.Contains(body, `"uuid": "iid-proxy"`) {
-			t.Fatalf("through the proxy: %d %q", code, body)
-		}
-	}
-	client.CloseIdleConnections() // the guest hangs up: stdin ends
-	select {
-	case err := <-errs:
-		if err != nil {
-			t.Errorf("ProxyStdio: %v", err)
-		}
-	case <-time.After(3 * time.Second):
-		t.Fatal("ProxyStdio did not return after the guest closed its side")
-	}
-	if n := len(s.Requests()); n != 3 {
-		t.Errorf("server saw %d requests, want 3", n)
-	}
-}
-
-// A request written and then half-closed (stdin EOF) still gets its whole answer.
-func TestProxyStdioHalfClose(t *testing.T) {
-	s := startTest(t, Config{InstanceID: "iid-half", Hostname: "h"})
-	in := strings.NewReader("GET /latest/meta-data/instance-id HTTP/1.1\r\nHost: 169.254.169.254\r\n\r\n")
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	go func() { done <- ProxyStdio(context.Background(), s.Addr(), in, pw); pw.Close() }()
-	resp, err := http.ReadResponse(bufio.NewReader(pr), nil)
+// dialStream connects to the server's stream address as qemu's chardev does.
+func dialStream(t *testing.T, s *Server) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", s.StreamAddr(), 2*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 || string(b) != "iid-half" {
-		t.Errorf("answer: %d %q", resp.StatusCode, b)
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	return c, bufio.NewReader(c)
+}
+
+func readAnswer(t *testing.T, br *bufio.Reader, method string) (int, string, http.Header) {
+	t.Helper()
+	resp, err := http.ReadResponse(br, &http.Request{Method: method})
+	if err != nil {
+		t.Fatalf("read answer: %v", err)
 	}
-	go io.Copy(io.Discard, pr)
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("ProxyStdio: %v", err)
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("read body: %v", err)
+	}
+	return resp.StatusCode, string(b), resp.Header
+}
+
+// TestStreamSequentialClients plays what slirp does with several guest
+// connections: their requests arrive one after another on one stream, some
+// asking for "Connection: close", one as HTTP/1.0, one HEAD; each gets its whole
+// answer with a length and the stream stays open.
+func TestStreamSequentialClients(t *testing.T) {
+	s := startTest(t, Config{InstanceID: "iid-stream", Hostname: "h", UserData: []byte("#cloud-config\n")})
+	if !strings.HasPrefix(s.StreamAddr(), "127.0.0.1:") || s.StreamAddr() == s.Addr() {
+		t.Fatalf("stream address %s (http %s)", s.StreamAddr(), s.Addr())
+	}
+	c, br := dialStream(t, s)
+	for _, r := range []struct{ method, req, want string }{
+		{"GET", "GET /latest/meta-data/instance-id HTTP/1.1\r\nHost: 169.254.169.254\r\nConnection: close\r\nUser-Agent: Wget\r\n\r\n", "iid-stream"},
+		{"GET", "GET /openstack/latest/meta_data.json HTTP/1.0\r\n\r\n", `"uuid": "iid-stream"`},
+		{"HEAD", "HEAD /latest/user-data HTTP/1.1\r\nHost: x\r\n\r\n", ""},
+		{"PUT", "PUT /latest/api/token HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc", imdsToken},
+		{"GET", "GET /latest/user-data HTTP/1.1\r\nHost: x\r\n\r\n", "#cloud-config"},
+	} {
+		if _, err := io.WriteString(c, r.req); err != nil {
+			t.Fatal(err)
 		}
-	case <-time.After(3 * time.Second):
-		t.Fatal("ProxyStdio did not return after the server closed")
+		code, body, h := readAnswer(t, br, r.method)
+		if code != 200 || !strings.Contains(body, r.want) || h.Get("Connection") != "" {
+			t.Errorf("%q: %d %q %v", r.req, code, body, h)
+		}
+	}
+	st := s.StreamStats()
+	if st.Connections != 1 || st.Requests != 5 || st.Resets != 0 {
+		t.Errorf("stats %+v", st)
+	}
+	if n := len(s.Requests()); n != 5 {
+		t.Errorf("recorded %d requests, want 5", n)
 	}
 }
 
-func TestProxyStdioCancelAndDialError(t *testing.T) {
-	s := startTest(t, Config{InstanceID: "iid", Hostname: "h"})
-	pr, pw := io.Pipe() // a guest that never sends and never hangs up
-	defer pw.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- ProxyStdio(ctx, s.Addr(), pr, io.Discard) }()
-	time.Sleep(100 * time.Millisecond)
-	cancel()
-	select {
-	case err := <-done:
-		if !errors.Is(err, context.Canceled) {
-			t.Errorf("err = %v, want context.Canceled", err)
+// A guest that sends garbage, half a request or an oversized one gets a 400 and
+// the stream is closed (qemu reconnects); a fresh stream serves again.
+func TestStreamResets(t *testing.T) {
+	s := startTest(t, Config{InstanceID: "iid-reset", Hostname: "h"})
+	for name, req := range map[string]string{
+		"garbage":         "\x16\x03\x01 not http\r\n\r\n",
+		"huge header":     "GET / HTTP/1.1\r\nX: " + strings.Repeat("a", maxStreamRequest) + "\r\n\r\n",
+		"huge body":       fmt.Sprintf("PUT /latest/api/token HTTP/1.1\r\nContent-Length: %d\r\n\r\n", maxStreamRequest+1),
+		"request smuggle": "GET / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+	} {
+		c, br := dialStream(t, s)
+		go func() { io.WriteString(c, req); c.(*net.TCPConn).CloseWrite() }()
+		code, _, _ := readAnswer(t, br, "GET")
+		if code != http.StatusBadRequest {
+			t.Errorf("%s: status %d, want 400", name, code)
 		}
-	case <-time.After(2 * time.Second):
-		t.Fatal("ProxyStdio ignored ctx")
+		if _, err := br.ReadByte(); err == nil {
+			t.Errorf("%s: stream not closed after the reset: %v", name, err)
+		}
 	}
+	// A request cut short: the rest never comes within the request timeout is
+	// covered by the deadline; here the guest hangs up mid-request.
+	c, _ := dialStream(t, s)
+	io.WriteString(c, "GET /latest/meta-d")
+	c.Close()
 
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	addr := ln.Addr().String()
-	ln.Close()
-	if err := ProxyStdio(context.Background(), addr, strings.NewReader(""), io.Discard); err == nil {
-		t.Error("dialing a closed port succeeded")
+	c2, br := dialStream(t, s)
+	io.WriteString(c2, "GET /latest/meta-data/instance-id HTTP/1.1\r\nHost: x\r\n\r\n")
+	if code, body, _ := readAnswer(t, br, "GET"); code != 200 || body != "iid-reset" {
+		t.Errorf("after resets: %d %q", code, body)
+	}
+	waitFor(t, func() bool { return s.StreamStats().Resets == 5 }, "5 resets counted: %+v", func() any { return s.StreamStats() })
+}
+
+// At most maxStreams stream connections are served at once; more are closed
+// at once, and a closed server closes the ones it had.
+func TestStreamBounded(t *testing.T) {
+	s := startTest(t, Config{InstanceID: "iid-bound", Hostname: "h"})
+	var held []net.Conn
+	for i := 0; i < maxStreams; i++ {
+		c, br := dialStream(t, s)
+		io.WriteString(c, "GET /latest/meta-data/instance-id HTTP/1.1\r\n\r\n")
+		if code, _, _ := readAnswer(t, br, "GET"); code != 200 {
+			t.Fatalf("stream %d: %d", i, code)
+		}
+		held = append(held, c)
+	}
+	extra, br := dialStream(t, s)
+	if _, err := br.ReadByte(); err == nil {
+		t.Error("a stream beyond the bound was served")
+	}
+	extra.Close()
+	if st := s.StreamStats(); st.Refused != 1 || st.Connections != maxStreams {
+		t.Errorf("stats %+v", st)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	s.Close(ctx)
+	for i, c := range held {
+		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("stream %d still open after Close: %v", i, err)
+		}
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool, format string, arg func() any) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf(format, arg())
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -155,17 +155,4 @@ func qemuReadable(path string) error {
 }
 
 // qemuSearchable reports why the qemu user could not traverse dir, or nil.
-func qemuSearchable(dir string) error {
-	for d := dir; ; d = filepath.Dir(d) {
-		fi, err := os.Stat(d)
-		if err != nil {
-			return err
-		}
-		if fi.Mode().Perm()&0o001 == 0 {
-			return fmt.Errorf("directory %s is mode %v: the qemu user needs it world-searchable (0755 or 0711)", d, fi.Mode().Perm())
-		}
-		if d == filepath.Dir(d) {
-			return nil
-		}
-	}
-}
+func qemuSearchable(dir string) error { return vm.QemuSearchable(dir) }

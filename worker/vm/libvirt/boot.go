@@ -148,19 +148,6 @@ func checkFiles(s vm.Spec) error {
 	if fi, err := os.Stat(filepath.Dir(s.ConsoleLog)); err != nil || !fi.IsDir() {
 		return fmt.Errorf("%w: console log directory %s does not exist", vm.ErrInvalidSpec, filepath.Dir(s.ConsoleLog))
 	}
-	if len(s.MetadataCmd) > 0 {
-		fi, err := os.Stat(s.MetadataCmd[0])
-		if err != nil {
-			return fmt.Errorf("%w: metadata command: %w", vm.ErrInvalidSpec, err)
-		}
-		// qemu runs the command as its own unprivileged user.
-		if fi.Mode().Perm()&0o001 == 0 {
-			return fmt.Errorf("%w: metadata command %s is not world-executable (qemu runs it as its own user)", vm.ErrInvalidSpec, s.MetadataCmd[0])
-		}
-		if err := qemuSearchable(filepath.Dir(s.MetadataCmd[0])); err != nil {
-			return fmt.Errorf("%w: metadata command: %w", vm.ErrInvalidSpec, err)
-		}
-	}
 	return nil
 }
 

@@ -19,7 +19,8 @@
 //
 // Networking is qemu's slirp with restrict=on on 169.254.169.0/24 (guest gets
 // 169.254.169.15 by DHCP), SSH forwarded from a free 127.0.0.1 port, and when
-// Spec.MetadataCmd is set, guestfwd=tcp:169.254.169.254:80-cmd:... . Both go
+// Spec.MetadataAddr is set, guestfwd=tcp:169.254.169.254:80-tcp:ADDR,reconnect=1
+// (a chardev socket to the worker's metadata stream). Both go
 // through <qemu:commandline>; the NIC sits at a fixed root-bus slot (0x10)
 // because qemu would otherwise take the slot libvirt assigns to its own
 // first device.
@@ -43,19 +44,16 @@
 // The console log is written by virtlogd (root), created 0600 root: its
 // directory needs no qemu access, and its reader must be root.
 //
-// Spec.MetadataCmd is run by libslirp for each guest connection as
-// libvirt-qemu, cwd /, qemu's environment, with the connection on stdin,
-// stdout AND stderr (anything it logs to stderr reaches the guest). The
-// command is split with g_shell_parse_argv, not run by a shell (Boot quotes
-// each argument; commas are doubled for qemu's option parser); it must be an
-// absolute path, mode 0755, in world-searchable directories. libvirt's default
-// seccomp policy (-sandbox ...,spawn=deny,elevateprivileges=deny) kills qemu
-// with SIGSYS at the guest's first metadata connection (slirp forks, then
-// calls setsid), so for such machines Boot drops libvirt's sandbox capability
-// (<qemu:capabilities><qemu:del capability='seccomp-sandbox'/>) and passes
-// -sandbox on,obsolete=deny,resourcecontrol=deny itself; the command inherits
-// that filter. libvirt logs these domains as tainted (custom-argv,
-// custom-hypervisor-feature); that is expected.
+// The metadata forward is a chardev, not a command ("cmd:"): libslirp hands
+// every guest connection to 169.254.169.254:80 to the one socket qemu opened to
+// Spec.MetadataAddr, and the worker serves that stream (see the metadata
+// package). qemu runs no process per guest connection, so libvirt's default
+// seccomp policy (-sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,
+// resourcecontrol=deny) stays in force: a guest opening a thousand connections
+// costs the host a thousand small slirp sockets inside qemu and nothing else.
+// (The earlier "cmd:" forward forked and exec'd a helper per connection, which
+// needs spawn and elevateprivileges allowed and had no bound.) libvirt logs
+// these domains as tainted (custom-argv); that is expected.
 //
 // /dev/kvm must be root:kvm 0660 (what udev sets). If it is 0600, libvirt
 // probes KVM as root (works) but checks it as libvirt-qemu (fails), judges its

@@ -30,13 +30,10 @@ const (
 // <metadata>, holding the worker and job that own the machine.
 const MetadataNamespace = "https://github.com/imagevet/imagevet/xmlns/machine/1"
 
-// sandboxWithSpawn is qemu's seccomp policy for machines with a metadata
-// forward: libvirt's default adds spawn=deny and elevateprivileges=deny, and
-// slirp's guestfwd "cmd:" forks (spawn) and calls setsid (elevateprivileges)
-// for every guest connection, so under the default qemu is killed by SIGSYS
-// on the guest's first metadata request. qemu still runs as the unprivileged
-// libvirt-qemu user.
-const sandboxWithSpawn = "on,obsolete=deny,resourcecontrol=deny"
+// metadataReconnect is how soon (seconds) qemu's metadata chardev reconnects
+// after the worker closed the stream (it does so when a guest broke the HTTP
+// framing, see the metadata package).
+const metadataReconnect = 1
 
 // machineMeta is the element stored in <metadata>.
 type machineMeta struct {
@@ -146,13 +143,6 @@ func buildDomain(p domainParams) (*libvirtxml.Domain, error) {
 		// feature words in two calls. Same -cpu, same guest.
 		{Name: "cpu-unavailable-features"},
 	}}
-	if len(s.MetadataCmd) > 0 {
-		// Replace libvirt's seccomp policy, which forbids what guestfwd
-		// cmd: needs, by our own: drop libvirt's capability so it emits no
-		// -sandbox, then pass ours.
-		caps.Del = append(caps.Del, libvirtxml.DomainQEMUCapabilitiesEntry{Name: "seccomp-sandbox"})
-		args = append(args, "-sandbox", sandboxWithSpawn)
-	}
 	d.QEMUCapabilities = caps
 	d.QEMUCommandline = &libvirtxml.DomainQEMUCommandline{}
 	for _, a := range args {
@@ -211,8 +201,12 @@ func netdevOption(s vm.Spec, sshPort int, extra []string) string {
 		"host=" + guestHost,
 		"hostfwd=tcp:127.0.0.1:" + strconv.Itoa(sshPort) + "-:22",
 	}
-	if len(s.MetadataCmd) > 0 {
-		opts = append(opts, fmt.Sprintf("guestfwd=tcp:%s:%d-cmd:%s", metadataIP, metadataPort, optEscape(shellJoin(s.MetadataCmd))))
+	if s.MetadataAddr != "" {
+		// A chardev (legacy "tcp:HOST:PORT,opts" syntax), not "cmd:": qemu
+		// keeps libvirt's seccomp policy (no spawn) and runs no process per
+		// guest connection.
+		chardev := fmt.Sprintf("tcp:%s,reconnect=%d", s.MetadataAddr, metadataReconnect)
+		opts = append(opts, fmt.Sprintf("guestfwd=tcp:%s:%d-%s", metadataIP, metadataPort, optEscape(chardev)))
 	}
 	for _, e := range extra {
 		opts = append(opts, optEscape(e))
@@ -238,23 +232,3 @@ func nicOption(s vm.Spec, extra []string) string {
 // optEscape escapes a value inside a qemu option list: a literal comma is
 // written twice.
 func optEscape(v string) string { return strings.ReplaceAll(v, ",", ",,") }
-
-// shellJoin quotes argv for slirp, which splits a guestfwd command with
-// g_shell_parse_argv (shell quoting rules, no shell is run) and execs it
-// with PATH lookup.
-func shellJoin(argv []string) string {
-	q := make([]string, len(argv))
-	for i, a := range argv {
-		q[i] = shellQuote(a)
-	}
-	return strings.Join(q, " ")
-}
-
-func shellQuote(s string) string {
-	if s != "" && strings.IndexFunc(s, func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("@%+=:,./_-", r))
-	}) < 0 {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}

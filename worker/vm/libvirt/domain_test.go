@@ -16,16 +16,16 @@ var update = flag.Bool("update", false, "rewrite golden files in testdata/")
 
 func goldenSpec() vm.Spec {
 	return vm.Spec{
-		Name:        vm.DomainName("imagevet", "worker-1", "job-42"),
-		Worker:      "worker-1",
-		Job:         "job-42",
-		Disk:        "/var/lib/imagevet/jobs/job-42/disk.qcow2",
-		Seed:        "/var/lib/imagevet/jobs/job-42/seed.iso",
-		VCPUs:       2,
-		MemoryMiB:   1024,
-		MAC:         "52:54:00:AB:CD:EF",
-		ConsoleLog:  "/var/lib/imagevet/jobs/job-42/console.log",
-		MetadataCmd: []string{"/usr/local/bin/imagevet", "metadata-proxy", "--addr", "127.0.0.1:8775"},
+		Name:         vm.DomainName("imagevet", "worker-1", "job-42"),
+		Worker:       "worker-1",
+		Job:          "job-42",
+		Disk:         "/var/lib/imagevet/jobs/job-42/disk.qcow2",
+		Seed:         "/var/lib/imagevet/jobs/job-42/seed.iso",
+		VCPUs:        2,
+		MemoryMiB:    1024,
+		MAC:          "52:54:00:AB:CD:EF",
+		ConsoleLog:   "/var/lib/imagevet/jobs/job-42/console.log",
+		MetadataAddr: "127.0.0.1:8775",
 	}
 }
 
@@ -52,12 +52,11 @@ func TestDomainGolden(t *testing.T) {
 		{"bios-q35-tcg-cdrom", vm.AccelTCG, func(s *vm.Spec) { s.Machine = vm.MachineQ35 }, nil, nil},
 		{"bios-tcg-disk-nometadata", vm.AccelTCG, func(s *vm.Spec) {
 			s.SeedBus = vm.SeedDisk
-			s.MetadataCmd = nil
+			s.MetadataAddr = ""
 			s.MAC = ""
 		}, nil, nil},
 		{"bios-tcg-noseed", vm.AccelTCG, func(s *vm.Spec) {
 			s.Seed = ""
-			s.MetadataCmd = []string{"/opt/image vet/proxy", "it's", "a,b"}
 		}, nil, []backingFile{{"/c/top.qcow2", "qcow2"}, {"/c/base.raw", "raw"}}},
 	}
 	for _, c := range cases {
@@ -121,9 +120,21 @@ func TestDomainSafetyProperties(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"restrict=on", "hostfwd=tcp:127.0.0.1:40022-:22", "net=169.254.169.0/24", "host=169.254.169.1",
-		"guestfwd=tcp:169.254.169.254:80-cmd:/usr/local/bin/imagevet metadata-proxy --addr 127.0.0.1:8775"} {
+		"guestfwd=tcp:169.254.169.254:80-tcp:127.0.0.1:8775,,reconnect=1"} {
 		if !strings.Contains(netdev, want) {
 			t.Errorf("netdev %q lacks %q", netdev, want)
+		}
+	}
+	// libvirt's own seccomp policy stays: no capability dropped but the CPU
+	// read-back one, no -sandbox of ours, and no command run per connection.
+	for _, c := range d.QEMUCapabilities.Del {
+		if c.Name != "cpu-unavailable-features" {
+			t.Errorf("domain drops libvirt capability %q", c.Name)
+		}
+	}
+	for _, a := range args {
+		if a.Value == "-sandbox" || strings.Contains(a.Value, "cmd:") {
+			t.Errorf("qemu argument %q", a.Value)
 		}
 	}
 	if d.CPU.Mode != "maximum" || d.Type != "qemu" {
@@ -131,16 +142,7 @@ func TestDomainSafetyProperties(t *testing.T) {
 	}
 }
 
-func TestShellJoin(t *testing.T) {
-	cases := map[string][]string{
-		"/usr/bin/imagevet metadata-proxy --addr=127.0.0.1:80": {"/usr/bin/imagevet", "metadata-proxy", "--addr=127.0.0.1:80"},
-		`'/opt/my dir/x' '' 'it'\''s' '$HOME'`:                 {"/opt/my dir/x", "", "it's", "$HOME"},
-	}
-	for want, argv := range cases {
-		if got := shellJoin(argv); got != want {
-			t.Errorf("shellJoin(%q) = %q, want %q", argv, got, want)
-		}
-	}
+func TestOptEscape(t *testing.T) {
 	if got := optEscape("a,b,,c"); got != "a,,b,,,,c" {
 		t.Errorf("optEscape = %q", got)
 	}
