@@ -92,7 +92,9 @@ type Job struct {
 // ImageSpec says where the candidate image is and what it must be.
 type ImageSpec struct {
 	// Source is an https:// or http:// URL, a file:// URL, or a path under the
-	// worker's allowed image root (relative paths resolve against it).
+	// worker's allowed image root (relative paths resolve against it). An
+	// http:// source needs its digest authenticated: Checksum in the job, or a
+	// SUMS file whose signature the worker verified.
 	Source string `json:"source"`
 	// Format is the claimed disk format; the detected format must match it.
 	Format string `json:"format"`
@@ -103,6 +105,12 @@ type ImageSpec struct {
 	// base name of Source).
 	SumsURL  string `json:"sums_url,omitempty"`
 	SumsName string `json:"sums_name,omitempty"`
+	// SumsSignature is a detached OpenPGP signature of the SUMS file (.gpg,
+	// .sign, .asc; armored or binary), same rules as Source. A clear-signed
+	// SUMS file needs none. A worker with a keyring (--keyring) accepts a SUMS
+	// file only signed by a key in it; one without refuses a job that gives
+	// SumsSignature, since it cannot check it.
+	SumsSignature string `json:"sums_signature,omitempty"`
 }
 
 // MachineSpec sizes the virtual machine the image boots in.

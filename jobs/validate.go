@@ -110,6 +110,13 @@ func (s ImageSpec) validate(p *problems) {
 	if s.SumsName != "" && s.SumsURL == "" {
 		p.add("image.sums_name", "only meaningful with image.sums_url")
 	}
+	if s.SumsSignature != "" {
+		if s.SumsURL == "" {
+			p.add("image.sums_signature", "only meaningful with image.sums_url")
+		} else {
+			validateSource(p, "image.sums_signature", s.SumsSignature)
+		}
+	}
 	if strings.ContainsAny(s.SumsName, "/\\ \t\n") {
 		p.add("image.sums_name", "a file name, without slashes or spaces")
 	}
@@ -339,4 +346,27 @@ func (p problems) err(doc string) error {
 		return nil
 	}
 	return &InvalidError{Doc: doc, Problems: p}
+}
+
+// WithinMax applies an operator's timeout maxima to a job as written (before
+// WithDefaults): a timeout the job sets above its maximum is an InvalidError
+// naming the field and the maximum; a timeout the job leaves unset whose default
+// is above the maximum is set to the maximum. A zero maximum bounds nothing.
+func (j Job) WithinMax(max Timeouts) (Job, error) {
+	var p problems
+	limit := func(path string, d *Duration, def time.Duration, m Duration) {
+		switch {
+		case m == 0:
+		case *d != 0 && *d > m:
+			p.add(path, "%s exceeds this worker's maximum %s", d.D(), m.D())
+		case *d == 0 && def > m.D():
+			*d = m
+		}
+	}
+	limit("timeouts.fetch", &j.Timeouts.Fetch, DefaultFetch, max.Fetch)
+	limit("timeouts.boot", &j.Timeouts.Boot, DefaultBoot, max.Boot)
+	limit("timeouts.cloud_init", &j.Timeouts.CloudInit, DefaultCloudInit, max.CloudInit)
+	limit("timeouts.command", &j.Timeouts.Command, DefaultCommand, max.Command)
+	limit("timeouts.total", &j.Timeouts.Total, DefaultTotal, max.Total)
+	return j, p.err("job")
 }

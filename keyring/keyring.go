@@ -51,12 +51,12 @@ type Keyring struct {
 }
 
 // Load reads the keyring at path, armored or binary. A missing or unreadable
-// file gives the os error (with the path); a file that is not OpenPGP or holds
+// file gives the *fs.PathError; a file that is not OpenPGP or holds
 // no public key gives ErrMalformed naming the path.
 func Load(path string) (*Keyring, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("keyring: %w", err)
+		return nil, err
 	}
 	defer f.Close()
 	data, err := io.ReadAll(io.LimitReader(f, MaxKeyringSize+1))

@@ -97,12 +97,22 @@ func Lookup(data []byte, name string) (Entry, bool, error) {
 	return Best(entries, name)
 }
 
-// Best returns the strongest entry for name among entries.
+// Best returns the strongest entry for name among entries; two entries for name
+// with the same algorithm and different digests are an error.
 func Best(entries []Entry, name string) (Entry, bool, error) {
 	rank := map[string]int{"md5": 1, "sha1": 2, "sha256": 3, "sha512": 4}
 	var best Entry
+	seen := map[string]string{} // algo -> hex
 	for _, e := range entries {
-		if e.Name == name && rank[e.Algo] > rank[best.Algo] {
+		if e.Name != name {
+			continue
+		}
+		// Two lists concatenated, or an entry slipped in: which one to trust?
+		if hex, ok := seen[e.Algo]; ok && hex != e.Hex {
+			return Entry{}, false, fmt.Errorf("two different %s digests for %q", e.Algo, name)
+		}
+		seen[e.Algo] = e.Hex
+		if rank[e.Algo] > rank[best.Algo] {
 			best = e
 		}
 	}

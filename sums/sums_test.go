@@ -36,4 +36,11 @@ func TestParseVendorLists(t *testing.T) {
 	if _, err := Parse([]byte("SHA256 (x) = zz\n")); err == nil || !strings.Contains(err.Error(), "line 1") {
 		t.Errorf("bad BSD digest: %v", err)
 	}
+	two := h256 + "  x.qcow2\n" + strings.Repeat("d", 64) + "  x.qcow2\n"
+	if _, _, err := Lookup([]byte(two), "x.qcow2"); err == nil || err.Error() != `two different sha256 digests for "x.qcow2"` {
+		t.Errorf("two entries for one name: %v", err)
+	}
+	if _, ok, err := Lookup([]byte(h256+"  x.qcow2\r\n"+h256+" *x.qcow2\r\n"), "x.qcow2"); err != nil || !ok {
+		t.Errorf("the same entry twice, CRLF: %v %v", ok, err)
+	}
 }

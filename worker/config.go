@@ -9,6 +9,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/imagevet/imagevet/jobs"
+	"github.com/imagevet/imagevet/keyring"
 )
 
 // Config is everything a worker needs to vet jobs on this host. It is filled from
@@ -34,6 +37,16 @@ type Config struct {
 	// DomainPrefix starts every domain name this worker creates; the startup sweep
 	// removes domains with this prefix and worker id.
 	DomainPrefix string
+	// CacheMax caps the image cache in bytes: least recently used images no
+	// job holds are evicted to make room.
+	CacheMax int64
+	// Keyring is an OpenPGP keyring file (armored or binary); when set, every
+	// checksum list (image.sums_url) must be signed by a key in it.
+	Keyring string
+	// MaxTimeouts are the operator's maxima for a job's timeouts (before the
+	// TCG factor): a job asking for more is rejected naming the field and the
+	// maximum; a default above a maximum is lowered to it.
+	MaxTimeouts jobs.Timeouts
 	// KeepFailed leaves a failed job's machine running for debugging.
 	KeepFailed bool
 	// ConsoleTailLines is how many console lines a result carries.
@@ -43,7 +56,22 @@ type Config struct {
 	// Owner is this process's owner lock file (worker/owner), recorded in every
 	// machine it boots and naming its job directory; set at start, not a flag.
 	Owner string
+
+	// envErrs are IMAGEVET_* variables that did not parse; Validate reports them.
+	envErrs []error
 }
+
+// DefaultCacheMax is the default image cache cap.
+const DefaultCacheMax = 20 << 30
+
+// Default operator maxima for job timeouts.
+const (
+	DefaultMaxFetch     = 2 * time.Hour
+	DefaultMaxBoot      = 30 * time.Minute
+	DefaultMaxCloudInit = time.Hour
+	DefaultMaxCommand   = time.Hour
+	DefaultMaxTotal     = 4 * time.Hour
+)
 
 // DefaultConfig returns the defaults, before flags and environment.
 func DefaultConfig() Config {
@@ -57,6 +85,14 @@ func DefaultConfig() Config {
 		DomainPrefix:     "imagevet-",
 		ConsoleTailLines: 60,
 		CleanupTimeout:   30 * time.Second,
+		CacheMax:         DefaultCacheMax,
+		MaxTimeouts: jobs.Timeouts{
+			Fetch:     jobs.Duration(DefaultMaxFetch),
+			Boot:      jobs.Duration(DefaultMaxBoot),
+			CloudInit: jobs.Duration(DefaultMaxCloudInit),
+			Command:   jobs.Duration(DefaultMaxCommand),
+			Total:     jobs.Duration(DefaultMaxTotal),
+		},
 	}
 }
 
@@ -73,9 +109,15 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, getenv func(string) string) {
 	fs.StringVar(&c.StateDir, "state-dir", env("IMAGEVET_STATE_DIR", c.StateDir), "image cache and per-job files (IMAGEVET_STATE_DIR)")
 	fs.StringVar(&c.LibvirtURI, "libvirt-uri", env("IMAGEVET_LIBVIRT_URI", c.LibvirtURI), "libvirt connection URI (IMAGEVET_LIBVIRT_URI)")
 	fs.StringVar(&c.Accel, "accel", env("IMAGEVET_ACCEL", c.Accel), "auto, kvm or tcg (IMAGEVET_ACCEL)")
-	factor := env("IMAGEVET_TCG_FACTOR", strconv.FormatFloat(c.TCGFactor, 'g', -1, 64))
-	c.TCGFactor, _ = strconv.ParseFloat(factor, 64)
-	fs.Func("tcg-factor", "multiply boot/cloud-init/command timeouts under TCG (IMAGEVET_TCG_FACTOR, default "+factor+")", func(s string) error {
+	if v := getenv("IMAGEVET_TCG_FACTOR"); v != "" {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			c.envErrs = append(c.envErrs, fmt.Errorf("IMAGEVET_TCG_FACTOR=%q: not a number", v))
+		} else {
+			c.TCGFactor = f
+		}
+	}
+	fs.Func("tcg-factor", "multiply boot/cloud-init/command timeouts under TCG (IMAGEVET_TCG_FACTOR, default "+strconv.FormatFloat(c.TCGFactor, 'g', -1, 64)+")", func(s string) error {
 		v, err := strconv.ParseFloat(s, 64)
 		if err != nil {
 			return fmt.Errorf("not a number: %q", s)
@@ -83,6 +125,33 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, getenv func(string) string) {
 		c.TCGFactor = v
 		return nil
 	})
+	for _, m := range []struct {
+		flag, env, what string
+		d               *jobs.Duration
+	}{
+		{"max-fetch", "IMAGEVET_MAX_FETCH", "timeouts.fetch", &c.MaxTimeouts.Fetch},
+		{"max-boot", "IMAGEVET_MAX_BOOT", "timeouts.boot", &c.MaxTimeouts.Boot},
+		{"max-cloud-init", "IMAGEVET_MAX_CLOUD_INIT", "timeouts.cloud_init", &c.MaxTimeouts.CloudInit},
+		{"max-command", "IMAGEVET_MAX_COMMAND", "timeouts.command", &c.MaxTimeouts.Command},
+		{"max-total", "IMAGEVET_MAX_TOTAL", "timeouts.total", &c.MaxTimeouts.Total},
+	} {
+		if v := getenv(m.env); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				c.envErrs = append(c.envErrs, fmt.Errorf("%s=%q: not a duration like 90m", m.env, v))
+			} else {
+				*m.d = jobs.Duration(d)
+			}
+		}
+		fs.Func(m.flag, fmt.Sprintf("largest %s a job may ask for (%s, default %s)", m.what, m.env, m.d.D()), func(s string) error {
+			d, err := time.ParseDuration(s)
+			if err != nil {
+				return fmt.Errorf("not a duration like 90m: %q", s)
+			}
+			*m.d = jobs.Duration(d)
+			return nil
+		})
+	}
 	if v := getenv("IMAGEVET_IMAGE_ROOTS"); v != "" {
 		c.ImageRoots = filepath.SplitList(v)
 	}
@@ -90,12 +159,29 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, getenv func(string) string) {
 		c.ImageRoots = append(c.ImageRoots, s)
 		return nil
 	})
+	if v := getenv("IMAGEVET_CACHE_MAX"); v != "" {
+		n, err := ParseBytes(v)
+		if err != nil {
+			c.envErrs = append(c.envErrs, fmt.Errorf("IMAGEVET_CACHE_MAX=%q: %w", v, err))
+		} else {
+			c.CacheMax = n
+		}
+	}
+	fs.Func("cache-max", fmt.Sprintf("image cache cap, e.g. 20G or 512M; least recently used images no job uses are evicted (IMAGEVET_CACHE_MAX, default %s)", FormatBytes(c.CacheMax)), func(s string) error {
+		n, err := ParseBytes(s)
+		if err != nil {
+			return err
+		}
+		c.CacheMax = n
+		return nil
+	})
+	fs.StringVar(&c.Keyring, "keyring", env("IMAGEVET_KEYRING", c.Keyring), "OpenPGP keyring every checksum list must be signed with (IMAGEVET_KEYRING)")
 	fs.StringVar(&c.DomainPrefix, "domain-prefix", env("IMAGEVET_DOMAIN_PREFIX", c.DomainPrefix), "prefix of every domain this worker creates (IMAGEVET_DOMAIN_PREFIX)")
 }
 
 // Validate checks the configuration and fills in derived defaults.
 func (c *Config) Validate() error {
-	var errs []error
+	errs := append([]error(nil), c.envErrs...)
 	if c.WorkerID == "" || sanitizeID(c.WorkerID) != c.WorkerID {
 		errs = append(errs, fmt.Errorf("worker-id: %q must be 1-32 lowercase letters, digits or '-'", c.WorkerID))
 	}
@@ -106,6 +192,17 @@ func (c *Config) Validate() error {
 	}
 	if c.TCGFactor < 1 || c.TCGFactor > 100 {
 		errs = append(errs, fmt.Errorf("tcg-factor: %g must be between 1 and 100", c.TCGFactor))
+	}
+	for _, m := range []struct {
+		flag string
+		d    jobs.Duration
+	}{
+		{"max-fetch", c.MaxTimeouts.Fetch}, {"max-boot", c.MaxTimeouts.Boot}, {"max-cloud-init", c.MaxTimeouts.CloudInit},
+		{"max-command", c.MaxTimeouts.Command}, {"max-total", c.MaxTimeouts.Total},
+	} {
+		if m.d < jobs.Duration(time.Second) {
+			errs = append(errs, fmt.Errorf("%s: %s must be at least 1s (it would refuse every job)", m.flag, m.d.D()))
+		}
 	}
 	if !filepath.IsAbs(c.StateDir) {
 		errs = append(errs, fmt.Errorf("state-dir: %q must be an absolute path", c.StateDir))
@@ -121,14 +218,22 @@ func (c *Config) Validate() error {
 		}
 		c.ImageRoots[i] = abs
 	}
+	if c.CacheMax < 1<<20 {
+		errs = append(errs, fmt.Errorf("cache-max: %d bytes: at least 1M (one image must fit)", c.CacheMax))
+	}
+	if c.Keyring != "" {
+		if _, err := keyring.Load(c.Keyring); err != nil {
+			errs = append(errs, fmt.Errorf("keyring: %w", err))
+		}
+	}
 	if c.DomainPrefix == "" {
 		errs = append(errs, errors.New("domain-prefix: must not be empty (the startup sweep would match every domain)"))
 	}
-	if c.ConsoleTailLines <= 0 {
-		c.ConsoleTailLines = 60
+	if c.ConsoleTailLines < 1 {
+		errs = append(errs, fmt.Errorf("console tail lines: %d must be at least 1", c.ConsoleTailLines))
 	}
-	if c.CleanupTimeout <= 0 {
-		c.CleanupTimeout = 30 * time.Second
+	if c.CleanupTimeout < time.Second {
+		errs = append(errs, fmt.Errorf("cleanup timeout: %s must be at least 1s", c.CleanupTimeout))
 	}
 	return errors.Join(errs...)
 }
@@ -148,4 +253,44 @@ func sanitizeID(s string) string {
 		}
 	}
 	return strings.Trim(b.String(), "-")
+}
+
+// ParseBytes reads a size like "20G", "512M", "1048576" (binary units K, M, G,
+// T; an optional trailing "i" or "B" is accepted: "20GiB").
+func ParseBytes(s string) (int64, error) {
+	t := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSpace(s), "B"), "i")
+	mult := int64(1)
+	if n := len(t); n > 0 {
+		switch t[n-1] {
+		case 'K', 'k':
+			mult = 1 << 10
+		case 'M', 'm':
+			mult = 1 << 20
+		case 'G', 'g':
+			mult = 1 << 30
+		case 'T', 't':
+			mult = 1 << 40
+		}
+		if mult > 1 {
+			t = t[:n-1]
+		}
+	}
+	v, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || v < 0 || v > (1<<62)/mult {
+		return 0, fmt.Errorf("not a size like 20G or 512M: %q", s)
+	}
+	return v * mult, nil
+}
+
+// FormatBytes writes n in the largest binary unit that divides it exactly.
+func FormatBytes(n int64) string {
+	for _, u := range []struct {
+		suffix string
+		size   int64
+	}{{"T", 1 << 40}, {"G", 1 << 30}, {"M", 1 << 20}, {"K", 1 << 10}} {
+		if n >= u.size && n%u.size == 0 {
+			return strconv.FormatInt(n/u.size, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10)
 }

@@ -4,6 +4,7 @@
 package worker
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -85,6 +86,7 @@ func (r *Runner) Sweep(ctx context.Context) (int, error) {
 // Run vets one job and always returns a result; it never panics out. Cancelling ctx
 // (shutdown) ends the job with a retryable error after destroying its machine.
 func (r *Runner) Run(ctx context.Context, job jobs.Job, attempt int, progress func(jobs.Progress)) (res jobs.Result) {
+	job, overMax := job.WithinMax(r.cfg.MaxTimeouts)
 	job = job.WithDefaults()
 	rec := newRecorder(job, attempt, r.cfg.WorkerID, progress, r.now)
 	log := r.log.With("job", job.ID, "attempt", attempt, "image", job.Publish.Name)
@@ -101,7 +103,7 @@ func (r *Runner) Run(ctx context.Context, job jobs.Job, attempt int, progress fu
 		log.Info("job finished", "verdict", res.Verdict, "failed_check", res.FailedCheck, "reason", res.Reason,
 			"duration", res.FinishedAt.Sub(res.StartedAt).Round(time.Millisecond))
 	}()
-	if err := job.Validate(); err != nil {
+	if err := cmp.Or(job.Validate(), overMax); err != nil {
 		rec.stop("job", err)
 		return
 	}
@@ -119,6 +121,7 @@ type jobRun struct {
 	dir         string // per-job directory (overlay, seed, console log, nvram)
 	machine     vm.Machine
 	machineName string
+	base        *image.Image // held in the cache until cleanup
 	meta        *metadata.Server
 	con         *console.Console
 	ssh         *sshprobe.Client
@@ -218,7 +221,7 @@ func (j *jobRun) fetch(ctx context.Context) (*image.Image, bool) {
 	ctx, cancel := context.WithTimeout(ctx, j.job.Timeouts.Fetch.D())
 	defer cancel()
 	src := image.Source{URL: j.job.Image.Source, Format: j.job.Image.Format, Checksum: j.job.Image.Checksum,
-		SumsURL: j.job.Image.SumsURL, SumsName: j.job.Image.SumsName}
+		SumsURL: j.job.Image.SumsURL, SumsName: j.job.Image.SumsName, SumsSignature: j.job.Image.SumsSignature}
 	var lastReport time.Time
 	base, err := j.images.Fetch(ctx, src, func(n, total int64) {
 		if now := j.now(); now.Sub(lastReport) >= 2*time.Second {
@@ -235,6 +238,7 @@ func (j *jobRun) fetch(ctx context.Context) (*image.Image, bool) {
 		}
 	}
 	done(err)
+	j.base = base
 	if err != nil {
 		class, _ := Classify(err)
 		status := jobs.StatusError
@@ -574,6 +578,10 @@ func (j *jobRun) cleanup(parent context.Context) {
 		if err := os.RemoveAll(j.dir); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if !keep {
+		// The overlay is gone: the cache may evict the base again.
+		j.base.Release()
 	}
 	if keep {
 		j.consoleLog = filepath.Join(j.dir, "console.log")

@@ -16,6 +16,7 @@ import (
 
 	"github.com/imagevet/imagevet/cloudinit"
 	"github.com/imagevet/imagevet/jobs"
+	"github.com/imagevet/imagevet/keyring"
 	"github.com/imagevet/imagevet/worker/image"
 	"github.com/imagevet/imagevet/worker/owner"
 	"github.com/imagevet/imagevet/worker/vm"
@@ -324,6 +325,8 @@ func TestClassify(t *testing.T) {
 		{&vm.Error{Op: "boot", Err: vm.ErrInvalidSpec}, ClassInfra, false},
 		{errShutdown, ClassInfra, true},
 		{errors.New("disk full"), ClassInfra, true},
+		{&image.SignatureError{File: "SHA256SUMS", Err: keyring.ErrBadSignature}, ClassImage, false},
+		{&image.SourceError{Field: image.FieldSumsSig, Err: errors.New("required")}, ClassJob, false},
 	}
 	for _, c := range cases {
 		class, retry := Classify(c.err)

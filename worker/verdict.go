@@ -98,6 +98,7 @@ func Classify(err error) (Class, bool) {
 		jobFault *JobFault
 		invalid  *jobs.InvalidError
 		unsafe   *image.UnsafeImageError
+		badSig   *image.SignatureError
 		mismatch *image.ChecksumMismatchError
 		source   *image.SourceError
 		fetch    *image.FetchError
@@ -110,7 +111,7 @@ func Classify(err error) (Class, bool) {
 		// Before ImageFault: a stage's error may wrap whatever the context's
 		// cause was when it stopped.
 		return ClassInfra, true
-	case errors.As(err, &fault), errors.As(err, &unsafe):
+	case errors.As(err, &fault), errors.As(err, &unsafe), errors.As(err, &badSig):
 		return ClassImage, false
 	case errors.As(err, &jobFault), errors.As(err, &invalid), errors.As(err, &mismatch),
 		errors.As(err, &source), errors.Is(err, cloudinit.ErrInvalid):

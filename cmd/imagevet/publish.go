@@ -107,7 +107,11 @@ func cmdPublish(ctx context.Context, args []string, env Env) int {
 		fmt.Fprintf(env.Stderr, "imagevet publish: %v\n", err)
 		return exitError
 	}
-	log := newLogger(env.Stderr, cfg.logLevel, cfg.logJSON)
+	log, err := newLogger(env.Stderr, cfg.logLevel, cfg.logJSON)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "imagevet publish: %v\n", err)
+		return exitError
+	}
 	fail := func(err error) int {
 		fmt.Fprintf(env.Stderr, "imagevet publish: %v\n", err)
 		return exitError

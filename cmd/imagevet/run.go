@@ -26,7 +26,7 @@ const (
 	exitTimeout = 3
 )
 
-const runUsage = `usage: imagevet run [flags] JOB.json
+const runUsage = `usage: imagevet run [flags] JOB.json|-
        imagevet run [flags] --image FILE --user NAME [--format qcow2] [--checksum sha256:HEX] ...
 
 Vets one image on this host, without NATS: fetch, seed, boot under libvirt, checks.
@@ -88,16 +88,14 @@ func cmdRun(ctx context.Context, args []string, env Env) int {
 	}
 	cfg.KeepFailed = f.keep
 
-	job, err := loadRunJob(ctx, fs.Args(), &f, &cfg)
-	if err != nil {
+	// Configuration and job problems are reported together, configuration first.
+	job, jobErr := loadRunJob(ctx, fs.Args(), env.Stdin, &f, &cfg)
+	cfgErr := cfg.Validate()
+	log, logErr := newLogger(env.Stderr, f.logLevel, false)
+	if err := errors.Join(cfgErr, logErr, jobErr); err != nil {
 		fmt.Fprintf(env.Stderr, "imagevet run: %v\n", err)
 		return exitError
 	}
-	if err := cfg.Validate(); err != nil {
-		fmt.Fprintf(env.Stderr, "imagevet run: %v\n", err)
-		return exitError
-	}
-	log := newLogger(env.Stderr, f.logLevel, false)
 	runner, closeRunner, err := newRunner(ctx, cfg, log)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "imagevet run: %v\n", err)
@@ -131,19 +129,11 @@ func cmdRun(ctx context.Context, args []string, env Env) int {
 	return exitCode(res.Verdict)
 }
 
-// loadRunJob reads JOB.json, or builds a job from --image flags.
-func loadRunJob(ctx context.Context, args []string, f *runFlags, cfg *worker.Config) (jobs.Job, error) {
+// loadRunJob reads JOB.json (stdin for "-"), or builds a job from --image flags.
+func loadRunJob(ctx context.Context, args []string, stdin io.Reader, f *runFlags, cfg *worker.Config) (jobs.Job, error) {
 	switch {
 	case len(args) == 1 && f.image == "":
-		data, err := os.ReadFile(args[0])
-		if err != nil {
-			return jobs.Job{}, err
-		}
-		job, err := jobs.DecodeJob(data)
-		if err != nil {
-			return jobs.Job{}, fmt.Errorf("%s: %w", args[0], err)
-		}
-		return job, nil
+		return readJobFile(args[0], stdin)
 	case len(args) == 0 && f.image != "":
 		return jobFromFlags(ctx, f, cfg)
 	default:
@@ -285,15 +275,19 @@ func envOr(env Env, name, def string) string {
 	return def
 }
 
-// newLogger returns a text (or JSON) slog logger at the named level.
-func newLogger(w io.Writer, level string, jsonFormat bool) *slog.Logger {
+// newLogger returns a text (or JSON) slog logger at the named level; an unknown
+// level is an error naming --log-level.
+func newLogger(w io.Writer, level string, jsonFormat bool) (*slog.Logger, error) {
 	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		l = slog.LevelInfo
+	switch strings.ToLower(level) {
+	case "debug", "info", "warn", "error":
+		l.UnmarshalText([]byte(level))
+	default:
+		return nil, fmt.Errorf("log-level: %q: want debug, info, warn or error", level)
 	}
 	opts := &slog.HandlerOptions{Level: l}
 	if jsonFormat {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(slog.NewTextHandler(w, opts)), nil
 }

@@ -57,7 +57,11 @@ func cmdServe(ctx context.Context, args []string, env Env) int {
 		fmt.Fprintf(env.Stderr, "imagevet serve: %v\n", err)
 		return exitError
 	}
-	log := newLogger(env.Stderr, cfg.logLevel, cfg.logJSON)
+	log, err := newLogger(env.Stderr, cfg.logLevel, cfg.logJSON)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "imagevet serve: %v\n", err)
+		return exitError
+	}
 	nc, err := jobs.Connect(cfg.nats.options("imagevet serve"))
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "imagevet serve: %v\n", err)

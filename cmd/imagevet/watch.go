@@ -86,7 +86,11 @@ func cmdWatch(ctx context.Context, args []string, env Env) int {
 		return exitError
 	}
 	c.watch.CheckArtefact = true
-	log := newLogger(env.Stderr, c.logLevel, c.logJSON)
+	log, err := newLogger(env.Stderr, c.logLevel, c.logJSON)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "imagevet watch: %v\n", err)
+		return exitError
+	}
 	c.watch.Logger = log
 
 	fams, err := catalog.Load(c.catalog)

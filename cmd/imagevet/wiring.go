@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/imagevet/imagevet/keyring"
 	"github.com/imagevet/imagevet/worker"
 	"github.com/imagevet/imagevet/worker/image"
 	"github.com/imagevet/imagevet/worker/owner"
@@ -20,10 +21,19 @@ func newRunner(ctx context.Context, cfg worker.Config, log *slog.Logger) (*worke
 	if err := cfg.Prepare(); err != nil {
 		return nil, nil, err
 	}
+	var kr *keyring.Keyring
+	if cfg.Keyring != "" {
+		var err error
+		if kr, err = keyring.Load(cfg.Keyring); err != nil {
+			return nil, nil, fmt.Errorf("keyring: %w", err)
+		}
+	}
 	store, err := image.NewStore(image.StoreConfig{
-		Dir:       filepath.Join(cfg.StateDir, "cache"),
-		FileRoots: cfg.ImageRoots,
-		Logger:    log,
+		Dir:           filepath.Join(cfg.StateDir, "cache"),
+		FileRoots:     cfg.ImageRoots,
+		Keyring:       kr,
+		MaxCacheBytes: cfg.CacheMax,
+		Logger:        log,
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("image cache: %w", err)

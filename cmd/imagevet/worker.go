@@ -47,12 +47,35 @@ func (n *natsFlags) options(name string) jobs.ConnectOptions {
 // envFlags registers typed flags whose defaults come from IMAGEVET_* variables,
 // remembering variables that do not parse.
 type envFlags struct {
-	fs   *flag.FlagSet
-	env  Env
-	errs []error
+	fs    *flag.FlagSet
+	env   Env
+	errs  []error
+	zeros []zeroCheck
+}
+
+// zeroCheck is a numeric flag whose zero the daemon would replace by a default.
+type zeroCheck struct {
+	name, envName, def string
+	isZero             func() bool
+}
+
+// zeroRefused reports every int or duration flag with a non-zero default set
+// to zero (by flag or variable): the daemon reads zero as "use the default", so
+// an explicit zero would be silently replaced.
+func (e *envFlags) zeroRefused() error {
+	var errs []error
+	for _, z := range e.zeros {
+		if z.isZero() {
+			errs = append(errs, fmt.Errorf("%s (%s): 0 is not accepted; the default is %s", z.name, z.envName, z.def))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func (e *envFlags) intVar(p *int, name, envName string, def int, usage string) {
+	if def != 0 { // a flag whose zero means "unset" is not checked
+		e.zeros = append(e.zeros, zeroCheck{name: "--" + name, envName: envName, def: strconv.Itoa(def), isZero: func() bool { return *p == 0 }})
+	}
 	if v := e.env.Getenv(envName); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil {
@@ -65,6 +88,9 @@ func (e *envFlags) intVar(p *int, name, envName string, def int, usage string) {
 }
 
 func (e *envFlags) durationVar(p *time.Duration, name, envName string, def time.Duration, usage string) {
+	if def != 0 {
+		e.zeros = append(e.zeros, zeroCheck{name: "--" + name, envName: envName, def: def.String(), isZero: func() bool { return *p == 0 }})
+	}
 	if v := e.env.Getenv(envName); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil {
@@ -125,12 +151,13 @@ func cmdWorker(ctx context.Context, args []string, env Env) int {
 		return exitError
 	}
 	errs := ef.errs
-	errs = append(errs, wcfg.Validate())
+	errs = append(errs, wcfg.Validate(), ef.zeroRefused())
 	dcfg.NATS = nf.options("")
 	dcfg.WorkerID, dcfg.StateDir = wcfg.WorkerID, wcfg.StateDir
 	dcfg.AckWait, dcfg.MaxDeliver, dcfg.ResultsMaxAge, dcfg.Replicas = qcfg.AckWait, qcfg.MaxDeliver, qcfg.ResultsMaxAge, qcfg.Replicas
 	dcfg.Version, dcfg.Accel = buildVersion(), wcfg.Accel
-	log := newLogger(env.Stderr, logLevel, logJSON)
+	log, lerr := newLogger(env.Stderr, logLevel, logJSON)
+	errs = append(errs, lerr)
 	if err := errors.Join(errs...); err != nil {
 		fmt.Fprintf(env.Stderr, "imagevet worker: %v\n", err)
 		return exitError

@@ -86,3 +86,20 @@ func (e *FetchError) Unwrap() error { return e.Err }
 func unsafeErr(file string, rule Violation, format string, args ...any) *UnsafeImageError {
 	return &UnsafeImageError{File: file, Rule: rule, Reason: fmt.Sprintf(format, args...)}
 }
+
+// SignatureError means the SUMS file's OpenPGP signature did not verify
+// against the worker's keyring (bad signature, a key not in the keyring, or
+// signature data that does not parse): its checksums prove nothing, and the
+// verdict is fail, not retried. Err wraps keyring.ErrBadSignature,
+// keyring.ErrUnknownKey or keyring.ErrMalformed.
+type SignatureError struct {
+	File string // the SUMS file as the job named it
+	Err  error
+}
+
+func (e *SignatureError) Error() string {
+	return fmt.Sprintf("checksum list %s: %v", e.File, e.Err)
+}
+
+// Unwrap returns the keyring's error.
+func (e *SignatureError) Unwrap() error { return e.Err }

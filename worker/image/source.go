@@ -21,6 +21,9 @@ type Source struct {
 	Checksum string // "sha256:<hex>" or "sha512:<hex>"; may be empty if SumsURL is set
 	SumsURL  string // vendor SUMS file (SHA256SUMS/SHA512SUMS layout), same URL rules as URL
 	SumsName string // the file name to look up in it (default: base name of URL)
+	// SumsSignature is a detached OpenPGP signature of the SUMS file, same URL
+	// rules; a clear-signed SUMS file carries its own.
+	SumsSignature string
 }
 
 // Job field paths named by SourceError.
@@ -30,6 +33,7 @@ const (
 	FieldChecksum = "image.checksum"
 	FieldSumsURL  = "image.sums_url"
 	FieldSumsName = "image.sums_name"
+	FieldSumsSig  = "image.sums_signature"
 )
 
 // digest is an expected checksum: algorithm and lower-case hex.

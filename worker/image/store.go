@@ -7,12 +7,14 @@
 package image
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
@@ -22,6 +24,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/imagevet/imagevet/keyring"
 )
 
 // Image is a verified, inspected, cached base image. Read-only on disk.
@@ -33,6 +37,10 @@ type Image struct {
 	SHA256      string // lower-case hex
 	SHA512      string // lower-case hex (Glance os_hash_value)
 	Cached      bool   // true when this call downloaded and hashed nothing
+
+	// hold is the image file, open with a shared lock while a job uses the
+	// image, so no Store (in this or another process) evicts it.
+	hold *os.File
 }
 
 // StoreConfig configures a Store. Zero values pick the documented defaults.
@@ -49,6 +57,16 @@ type StoreConfig struct {
 	QemuImg        string        // qemu-img binary (default: "qemu-img" from PATH)
 	SkipQemuCheck  bool          // skip `qemu-img check` of new qcow2 images after Go inspection
 	Logger         *slog.Logger  // default: discard
+	// MaxCacheBytes caps the images kept under Dir: before a new image is
+	// published, images no job holds are evicted, least recently used first,
+	// until it fits; if it cannot fit the fetch fails with a retryable
+	// ErrCacheFull. Zero means no cap.
+	MaxCacheBytes int64
+	// Keyring, when set, is the operator's OpenPGP keyring: every SUMS file
+	// must then be signed (clear-signed, or Source.SumsSignature) by a key in
+	// it. Without one, a job naming a signature is refused: it cannot be
+	// checked.
+	Keyring *keyring.Keyring
 }
 
 // Store is the content-addressed image cache. It is safe for concurrent use
@@ -73,6 +91,8 @@ type Store struct {
 	stallTimeout   time.Duration
 	qemuImg        string // "" when not available
 	qemuCheck      bool
+	maxCache       int64
+	keyring        *keyring.Keyring
 	log            *slog.Logger
 
 	mu      sync.Mutex
@@ -94,6 +114,7 @@ const (
 	DefaultStallTimeout   = 60 * time.Second
 
 	sumsLimit    = 4 << 20
+	sigLimit     = 1 << 20
 	staleTempAge = 24 * time.Hour
 )
 
@@ -117,6 +138,8 @@ func NewStore(cfg StoreConfig) (*Store, error) {
 		maxBackoff:     cfg.MaxBackoff,
 		stallTimeout:   cfg.StallTimeout,
 		qemuCheck:      !cfg.SkipQemuCheck,
+		keyring:        cfg.Keyring,
+		maxCache:       cfg.MaxCacheBytes,
 		log:            cfg.Logger,
 		flights:        map[string]*flight{},
 	}
@@ -281,7 +304,26 @@ type fileIndex struct {
 // Errors: *SourceError (bad job), *ChecksumMismatchError, *UnsafeImageError
 // (the image is at fault), *FetchError (infrastructure), or the context's
 // error.
+//
+// The returned image is held (no Store evicts it) until Release is called.
 func (s *Store) Fetch(ctx context.Context, src Source, progress func(done, total int64)) (*Image, error) {
+	for attempt := 0; ; attempt++ {
+		img, err := s.fetch(ctx, src, progress)
+		if err != nil {
+			return nil, err
+		}
+		held, err := s.hold(img)
+		if err == nil {
+			return held, nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) || attempt > 0 {
+			return nil, &FetchError{URL: src.URL, Retryable: true, Err: fmt.Errorf("hold cached image: %w", err)}
+		}
+		// Evicted between lookup and hold (by another worker process): once more.
+	}
+}
+
+func (s *Store) fetch(ctx context.Context, src Source, progress func(done, total int64)) (*Image, error) {
 	if src.Format != FormatQCOW2 && src.Format != FormatRaw {
 		return nil, &SourceError{Field: FieldFormat, Err: fmt.Errorf("format %q: want qcow2 or raw", src.Format)}
 	}
@@ -378,7 +420,8 @@ func (s *Store) cached(want *digest, key fileKey, format string) *Image {
 }
 
 // expected returns the digest the job expects, from Checksum or the SUMS
-// file, or nil when neither is given (allowed for file sources only).
+// file, or nil when neither is given (allowed for file sources only). A digest
+// never comes from an unauthenticated list: see signaturePolicy.
 func (s *Store) expected(ctx context.Context, src Source, loc location) (*digest, error) {
 	if src.Checksum != "" {
 		d, err := parseChecksum(src.Checksum)
@@ -391,14 +434,23 @@ func (s *Store) expected(ctx context.Context, src Source, loc location) (*digest
 		if loc.HTTP != "" {
 			return nil, &SourceError{Field: FieldChecksum, Err: errors.New("required for http(s) sources (or give a SUMS file URL)")}
 		}
+		if src.SumsSignature != "" {
+			return nil, &SourceError{Field: FieldSumsSig, Err: errors.New("only meaningful with image.sums_url")}
+		}
 		return nil, nil
 	}
 	sloc, err := resolve(src.SumsURL, s.roots, FieldSumsURL)
 	if err != nil {
 		return nil, err
 	}
+	if err := s.signaturePolicy(src, sloc); err != nil {
+		return nil, err
+	}
 	data, err := s.fetchSmall(ctx, sloc, FieldSumsURL, sumsLimit)
 	if err != nil {
+		return nil, err
+	}
+	if data, err = s.verifySums(ctx, src, sloc, data); err != nil {
 		return nil, err
 	}
 	name := src.SumsName
@@ -413,6 +465,62 @@ func (s *Store) expected(ctx context.Context, src Source, loc location) (*digest
 		return nil, &SourceError{Field: FieldSumsName, Err: fmt.Errorf("%q not listed in %s", name, sloc)}
 	}
 	return &d, nil
+}
+
+// signaturePolicy refuses, before anything is downloaded, a job whose SUMS
+// file this worker could not authenticate: plain http:// without a keyring to
+// check a signature against, or a signature given to a worker without one.
+// (An http:// image is then only ever checked against an authenticated digest:
+// the job's own, or one from an https, local or signature-verified list.)
+func (s *Store) signaturePolicy(src Source, sloc location) error {
+	if s.keyring != nil {
+		return nil
+	}
+	switch {
+	case src.SumsSignature != "":
+		return &SourceError{Field: FieldSumsSig, Err: errors.New("this worker has no OpenPGP keyring to check it against (start it with --keyring)")}
+	case strings.HasPrefix(sloc.HTTP, "http://"):
+		return &SourceError{Field: FieldSumsURL, Err: fmt.Errorf("%s: a checksum list over plain http proves nothing without a signature this worker can verify (use https, pin image.checksum, or a worker with --keyring)", sloc)}
+	}
+	return nil
+}
+
+// clearSignedHeader starts a clear-signed document.
+var clearSignedHeader = []byte("-----BEGIN PGP SIGNED MESSAGE-----")
+
+// verifySums checks the SUMS file's signature when the worker has a keyring and
+// returns the text to look digests up in (a clear-signed file's signed body).
+func (s *Store) verifySums(ctx context.Context, src Source, sloc location, data []byte) ([]byte, error) {
+	clear := bytes.HasPrefix(bytes.TrimLeft(data, " \t\r\n"), clearSignedHeader)
+	if s.keyring == nil {
+		// Nothing to verify against: a clear-signed file's body is read as is.
+		return data, nil
+	}
+	var (
+		signer string
+		err    error
+	)
+	switch {
+	case src.SumsSignature != "":
+		gloc, rerr := resolve(src.SumsSignature, s.roots, FieldSumsSig)
+		if rerr != nil {
+			return nil, rerr
+		}
+		sig, ferr := s.fetchSmall(ctx, gloc, FieldSumsSig, sigLimit)
+		if ferr != nil {
+			return nil, ferr
+		}
+		signer, err = s.keyring.VerifyDetached(data, sig)
+	case clear:
+		data, signer, err = s.keyring.VerifyClearSigned(data)
+	default:
+		return nil, &SourceError{Field: FieldSumsSig, Err: fmt.Errorf("required: this worker accepts checksum lists only signed by a key in %s; %s is not clear-signed and the job names no detached signature", s.keyring.Name(), sloc)}
+	}
+	if err != nil {
+		return nil, &SignatureError{File: src.SumsURL, Err: err}
+	}
+	s.log.Info("checksum list signature verified", "sums", sloc.String(), "signer", signer)
+	return data, nil
 }
 
 // openFile opens a resolved file source and re-checks, on the open
@@ -490,6 +598,9 @@ func (s *Store) ingest(ctx context.Context, src Source, loc location, want *dige
 	}
 
 	f := facts{Inspector: inspectorVersion, Format: src.Format, Size: n, VirtualSize: info.VirtualSize, SHA256: sum256, SHA512: sum512}
+	if err := s.makeRoom(n); err != nil {
+		return nil, &FetchError{URL: src.URL, Retryable: true, Err: err}
+	}
 	img, err := s.publish(tmp, f)
 	if err != nil {
 		return nil, &FetchError{URL: src.URL, Retryable: true, Err: err}
