@@ -141,7 +141,7 @@ func verdictOf(c Class) jobs.Verdict {
 func describe(err error) string {
 	var unsafe *image.UnsafeImageError
 	if errors.As(err, &unsafe) {
-		return fmt.Sprintf("unsafe image (%s): %s", unsafe.Rule, unsafe.Reason)
+		return fmt.Sprintf("unsafe image %s (%s): %s", unsafe.File, unsafe.Rule, unsafe.Reason)
 	}
 	return oneLine(err.Error())
 }

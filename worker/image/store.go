@@ -570,6 +570,10 @@ func (s *Store) ingest(ctx context.Context, src Source, loc location, want *dige
 	if err != nil {
 		return nil, err
 	}
+	if key.Path != "" && !unchanged(key) {
+		// The bytes hashed may mix two versions of the file.
+		return nil, &FetchError{URL: src.URL, Retryable: true, Err: fmt.Errorf("%s changed while it was read", loc.Path)}
+	}
 	if want != nil {
 		got := sum256
 		if want.Algo == "sha512" {
