@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -55,17 +56,23 @@ func BenchmarkTimeToVerdict(b *testing.B) {
 	job, _ := loadSample(b, "tiny.json")
 	base := filepath.Join(env.fixtures, "tiny.qcow2")
 	env.runner.Run(context.Background(), withID(job, "bench-warm"), 1, nil)
+	benchVersusFloor(b, env, job, "bench-ttv", func() (time.Duration, error) { return plainQemuTimeToSSH(b, base) })
+}
+
+// benchVersusFloor alternates floor runs with imagevet runs of job (which must
+// pass) and reports both, imagevet's with and without its cleanup, and their ratios.
+func benchVersusFloor(b *testing.B, env *integrationEnv, job jobs.Job, idPrefix string, floorRun func() (time.Duration, error)) {
 	var ours, floor, decided time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		f, err := plainQemuTimeToSSH(b, base)
+		f, err := floorRun()
 		if err != nil {
 			b.Fatal(err)
 		}
 		floor += f
-		res := env.runner.Run(context.Background(), withID(job, fmt.Sprintf("bench-ttv-%d", i)), 1, nil)
+		res := env.runner.Run(context.Background(), withID(job, fmt.Sprintf("%s-%d", idPrefix, i)), 1, nil)
 		if res.Verdict != jobs.VerdictPass {
-			b.Fatalf("tiny: %s %s", res.Verdict, res.Reason)
+			b.Fatalf("%s: %s %s %q", job.ID, res.Verdict, res.FailedCheck, res.Reason)
 		}
 		took := res.FinishedAt.Sub(res.StartedAt)
 		ours += took
@@ -75,6 +82,7 @@ func BenchmarkTimeToVerdict(b *testing.B) {
 			}
 		}
 		decided += took
+		b.Logf("%s: floor %.1f s; imagevet pass %.1f s decided, %.1f s returned", job.ID, f.Seconds(), took.Seconds(), res.FinishedAt.Sub(res.StartedAt).Seconds())
 	}
 	n := float64(b.N)
 	b.ReportMetric(ours.Seconds()/n, "verdict-s/op")
@@ -89,49 +97,70 @@ func withID(j jobs.Job, id string) jobs.Job {
 	return j
 }
 
-// plainQemuTimeToSSH boots base under qemu TCG with a NoCloud seed, exactly as a
-// person would by hand, and returns the time until an SSH login with the seeded key
-// succeeds, polling every 20 ms.
-func plainQemuTimeToSSH(tb testing.TB, base string) (time.Duration, error) {
+// plainGuest is base booted under plain qemu TCG with a NoCloud seed, exactly as a
+// person would by hand: the floor the benchmarks compare imagevet with.
+type plainGuest struct {
+	cmd     *exec.Cmd
+	keys    *cloudinit.Keys
+	port    int
+	console string
+	start   time.Time
+}
+
+func startPlainQemu(tb testing.TB, base string, memMiB, vcpus int) (*plainGuest, error) {
 	dir := tb.TempDir()
 	keys, err := cloudinit.NewKeys()
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	spec := cloudinit.Spec{InstanceID: "floor", Hostname: "floor", Keys: keys}
 	seed := filepath.Join(dir, "seed.iso")
 	if err := writeFile(seed, spec.WriteISO); err != nil {
-		return 0, err
+		return nil, err
 	}
 	overlay := filepath.Join(dir, "disk.qcow2")
 	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", base, overlay).CombinedOutput(); err != nil {
-		return 0, fmt.Errorf("qemu-img: %v: %s", err, out)
+		return nil, fmt.Errorf("qemu-img: %v: %s", err, out)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	port := ln.Addr().(*net.TCPAddr).Port
+	g := &plainGuest{keys: keys, port: ln.Addr().(*net.TCPAddr).Port, console: filepath.Join(dir, "console.log")}
 	ln.Close()
-	start := time.Now()
-	cmd := exec.Command("qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-machine", "pc", "-m", "256", "-smp", "1",
-		"-nodefaults", "-no-user-config", "-display", "none", "-serial", "file:"+filepath.Join(dir, "console.log"), "-monitor", "none",
+	g.start = time.Now()
+	g.cmd = exec.Command("qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-machine", "pc", "-m", fmt.Sprint(memMiB), "-smp", fmt.Sprint(vcpus),
+		"-nodefaults", "-no-user-config", "-display", "none", "-serial", "file:"+g.console, "-monitor", "none",
 		"-drive", "file="+overlay+",if=virtio,format=qcow2",
 		"-drive", "file="+seed+",media=cdrom,format=raw,readonly=on",
-		"-netdev", fmt.Sprintf("user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:%d-:22", port),
+		"-netdev", fmt.Sprintf("user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:%d-:22", g.port),
 		"-device", "virtio-net-pci,netdev=n0,mac="+spec.MACAddress())
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	g.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := g.cmd.Start(); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// stop kills the qemu this test started and reaps it.
+func (g *plainGuest) stop() { g.cmd.Process.Kill(); g.cmd.Wait() }
+
+// plainQemuTimeToSSH returns the time until an SSH login with the seeded key
+// succeeds on a plain qemu boot of base, polling every 20 ms.
+func plainQemuTimeToSSH(tb testing.TB, base string) (time.Duration, error) {
+	g, err := startPlainQemu(tb, base, 256, 1)
+	if err != nil {
 		return 0, err
 	}
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	defer g.stop()
+	keys := g.keys
 	cfg := &ssh.ClientConfig{User: "debian", Auth: []ssh.AuthMethod{ssh.PublicKeys(keys.Signers()...)},
 		HostKeyCallback: keys.HostKeyCallback(), HostKeyAlgorithms: keys.HostKeyAlgorithms(), Timeout: 5 * time.Second}
-	deadline := start.Add(3 * time.Minute)
+	deadline := g.start.Add(3 * time.Minute)
 	var lastErr error
 	for time.Now().Before(deadline) {
 		var c *ssh.Client
-		c, lastErr = dialWithDeadline(fmt.Sprintf("127.0.0.1:%d", port), cfg, 3*time.Second)
+		c, lastErr = dialWithDeadline(fmt.Sprintf("127.0.0.1:%d", g.port), cfg, 3*time.Second)
 		if lastErr == nil {
 			var s *ssh.Session
 			if s, lastErr = c.NewSession(); lastErr == nil {
@@ -140,15 +169,33 @@ func plainQemuTimeToSSH(tb testing.TB, base string) (time.Duration, error) {
 				s.Close()
 				if lastErr == nil && strings.TrimSpace(string(out)) == "ok" {
 					c.Close()
-					return time.Since(start), nil
+					return time.Since(g.start), nil
 				}
 			}
 			c.Close()
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	console, _ := os.ReadFile(filepath.Join(dir, "console.log"))
+	console, _ := os.ReadFile(g.console)
 	return 0, fmt.Errorf("plain qemu: no SSH within 3 minutes (last error: %v); console:\n%s", lastErr, console)
+}
+
+// plainQemuUntilConsole returns the time until a plain qemu boot of base prints a
+// line matching want on its serial console, read every 20 ms.
+func plainQemuUntilConsole(tb testing.TB, base string, memMiB, vcpus int, want *regexp.Regexp, limit time.Duration) (time.Duration, error) {
+	g, err := startPlainQemu(tb, base, memMiB, vcpus)
+	if err != nil {
+		return 0, err
+	}
+	defer g.stop()
+	for time.Since(g.start) < limit {
+		if b, _ := os.ReadFile(g.console); want.Match(b) {
+			return time.Since(g.start), nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	console, _ := os.ReadFile(g.console)
+	return 0, fmt.Errorf("plain qemu: no %q on the console within %s:\n%s", want, limit, console)
 }
 
 // dialWithDeadline logs in with the whole handshake bounded, which ssh.Dial's

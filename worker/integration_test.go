@@ -36,12 +36,18 @@ type countingHypervisor struct {
 	vm.Hypervisor
 	mu    sync.Mutex
 	boots map[string]int
+	// onBoot, if set, sees every spec before it boots (benchmarks watch its console).
+	onBoot func(vm.Spec)
 }
 
 func (c *countingHypervisor) Boot(ctx context.Context, spec vm.Spec) (vm.Machine, error) {
 	c.mu.Lock()
 	c.boots[spec.Job]++
+	onBoot := c.onBoot
 	c.mu.Unlock()
+	if onBoot != nil {
+		onBoot(spec)
+	}
 	return c.Hypervisor.Boot(ctx, spec)
 }
 
