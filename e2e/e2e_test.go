@@ -215,7 +215,13 @@ type workerProc struct {
 // qemu user can traverse; every machine with its worker prefix is destroyed at the end.
 func startWorker(t *testing.T, url, id string, extra ...string) *workerProc {
 	t.Helper()
-	state := stateDir(t)
+	return startWorkerIn(t, url, id, stateDir(t), extra...)
+}
+
+// startWorkerIn is startWorker with a given state directory: a restarted worker keeps
+// its state directory, as on a real host.
+func startWorkerIn(t *testing.T, url, id, state string, extra ...string) *workerProc {
+	t.Helper()
 	metrics := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	args := []string{imagevet(t), "worker", "--nats", url, "--worker-id", id, "--state-dir", state,
 		"--image-root", fixturesDir(t), "--accel", "tcg", "--concurrency", "2", "--metrics", metrics,
@@ -474,70 +480,9 @@ func TestTwentyQueuedJobsConcurrencyTwo(t *testing.T) {
 	}
 }
 
-// TestWorkerKilledMidBoot: kill -9 of a worker while its machine boots; a restarted
-// worker (same id) sweeps the orphaned machine and completes the job, once.
-func TestWorkerKilledMidBoot(t *testing.T) {
-	enabled(t)
-	needLibvirt(t)
-	fixturesDir(t)
-	url := startNATS(t)
-	const id = "e2e-killed"
-	prefix := vm.WorkerPrefix("imagevet-", id)
-	nc, q := openQueue(t, url)
-	defer nc.Close()
-
-	booting := make(chan struct{})
-	var once sync.Once
-	stop, err := q.FollowProgress("e2e-kill", func(p jobs.Progress) {
-		if p.Stage == "boot" && p.Event == "start" {
-			once.Do(func() { close(booting) })
-		}
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stop()
-	first := startWorker(t, url, id)
-	if code, _, errOut := run(t, time.Minute, "submit", "--nats", url, jobCopy(t, "tiny.json", "e2e-kill")); code != 0 {
-		t.Fatal(errOut)
-	}
-	select {
-	case <-booting:
-	case <-time.After(5 * time.Minute):
-		t.Fatal("the job never started booting")
-	}
-	time.Sleep(2 * time.Second) // let the domain come up
-	first.kill()
-	if left := domains(t, prefix); len(left) == 0 {
-		t.Log("no orphaned domain after kill -9 (it had not been created yet)")
-	} else {
-		t.Logf("orphaned after kill -9: %v", left)
-	}
-
-	startWorker(t, url, id)
-	code, out, errOut := run(t, 15*time.Minute, "submit", "--nats", url, "--wait", "--json", "--timeout", "12m", jobCopy(t, "tiny.json", "e2e-kill"))
-	if code == 3 {
-		t.Fatalf("timed out: %s", errOut)
-	}
-	r := resultOf(t, out)
-	check(t, "e2e-kill", r, expected(t)["tiny.json"])
-	if r.Attempt != 2 {
-		t.Errorf("attempt %d, want 2 (the first delivery died with its worker)", r.Attempt)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	rs, _ := q.JetStream().Stream(ctx, jobs.StreamResults)
-	info, err := rs.Info(ctx)
-	if err != nil || info.State.Msgs != 1 {
-		t.Errorf("results stored: %v %v, want exactly 1", info, err)
-	}
-	// The orphan was swept, and the job's own machine is gone too.
-	waitFor(t, time.Minute, "no domain of the killed worker", func() bool { return len(domains(t, prefix)) == 0 })
-}
-
 func openQueue(t *testing.T, url string) (interface{ Close() }, *jobs.Queue) {
 	t.Helper()
-	nc, err := jobs.Connect(jobs.ConnectOptions{URLs: []string{url}})
+	nc, err := jobs.Connect(jobs.ConnectOptions{URLs: jobs.SplitURLs(url)})
 	if err != nil {
 		t.Fatal(err)
 	}
