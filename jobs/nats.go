@@ -242,7 +242,7 @@ func SetupQueue(ctx context.Context, nc *nats.Conn, cfg QueueConfig, by string) 
 	if err != nil {
 		return nil, fmt.Errorf("set up bucket %s: %w", BucketQueue, err)
 	}
-	return setup(ctx, js, nc, settings, cfg, by, true)
+	return setup(ctx, js, nc, settings, cfg, by)
 }
 
 // EnsureQueue opens the queue, setting it up with cfg only when the server holds
@@ -267,7 +267,7 @@ func EnsureQueue(ctx context.Context, nc *nats.Conn, cfg QueueConfig, by string)
 	// Claim the settings key: exactly one process sets the queue up; the others
 	// adopt what it wrote.
 	if _, err := kv.Create(ctx, SettingsKey, []byte("{}")); err == nil {
-		q, err := setup(ctx, js, nc, kv, cfg, by, false)
+		q, err := setup(ctx, js, nc, kv, cfg, by)
 		if err != nil {
 			// Give the claim back so the next start tries again.
 			_ = kv.Delete(ctx, SettingsKey)
@@ -346,16 +346,13 @@ func open(ctx context.Context, js jetstream.JetStream, nc *nats.Conn, kv jetstre
 	return q, nil
 }
 
-// setup creates (update: or updates) every stream and bucket, then writes the
-// settings document.
-func setup(ctx context.Context, js jetstream.JetStream, nc *nats.Conn, kv jetstream.KeyValue, cfg QueueConfig, by string, update bool) (*Queue, error) {
+// setup creates or updates every stream, bucket and the consumer, then writes the
+// settings document. Only one process runs it at a time: the operator's queue setup,
+// or the first worker, which claimed the settings key (and so also brings the
+// streams of an older imagevet up to date).
+func setup(ctx context.Context, js jetstream.JetStream, nc *nats.Conn, kv jetstream.KeyValue, cfg QueueConfig, by string) (*Queue, error) {
 	q := &Queue{nc: nc, js: js}
-	stream := js.CreateStream
-	bucket := js.CreateKeyValue
-	objects := js.CreateObjectStore
-	if update {
-		stream, bucket, objects = js.CreateOrUpdateStream, js.CreateOrUpdateKeyValue, js.CreateOrUpdateObjectStore
-	}
+	stream, bucket, objects := js.CreateOrUpdateStream, js.CreateOrUpdateKeyValue, js.CreateOrUpdateObjectStore
 	var err error
 	if q.jobs, err = stream(ctx, jobsStreamConfig(cfg)); err != nil {
 		return nil, fmt.Errorf("set up stream %s: %w", StreamJobs, err)
@@ -401,11 +398,7 @@ func setup(ctx context.Context, js jetstream.JetStream, nc *nats.Conn, kv jetstr
 	}); err != nil {
 		return nil, fmt.Errorf("set up bucket %s: %w", BucketWorkers, err)
 	}
-	consumer := js.CreateConsumer
-	if update {
-		consumer = js.CreateOrUpdateConsumer
-	}
-	if _, err := consumer(ctx, StreamJobs, consumerConfig(cfg)); err != nil {
+	if _, err := js.CreateOrUpdateConsumer(ctx, StreamJobs, consumerConfig(cfg)); err != nil {
 		return nil, fmt.Errorf("set up consumer %s: %w", ConsumerWorkers, err)
 	}
 	q.settings = QueueSettings{AckWait: Duration(cfg.AckWait), MaxDeliver: cfg.MaxDeliver,

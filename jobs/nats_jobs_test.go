@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 func sampleJob(id string) Job {
@@ -191,5 +193,39 @@ func TestALosingDuplicateChangesNothingAPublisherReads(t *testing.T) {
 	r, _, _ := q.Result(ctx, "dup")
 	if st.Verdict != VerdictPass || st.Worker != "w1" || r.Worker != "w1" || r.ConsoleLog != ConsoleRef(ConsoleObject("dup", 1, "w1")) {
 		t.Errorf("status %+v result %+v", st, r)
+	}
+}
+
+// A server set up by an imagevet that kept no settings (streams and a consumer with
+// MaxDeliver 5, no settings bucket): the first worker brings it up to date.
+func TestFirstWorkerUpgradesAnOlderQueue(t *testing.T) {
+	srv := testServer(t)
+	nc, err := Connect(ConnectOptions{URLs: []string{srv.ClientURL()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	ctx := context.Background()
+	js, _ := jetstream.New(nc)
+	cfg := QueueConfig{}.withDefaults()
+	if _, err := js.CreateStream(ctx, jobsStreamConfig(cfg)); err != nil {
+		t.Fatal(err)
+	}
+	old := consumerConfig(cfg)
+	old.MaxDeliver = 5
+	if _, err := js.CreateConsumer(ctx, StreamJobs, old); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenQueue(ctx, nc); err == nil {
+		t.Fatal("an older queue opened as set up")
+	}
+	q, created, err := EnsureQueue(ctx, nc, QueueConfig{}, "w1")
+	if err != nil || !created {
+		t.Fatalf("ensure: %v %v", created, err)
+	}
+	c, _ := q.Consumer(ctx)
+	info, err := c.Info(ctx)
+	if err != nil || info.Config.MaxDeliver != -1 {
+		t.Fatalf("consumer after upgrade: %+v %v", info, err)
 	}
 }
