@@ -312,7 +312,7 @@ func TestFaultClusterNodeKilledMidJob(t *testing.T) {
 	}
 	all := strings.Join(urls, ",")
 	// JetStream needs a meta leader before streams can be made.
-	waitFor(t, time.Minute, "the cluster to elect a JetStream leader", func() bool {
+	waitFor(t, 3*time.Minute, "the cluster to elect a JetStream leader", func() bool {
 		code, _, _ := run(t, time.Minute, "queue", "setup", "--nats", all, "--replicas", "3", "--ack-wait", "20s", "--max-deliver", "3")
 		return code == 0
 	})
