@@ -18,8 +18,8 @@ func ignitionChecks() []ConsoleCheck {
 	re := regexp.MustCompile
 	return []ConsoleCheck{
 		{Name: "ignition-failed", Kind: Fatal, Pattern: re(`\bIgnition failed: |Ignition has failed\. Please ensure your config is valid`), Reason: "Ignition could not provision the machine (the initramfs stops in emergency mode)"},
-		{Name: "ignition-stage-failed", Kind: Fatal, Pattern: re(`Failed to start (ignition-[a-z-]+\.service|Ignition \()`), Reason: "an Ignition stage failed (the initramfs stops in emergency mode)"},
-		{Name: MilestoneIgnitionStart, Kind: Milestone, Pattern: re(`\bignition\[\d+\]: Ignition v?\d+\.\d+|Starting (ignition-fetch-offline\.service|Ignition \(fetch-offline\))`), Reason: "Ignition started"},
-		{Name: MilestoneIgnitionComplete, Kind: Milestone, Pattern: re(`Reached target (ignition-complete\.target - )?Ignition Complete`), Reason: "Ignition completed"},
+		{Name: "ignition-stage-failed", Kind: Fatal, Pattern: re(`Failed to start (ignition-|.*- Ignition \()`), Reason: "an Ignition stage failed (the initramfs stops in emergency mode)"},
+		{Name: MilestoneIgnitionStart, Kind: Milestone, Pattern: re(`\bignition\[\d+\]: Ignition (\S+ )?v?\d+\.\d+|Starting .*Ignition \(fetch-offline\)`), Reason: "Ignition started"},
+		{Name: MilestoneIgnitionComplete, Kind: Milestone, Pattern: re(`Reached target .*Ignition Complete`), Reason: "Ignition completed"},
 	}
 }
