@@ -1,6 +1,9 @@
 package worker
 
 import (
+	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -54,14 +57,24 @@ func TestIntegrationFlatcarLikeBrokenFailsFast(t *testing.T) {
 }
 
 // A cloud-init image given an Ignition job, and an Ignition image given a cloud-init
-// job, fail naming the mismatch.
+// job, fail naming the mismatch. Which check fails depends on how far the guest gets
+// before its deadline (on a quiet host: expected.json's; on a host so loaded that SSH
+// never answers: ssh), so this asserts the verdict and that the reason names the
+// mismatch, whatever the check.
 func TestIntegrationProvisioningMismatch(t *testing.T) {
 	env := newIntegrationEnv(t)
 	for _, name := range []string{"flatcar-like-cloudinit.json", "debian12-ignition.json"} {
 		t.Run(strings.TrimSuffix(name, ".json"), func(t *testing.T) {
-			res, _ := env.runSample(t, name)
-			if !strings.Contains(res.Reason, "guest.provisioning") {
-				t.Errorf("reason does not point at guest.provisioning: %q", res.Reason)
+			job, want := loadSample(t, name)
+			if _, err := os.Stat(filepath.Join(env.fixtures, job.Image.Source)); err != nil {
+				skipOrFail(t, "fixture %s not built: %v", job.Image.Source, err)
+			}
+			res := env.runner.Run(context.Background(), job, 1, nil)
+			if res.Verdict != jobs.VerdictFail || !strings.Contains(res.Reason, "guest.provisioning") {
+				t.Fatalf("%s: got %s/%s %q; want a fail naming guest.provisioning", name, res.Verdict, res.FailedCheck, res.Reason)
+			}
+			if res.FailedCheck != want.FailedCheck {
+				t.Logf("%s: failed %s, not %s as on a quiet host (%q)", name, res.FailedCheck, want.FailedCheck, res.Reason)
 			}
 		})
 	}
