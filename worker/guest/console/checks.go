@@ -107,7 +107,7 @@ func DefaultConsoleChecks() []ConsoleCheck {
 		{Name: MilestoneBootloader, Kind: Milestone, Pattern: re(`GNU GRUB|Booting from Hard Disk|Loading Linux|ISOLINUX|SYSLINUX|EXTLINUX`), Reason: "bootloader started"},
 		{Name: MilestoneKernel, Kind: Milestone, Pattern: re(`Linux version \d`), Reason: "kernel started"},
 		{Name: MilestoneInitramfsStarted, Kind: Milestone, Pattern: re(`Run /init as init process|Loading, please wait|dracut-\d+.*starting`), Reason: "initramfs started"},
-		{Name: MilestoneInit, Kind: Milestone, Pattern: re(`Welcome to .*!|Run /sbin/init as init process|INIT: version|systemd\[1\]: systemd \d+`), Reason: "init started"},
+		{Name: MilestoneInit, Kind: Milestone, Pattern: re(`Welcome to (?:[^G]|G[^R]).*!|Run /sbin/init as init process|INIT: version|systemd\[1\]: systemd \d+`), Reason: "init started"},
 		{Name: MilestoneCloudInitStart, Kind: Milestone, Pattern: re(`Cloud-init v\. \S+ running 'init(-local)?'`), Reason: "cloud-init started"},
 		{Name: MilestoneSSHHostKeys, Kind: Milestone, Pattern: re(`-----BEGIN SSH HOST KEY (KEYS|FINGERPRINTS)-----`), Reason: "SSH host keys printed"},
 		{Name: MilestoneCloudInitFinal, Kind: Milestone, Pattern: re(`Cloud-init v\. \S+ running 'modules:final'`), Reason: "cloud-init final stage started"},

@@ -299,3 +299,13 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// GRUB's "Welcome to GRUB!" is the boot loader, not init: init's milestone waits
+// for the init system's own welcome.
+func TestInitMilestoneIsNotGRUB(t *testing.T) {
+	c := scan(t, "Welcome to GRUB!\nLinux version 6.1.0\nWelcome to Debian GNU/Linux 12 (bookworm)!\n")
+	m, ok := c.Milestone(MilestoneInit)
+	if !ok || !strings.Contains(m.Line, "Debian") {
+		t.Errorf("init milestone = %+v, %v; want the Debian welcome line", m, ok)
+	}
+}
