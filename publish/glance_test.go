@@ -241,4 +241,39 @@ func TestGlancePublishRotateRetire(t *testing.T) {
 	if n := len(family()); n != 2 {
 		t.Errorf("an image with the wrong bytes was left in Glance: %d images", n)
 	}
+
+	// The service: results already in the stream (a fail, then a new release) are
+	// replayed to its durable consumer; the fail is acknowledged unpublished, the
+	// release becomes Latest.
+	r5 := passed("testix-1-e", "20261218", day.AddDate(0, 0, 28), qcow2(t, dir, "e.qcow2", "68M"), rot)
+	failed := r5
+	failed.JobID, failed.Verdict = "testix-1-e-fail", jobs.VerdictFail
+	for _, r := range []jobs.Result{failed, r5} {
+		if _, err := q.PublishResult(ctx, r, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sctx, stop := context.WithCancel(ctx)
+	served := make(chan error, 1)
+	go func() { served <- Serve(sctx, q, p, ServiceConfig{RetryDelay: time.Second}) }()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		rec, ok, err := q.PublishedImage(ctx, "testix-1")
+		if err == nil && ok && rec.JobID == r5.JobID {
+			break
+		}
+		if time.Now().After(deadline) {
+			stop()
+			t.Fatalf("the service did not publish %s: record %+v %v", r5.JobID, rec, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	stop()
+	if err := <-served; err != nil {
+		t.Errorf("serve: %v", err)
+	}
+	fam = family()
+	if _, ok := fam[failed.JobID]; ok || fam[r5.JobID].Name != "Testix 1 - Latest" || fam[r3.JobID].Name != "Testix 1 (20261204)" {
+		t.Errorf("after the service: %+v", fam)
+	}
 }
