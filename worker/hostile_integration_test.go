@@ -18,10 +18,11 @@ import (
 
 // hostSample is one look at the host while a job runs.
 type hostSample struct {
-	processes    int  // every process on the host
-	qemu         bool // the job's qemu is running
-	qemuChildren int  // processes whose parent is the job's qemu
-	rssKiB       int  // this test process (the worker) resident memory
+	processes    int    // every process on the host
+	qemu         bool   // the job's qemu is running
+	qemuCmdline  string // its command line, NULs as spaces
+	qemuChildren int    // processes whose parent is the job's qemu
+	rssKiB       int    // this test process (the worker) resident memory
 	goroutines   int
 }
 
@@ -51,6 +52,7 @@ func sampleHost(domain string) hostSample {
 		if cmd, err := os.ReadFile(filepath.Join("/proc", pid, "cmdline")); err == nil &&
 			bytes.Contains(cmd, []byte("guest="+domain+",")) {
 			qemu = pid
+			s.qemuCmdline = string(bytes.ReplaceAll(cmd, []byte{0}, []byte(" ")))
 		}
 	}
 	if qemu != "" {
@@ -110,6 +112,9 @@ func TestIntegrationMetadataFlood(t *testing.T) {
 			peak.goroutines = max(peak.goroutines, s.goroutines)
 			seenVM = seenVM || s.qemu
 			peak.qemu = seenVM
+			if s.qemuCmdline != "" {
+				peak.qemuCmdline = s.qemuCmdline
+			}
 			mu.Unlock()
 		}
 	}()
@@ -119,9 +124,16 @@ func TestIntegrationMetadataFlood(t *testing.T) {
 
 	mu.Lock()
 	defer mu.Unlock()
+	cmdline := peak.qemuCmdline
+	peak.qemuCmdline = ""
 	t.Logf("host before: %+v; peak during the job (%d samples): %+v", base, samples, peak)
 	if !seenVM {
 		t.Fatal("never saw the job's qemu process: the samples prove nothing")
+	}
+	// libvirt's own seccomp policy, spawn and privilege changes denied.
+	if !strings.Contains(cmdline, "-sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny") ||
+		strings.Contains(cmdline, "cmd:") {
+		t.Errorf("qemu runs without libvirt's default seccomp policy, or with a command forward:\n%s", cmdline)
 	}
 	if c := res.Check(jobs.CheckMetadata); c == nil || c.Status != jobs.StatusPass {
 		t.Errorf("metadata check: %+v", c)
