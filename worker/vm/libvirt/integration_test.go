@@ -26,9 +26,12 @@ import (
 const testPrefix = "imagevet-test"
 
 // newHypervisor connects to the real libvirtd, or skips when there is none
-// (fails instead under CI=true).
+// (fails instead under CI=true) and in -short mode (`make unit`).
 func newHypervisor(t testing.TB, cfg Config) *Hypervisor {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: this test drives the real libvirtd and boots machines")
+	}
 	sock := cfg.Socket
 	if sock == "" {
 		sock = defaultSocket
