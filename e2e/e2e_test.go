@@ -439,6 +439,9 @@ func TestTwentyQueuedJobsConcurrencyTwo(t *testing.T) {
 	if os.Getenv("IMAGEVET_E2E_BOOT_ALL") == "1" {
 		mix = []string{"tiny.json"}
 	}
+	// Jobs are queued before any worker runs: the operator sets the queue up first
+	// (submit never creates streams behind an operator's back).
+	queueSetup(t, url)
 	type queued struct{ id, fixture string }
 	var all []queued
 	for i := range 20 {
