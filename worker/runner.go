@@ -403,7 +403,14 @@ func (j *jobRun) judgeBoot(guestCtx context.Context, sshErr error) bool {
 		running, err := j.machine.Running(ctx)
 		cancel()
 		if err == nil && !running {
-			j.rec.check(jobs.CheckResult{Name: jobs.CheckBoot, Status: jobs.StatusFail, Reason: "the guest stopped running before SSH answered"})
+			cause := j.stoppedCause(j.machine)
+			var fault *ImageFault
+			if errors.As(cause, &fault) {
+				j.rec.check(jobs.CheckResult{Name: jobs.CheckBoot, Status: jobs.StatusFail, Reason: fault.Reason})
+				return false
+			}
+			j.rec.check(jobs.CheckResult{Name: jobs.CheckBoot, Status: jobs.StatusError, Reason: describe(cause)})
+			j.rec.stop(jobs.CheckBoot, cause)
 			return false
 		}
 	}

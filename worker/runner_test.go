@@ -237,12 +237,28 @@ func TestRunNoSSHBannerFailsSSH(t *testing.T) {
 	assertCleanedUp(t, cfg, hv)
 }
 
-func TestRunGuestStoppedFailsBoot(t *testing.T) {
+// A machine that stops while SSH is awaited, without the guest printing that it
+// powers off (its emulator died, or it was destroyed from outside), is a retryable
+// infrastructure error, whichever path notices first (the SSH stage's end or the
+// machine watch); with the power-off line it fails boot.
+func TestRunGuestStoppedWithoutPowerOffIsInfrastructure(t *testing.T) {
 	hv := &fake.Hypervisor{SSHAddr: closingListener(t)}
 	r, cfg := newTestRunner(t, &fakeImages{}, hv)
 	onFirstBoot(hv, func(m *fake.Machine) { m.Crash() })
 	res := r.Run(context.Background(), testJob("stopped"), 1, nil)
-	if res.Verdict != jobs.VerdictFail || res.FailedCheck != jobs.CheckBoot || !strings.Contains(res.Reason, "stopped") {
+	if res.Verdict != jobs.VerdictError || !res.Retryable || !strings.Contains(res.Reason, "vanished") {
+		t.Fatalf("got %s/%s retryable=%v %q", res.Verdict, res.FailedCheck, res.Retryable, res.Reason)
+	}
+	assertCleanedUp(t, cfg, hv)
+
+	hv = &fake.Hypervisor{SSHAddr: closingListener(t), Console: []fake.Line{{Text: "[    1.0] reboot: Power down"}}}
+	r, cfg = newTestRunner(t, &fakeImages{}, hv)
+	onFirstBoot(hv, func(m *fake.Machine) {
+		time.Sleep(200 * time.Millisecond)
+		m.Crash()
+	})
+	res = r.Run(context.Background(), testJob("poweredoff"), 1, nil)
+	if res.Verdict != jobs.VerdictFail || res.FailedCheck != jobs.CheckBoot || !strings.Contains(res.Reason, "powered itself off") {
 		t.Fatalf("got %s/%s %q", res.Verdict, res.FailedCheck, res.Reason)
 	}
 	assertCleanedUp(t, cfg, hv)

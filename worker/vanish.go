@@ -37,18 +37,26 @@ func (j *jobRun) watchMachine(ctx context.Context, m vm.Machine, stop context.Ca
 		if err != nil || running || ctx.Err() != nil {
 			continue
 		}
-		tail := j.con.Tail(20)
-		for _, l := range powerOffLines {
-			if strings.Contains(tail, l) {
-				stop(&ImageFault{Check: jobs.CheckBoot, Reason: "the guest powered itself off (console: " + strings.TrimSpace(lastLineWith(tail, l)) + ")"})
-				return
-			}
-		}
-		j.log.Warn("machine vanished", "domain", m.Name())
-		stop(&vm.Error{Op: "watch", Machine: m.Name(), Retryable: true,
-			Err: fmt.Errorf("%w: it stopped without the guest powering off (destroyed from outside, or its emulator killed)", vm.ErrVanished)})
+		stop(j.stoppedCause(m))
 		return
 	}
+}
+
+// stoppedCause says why machine m, found no longer running, stopped: the guest
+// powering itself off (its console says so) is the image's fault; anything else
+// (destroyed from outside, its emulator killed) is a retryable infrastructure error
+// naming the machine. Every path that finds a stopped machine asks this, so which
+// one notices first never changes the verdict.
+func (j *jobRun) stoppedCause(m vm.Machine) error {
+	tail := j.con.Tail(20)
+	for _, l := range powerOffLines {
+		if strings.Contains(tail, l) {
+			return &ImageFault{Check: jobs.CheckBoot, Reason: "the guest powered itself off (console: " + strings.TrimSpace(lastLineWith(tail, l)) + ")"}
+		}
+	}
+	j.log.Warn("machine vanished", "domain", m.Name())
+	return &vm.Error{Op: "watch", Machine: m.Name(), Retryable: true,
+		Err: fmt.Errorf("%w: it stopped without the guest powering off (destroyed from outside, or its emulator killed)", vm.ErrVanished)}
 }
 
 func lastLineWith(s, sub string) string {
