@@ -73,12 +73,6 @@ func TestIntegrationProvisioningMismatch(t *testing.T) {
 			if res.Verdict != jobs.VerdictFail {
 				t.Fatalf("%s: got %s/%s %q; want fail", name, res.Verdict, res.FailedCheck, res.Reason)
 			}
-			// Known gap: when an Ignition image given a cloud-init job reaches the
-			// fail-fast "key still rejected after boot" path first, that reason does
-			// not name the mismatch yet.
-			if name == "flatcar-like-cloudinit.json" && res.FailedCheck == jobs.CheckSSH && strings.Contains(res.Reason, "did not install the seed's authorized keys") {
-				return
-			}
 			if !strings.Contains(res.Reason, "guest.provisioning") {
 				t.Fatalf("%s: got %s/%s %q; want a fail naming guest.provisioning", name, res.Verdict, res.FailedCheck, res.Reason)
 			}

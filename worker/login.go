@@ -229,13 +229,14 @@ func (j *jobRun) login(guestCtx context.Context, scale func(jobs.Duration) time.
 		return nil
 	}
 	if err != nil {
-		reason := j.withProvisioningHint(sshReason(report, err))
+		reason := sshReason(report, err)
 		if total, ok := jobTimedOut(guestCtx); ok {
 			reason = fmt.Sprintf("%s (%s)", reason, total)
 		}
 		if decided {
 			reason = early.Reason
 		}
+		reason = j.withProvisioningHint(reason)
 		j.rec.check(jobs.CheckResult{Name: jobs.CheckSSH, Status: jobs.StatusFail, Reason: reason,
 			Detail: probeDetail(report), Duration: jobs.Duration(took)})
 		return nil
