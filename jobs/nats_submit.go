@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -51,12 +52,16 @@ func (q *Queue) SubmitRaw(ctx context.Context, jobID string, data []byte) (Accep
 }
 
 // Wait returns the final result of a job, at once when it is already there, otherwise
-// when a worker publishes it; the image's status entry agrees with it on return. Progress events seen meanwhile go to progress (may be
-// nil; use FollowProgress before submitting to miss none). It returns ctx's error
+// when a worker publishes it; the image's status entry agrees with it on return.
+// Progress events seen meanwhile go to progress (may be nil; use FollowProgress before submitting to miss none). It returns ctx's error
 // when ctx ends first.
 func (q *Queue) Wait(ctx context.Context, jobID string, progress func(Progress)) (Result, error) {
 	return q.WaitAfter(ctx, jobID, 0, progress)
 }
+
+// waitPollInterval is how often WaitAfter reads the result directly besides
+// following its consumer.
+var waitPollInterval = 5 * time.Second
 
 // WaitAfter is Wait for a result stored after results-stream sequence after: the
 // result of a rerun (Rerun's Acceptance.Replaces).
@@ -94,10 +99,23 @@ func (q *Queue) WaitAfter(ctx context.Context, jobID string, after uint64, progr
 		return Result{}, fmt.Errorf("wait for result of %s: %w", jobID, err)
 	}
 	defer cc.Stop()
+	// The consumer can go quiet for good when the node it lives on dies and the
+	// cluster moves the stream's leadership (seen with a 3-node cluster losing the
+	// client's node): a direct read of the job's last result every few seconds
+	// finds a result the consumer never delivers.
+	poll := time.NewTicker(waitPollInterval)
+	defer poll.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return Result{}, ctx.Err()
+		case <-poll.C:
+			r, seq, ok, err := q.result(ctx, jobID)
+			if err != nil || !ok || seq <= after {
+				continue // a leaderless moment or no result yet: the next tick reads again
+			}
+			_ = q.updateStatus(ctx, r)
+			return r, nil
 		case m := <-results:
 			r, err := DecodeResult(m.Data())
 			if err != nil {

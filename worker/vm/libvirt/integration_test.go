@@ -567,6 +567,44 @@ func TestCallTimeoutAndReconnect(t *testing.T) {
 	}
 }
 
+// TestCancelledCallSparesOthers: a caller that gives up on a slow call gets its
+// context's error at once, and another call in flight on the same connection
+// still completes (cancelling one job's poll must not interrupt another's
+// destroy).
+func TestCancelledCallSparesOthers(t *testing.T) {
+	newHypervisor(t, Config{}) // skip without libvirtd
+	f := newFreezer(t)
+	h := newHypervisor(t, Config{Socket: f.path, CallTimeout: 10 * time.Second})
+	if _, err := h.Sweep(context.Background(), testPrefix+"-none-"); err != nil {
+		t.Fatalf("Sweep through proxy: %v", err)
+	}
+	f.frozen.Store(true)
+	other := make(chan error, 1)
+	go func() {
+		_, err := h.Sweep(context.Background(), testPrefix+"-none-")
+		other <- err
+	}()
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(300*time.Millisecond, cancel)
+	start := time.Now()
+	_, err := h.Sweep(ctx, testPrefix+"-none-")
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled call = %v, want context.Canceled", err)
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("cancelled call returned after %v, want ~300ms", took)
+	}
+	f.frozen.Store(false)
+	select {
+	case err := <-other:
+		if err != nil {
+			t.Fatalf("the other call failed after a neighbour's cancellation: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("the other call never returned")
+	}
+}
+
 // TestUnavailable: no daemon at the socket is a retryable ErrUnavailable.
 func TestUnavailable(t *testing.T) {
 	ctx := context.Background()

@@ -176,21 +176,52 @@ func (h *Hypervisor) drop(c *conn) {
 }
 
 // call runs fn on the connection under CallTimeout and ctx. go-libvirt calls
-// take no context, so a watchdog closes the connection when the deadline
-// passes: fn then returns, and call reports ErrTimeout (or the caller's
-// cancellation) at once.
+// take no context, and every call shares one socket, so only a call that
+// outlives CallTimeout (a hung libvirtd) closes the connection: fn then
+// returns, and call reports ErrTimeout. A caller that gives up earlier (its ctx
+// ends) gets its context's cause at once while the call finishes on its own
+// under the same watchdog: cancelling one job's poll must not interrupt
+// another's destroy in flight on the same socket.
 func (h *Hypervisor) call(ctx context.Context, fn func(l *golibvirt.Libvirt) error) error {
-	ctx, cancel := context.WithTimeout(ctx, h.cfg.CallTimeout)
-	defer cancel()
-	c, err := h.connect(ctx)
+	cctx, cancel := context.WithTimeout(ctx, h.cfg.CallTimeout)
+	c, err := h.connect(cctx)
+	cancel()
 	if err != nil {
 		return err
 	}
-	err = watch(ctx, c.dial, func() error { return fn(c.l) })
-	if err != nil && isConnError(err) {
+	done := make(chan error, 1)
+	go func() { done <- fn(c.l) }()
+	watchdog := time.NewTimer(h.cfg.CallTimeout)
+	expired := func() error {
 		h.drop(c)
+		return fmt.Errorf("%w: libvirt call took longer than %s", vm.ErrTimeout, h.cfg.CallTimeout)
 	}
-	return err
+	select {
+	case err := <-done:
+		watchdog.Stop()
+		if err != nil && isConnError(err) {
+			h.drop(c)
+		}
+		return err
+	case <-watchdog.C:
+		return expired()
+	case <-ctx.Done():
+		go func() {
+			select {
+			case err := <-done:
+				watchdog.Stop()
+				if err != nil && isConnError(err) {
+					h.drop(c)
+				}
+			case <-watchdog.C:
+				_ = expired()
+			}
+		}()
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return fmt.Errorf("%w: %w", vm.ErrTimeout, context.Cause(ctx))
+		}
+		return context.Cause(ctx)
+	}
 }
 
 // watch runs fn and waits for it or for ctx. On ctx's end it aborts d (so fn

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	golibvirt "github.com/digitalocean/go-libvirt"
 
@@ -60,7 +61,36 @@ func (m *Machine) Running(ctx context.Context) (bool, error) {
 
 // Destroy stops the domain at once (no guest shutdown) and undefines it if it
 // was made persistent; see vm.Machine.
+//
+// A connection lost under the destroy (libvirtd restarted, the socket closed by
+// a hung call) is retried on a new connection a few times before it is
+// reported: a machine left running holds a slot and host memory until the next
+// sweep.
 func (m *Machine) Destroy(ctx context.Context) error {
+	var err error
+	for attempt := 1; ; attempt++ {
+		err = m.destroyOnce(ctx)
+		if err == nil || attempt == destroyAttempts || !isConnError(err) || errors.Is(err, vm.ErrTimeout) {
+			break
+		}
+		m.h.log.Warn("destroy lost its connection; retrying", "domain", m.name, "attempt", attempt, "err", err)
+		select {
+		case <-ctx.Done():
+			return classify("destroy", m.name, err)
+		case <-time.After(time.Duration(attempt) * 500 * time.Millisecond):
+		}
+	}
+	if err != nil {
+		return classify("destroy", m.name, err)
+	}
+	m.h.log.Info("machine destroyed", "domain", m.name)
+	return nil
+}
+
+// destroyAttempts bounds Destroy's retries after a lost connection.
+const destroyAttempts = 4
+
+func (m *Machine) destroyOnce(ctx context.Context) error {
 	var d golibvirt.Domain
 	err := m.h.call(ctx, func(l *golibvirt.Libvirt) error {
 		var err error
@@ -73,11 +103,7 @@ func (m *Machine) Destroy(ctx context.Context) error {
 	if err == nil {
 		err = m.h.destroyDomain(ctx, d)
 	}
-	if err != nil {
-		return classify("destroy", m.name, err)
-	}
-	m.h.log.Info("machine destroyed", "domain", m.name)
-	return nil
+	return err
 }
 
 // Sweep destroys every domain whose name starts with prefix; see
