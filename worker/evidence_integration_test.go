@@ -13,7 +13,7 @@ import (
 // that prove it, long before the boot timeout; the one that makes its own host keys
 // passes with a warning.
 func TestIntegrationEvidence(t *testing.T) {
-	env := newIntegrationEnv(t)
+	env := newParallelIntegrationEnv(t)
 	for _, name := range []string{"debian12-nossh.json", "debian12-cdonly.json", "debian12-uefionly.json"} {
 		t.Run(strings.TrimSuffix(name, ".json"), func(t *testing.T) {
 			res, _ := env.runSample(t, name)

@@ -16,7 +16,7 @@ import (
 
 // flatcar-like passes over the config drive (UEFI) and over the metadata service alone.
 func TestIntegrationFlatcarLike(t *testing.T) {
-	env := newIntegrationEnv(t)
+	env := newParallelIntegrationEnv(t)
 	for _, name := range []string{"flatcar-like.json", "flatcar-like-metadata.json"} {
 		t.Run(strings.TrimSuffix(name, ".json"), func(t *testing.T) {
 			res, _ := env.runSample(t, name)
@@ -37,7 +37,7 @@ func TestIntegrationFlatcarLike(t *testing.T) {
 // The broken variant's Ignition rejects its own base config: boot fails with
 // Ignition's words within seconds of the line.
 func TestIntegrationFlatcarLikeBrokenFailsFast(t *testing.T) {
-	env := newIntegrationEnv(t)
+	env := newParallelIntegrationEnv(t)
 	res, events := env.runSample(t, "flatcar-like-broken.json")
 	var seen time.Time
 	for _, p := range events {
@@ -62,7 +62,7 @@ func TestIntegrationFlatcarLikeBrokenFailsFast(t *testing.T) {
 // never answers: ssh), so this asserts the verdict and that the reason names the
 // mismatch, whatever the check.
 func TestIntegrationProvisioningMismatch(t *testing.T) {
-	env := newIntegrationEnv(t)
+	env := newParallelIntegrationEnv(t)
 	for _, name := range []string{"flatcar-like-cloudinit.json", "debian12-ignition.json"} {
 		t.Run(strings.TrimSuffix(name, ".json"), func(t *testing.T) {
 			job, want := loadSample(t, name)

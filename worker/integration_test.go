@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -75,6 +76,23 @@ func fixturesDir() string {
 	return "/var/cache/imagevet/fixtures"
 }
 
+// envCount numbers the integration environments of this test process: each has
+// its own worker id, so its machines, sweeps and job directories are its own and
+// tests that boot guests can run side by side.
+var envCount atomic.Int32
+
+// newParallelIntegrationEnv is newIntegrationEnv for a test that may run beside
+// one other (go test's -parallel, GOMAXPROCS by default: two TCG guests on a
+// 2-core host, each on its own core). Tests that measure the whole process or
+// host (memory, goroutines, process counts) stay sequential.
+func newParallelIntegrationEnv(t *testing.T) *integrationEnv {
+	t.Helper()
+	if !testing.Short() {
+		t.Parallel()
+	}
+	return newIntegrationEnv(t)
+}
+
 func newIntegrationEnv(t testing.TB) *integrationEnv {
 	t.Helper()
 	if testing.Short() {
@@ -98,7 +116,7 @@ func newIntegrationEnv(t testing.TB) *integrationEnv {
 	t.Cleanup(func() { os.RemoveAll(state) })
 
 	cfg := DefaultConfig()
-	cfg.WorkerID = fmt.Sprintf("itest%d", os.Getpid())
+	cfg.WorkerID = fmt.Sprintf("itest%d-%d", os.Getpid(), envCount.Add(1))
 	cfg.StateDir = state
 	cfg.Accel = "tcg"
 	cfg.ImageRoots = []string{fx}
@@ -210,7 +228,7 @@ func (env *integrationEnv) runSample(t *testing.T, name string) (jobs.Result, []
 
 // Inputs the ingest must refuse never reach libvirt.
 func TestIntegrationRejectedBeforeBoot(t *testing.T) {
-	env := newIntegrationEnv(t)
+	env := newParallelIntegrationEnv(t)
 	for _, name := range []string{"unsafe-backing.json", "unsafe-datafile.json", "unsafe-rawasqcow2.json",
 		"unsafe-truncated.json", "unsafe-empty.json", "unsafe-random.json", "tiny-badsum.json", "missing-file.json"} {
 		t.Run(strings.TrimSuffix(name, ".json"), func(t *testing.T) {
@@ -226,7 +244,7 @@ func TestIntegrationRejectedBeforeBoot(t *testing.T) {
 }
 
 func TestIntegrationTinyPasses(t *testing.T) {
-	env := newIntegrationEnv(t)
+	env := newParallelIntegrationEnv(t)
 	for _, name := range []string{"tiny.json", "tiny-configdrive.json"} {
 		t.Run(strings.TrimSuffix(name, ".json"), func(t *testing.T) {
 			res, _ := env.runSample(t, name)
@@ -247,7 +265,7 @@ func TestIntegrationTinyPasses(t *testing.T) {
 
 // Each broken fixture fails on the check that names its fault.
 func TestIntegrationBrokenTinyFails(t *testing.T) {
-	env := newIntegrationEnv(t)
+	env := newParallelIntegrationEnv(t)
 	for _, name := range []string{"tiny-nossh.json", "tiny-nonet.json", "tiny-noseed.json", "tiny-badhostname.json", "tiny-uefi-mismatch.json"} {
 		t.Run(strings.TrimSuffix(name, ".json"), func(t *testing.T) {
 			res, _ := env.runSample(t, name)
@@ -260,7 +278,7 @@ func TestIntegrationBrokenTinyFails(t *testing.T) {
 
 // A kernel panic fails the job within 10 s of the panic line reaching the console.
 func TestIntegrationPanicFailsFast(t *testing.T) {
-	env := newIntegrationEnv(t)
+	env := newParallelIntegrationEnv(t)
 	res, events := env.runSample(t, "tiny-panic.json")
 	var seen, failed time.Time
 	for _, p := range events {
@@ -282,7 +300,7 @@ func TestIntegrationPanicFailsFast(t *testing.T) {
 
 // The real Debian 12 cloud image passes with real cloud-init over both datasources.
 func TestIntegrationDebian12(t *testing.T) {
-	env := newIntegrationEnv(t)
+	env := newParallelIntegrationEnv(t)
 	for _, name := range []string{"debian12.json", "debian12-configdrive.json", "debian12-uefi.json"} {
 		t.Run(strings.TrimSuffix(name, ".json"), func(t *testing.T) {
 			res, _ := env.runSample(t, name)
