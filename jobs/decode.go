@@ -40,7 +40,11 @@ func (e *InvalidError) Error() string {
 
 // DecodeJob strictly decodes and validates a job: unknown fields, trailing data, wrong
 // types and invalid values are errors naming the field. Defaults are not applied.
+// A document larger than MaxDocumentSize is refused before it is parsed.
 func DecodeJob(data []byte) (Job, error) {
+	if len(data) > MaxDocumentSize {
+		return Job{}, tooLarge("job")
+	}
 	var j Job
 	if err := decodeStrict("job", data, &j); err != nil {
 		return Job{}, err
@@ -58,9 +62,13 @@ func ReadJob(r io.Reader) (Job, error) {
 		return Job{}, err
 	}
 	if len(data) > MaxDocumentSize {
-		return Job{}, &InvalidError{Doc: "job", Problems: []FieldError{{Path: "(document)", Msg: fmt.Sprintf("larger than %d bytes", MaxDocumentSize)}}}
+		return Job{}, tooLarge("job")
 	}
 	return DecodeJob(data)
+}
+
+func tooLarge(doc string) error {
+	return &InvalidError{Doc: doc, Problems: []FieldError{{Path: "(document)", Msg: fmt.Sprintf("larger than %d bytes", MaxDocumentSize)}}}
 }
 
 // DecodeResult strictly decodes a result.

@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"bytes"
 	"errors"
 	"strings"
 	"testing"
@@ -114,5 +115,16 @@ func TestResultRoundTrip(t *testing.T) {
 	}
 	if back.Check(CheckSSH) == nil || back.Check(CheckSSH).Duration.D() != time.Second || back.Reason != r.Reason {
 		t.Fatalf("round trip lost data: %+v", back)
+	}
+}
+
+// DecodeJob refuses an oversized document before parsing it, as ReadJob does: the
+// NATS path hands it whole messages.
+func TestDecodeJobRefusesOversizedDocuments(t *testing.T) {
+	big := append([]byte(`{"version":1,"id":"x","pad":"`), bytes.Repeat([]byte("a"), MaxDocumentSize)...)
+	big = append(big, `"}`...)
+	_, err := DecodeJob(big)
+	if err == nil || !strings.Contains(err.Error(), "(document)") || !strings.Contains(err.Error(), "larger than") {
+		t.Fatalf("DecodeJob(%d bytes) = %v, want the document named as too large", len(big), err)
 	}
 }

@@ -454,8 +454,10 @@ func (s *lineSplitter) flush() []string {
 	return []string{l}
 }
 
-// ansi matches CSI and OSC escape sequences and lone two-byte escapes.
-var ansi = regexp.MustCompile(`\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|[()][0-9A-Za-z]|[@-Z\\-_])`)
+// ansi matches CSI and OSC escape sequences, character-set selections and the
+// other two-byte escapes (Fp, Fe and Fs: ESC 7, ESC M, ESC c that resets the
+// terminal).
+var ansi = regexp.MustCompile(`\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|[()][0-9A-Za-z]|[0-Z\\-~])`)
 
 // Clean removes ANSI escape sequences, the line-ending carriage return and other
 // control characters (tabs and inner carriage returns become spaces) from a

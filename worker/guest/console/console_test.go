@@ -282,6 +282,9 @@ func TestClean(t *testing.T) {
 		"50%\r100%":                     "50% 100%",
 		"\x1b]0;title\x07text":          "text",
 		"\x1b(Bbox":                     "box",
+		"\x1bcSeaBIOS (version 1.16.2)": "SeaBIOS (version 1.16.2)",
+		"\x1b7saved\x1b8":               "saved",
+		"\x1bMup":                       "up",
 	} {
 		if got := Clean(in); got != want {
 			t.Errorf("Clean(%q) = %q, want %q", in, got, want)

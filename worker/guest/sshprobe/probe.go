@@ -208,8 +208,30 @@ func hostKeyAlgorithms(keys []ssh.PublicKey) []string {
 			algos = append(algos, k.Type())
 		}
 	}
-	slices.Sort(algos)
-	return slices.Compact(algos)
+	// Strongest first, as OpenSSH orders them: the server signs with the first
+	// it holds, so a guest with both pinned keys proves the ed25519 one.
+	var out []string
+	for _, a := range algos {
+		if !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b string) int { return hostKeyRank(a) - hostKeyRank(b) })
+	return out
+}
+
+// hostKeyPreference is the order hostKeyAlgorithms offers pinned algorithms in.
+var hostKeyPreference = []string{
+	ssh.KeyAlgoED25519, ssh.KeyAlgoSKED25519,
+	ssh.KeyAlgoECDSA256, ssh.KeyAlgoECDSA384, ssh.KeyAlgoECDSA521, ssh.KeyAlgoSKECDSA256,
+	ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256, ssh.KeyAlgoRSA,
+}
+
+func hostKeyRank(algo string) int {
+	if i := slices.Index(hostKeyPreference, algo); i >= 0 {
+		return i
+	}
+	return len(hostKeyPreference) // anything else after, in the keys' order
 }
 
 // preferHostKeyAlgorithms lists the pinned keys' algorithms first, then every
