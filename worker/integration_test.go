@@ -298,6 +298,20 @@ func TestIntegrationPanicFailsFast(t *testing.T) {
 	}
 }
 
+// Two more generations of real cloud-init pass: Debian 11's 20.4 and Debian 13's.
+func TestIntegrationDebianGenerations(t *testing.T) {
+	env := newParallelIntegrationEnv(t)
+	for _, name := range []string{"debian11.json", "debian13.json"} {
+		t.Run(strings.TrimSuffix(name, ".json"), func(t *testing.T) {
+			res, _ := env.runSample(t, name)
+			c := res.Check(jobs.CheckCloudInit)
+			if c == nil || c.Status != jobs.StatusPass || !strings.Contains(strings.ToLower(c.Reason+c.Detail), "nocloud") {
+				t.Fatalf("cloud-init: %+v", c)
+			}
+		})
+	}
+}
+
 // The real Debian 12 cloud image passes with real cloud-init over both datasources.
 func TestIntegrationDebian12(t *testing.T) {
 	env := newParallelIntegrationEnv(t)
