@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -275,5 +276,46 @@ func TestGlancePublishRotateRetire(t *testing.T) {
 	fam = family()
 	if _, ok := fam[failed.JobID]; ok || fam[r5.JobID].Name != "Testix 1 - Latest" || fam[r3.JobID].Name != "Testix 1 (20261204)" {
 		t.Errorf("after the service: %+v", fam)
+	}
+
+	// Two publishers (a service and a one-shot run, two services on two hosts) given
+	// the same new release at once: the family lease makes them take turns, so one
+	// uploads and the other finds the image there.
+	r6 := passed("testix-1-f", "20261225", day.AddDate(0, 0, 35), qcow2(t, dir, "f.qcow2", "69M"), rot)
+	p2, err := New(Config{Cloud: c, Store: store, Queue: q, PollEvery: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type outcome struct {
+		o   Outcome
+		err error
+	}
+	both := make(chan outcome, 2)
+	for _, pub := range []*Publisher{p, p2} {
+		go func() {
+			o, err := pub.Publish(ctx, r6, false)
+			both <- outcome{o, err}
+		}()
+	}
+	var statuses []string
+	for range 2 {
+		got := <-both
+		if got.err != nil {
+			t.Fatalf("concurrent publication: %v", got.err)
+		}
+		statuses = append(statuses, got.o.Status)
+	}
+	slices.Sort(statuses)
+	if !slices.Equal(statuses, []string{StatusAlready, StatusPublished}) {
+		t.Errorf("two publishers at once: %v, want one published and one already", statuses)
+	}
+	n := 0
+	for _, im := range family() {
+		if im.Properties[PropJobID] == r6.JobID {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("two publishers at once made %d images of one job", n)
 	}
 }

@@ -9,6 +9,7 @@ package publish
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/hex"
@@ -112,10 +113,17 @@ type Config struct {
 	Now       func() time.Time
 }
 
-// Publisher publishes passed results to one cloud. Calls must not overlap for the same
-// family (the service takes one result at a time).
+// leaseTTL is how long a publisher that stopped renewing keeps its family's lease.
+const leaseTTL = 2 * time.Minute
+
+var errLeaseLost = errors.New("this publisher lost its family lease (it stalled past the lease's expiry and another publisher took over)")
+
+// Publisher publishes passed results to one cloud. With a Queue, publications of
+// one family never overlap, whichever processes run them (a lease per family in
+// NATS); without one, the caller must not overlap them.
 type Publisher struct {
 	cfg    Config
+	holder string
 	glance *glance
 	usage  Usage
 	log    *slog.Logger
@@ -149,6 +157,10 @@ func New(cfg Config) (*Publisher, error) {
 	if p.now == nil {
 		p.now = time.Now
 	}
+	host, _ := os.Hostname()
+	var nonce [4]byte
+	_, _ = rand.Read(nonce[:])
+	p.holder = fmt.Sprintf("%s pid %d (%x)", host, os.Getpid(), nonce)
 	return p, nil
 }
 
@@ -184,6 +196,29 @@ func (p *Publisher) Publish(ctx context.Context, r jobs.Result, dryRun bool) (Ou
 		return out, nil
 	}
 	log := p.log.With("job", r.JobID, "family", r.Publish.Family)
+	if !dryRun && p.cfg.Queue != nil {
+		// One publisher per family at a time, across processes and hosts: the
+		// service, a second service and a one-shot run never upload or rotate the
+		// same family at once.
+		lease, err := p.cfg.Queue.AcquireLease(ctx, "publish "+r.Publish.Family, p.holder, "job "+r.JobID, leaseTTL,
+			func(held jobs.LeaseInfo) {
+				log.Info("waiting for another publisher of this family", "holder", held.Holder, "doing", held.Purpose)
+			})
+		if err != nil {
+			return out, err
+		}
+		defer lease.Release(context.WithoutCancel(ctx))
+		lctx, cancel := context.WithCancelCause(ctx)
+		defer cancel(nil)
+		go func() {
+			select {
+			case <-lease.Lost():
+				cancel(errLeaseLost)
+			case <-lctx.Done():
+			}
+		}()
+		ctx = lctx
+	}
 	pol := PolicyFor(r.Publish)
 	cctx, cancel := p.call(ctx)
 	fam, err := p.glance.family(cctx, r.Publish.Family)
