@@ -281,6 +281,8 @@ func TestGlancePublishRotateRetire(t *testing.T) {
 	// Two publishers (a service and a one-shot run, two services on two hosts) given
 	// the same new release at once: the family lease makes them take turns, so one
 	// uploads and the other finds the image there.
+	// The third release goes past the policy with this one, but a volume uses it.
+	cloud.Usage.UseByVolume(o3.ImageID, "vol-3")
 	r6 := passed("testix-1-f", "20261225", day.AddDate(0, 0, 35), qcow2(t, dir, "f.qcow2", "69M"), rot)
 	p2, err := New(Config{Cloud: c, Store: store, Queue: q, PollEvery: 200 * time.Millisecond})
 	if err != nil {
@@ -317,5 +319,29 @@ func TestGlancePublishRotateRetire(t *testing.T) {
 	}
 	if n != 1 {
 		t.Errorf("two publishers at once made %d images of one job", n)
+	}
+	if im, ok := family()[r3.JobID]; !ok || string(im.Status) != "deactivated" {
+		t.Fatalf("the third release, in use, should be kept deactivated: %+v", im)
+	}
+
+	// Its last user goes away and no release follows: the service's periodic
+	// rotation deletes it without waiting for the next release.
+	cloud.Usage.Release(o3.ImageID)
+	sctx, stop = context.WithCancel(ctx)
+	go func() { served <- Serve(sctx, q, p, ServiceConfig{RetryDelay: time.Second, RotateEvery: time.Second}) }()
+	deadline = time.Now().Add(time.Minute)
+	for {
+		if _, ok := family()[r3.JobID]; !ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			stop()
+			t.Fatal("the periodic rotation never deleted the unused third release")
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	stop()
+	if err := <-served; err != nil {
+		t.Errorf("serve: %v", err)
 	}
 }

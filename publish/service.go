@@ -19,8 +19,9 @@ const ConsumerPublishers = "imagevet-publishers"
 
 // Service defaults.
 const (
-	DefaultAckWait    = 5 * time.Minute
-	DefaultRetryDelay = time.Minute
+	DefaultAckWait     = 5 * time.Minute
+	DefaultRetryDelay  = time.Minute
+	DefaultRotateEvery = time.Hour
 )
 
 // ServiceConfig tunes Serve. Zero fields take the defaults.
@@ -31,7 +32,12 @@ type ServiceConfig struct {
 	// RetryDelay is how long a publication that failed for a passing reason (the
 	// cloud, the network) waits before it is tried again.
 	RetryDelay time.Duration
-	Logger     *slog.Logger
+	// RotateEvery is how often the service brings every published family to its
+	// policy again without a new release: an old image whose last user went away
+	// is deleted then, and a step that failed (a delete refused) is retried,
+	// instead of waiting for the family's next release.
+	RotateEvery time.Duration
+	Logger      *slog.Logger
 }
 
 // Serve publishes results as they arrive until ctx ends: at least once per result,
@@ -45,6 +51,9 @@ func Serve(ctx context.Context, q *jobs.Queue, p *Publisher, cfg ServiceConfig) 
 	}
 	if cfg.RetryDelay <= 0 {
 		cfg.RetryDelay = DefaultRetryDelay
+	}
+	if cfg.RotateEvery <= 0 {
+		cfg.RotateEvery = DefaultRotateEvery
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -64,7 +73,12 @@ func Serve(ctx context.Context, q *jobs.Queue, p *Publisher, cfg ServiceConfig) 
 		return fmt.Errorf("set up consumer %s: %w", ConsumerPublishers, err)
 	}
 	log.Info("publisher serving", "consumer", ConsumerPublishers, "cloud", p.cfg.Cloud.Name)
+	nextRotation := time.Now().Add(cfg.RotateEvery)
 	for ctx.Err() == nil {
+		if time.Now().After(nextRotation) {
+			rotateAll(ctx, q, p, log)
+			nextRotation = time.Now().Add(cfg.RotateEvery)
+		}
 		msg, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
 		if errors.Is(err, jetstream.ErrNoMessages) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, jetstream.ErrNoHeartbeat) {
 			continue
@@ -129,5 +143,29 @@ func handle(ctx context.Context, p *Publisher, msg jetstream.Msg, cfg ServiceCon
 	default:
 		log.Error("publication refused", "err", err)
 		_ = msg.Term()
+	}
+}
+
+// rotateAll applies every published family's policy again: the result its Latest
+// came from is published once more, which finds its image there and only rotates.
+func rotateAll(ctx context.Context, q *jobs.Queue, p *Publisher, log *slog.Logger) {
+	recs, err := q.PublishedImages(ctx)
+	if err != nil {
+		log.Warn("periodic rotation: reading the published families", "err", err)
+		return
+	}
+	for _, rec := range recs {
+		r, ok, err := q.Result(ctx, rec.JobID)
+		if err != nil || !ok {
+			log.Warn("periodic rotation: the Latest's result is not readable", "family", rec.Family, "job", rec.JobID, "found", ok, "err", err)
+			continue
+		}
+		out, err := p.Publish(ctx, r, false)
+		if err != nil {
+			log.Warn("periodic rotation failed, tried again next time", "family", rec.Family, "err", err)
+			continue
+		}
+		log.Info("periodic rotation", "family", rec.Family, "status", out.Status, "actions", len(out.Plan),
+			"problems", len(out.Problems), "kept", len(out.Kept))
 	}
 }

@@ -65,6 +65,7 @@ func (c *publishConfig) register(fs *flag.FlagSet, env Env) *envFlags {
 	fs.BoolVar(&c.jsonOut, "json", false, "with --job: print the outcome as JSON")
 	ef.durationVar(&c.service.AckWait, "ack-wait", "IMAGEVET_PUBLISH_ACK_WAIT", publish.DefaultAckWait, "redelivery timeout of a result without heartbeat")
 	ef.durationVar(&c.service.RetryDelay, "retry-delay", "IMAGEVET_PUBLISH_RETRY_DELAY", publish.DefaultRetryDelay, "wait before a publication that failed for a passing reason is tried again")
+	ef.durationVar(&c.service.RotateEvery, "rotate-every", "IMAGEVET_PUBLISH_ROTATE_EVERY", publish.DefaultRotateEvery, "bring every published family to its policy this often without a new release (deletes images whose last user went away, retries failed steps)")
 	fs.StringVar(&c.logLevel, "log-level", envOr(env, "IMAGEVET_LOG_LEVEL", "info"), "debug, info, warn or error (IMAGEVET_LOG_LEVEL)")
 	ef.boolVar(&c.logJSON, "log-json", "IMAGEVET_LOG_JSON", "JSON logs")
 	return ef
@@ -80,6 +81,14 @@ func (c *publishConfig) validate() error {
 	}
 	if c.jobID != "" && !jobs.ValidJobID(c.jobID) {
 		errs = append(errs, fmt.Errorf("job: %q is not a job id", c.jobID))
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"ack-wait", c.service.AckWait}, {"retry-delay", c.service.RetryDelay}, {"rotate-every", c.service.RotateEvery}} {
+		if d.v <= 0 {
+			errs = append(errs, fmt.Errorf("%s: %s must be positive", d.name, d.v))
+		}
 	}
 	if c.creds.Cloud == "" && c.creds.CloudsFile != "" {
 		errs = append(errs, errors.New("os-client-config-file: needs --os-cloud (OS_CLOUD) to name the entry"))

@@ -19,6 +19,8 @@ func TestPublishRefusesBadFlagsNamingThem(t *testing.T) {
 		{nil, map[string]string{"IMAGEVET_OS_TIMEOUT": "soon"}, "IMAGEVET_OS_TIMEOUT"},
 		{[]string{"--os-client-config-file", "/x/clouds.yaml"}, nil, "os-client-config-file: needs --os-cloud"},
 		{[]string{"extra"}, nil, "unexpected arguments"},
+		{[]string{"--rotate-every", "0s"}, nil, "rotate-every: 0s must be positive"},
+		{nil, map[string]string{"IMAGEVET_PUBLISH_ACK_WAIT": "-1m"}, "ack-wait: -1m0s must be positive"},
 	} {
 		var out, errb bytes.Buffer
 		env := Env{Stdout: &out, Stderr: &errb, Getenv: func(k string) string { return tc.env[k] }}
