@@ -324,11 +324,32 @@ func TestGlancePublishRotateRetire(t *testing.T) {
 		t.Fatalf("the third release, in use, should be kept deactivated: %+v", im)
 	}
 
-	// Its last user goes away and no release follows: the service's periodic
-	// rotation deletes it without waiting for the next release.
-	cloud.Usage.Release(o3.ImageID)
+	// The service takes r6's result (still in use: kept), then the third release's
+	// last user goes away and no release follows: the service's periodic rotation
+	// deletes it without waiting for the next release.
+	if _, err := q.PublishResult(ctx, r6, nil); err != nil {
+		t.Fatal(err)
+	}
 	sctx, stop = context.WithCancel(ctx)
-	go func() { served <- Serve(sctx, q, p, ServiceConfig{RetryDelay: time.Second, RotateEvery: time.Second}) }()
+	go func() { served <- Serve(sctx, q, p, ServiceConfig{RetryDelay: time.Second, RotateEvery: 2 * time.Second}) }()
+	deadline = time.Now().Add(time.Minute)
+	for {
+		cons, err := q.JetStream().Consumer(ctx, jobs.StreamResults, ConsumerPublishers)
+		if err == nil {
+			if info, err := cons.Info(ctx); err == nil && info.NumPending == 0 && info.NumAckPending == 0 && info.Delivered.Stream > 0 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			stop()
+			t.Fatal("the service never took r6's result")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if _, ok := family()[r3.JobID]; !ok {
+		t.Fatal("the third release was deleted while a volume used it")
+	}
+	cloud.Usage.Release(o3.ImageID)
 	deadline = time.Now().Add(time.Minute)
 	for {
 		if _, ok := family()[r3.JobID]; !ok {
