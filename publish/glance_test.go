@@ -331,7 +331,9 @@ func TestGlancePublishRotateRetire(t *testing.T) {
 		t.Fatal(err)
 	}
 	sctx, stop = context.WithCancel(ctx)
-	go func() { served <- Serve(sctx, q, p, ServiceConfig{RetryDelay: time.Second, RotateEvery: 2 * time.Second}) }()
+	go func() {
+		served <- Serve(sctx, q, p, ServiceConfig{RetryDelay: time.Second, RotateEvery: 2 * time.Second})
+	}()
 	deadline = time.Now().Add(time.Minute)
 	for {
 		cons, err := q.JetStream().Consumer(ctx, jobs.StreamResults, ConsumerPublishers)
