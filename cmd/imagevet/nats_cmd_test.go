@@ -231,3 +231,29 @@ func TestWorkerFlagErrors(t *testing.T) {
 		t.Errorf("bad env accepted: exit %d %s", code, env.Stderr)
 	}
 }
+
+// A queue setting given as zero or less is refused by name (leaving it out keeps
+// the default), for queue setup and a first worker alike, by flag or variable.
+func TestQueueSettingsGivenAsZeroAreRefused(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{[]string{"setup", "--ack-wait", "0s"}, nil, "--ack-wait (IMAGEVET_ACK_WAIT): must be positive"},
+		{[]string{"setup", "--replicas", "0"}, nil, "--replicas (IMAGEVET_REPLICAS): must be positive"},
+		{[]string{"setup"}, map[string]string{"IMAGEVET_MAX_DELIVER": "0"}, "--max-deliver (IMAGEVET_MAX_DELIVER): must be positive"},
+	} {
+		var errb bytes.Buffer
+		env := Env{Stdout: &bytes.Buffer{}, Stderr: &errb, Getenv: func(k string) string { return tc.env[k] }}
+		if code := cmdQueue(context.Background(), tc.args, env); code != exitError || !strings.Contains(errb.String(), tc.want) {
+			t.Errorf("queue %v %v: exit %d, stderr %q, want %q", tc.args, tc.env, code, errb.String(), tc.want)
+		}
+	}
+	var errb bytes.Buffer
+	env := Env{Stdout: &bytes.Buffer{}, Stderr: &errb, Getenv: func(string) string { return "" }}
+	if code := cmdWorker(context.Background(), []string{"--results-max-age", "0s"}, env); code != exitError ||
+		!strings.Contains(errb.String(), "--results-max-age (IMAGEVET_RESULTS_MAX_AGE): must be positive") {
+		t.Errorf("worker --results-max-age 0s: exit %d, stderr %q", code, errb.String())
+	}
+}

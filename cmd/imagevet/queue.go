@@ -55,7 +55,7 @@ func cmdQueue(ctx context.Context, args []string, env Env) int {
 		fmt.Fprintf(env.Stderr, "imagevet queue setup: unexpected arguments %q\n", fs.Args())
 		return exitError
 	}
-	if err := errors.Join(append(ef.errs, cfg.Validate())...); err != nil {
+	if err := errors.Join(append(ef.errs, cfg.Validate(), ef.zeroRefused())...); err != nil {
 		fmt.Fprintf(env.Stderr, "imagevet queue setup: %v\n", err)
 		return exitError
 	}

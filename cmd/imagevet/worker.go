@@ -61,20 +61,29 @@ type zeroCheck struct {
 
 // zeroRefused reports every int or duration flag with a non-zero default set
 // to zero (by flag or variable): the daemon reads zero as "use the default", so
-// an explicit zero would be silently replaced.
+// an explicit zero would be silently replaced. A flag whose zero default means
+// "unset" is refused when it is given (by flag or variable) as zero or less.
+// Call it after parsing.
 func (e *envFlags) zeroRefused() error {
 	var errs []error
+	given := map[string]bool{}
+	e.fs.Visit(func(f *flag.Flag) { given["--"+f.Name] = true })
 	for _, z := range e.zeros {
-		if z.isZero() {
+		switch {
+		case z.def != "" && z.isZero():
 			errs = append(errs, fmt.Errorf("%s (%s): 0 is not accepted; the default is %s", z.name, z.envName, z.def))
+		case z.def == "" && (given[z.name] || e.env.Getenv(z.envName) != "") && z.isZero():
+			errs = append(errs, fmt.Errorf("%s (%s): must be positive; leave it out to keep the default", z.name, z.envName))
 		}
 	}
 	return errors.Join(errs...)
 }
 
 func (e *envFlags) intVar(p *int, name, envName string, def int, usage string) {
-	if def != 0 { // a flag whose zero means "unset" is not checked
+	if def != 0 {
 		e.zeros = append(e.zeros, zeroCheck{name: "--" + name, envName: envName, def: strconv.Itoa(def), isZero: func() bool { return *p == 0 }})
+	} else { // zero means "unset": refused only when given
+		e.zeros = append(e.zeros, zeroCheck{name: "--" + name, envName: envName, isZero: func() bool { return *p <= 0 }})
 	}
 	if v := e.env.Getenv(envName); v != "" {
 		n, err := strconv.Atoi(v)
@@ -90,6 +99,8 @@ func (e *envFlags) intVar(p *int, name, envName string, def int, usage string) {
 func (e *envFlags) durationVar(p *time.Duration, name, envName string, def time.Duration, usage string) {
 	if def != 0 {
 		e.zeros = append(e.zeros, zeroCheck{name: "--" + name, envName: envName, def: def.String(), isZero: func() bool { return *p == 0 }})
+	} else { // zero means "unset": refused only when given
+		e.zeros = append(e.zeros, zeroCheck{name: "--" + name, envName: envName, isZero: func() bool { return *p <= 0 }})
 	}
 	if v := e.env.Getenv(envName); v != "" {
 		d, err := time.ParseDuration(v)
