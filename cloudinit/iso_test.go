@@ -15,6 +15,8 @@ import (
 	"testing"
 
 	"github.com/kdomanski/iso9660"
+
+	"github.com/imagevet/imagevet/internal/testenv"
 )
 
 // requireTool returns the path of an external tool. Missing, it skips the test on a
@@ -216,11 +218,11 @@ func TestISOReadBack(t *testing.T) {
 func mountISO(t *testing.T, iso string) string {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("mounting a loop device needs root")
+		testenv.Missing(t, "mounting a loop device needs root")
 	}
 	mount := requireTool(t, "mount")
 	if !kernelHasISO9660() {
-		t.Skip("kernel has no iso9660 filesystem (not in /proc/filesystems and modprobe isofs failed)")
+		testenv.Missing(t, "kernel has no iso9660 filesystem (not in /proc/filesystems and modprobe isofs failed)")
 	}
 	dir := t.TempDir()
 	if out, err := exec.Command(mount, "-o", "loop,ro", "-t", "iso9660", iso, dir).CombinedOutput(); err != nil {

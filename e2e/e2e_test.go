@@ -24,6 +24,8 @@ import (
 
 	"github.com/imagevet/imagevet/jobs"
 	"github.com/imagevet/imagevet/worker/vm"
+
+	"github.com/imagevet/imagevet/internal/testenv"
 )
 
 var (
@@ -55,10 +57,7 @@ func enabled(t *testing.T) {
 // under CI, where scripts/setup-host provides all of them.
 func missing(t *testing.T, format string, args ...any) {
 	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("CI: "+format, args...)
-	}
-	t.Skipf(format, args...)
+	testenv.Missing(t, format, args...)
 }
 
 // imagevet returns the binary under test, building it once when IMAGEVET_BIN is unset.

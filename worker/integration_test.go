@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imagevet/imagevet/internal/testenv"
 	"github.com/imagevet/imagevet/jobs"
 	"github.com/imagevet/imagevet/worker/image"
 	"github.com/imagevet/imagevet/worker/vm"
@@ -62,11 +63,7 @@ func (c *countingHypervisor) bootsOf(job string) int {
 // everything must be present.
 func skipOrFail(t testing.TB, format string, args ...any) {
 	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("CI: %s", msg)
-	}
-	t.Skip(msg)
+	testenv.Missing(t, format, args...)
 }
 
 func fixturesDir() string {

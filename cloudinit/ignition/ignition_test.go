@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/imagevet/imagevet/internal/testenv"
 )
 
 var base = Base{
@@ -149,7 +151,7 @@ func TestRenderedConfigsValidate(t *testing.T) {
 		if os.Getenv("CI") == "true" {
 			t.Fatal("ignition-validate missing (apt-get install ignition; scripts/setup-host installs it)")
 		}
-		t.Skip("ignition-validate not installed (apt-get install ignition)")
+		testenv.Missing(t, "ignition-validate not installed (apt-get install ignition)")
 	}
 	job, err := Parse([]byte(`{"ignition": {"version": "3.3.0"},
 	  "passwd": {"users": [{"name": "core", "groups": ["sudo"]}, {"name": "app", "system": true}]},

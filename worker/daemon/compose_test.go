@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/imagevet/imagevet/internal/testenv"
 )
 
 // The deployment files live at the repository root.
@@ -23,7 +25,7 @@ var (
 func TestComposeFileIsValid(t *testing.T) {
 	bin, err := exec.LookPath("docker-compose")
 	if err != nil {
-		t.Skip("docker-compose not installed (Debian package docker-compose): ", err)
+		testenv.Missing(t, "docker-compose not installed (Debian package docker-compose): %v", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

@@ -9,6 +9,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/imagevet/imagevet/internal/testenv"
 )
 
 // qcowSpec describes a handcrafted qcow2 file. The zero value (after
@@ -178,7 +180,7 @@ func needQemuImg(t testing.TB) string {
 	t.Helper()
 	p, err := exec.LookPath("qemu-img")
 	if err != nil {
-		t.Skip("qemu-img not installed (Debian package qemu-utils)")
+		testenv.Missing(t, "qemu-img not installed (Debian package qemu-utils)")
 	}
 	return p
 }

@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/imagevet/imagevet/internal/testenv"
 )
 
 // rawImage is a valid raw disk of size bytes whose content depends on seed.
@@ -98,7 +100,7 @@ func TestFetchDiskFull(t *testing.T) {
 		if os.Getenv("CI") == "true" {
 			t.Fatal("CI: mounting a tmpfs needs root")
 		}
-		t.Skip("mounting a tmpfs needs root")
+		testenv.Missing(t, "mounting a tmpfs needs root")
 	}
 	mnt := t.TempDir()
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=8m,mode=0755", "imagevet-test", mnt).CombinedOutput(); err != nil {

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/imagevet/imagevet/internal/testenv"
 )
 
 // startDropbear runs the host's dropbear (the SSH server of tiny images) on a
@@ -20,11 +22,11 @@ func startDropbear(t *testing.T, keyType string) (string, ssh.PublicKey) {
 	t.Helper()
 	bin, err := exec.LookPath("dropbear")
 	if err != nil {
-		t.Skip("dropbear not installed (Debian package dropbear-bin): ", err)
+		testenv.Missing(t, "dropbear not installed (Debian package dropbear-bin): %v", err)
 	}
 	keygen, err := exec.LookPath("dropbearkey")
 	if err != nil {
-		t.Skip("dropbearkey not installed: ", err)
+		testenv.Missing(t, "dropbearkey not installed: %v", err)
 	}
 	dir := t.TempDir()
 	keyFile := filepath.Join(dir, "host_key")
