@@ -367,4 +367,36 @@ func TestGlancePublishRotateRetire(t *testing.T) {
 	if err := <-served; err != nil {
 		t.Errorf("serve: %v", err)
 	}
+
+	// A family whose policy hides older releases: the release a new one replaces
+	// keeps its visibility under its dated name and is listed only when hidden
+	// images are asked for (os_hidden).
+	hide := &jobs.Rotation{Keep: 2, Older: jobs.OlderHidden, ReplaceFrequency: "monthly", UUIDValidity: "none"}
+	h1 := passed("testix-2-a", "20261101", day, qcow2(t, dir, "h1.qcow2", "70M"), hide)
+	h2 := passed("testix-2-b", "20261201", day.AddDate(0, 1, 0), qcow2(t, dir, "h2.qcow2", "71M"), hide)
+	for _, r := range []*jobs.Result{&h1, &h2} {
+		r.Publish.Name, r.Publish.Family = "Testix 2", "testix-2"
+	}
+	publish(h1, false, StatusPublished)
+	publish(h2, false, StatusPublished)
+	list := func(hidden bool) map[string]images.Image {
+		t.Helper()
+		pages, err := images.List(c.Image, hiddenQuery{familyQuery{family: "testix-2"}, hidden}).AllPages(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all, _ := images.ExtractImages(pages)
+		out := map[string]images.Image{}
+		for _, im := range all {
+			out[im.Properties[PropJobID].(string)] = im
+		}
+		return out
+	}
+	shown, hidden := list(false), list(true)
+	if im, ok := shown[h2.JobID]; !ok || im.Name != "Testix 2 - Latest" || im.Hidden || len(shown) != 1 {
+		t.Errorf("listed images of the hiding family: %+v", shown)
+	}
+	if im, ok := hidden[h1.JobID]; !ok || !im.Hidden || im.Name != "Testix 2 (20261101)" || im.Visibility != "public" {
+		t.Errorf("the replaced release should be hidden, public, under its dated name: %+v", hidden)
+	}
 }
