@@ -43,7 +43,8 @@ type Index struct {
 	workers map[string]workerSeen
 	waiters map[string][]chan jobs.Result
 	active  map[string]*Active
-	done    map[string]struct{} // job ids with a result
+	done    map[string]time.Time // job id → when its latest result finished (recent ones only)
+	pruned  time.Time
 	ready   bool
 }
 
@@ -70,7 +71,7 @@ type workerSeen struct {
 
 // NewIndex returns an empty index.
 func NewIndex() *Index {
-	return &Index{images: map[string]*Image{}, workers: map[string]workerSeen{}, waiters: map[string][]chan jobs.Result{}, active: map[string]*Active{}, done: map[string]struct{}{}}
+	return &Index{images: map[string]*Image{}, workers: map[string]workerSeen{}, waiters: map[string][]chan jobs.Result{}, active: map[string]*Active{}, done: map[string]time.Time{}}
 }
 
 // ImageName is the overview row a result belongs to: its publish.name, or its job
@@ -111,12 +112,33 @@ func (x *Index) Add(r jobs.Result) {
 		x.workers[r.Worker] = w
 	}
 	delete(x.active, r.JobID)
-	x.done[r.JobID] = struct{}{}
+	x.done[r.JobID] = r.FinishedAt
+	x.pruneDone()
 	waiters := x.waiters[r.JobID]
 	delete(x.waiters, r.JobID)
 	x.mu.Unlock()
 	for _, ch := range waiters {
 		ch <- r
+	}
+}
+
+// doneWindow is how long the index remembers a finished job to drop its late
+// progress events; older ones are forgotten so the index does not grow with the
+// results stream.
+const doneWindow = time.Hour
+
+// pruneDone forgets finished jobs older than doneWindow, at most once a minute.
+// x.mu must be held.
+func (x *Index) pruneDone() {
+	now := time.Now()
+	if now.Sub(x.pruned) < time.Minute && len(x.done) < 10000 {
+		return
+	}
+	x.pruned = now
+	for id, t := range x.done {
+		if now.Sub(t) > doneWindow {
+			delete(x.done, id)
+		}
 	}
 }
 
@@ -194,8 +216,8 @@ func (x *Index) Progress(p jobs.Progress) {
 	}
 	a, ok := x.active[p.JobID]
 	if !ok {
-		if _, done := x.done[p.JobID]; done {
-			return
+		if finished, done := x.done[p.JobID]; done && !p.Time.After(finished) {
+			return // a late event of a finished job (a rerun's events are newer)
 		}
 		a = &Active{JobID: p.JobID, Since: p.Time}
 		x.active[p.JobID] = a

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -10,7 +11,8 @@ import (
 // The index is our own logic over documents: fed here by hand.
 func TestIndexKeepsHistoryAndForgetsSilentJobs(t *testing.T) {
 	x := NewIndex()
-	base := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	// Recent results: the index remembers finished jobs for doneWindow.
+	base := time.Now().Add(-doneWindow / 2).Truncate(time.Second)
 	for i := range HistoryLen + 5 {
 		// Out of order by one: the strip stays in finish order.
 		at := base.Add(time.Duration(i) * time.Minute)
@@ -38,5 +40,28 @@ func TestIndexKeepsHistoryAndForgetsSilentJobs(t *testing.T) {
 	}
 	if a := x.Active(base.Add(ForgetActiveAfter + time.Minute)); len(a) != 0 {
 		t.Errorf("a job silent for over %s is still active: %+v", ForgetActiveAfter, a)
+	}
+}
+
+// A rerun's events (newer than the job's last result) make it running again, and
+// the index forgets finished jobs past its window instead of growing with the
+// results stream.
+func TestIndexShowsRerunsAndForgetsOldResults(t *testing.T) {
+	x := NewIndex()
+	now := time.Now()
+	x.Add(passResult("again", "img", now.Add(-time.Minute)))
+	x.Progress(jobs.Progress{JobID: "again", Worker: "w1", Attempt: 2, Stage: "boot", Event: "start", Time: now})
+	if a := x.Active(now); len(a) != 1 || a[0].JobID != "again" || a[0].Attempt != 2 {
+		t.Fatalf("a rerun's progress is not shown: %+v", a)
+	}
+	old := now.Add(-2 * doneWindow)
+	for i := range 20000 {
+		x.Add(passResult(fmt.Sprintf("old-%d", i), "img", old))
+	}
+	x.mu.RLock()
+	n := len(x.done)
+	x.mu.RUnlock()
+	if n > 10001 {
+		t.Errorf("the index remembers %d finished jobs; want those of the last %s only", n, doneWindow)
 	}
 }
