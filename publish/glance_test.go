@@ -108,16 +108,7 @@ func TestGlancePublishRotateRetire(t *testing.T) {
 
 	family := func() map[string]images.Image {
 		t.Helper()
-		pages, err := images.List(c.Image, hiddenQuery{familyQuery{family: "testix-1"}, false}).AllPages(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		all, _ := images.ExtractImages(pages)
-		out := map[string]images.Image{}
-		for _, im := range all {
-			out[im.Properties[PropJobID].(string)] = im
-		}
-		return out
+		return familyImages(t, ctx, c, "testix-1", false)
 	}
 	publish := func(r jobs.Result, dry bool, want string) Outcome {
 		t.Helper()
@@ -379,24 +370,27 @@ func TestGlancePublishRotateRetire(t *testing.T) {
 	}
 	publish(h1, false, StatusPublished)
 	publish(h2, false, StatusPublished)
-	list := func(hidden bool) map[string]images.Image {
-		t.Helper()
-		pages, err := images.List(c.Image, hiddenQuery{familyQuery{family: "testix-2"}, hidden}).AllPages(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		all, _ := images.ExtractImages(pages)
-		out := map[string]images.Image{}
-		for _, im := range all {
-			out[im.Properties[PropJobID].(string)] = im
-		}
-		return out
-	}
-	shown, hidden := list(false), list(true)
+	shown, hidden := familyImages(t, ctx, c, "testix-2", false), familyImages(t, ctx, c, "testix-2", true)
 	if im, ok := shown[h2.JobID]; !ok || im.Name != "Testix 2 - Latest" || im.Hidden || len(shown) != 1 {
 		t.Errorf("listed images of the hiding family: %+v", shown)
 	}
 	if im, ok := hidden[h1.JobID]; !ok || !im.Hidden || im.Name != "Testix 2 (20261101)" || im.Visibility != "public" {
 		t.Errorf("the replaced release should be hidden, public, under its dated name: %+v", hidden)
 	}
+}
+
+// familyImages lists a family's images in Glance by job id: the listed ones, or with
+// hidden those listed only when asked for (os_hidden).
+func familyImages(t *testing.T, ctx context.Context, c *Cloud, family string, hidden bool) map[string]images.Image {
+	t.Helper()
+	pages, err := images.List(c.Image, hiddenQuery{familyQuery{family: family}, hidden}).AllPages(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, _ := images.ExtractImages(pages)
+	out := map[string]images.Image{}
+	for _, im := range all {
+		out[im.Properties[PropJobID].(string)] = im
+	}
+	return out
 }
