@@ -58,24 +58,7 @@ func (e *LeaseBusyError) Unwrap() error { return e.Err }
 // leasesBucket binds to BucketLeases, making it when it is missing (only the
 // processes that take leases use it).
 func (q *Queue) leasesBucket(ctx context.Context) (jetstream.KeyValue, error) {
-	kv, err := q.js.KeyValue(ctx, BucketLeases)
-	if err == nil {
-		return kv, nil
-	}
-	if !errors.Is(err, jetstream.ErrBucketNotFound) {
-		return nil, fmt.Errorf("open bucket %s: %w", BucketLeases, err)
-	}
-	kv, err = q.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      BucketLeases,
-		Description: "imagevet: who does which exclusive work (publishing a family)",
-		History:     1,
-		Storage:     jetstream.FileStorage,
-		Replicas:    q.Replicas(),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("set up bucket %s: %w", BucketLeases, err)
-	}
-	return kv, nil
+	return q.ownBucket(ctx, BucketLeases, "imagevet: who does which exclusive work (publishing a family)", 1, true)
 }
 
 // leasePoll is how often AcquireLease looks again at a lease someone else holds.

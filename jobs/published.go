@@ -51,26 +51,7 @@ func PublishedKey(family string) string { return StatusKey(family) }
 // publishedBucket binds to BucketPublished; with create it makes the bucket when it is
 // missing. Without create a missing bucket is (nil, nil): nothing was published yet.
 func (q *Queue) publishedBucket(ctx context.Context, create bool) (jetstream.KeyValue, error) {
-	kv, err := q.js.KeyValue(ctx, BucketPublished)
-	switch {
-	case err == nil:
-		return kv, nil
-	case !errors.Is(err, jetstream.ErrBucketNotFound):
-		return nil, fmt.Errorf("open bucket %s: %w", BucketPublished, err)
-	case !create:
-		return nil, nil
-	}
-	kv, err = q.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      BucketPublished,
-		Description: "imagevet: the Latest Glance image per family",
-		History:     10,
-		Storage:     jetstream.FileStorage,
-		Replicas:    q.Replicas(),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("set up bucket %s: %w", BucketPublished, err)
-	}
-	return kv, nil
+	return q.ownBucket(ctx, BucketPublished, "imagevet: the Latest Glance image per family", 10, create)
 }
 
 // PutPublished records p as its family's Latest.

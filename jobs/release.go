@@ -121,22 +121,31 @@ func sanitizeID(s string) string {
 // ReleasesBucket creates BucketReleases when it is missing and returns it. Watchers,
 // status and the web page all open it this way, so whichever starts first creates it.
 func (q *Queue) ReleasesBucket(ctx context.Context) (jetstream.KeyValue, error) {
-	kv, err := q.js.KeyValue(ctx, BucketReleases)
-	if err == nil {
+	return q.ownBucket(ctx, BucketReleases, "imagevet: newest upstream release per image family", 10, true)
+}
+
+// ownBucket opens a KV bucket that its users make themselves rather than queue
+// setup; with create it makes it when it is missing (with the queue's replicas and
+// history entries per key), without it a missing bucket is (nil, nil).
+func (q *Queue) ownBucket(ctx context.Context, name, description string, history uint8, create bool) (jetstream.KeyValue, error) {
+	kv, err := q.js.KeyValue(ctx, name)
+	switch {
+	case err == nil:
 		return kv, nil
-	}
-	if !errors.Is(err, jetstream.ErrBucketNotFound) {
-		return nil, fmt.Errorf("open bucket %s: %w", BucketReleases, err)
+	case !errors.Is(err, jetstream.ErrBucketNotFound):
+		return nil, fmt.Errorf("open bucket %s: %w", name, err)
+	case !create:
+		return nil, nil
 	}
 	kv, err = q.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      BucketReleases,
-		Description: "imagevet: newest upstream release per image family",
-		History:     10,
+		Bucket:      name,
+		Description: description,
+		History:     history,
 		Storage:     jetstream.FileStorage,
 		Replicas:    q.Replicas(),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("set up bucket %s: %w", BucketReleases, err)
+		return nil, fmt.Errorf("set up bucket %s: %w", name, err)
 	}
 	return kv, nil
 }
