@@ -377,6 +377,22 @@ func TestGlancePublishRotateRetire(t *testing.T) {
 	if im, ok := hidden[h1.JobID]; !ok || !im.Hidden || im.Name != "Testix 2 (20261101)" || im.Visibility != "public" {
 		t.Errorf("the replaced release should be hidden, public, under its dated name: %+v", hidden)
 	}
+
+	// A plain upload (a cloud whose import is off or broken) publishes the same bytes:
+	// Glance's own sha512 is the vetted one.
+	plain, err := New(Config{Cloud: c, Store: store, Queue: q, UploadMethod: UploadPlain, PollEvery: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u1 := passed("testix-3-a", "20261101", day, qcow2(t, dir, "u1.qcow2", "72M"), rot)
+	u1.Publish.Name, u1.Publish.Family = "Testix 3", "testix-3"
+	if out, err := plain.Publish(ctx, u1, false); err != nil || out.Status != StatusPublished {
+		t.Fatalf("plain upload: %+v %v", out, err)
+	}
+	if im := familyImages(t, ctx, c, "testix-3", false)[u1.JobID]; im.Name != "Testix 3 - Latest" ||
+		im.Properties["os_hash_value"] != u1.ImageFacts.OSHashValue || string(im.Status) != "active" {
+		t.Errorf("plain upload in Glance: %s %s %v", im.Name, im.Status, im.Properties["os_hash_value"])
+	}
 }
 
 // familyImages lists a family's images in Glance by job id: the listed ones, or with

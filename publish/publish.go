@@ -107,6 +107,9 @@ type Config struct {
 	// MinUploadRate sizes the upload deadline: 5 min plus the image size at this
 	// many bytes per second (default 2 MiB/s).
 	MinUploadRate int64
+	// UploadMethod is how the bytes reach Glance: UploadAuto (glance-direct import
+	// where the cloud offers it, else a plain upload), UploadImport or UploadPlain.
+	UploadMethod string
 	// PollEvery is how often an image's status is polled (default 2 s).
 	PollEvery time.Duration
 	Logger    *slog.Logger
@@ -130,10 +133,24 @@ type Publisher struct {
 	now    func() time.Time
 }
 
+// Upload methods (Config.UploadMethod).
+const (
+	UploadAuto   = "auto"
+	UploadImport = "import" // glance-direct: stage, then import
+	UploadPlain  = "upload" // PUT the data, for clouds whose import is off or broken
+)
+
 // New checks cfg and returns a Publisher.
 func New(cfg Config) (*Publisher, error) {
 	if cfg.Cloud == nil || cfg.Cloud.Image == nil {
 		return nil, &ConfigError{Field: "cloud", Err: errors.New("no image service client")}
+	}
+	switch cfg.UploadMethod {
+	case "":
+		cfg.UploadMethod = UploadAuto
+	case UploadAuto, UploadImport, UploadPlain:
+	default:
+		return nil, &ConfigError{Field: "upload-method", Err: fmt.Errorf("%q is not auto, import or upload", cfg.UploadMethod)}
 	}
 	if cfg.Store == nil {
 		return nil, &ConfigError{Field: "cache", Err: errors.New("no image store")}
@@ -441,9 +458,16 @@ func (p *Publisher) upload(ctx context.Context, log *slog.Logger, r jobs.Result,
 			log.Warn("deleting a failed upload", "image", im.ID, "err", err)
 		}
 	}()
-	cctx, cancel = p.call(ctx)
-	direct := slices.Contains(p.glance.importMethods(cctx), "glance-direct")
-	cancel()
+	var direct bool
+	switch p.cfg.UploadMethod {
+	case UploadImport:
+		direct = true
+	case UploadPlain:
+	default:
+		cctx, cancel = p.call(ctx)
+		direct = slices.Contains(p.glance.importMethods(cctx), "glance-direct")
+		cancel()
+	}
 	uctx, cancel := context.WithTimeout(ctx, 5*time.Minute+time.Duration(f.Size/p.cfg.MinUploadRate)*time.Second)
 	defer cancel()
 	start := p.now()

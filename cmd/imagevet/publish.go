@@ -37,6 +37,7 @@ type publishConfig struct {
 	stateDir   string
 	imageRoots []string
 	jobID      string
+	upload     string
 	dryRun     bool
 	jsonOut    bool
 	service    publish.ServiceConfig
@@ -60,6 +61,7 @@ func (c *publishConfig) register(fs *flag.FlagSet, env Env) *envFlags {
 		c.imageRoots = append(c.imageRoots, s)
 		return nil
 	})
+	fs.StringVar(&c.upload, "upload-method", envOr(env, "IMAGEVET_PUBLISH_UPLOAD_METHOD", publish.UploadAuto), "how the bytes reach Glance: auto (glance-direct import where offered, else a plain upload), import, or upload (IMAGEVET_PUBLISH_UPLOAD_METHOD)")
 	fs.StringVar(&c.jobID, "job", "", "publish this job's result once and exit")
 	fs.BoolVar(&c.dryRun, "dry-run", false, "with --job: print the plan (create, rename, hide, deactivate, delete), change nothing")
 	fs.BoolVar(&c.jsonOut, "json", false, "with --job: print the outcome as JSON")
@@ -78,6 +80,11 @@ func (c *publishConfig) validate() error {
 	}
 	if c.dryRun && c.jobID == "" {
 		errs = append(errs, errors.New("dry-run: needs --job"))
+	}
+	switch c.upload {
+	case publish.UploadAuto, publish.UploadImport, publish.UploadPlain:
+	default:
+		errs = append(errs, fmt.Errorf("upload-method: %q is not auto, import or upload", c.upload))
 	}
 	if c.jobID != "" && !jobs.ValidJobID(c.jobID) {
 		errs = append(errs, fmt.Errorf("job: %q is not a job id", c.jobID))
@@ -144,7 +151,7 @@ func cmdPublish(ctx context.Context, args []string, env Env) int {
 	if err != nil {
 		return fail(err)
 	}
-	p, err := publish.New(publish.Config{Cloud: cloud, Store: store, Queue: q, Logger: log})
+	p, err := publish.New(publish.Config{Cloud: cloud, Store: store, Queue: q, UploadMethod: cfg.upload, Logger: log})
 	if err != nil {
 		return fail(err)
 	}

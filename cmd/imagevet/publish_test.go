@@ -20,6 +20,7 @@ func TestPublishRefusesBadFlagsNamingThem(t *testing.T) {
 		{[]string{"--os-client-config-file", "/x/clouds.yaml"}, nil, "os-client-config-file: needs --os-cloud"},
 		{[]string{"extra"}, nil, "unexpected arguments"},
 		{[]string{"--rotate-every", "0s"}, nil, "rotate-every: 0s must be positive"},
+		{[]string{"--upload-method", "ftp"}, nil, `upload-method: "ftp" is not auto, import or upload`},
 		{nil, map[string]string{"IMAGEVET_PUBLISH_ACK_WAIT": "-1m"}, "ack-wait: -1m0s must be positive"},
 	} {
 		var out, errb bytes.Buffer
