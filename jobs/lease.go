@@ -17,11 +17,13 @@ import (
 // another process takes it over only once it has expired (its holder died).
 const BucketLeases = "imagevet_leases"
 
-// LeaseInfo is a lease's entry.
+// LeaseInfo is a lease's entry. Expires is the holder's clock, for people to read;
+// whether a lease is dead is decided on the taker's own clock (see AcquireLease).
 type LeaseInfo struct {
-	Holder  string    `json:"holder"`
-	Purpose string    `json:"purpose,omitempty"`
-	Expires time.Time `json:"expires"`
+	Holder  string        `json:"holder"`
+	Purpose string        `json:"purpose,omitempty"`
+	Expires time.Time     `json:"expires"`
+	TTL     time.Duration `json:"ttl_ns"`
 }
 
 // Lease is a held lease. Lost is closed when a renewal finds it taken over (the
@@ -68,6 +70,11 @@ var leasePoll = time.Second
 // holder, waiting while a live holder keeps it, until ctx ends. waiting, if not
 // nil, is called once with the current holder when AcquireLease has to wait. The
 // lease is renewed every ttl/3 until Release.
+//
+// A holder is live while its entry changes: a lease whose entry has not changed
+// for its TTL, as measured by this process's own monotonic clock while it waits, is
+// taken over. No two hosts' clocks are compared, so a skewed clock can neither
+// steal a live lease nor keep a dead one.
 func (q *Queue) AcquireLease(ctx context.Context, name, holder, purpose string, ttl time.Duration, waiting func(LeaseInfo)) (*Lease, error) {
 	if ttl <= 0 {
 		return nil, fmt.Errorf("lease %s: ttl must be positive", name)
@@ -78,8 +85,12 @@ func (q *Queue) AcquireLease(ctx context.Context, name, holder, purpose string, 
 	}
 	key := StatusKey(name)
 	told := false
+	var (
+		seenRev uint64    // the holder's entry revision last seen
+		seenAt  time.Time // when it was first seen (monotonic)
+	)
 	for {
-		info := LeaseInfo{Holder: holder, Purpose: purpose, Expires: time.Now().Add(ttl)}
+		info := LeaseInfo{Holder: holder, Purpose: purpose, Expires: time.Now().Add(ttl), TTL: ttl}
 		data, _ := json.Marshal(info)
 		entry, err := kv.Get(ctx, key)
 		var rev uint64
@@ -90,7 +101,15 @@ func (q *Queue) AcquireLease(ctx context.Context, name, holder, purpose string, 
 			return nil, fmt.Errorf("read lease %s: %w", name, err)
 		default:
 			var held LeaseInfo
-			if json.Unmarshal(entry.Value(), &held) == nil && time.Now().Before(held.Expires) && held.Holder != holder {
+			if entry.Revision() != seenRev {
+				seenRev, seenAt = entry.Revision(), time.Now()
+			}
+			readable := json.Unmarshal(entry.Value(), &held) == nil
+			heldTTL := held.TTL
+			if heldTTL <= 0 {
+				heldTTL = ttl
+			}
+			if readable && held.Holder != holder && time.Since(seenAt) < heldTTL {
 				if waiting != nil && !told {
 					waiting(held)
 					told = true
@@ -102,7 +121,8 @@ func (q *Queue) AcquireLease(ctx context.Context, name, holder, purpose string, 
 				}
 				continue
 			}
-			// Free (released, expired, unreadable, or ours from a previous life).
+			// Free: unchanged for its TTL (its holder died), unreadable, or ours from
+			// a previous life.
 			rev, err = kv.Update(ctx, key, data, entry.Revision())
 		}
 		if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
@@ -133,7 +153,7 @@ func (l *Lease) renew() {
 		}
 		l.mu.Lock()
 		info := l.info
-		info.Expires = time.Now().Add(l.ttl)
+		info.Expires = time.Now().Add(l.ttl) // a new revision: what tells takers we live
 		data, _ := json.Marshal(info)
 		ctx, cancel := context.WithTimeout(context.Background(), l.ttl/3)
 		rev, err := l.kv.Update(ctx, l.key, data, l.rev)

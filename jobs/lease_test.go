@@ -65,8 +65,9 @@ func TestLeaseIsExclusiveAndHandedOver(t *testing.T) {
 	c.Release(ctx)
 }
 
-// A holder that died (its lease expired) is taken over, and a stalled holder that
-// comes back finds its lease lost instead of working on beside the new one.
+// A holder that died (its entry unchanged for its TTL) is taken over, and a stalled
+// holder that comes back finds its lease lost instead of working on beside the new
+// one.
 func TestLeaseExpiredIsTakenOverAndTheOldHolderLearnsIt(t *testing.T) {
 	q, _ := testQueue(t)
 	ctx := context.Background()
@@ -74,16 +75,21 @@ func TestLeaseExpiredIsTakenOverAndTheOldHolderLearnsIt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A dead holder's entry, expired a second ago.
-	dead, _ := json.Marshal(LeaseInfo{Holder: "dead", Expires: time.Now().Add(-time.Second)})
+	// A dead holder's entry, whose clock said it was good for another hour: it
+	// does not change for its TTL, so it is taken over whatever its clock said.
+	dead, _ := json.Marshal(LeaseInfo{Holder: "dead", Expires: time.Now().Add(time.Hour), TTL: 700 * time.Millisecond})
 	if _, err := kv.Put(ctx, StatusKey("publish cirros"), dead); err != nil {
 		t.Fatal(err)
 	}
 	short, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
+	start := time.Now()
 	l, err := q.AcquireLease(short, "publish cirros", "alive", "", 600*time.Millisecond, nil)
 	if err != nil {
-		t.Fatalf("expired lease not taken over: %v", err)
+		t.Fatalf("a dead holder's lease was not taken over: %v", err)
+	}
+	if waited := time.Since(start); waited < 700*time.Millisecond {
+		t.Errorf("took a lease after %s, before its TTL of no change", waited)
 	}
 	// Someone overwrites it (as a taker does after our expiry): the next renewal
 	// finds out and Lost closes.
@@ -119,8 +125,8 @@ func TestLeaseRenewedWhileHeld(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Release(ctx)
-	time.Sleep(1500 * time.Millisecond)
-	short, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	// b watches for three TTLs: the renewals keep the entry changing.
+	short, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	if _, err := q.AcquireLease(short, "publish fedora", "b", "", time.Minute, nil); err == nil {
 		t.Fatal("b took a lease its holder keeps renewing")
