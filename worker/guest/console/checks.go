@@ -1,6 +1,9 @@
 package console
 
-import "regexp"
+import (
+	"regexp"
+	"time"
+)
 
 // Kind says what a console check match means for the job.
 type Kind int
@@ -41,6 +44,13 @@ type ConsoleCheck struct {
 	Reason string
 	After  *regexp.Regexp
 	Within int
+	// Await, on a Fatal check, names another Fatal check that explains this one in
+	// the guest's own words and may reach the console a little later (a logger
+	// forwarding to the console lags the line of the service manager): the job
+	// then fails at once when the awaited one comes, or with this one after
+	// AwaitFor (or when the console ends), whichever is first.
+	Await    string
+	AwaitFor time.Duration
 }
 
 // Milestone names used by DefaultConsoleChecks.

@@ -74,6 +74,9 @@ type Console struct {
 
 	mu         sync.Mutex
 	fatal      *ConsoleMatch
+	pending    *ConsoleMatch // a fatal match waiting for its explanation (ConsoleCheck.Await)
+	awaiting   string        // the check that would explain it
+	pendTimer  *time.Timer
 	warnings   []ConsoleMatch
 	milestones []ConsoleMatch
 	seen       map[string]bool // milestone names already recorded
@@ -203,6 +206,7 @@ func (c *Console) Tail(n int) string {
 
 func (c *Console) run(ctx context.Context) {
 	defer close(c.done)
+	defer c.settlePending() // the console ended: nothing more will explain it
 	var f *os.File
 	defer func() {
 		if f != nil {
@@ -284,6 +288,25 @@ func sameFile(a, b os.FileInfo) bool {
 		return os.SameFile(a, b)
 	}
 	return as.Dev == bs.Dev && as.Ino == bs.Ino
+}
+
+// failWith records m as the fatal match. c.mu must be held.
+func (c *Console) failWith(m ConsoleMatch) {
+	if c.pendTimer != nil {
+		c.pendTimer.Stop()
+	}
+	c.pending = nil
+	c.fatal = &m
+	c.failed <- m // buffered, sent once
+}
+
+// settlePending fails with the pending match when its explanation did not come.
+func (c *Console) settlePending() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.fatal == nil && c.pending != nil {
+		c.failWith(*c.pending)
+	}
 }
 
 func (c *Console) grew(now time.Time) {
@@ -386,9 +409,15 @@ func (c *Console) record(ck *ConsoleCheck, line string, now time.Time) {
 	m := ConsoleMatch{Check: ck.Name, Kind: ck.Kind, Reason: ck.Reason, Line: line, Time: now, Elapsed: now.Sub(c.start)}
 	switch ck.Kind {
 	case Fatal:
-		if c.fatal == nil {
-			c.fatal = &m
-			c.failed <- m // buffered, sent once
+		switch {
+		case c.fatal != nil:
+		case c.pending != nil && ck.Name != c.awaiting:
+			// Not the explanation: the pending match stands.
+		case c.pending == nil && ck.Await != "" && ck.AwaitFor > 0:
+			c.pending, c.awaiting = &m, ck.Await
+			c.pendTimer = time.AfterFunc(ck.AwaitFor, c.settlePending)
+		default:
+			c.failWith(m)
 		}
 	case Warning:
 		if len(c.warnings) < maxWarnings {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -310,5 +311,66 @@ func TestInitMilestoneIsNotGRUB(t *testing.T) {
 	m, ok := c.Milestone(MilestoneInit)
 	if !ok || !strings.Contains(m.Line, "Debian") {
 		t.Errorf("init milestone = %+v, %v; want the Debian welcome line", m, ok)
+	}
+}
+
+// systemd's line for a failed Ignition service can reach the console before
+// Ignition's own (journald forwards it later): the job fails with Ignition's words
+// when they follow within the wait, and with systemd's when nothing follows.
+func TestIgnitionFailureWaitsForIgnitionsOwnWords(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "console.log")
+	failed := "[FAILED] Failed to start ignition-fetch-offline.service - Ignition (fetch-offline).\n"
+	if err := os.WriteFile(path, []byte("ignition[226]: Ignition Debian 2.14.0\n"+failed), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := WatchConsoleOptions(context.Background(), path, DefaultConsoleChecks(), Options{PollInterval: 20 * time.Millisecond})
+	defer c.Close()
+	time.Sleep(300 * time.Millisecond)
+	if m, ok := c.Fatal(); ok {
+		t.Fatalf("failed with %q before Ignition's own line could come", m.Line)
+	}
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("ignition[226]: Ignition failed: unsupported config version\n")
+	f.Close()
+	select {
+	case m := <-c.Failed():
+		if m.Check != "ignition-failed" || !strings.Contains(m.Line, "unsupported config version") {
+			t.Fatalf("fatal %+v, want Ignition's own words", m)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no verdict after Ignition's own line")
+	}
+
+	// Nothing follows: systemd's words once the console ends (or the wait runs out).
+	c2 := scan(t, failed)
+	if m, ok := c2.Fatal(); !ok || m.Check != "ignition-stage-failed" {
+		t.Fatalf("alone, systemd's line gives %+v %v", m, ok)
+	}
+}
+
+// An awaited explanation that never comes: the waiting match fails the job after
+// AwaitFor, while the console is still being followed.
+func TestAwaitedExplanationThatNeverComes(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "console.log")
+	if err := os.WriteFile(path, []byte("symptom\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	checks := []ConsoleCheck{
+		{Name: "symptom", Kind: Fatal, Pattern: regexp.MustCompile(`symptom`), Reason: "s", Await: "cause", AwaitFor: 300 * time.Millisecond},
+		{Name: "cause", Kind: Fatal, Pattern: regexp.MustCompile(`cause`), Reason: "c"},
+	}
+	start := time.Now()
+	c := WatchConsoleOptions(context.Background(), path, checks, Options{PollInterval: 20 * time.Millisecond})
+	defer c.Close()
+	select {
+	case m := <-c.Failed():
+		if m.Check != "symptom" || time.Since(start) < 300*time.Millisecond {
+			t.Fatalf("fatal %+v after %s", m, time.Since(start))
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("the waiting match never failed the job")
 	}
 }
