@@ -265,6 +265,7 @@ func TestIntegrationBrokenTinyFails(t *testing.T) {
 	env := newParallelIntegrationEnv(t)
 	for _, name := range []string{"tiny-nossh.json", "tiny-nonet.json", "tiny-noseed.json", "tiny-badhostname.json", "tiny-uefi-mismatch.json"} {
 		t.Run(strings.TrimSuffix(name, ".json"), func(t *testing.T) {
+			t.Parallel() // tiny guests idle most of their run: two at a time
 			res, _ := env.runSample(t, name)
 			if res.ConsoleTail == "" {
 				t.Error("a failed verdict must carry the console tail")
