@@ -60,8 +60,11 @@ func (q *Queue) Wait(ctx context.Context, jobID string, progress func(Progress))
 }
 
 // waitPollInterval is how often WaitAfter reads the result directly besides
-// following its consumer.
-var waitPollInterval = 5 * time.Second
+// following its consumer; waitRequestTimeout bounds each of its API requests.
+var (
+	waitPollInterval   = 5 * time.Second
+	waitRequestTimeout = 10 * time.Second
+)
 
 // WaitAfter is Wait for a result stored after results-stream sequence after: the
 // result of a rerun (Rerun's Acceptance.Replaces).
@@ -77,32 +80,53 @@ func (q *Queue) WaitAfter(ctx context.Context, jobID string, after uint64, progr
 		defer stop()
 	}
 	// An ordered consumer on the job's result subject delivers a result that is
-	// already stored as well as one published later, and survives reconnects.
-	cons, err := q.js.OrderedConsumer(ctx, StreamResults, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{ResultSubject(jobID)},
-		DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
-	})
-	if err != nil {
-		return Result{}, fmt.Errorf("wait for result of %s: %w", jobID, err)
-	}
+	// already stored as well as one published later, and survives reconnects. It
+	// is only the quick path: every API request here is bounded by
+	// waitRequestTimeout, because a request that reaches a JetStream leader as it
+	// dies is never answered (seen with a 3-node cluster losing a node: creating
+	// the consumer then hung for the whole wait), and a direct read of the job's
+	// last result every waitPollInterval finds a result the consumer missed.
 	results := make(chan jetstream.Msg, 1)
-	cc, err := cons.Consume(func(m jetstream.Msg) {
-		if meta, err := m.Metadata(); err == nil && meta.Sequence.Stream <= after {
-			return // the result a rerun replaces
+	var cc jetstream.ConsumeContext
+	follow := func() {
+		if cc != nil {
+			return
 		}
-		select {
-		case results <- m:
-		default:
+		cctx, cancel := context.WithTimeout(ctx, waitRequestTimeout)
+		defer cancel()
+		cons, err := q.js.OrderedConsumer(cctx, StreamResults, jetstream.OrderedConsumerConfig{
+			FilterSubjects: []string{ResultSubject(jobID)},
+			DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
+		})
+		if err != nil {
+			return // the next tick tries again
 		}
-	})
-	if err != nil {
-		return Result{}, fmt.Errorf("wait for result of %s: %w", jobID, err)
+		cc, _ = cons.Consume(func(m jetstream.Msg) {
+			if meta, err := m.Metadata(); err == nil && meta.Sequence.Stream <= after {
+				return // the result a rerun replaces
+			}
+			select {
+			case results <- m:
+			default:
+			}
+		})
 	}
-	defer cc.Stop()
-	// The consumer can go quiet for good when the node it lives on dies and the
-	// cluster moves the stream's leadership (seen with a 3-node cluster losing the
-	// client's node): a direct read of the job's last result every few seconds
-	// finds a result the consumer never delivers.
+	defer func() {
+		if cc != nil {
+			cc.Stop()
+		}
+	}()
+	read := func() (Result, bool) {
+		rctx, cancel := context.WithTimeout(ctx, waitRequestTimeout)
+		defer cancel()
+		r, seq, ok, err := q.result(rctx, jobID)
+		if err != nil || !ok || seq <= after {
+			return Result{}, false // a leaderless moment or no result yet: the next tick reads again
+		}
+		_ = q.updateStatus(rctx, r)
+		return r, true
+	}
+	follow()
 	poll := time.NewTicker(waitPollInterval)
 	defer poll.Stop()
 	for {
@@ -110,12 +134,10 @@ func (q *Queue) WaitAfter(ctx context.Context, jobID string, after uint64, progr
 		case <-ctx.Done():
 			return Result{}, ctx.Err()
 		case <-poll.C:
-			r, seq, ok, err := q.result(ctx, jobID)
-			if err != nil || !ok || seq <= after {
-				continue // a leaderless moment or no result yet: the next tick reads again
+			if r, ok := read(); ok {
+				return r, nil
 			}
-			_ = q.updateStatus(ctx, r)
-			return r, nil
+			follow()
 		case m := <-results:
 			r, err := DecodeResult(m.Data())
 			if err != nil {
