@@ -224,7 +224,7 @@ func TestIntegrationBadInputs(t *testing.T) {
 		{name: "hostname hostile", job: good(img, `,"guest":{"user":"debian","hostname":"a b;rm -rf /"}`), verdict: E, check: doc, want: "guest"},
 		{name: "user missing", job: `{"version":1,"id":"bad","image":` + img + `}`, verdict: E, check: doc, want: "guest.user: required"},
 		{name: "cloud_config oversized", job: good(img, `,"cloud_config":"`+strings.Repeat("a", 300<<10)+`"`), verdict: E, check: doc, want: "cloud_config: larger than 256 KiB"},
-		{name: "cloud_config oversized beyond the document cap", job: good(img, `,"cloud_config":"`+strings.Repeat("a", 2<<20)+`"`), verdict: E, check: doc, want: "cloud_config: larger than 256 KiB"},
+		{name: "cloud_config oversized beyond the document cap", job: good(img, `,"cloud_config":"`+strings.Repeat("a", 2<<20)+`"`), verdict: E, check: doc, want: "(document): larger than 1048576 bytes"},
 		{name: "timeout above the maximum", job: good(img, `,"timeouts":{"total":"8760h"}`), verdict: E, check: "job", want: "timeouts.total: 8760h0m0s exceeds this worker's maximum 4h0m0s"},
 		{name: "timeout not a duration", job: good(img, `,"timeouts":{"boot":"soon"}`), verdict: E, check: doc, want: "timeouts.boot"},
 		{name: "timeout negative", job: good(img, `,"timeouts":{"boot":"-5s"}`), verdict: E, check: doc, want: "timeouts.boot"},
