@@ -224,7 +224,13 @@ func (p *Publisher) Publish(ctx context.Context, r jobs.Result, dryRun bool) (Ou
 		if err != nil {
 			return out, err
 		}
-		defer lease.Release(context.WithoutCancel(ctx))
+		defer func() {
+			// Bounded, also when ctx was cancelled: a release that cannot reach NATS
+			// leaves the lease to expire rather than hold the publisher.
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.Cloud.Timeout)
+			defer cancel()
+			_ = lease.Release(rctx)
+		}()
 		lctx, cancel := context.WithCancelCause(ctx)
 		defer cancel(nil)
 		go func() {
