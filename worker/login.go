@@ -139,7 +139,18 @@ func (w *loginWatch) judge(now time.Time) (string, string, bool) {
 		return jobs.CheckSSH, fmt.Sprintf("cloud-init used no datasource (at %s: %s): %s", secs(m.Elapsed), m.Line, w.noSeedHint()), true
 	}
 	end, ok := w.bootEnd(furthest)
-	if !ok || elapsed-end.Elapsed < w.grace {
+	if !ok {
+		return "", "", false
+	}
+	wait := w.grace
+	if stageRank(furthest) < stageRank(sshprobe.StageHandshake) {
+		// Port 22 silent: once every unit the boot wanted has started, an SSH
+		// server among them listens already, so a short settle is enough.
+		if up, ok := w.unitsStarted(); ok && up.Elapsed+w.settle() < end.Elapsed+wait {
+			end, wait = up, w.settle()
+		}
+	}
+	if elapsed-end.Elapsed < wait {
 		return "", "", false
 	}
 	after := secs(elapsed - end.Elapsed)
@@ -184,6 +195,26 @@ func (w *loginWatch) bootEnd(furthest sshprobe.Stage) (console.ConsoleMatch, boo
 		if m, ok := w.con.Milestone(name); ok && (!found || m.Elapsed < first.Elapsed) {
 			first, found = m, true
 		}
+	}
+	return first, found
+}
+
+// settle is how long port 22 may stay silent after unitsStarted: a quarter of
+// the after-boot grace (5 s on KVM, 15 s under TCG by default).
+func (w *loginWatch) settle() time.Duration { return w.grace / 4 }
+
+// unitsStarted is the first console line saying the init started every unit of
+// its boot: systemd reaching its multi-user target (a target is reached only after
+// the units it wants, sshd among them, have started, or failed), or cloud-init's
+// last stage, which runs after that target, finishing.
+func (w *loginWatch) unitsStarted() (console.ConsoleMatch, bool) {
+	var first console.ConsoleMatch
+	var found bool
+	if m, ok := w.con.Milestone(console.MilestoneBootFinished); ok && strings.Contains(m.Line, "Reached target") {
+		first, found = m, true
+	}
+	if m, ok := w.con.Milestone(console.MilestoneCloudInitDone); ok && (!found || m.Elapsed < first.Elapsed) {
+		first, found = m, true
 	}
 	return first, found
 }

@@ -3,6 +3,8 @@ package worker
 import (
 	"context"
 	"crypto/ed25519"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +12,8 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/imagevet/imagevet/jobs"
+	"github.com/imagevet/imagevet/worker/guest/console"
+	"github.com/imagevet/imagevet/worker/guest/sshprobe"
 	"github.com/imagevet/imagevet/worker/vm/fake"
 )
 
@@ -139,5 +143,55 @@ func TestFirmwareHandoverThenSilenceFailsBoot(t *testing.T) {
 	if res.Verdict != jobs.VerdictFail || res.FailedCheck != jobs.CheckBoot ||
 		!strings.Contains(res.Reason, `"Booting from Hard Disk..."`) || !strings.Contains(res.Reason, "no BIOS boot code") {
 		t.Fatalf("got %s/%s %q", res.Verdict, res.FailedCheck, res.Reason)
+	}
+}
+
+// Port 22 silent once systemd reached its multi-user target (every unit the boot
+// wanted, sshd among them, has started) fails after the short settle; a login prompt
+// alone, or a key refused by a listening server, still gets the whole grace. judge
+// is read at chosen instants, so the test does not depend on this machine's speed.
+func TestSettleAfterUnitsStarted(t *testing.T) {
+	watch := func(t *testing.T, lines ...string) *console.Console {
+		path := filepath.Join(t.TempDir(), "console.log")
+		if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		t.Cleanup(cancel)
+		con := console.WatchConsole(ctx, path, console.DefaultConsoleChecks())
+		for deadline := time.Now().Add(10 * time.Second); len(con.Milestones()) < 1; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("console milestones never read")
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+		return con
+	}
+	const grace = 20 * time.Second
+	judgeAt := func(con *console.Console, stage sshprobe.Stage, err error, at time.Duration) (string, bool) {
+		w := &loginWatch{con: con, grace: grace, start: con.Started(), furthest: stage, lastErr: err, user: "debian"}
+		_, reason, ok := w.judge(con.Started().Add(at))
+		return reason, ok
+	}
+	units := watch(t, "[  OK  ] Reached target multi-user.target - Multi-User System.", "vet login: ")
+	if r, ok := judgeAt(units, sshprobe.StageBanner, nil, 3*time.Second); ok {
+		t.Errorf("verdict 3 s after multi-user (settle %s): %q", grace/4, r)
+	}
+	r, ok := judgeAt(units, sshprobe.StageBanner, nil, 7*time.Second)
+	if !ok || !strings.Contains(r, "(init reached the end of boot)") || !strings.Contains(r, "nothing answered on port 22 (no SSH banner)") {
+		t.Errorf("7 s after multi-user with port 22 silent: %v %q, want the settle's verdict", ok, r)
+	}
+	if r, ok := judgeAt(units, sshprobe.StageAuth, sshprobe.ErrAuthRejected, 7*time.Second); ok {
+		t.Errorf("a listening server refusing the key got the settle, not the grace: %q", r)
+	}
+	if _, ok := judgeAt(units, sshprobe.StageAuth, sshprobe.ErrAuthRejected, 22*time.Second); !ok {
+		t.Error("a key still refused after the grace: no verdict")
+	}
+	prompt := watch(t, "vet login: ")
+	if r, ok := judgeAt(prompt, sshprobe.StageBanner, nil, 7*time.Second); ok {
+		t.Errorf("a login prompt alone got the settle, not the grace: %q", r)
+	}
+	if r, ok := judgeAt(prompt, sshprobe.StageBanner, nil, 21*time.Second); !ok || !strings.Contains(r, "(login prompt)") {
+		t.Errorf("a login prompt and the grace over: %v %q", ok, r)
 	}
 }

@@ -422,43 +422,71 @@ func (j *jobRun) judgeBoot(guestCtx context.Context, sshErr error) bool {
 	return true
 }
 
-// guestChecks runs the checks inside the guest, in order: cloud-init (which waits for
-// first boot to finish), hostname, metadata, the job's commands.
+// guestChecks runs the checks inside the guest: the metadata fetch from the
+// moment SSH answers, beside cloud-init's (or Ignition's) check, which waits for
+// first boot to finish; then hostname beside the job's commands. Results are
+// recorded in one order whatever finishes first: provisioning, hostname, metadata,
+// commands.
 func (j *jobRun) guestChecks(ctx context.Context, r guest.Runner, scale func(jobs.Duration) time.Duration) {
 	job := j.job
-	do := func(name string, timeout time.Duration, check func(context.Context) guest.CheckResult) {
+	// begin starts a check and returns what records its outcome, waiting for it.
+	begin := func(name string, timeout time.Duration, check func(context.Context) guest.CheckResult) (record func()) {
 		if job.Checks.IsSkipped(name) {
-			j.rec.check(jobs.CheckResult{Name: name, Status: jobs.StatusSkip, Reason: "skipped by the job"})
-			return
+			return func() { j.rec.check(jobs.CheckResult{Name: name, Status: jobs.StatusSkip, Reason: "skipped by the job"}) }
 		}
 		if ctx.Err() != nil {
-			j.interrupted(ctx, name)
-			return
+			return func() { j.interrupted(ctx, name) }
 		}
 		done := j.rec.checkStage(name)
 		cctx, cancel := context.WithTimeout(ctx, timeout)
-		res := check(cctx)
-		cancel()
-		if total, ok := jobTimedOut(ctx); ok && res.Status != guest.StatusSkip {
-			// The check that ran out of the job's time is judged like one that ran
-			// out of its own: a cloud-init overrun fails cloud-init.
-			res.Reason = fmt.Sprintf("%s (%s)", res.Reason, total)
-			done(total)
-			j.rec.check(toJobCheck(name, res))
-			return
+		type outcome struct {
+			res         guest.CheckResult
+			interrupted bool
 		}
-		if ctx.Err() != nil {
-			done(context.Cause(ctx))
-			j.interrupted(ctx, name)
-			return
-		}
-		done(res.Err)
-		j.rec.check(toJobCheck(name, res))
-		if res.Status == guest.StatusError && res.Err != nil {
-			j.rec.stop(name, res.Err)
+		out := make(chan outcome, 1)
+		go func() {
+			res := check(cctx)
+			cancel()
+			// The stage ends here; the result is recorded in order below.
+			if total, ok := jobTimedOut(ctx); ok && res.Status != guest.StatusSkip {
+				// The check that ran out of the job's time is judged like one that
+				// ran out of its own: a cloud-init overrun fails cloud-init.
+				res.Reason = fmt.Sprintf("%s (%s)", res.Reason, total)
+				done(total)
+				out <- outcome{res: res}
+				return
+			}
+			if ctx.Err() != nil {
+				done(context.Cause(ctx))
+				out <- outcome{interrupted: true}
+				return
+			}
+			done(res.Err)
+			out <- outcome{res: res}
+		}()
+		return func() {
+			o := <-out
+			if o.interrupted {
+				j.interrupted(ctx, name)
+				return
+			}
+			j.rec.check(toJobCheck(name, o.res))
+			if o.res.Status == guest.StatusError && o.res.Err != nil {
+				j.rec.stop(name, o.res.Err)
+			}
 		}
 	}
+	do := func(name string, timeout time.Duration, check func(context.Context) guest.CheckResult) {
+		begin(name, timeout, check)()
+	}
 	instanceID := j.instanceID()
+	metadata := begin(jobs.CheckMetadata, scale(job.Timeouts.Command), func(ctx context.Context) guest.CheckResult {
+		res := guest.CheckMetadata(ctx, r, guest.DefaultMetadataURL, instanceID)
+		if res.Status == guest.StatusPass && len(j.meta.Requests()) == 0 {
+			res.Status, res.Reason = guest.StatusFail, "the guest printed metadata but the metadata server saw no request"
+		}
+		return res
+	})
 	if job.Guest.Provisioning == jobs.ProvisioningIgnition {
 		// Ignition replaces cloud-init: it ran in the initramfs, before SSH answered.
 		do(jobs.CheckIgnition, scale(job.Timeouts.CloudInit), func(ctx context.Context) guest.CheckResult {
@@ -478,25 +506,22 @@ func (j *jobRun) guestChecks(ctx context.Context, r guest.Runner, scale func(job
 			return res
 		})
 	}
-	do(jobs.CheckHostname, scale(job.Timeouts.Command), func(ctx context.Context) guest.CheckResult {
+	hostname := begin(jobs.CheckHostname, scale(job.Timeouts.Command), func(ctx context.Context) guest.CheckResult {
 		return guest.CheckHostname(ctx, r, job.Guest.Hostname)
 	})
-	do(jobs.CheckMetadata, scale(job.Timeouts.Command), func(ctx context.Context) guest.CheckResult {
-		res := guest.CheckMetadata(ctx, r, guest.DefaultMetadataURL, instanceID)
-		if res.Status == guest.StatusPass && len(j.meta.Requests()) == 0 {
-			res.Status, res.Reason = guest.StatusFail, "the guest printed metadata but the metadata server saw no request"
-		}
-		return res
-	})
+	commands := func() {}
 	if len(job.Commands) > 0 {
 		cmds := make([]guest.Command, len(job.Commands))
 		for i, c := range job.Commands {
 			cmds[i] = guest.Command{Run: c.Run, ExpectExit: c.ExitWanted(), ExpectOutput: c.ExpectOutput, Timeout: scale(job.Timeouts.Command)}
 		}
-		do(jobs.CheckCommands, scale(job.Timeouts.Command)*time.Duration(len(cmds)), func(ctx context.Context) guest.CheckResult {
+		commands = begin(jobs.CheckCommands, scale(job.Timeouts.Command)*time.Duration(len(cmds)), func(ctx context.Context) guest.CheckResult {
 			return guest.RunCommands(ctx, r, cmds)
 		})
 	}
+	hostname()
+	metadata()
+	commands()
 }
 
 // provisioningHint names a mismatch between the job's guest.provisioning and what

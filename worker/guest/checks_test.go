@@ -193,7 +193,8 @@ func TestCheckMetadataScript(t *testing.T) {
 // TestCloudInitScriptsParse checks the shell the cloud-init check sends and, on a
 // host with cloud-init, that the report parses from its real output.
 func TestCloudInitScriptsParse(t *testing.T) {
-	for _, s := range []string{cloudInitPoll, cloudInitReport, fetchScriptFor(t, DefaultMetadataURL)} {
+	poll := pollScript(10*time.Millisecond, 30*time.Millisecond)
+	for _, s := range []string{poll, cloudInitReport, fetchScriptFor(t, DefaultMetadataURL)} {
 		if out, err := exec.Command("/bin/sh", "-n", "-c", s).CombinedOutput(); err != nil {
 			t.Errorf("sh -n: %v: %s\n%s", err, out, s)
 		}
@@ -201,6 +202,17 @@ func TestCloudInitScriptsParse(t *testing.T) {
 			if out, err := exec.Command(p, "sh", "-n", "-c", s).CombinedOutput(); err != nil {
 				t.Errorf("busybox sh -n: %v: %s", err, out)
 			}
+		}
+	}
+	// The poll waits in the guest for its rounds, then answers one word.
+	shells := [][]string{{"/bin/sh"}}
+	if p, err := exec.LookPath("busybox"); err == nil {
+		shells = append(shells, []string{p, "sh"})
+	}
+	for _, sh := range shells {
+		out, err := exec.Command(sh[0], append(sh[1:], "-c", poll)...).Output()
+		if got := strings.TrimSpace(string(out)); err != nil || (got != "waiting" && got != "finished" && got != "disabled") {
+			t.Errorf("%v poll: %v, answered %q", sh, err, got)
 		}
 	}
 	if _, err := exec.LookPath("cloud-init"); err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -20,7 +21,7 @@ type CloudInitWant struct {
 	// "DataSourceNoCloud"; compared case-insensitively as a prefix of the name
 	// cloud-init reports ("DataSourceNoCloud [seed=/dev/sr0]" is nocloud).
 	Datasource string
-	// PollInterval between completion checks (default 2s).
+	// PollInterval between completion readings in the guest (default 500ms).
 	PollInterval time.Duration
 	// FailOnDeprecated makes deprecation notices (cloud-init 23.4+ "degraded"
 	// with only DEPRECATED entries) fail the check; by default they are reported
@@ -31,16 +32,34 @@ type CloudInitWant struct {
 }
 
 // cloudInitPoll tells whether cloud-init has finished without starting Python
-// (cloud-init status itself takes seconds under emulation).
-const cloudInitPoll = `if [ -e /run/cloud-init/result.json ]; then echo finished
+// (cloud-init status itself takes seconds under emulation). It waits in the
+// guest, reading every %s for up to %d rounds, so the check learns of the end
+// within one interval without a round trip per reading.
+const cloudInitPoll = `n=0
+while :; do
+if [ -e /run/cloud-init/result.json ]; then echo finished
 elif [ -e /run/cloud-init/disabled ] || [ -e /etc/cloud/cloud-init.disabled ]; then echo disabled
-else echo waiting; fi`
+elif [ "$n" -ge %d ]; then echo waiting
+else n=$((n+1)); sleep %s 2>/dev/null || sleep 1; continue
+fi
+break
+done`
+
+// pollScript is cloudInitPoll reading every interval for about within.
+func pollScript(interval, within time.Duration) string {
+	rounds := max(1, int(within/interval))
+	secs := strconv.FormatFloat(interval.Seconds(), 'f', -1, 64)
+	return fmt.Sprintf(cloudInitPoll, rounds, secs)
+}
 
 // cloudInitReport gathers everything the verdict needs in one round trip. It
 // reads result.json and status.json itself, which every cloud-init since 0.7.7
 // writes, rather than depending on status output formats (--format json is
-// missing before 22.x; 23.4+ adds extended_status and exit code 2).
-const cloudInitReport = `echo @@status; cloud-init status --long 2>&1
+// missing before 22.x; 23.4+ adds extended_status and exit code 2). It asks
+// cloud-init status (Python: 10 s and more under emulation) only when cloud-init
+// has not written result.json, its final word: disabled, or still running at the
+// deadline.
+const cloudInitReport = `if [ ! -e /run/cloud-init/result.json ]; then echo @@status; cloud-init status --long 2>&1; fi
 echo @@result; cat /run/cloud-init/result.json 2>/dev/null
 echo @@status-json; cat /run/cloud-init/status.json 2>/dev/null
 echo @@instance-id; cat /var/lib/cloud/data/instance-id 2>/dev/null || cloud-init query instance_id 2>/dev/null
@@ -136,6 +155,12 @@ func parseCloudInitReport(out string) ciState {
 	if r := st.result; r != nil {
 		// result.json is the final word once written.
 		st.errors = r.V1.Errors
+		if st.status == "" {
+			st.status = "done"
+			if len(r.V1.Errors) > 0 {
+				st.status = "error"
+			}
+		}
 		if r.V1.Datasource != nil {
 			st.datasource = *r.V1.Datasource
 		}
@@ -171,7 +196,7 @@ func normalizeDatasource(s string) string {
 func CheckCloudInit(ctx context.Context, r Runner, want CloudInitWant) CheckResult {
 	start := time.Now()
 	if want.PollInterval <= 0 {
-		want.PollInterval = 2 * time.Second
+		want.PollInterval = 500 * time.Millisecond
 	}
 	if want.ReportTimeout <= 0 {
 		want.ReportTimeout = 20 * time.Second
@@ -196,7 +221,7 @@ func CheckCloudInit(ctx context.Context, r Runner, want CloudInitWant) CheckResu
 
 	state := "waiting"
 	for state == "waiting" {
-		out, err := r.Run(ctx, shScript(cloudInitPoll))
+		out, err := r.Run(ctx, shScript(pollScript(want.PollInterval, 20*time.Second)))
 		if err != nil {
 			if ctx.Err() != nil {
 				break

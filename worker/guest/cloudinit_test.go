@@ -139,3 +139,33 @@ func TestNormalizeDatasource(t *testing.T) {
 		}
 	}
 }
+
+// Once result.json exists the report leaves out cloud-init status (seconds of
+// Python under emulation): the verdicts are the same from the files alone.
+func TestCloudInitVerdictsWithoutStatus(t *testing.T) {
+	withoutStatus := func(report string) string {
+		_, rest, ok := strings.Cut(report, "@@result\n")
+		if !ok {
+			t.Fatal("report without a result section")
+		}
+		return "@@result\n" + rest
+	}
+	for _, tc := range []struct {
+		file   string
+		want   CloudInitWant
+		status Status
+		reason string
+	}{
+		{"ci-22.4-done.txt", CloudInitWant{InstanceID: "iid-job-42", Hostname: "vet-job-42", Datasource: "nocloud"}, StatusPass, "cloud-init finished from DataSourceNoCloud"},
+		{"ci-22.4-error.txt", CloudInitWant{InstanceID: "iid-job-42"}, StatusFail, "cloud-init reported an error: ('ssh', KeyError('ed25519_private'))"},
+		{"ci-24.1-degraded.txt", CloudInitWant{}, StatusFail, "cloud-init finished degraded: WARNING: Invalid cloud-config provided: Please run 'sudo cloud-init schema --system' to see the schema errors."},
+	} {
+		res := CheckCloudInit(context.Background(), ciRunner(withoutStatus(testdata(t, tc.file)), "finished"), tc.want)
+		if res.Status != tc.status || res.Reason != tc.reason {
+			t.Errorf("%s: got %s %q\nwant %s %q", tc.file, res.Status, res.Reason, tc.status, tc.reason)
+		}
+		if want := map[Status]string{StatusPass: "status: done", StatusFail: "status: "}[tc.status]; !strings.HasPrefix(res.Detail, want) {
+			t.Errorf("%s: detail does not start with %q:\n%s", tc.file, want, res.Detail)
+		}
+	}
+}
