@@ -432,7 +432,9 @@ func (j *jobRun) guestChecks(ctx context.Context, r guest.Runner, scale func(job
 	// begin starts a check and returns what records its outcome, waiting for it.
 	begin := func(name string, timeout time.Duration, check func(context.Context) guest.CheckResult) (record func()) {
 		if job.Checks.IsSkipped(name) {
-			return func() { j.rec.check(jobs.CheckResult{Name: name, Status: jobs.StatusSkip, Reason: "skipped by the job"}) }
+			return func() {
+				j.rec.check(jobs.CheckResult{Name: name, Status: jobs.StatusSkip, Reason: "skipped by the job"})
+			}
 		}
 		if ctx.Err() != nil {
 			return func() { j.interrupted(ctx, name) }
