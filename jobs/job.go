@@ -169,7 +169,9 @@ type Timeouts struct {
 	Total     Duration `json:"total,omitzero"`      // the whole job, fetch included
 	// AfterBoot is how long SSH may still fail once the console shows the guest
 	// finished booting (login prompt, cloud-init finished, another init's end of
-	// boot) before the job fails with that evidence.
+	// boot) before the job fails with that evidence. Port 22 silent once systemd
+	// reached its multi-user target or cloud-init finished (every unit of the boot,
+	// an SSH server among them, has started) gets a quarter of it.
 	AfterBoot Duration `json:"after_boot,omitzero"`
 }
 

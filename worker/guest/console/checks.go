@@ -122,7 +122,7 @@ func DefaultConsoleChecks() []ConsoleCheck {
 		{Name: MilestoneSSHHostKeys, Kind: Milestone, Pattern: re(`-----BEGIN SSH HOST KEY (KEYS|FINGERPRINTS)-----`), Reason: "SSH host keys printed"},
 		{Name: MilestoneCloudInitFinal, Kind: Milestone, Pattern: re(`Cloud-init v\. \S+ running 'modules:final'`), Reason: "cloud-init final stage started"},
 		{Name: MilestoneCloudInitDone, Kind: Milestone, Pattern: re(`Cloud-init v\. \S+ finished at`), Reason: "cloud-init finished"},
-		{Name: MilestoneLoginPrompt, Kind: Milestone, Pattern: re(`^\S+ login:\s*$`), Reason: "login prompt"},
+		{Name: MilestoneLoginPrompt, Kind: Milestone, Pattern: re(`^\S+ login:(\s*$|\s+\[\s*\d+\.\d+\] )`), Reason: "login prompt"},
 		{Name: MilestoneBootFinished, Kind: Milestone, Pattern: re(`Reached target .*(Multi-User System|multi-user\.target)|Please press Enter to activate this console`), Reason: "init reached the end of boot"},
 		{Name: MilestoneNoDatasource, Kind: Milestone, Pattern: re(`Datasource DataSourceNone\b|Used fallback datasource`), Reason: "cloud-init used no datasource"},
 	}, ignitionChecks()...)

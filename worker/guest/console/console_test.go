@@ -125,6 +125,22 @@ func TestGoodDebianBoot(t *testing.T) {
 	}
 }
 
+// getty's prompt ends without a newline, so a kernel-timestamped line printed
+// before the next read shares its line: still a login prompt.
+func TestLoginPromptSharedLine(t *testing.T) {
+	for line, want := range map[string]bool{
+		"vet-debian12 login: [   67.807527] cloud-init[437]: Cloud-init v. 22.4.2 running 'modules:config'": true,
+		"vet-debian12 login: ":                    true,
+		"Last login: Tue Dec  1 09:33:04 on ttyS0": false,
+		"vet login: incorrect":                     false,
+	} {
+		c := scan(t, line+"\n")
+		if _, got := c.Milestone(MilestoneLoginPrompt); got != want {
+			t.Errorf("%q: login prompt %v, want %v", line, got, want)
+		}
+	}
+}
+
 func TestTracebacks(t *testing.T) {
 	cloudInit := strings.Join([]string{
 		"[   55.3] cloud-init[530]: Cloud-init v. 23.1.2 running 'init' at Mon, 04 Mar 2024 10:11:26 +0000. Up 55.10 seconds.",
