@@ -130,7 +130,7 @@ func TestGoodDebianBoot(t *testing.T) {
 func TestLoginPromptSharedLine(t *testing.T) {
 	for line, want := range map[string]bool{
 		"vet-debian12 login: [   67.807527] cloud-init[437]: Cloud-init v. 22.4.2 running 'modules:config'": true,
-		"vet-debian12 login: ":                    true,
+		"vet-debian12 login: ":                     true,
 		"Last login: Tue Dec  1 09:33:04 on ttyS0": false,
 		"vet login: incorrect":                     false,
 	} {
