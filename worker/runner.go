@@ -424,9 +424,8 @@ func (j *jobRun) judgeBoot(guestCtx context.Context, sshErr error) bool {
 
 // guestChecks runs the checks inside the guest: the metadata fetch from the
 // moment SSH answers, beside cloud-init's (or Ignition's) check, which waits for
-// first boot to finish; then hostname beside the job's commands. Results are
-// recorded in one order whatever finishes first: provisioning, hostname, metadata,
-// commands.
+// first boot to finish; then hostname; the job's commands once both are done.
+// Results are recorded in one order: provisioning, hostname, metadata, commands.
 func (j *jobRun) guestChecks(ctx context.Context, r guest.Runner, scale func(jobs.Duration) time.Duration) {
 	job := j.job
 	// begin starts a check and returns what records its outcome, waiting for it.
@@ -508,22 +507,21 @@ func (j *jobRun) guestChecks(ctx context.Context, r guest.Runner, scale func(job
 			return res
 		})
 	}
-	hostname := begin(jobs.CheckHostname, scale(job.Timeouts.Command), func(ctx context.Context) guest.CheckResult {
+	do(jobs.CheckHostname, scale(job.Timeouts.Command), func(ctx context.Context) guest.CheckResult {
 		return guest.CheckHostname(ctx, r, job.Guest.Hostname)
 	})
-	commands := func() {}
+	// The job's commands may change the guest (or flood its metadata path, as
+	// the hostile fixtures do): they start only once our own checks are done.
+	metadata()
 	if len(job.Commands) > 0 {
 		cmds := make([]guest.Command, len(job.Commands))
 		for i, c := range job.Commands {
 			cmds[i] = guest.Command{Run: c.Run, ExpectExit: c.ExitWanted(), ExpectOutput: c.ExpectOutput, Timeout: scale(job.Timeouts.Command)}
 		}
-		commands = begin(jobs.CheckCommands, scale(job.Timeouts.Command)*time.Duration(len(cmds)), func(ctx context.Context) guest.CheckResult {
+		do(jobs.CheckCommands, scale(job.Timeouts.Command)*time.Duration(len(cmds)), func(ctx context.Context) guest.CheckResult {
 			return guest.RunCommands(ctx, r, cmds)
 		})
 	}
-	hostname()
-	metadata()
-	commands()
 }
 
 // provisioningHint names a mismatch between the job's guest.provisioning and what
