@@ -211,8 +211,14 @@ func TestCloudInitScriptsParse(t *testing.T) {
 	}
 	for _, sh := range shells {
 		out, err := exec.Command(sh[0], append(sh[1:], "-c", poll)...).Output()
-		if got := strings.TrimSpace(string(out)); err != nil || (got != "waiting" && got != "finished" && got != "disabled") {
+		first, rest, _ := strings.Cut(string(out), "\n")
+		got := strings.TrimSpace(first)
+		if err != nil || (got != "waiting" && got != "finished" && got != "disabled") {
 			t.Errorf("%v poll: %v, answered %q", sh, err, got)
+		}
+		// Waiting is one word; an end is followed by the whole report.
+		if (got == "waiting") != (strings.TrimSpace(rest) == "") || (got != "waiting" && !strings.Contains(rest, "\n"+reportEnd+"\n")) {
+			t.Errorf("%v poll answered %q then %q", sh, got, rest)
 		}
 	}
 	if _, err := exec.LookPath("cloud-init"); err != nil {

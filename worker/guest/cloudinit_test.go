@@ -14,6 +14,9 @@ const (
 	reportCmd   = "echo @@status"
 )
 
+// reportRuns counts the report's own runs (every poll carries one too).
+func reportRuns(f *fakeRunner) int { return f.count(reportCmd) - f.count(pollCmd) }
+
 func ciRunner(report string, polls ...string) *fakeRunner {
 	f := &fakeRunner{}
 	f.steps = append(f.steps, step{match: presenceCmd, out: ok("present\n")})
@@ -46,6 +49,34 @@ func TestCloudInit224Done(t *testing.T) {
 		if !strings.HasPrefix(c, "sh -c '") {
 			t.Errorf("command not wrapped in sh -c: %q", c)
 		}
+	}
+}
+
+// The poll that sees cloud-init's end carries the report in the same session: no
+// second round trip after the end.
+func TestCloudInitReportWithPoll(t *testing.T) {
+	report := testdata(t, "ci-22.4-done.txt")
+	f := &fakeRunner{steps: []step{
+		{match: presenceCmd, out: ok("present\n")},
+		{match: pollCmd, once: true, out: ok("waiting\n")},
+		{match: pollCmd, once: true, out: ok("finished\n" + report)},
+	}}
+	res := CheckCloudInit(context.Background(), f, CloudInitWant{InstanceID: "iid-job-42", Hostname: "vet-job-42", Datasource: "nocloud", PollInterval: time.Millisecond})
+	if res.Status != StatusPass || res.Reason != "cloud-init finished from DataSourceNoCloud" {
+		t.Fatalf("got %s %q\n%s", res.Status, res.Reason, res.Detail)
+	}
+	if n := len(f.calls); n != 3 {
+		t.Errorf("%d commands, want 3 (presence, two polls): %q", n, f.calls)
+	}
+	// A poll answer cut before the report's end is not taken for the report.
+	f = &fakeRunner{steps: []step{
+		{match: presenceCmd, out: ok("present\n")},
+		{match: pollCmd, once: true, out: ok("finished\n@@result\n{\"v1\": {\"datasource\": \"DataSourceNoCl")},
+		{match: reportCmd, out: ok(report)},
+	}}
+	res = CheckCloudInit(context.Background(), f, CloudInitWant{Datasource: "nocloud", PollInterval: time.Millisecond})
+	if res.Status != StatusPass || reportRuns(f) != 1 {
+		t.Errorf("cut answer: got %s %q, %d report runs of its own (want 1)", res.Status, res.Reason, reportRuns(f))
 	}
 }
 
@@ -113,7 +144,7 @@ func TestCloudInitDeadline(t *testing.T) {
 	if res.Status != StatusFail || res.Reason != "cloud-init did not finish before the deadline (running, in stage modules-config)" {
 		t.Errorf("got %s %q", res.Status, res.Reason)
 	}
-	if f.count(reportCmd) != 1 {
+	if reportRuns(f) != 1 {
 		t.Error("no status report after the deadline")
 	}
 }
