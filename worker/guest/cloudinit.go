@@ -73,7 +73,7 @@ echo @@status-json; cat /run/cloud-init/status.json 2>/dev/null
 echo @@instance-id; cat /var/lib/cloud/data/instance-id 2>/dev/null || cloud-init query instance_id 2>/dev/null
 echo @@hostname; cat /proc/sys/kernel/hostname 2>/dev/null || hostname
 echo @@log; { cat /var/log/cloud-init.log 2>/dev/null || sudo -n cat /var/log/cloud-init.log 2>/dev/null; } | grep -E '\[(WARNING|ERROR|CRITICAL)\]' | tail -n 20
-echo @@end`
+echo ` + reportEnd
 
 // ciResult is /run/cloud-init/result.json.
 type ciResult struct {
@@ -239,7 +239,7 @@ func CheckCloudInit(ctx context.Context, r Runner, want CloudInitWant) CheckResu
 		first, rest, _ := strings.Cut(out.Stdout, "\n")
 		state = strings.TrimSpace(first)
 		if state != "waiting" {
-			if slices.Contains(strings.Split(strings.TrimRight(rest, "\r\n"), "\n"), reportEnd) {
+			if _, whole := sections(rest)[strings.TrimPrefix(reportEnd, "@@")]; whole {
 				report = rest
 			}
 			break
