@@ -206,6 +206,23 @@ type Publication struct {
 	Glance bool `json:"glance,omitempty"`
 	// Rotation is the family's policy for the releases a new one replaces.
 	Rotation *Rotation `json:"rotation,omitempty"`
+	// DiskFormat is the disk_format the image is published as: "raw" (what a
+	// Ceph-backed cloud clones instead of converting per server) or "qcow2"; empty
+	// publishes the vendor's format. The worker converts before it boots, so the
+	// published bytes are the booted ones.
+	DiskFormat string `json:"disk_format,omitempty"`
+	// Clouds names the clouds or regions (publisher cloud names) the image goes to;
+	// empty means every cloud the publisher is configured with.
+	Clouds []string `json:"clouds,omitempty"`
+}
+
+// ReservedProperties are Glance's own image fields: a job's publish.properties may
+// not set them, since the publisher decides them from the vetted bytes.
+var ReservedProperties = []string{
+	"checksum", "container_format", "created_at", "direct_url", "disk_format", "file",
+	"id", "locations", "min_disk", "min_ram", "name", "os_hash_algo", "os_hash_value",
+	"os_hidden", "owner", "protected", "schema", "self", "size", "status", "tags",
+	"updated_at", "virtual_size", "visibility",
 }
 
 // Older-release treatments a Rotation may ask for.

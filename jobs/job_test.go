@@ -57,6 +57,10 @@ func TestDecodeJobErrorsNameTheField(t *testing.T) {
 		{"trailing", validJob + `{}`, "(document)", "after top-level value"},
 		{"empty", ``, "(document)", "empty"},
 		{"version", strings.Replace(validJob, `"version": 1`, `"version": 2`, 1), "version", "must be 1"},
+		{"glance's own field", strings.Replace(validJob, `"os_version": "12"`, `"os_version": "12", "disk_format": "raw"`, 1), "publish.properties.disk_format", "Glance's own field"},
+		{"glance's own visibility", strings.Replace(validJob, `"os_version": "12"`, `"os_version": "12", "visibility": "public"`, 1), "publish.properties.visibility", "Glance's own field"},
+		{"bad disk format", strings.Replace(validJob, `"visibility": "public"`, `"visibility": "public", "disk_format": "vmdk"`, 1), "publish.disk_format", "raw or qcow2"},
+		{"bad cloud", strings.Replace(validJob, `"visibility": "public"`, `"visibility": "public", "clouds": ["ok", "Bad Cloud"]`, 1), "publish.clouds[1]", "lowercase"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -142,6 +142,27 @@ type ImageFacts struct {
 	// VendorDigest is the digest the vendor published for the image ("sha512:<hex>"),
 	// when the job named one.
 	VendorDigest string `json:"vendor_digest,omitempty"`
+	// Vendor is the vendor's file as fetched and verified, when the published file
+	// is a conversion of it (publish.disk_format differs from the vendor's format);
+	// nil when the published file is the vendor's own.
+	Vendor *VendorFile `json:"vendor,omitempty"`
+}
+
+// VendorFile describes the vendor's original image file.
+type VendorFile struct {
+	Format string `json:"format"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+	SHA512 string `json:"sha512"`
+}
+
+// SourceHash is the sha512 of the vendor's original file: the source_hash property a
+// user compares with what the vendor shipped.
+func (f ImageFacts) SourceHash() string {
+	if f.Vendor != nil {
+		return f.Vendor.SHA512
+	}
+	return f.OSHashValue
 }
 
 // Check returns the named check's result, or nil.

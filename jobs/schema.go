@@ -31,6 +31,7 @@ var (
 		"checks.required[]":                  AllChecks,
 		"checks.skip[]":                      AllChecks,
 		"publish.visibility":                 {"public", "community", "shared", "private"},
+		"publish.disk_format":                {FormatRaw, FormatQCOW2},
 		"publish.rotation.older":             {OlderCommunity, OlderHidden},
 		"publish.rotation.replace_frequency": {"daily", "weekly", "monthly", "quarterly", "yearly", "never"},
 	}
@@ -41,6 +42,7 @@ var (
 		"checks[].name":                      AllChecks,
 		"console_marks[].kind":               {MarkMilestone, MarkFatal},
 		"publish.visibility":                 {"public", "community", "shared", "private"},
+		"publish.disk_format":                {FormatRaw, FormatQCOW2},
 		"publish.rotation.older":             {OlderCommunity, OlderHidden},
 		"publish.rotation.replace_frequency": {"daily", "weekly", "monthly", "quarterly", "yearly", "never"},
 	}

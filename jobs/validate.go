@@ -309,7 +309,20 @@ func (pub Publication) validate(p *problems) {
 			p.add("publish.rotation.uuid_validity", "at most 64 characters")
 		}
 	}
+	switch pub.DiskFormat {
+	case "", FormatRaw, FormatQCOW2:
+	default:
+		p.add("publish.disk_format", "%q: must be raw or qcow2", pub.DiskFormat)
+	}
+	for i, c := range pub.Clouds {
+		if !familyKey.MatchString(c) {
+			p.add(fmt.Sprintf("publish.clouds[%d]", i), "%q: 1-64 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit", c)
+		}
+	}
 	for k, v := range pub.Properties {
+		if slices.Contains(ReservedProperties, k) {
+			p.add("publish.properties."+k, "Glance's own field: the publisher sets it from the vetted image")
+		}
 		if !propertyKey.MatchString(k) {
 			p.add("publish.properties."+k, "property names are 1-255 letters, digits, '_', ':', '.' or '-'")
 		}
