@@ -2,8 +2,9 @@
 // as sha256sum and sha512sum write them, BSD lines ("SHA256 (<name>) = <hex>") as
 // CentOS, Rocky and Fedora publish them, and the "# <name>: <N> bytes" comments those
 // vendors put before each entry. The algorithm of a GNU line follows from the digest's
-// length. Clear-signed lists are read after their signature is checked (package
-// keyring); the armor lines are not part of this format.
+// length. A line shaped as a checksum line whose digest is not one is an error
+// naming its line, never skipped. Clear-signed lists are read after their signature
+// is checked (package keyring); the armor lines are not part of this format.
 package sums
 
 import (
@@ -28,9 +29,22 @@ func (e Entry) Digest() string { return e.Algo + ":" + e.Hex }
 // MaxLine bounds one line of a list.
 const MaxLine = 1 << 20
 
+// LineError is a line that has the shape of a checksum line but whose digest is not
+// one: a BSD line whose digest is not hex of its algorithm's length, or a GNU line
+// ("<digest>  <name>") whose digest is not hex of a md5, sha1, sha256 or sha512
+// length. Callers wrap it with the list's location.
+type LineError struct {
+	Line int    // 1-based
+	Text string // the line, trimmed
+}
+
+func (e *LineError) Error() string {
+	return fmt.Sprintf("line %d: %q is not a md5, sha1, sha256 or sha512 digest", e.Line, e.Text)
+}
+
 // Parse returns every entry of a checksum list in order. Blank lines, comments and
-// lines that are not checksum lines (armor, prose) are skipped; a BSD line whose
-// digest is not hex of its algorithm's length is an error naming its line.
+// lines that are not checksum lines (armor, prose) are skipped; a line shaped as a
+// checksum line whose digest is not one is a *LineError.
 func Parse(data []byte) ([]Entry, error) {
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 64<<10), MaxLine)
@@ -53,27 +67,28 @@ func Parse(data []byte) ([]Entry, error) {
 			continue
 		}
 		var algo, hexs, file string
-		bsd := false
+		shaped := false // a checksum line by its shape, whatever its digest
 		if i := strings.Index(line, ") = "); i > 0 && strings.Contains(line[:i], " (") {
 			j := strings.Index(line, " (")
 			algo, file, hexs = strings.ToLower(line[:j]), line[j+2:i], line[i+4:]
-			bsd = true
+			shaped = true
 		} else {
 			h, f, ok := strings.Cut(line, " ")
 			if !ok {
 				continue
 			}
 			hexs, file = h, strings.TrimPrefix(strings.TrimLeft(f, " "), "*")
-			algo = map[int]string{32: "md5", 40: "sha1", 64: "sha256", 128: "sha512"}[len(hexs)]
+			algo = algoByLen[len(hexs)]
+			shaped = gnuShaped(h, f)
 		}
 		file = strings.TrimPrefix(file, "./")
 		hexs = strings.ToLower(hexs)
 		want := map[string]int{"md5": 32, "sha1": 40, "sha256": 64, "sha512": 128}[algo]
 		isHex := hexs != "" && strings.Trim(hexs, "0123456789abcdef") == ""
-		switch {
-		case bsd && (want == 0 || len(hexs) != want || !isHex):
-			return nil, fmt.Errorf("line %d: %q is not a md5, sha1, sha256 or sha512 digest", n, line)
-		case !bsd && (want == 0 || !isHex):
+		if want == 0 || len(hexs) != want || !isHex {
+			if shaped {
+				return nil, &LineError{Line: n, Text: line}
+			}
 			continue // not a checksum line (armor, prose)
 		}
 		out = append(out, Entry{Name: file, Algo: algo, Hex: hexs})
@@ -85,6 +100,27 @@ func Parse(data []byte) ([]Entry, error) {
 		out[i].Size = sizes[out[i].Name]
 	}
 	return out, nil
+}
+
+var algoByLen = map[int]string{32: "md5", 40: "sha1", 64: "sha256", 128: "sha512"}
+
+// gnuShaped reports whether a line that is word, a space and rest has the shape of a
+// GNU checksum line whatever its digest: word is a run of at least 16 hex or base64
+// characters and rest a name after sha256sum's second space or binary-mode star, or
+// word has a digest's length. Prose and armor lines ("Hash: SHA512", "-----BEGIN
+// PGP SIGNATURE-----") do not.
+func gnuShaped(word, rest string) bool {
+	if len(word) < 16 || strings.ContainsFunc(word, func(r rune) bool {
+		return !('0' <= r && r <= '9' || 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || r == '+' || r == '/' || r == '=')
+	}) {
+		return false
+	}
+	name := strings.TrimPrefix(strings.TrimLeft(rest, " "), "*")
+	if name == "" {
+		return false
+	}
+	sep := strings.HasPrefix(rest, " ") || strings.HasPrefix(rest, "*")
+	return sep || algoByLen[len(word)] != ""
 }
 
 // Lookup returns the strongest digest listed for name (sha512 over sha256 over the

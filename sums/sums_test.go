@@ -1,6 +1,8 @@
 package sums
 
 import (
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -42,5 +44,39 @@ func TestParseVendorLists(t *testing.T) {
 	}
 	if _, ok, err := Lookup([]byte(h256+"  x.qcow2\r\n"+h256+" *x.qcow2\r\n"), "x.qcow2"); err != nil || !ok {
 		t.Errorf("the same entry twice, CRLF: %v %v", ok, err)
+	}
+}
+
+// TestMalformedGNULine: a GNU line whose digest is not hex, or is hex of no digest's
+// length, is an error naming its line, not a silent skip that later reads as "no
+// checksum for FILE". Armor and prose lines are still skipped.
+func TestMalformedGNULine(t *testing.T) {
+	h512 := strings.Repeat("b", 128)
+	notHex := strings.Repeat("b", 127) + "z"
+	for _, c := range []struct{ name, list string }{
+		{"sha512 with a non-hex digit", "-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA512\n\n" + h512 + "  a.qcow2\n" + notHex + "  debian.qcow2\n"},
+		{"binary mode", h512 + " *a.qcow2\n" + notHex + " *debian.qcow2\n"},
+		{"base64 digest", h512 + "  a.qcow2\n" + "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJ8=  debian.qcow2\n"},
+		{"truncated hex", h512 + "  a.qcow2\n" + h512[:100] + "  debian.qcow2\n"},
+		{"one space", h512 + "  a.qcow2\n" + notHex + " debian.qcow2\n"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Parse([]byte(c.list))
+			var le *LineError
+			if !errors.As(err, &le) || !strings.Contains(le.Text, "debian.qcow2") {
+				t.Fatalf("err = %v, want a LineError for the debian.qcow2 line", err)
+			}
+			n := strings.Count(c.list[:strings.Index(c.list, "debian.qcow2")], "\n") + 1
+			if le.Line != n || !strings.HasPrefix(err.Error(), fmt.Sprintf("line %d: ", n)) {
+				t.Errorf("err = %v, want line %d", err, n)
+			}
+			if _, _, err := Lookup([]byte(c.list), "debian.qcow2"); !errors.As(err, &le) {
+				t.Errorf("Lookup: %v", err)
+			}
+		})
+	}
+	prose := "Hash: SHA512\nThese are the checksums  of this release.\nVersion: GnuPG v2\n-----BEGIN PGP SIGNATURE-----\n" + h512 + "  debian.qcow2\n"
+	if e, ok, err := Lookup([]byte(prose), "debian.qcow2"); err != nil || !ok || e.Hex != h512 {
+		t.Errorf("prose around a good line: %+v %v %v", e, ok, err)
 	}
 }

@@ -214,6 +214,10 @@ func TestBrokenFeeds(t *testing.T) {
 			feed.ErrMalformed, "no checksum for cirros-0.6.4-x86_64-disk.img"},
 		{"garbage digest", func() { m.Put("/cirros/0.6.4/SHA256SUMS", []byte("SHA256 (cirros-0.6.4-x86_64-disk.img) = xyz\n")) }, cirros,
 			feed.ErrMalformed, "line 1"},
+		{"gnu digest not hex", func() {
+			m.Put("/cirros/0.6.4/SHA256SUMS", []byte(strings.Repeat("a", 64)+"  cirros-0.6.4-aarch64-disk.img\n"+strings.Repeat("a", 63)+"g  cirros-0.6.4-x86_64-disk.img\n"))
+		}, cirros,
+			feed.ErrMalformed, u + "/cirros/0.6.4/SHA256SUMS: line 2: "},
 		{"ubuntu index not JSON", func() { m.Put("/u/streams/v1/index.json", []byte("{")) },
 			feed.Source{Kind: feed.KindUbuntu, URL: u + "/u/", Arch: "amd64", Artefact: "disk1.img", Product: "p:{arch}"},
 			feed.ErrMalformed, "index:1.0"},
