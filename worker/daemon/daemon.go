@@ -213,35 +213,44 @@ type delivery struct {
 	msg      jetstream.Msg
 	seq      uint64 // jobs-stream sequence
 	replaces uint64 // result sequence a rerun replaces, or 0
+	jobID    string // once decoded
 	log      *slog.Logger
+	hb       func()       // stops the heartbeat (idempotent)
+	stage    *stageWriter // the attempt's job state, once claimed
 }
 
-// handle settles one delivered job. stop is the daemon's context (shutdown started
-// when it ends); jobsCtx is what runners run on. Attempts are counted in the
-// queue's job state, not by the server's delivery count, so naks that ran nothing
-// (a failed read, shutdown) use none up and the last attempt always ends in a
-// result: a delivery beyond the limit reports the final error without running.
+// handle settles one delivered job: attempt decides, finish carries the decision
+// out. stop is the daemon's context (shutdown started when it ends); jobsCtx is what
+// runners run on.
 func (d *Daemon) handle(stop, jobsCtx context.Context, q *jobs.Queue, msg jetstream.Msg) {
 	d.m.jobsRunning.Inc()
 	defer d.m.jobsRunning.Dec()
 	meta, err := msg.Metadata()
 	if err != nil {
 		d.log.Error("job message without metadata", "err", err)
-		d.settle(msg, "term", 0, d.log)
+		d.settle(msg, actionTerm, 0, d.log)
 		return
 	}
 	d.m.queueLag.Observe(time.Since(meta.Timestamp).Seconds())
 	dl := &delivery{msg: msg, seq: meta.Sequence.Stream, replaces: jobs.ReplacesOf(msg.Headers()),
 		log: d.log.With("seq", meta.Sequence.Stream, "delivery", meta.NumDelivered)}
-	hb := d.heartbeat(msg, dl.log)
-	defer hb()
+	dl.hb = d.heartbeat(msg, dl.log)
+	defer dl.hb()
+	d.finish(stop, q, dl, d.attempt(stop, jobsCtx, q, dl, meta))
+}
 
-	job, err := jobs.DecodeJob(msg.Data())
+// attempt decides what becomes of one delivery, running the job when it should.
+// Attempts are counted in the queue's job state, not by the server's delivery
+// count, so naks that ran nothing (a failed read, shutdown) use none up and the
+// last attempt always ends in a result: a delivery beyond the limit reports the
+// final error without running.
+func (d *Daemon) attempt(stop, jobsCtx context.Context, q *jobs.Queue, dl *delivery, meta *jetstream.MsgMetadata) settlement {
+	job, err := jobs.DecodeJob(dl.msg.Data())
 	if err != nil {
-		d.reject(stop, q, dl, err)
-		return
+		return d.rejection(dl, err)
 	}
 	job = job.WithDefaults()
+	dl.jobID = job.ID
 	dl.log = dl.log.With("job", job.ID, "image", job.Publish.Name)
 	log := dl.log
 
@@ -251,63 +260,14 @@ func (d *Daemon) handle(stop, jobsCtx context.Context, q *jobs.Queue, msg jetstr
 	defer cancelJob(nil)
 	defer d.track(job.ID, cancelJob)()
 
-	// Dedupe on run: a job already reported (a resubmission after the dedupe
-	// window, or a worker that died between report and ack) is not run again; a
-	// rerun runs while the result it replaces is still the job's.
-	opCtx, cancel := opContext(stop)
-	prev, prevSeq, found, err := q.ResultSeq(opCtx, job.ID)
-	cancel()
-	switch {
-	case err != nil:
-		log.Warn("cannot read results, handing the job back", "err", err)
-		hb()
-		d.settle(msg, "nak", d.cfg.AdmissionRetry, log)
-		return
-	case found && prevSeq != dl.replaces:
-		opCtx, cancel := opContext(stop)
-		if err := q.EnsureStatus(opCtx, prev); err != nil {
-			log.Warn("status update failed", "err", err)
-		}
-		_ = q.ForgetJobState(opCtx, job.ID, dl.seq)
-		cancel()
-		log.Info("job already reported, not running it again", "verdict", prev.Verdict)
-		hb()
-		d.settle(msg, "duplicate", 0, log)
-		return
-	case stop.Err() != nil:
-		hb()
-		d.settle(msg, "shutdown", 0, log)
-		return
-	}
-	base := 0
-	if dl.replaces > 0 {
-		base = prev.Attempt
-	}
-	opCtx, cancel = opContext(stop)
-	st, exhausted, err := q.ClaimAttempt(opCtx, job.ID, dl.seq, job.Publish.Name, d.cfg.WorkerID, base, d.maxDeliver)
-	cancel()
-	switch {
-	case err != nil:
-		log.Warn("cannot record the attempt, handing the job back", "err", err)
-		hb()
-		d.settle(msg, "nak", d.cfg.AdmissionRetry, log)
-		return
-	case exhausted:
-		why := st.LastError
-		if why == "" {
-			why = "the last attempt ended without a result"
-		}
-		log.Warn("attempts exhausted, reporting the final error", "attempts", st.Attempts, "last_error", why)
-		res := d.errorResult(job.ID, st.Attempt, fmt.Sprintf("gave up after %d attempts: %s", st.Attempts, why), true)
-		res.Publish = job.Publish
-		d.reportThen(stop, q, dl, res, "ack")
-		return
+	st, s, ok := d.claim(stop, q, dl, job)
+	if !ok {
+		return s
 	}
 	attempt := st.Attempt
 	log = log.With("attempt", attempt)
 	dl.log = log
-	stage := newStageWriter(q, st, log)
-	defer stage.close()
+	dl.stage = newStageWriter(q, st, log)
 
 	note := func(stage, event, msg string) {
 		p := jobs.Progress{JobID: job.ID, Attempt: attempt, Worker: d.cfg.WorkerID, Stage: stage, Event: event, Message: msg}
@@ -318,75 +278,51 @@ func (d *Daemon) handle(stop, jobsCtx context.Context, q *jobs.Queue, msg jetstr
 	note("queue", "done", fmt.Sprintf("picked up by worker %s (attempt %d, queued %s)", d.cfg.WorkerID, attempt,
 		time.Since(meta.Timestamp).Round(time.Millisecond)))
 	need := int64(job.Machine.MemoryMiB + d.cfg.MemoryOverheadMiB)
-	stage.set("admission")
+	dl.stage.set("admission")
 	release, ok := d.admit(stop, need, func(free int64) {
 		note("admission", "info", fmt.Sprintf("waiting for %d MiB of memory (%d MiB free)", need, free))
 	}, log)
 	if !ok {
-		hb()
-		switch {
-		case stop.Err() != nil:
-			stage.handBack(stop, "")
-			d.settle(msg, "shutdown", 0, log)
-		case st.Attempts >= d.maxDeliver:
-			res := d.errorResult(job.ID, attempt, fmt.Sprintf("no worker could give %d MiB of memory in %d attempts", need, st.Attempts), true)
-			res.Publish = job.Publish
-			d.reportThen(stop, q, dl, res, "ack")
-		default:
+		s := decideAdmission(admissionEnd{shutdown: stop.Err() != nil, worker: d.cfg.WorkerID, needMiB: need,
+			attempts: st.Attempts, maxDeliver: d.maxDeliver, retry: d.cfg.AdmissionRetry,
+			final: func(reason string) jobs.Result {
+				res := d.errorResult(job.ID, attempt, reason, true)
+				res.Publish = job.Publish
+				return res
+			}})
+		if s.action == actionAdmission {
 			d.m.admissionNaks.Inc()
-			stage.retrying(stop, fmt.Sprintf("worker %s could not give %d MiB of memory", d.cfg.WorkerID, need))
 			note("admission", "info", fmt.Sprintf("this host cannot give %d MiB now; back to the queue for %s", need, d.cfg.AdmissionRetry))
-			d.settle(msg, "admission", d.cfg.AdmissionRetry, log)
 		}
-		return
+		return s
 	}
 	started := time.Now().UTC()
-	res := d.run(jobCtx, q, job, attempt, stage.set, log)
+	res := d.run(jobCtx, q, job, attempt, dl.stage.set, log)
 	cause := context.Cause(jobCtx)
 	cancelJob(nil)
 	release()
 	var cancelled *CancelledError
-	if errors.As(cause, &cancelled) {
+	s = decideRun(runEnd{res: d.complete(res, job, attempt, started), cancelled: errors.As(cause, &cancelled),
+		shutdown: context.Cause(jobsCtx) == errShutdown, worker: d.cfg.WorkerID,
+		attempts: st.Attempts, maxDeliver: d.maxDeliver, retryDelay: d.cfg.retryDelay(st.Attempts)})
+	switch s.action {
+	case actionCancelled:
 		// `imagevet cancel` reported the job already; nothing to add.
 		log.Info("job cancelled", "reason", cancelled.Reason)
-		hb()
-		stage.close()
-		opCtx, cancel := opContext(stop)
-		_ = q.ForgetJobState(opCtx, job.ID, dl.seq)
-		cancel()
-		d.settle(msg, "cancelled", 0, log)
-		return
-	}
-	if context.Cause(jobsCtx) == errShutdown && res.Verdict != jobs.VerdictPass && res.Verdict != jobs.VerdictFail {
+		return s
+	case actionShutdown:
 		// Cancelled by shutdown: not a verdict, and not an attempt used up.
 		// Another worker takes it.
 		log.Info("job cancelled by shutdown, handing it back")
-		hb()
-		stage.handBack(stop, "worker "+d.cfg.WorkerID+" shut down mid-job")
-		d.settle(msg, "shutdown", 0, log)
-		return
+		return s
+	case actionRetry:
+		log.Warn("retryable error, job goes back to the queue", "reason", s.why, "delay", s.delay)
+		note("retry", "info", fmt.Sprintf("attempt %d of %d: %s; retrying in %s", st.Attempts, d.maxDeliver, s.why, s.delay))
 	}
-	res = d.complete(res, job, attempt, started)
-	for _, s := range res.Stages {
-		d.m.stages.WithLabelValues(s.Name).Observe(s.Duration.D().Seconds())
+	for _, stg := range res.Stages {
+		d.m.stages.WithLabelValues(stg.Name).Observe(stg.Duration.D().Seconds())
 	}
-	stage.close()
-	switch {
-	case res.Verdict == jobs.VerdictPass || res.Verdict == jobs.VerdictFail:
-		d.reportThen(stop, q, dl, res, "ack")
-	case res.Retryable && st.Attempts < d.maxDeliver:
-		delay := d.cfg.retryDelay(st.Attempts)
-		log.Warn("retryable error, job goes back to the queue", "reason", res.Reason, "delay", delay)
-		note("retry", "info", fmt.Sprintf("attempt %d of %d: %s; retrying in %s", st.Attempts, d.maxDeliver, res.Reason, delay))
-		hb()
-		stage.retrying(stop, res.Reason)
-		d.settle(msg, "nak", delay, log)
-	case res.Retryable:
-		res.Reason = fmt.Sprintf("gave up after %d attempts: %s", st.Attempts, res.Reason)
-		d.reportThen(stop, q, dl, res, "ack")
-	default:
-		d.reportThen(stop, q, dl, res, "term")
-	}
+	return s
 }
 
 // track registers the cancel func of a job's running attempt; the returned func
@@ -606,9 +542,60 @@ func (d *Daemon) complete(res jobs.Result, job jobs.Job, attempt int, started ti
 	return res
 }
 
-// reject reports an invalid job with an error result naming the problem, then
+// claim records a new attempt at the job in the queue's job state, unless the job
+// was reported already, its attempts are used up, or the queue cannot be read: then
+// ok is false and the settlement says what to do instead.
+func (d *Daemon) claim(stop context.Context, q *jobs.Queue, dl *delivery, job jobs.Job) (st jobs.JobState, s settlement, ok bool) {
+	log := dl.log
+	// Dedupe on run: a job already reported (a resubmission after the dedupe
+	// window, or a worker that died between report and ack) is not run again; a
+	// rerun runs while the result it replaces is still the job's.
+	opCtx, cancel := opContext(stop)
+	prev, prevSeq, found, err := q.ResultSeq(opCtx, job.ID)
+	cancel()
+	switch {
+	case err != nil:
+		log.Warn("cannot read results, handing the job back", "err", err)
+		return st, settlement{action: actionRetry, delay: d.cfg.AdmissionRetry}, false
+	case found && prevSeq != dl.replaces:
+		opCtx, cancel := opContext(stop)
+		if err := q.EnsureStatus(opCtx, prev); err != nil {
+			log.Warn("status update failed", "err", err)
+		}
+		cancel()
+		log.Info("job already reported, not running it again", "verdict", prev.Verdict)
+		return st, settlement{action: actionDuplicate, state: stateForget}, false
+	case stop.Err() != nil:
+		return st, settlement{action: actionShutdown}, false
+	}
+	base := 0
+	if dl.replaces > 0 {
+		base = prev.Attempt
+	}
+	opCtx, cancel = opContext(stop)
+	var exhausted bool
+	st, exhausted, err = q.ClaimAttempt(opCtx, job.ID, dl.seq, job.Publish.Name, d.cfg.WorkerID, base, d.maxDeliver)
+	cancel()
+	switch {
+	case err != nil:
+		log.Warn("cannot record the attempt, handing the job back", "err", err)
+		return st, settlement{action: actionRetry, delay: d.cfg.AdmissionRetry}, false
+	case exhausted:
+		why := st.LastError
+		if why == "" {
+			why = "the last attempt ended without a result"
+		}
+		log.Warn("attempts exhausted, reporting the final error", "attempts", st.Attempts, "last_error", why)
+		res := d.errorResult(job.ID, st.Attempt, fmt.Sprintf("gave up after %d attempts: %s", st.Attempts, why), true)
+		res.Publish = job.Publish
+		return st, reported(res, actionAck), false
+	}
+	return st, settlement{}, true
+}
+
+// rejection reports an invalid job with an error result naming the problem, then
 // terminates it.
-func (d *Daemon) reject(stop context.Context, q *jobs.Queue, dl *delivery, cause error) {
+func (d *Daemon) rejection(dl *delivery, cause error) settlement {
 	id, name := jobs.RawJobID(dl.msg.Data())
 	if id == "" {
 		id = fmt.Sprintf("invalid-seq-%d", dl.seq)
@@ -625,7 +612,7 @@ func (d *Daemon) reject(stop context.Context, q *jobs.Queue, dl *delivery, cause
 	res := d.errorResult(id, attempt, cause.Error(), false)
 	// The image's status shows the error too, so nothing publishes it on an old verdict.
 	res.Publish.Name = name
-	d.reportThen(stop, q, dl, res, "term")
+	return settlement{action: actionTerm, result: &res, state: stateForget}
 }
 
 func (d *Daemon) errorResult(id string, attempt int, reason string, retryable bool) jobs.Result {
@@ -634,41 +621,6 @@ func (d *Daemon) errorResult(id string, attempt int, reason string, retryable bo
 		Version: jobs.Version, JobID: id, Verdict: jobs.VerdictError, Retryable: retryable,
 		Reason: reason, Checks: []jobs.CheckResult{}, Stages: []jobs.Stage{},
 		Worker: d.cfg.WorkerID, Attempt: attempt, StartedAt: now, FinishedAt: now,
-	}
-}
-
-// reportThen publishes the result (console log, results stream, status) and only
-// then settles the message with outcome "ack" or "term". Publishing is retried for
-// as long as the job's lease can be kept (NATS restarting, a leader election); only
-// then does the job go back to the queue, where the next delivery runs it again.
-func (d *Daemon) reportThen(stop context.Context, q *jobs.Queue, dl *delivery, res jobs.Result, outcome string) {
-	log := dl.log
-	var err error
-	var published bool
-	deadline := time.Now().Add(max(2*time.Minute, 2*d.ackWait))
-	for try := 0; ; try++ {
-		published, err = d.publish(stop, q, res, dl.replaces, log)
-		if err == nil || time.Now().After(deadline) {
-			break
-		}
-		log.Warn("publishing the result failed", "try", try+1, "err", err)
-		time.Sleep(min(time.Duration(try+1)*time.Second, 10*time.Second))
-	}
-	if err != nil {
-		log.Error("result not published, handing the job back", "err", err)
-		d.settle(dl.msg, "nak", d.cfg.AdmissionRetry, log)
-		return
-	}
-	if published {
-		d.m.jobs.WithLabelValues(string(res.Verdict)).Inc()
-	}
-	log.Info("job reported", "verdict", res.Verdict, "failed_check", res.FailedCheck,
-		"reason", res.Reason, "published", published)
-	d.settle(dl.msg, outcome, 0, log)
-	ctx, cancel := opContext(stop)
-	defer cancel()
-	if err := q.ForgetJobState(ctx, res.JobID, dl.seq); err != nil {
-		log.Debug("job state not removed", "err", err)
 	}
 }
 
@@ -691,27 +643,6 @@ func (d *Daemon) publish(stop context.Context, q *jobs.Queue, res jobs.Result, r
 		return q.PublishResult(ctx, res, console, jobs.Replacing(replaces))
 	}
 	return q.PublishResult(ctx, res, console)
-}
-
-// settle acks, naks (after delay) or terminates a message and counts the outcome:
-// "ack", "duplicate" and "cancelled" ack, "term" terminates, everything else naks.
-func (d *Daemon) settle(msg jetstream.Msg, outcome string, delay time.Duration, log *slog.Logger) {
-	var err error
-	switch outcome {
-	case "ack", "duplicate", "cancelled":
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		err = msg.DoubleAck(ctx)
-		cancel()
-	case "term":
-		err = msg.Term()
-	default:
-		err = msg.NakWithDelay(delay)
-	}
-	d.m.deliveries.WithLabelValues(outcome).Inc()
-	if err != nil {
-		// The server redelivers after AckWait; dedupe on run covers a lost ack.
-		log.Warn("settling the job failed", "outcome", outcome, "err", err)
-	}
 }
 
 // heartbeat sends InProgress every AckWait/3 until the returned stop is called
