@@ -63,6 +63,20 @@ type ReleaseRecord struct {
 	// Validators are the HTTP cache validators of the feed's documents at the last
 	// successful check, so the next check is a conditional request.
 	Validators map[string]Validator `json:"validators,omitempty"`
+	// Digests lists, oldest first, every set of bytes the feed has published under
+	// Release when there was more than one (a vendor's respin, a mirror pool serving
+	// two builds, or tampering on a feed without signatures); empty while there was
+	// one. The record follows the newest bytes once and never goes back to bytes
+	// listed here.
+	Digests []ReleaseDigest `json:"digests,omitempty"`
+}
+
+// ReleaseDigest is one set of bytes a feed published under a release.
+type ReleaseDigest struct {
+	Digest    string    `json:"digest"` // "sha256:<hex>" or "sha512:<hex>"
+	URL       string    `json:"url"`
+	FirstSeen time.Time `json:"first_seen"`
+	JobID     string    `json:"job_id"` // the job vetting these bytes
 }
 
 // Validator is an HTTP response's cache validators: sent back as If-None-Match and

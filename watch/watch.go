@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -46,8 +47,11 @@ type Config struct {
 	Jitter   time.Duration
 	// Retry is how soon a family whose feed failed is polled again (default 15 min).
 	Retry time.Duration
-	// Attempts bounds the reads of a feed within one poll when the server fails or
-	// times out (default 3), with a short pause between them.
+	// Attempts bounds the reads of a feed within one poll when the server fails
+	// (default 3), with a short pause between them. A read that ran out of
+	// RequestTimeout is not tried again within the poll: a server that accepts and
+	// never answers costs its family one request timeout, not Attempts of them, and
+	// Retry polls it again.
 	Attempts int
 	// RequestTimeout bounds each HTTP request (default feed.DefaultRequestTimeout).
 	RequestTimeout time.Duration
@@ -152,7 +156,12 @@ type Outcome struct {
 	JobID   string // the job vetting it, when known
 	// Requests is how many HTTP requests the poll sent.
 	Requests int64
-	Err      error
+	// Took is how long the poll took.
+	Took time.Duration
+	// Warning says what an operator should look at although the poll succeeded: the
+	// vendor published the release again with different bytes.
+	Warning string
+	Err     error
 }
 
 // Poll checks every family once, Parallelism at a time, and returns what happened to
@@ -240,9 +249,10 @@ func (w *Watcher) PollFamily(ctx context.Context, key string) Outcome {
 	}
 	start := time.Now()
 	o := w.poll(ctx, fam)
-	w.metrics.observe(o, time.Since(start))
+	o.Took = time.Since(start)
+	w.metrics.observe(o, o.Took)
 	log := w.cfg.Logger.With("family", key, "state", o.State, "release", o.Release, "requests", o.Requests,
-		"took", time.Since(start).Round(time.Millisecond))
+		"took", o.Took.Round(time.Millisecond))
 	switch {
 	case o.Err != nil:
 		log.Warn("feed check failed", "err", o.Err)
@@ -291,6 +301,27 @@ func (w *Watcher) poll(ctx context.Context, fam *family) (o Outcome) {
 		o.Err = w.finishUnchanged(ctx, fam, rec, client.Next)
 		return o
 	}
+	var digests []jobs.ReleaseDigest
+	if rec.Release == rel.Version && rec.Digest != rel.Digest {
+		// The same version with other bytes. Vet new bytes once and follow them; bytes
+		// seen before under this version (a mirror pool alternating between two
+		// builds) change nothing, or the record would flip at every poll.
+		digests = rec.Digests
+		if len(digests) == 0 {
+			digests = []jobs.ReleaseDigest{{Digest: rec.Digest, URL: rec.URL, FirstSeen: rec.FirstSeen, JobID: rec.JobID}}
+		}
+		o.Warning = fmt.Sprintf("release %s published again with different bytes: %s, recorded %s", rel.Version, rel.Digest, rec.Digest)
+		log := w.cfg.Logger.With("family", fam.Key, "release", rel.Version, "feed_digest", rel.Digest,
+			"recorded_digest", rec.Digest, "signed", fam.keyring != nil)
+		if slices.ContainsFunc(digests, func(d jobs.ReleaseDigest) bool { return d.Digest == rel.Digest }) {
+			o.Warning += " (seen before; the record stays)"
+			log.Warn("feed alternates between builds of one release; keeping the recorded one", "job", rec.JobID)
+			o.State, o.JobID = OutcomeUnchanged, rec.JobID
+			o.Err = w.finishUnchanged(ctx, fam, rec, nil)
+			return o
+		}
+		log.Warn("release published again with different bytes; vetting the new bytes", "job", jobID)
+	}
 	if rec.Release != "" && feed.CompareVersions(rel.Version, rec.Release) < 0 {
 		// A mirror behind the one seen before (load-balanced vendor mirrors lag):
 		// never go back to an older release. No validators are kept, so the next
@@ -317,6 +348,10 @@ func (w *Watcher) poll(ctx context.Context, fam *family) (o Outcome) {
 		Version: jobs.Version, Family: fam.Key, Name: fam.Name, Release: rel.Version, URL: rel.URL,
 		Digest: rel.Digest, Size: rel.Size, ReleasedAt: rel.ReleasedAt, FirstSeen: now, JobID: jobID,
 		State: jobs.ReleasePending, CheckedAt: now, Validators: client.Next,
+	}
+	if digests != nil {
+		next.FirstSeen = rec.FirstSeen
+		next.Digests = append(slices.Clip(digests), jobs.ReleaseDigest{Digest: rel.Digest, URL: rel.URL, FirstSeen: now, JobID: jobID})
 	}
 	won, cur, err := w.claim(ctx, fam.Key, next, rev)
 	if err != nil {
@@ -347,13 +382,14 @@ func (w *Watcher) poll(ctx context.Context, fam *family) (o Outcome) {
 	return o
 }
 
-// read reads the feed, trying again after a pause when the server failed.
+// read reads the feed, trying again after a pause when the server failed, but not
+// when it stayed silent for a whole request timeout.
 func (w *Watcher) read(ctx context.Context, c *feed.Client, src feed.Source) (feed.Release, error) {
 	var err error
 	for attempt := 1; ; attempt++ {
 		var rel feed.Release
 		rel, err = feed.Read(ctx, c, src)
-		if err == nil || !errors.Is(err, feed.ErrUnavailable) || attempt >= w.cfg.Attempts {
+		if err == nil || !errors.Is(err, feed.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) || attempt >= w.cfg.Attempts {
 			return rel, err
 		}
 		select {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -539,5 +540,149 @@ func TestOlderReleaseIsNeverQueued(t *testing.T) {
 	}
 	if r := e.records(t)["c"]; r.Release != "0.6.10" {
 		t.Errorf("record went back to %s", r.Release)
+	}
+}
+
+// TestRepublishedReleaseWarnsAndDoesNotFlip: a vendor that republishes a version
+// with different bytes (a respin, a mirror pool serving two builds, or tampering on a
+// feed without signatures) is warned about; the new bytes are vetted once and the
+// record lists both digests; when the feed goes back to the first bytes the record
+// stays where it is and nothing is queued.
+func TestRepublishedReleaseWarnsAndDoesNotFlip(t *testing.T) {
+	e := newEnv(t)
+	other := filepath.Join(e.dir, "other.img")
+	if err := os.WriteFile(other, []byte("other image bytes\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// An unsigned CHECKSUM list (AlmaLinux's GNU form) naming one build.
+	publish := func(img string) {
+		t.Helper()
+		d, err := e.m.PutFile("/c/C-9.6.x86_64.qcow2", img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.m.Put("/c/CHECKSUM", []byte(d.SHA256+"  C-9.6.x86_64.qcow2\n"))
+	}
+	publish(e.image)
+	fams := e.catalog(t, map[string]catalogFamily{"c": {"C", feed.KindChecksum, "/c/CHECKSUM", "C-{version}.{arch}.qcow2", ""}})
+	var logs syncBuffer
+	w, _ := e.watcher(t, fams, watch.Config{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	first := poll(t, w)["c"]
+	if first.State != watch.OutcomeQueued || first.Warning != "" {
+		t.Fatalf("first poll: %+v", first)
+	}
+	a := e.records(t)["c"].Digest
+
+	publish(other)
+	respin := poll(t, w)["c"]
+	recB := e.records(t)["c"]
+	b := recB.Digest
+	if respin.State != watch.OutcomeQueued || respin.JobID == first.JobID || !strings.Contains(respin.Warning, a) || !strings.Contains(respin.Warning, b) {
+		t.Errorf("respin: %+v", respin)
+	}
+	if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), b) {
+		t.Errorf("no warning logged naming the digests:\n%s", logs.String())
+	}
+	if a == b || recB.JobID != respin.JobID || len(recB.Digests) != 2 || recB.Digests[0].Digest != a || recB.Digests[0].JobID != first.JobID ||
+		recB.Digests[1].Digest != b || recB.Digests[1].JobID != respin.JobID || recB.Digests[1].FirstSeen.IsZero() {
+		t.Errorf("record after the respin: %+v", recB)
+	}
+
+	// The pool serves the first build again: warned, nothing queued, no flip.
+	publish(e.image)
+	back := poll(t, w)["c"]
+	if back.State != watch.OutcomeUnchanged || back.JobID != respin.JobID || !strings.Contains(back.Warning, a) || back.Err != nil {
+		t.Errorf("back to the first bytes: %+v", back)
+	}
+	if r := e.records(t)["c"]; r.Digest != b || r.JobID != respin.JobID || len(r.Digests) != 2 {
+		t.Errorf("record flipped back: %+v", r)
+	}
+	publish(other)
+	if o := poll(t, w)["c"]; o.State != watch.OutcomeUnchanged || o.Warning != "" {
+		t.Errorf("the recorded bytes again: %+v", o)
+	}
+	if n := len(e.queued(t)); n != 2 {
+		t.Errorf("%d jobs queued, want 2 (one per build)", n)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger's concurrent writes.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestSilentVendorCostsOnlyItsOwnTime: a vendor that accepts connections and never
+// answers costs its family one request timeout (a read that timed out is not tried
+// again within the poll), and the other families are read beside it, not after it;
+// each outcome says how long its family took.
+func TestSilentVendorCostsOnlyItsOwnTime(t *testing.T) {
+	e := newEnv(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c) // accepted, never read, never answered
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range held {
+			c.Close()
+		}
+	})
+	if err := e.m.Cirros("/good/", mirror.Release{Version: "0.6.3", Name: "c-0.6.3.img", Image: e.image}); err != nil {
+		t.Fatal(err)
+	}
+	fams := e.catalog(t, map[string]catalogFamily{
+		"good":   {"Good", feed.KindCirros, "/good/", "c-{version}.img", ""},
+		"silent": {"Silent", feed.KindCirros, "/silent/", "c-{version}.img", ""},
+	})
+	for i := range fams {
+		if fams[i].Key == "silent" {
+			fams[i].Feed.URL = "http://" + ln.Addr().String() + "/silent/"
+		}
+	}
+	const timeout = 2 * time.Second
+	w, _ := e.watcher(t, fams, watch.Config{RequestTimeout: timeout, Attempts: 3, Parallelism: 2})
+	start := time.Now()
+	out := poll(t, w)
+	took := time.Since(start)
+	good, silent := out["good"], out["silent"]
+	if good.State != watch.OutcomeQueued || good.Took <= 0 || good.Took > time.Second {
+		t.Errorf("good: %+v", good)
+	}
+	if silent.State != watch.OutcomeFailed || !errors.Is(silent.Err, feed.ErrUnavailable) || silent.Requests != 1 {
+		t.Errorf("silent: %+v", silent)
+	}
+	if silent.Took < timeout || silent.Took > timeout+time.Second {
+		t.Errorf("silent took %s, want one request timeout (%s)", silent.Took, timeout)
+	}
+	if took > silent.Took+time.Second {
+		t.Errorf("poll took %s, the silent family %s and the good one %s: not read beside each other", took, silent.Took, good.Took)
 	}
 }

@@ -187,19 +187,22 @@ func serveMetrics(addr string, h http.Handler) (stop func(), err error) {
 
 // outcomeJSON is one line of `watch --once --json`.
 type outcomeJSON struct {
-	Family   string `json:"family"`
-	State    string `json:"state"`
-	Release  string `json:"release,omitempty"`
-	JobID    string `json:"job_id,omitempty"`
-	Requests int64  `json:"requests"`
-	Error    string `json:"error,omitempty"`
+	Family      string  `json:"family"`
+	State       string  `json:"state"`
+	Release     string  `json:"release,omitempty"`
+	JobID       string  `json:"job_id,omitempty"`
+	Requests    int64   `json:"requests"`
+	TookSeconds float64 `json:"took_seconds"`
+	Warning     string  `json:"warning,omitempty"`
+	Error       string  `json:"error,omitempty"`
 }
 
 func printOutcomes(env Env, outcomes []watch.Outcome, jsonOut bool) {
 	if jsonOut {
 		out := make([]outcomeJSON, 0, len(outcomes))
 		for _, o := range outcomes {
-			j := outcomeJSON{Family: o.Family, State: o.State, Release: o.Release, JobID: o.JobID, Requests: o.Requests}
+			j := outcomeJSON{Family: o.Family, State: o.State, Release: o.Release, JobID: o.JobID, Requests: o.Requests,
+				TookSeconds: o.Took.Round(time.Millisecond).Seconds(), Warning: o.Warning}
 			if o.Err != nil {
 				j.Error = o.Err.Error()
 			}
@@ -209,13 +212,14 @@ func printOutcomes(env Env, outcomes []watch.Outcome, jsonOut bool) {
 		return
 	}
 	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "FAMILY\tSTATE\tRELEASE\tJOB\tREQUESTS\tERROR")
+	fmt.Fprintln(tw, "FAMILY\tSTATE\tRELEASE\tJOB\tREQUESTS\tTOOK\tERROR OR WARNING")
 	for _, o := range outcomes {
-		msg := ""
+		msg := o.Warning
 		if o.Err != nil {
 			msg = o.Err.Error()
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", o.Family, o.State, orDash(o.Release), orDash(o.JobID), o.Requests, orDash(msg))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", o.Family, o.State, orDash(o.Release), orDash(o.JobID), o.Requests,
+			o.Took.Round(10*time.Millisecond), orDash(msg))
 	}
 	tw.Flush()
 }

@@ -66,7 +66,7 @@ func TestWatchOnceThenStatus(t *testing.T) {
 	for _, o := range outcomes {
 		got[o.Family] = o
 	}
-	if o := got["cirros"]; o.State != "queued" || o.Release != "0.6.3" || o.JobID == "" {
+	if o := got["cirros"]; o.State != "queued" || o.Release != "0.6.3" || o.JobID == "" || o.TookSeconds <= 0 {
 		t.Errorf("cirros: %+v", o)
 	}
 	if o := got["missing"]; o.State != "failed" || !strings.Contains(o.Error, "404") {
@@ -102,7 +102,7 @@ func TestWatchOnceThenStatus(t *testing.T) {
 
 	// Nothing new: the second run queues nothing.
 	code, out, errOut = run("watch", "--once", "--nats", url, "--catalog", cat, "--request-timeout", "2s", "--attempts", "1")
-	if code != exitFail || !strings.Contains(out, "unchanged") || strings.Contains(out, "queued") {
+	if code != exitFail || !strings.Contains(out, "unchanged") || strings.Contains(out, "queued") || !strings.Contains(out, "TOOK") {
 		t.Errorf("second --once: exit %d\n%s\n%s", code, out, errOut)
 	}
 
