@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -24,21 +23,7 @@ func TestJobDirectoryOnFullDisk(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: mounts a tmpfs")
 	}
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("mounting a tmpfs needs root")
-		}
-		testenv.Missing(t, "mounting a tmpfs needs root")
-	}
-	state := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=4m,mode=0755", "imagevet-test", state).CombinedOutput(); err != nil {
-		t.Fatalf("mount tmpfs: %v: %s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", state).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", state, err, out)
-		}
-	})
+	state := testenv.Tmpfs(t, 4<<20)
 	filler := filepath.Join(state, "filler")
 	f, err := os.Create(filler)
 	if err != nil {

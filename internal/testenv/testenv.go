@@ -7,6 +7,7 @@ package testenv
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"testing"
 )
 
@@ -21,4 +22,25 @@ func Missing(t testing.TB, format string, args ...any) {
 		t.Fatalf("CI: prerequisite missing: %s", msg)
 	}
 	t.Skip(msg)
+}
+
+// Tmpfs mounts a tmpfs of size bytes (mode 0755) on a new temporary directory for
+// the rest of t and returns it: how a test gets a file system it can fill. It needs
+// root (Missing otherwise); t's cleanup unmounts it.
+func Tmpfs(t testing.TB, size int64) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		Missing(t, "mounting a tmpfs needs root")
+	}
+	dir := t.TempDir()
+	opts := fmt.Sprintf("size=%d,mode=0755", size)
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", opts, "imagevet-test", dir).CombinedOutput(); err != nil {
+		t.Fatalf("mount tmpfs: %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", dir, err, out)
+		}
+	})
+	return dir
 }

@@ -53,7 +53,7 @@ type cachedEntry struct {
 	facts    string // sha256 facts file; its mtime is the last use
 	image    string
 	sha512   string // sha512 facts file
-	size     int64
+	size     int64  // blocks it occupies (see diskUsage)
 	lastUsed time.Time
 }
 
@@ -78,8 +78,12 @@ func (s *Store) entries() ([]cachedEntry, error) {
 		if img == nil {
 			continue
 		}
+		size := img.Size
+		if ist, err := os.Stat(img.Path); err == nil {
+			size = diskUsage(ist)
+		}
 		out = append(out, cachedEntry{facts: p, image: img.Path, sha512: s.factsPath("sha512", img.SHA512, format),
-			size: img.Size, lastUsed: st.ModTime()})
+			size: size, lastUsed: st.ModTime()})
 	}
 	return out, nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -96,21 +95,7 @@ func TestCacheEvictsLeastRecentlyUsedUnheld(t *testing.T) {
 // says so, leaves no partial file, and the next image that fits is served.
 // The test mounts its own 8 MiB tmpfs (root only) and unmounts it after.
 func TestFetchDiskFull(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("CI: mounting a tmpfs needs root")
-		}
-		testenv.Missing(t, "mounting a tmpfs needs root")
-	}
-	mnt := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=8m,mode=0755", "imagevet-test", mnt).CombinedOutput(); err != nil {
-		t.Fatalf("mount tmpfs: %v: %s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", mnt, err, out)
-		}
-	})
+	mnt := testenv.Tmpfs(t, 8<<20)
 	root := t.TempDir()
 	writeFile(t, root, "big.raw", rawImage(16<<20, 1))
 	ti := newTestImage()

@@ -41,7 +41,7 @@ type pipeline struct {
 	f      *os.File // buffered descriptor
 	direct *os.File // O_DIRECT descriptor on the same file, or nil
 	free   chan *chunk
-	work   [3]chan *chunk // sha512, sha256, file
+	work   []chan *chunk // sha512, sha256, and the file unless hashing only
 	h256   hash.Hash
 	h512   hash.Hash
 	wg     sync.WaitGroup
@@ -52,6 +52,7 @@ type pipeline struct {
 	n int64 // bytes accepted so far
 }
 
+// newPipeline returns a pipeline writing to f; with f nil it only hashes.
 func newPipeline(f *os.File) *pipeline {
 	p := &pipeline{
 		f:    f,
@@ -59,18 +60,25 @@ func newPipeline(f *os.File) *pipeline {
 		h256: sha256.New(),
 		h512: sha512.New(),
 	}
-	if d, err := os.OpenFile(f.Name(), os.O_WRONLY|syscall.O_DIRECT, 0); err == nil {
+	workers := 3
+	if f == nil {
+		workers = 2
+	} else if d, err := os.OpenFile(f.Name(), os.O_WRONLY|syscall.O_DIRECT, 0); err == nil {
 		p.direct = d
 	}
+	p.work = make([]chan *chunk, workers)
 	for i := range p.work {
 		p.work[i] = make(chan *chunk, pipeDepth)
 	}
 	for range pipeDepth {
 		p.free <- &chunk{buf: alignedBuffer(chunkSize)}
 	}
-	p.wg.Add(3)
+	p.wg.Add(workers)
 	go p.worker(p.work[0], func(c *chunk) { p.h512.Write(c.buf[:c.n]) })
 	go p.worker(p.work[1], func(c *chunk) { p.h256.Write(c.buf[:c.n]) })
+	if f == nil {
+		return p
+	}
 	go p.worker(p.work[2], func(c *chunk) {
 		if p.failed() != nil {
 			return

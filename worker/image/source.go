@@ -24,6 +24,10 @@ type Source struct {
 	// SumsSignature is a detached OpenPGP signature of the SUMS file, same URL
 	// rules; a clear-signed SUMS file carries its own.
 	SumsSignature string
+	// ConvertTo, when set to a format other than Format ("raw" or "qcow2"),
+	// asks Store.Fetch for the verified vendor file converted to it (see
+	// Fetch): what a job's publish.disk_format asks for.
+	ConvertTo string
 }
 
 // Job field paths named by SourceError.
@@ -34,6 +38,8 @@ const (
 	FieldSumsURL  = "image.sums_url"
 	FieldSumsName = "image.sums_name"
 	FieldSumsSig  = "image.sums_signature"
+	// FieldConvertTo is the job field Source.ConvertTo comes from.
+	FieldConvertTo = "publish.disk_format"
 )
 
 // digest is an expected checksum: algorithm and lower-case hex.

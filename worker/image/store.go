@@ -36,7 +36,10 @@ type Image struct {
 	VirtualSize int64  // disk size the guest sees
 	SHA256      string // lower-case hex
 	SHA512      string // lower-case hex (Glance os_hash_value)
-	Cached      bool   // true when this call downloaded and hashed nothing
+	Cached      bool   // true when this call downloaded, converted and hashed nothing
+	// Vendor is the verified vendor file this image was converted from
+	// (Source.ConvertTo); nil when Path is the vendor's file itself.
+	Vendor *Facts
 
 	// hold is the image file, open with a shared lock while a job uses the
 	// image, so no Store (in this or another process) evicts it.
@@ -78,6 +81,7 @@ type StoreConfig struct {
 //	sha256/<hex>.<format>.json  its facts (digests, sizes); written last, marks the entry complete
 //	sha512/<hex>.<format>.json  the same facts, indexed by SHA-512
 //	files/<key>.json            file sources without a checksum: (path, size, mtime, inode) -> digests
+//	converted/<algo>/<hex>.<format>.<target>.json  a vendor file (by either digest) -> its conversion to target
 //	tmp/                        downloads in progress
 type Store struct {
 	dir            string
@@ -186,7 +190,7 @@ func NewStore(cfg StoreConfig) (*Store, error) {
 	if p, err := exec.LookPath(q); err == nil {
 		s.qemuImg = p
 	}
-	for _, d := range []string{"", "sha256", "sha512", "files", "tmp"} {
+	for _, d := range []string{"", "sha256", "sha512", "files", "tmp", "converted", "converted/sha256", "converted/sha512"} {
 		p := filepath.Join(dir, d)
 		if err := os.MkdirAll(p, 0o755); err != nil {
 			return nil, fmt.Errorf("image store: %w", err)
@@ -298,17 +302,49 @@ type fileIndex struct {
 // for qcow2) before the file is published under its SHA-256. Concurrent
 // calls for the same image share one download.
 //
+// Conversion: when src.ConvertTo names a format other than src.Format, the
+// vendor's file is fetched and verified exactly as above (same source,
+// checksum, SUMS and signature rules, same cache), then Fetch returns its
+// conversion to ConvertTo (`qemu-img convert`, sparse for raw), from the
+// cache when an earlier call converted the same vendor file to the same
+// format, converting otherwise. The returned Image's own fields then describe
+// the converted file, the one to boot and to publish (its SHA512 is the
+// os_hash_value Glance computes for it), and Vendor the verified vendor file
+// (its SHA512 is the vendor's source_hash). The converted file passes the
+// same inspection as a fetched one, is content-addressed by its own SHA-256,
+// counts against MaxCacheBytes with the blocks it occupies, and is evicted
+// like any other image; the conversion runs under ctx (killed, its temp file
+// removed, when ctx ends). Converting the same vendor file to raw always
+// gives the same bytes; a qcow2 written by another qemu-img version may
+// differ, so a caller comparing with digests recorded elsewhere (a publisher
+// checking a worker's result) compares SHA512. Without ConvertTo, or with
+// ConvertTo equal to Format, Vendor is nil.
+//
 // progress, if not nil, is called from Fetch's goroutine with bytes done and
-// the total (-1 when unknown); it must return quickly.
+// the total (-1 when unknown) of the vendor file's download; it must return
+// quickly.
 //
 // Errors: *SourceError (bad job), *ChecksumMismatchError, *UnsafeImageError
-// (the image is at fault), *FetchError (infrastructure), or the context's
-// error.
+// (the image is at fault), *FetchError (infrastructure; a full disk wraps
+// syscall.ENOSPC), or the context's error.
 //
 // The returned image is held (no Store evicts it) until Release is called.
 func (s *Store) Fetch(ctx context.Context, src Source, progress func(done, total int64)) (*Image, error) {
+	req, err := s.resolveSource(ctx, src)
+	if err != nil {
+		return nil, err
+	}
+	if req.converts() {
+		return s.holdFetched(src.URL, func() (*Image, error) { return s.fetchConverted(ctx, req, progress) })
+	}
+	return s.holdFetched(src.URL, func() (*Image, error) { return s.fetchResolved(ctx, req, progress) })
+}
+
+// holdFetched gets an image from the cache (fetching it if need be) and holds
+// it; once more when another process evicted it between lookup and hold.
+func (s *Store) holdFetched(url string, get func() (*Image, error)) (*Image, error) {
 	for attempt := 0; ; attempt++ {
-		img, err := s.fetch(ctx, src, progress)
+		img, err := get()
 		if err != nil {
 			return nil, err
 		}
@@ -317,55 +353,102 @@ func (s *Store) Fetch(ctx context.Context, src Source, progress func(done, total
 			return held, nil
 		}
 		if !errors.Is(err, fs.ErrNotExist) || attempt > 0 {
-			return nil, &FetchError{URL: src.URL, Retryable: true, Err: fmt.Errorf("hold cached image: %w", err)}
+			return nil, &FetchError{URL: url, Retryable: true, Err: fmt.Errorf("hold cached image: %w", err)}
 		}
 		// Evicted between lookup and hold (by another worker process): once more.
 	}
 }
 
-func (s *Store) fetch(ctx context.Context, src Source, progress func(done, total int64)) (*Image, error) {
+// request is a source resolved: where it is, the digest it must have, and
+// for a file source without one, its stat key.
+type request struct {
+	src  Source
+	loc  location
+	want *digest
+	key  fileKey
+}
+
+// converts reports whether the caller asked for another format than the vendor's.
+func (r request) converts() bool { return r.src.ConvertTo != "" && r.src.ConvertTo != r.src.Format }
+
+// flightKey names the work for this source in Store.flights; what says which work.
+func (r request) flightKey(what string) string {
+	if r.want != nil {
+		return "sum:" + r.want.String() + "|" + what
+	}
+	return "loc:" + r.loc.String() + "|" + what
+}
+
+// resolveSource checks src's formats, resolves its location and reads the
+// digest it must have.
+func (s *Store) resolveSource(ctx context.Context, src Source) (request, error) {
 	if src.Format != FormatQCOW2 && src.Format != FormatRaw {
-		return nil, &SourceError{Field: FieldFormat, Err: fmt.Errorf("format %q: want qcow2 or raw", src.Format)}
+		return request{}, &SourceError{Field: FieldFormat, Err: fmt.Errorf("format %q: want qcow2 or raw", src.Format)}
+	}
+	if src.ConvertTo != "" && src.ConvertTo != FormatQCOW2 && src.ConvertTo != FormatRaw {
+		return request{}, &SourceError{Field: FieldConvertTo, Err: fmt.Errorf("format %q: want qcow2 or raw", src.ConvertTo)}
 	}
 	loc, err := resolve(src.URL, s.roots, FieldSource)
 	if err != nil {
-		return nil, err
+		return request{}, err
 	}
 	want, err := s.expected(ctx, src, loc)
 	if err != nil {
-		return nil, err
+		return request{}, err
 	}
-	var key fileKey
+	req := request{src: src, loc: loc, want: want}
 	if loc.Path != "" {
 		st, err := os.Stat(loc.Path)
 		if err != nil {
-			return nil, &SourceError{Field: FieldSource, Err: err}
+			return request{}, &SourceError{Field: FieldSource, Err: err}
 		}
-		key = statKey(loc.Path, st)
+		req.key = statKey(loc.Path, st)
 	}
-	if img := s.cached(want, key, src.Format); img != nil {
-		if img.VirtualSize > s.maxVirtualSize {
-			return nil, unsafeErr(src.URL, ViolationVirtualSize, "virtual size %d bytes exceeds the cap of %d bytes", img.VirtualSize, s.maxVirtualSize)
+	return req, nil
+}
+
+// checkCached applies the virtual-size cap to a cache hit: the cap may have
+// been lowered since the image was inspected.
+func (s *Store) checkCached(file string, img *Image) error {
+	if img.VirtualSize > s.maxVirtualSize {
+		return unsafeErr(file, ViolationVirtualSize, "virtual size %d bytes exceeds the cap of %d bytes", img.VirtualSize, s.maxVirtualSize)
+	}
+	return nil
+}
+
+// fetchResolved returns the vendor's image for req, unheld: from the cache,
+// or ingested.
+func (s *Store) fetchResolved(ctx context.Context, req request, progress func(done, total int64)) (*Image, error) {
+	src := req.src
+	lookup := func() *Image { return s.cached(req.want, req.key, src.Format) }
+	if img := lookup(); img != nil {
+		if err := s.checkCached(src.URL, img); err != nil {
+			return nil, err
 		}
 		s.log.Debug("image cache hit", "source", src.URL, "path", img.Path)
 		return img, nil
 	}
+	return s.shared(ctx, req.flightKey(src.Format), lookup, func() (*Image, error) {
+		return s.ingest(ctx, src, req.loc, req.want, req.key, progress)
+	})
+}
 
-	flightKey := "loc:" + loc.String() + "|" + src.Format
-	if want != nil {
-		flightKey = "sum:" + want.String() + "|" + src.Format
-	}
+// shared runs fn once for all concurrent callers in this process that name
+// the same key: the first leads, the others wait and get the leader's image
+// marked Cached. When the leader's context ended, a waiter takes the image
+// from the cache (lookup) or tries again, maybe as the leader.
+func (s *Store) shared(ctx context.Context, key string, lookup func() *Image, fn func() (*Image, error)) (*Image, error) {
 	for {
 		s.mu.Lock()
-		f, waiting := s.flights[flightKey]
+		f, waiting := s.flights[key]
 		if !waiting {
 			f = &flight{done: make(chan struct{})}
-			s.flights[flightKey] = f
+			s.flights[key] = f
 		}
 		s.mu.Unlock()
 
 		if !waiting {
-			s.lead(f, flightKey, func() (*Image, error) { return s.ingest(ctx, src, loc, want, key, progress) })
+			s.lead(f, key, fn)
 			return f.img, f.err
 		}
 		select {
@@ -382,7 +465,7 @@ func (s *Store) fetch(ctx context.Context, src Source, progress func(done, total
 			return nil, f.err
 		}
 		// The leader's job was cancelled; try again, maybe as the leader.
-		if img := s.cached(want, key, src.Format); img != nil {
+		if img := lookup(); img != nil {
 			return img, nil
 		}
 	}
@@ -405,18 +488,27 @@ func (s *Store) cached(want *digest, key fileKey, format string) *Image {
 	if want != nil {
 		return s.lookup(*want, format)
 	}
-	if key.Path == "" {
+	sum, ok := s.indexed(key)
+	if !ok {
 		return nil
+	}
+	return s.lookup(digest{Algo: "sha256", Hex: sum}, format)
+}
+
+// indexed returns the SHA-256 recorded for an unchanged file source.
+func (s *Store) indexed(key fileKey) (string, bool) {
+	if key.Path == "" {
+		return "", false
 	}
 	data, err := os.ReadFile(key.indexPath(s.dir))
 	if err != nil {
-		return nil
+		return "", false
 	}
 	var idx fileIndex
 	if json.Unmarshal(data, &idx) != nil || idx.Key != key {
-		return nil
+		return "", false
 	}
-	return s.lookup(digest{Algo: "sha256", Hex: idx.SHA256}, format)
+	return idx.SHA256, true
 }
 
 // expected returns the digest the job expects, from Checksum or the SUMS

@@ -1,0 +1,251 @@
+package image
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+// Facts describes one image file as the cache recorded it when it was
+// verified and inspected.
+type Facts struct {
+	Format      string // "qcow2" or "raw"
+	Size        int64  // file size in bytes (a sparse raw's apparent size)
+	VirtualSize int64  // disk size the guest sees
+	SHA256      string // lower-case hex
+	SHA512      string // lower-case hex
+}
+
+func (f facts) public() Facts {
+	return Facts{Format: f.Format, Size: f.Size, VirtualSize: f.VirtualSize, SHA256: f.SHA256, SHA512: f.SHA512}
+}
+
+// converterVersion is recorded with every conversion; raising it (a change of
+// qemu-img options) makes older conversions cache misses.
+const converterVersion = 1
+
+// Limits for one `qemu-img convert`: the job's context bounds it; these only
+// stop a runaway process of a job without a deadline.
+const (
+	convertTimeout         = 2 * time.Hour
+	convertCPUSecondsBase  = 60
+	convertCPUSecondsPerGB = 10
+	// fullDiskMargin: a failed conversion that leaves less than this free
+	// under the cache ran out of space.
+	fullDiskMargin = 4 << 20
+)
+
+// conversion is the JSON record under converted/: the vendor file, the
+// target format, and the converted image's SHA-256 (its own entry in the
+// cache). Written last, after the converted image's facts.
+type conversion struct {
+	Converter int    `json:"converter"`
+	Vendor    facts  `json:"vendor"`
+	Target    string `json:"target"`
+	SHA256    string `json:"sha256"`
+}
+
+func (s *Store) conversionPath(d digest, format, target string) string {
+	return filepath.Join(s.dir, "converted", d.Algo, d.Hex+"."+format+"."+target+".json")
+}
+
+// lookupConversion returns the cached conversion of the vendor file with
+// digest d and format to target, or nil.
+func (s *Store) lookupConversion(d digest, format, target string) *Image {
+	data, err := os.ReadFile(s.conversionPath(d, format, target))
+	if err != nil {
+		return nil
+	}
+	var c conversion
+	if json.Unmarshal(data, &c) != nil || c.Converter != converterVersion || c.Target != target || c.Vendor.Format != format {
+		return nil
+	}
+	if (d.Algo == "sha256" && c.Vendor.SHA256 != d.Hex) || (d.Algo == "sha512" && c.Vendor.SHA512 != d.Hex) {
+		return nil
+	}
+	img := s.lookup(digest{Algo: "sha256", Hex: c.SHA256}, target)
+	if img == nil {
+		return nil
+	}
+	v := c.Vendor.public()
+	img.Vendor = &v
+	return img
+}
+
+// cachedConversion finds req's conversion by the expected digest, or for a
+// file source without one by its stat key.
+func (s *Store) cachedConversion(req request) *Image {
+	if req.want != nil {
+		return s.lookupConversion(*req.want, req.src.Format, req.src.ConvertTo)
+	}
+	sum, ok := s.indexed(req.key)
+	if !ok {
+		return nil
+	}
+	return s.lookupConversion(digest{Algo: "sha256", Hex: sum}, req.src.Format, req.src.ConvertTo)
+}
+
+// fetchConverted returns req's vendor file converted to req.src.ConvertTo,
+// unheld: from the cache, or fetched (held while it is converted) and
+// converted. Concurrent calls for one conversion share it.
+func (s *Store) fetchConverted(ctx context.Context, req request, progress func(done, total int64)) (*Image, error) {
+	src := req.src
+	lookup := func() *Image { return s.cachedConversion(req) }
+	if img := lookup(); img != nil {
+		if err := s.checkCached(src.URL, img); err != nil {
+			return nil, err
+		}
+		s.log.Debug("converted image cache hit", "source", src.URL, "format", src.ConvertTo, "path", img.Path)
+		return img, nil
+	}
+	return s.shared(ctx, req.flightKey(src.Format+">"+src.ConvertTo), lookup, func() (*Image, error) {
+		vendor, err := s.holdFetched(src.URL, func() (*Image, error) { return s.fetchResolved(ctx, req, progress) })
+		if err != nil {
+			return nil, err
+		}
+		defer vendor.Release()
+		// Another process may have converted it meanwhile.
+		if img := s.lookupConversion(digest{Algo: "sha256", Hex: vendor.SHA256}, src.Format, src.ConvertTo); img != nil {
+			img.Cached = vendor.Cached
+			return img, nil
+		}
+		return s.convert(ctx, src.URL, vendor, src.ConvertTo)
+	})
+}
+
+// convert writes vendor (held by the caller) converted to target into a
+// temp file with `qemu-img convert`, hashes and inspects it as any fetched
+// image, and publishes it with its conversion record. It releases vendor
+// once the converted file is hashed, so making room for it may evict the
+// vendor file. The temp file is removed on every failure path.
+func (s *Store) convert(ctx context.Context, file string, vendor *Image, target string) (*Image, error) {
+	start := time.Now()
+	if s.qemuImg == "" {
+		return nil, &FetchError{URL: file, Retryable: false, Err: errors.New("converting to " + target + ": qemu-img not found")}
+	}
+	tmp, err := os.CreateTemp(filepath.Join(s.dir, "tmp"), "convert-*.part")
+	if err != nil {
+		return nil, &FetchError{URL: file, Retryable: true, Err: err}
+	}
+	name := tmp.Name()
+	tmp.Close()
+	published := false
+	var out *os.File
+	defer func() {
+		if out != nil {
+			out.Close()
+		}
+		if !published {
+			os.Remove(name)
+		}
+	}()
+
+	cpu := convertCPUSecondsBase + convertCPUSecondsPerGB*int(vendor.VirtualSize>>30)
+	// -f and -O explicit: qemu-img never probes; -U: a running job may boot
+	// the vendor file; raw output is sparse (zero runs of 4 KiB and more are
+	// holes, qemu-img's default -S).
+	_, err = s.runQemuImg(ctx, convertTimeout, cpu,
+		"convert", "-q", "-U", "-f", vendor.Format, "-O", target, vendor.Path, name)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("convert %s to %s: %w", file, target, err)
+		}
+		if s.diskFull() {
+			err = fmt.Errorf("%w (%w: the image cache's file system is full)", err, syscall.ENOSPC)
+		}
+		return nil, &FetchError{URL: file, Retryable: true, Err: fmt.Errorf("convert to %s: %w", target, err)}
+	}
+	converted := time.Since(start)
+
+	out, err = os.OpenFile(name, os.O_RDWR, 0)
+	if err != nil {
+		return nil, &FetchError{URL: file, Retryable: true, Err: err}
+	}
+	st, err := out.Stat()
+	if err != nil {
+		return nil, &FetchError{URL: file, Retryable: true, Err: err}
+	}
+	n := st.Size()
+	if n > s.maxSize {
+		return nil, unsafeErr(file, ViolationTooLarge, "converted to %s it is %d bytes, above the cap of %d bytes", target, n, s.maxSize)
+	}
+	p := newPipeline(nil)
+	rerr := p.readFrom(ctx, out, 0, nil)
+	sum256, sum512, _, ferr := p.finish()
+	switch {
+	case rerr != nil && ctx.Err() != nil:
+		return nil, rerr
+	case rerr != nil:
+		return nil, &FetchError{URL: file, Retryable: true, Err: fmt.Errorf("read converted image: %w", rerr)}
+	case ferr != nil:
+		return nil, &FetchError{URL: file, Retryable: true, Err: ferr}
+	}
+	vendorFacts := facts{Inspector: inspectorVersion, Format: vendor.Format, Size: vendor.Size, VirtualSize: vendor.VirtualSize, SHA256: vendor.SHA256, SHA512: vendor.SHA512}
+	vendor.Release()
+
+	info, err := Inspect(out, n)
+	if err == nil {
+		err = info.Check(target, s.maxVirtualSize)
+	}
+	if err == nil && target == FormatQCOW2 && s.qemuCheck {
+		err = s.qemuCheckImage(ctx, name)
+	}
+	if err == nil && info.VirtualSize < vendorFacts.VirtualSize {
+		err = fmt.Errorf("converted image has %d virtual bytes, the vendor's %d", info.VirtualSize, vendorFacts.VirtualSize)
+	}
+	if err != nil {
+		var ue *UnsafeImageError
+		if errors.As(err, &ue) {
+			ue.File = file + " (converted to " + target + ")"
+			return nil, ue
+		}
+		return nil, &FetchError{URL: file, Retryable: true, Err: fmt.Errorf("inspect converted image: %w", err)}
+	}
+
+	f := facts{Inspector: inspectorVersion, Format: target, Size: n, VirtualSize: info.VirtualSize, SHA256: sum256, SHA512: sum512}
+	if err := s.makeRoom(diskUsage(st)); err != nil {
+		return nil, &FetchError{URL: file, Retryable: true, Err: err}
+	}
+	img, err := s.publish(out, f)
+	if err != nil {
+		return nil, &FetchError{URL: file, Retryable: true, Err: err}
+	}
+	published = true
+	rec := conversion{Converter: converterVersion, Vendor: vendorFacts, Target: target, SHA256: sum256}
+	for _, d := range []digest{{Algo: "sha256", Hex: vendorFacts.SHA256}, {Algo: "sha512", Hex: vendorFacts.SHA512}} {
+		if err := s.writeJSON(s.conversionPath(d, vendorFacts.Format, target), rec); err != nil {
+			return nil, &FetchError{URL: file, Retryable: true, Err: fmt.Errorf("record conversion: %w", err)}
+		}
+	}
+	v := vendorFacts.public()
+	img.Vendor = &v
+	s.log.Info("image converted", "source", file, "from", vendorFacts.Format, "to", target, "path", img.Path,
+		"bytes", n, "allocated", diskUsage(st), "convert_seconds", converted.Seconds(), "total_seconds", time.Since(start).Seconds())
+	return img, nil
+}
+
+// diskFull reports whether the cache's file system has (almost) no space
+// left: how a failed qemu-img run is told to be a full disk without reading
+// its message.
+func (s *Store) diskFull() bool {
+	var fs syscall.Statfs_t
+	if err := syscall.Statfs(filepath.Join(s.dir, "tmp"), &fs); err != nil {
+		return false
+	}
+	return fs.Bavail*uint64(fs.Bsize) < fullDiskMargin
+}
+
+// diskUsage is the space a cached file occupies: its allocated blocks, never
+// more than its size (a sparse raw occupies less than its size).
+func diskUsage(st os.FileInfo) int64 {
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok || sys.Blocks == 0 {
+		return st.Size()
+	}
+	return min(st.Size(), sys.Blocks*512)
+}
