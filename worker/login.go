@@ -260,7 +260,7 @@ func (j *jobRun) login(guestCtx context.Context, scale func(jobs.Duration) time.
 		return nil
 	}
 	if err != nil {
-		reason := sshReason(report, err)
+		reason := sshReason(report, err, job.Guest.Provisioning)
 		if total, ok := jobTimedOut(guestCtx); ok {
 			reason = fmt.Sprintf("%s (%s)", reason, total)
 		}
@@ -297,6 +297,10 @@ func (j *jobRun) hostKeyTrust(key ssh.PublicKey, seeded []ssh.PublicKey, policy 
 	}
 	how, _ := j.con.PrintedHostKey(key.Marshal())
 	msg := fmt.Sprintf("host key pinned from the console (its %s): the image ignored the seeded host keys and made its own, %s", how, fp)
+	if j.job.Guest.Provisioning == jobs.ProvisioningIgnition {
+		// An Ignition config carries no host keys: the image's own are all there is.
+		msg = fmt.Sprintf("host key pinned from the console (its %s): an Ignition seed carries no host keys, so the image made its own, %s", how, fp)
+	}
 	j.rec.warn(jobs.CheckSSH, msg)
 	return msg
 }

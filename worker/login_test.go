@@ -68,6 +68,26 @@ func TestHostKeyPrintedOnConsoleIsTrusted(t *testing.T) {
 	}
 }
 
+// For an Ignition job the same trust is worded truly: an Ignition seed carries no
+// host keys, so the image ignored none.
+func TestHostKeyPrintedOnConsoleIgnitionWording(t *testing.T) {
+	addr, key := sshServerKey(t)
+	hv := &fake.Hypervisor{SSHAddr: addr, Console: keysBlock(key)}
+	job := ignitionTestJob("printedkey-ign", jobs.DatasourceMetadata)
+	job.Checks.Skip = []string{jobs.CheckHostname, jobs.CheckMetadata, jobs.CheckIgnition}
+	res, _ := runFake(t, hv, job)
+	if res.Verdict != jobs.VerdictPass {
+		t.Fatalf("got %s/%s %q", res.Verdict, res.FailedCheck, res.Reason)
+	}
+	if len(res.Warnings) != 1 || strings.Contains(res.Warnings[0], "ignored the seeded host keys") ||
+		!strings.Contains(res.Warnings[0], "an Ignition seed carries no host keys") || !strings.Contains(res.Warnings[0], ssh.FingerprintSHA256(key)) {
+		t.Errorf("warnings = %q, want one saying an Ignition seed carries no host keys, with the key", res.Warnings)
+	}
+	if c := res.Check(jobs.CheckSSH); c == nil || strings.Contains(c.Reason, "ignored the seeded") {
+		t.Errorf("ssh check = %+v", c)
+	}
+}
+
 // A host key neither seeded nor printed, once the guest listed its keys, fails ssh
 // at once with both fingerprints.
 func TestHostKeyNeitherSeededNorPrintedFailsAtOnce(t *testing.T) {

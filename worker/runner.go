@@ -652,12 +652,15 @@ func (j *jobRun) keepConsoleLog() string {
 }
 
 // sshReason is the one-line reason an SSH failure is reported with.
-func sshReason(r sshprobe.ProbeReport, err error) string {
+func sshReason(r sshprobe.ProbeReport, err error, provisioning string) string {
 	reason := r.Reason
 	if reason == "" {
 		reason = err.Error()
 	}
-	if errors.Is(err, sshprobe.ErrHostKeyMismatch) {
+	switch {
+	case errors.Is(err, sshprobe.ErrHostKeyMismatch) && provisioning == jobs.ProvisioningIgnition:
+		reason = "an Ignition seed carries no host keys and the guest did not print its own on its console (if it prints none, set guest.host_key \"any\"): " + reason
+	case errors.Is(err, sshprobe.ErrHostKeyMismatch):
 		reason = "the guest did not take the seed's ssh_keys and did not print its own host keys on its console (if it prints none, set guest.host_key \"any\"): " + reason
 	}
 	return reason
