@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/imagevet/imagevet/jobs"
+	"github.com/imagevet/imagevet/retry"
 )
 
 // action is what happens to a delivered job message once the daemon is done with
@@ -166,17 +167,18 @@ func (d *Daemon) finish(stop context.Context, q *jobs.Queue, dl *delivery, s set
 // election); false means it could not be reported.
 func (d *Daemon) report(stop context.Context, q *jobs.Queue, dl *delivery, res jobs.Result) bool {
 	log := dl.log
-	var err error
 	var published bool
-	deadline := time.Now().Add(max(2*time.Minute, 2*d.ackWait))
-	for try := 0; ; try++ {
+	// Reports still go out during shutdown: the tries end with their own deadline only.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(stop), max(2*time.Minute, 2*d.ackWait))
+	defer cancel()
+	err := reportRetry.Do(ctx, func(int) error {
+		var err error
 		published, err = d.publish(stop, q, res, dl.replaces, log)
-		if err == nil || time.Now().After(deadline) {
-			break
-		}
-		log.Warn("publishing the result failed", "try", try+1, "err", err)
-		time.Sleep(min(time.Duration(try+1)*time.Second, 10*time.Second))
-	}
+		return err
+	}, func(try int, err error) bool {
+		log.Warn("publishing the result failed", "try", try, "err", err)
+		return true
+	})
 	if err != nil {
 		log.Error("result not published, handing the job back", "err", err)
 		return false
@@ -188,6 +190,9 @@ func (d *Daemon) report(stop context.Context, q *jobs.Queue, dl *delivery, res j
 		"reason", res.Reason, "published", published)
 	return true
 }
+
+// reportRetry paces the tries of a report.
+var reportRetry = retry.Policy{Initial: time.Second, Max: 10 * time.Second, Jitter: 0.2}
 
 // settle acks, naks (after delay) or terminates a message as the action says, and
 // counts it.

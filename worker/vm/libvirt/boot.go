@@ -14,13 +14,11 @@ import (
 
 	golibvirt "github.com/digitalocean/go-libvirt"
 
+	"github.com/imagevet/imagevet/retry"
 	"github.com/imagevet/imagevet/worker/vm"
 )
 
 const (
-	// portAttempts bounds Boot retries when the chosen SSH forward port was
-	// taken between picking it and qemu binding it.
-	portAttempts = 3
 	// cleanupTimeout bounds the cleanup after a Boot whose outcome is
 	// unknown; it runs on a context detached from the caller's.
 	cleanupTimeout = 20 * time.Second
@@ -76,48 +74,77 @@ func (h *Hypervisor) boot(ctx context.Context, spec vm.Spec, opt bootOptions) (*
 		p.UEFI = &fw
 	}
 
-	for attempt := 1; ; attempt++ {
-		if p.SSHPort, err = freePort(); err != nil {
-			return fail(fmt.Errorf("pick ssh forward port: %w", err))
+	var m *Machine
+	err = portRetry.Do(ctx, func(int) error {
+		m, err = h.create(ctx, spec, &p, uuid)
+		return err
+	}, func(_ int, err error) bool {
+		var taken *portTakenError
+		if !errors.As(err, &taken) {
+			return false
 		}
-		dom, err := buildDomain(p)
-		if err != nil {
-			return fail(fmt.Errorf("%w: %w", vm.ErrInvalidSpec, err))
-		}
-		doc, err := dom.Marshal()
-		if err != nil {
-			return fail(fmt.Errorf("%w: marshal domain: %w", vm.ErrInvalidSpec, err))
-		}
-		var d golibvirt.Domain
-		err = h.call(ctx, func(l *golibvirt.Libvirt) error {
-			var err error
-			d, err = l.DomainCreateXML(doc, golibvirt.DomainNone)
-			return err
-		})
-		if err == nil {
-			m := &Machine{h: h, name: spec.Name, uuid: d.UUID, sshAddr: fmt.Sprintf("127.0.0.1:%d", p.SSHPort), console: spec.ConsoleLog}
-			h.log.Info("machine booted", "domain", spec.Name, "accel", accel, "firmware", firmwareName(spec), "ssh", m.sshAddr,
-				"attempt", attempt, "duration", time.Since(start))
-			return m, nil
-		}
-		if libvirtCode(err) < 0 {
-			// No answer from libvirtd (timeout, cancel, lost
-			// connection): the domain may have been created anyway.
-			cleanupErr := h.removeInterrupted(ctx, spec.Name, uuid)
-			if cleanupErr != nil {
-				h.log.Error("cleanup after interrupted boot failed", "domain", spec.Name, "err", cleanupErr)
-			}
-			return fail(errors.Join(err, cleanupErr))
-		}
-		if isPortTaken(err) && attempt < portAttempts {
-			h.log.Debug("ssh forward port taken, retrying", "domain", spec.Name, "port", p.SSHPort)
-			continue
-		}
-		if h.otherExists(ctx, spec.Name, uuid) {
-			return fail(fmt.Errorf("%w: %w", vm.ErrExists, err))
-		}
+		h.log.Debug("ssh forward port taken, retrying", "domain", spec.Name, "port", taken.port)
+		return true
+	})
+	if err != nil {
 		return fail(err)
 	}
+	h.log.Info("machine booted", "domain", spec.Name, "accel", accel, "firmware", firmwareName(spec), "ssh", m.sshAddr,
+		"duration", time.Since(start))
+	return m, nil
+}
+
+// portRetry bounds Boot's tries when the chosen SSH forward port was taken
+// between picking it and qemu binding it; the next try picks another at once.
+var portRetry = retry.Policy{Attempts: 3}
+
+// portTakenError is a create that failed because another process took the SSH
+// forward port first.
+type portTakenError struct {
+	port int
+	err  error
+}
+
+func (e *portTakenError) Error() string { return e.err.Error() }
+func (e *portTakenError) Unwrap() error { return e.err }
+
+// create picks an SSH forward port and creates the domain once.
+func (h *Hypervisor) create(ctx context.Context, spec vm.Spec, p *domainParams, uuid golibvirt.UUID) (*Machine, error) {
+	var err error
+	if p.SSHPort, err = freePort(); err != nil {
+		return nil, fmt.Errorf("pick ssh forward port: %w", err)
+	}
+	dom, err := buildDomain(*p)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", vm.ErrInvalidSpec, err)
+	}
+	doc, err := dom.Marshal()
+	if err != nil {
+		return nil, fmt.Errorf("%w: marshal domain: %w", vm.ErrInvalidSpec, err)
+	}
+	var d golibvirt.Domain
+	err = h.call(ctx, func(l *golibvirt.Libvirt) error {
+		var err error
+		d, err = l.DomainCreateXML(doc, golibvirt.DomainNone)
+		return err
+	})
+	switch {
+	case err == nil:
+		return &Machine{h: h, name: spec.Name, uuid: d.UUID, sshAddr: fmt.Sprintf("127.0.0.1:%d", p.SSHPort), console: spec.ConsoleLog}, nil
+	case libvirtCode(err) < 0:
+		// No answer from libvirtd (timeout, cancel, lost connection): the
+		// domain may have been created anyway.
+		cleanupErr := h.removeInterrupted(ctx, spec.Name, uuid)
+		if cleanupErr != nil {
+			h.log.Error("cleanup after interrupted boot failed", "domain", spec.Name, "err", cleanupErr)
+		}
+		return nil, errors.Join(err, cleanupErr)
+	case isPortTaken(err):
+		return nil, &portTakenError{port: p.SSHPort, err: err}
+	case h.otherExists(ctx, spec.Name, uuid):
+		return nil, fmt.Errorf("%w: %w", vm.ErrExists, err)
+	}
+	return nil, err
 }
 
 // checkFiles reports missing inputs before libvirtd sees the definition.

@@ -10,6 +10,7 @@ import (
 
 	golibvirt "github.com/digitalocean/go-libvirt"
 
+	"github.com/imagevet/imagevet/retry"
 	"github.com/imagevet/imagevet/worker/vm"
 )
 
@@ -67,19 +68,13 @@ func (m *Machine) Running(ctx context.Context) (bool, error) {
 // reported: a machine left running holds a slot and host memory until the next
 // sweep.
 func (m *Machine) Destroy(ctx context.Context) error {
-	var err error
-	for attempt := 1; ; attempt++ {
-		err = m.destroyOnce(ctx)
-		if err == nil || attempt == destroyAttempts || !isConnError(err) || errors.Is(err, vm.ErrTimeout) {
-			break
+	err := destroyRetry.Do(ctx, func(int) error { return m.destroyOnce(ctx) }, func(attempt int, err error) bool {
+		if !isConnError(err) || errors.Is(err, vm.ErrTimeout) {
+			return false
 		}
 		m.h.log.Warn("destroy lost its connection; retrying", "domain", m.name, "attempt", attempt, "err", err)
-		select {
-		case <-ctx.Done():
-			return classify("destroy", m.name, err)
-		case <-time.After(time.Duration(attempt) * 500 * time.Millisecond):
-		}
-	}
+		return true
+	})
 	if err != nil {
 		return classify("destroy", m.name, err)
 	}
@@ -87,8 +82,8 @@ func (m *Machine) Destroy(ctx context.Context) error {
 	return nil
 }
 
-// destroyAttempts bounds Destroy's retries after a lost connection.
-const destroyAttempts = 4
+// destroyRetry paces and bounds Destroy's retries after a lost connection.
+var destroyRetry = retry.Policy{Initial: 500 * time.Millisecond, Max: 2 * time.Second, Attempts: 4}
 
 func (m *Machine) destroyOnce(ctx context.Context) error {
 	var d golibvirt.Domain
