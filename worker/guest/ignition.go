@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"regexp"
+	"slices"
 	"strings"
 	"time"
 )
@@ -51,7 +53,7 @@ func CheckIgnition(ctx context.Context, r Runner, want IgnitionWant) CheckResult
 echo @@cloud-init; command -v cloud-init >/dev/null 2>&1 && echo present
 echo @@users; for u in %[2]s; do getent passwd "$u" >/dev/null 2>&1 && echo "$u"; done
 echo @@paths; for p in %[3]s; do { [ -e "$p" ] || [ -L "$p" ] || sudo -n test -e "$p"; } 2>/dev/null && echo "$p"; done
-echo @@journal; { journalctl -b -q --no-pager -t ignition 2>/dev/null || sudo -n journalctl -b -q --no-pager -t ignition 2>/dev/null; } | grep -iE 'error|fail|warn|crit' | tail -n 10
+echo @@journal; { journalctl -b -q --no-pager -t ignition 2>/dev/null || sudo -n journalctl -b -q --no-pager -t ignition 2>/dev/null; } | grep -iE 'error|fail|warn|crit|GET result: OK' | tail -n 200
 echo @@end`, IgnitionResultFile, strings.Join(users, " "), strings.Join(paths, " "))
 	out, err := r.Run(ctx, shScript(script))
 	res.Duration = time.Since(start)
@@ -62,7 +64,7 @@ echo @@end`, IgnitionResultFile, strings.Join(users, " "), strings.Join(paths, "
 	}
 	sec := sections(out.Stdout)
 	raw := strings.TrimSpace(sec["result"])
-	journal := strings.TrimSpace(sec["journal"])
+	journal := ignitionProblems(sec["journal"], 10)
 	var detail strings.Builder
 	fmt.Fprintf(&detail, "%s: %s\n", IgnitionResultFile, orUnknown(raw))
 	if journal != "" {
@@ -116,4 +118,42 @@ echo @@end`, IgnitionResultFile, strings.Join(users, " "), strings.Join(paths, "
 	res.Reason = oneLine(fmt.Sprintf("Ignition completed (%s); users %s and %d files of its config are there",
 		proof, strings.Join(want.Users, ", "), len(want.Paths)))
 	return res
+}
+
+// ignitionRoutine are lines of Ignition's journal that read like failures and come on
+// every good first boot: they are not reported among its errors.
+var ignitionRoutine = []*regexp.Regexp{
+	// The fetch-offline stage on a platform whose config needs the network
+	// (OpenStack's metadata service): it hands over to the fetch stage.
+	regexp.MustCompile(`failed to fetch config: resource requires networking`),
+}
+
+var (
+	ignitionGetError = regexp.MustCompile(`\bGET error: `)
+	ignitionGetOK    = regexp.MustCompile(`\bGET result: OK`)
+)
+
+// ignitionProblems keeps the real failures and warnings among Ignition's journal
+// lines (the error-like lines and its "GET result: OK" lines), the last n of them:
+// routine lines go, and so do GET errors that a later successful GET made good (an
+// attempt before the network was up).
+func ignitionProblems(journal string, n int) string {
+	lines := strings.Split(strings.TrimSpace(journal), "\n")
+	var kept []string
+	for i, line := range lines {
+		line = strings.TrimSpace(line)
+		switch {
+		case line == "", ignitionGetOK.MatchString(line):
+			continue
+		case ignitionGetError.MatchString(line) && slices.ContainsFunc(lines[i+1:], ignitionGetOK.MatchString):
+			continue
+		case slices.ContainsFunc(ignitionRoutine, func(re *regexp.Regexp) bool { return re.MatchString(line) }):
+			continue
+		}
+		kept = append(kept, line)
+	}
+	if len(kept) > n {
+		kept = kept[len(kept)-n:]
+	}
+	return strings.Join(kept, "\n")
 }

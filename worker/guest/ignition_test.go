@@ -54,3 +54,34 @@ func TestCheckIgnition(t *testing.T) {
 		t.Errorf("a broken connection is an error, not a verdict: %+v", res)
 	}
 }
+
+// Ignition's journal on a good OpenStack first boot: fetch-offline's "resource requires
+// networking" and a GET tried before the network was up are routine, not failures;
+// a real failure and a config warning stay in the detail.
+func TestCheckIgnitionJournalKeepsRealFailures(t *testing.T) {
+	const done = `{"provisioningDate":"2026-12-01T01:02:03Z","userConfigProvided":true}`
+	journal := strings.Join([]string{
+		`Dec 07 12:00:01 localhost ignition[412]: failed to fetch config: resource requires networking`,
+		`Dec 07 12:00:05 localhost ignition[470]: GET error: Get "http://169.254.169.254/openstack/latest/user_data": dial tcp 169.254.169.254:80: connect: network is unreachable`,
+		`Dec 07 12:00:07 localhost ignition[470]: GET result: OK`,
+		`Dec 07 12:00:08 localhost ignition[470]: warning at $.storage: unused key`,
+		`Dec 07 12:00:09 localhost ignition[471]: failed to fetch config from config drive (config-2): context canceled`,
+		`Dec 07 12:00:10 localhost ignition[480]: GET error: Get "http://example/extra.ign": dial tcp: lookup example: no such host`,
+	}, "\n")
+	g := &fakeRunner{steps: []step{{match: "@@result", out: CommandResult{Stdout: "@@result\n" + done +
+		"\n@@cloud-init\n\n@@users\ncore\n@@paths\n@@journal\n" + journal + "\n@@end\n"}}}}
+	res := CheckIgnition(context.Background(), g, IgnitionWant{Users: []string{"core"}})
+	if res.Status != StatusPass {
+		t.Fatalf("got %s %q", res.Status, res.Reason)
+	}
+	for _, routine := range []string{"resource requires networking", "network is unreachable", "GET result"} {
+		if strings.Contains(res.Detail, routine) {
+			t.Errorf("detail lists a routine line (%q) among Ignition's errors:\n%s", routine, res.Detail)
+		}
+	}
+	for _, real := range []string{"unused key", "config drive (config-2)", "no such host"} {
+		if !strings.Contains(res.Detail, real) {
+			t.Errorf("detail lacks %q:\n%s", real, res.Detail)
+		}
+	}
+}
