@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 
@@ -52,13 +53,31 @@ type multiFlag []string
 func (m *multiFlag) String() string     { return strings.Join(*m, "; ") }
 func (m *multiFlag) Set(s string) error { *m = append(*m, s); return nil }
 
-func cmdRun(ctx context.Context, args []string, env Env) int {
-	cfg := worker.DefaultConfig()
-	var f runFlags
+// runInvocation is what one `imagevet run` was told, parsed and validated.
+type runInvocation struct {
+	flags runFlags
+	cfg   worker.Config
+	job   jobs.Job
+	log   *slog.Logger
+}
+
+// flagError is a command line the flag package refused (and has said why).
+type flagError struct{ err error }
+
+func (e *flagError) Error() string { return e.err.Error() }
+func (e *flagError) Unwrap() error { return e.err }
+
+// parseRun parses run's flags and variables and loads the job; configuration and
+// job problems are reported together, configuration first. A command line the flag
+// package refused (or -h) is a *flagError.
+func parseRun(ctx context.Context, args []string, env Env) (runInvocation, error) {
+	p := runInvocation{cfg: worker.DefaultConfig()}
+	cfg, f := &p.cfg, &p.flags
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(env.Stderr)
 	fs.Usage = func() { fmt.Fprint(env.Stderr, runUsage); fs.PrintDefaults() }
 	cfg.RegisterFlags(fs, env.Getenv)
+	ef := &envFlags{fs: fs, env: env}
 	fs.BoolVar(&f.jsonOut, "json", false, "print the result as JSON instead of a table")
 	fs.BoolVar(&f.keep, "keep", false, "leave a failed machine running and print how to reach it")
 	fs.BoolVar(&f.streamConsole, "console", false, "stream the guest's serial console to stderr")
@@ -76,26 +95,38 @@ func cmdRun(ctx context.Context, args []string, env Env) int {
 	fs.StringVar(&f.firmware, "firmware", "bios", "with --image: bios or uefi")
 	fs.StringVar(&f.hostname, "hostname", "", "hostname the seed asks for with --image")
 	fs.StringVar(&f.id, "id", "", "job id with --image (default from the file name)")
-	fs.IntVar(&f.vcpus, "vcpus", 0, "virtual CPUs with --image")
-	fs.IntVar(&f.memory, "memory", 0, "memory in MiB with --image")
+	ef.intVar(&f.vcpus, "vcpus", "IMAGEVET_VCPUS", defaultRunVCPUs(runtime.NumCPU()), "virtual CPUs with --image (2, or the host's count when it has fewer)")
+	ef.intVar(&f.memory, "memory", "IMAGEVET_MEMORY_MIB", jobs.DefaultMemoryMiB, "memory in MiB with --image")
 	fs.DurationVar(&f.bootTimeout, "boot-timeout", 0, "time to SSH on a KVM host with --image (scaled by --tcg-factor under TCG)")
 	fs.Var(&f.commands, "cmd", "command to run in the guest with --image; repeatable")
 	if err := parseInterleaved(fs, args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return exitError
+		return p, &flagError{err}
 	}
 	cfg.KeepFailed = f.keep
-
-	// Configuration and job problems are reported together, configuration first.
-	job, jobErr := loadRunJob(ctx, fs.Args(), env.Stdin, &f, &cfg)
-	cfgErr := cfg.Validate()
+	job, jobErr := loadRunJob(ctx, fs.Args(), env.Stdin, f, cfg)
+	p.job = job
 	log, logErr := newLogger(env.Stderr, f.logLevel, false)
-	if err := errors.Join(cfgErr, logErr, jobErr); err != nil {
+	p.log = log
+	return p, errors.Join(append(ef.errs, ef.zeroRefused(), cfg.Validate(), logErr, jobErr)...)
+}
+
+// defaultRunVCPUs is run's vCPU count on a host with hostCPUs: 2 (a Debian 12 guest
+// under TCG takes 1.16-1.38x as long with 1), never more than the host has.
+func defaultRunVCPUs(hostCPUs int) int { return max(1, min(2, hostCPUs)) }
+
+func cmdRun(ctx context.Context, args []string, env Env) int {
+	p, err := parseRun(ctx, args, env)
+	var fe *flagError
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &fe):
+		return exitError // the flag package has said what is wrong
+	case err != nil:
 		fmt.Fprintf(env.Stderr, "imagevet run: %v\n", err)
 		return exitError
 	}
+	cfg, f, job, log := p.cfg, &p.flags, p.job, p.log
 	runner, closeRunner, err := newRunner(ctx, cfg, log)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "imagevet run: %v\n", err)
@@ -117,7 +148,7 @@ func cmdRun(ctx context.Context, args []string, env Env) int {
 	}
 	view.close()
 
-	if err := writeRunOutputs(res, &f); err != nil {
+	if err := writeRunOutputs(res, f); err != nil {
 		fmt.Fprintf(env.Stderr, "imagevet run: %v\n", err)
 	}
 	if f.jsonOut {

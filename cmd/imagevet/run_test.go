@@ -5,9 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"encoding/xml"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -98,5 +100,49 @@ func TestRunPanicFixtureJSONAndJUnit(t *testing.T) {
 	}
 	if err := xml.Unmarshal(data, &suites); err != nil || !bytes.Contains(data, []byte("kernel panic")) {
 		t.Errorf("junit report not well-formed or lacks the reason (%v):\n%s", err, data)
+	}
+}
+
+// `run --image` sizes the machine from --vcpus/--memory or their IMAGEVET_*
+// variables; without them it boots 2 vCPUs where the host has 2 (1 vCPU is
+// 1.16-1.38x slower under TCG), never more than the host has.
+func TestRunImageMachineSize(t *testing.T) {
+	img := filepath.Join(t.TempDir(), "disk.qcow2")
+	if err := os.WriteFile(img, []byte("not really qcow2"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	parse := func(vars map[string]string, args ...string) (jobs.Job, error) {
+		t.Helper()
+		env := Env{Stdout: io.Discard, Stderr: io.Discard, Stdin: strings.NewReader(""), Getenv: func(k string) string { return vars[k] }}
+		p, err := parseRun(context.Background(), append([]string{"--image", img, "--user", "debian"}, args...), env)
+		return p.job, err
+	}
+	job, err := parse(nil)
+	if want := defaultRunVCPUs(runtime.NumCPU()); err != nil || job.Machine.VCPUs != want || job.Machine.MemoryMiB != jobs.DefaultMemoryMiB {
+		t.Errorf("defaults: %+v %v, want %d vCPUs, %d MiB", job.Machine, err, want, jobs.DefaultMemoryMiB)
+	}
+	if job, err := parse(map[string]string{"IMAGEVET_VCPUS": "3", "IMAGEVET_MEMORY_MIB": "3072"}); err != nil || job.Machine.VCPUs != 3 || job.Machine.MemoryMiB != 3072 {
+		t.Errorf("from the environment: %+v %v", job.Machine, err)
+	}
+	if job, err := parse(map[string]string{"IMAGEVET_VCPUS": "3"}, "--vcpus", "1", "--memory", "512"); err != nil || job.Machine.VCPUs != 1 || job.Machine.MemoryMiB != 512 {
+		t.Errorf("flags over the environment: %+v %v", job.Machine, err)
+	}
+	for _, c := range []struct {
+		vars map[string]string
+		args []string
+		want string
+	}{
+		{nil, []string{"--vcpus", "0"}, "--vcpus (IMAGEVET_VCPUS): 0 is not accepted"},
+		{map[string]string{"IMAGEVET_MEMORY_MIB": "lots"}, nil, `IMAGEVET_MEMORY_MIB="lots": not an integer`},
+		{nil, []string{"--vcpus", "65"}, "machine.vcpus"},
+	} {
+		if _, err := parse(c.vars, c.args...); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v %v: %v, want an error naming %q", c.vars, c.args, err, c.want)
+		}
+	}
+	for host, want := range map[int]int{1: 1, 2: 2, 4: 2, 64: 2} {
+		if got := defaultRunVCPUs(host); got != want {
+			t.Errorf("a host with %d CPUs: %d vCPUs, want %d", host, got, want)
+		}
 	}
 }
