@@ -63,7 +63,7 @@ func TestRunCommands(t *testing.T) {
 		reason string
 	}{
 		{[]Command{{Run: "uname -s", ExpectOutput: "BSD"}}, StatusFail, `command 1 (uname -s) output does not match "BSD" (got "Linux")`},
-		{[]Command{{Run: "uname -s"}, {Run: "false"}}, StatusFail, "command 2 (false) exited 1, want 0: boom"},
+		{[]Command{{Run: "uname -s"}, {Run: "false"}}, StatusFail, `command 2 (false) exited 1, want 0; stderr ends "boom ⏎ more"`},
 		{[]Command{{Run: "sleep 100", Timeout: 50 * time.Millisecond}}, StatusFail, "command 1 (sleep 100) did not finish in time"},
 		{[]Command{{Run: "lost"}}, StatusError, "command 1 (lost) could not run: ssh: connection lost"},
 		{[]Command{{Run: "uname -s", ExpectOutput: "/(/"}}, StatusError, ""},
@@ -233,5 +233,42 @@ func TestCloudInitScriptsParse(t *testing.T) {
 	st := parseCloudInitReport(string(out))
 	if st.status == "" || st.hostname == "" {
 		t.Errorf("host report parsed to %+v from:\n%s", st, out)
+	}
+}
+
+// A failed command's reason quotes the end of its output, where the cause usually is
+// (bounded, and the long command line shortened so the quote fits the one-line
+// reason); the detail keeps every line.
+func TestRunCommandsReasonQuotesTheLastLines(t *testing.T) {
+	apt := "Reading package lists...\nBuilding dependency tree...\nReading state information...\n" +
+		"E: Unable to locate package nosuchpkg\nE: Couldn't find any package by glob 'nosuchpkg'\n"
+	long := "sudo -n apt-get install -y --no-install-recommends nosuchpkg another-package yet-another-package"
+	f := &fakeRunner{steps: []step{
+		{match: "apt-get", out: CommandResult{ExitCode: 100, Stdout: apt}},
+		{match: "noisy", out: CommandResult{ExitCode: 2, Stderr: strings.Repeat("warning: something long and boring about the weather, once again\n", 40) + "fatal: the real cause\n"}},
+		{match: "cat /etc/os-release", out: ok("NAME=\"Debian GNU/Linux\"\nVERSION_ID=\"11\"\nID=debian\n")},
+	}}
+	ctx := context.Background()
+	res := RunCommands(ctx, f, []Command{{Run: long}})
+	if res.Status != StatusFail || !strings.Contains(res.Reason, "E: Unable to locate package nosuchpkg ⏎ E: Couldn't find any package by glob") ||
+		!strings.Contains(res.Reason, "exited 100, want 0; stdout ends") || strings.Contains(res.Reason, long) {
+		t.Errorf("got %s %q; want the last lines of its output quoted and the command shortened", res.Status, res.Reason)
+	}
+	if len(res.Reason) > 300 {
+		t.Errorf("reason of %d bytes: a result keeps 300", len(res.Reason))
+	}
+	if !strings.Contains(res.Detail, "Reading package lists...\nBuilding dependency tree") {
+		t.Errorf("detail lost output:\n%s", res.Detail)
+	}
+	res = RunCommands(ctx, f, []Command{{Run: "noisy"}})
+	if !strings.Contains(res.Reason, `fatal: the real cause"`) || !strings.Contains(res.Reason, "…") || len(res.Reason) > 300 {
+		t.Errorf("got %q; want the last line, the front cut", res.Reason)
+	}
+	if strings.Count(res.Detail, "something long and boring") != 40 {
+		t.Errorf("detail does not keep all of the output")
+	}
+	res = RunCommands(ctx, f, []Command{{Run: "cat /etc/os-release", ExpectOutput: `/^VERSION_ID="12"$/`}})
+	if !strings.Contains(res.Reason, `VERSION_ID=\"11\" ⏎ ID=debian`) {
+		t.Errorf("got %q; want the end of the output it got", res.Reason)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Command is one of the job's own commands and what it must produce.
@@ -48,7 +49,7 @@ func RunCommands(ctx context.Context, r Runner, cmds []Command) CheckResult {
 		return finish(StatusSkip, "the job has no commands")
 	}
 	for i, c := range cmds {
-		label := fmt.Sprintf("command %d (%s)", i+1, oneLine(c.Run))
+		label := fmt.Sprintf("command %d (%s)", i+1, shortCommand(c.Run))
 		match, err := outputMatcher(c.ExpectOutput)
 		if err != nil {
 			res.Err = fmt.Errorf("%s: invalid expected output %q: %w", label, c.ExpectOutput, err)
@@ -79,14 +80,65 @@ func RunCommands(ctx context.Context, r Runner, cmds []Command) CheckResult {
 		fmt.Fprintf(&detail, "[exit %d in %v]\n", out.ExitCode, out.Duration.Round(time.Millisecond))
 		if out.ExitCode != c.ExpectExit {
 			why := fmt.Sprintf("%s exited %d, want %d", label, out.ExitCode, c.ExpectExit)
-			if l := firstLine(out.Stderr); l != "" {
-				why += ": " + l
+			if tail := outputTail(out.Stderr); tail != "" {
+				why += fmt.Sprintf("; stderr ends %q", tail)
+			} else if tail := outputTail(out.Stdout); tail != "" {
+				why += fmt.Sprintf("; stdout ends %q", tail)
 			}
 			return finish(StatusFail, why)
 		}
 		if c.ExpectOutput != "" && !match(out.Stdout) {
-			return finish(StatusFail, fmt.Sprintf("%s output does not match %q (got %q)", label, c.ExpectOutput, firstLine(out.Stdout)))
+			got := "nothing"
+			if tail := outputTail(out.Stdout); tail != "" {
+				got = fmt.Sprintf("%q", tail)
+			}
+			return finish(StatusFail, fmt.Sprintf("%s output does not match %q (got %s)", label, c.ExpectOutput, got))
 		}
 	}
 	return finish(StatusPass, fmt.Sprintf("%d commands gave the expected results", len(cmds)))
+}
+
+// Bounds of the output a failed command's reason quotes (the detail has all of it).
+const (
+	tailLines   = 5
+	tailBytes   = 180
+	commandShow = 50
+)
+
+// outputTail is the end of a command's output for a one-line reason: its last
+// non-empty lines (at most tailLines, tailBytes), joined with " ⏎ ", cut at the
+// front with "…" when longer. Errors are usually at the end of what a command says.
+func outputTail(out string) string {
+	var lines []string
+	for _, l := range strings.Split(out, "\n") {
+		if l = strings.Join(strings.Fields(l), " "); l != "" {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) > tailLines {
+		lines = lines[len(lines)-tailLines:]
+	}
+	tail := strings.Join(lines, " ⏎ ")
+	if len(tail) <= tailBytes {
+		return tail
+	}
+	cut := len(tail) - tailBytes
+	for cut < len(tail) && !utf8.RuneStart(tail[cut]) {
+		cut++
+	}
+	return "…" + tail[cut:]
+}
+
+// shortCommand is a command line as a reason names it: one line, at most
+// commandShow bytes, so the reason keeps room for what the command said.
+func shortCommand(run string) string {
+	run = strings.Join(strings.Fields(run), " ")
+	if len(run) <= commandShow {
+		return run
+	}
+	cut := commandShow
+	for cut > 0 && !utf8.RuneStart(run[cut]) {
+		cut--
+	}
+	return run[:cut] + "…"
 }
