@@ -214,14 +214,17 @@ func (j *jobRun) run(parent context.Context) {
 	}
 }
 
-// fetch ingests the image: download or copy, hash, verify, inspect, cache.
+// fetch ingests the image: download or copy, hash, verify, inspect, cache; and when
+// publish.disk_format asks for another format, converts it (the conversion is what
+// boots and what is published).
 func (j *jobRun) fetch(ctx context.Context) (*image.Image, bool) {
 	done := j.rec.stage("fetch")
 	start := j.now()
 	ctx, cancel := context.WithTimeout(ctx, j.job.Timeouts.Fetch.D())
 	defer cancel()
 	src := image.Source{URL: j.job.Image.Source, Format: j.job.Image.Format, Checksum: j.job.Image.Checksum,
-		SumsURL: j.job.Image.SumsURL, SumsName: j.job.Image.SumsName, SumsSignature: j.job.Image.SumsSignature}
+		SumsURL: j.job.Image.SumsURL, SumsName: j.job.Image.SumsName, SumsSignature: j.job.Image.SumsSignature,
+		ConvertTo: j.job.Publish.DiskFormat}
 	var lastReport time.Time
 	base, err := j.images.Fetch(ctx, src, func(n, total int64) {
 		if now := j.now(); now.Sub(lastReport) >= 2*time.Second {
@@ -251,17 +254,24 @@ func (j *jobRun) fetch(ctx context.Context) (*image.Image, bool) {
 		}
 		return nil, false
 	}
-	j.rec.facts(&jobs.ImageFacts{Size: base.Size, VirtualSize: base.VirtualSize, Format: base.Format,
+	facts := &jobs.ImageFacts{Size: base.Size, VirtualSize: base.VirtualSize, Format: base.Format,
 		SHA256: base.SHA256, OSHashAlgo: "sha512", OSHashValue: base.SHA512,
-		Source: j.job.Image.Source, VendorDigest: j.job.Image.Checksum})
+		Source: j.job.Image.Source, VendorDigest: j.job.Image.Checksum}
 	hit := "downloaded"
 	if base.Cached {
 		hit = "cached"
 	}
+	reason := fmt.Sprintf("%s %s, %s virtual, %s", base.Format, sizeString(base.Size), sizeString(base.VirtualSize), hit)
+	detail := "sha256:" + base.SHA256 + "\nsha512:" + base.SHA512
+	if v := base.Vendor; v != nil {
+		// What boots (and is published) is the conversion; the vendor's file is recorded beside it.
+		facts.Vendor = &jobs.VendorFile{Format: v.Format, Size: v.Size, SHA256: v.SHA256, SHA512: v.SHA512}
+		reason += fmt.Sprintf(", converted from the vendor's %s %s", v.Format, sizeString(v.Size))
+		detail += "\nvendor " + v.Format + " sha256:" + v.SHA256 + "\nvendor " + v.Format + " sha512:" + v.SHA512
+	}
+	j.rec.facts(facts)
 	j.rec.check(jobs.CheckResult{Name: jobs.CheckImage, Status: jobs.StatusPass,
-		Reason:   fmt.Sprintf("%s %s, %s virtual, %s", base.Format, sizeString(base.Size), sizeString(base.VirtualSize), hit),
-		Detail:   "sha256:" + base.SHA256 + "\nsha512:" + base.SHA512,
-		Duration: jobs.Duration(j.now().Sub(start))})
+		Reason: reason, Detail: detail, Duration: jobs.Duration(j.now().Sub(start))})
 	return base, true
 }
 

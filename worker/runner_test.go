@@ -28,6 +28,7 @@ import (
 type fakeImages struct {
 	err      error
 	fetches  int
+	srcs     []image.Source
 	overlays []string
 	mu       sync.Mutex
 }
@@ -35,12 +36,18 @@ type fakeImages struct {
 func (f *fakeImages) Fetch(ctx context.Context, src image.Source, progress func(done, total int64)) (*image.Image, error) {
 	f.mu.Lock()
 	f.fetches++
+	f.srcs = append(f.srcs, src)
 	f.mu.Unlock()
 	if f.err != nil {
 		return nil, f.err
 	}
 	progress(1, 2)
-	return &image.Image{Path: "/nonexistent/base.qcow2", Format: src.Format, Size: 1 << 20, VirtualSize: 1 << 30, SHA256: "ab", SHA512: "cd"}, nil
+	img := &image.Image{Path: "/nonexistent/base.qcow2", Format: src.Format, Size: 1 << 20, VirtualSize: 1 << 30, SHA256: "ab", SHA512: "cd"}
+	if src.ConvertTo != "" && src.ConvertTo != src.Format {
+		vendor := image.Facts{Format: img.Format, Size: img.Size, VirtualSize: img.VirtualSize, SHA256: img.SHA256, SHA512: img.SHA512}
+		img = &image.Image{Path: "/nonexistent/base." + src.ConvertTo, Format: src.ConvertTo, Size: 1 << 30, VirtualSize: 1 << 30, SHA256: "ef", SHA512: "01", Vendor: &vendor}
+	}
+	return img, nil
 }
 
 func (f *fakeImages) Overlay(ctx context.Context, base *image.Image, path string) error {
@@ -235,6 +242,36 @@ func TestRunNoSSHBannerFailsSSH(t *testing.T) {
 		t.Errorf("progress events missing: %+v", events)
 	}
 	assertCleanedUp(t, cfg, hv)
+}
+
+// A job whose publish.disk_format differs from the vendor's format asks the image
+// store for the conversion, and its result describes the converted file (what
+// booted, what is published) with the vendor's file beside it.
+func TestRunRecordsConvertedAndVendorFile(t *testing.T) {
+	hv := &fake.Hypervisor{SSHAddr: closingListener(t)}
+	imgs := &fakeImages{}
+	r, cfg := newTestRunner(t, imgs, hv)
+	job := testJob("raw")
+	job.Publish.DiskFormat = jobs.FormatRaw
+	res := r.Run(context.Background(), job, 1, nil)
+	if len(imgs.srcs) != 1 || imgs.srcs[0].ConvertTo != jobs.FormatRaw || imgs.srcs[0].Format != "qcow2" {
+		t.Fatalf("image store asked for %+v, want the qcow2 converted to raw", imgs.srcs)
+	}
+	f := res.ImageFacts
+	if f == nil || f.Format != jobs.FormatRaw || f.OSHashValue != "01" || f.SHA256 != "ef" || f.Size != 1<<30 ||
+		f.Vendor == nil || *f.Vendor != (jobs.VendorFile{Format: "qcow2", Size: 1 << 20, SHA256: "ab", SHA512: "cd"}) || f.SourceHash() != "cd" {
+		t.Fatalf("image facts %+v (vendor %+v), want the raw conversion with the qcow2 as vendor", f, f.Vendor)
+	}
+	if c := res.Check(jobs.CheckImage); c == nil || c.Status != jobs.StatusPass || !strings.Contains(c.Reason, "converted from the vendor's qcow2") || !strings.Contains(c.Detail, "vendor qcow2 sha512:cd") {
+		t.Fatalf("image check %+v, want it to name the conversion", c)
+	}
+	assertCleanedUp(t, cfg, hv)
+
+	plain := testJob("plain")
+	plain.Publish.DiskFormat = "qcow2"
+	if res := r.Run(context.Background(), plain, 1, nil); res.ImageFacts == nil || res.ImageFacts.Vendor != nil || res.ImageFacts.Format != "qcow2" {
+		t.Fatalf("disk_format equal to the vendor's: facts %+v, want the vendor's file, no Vendor", res.ImageFacts)
+	}
 }
 
 // A machine that stops while SSH is awaited, without the guest printing that it
