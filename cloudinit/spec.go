@@ -11,6 +11,8 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/imagevet/imagevet/cloudinit/ignition"
+
+	"github.com/imagevet/imagevet/jobs"
 )
 
 // Datasource selects the seed layout a guest's cloud-init is offered.
@@ -83,6 +85,9 @@ func (e *FieldError) Unwrap() error { return e.Err }
 
 // Is makes errors.Is(err, ErrInvalid) true.
 func (e *FieldError) Is(target error) bool { return target == ErrInvalid }
+
+// ErrorClass: an invalid seed spec is the job's fault.
+func (e *FieldError) ErrorClass() (jobs.Class, bool) { return jobs.ClassJob, false }
 
 func fieldErr(field, format string, args ...any) error {
 	return &FieldError{Field: field, Err: fmt.Errorf(format, args...)}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -380,6 +381,19 @@ func TestClassify(t *testing.T) {
 		{errors.New("disk full"), ClassInfra, true},
 		{&image.SignatureError{File: "SHA256SUMS", Err: keyring.ErrBadSignature}, ClassImage, false},
 		{&image.SourceError{Field: image.FieldSumsSig, Err: errors.New("required")}, ClassJob, false},
+		{&image.UnsafeImageError{Rule: image.ViolationBackingFile}, ClassImage, false},
+		{fmt.Errorf("fetch: %w", &image.ChecksumMismatchError{Algo: "sha256"}), ClassJob, false},
+		{&image.FetchError{URL: "u", Retryable: true, Err: errors.New("503")}, ClassInfra, true},
+		{&image.FetchError{URL: "u", Err: errors.New("404")}, ClassInfra, false},
+		// A wrapper that only carries context defers to what it wraps...
+		{&image.FetchError{URL: "u", Retryable: true, Err: &image.SourceError{Field: "image.source", Err: errors.New("outside the roots")}}, ClassJob, false},
+		{&vm.Error{Op: "boot", Retryable: true, Err: &JobFault{Err: errors.New("bad spec")}}, ClassJob, false},
+		// ...one that knows better decides.
+		{&TimeoutError{Stage: "boot", Err: &ImageFault{Check: "boot", Reason: "half a verdict"}}, ClassInfra, true},
+		{&JobFault{Err: &image.FetchError{Retryable: true, Err: errors.New("x")}}, ClassJob, false},
+		{fmt.Errorf("seed: %w", &cloudinit.FieldError{Field: "hostname", Err: errors.New("bad")}), ClassJob, false},
+		{context.Canceled, ClassInfra, true},
+		{nil, ClassInfra, false},
 	}
 	for _, c := range cases {
 		class, retry := Classify(c.err)

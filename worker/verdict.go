@@ -1,43 +1,23 @@
 package worker
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"time"
 
-	"github.com/imagevet/imagevet/cloudinit"
 	"github.com/imagevet/imagevet/jobs"
 	"github.com/imagevet/imagevet/worker/image"
-	"github.com/imagevet/imagevet/worker/vm"
 )
 
-// Class says who is to blame for an error, which decides the verdict and whether the
-// job is tried again.
-type Class int
+// Class says who is to blame for an error (see jobs.Class).
+type Class = jobs.Class
 
 // Error classes.
 const (
-	// ClassInfra is the worker's or host's fault (libvirtd down, disk full, download
-	// failed, shutdown): verdict error, retried with backoff.
-	ClassInfra Class = iota
-	// ClassImage is the image's fault: verdict fail, never retried.
-	ClassImage
-	// ClassJob is the submitter's fault (invalid job, missing file, wrong checksum):
-	// verdict error, never retried.
-	ClassJob
+	ClassInfra = jobs.ClassInfra
+	ClassImage = jobs.ClassImage
+	ClassJob   = jobs.ClassJob
 )
-
-func (c Class) String() string {
-	switch c {
-	case ClassImage:
-		return "image"
-	case ClassJob:
-		return "job"
-	default:
-		return "infrastructure"
-	}
-}
 
 // ImageFault marks an error the image is to blame for, with the check it failed.
 type ImageFault struct {
@@ -47,11 +27,17 @@ type ImageFault struct {
 
 func (e *ImageFault) Error() string { return e.Check + ": " + e.Reason }
 
+// ErrorClass: the image's fault.
+func (e *ImageFault) ErrorClass() (Class, bool) { return ClassImage, false }
+
 // JobFault marks an error the job is to blame for.
 type JobFault struct{ Err error }
 
 func (e *JobFault) Error() string { return e.Err.Error() }
 func (e *JobFault) Unwrap() error { return e.Err }
+
+// ErrorClass: the job's fault, whatever it wraps.
+func (e *JobFault) ErrorClass() (Class, bool) { return ClassJob, false }
 
 // TimeoutError is a stage that ran out of time before it could decide. It is
 // the infrastructure's lot (retryable): a stage that judges the image (ssh,
@@ -81,6 +67,10 @@ func (e *TimeoutError) Error() string {
 // Unwrap returns what the stage returned.
 func (e *TimeoutError) Unwrap() error { return e.Err }
 
+// ErrorClass: a stage that ran out of time could not decide, whatever it was
+// doing when it stopped: the infrastructure's lot, worth another try.
+func (e *TimeoutError) ErrorClass() (Class, bool) { return ClassInfra, true }
+
 // errConsoleFatal stops a guest's work when its console showed a fatal line; the
 // verdict itself is the console's match, not this cause.
 var errConsoleFatal = errors.New("fatal console line")
@@ -89,44 +79,17 @@ var errConsoleFatal = errors.New("fatal console line")
 var errShutdown = errors.New("worker shutting down")
 
 // Classify maps any error from a job's lifecycle to its class and whether running the
-// job again may help. It is the one place that decides; callers never look at
-// error text.
+// job again may help. Errors say their own class (jobs.Classed); what does not is
+// the host's (disk, permissions, a dead daemon, shutdown): worth one more try on
+// the same or another worker. Callers never look at error text.
 func Classify(err error) (Class, bool) {
-	var (
-		fault    *ImageFault
-		timeout  *TimeoutError
-		jobFault *JobFault
-		invalid  *jobs.InvalidError
-		unsafe   *image.UnsafeImageError
-		badSig   *image.SignatureError
-		mismatch *image.ChecksumMismatchError
-		source   *image.SourceError
-		fetch    *image.FetchError
-		vmErr    *vm.Error
-	)
-	switch {
-	case err == nil:
+	if err == nil {
 		return ClassInfra, false
-	case errors.As(err, &timeout):
-		// Before ImageFault: a stage's error may wrap whatever the context's
-		// cause was when it stopped.
-		return ClassInfra, true
-	case errors.As(err, &fault), errors.As(err, &unsafe), errors.As(err, &badSig):
-		return ClassImage, false
-	case errors.As(err, &jobFault), errors.As(err, &invalid), errors.As(err, &mismatch),
-		errors.As(err, &source), errors.Is(err, cloudinit.ErrInvalid):
-		return ClassJob, false
-	case errors.As(err, &fetch):
-		return ClassInfra, fetch.Retryable
-	case errors.As(err, &vmErr):
-		return ClassInfra, vmErr.Retryable
-	case errors.Is(err, errShutdown), errors.Is(err, context.Canceled):
-		return ClassInfra, true
-	default:
-		// Unknown errors come from the host (disk, permissions, a dead daemon):
-		// worth one more try on the same or another worker.
-		return ClassInfra, true
 	}
+	if c, retry, ok := jobs.ClassOf(err); ok {
+		return c, retry
+	}
+	return ClassInfra, true
 }
 
 // verdictOf turns a class into the verdict it implies.

@@ -2,6 +2,8 @@ package image
 
 import (
 	"fmt"
+
+	"github.com/imagevet/imagevet/jobs"
 )
 
 // Violation names the rule an unsafe image broke, so callers and tests can
@@ -103,3 +105,24 @@ func (e *SignatureError) Error() string {
 
 // Unwrap returns the keyring's error.
 func (e *SignatureError) Unwrap() error { return e.Err }
+
+// ErrorClass: an unsafe image is the image's fault.
+func (e *UnsafeImageError) ErrorClass() (jobs.Class, bool) { return jobs.ClassImage, false }
+
+// ErrorClass: a checksum mismatch is the job's (or its vendor list's) fault.
+func (e *ChecksumMismatchError) ErrorClass() (jobs.Class, bool) { return jobs.ClassJob, false }
+
+// ErrorClass: a bad source is the job's fault.
+func (e *SourceError) ErrorClass() (jobs.Class, bool) { return jobs.ClassJob, false }
+
+// ErrorClass: a failed fetch is the infrastructure's, retryable as marked, unless
+// what it wraps knows better.
+func (e *FetchError) ErrorClass() (jobs.Class, bool) {
+	if c, retry, ok := jobs.ClassOf(e.Err); ok {
+		return c, retry
+	}
+	return jobs.ClassInfra, e.Retryable
+}
+
+// ErrorClass: a checksum list whose signature does not verify fails the image.
+func (e *SignatureError) ErrorClass() (jobs.Class, bool) { return jobs.ClassImage, false }

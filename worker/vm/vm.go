@@ -13,6 +13,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/imagevet/imagevet/jobs"
 )
 
 // Firmware values for Spec.Firmware.
@@ -246,4 +248,13 @@ func QemuSearchable(dir string) error {
 			return nil
 		}
 	}
+}
+
+// ErrorClass: a hypervisor error is the infrastructure's, retryable as marked,
+// unless what it wraps knows better.
+func (e *Error) ErrorClass() (jobs.Class, bool) {
+	if c, retry, ok := jobs.ClassOf(e.Err); ok {
+		return c, retry
+	}
+	return jobs.ClassInfra, e.Retryable
 }
