@@ -335,6 +335,23 @@ func DefaultHostname(id string) string {
 	return string(b)
 }
 
+// RunsChecks lists the checks the job has, in the order of AllChecks: every one
+// but the provisioning check its guest.provisioning does not use (cloud-init or
+// ignition), and commands only when it has some. Checks it skips are listed too.
+func (j Job) RunsChecks() []string {
+	var names []string
+	for _, name := range AllChecks {
+		switch {
+		case name == CheckCloudInit && j.Guest.Provisioning == ProvisioningIgnition,
+			name == CheckIgnition && j.Guest.Provisioning != ProvisioningIgnition,
+			name == CheckCommands && len(j.Commands) == 0:
+			continue
+		}
+		names = append(names, name)
+	}
+	return names
+}
+
 // IsRequired reports whether the named check decides the verdict.
 func (c CheckSpec) IsRequired(name string) bool {
 	if c.IsSkipped(name) {

@@ -132,3 +132,34 @@ func TestDecodeJobRefusesOversizedDocuments(t *testing.T) {
 		t.Fatalf("DecodeJob(%d bytes) = %v, want the document named as too large", len(big), err)
 	}
 }
+
+// A job's checks: the provisioning check its guest.provisioning uses, commands only
+// when it has some; a result lists each of them, the ones that did not run as such.
+func TestRunsChecksAndListNotRun(t *testing.T) {
+	ci := Job{Guest: GuestSpec{Provisioning: ProvisioningCloudInit}, Commands: []Command{{Run: "true"}},
+		Checks: CheckSpec{Skip: []string{CheckHostname}}}
+	ign := Job{Guest: GuestSpec{Provisioning: ProvisioningIgnition}}
+	if got, want := strings.Join(ci.RunsChecks(), " "), "image boot ssh hostname metadata cloud-init commands"; got != want {
+		t.Errorf("cloud-init job: %q, want %q", got, want)
+	}
+	if got, want := strings.Join(ign.RunsChecks(), " "), "image boot ssh hostname metadata ignition"; got != want {
+		t.Errorf("Ignition job without commands: %q, want %q", got, want)
+	}
+	res := Result{Checks: []CheckResult{{Name: CheckImage, Status: StatusPass}, {Name: CheckBoot, Status: StatusFail, Reason: "kernel panic"}}}
+	res.ListNotRun(ci, "boot failed")
+	var got []string
+	for _, c := range res.Checks {
+		got = append(got, c.Name+"="+string(c.Status)+":"+c.Reason)
+	}
+	want := "image=pass: boot=fail:kernel panic ssh=skip:not run: boot failed hostname=skip:skipped by the job " +
+		"metadata=skip:not run: boot failed cloud-init=skip:not run: boot failed commands=skip:not run: boot failed"
+	if strings.Join(got, " ") != want {
+		t.Errorf("checks:\n%s\nwant\n%s", strings.Join(got, " "), want)
+	}
+	if c := res.Check(CheckHostname); c.Required {
+		t.Error("a check the job skips is listed as required")
+	}
+	if c := res.Check(CheckSSH); !c.Required {
+		t.Error("a required check not run is listed as not required")
+	}
+}

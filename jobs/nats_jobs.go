@@ -348,6 +348,9 @@ func (q *Queue) Cancel(ctx context.Context, jobID, by, reason string) (CancelOut
 		}
 		_, image := RawJobID(m.Data)
 		res.Publish.Name = image
+		if job, err := DecodeJob(m.Data); err == nil && len(res.Checks) == 0 {
+			res.ListNotRun(job, "cancelled")
+		}
 		entry, err := q.states.Get(ctx, JobStateKey(jobID, m.Sequence))
 		if err == nil {
 			var st JobState

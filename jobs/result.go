@@ -175,5 +175,25 @@ func (r *Result) Check(name string) *CheckResult {
 	return nil
 }
 
+// NotRunPrefix begins the reason of a check that did not run because the job
+// stopped before it.
+const NotRunPrefix = "not run: "
+
+// ListNotRun adds to r every check of job (job.RunsChecks) that r does not list yet,
+// as skipped: "skipped by the job" for those the job skips, NotRunPrefix and why for
+// the others. A result lists every check its job has, whether it ran or not.
+func (r *Result) ListNotRun(job Job, why string) {
+	for _, name := range job.RunsChecks() {
+		if r.Check(name) != nil {
+			continue
+		}
+		reason := NotRunPrefix + why
+		if job.Checks.IsSkipped(name) {
+			reason = "skipped by the job"
+		}
+		r.Checks = append(r.Checks, CheckResult{Name: name, Status: StatusSkip, Required: job.Checks.IsRequired(name), Reason: reason})
+	}
+}
+
 // MarshalResult encodes a result as indented JSON.
 func MarshalResult(r Result) ([]byte, error) { return json.MarshalIndent(r, "", "  ") }

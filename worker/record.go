@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -163,10 +164,26 @@ func (r *recorder) stop(check string, err error) {
 
 // finish decides the verdict and returns the result. The verdict follows the first
 // required check that failed (image at fault), else the first that errored or the
-// error that stopped the job; a job with neither passes.
+// error that stopped the job; a job with neither passes. Every check of the job
+// that did not run is listed as such, with what stopped the job.
 func (r *recorder) finish() jobs.Result {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	res := r.verdict()
+	res.Checks = slices.Clone(res.Checks)
+	switch {
+	case res.Verdict == jobs.VerdictFail:
+		res.ListNotRun(r.job, res.FailedCheck+" failed")
+	case res.FailedCheck != "":
+		res.ListNotRun(r.job, "the job stopped at "+res.FailedCheck+" with an error")
+	default:
+		res.ListNotRun(r.job, "the job ended before it")
+	}
+	return res
+}
+
+// verdict is the result with its verdict decided. r.mu must be held.
+func (r *recorder) verdict() jobs.Result {
 	res := r.res
 	res.FinishedAt = r.now().UTC()
 	res.Verdict = jobs.VerdictPass

@@ -580,11 +580,18 @@ func jobTimedOut(ctx context.Context) (*TimeoutError, bool) {
 }
 
 // interrupted records why the guest checks stopped before the named one could
-// judge: a fatal console line fails boot (recorded after the checks), anything else
-// (shutdown, the job's total timeout during fetch) stops the job with that cause, so
-// a job never passes with checks left unrun.
+// judge: the check is listed as not run with the cause. A fatal console line fails
+// boot (recorded after the checks), anything else (shutdown, the job's total timeout
+// during fetch) stops the job with that cause, so a job never passes with checks
+// left unrun.
 func (j *jobRun) interrupted(ctx context.Context, check string) {
-	if cause := context.Cause(ctx); !errors.Is(cause, errConsoleFatal) {
+	cause := context.Cause(ctx)
+	why := describe(cause)
+	if m, ok := j.con.Fatal(); ok && errors.Is(cause, errConsoleFatal) {
+		why = "stopped by a fatal console line (" + m.Reason + ")"
+	}
+	j.rec.check(jobs.CheckResult{Name: check, Status: jobs.StatusSkip, Reason: jobs.NotRunPrefix + why})
+	if !errors.Is(cause, errConsoleFatal) {
 		j.rec.stop(check, cause)
 	}
 }

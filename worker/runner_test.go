@@ -544,3 +544,88 @@ func TestInstanceIDFitsCloudInit(t *testing.T) {
 		}
 	}
 }
+
+// A fatal console line while the job's commands run cuts them short: the commands
+// check is still listed, as not run with the console's reason, and so is every
+// check of the job that the failure kept from running; boot fails.
+func TestFatalLineDuringCommandsListsThemNotRun(t *testing.T) {
+	var hv *fake.Hypervisor
+	addr, key := sshServerReplying(t, func(cmd string) string {
+		if strings.Contains(cmd, "slow-job-command") {
+			f, err := os.OpenFile(hv.Machines()[0].ConsoleLog(), os.O_APPEND|os.O_WRONLY, 0)
+			if err == nil {
+				f.WriteString("[   42.0] Kernel panic - not syncing: Fatal exception\n")
+				f.Close()
+			}
+			time.Sleep(10 * time.Second)
+		}
+		return "ok\n"
+	})
+	hv = &fake.Hypervisor{SSHAddr: addr, Console: keysBlock(key)}
+	job := testJob("fatal-commands")
+	job.Checks.Skip = []string{jobs.CheckCloudInit, jobs.CheckHostname}
+	job.Commands = []jobs.Command{{Run: "echo ok"}, {Run: "slow-job-command"}}
+	job.Timeouts.Boot = jobs.Duration(20 * time.Second)
+	job.Timeouts.Command = jobs.Duration(30 * time.Second)
+	job.Timeouts.Total = jobs.Duration(2 * time.Minute)
+	res, took := runFake(t, hv, job)
+	if took > 9*time.Second {
+		t.Errorf("took %s: the fatal line should end the job at once", took)
+	}
+	if res.Verdict != jobs.VerdictFail || res.FailedCheck != jobs.CheckBoot || !strings.Contains(res.Reason, "kernel panic") {
+		t.Fatalf("got %s/%s %q", res.Verdict, res.FailedCheck, res.Reason)
+	}
+	c := res.Check(jobs.CheckCommands)
+	if c == nil || c.Status != jobs.StatusSkip || !strings.Contains(c.Reason, "not run: stopped by a fatal console line (kernel panic)") {
+		t.Errorf("commands = %+v, want listed as not run with the console's reason", c)
+	}
+	var names []string
+	for _, c := range res.Checks {
+		names = append(names, c.Name)
+	}
+	for _, want := range job.RunsChecks() {
+		if res.Check(want) == nil {
+			t.Errorf("check %s missing from the result (%v)", want, names)
+		}
+	}
+	if c := res.Check(jobs.CheckCloudInit); c == nil || c.Reason != "skipped by the job" {
+		t.Errorf("cloud-init = %+v", c)
+	}
+	if c := res.Check(jobs.CheckMetadata); c == nil || c.Status == jobs.StatusSkip {
+		t.Errorf("metadata = %+v, want judged: it ran before the commands", c)
+	}
+}
+
+// A job that stops before its guest checks (here: no SSH) lists every check it has:
+// those it never reached as not run, naming the check that failed.
+func TestEarlyFailureListsEveryCheck(t *testing.T) {
+	hv := &fake.Hypervisor{SSHAddr: closingListener(t), Console: []fake.Line{
+		{Text: "Linux version 6.1.0"}, {After: 200 * time.Millisecond, Text: "vet-nossh login: "}}}
+	job := loginJob("nossh-all")
+	job.Checks.Skip = []string{jobs.CheckHostname}
+	job.Commands = []jobs.Command{{Run: "true"}}
+	res, _ := runFake(t, hv, job)
+	if res.Verdict != jobs.VerdictFail || res.FailedCheck != jobs.CheckSSH {
+		t.Fatalf("got %s/%s %q", res.Verdict, res.FailedCheck, res.Reason)
+	}
+	want := map[string]string{
+		jobs.CheckImage: "", jobs.CheckBoot: "", jobs.CheckSSH: "",
+		jobs.CheckHostname: "skipped by the job", jobs.CheckMetadata: "not run: ssh failed",
+		jobs.CheckCloudInit: "not run: ssh failed", jobs.CheckCommands: "not run: ssh failed",
+	}
+	if len(res.Checks) != len(want) {
+		t.Errorf("checks %+v, want one each of %v", res.Checks, want)
+	}
+	for name, reason := range want {
+		c := res.Check(name)
+		switch {
+		case c == nil:
+			t.Errorf("check %s missing", name)
+		case reason != "" && (c.Status != jobs.StatusSkip || c.Reason != reason):
+			t.Errorf("check %s = %s %q, want skip %q", name, c.Status, c.Reason, reason)
+		}
+	}
+	if c := res.Check(jobs.CheckIgnition); c != nil {
+		t.Errorf("a cloud-init job lists the ignition check: %+v", c)
+	}
+}

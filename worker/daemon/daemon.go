@@ -288,6 +288,7 @@ func (d *Daemon) attempt(stop, jobsCtx context.Context, q *jobs.Queue, dl *deliv
 			final: func(reason string) jobs.Result {
 				res := d.errorResult(job.ID, attempt, reason, true)
 				res.Publish = job.Publish
+				res.ListNotRun(job, "no worker could admit the job")
 				return res
 			}})
 		if s.action == actionAdmission {
@@ -495,6 +496,7 @@ func (d *Daemon) run(ctx context.Context, q *jobs.Queue, job jobs.Job, attempt i
 		if p := recover(); p != nil {
 			log.Error("runner panicked", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 			res = d.errorResult(job.ID, attempt, fmt.Sprintf("internal error: runner panicked: %v", p), false)
+			res.ListNotRun(job, "the runner panicked")
 		}
 	}()
 	log.Info("job started", "memory_mib", job.Machine.MemoryMiB)
@@ -588,6 +590,7 @@ func (d *Daemon) claim(stop context.Context, q *jobs.Queue, dl *delivery, job jo
 		log.Warn("attempts exhausted, reporting the final error", "attempts", st.Attempts, "last_error", why)
 		res := d.errorResult(job.ID, st.Attempt, fmt.Sprintf("gave up after %d attempts: %s", st.Attempts, why), true)
 		res.Publish = job.Publish
+		res.ListNotRun(job, fmt.Sprintf("gave up after %d attempts", st.Attempts))
 		return st, reported(res, actionAck), false
 	}
 	return st, settlement{}, true
