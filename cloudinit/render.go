@@ -100,6 +100,15 @@ type openStackNetwork struct {
 // keyNames names the client keys in meta-data, in AuthorizedKeys order.
 var keyNames = []string{KeyComment, KeyComment + "-rsa"}
 
+// KeyName is the name meta_data.json (and a metadata service's key listing) gives
+// the i-th of Keys.AuthorizedKeys.
+func KeyName(i int) string {
+	if i >= 0 && i < len(keyNames) {
+		return keyNames[i]
+	}
+	return fmt.Sprintf("%s-%d", KeyComment, i+1)
+}
+
 // Files renders every seed file, keyed by its path in the ISO as Linux shows it
 // (e.g. "user-data", "openstack/latest/meta_data.json"). Like every renderer it
 // validates the spec first and returns Validate's error.
@@ -213,7 +222,7 @@ func (s Spec) openStackMetaData() ([]byte, error) {
 		Devices:          []any{},
 	}
 	for i, line := range s.Keys.AuthorizedKeys() {
-		name := keyNames[i]
+		name := KeyName(i)
 		md.PublicKeys[name] = line
 		md.Keys = append(md.Keys, openStackKey{Name: name, Type: "ssh", Data: line})
 	}

@@ -349,18 +349,7 @@ func (j *jobRun) prepareSpec(ctx context.Context, base *image.Image) (vm.Spec, e
 	if err := os.WriteFile(filepath.Join(dir, "id_ed25519"), keys.ClientKeyPEM(), 0o600); err != nil {
 		return vm.Spec{}, err
 	}
-	osMeta, err := seed.OpenStackMetaData()
-	if err != nil {
-		return vm.Spec{}, &JobFault{Err: err}
-	}
-	j.meta, err = metadata.Start(metadata.Config{
-		InstanceID:   instanceID,
-		Hostname:     job.Guest.Hostname,
-		PublicKeys:   keys.AuthorizedKeys(),
-		MetaDataJSON: osMeta,
-		UserData:     userData,
-		Logger:       j.log,
-	})
+	j.meta, err = metadata.Start(metadata.Config{Seed: seed, UserData: userData, Logger: j.log})
 	if err != nil {
 		return vm.Spec{}, err
 	}

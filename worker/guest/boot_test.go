@@ -116,12 +116,7 @@ func newSpec(t *testing.T, instanceID, hostname string) cloudinit.Spec {
 // guest fetches metadata through guestfwd's chardev stream from a real server.
 func TestTinyGuest(t *testing.T) {
 	spec := newSpec(t, "iid-guest-tiny", "vet-guest-tiny")
-	md, err := spec.OpenStackMetaData()
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := metadata.Start(metadata.Config{InstanceID: spec.InstanceID, Hostname: spec.Hostname,
-		PublicKeys: spec.Keys.AuthorizedKeys(), MetaDataJSON: md})
+	srv, err := metadata.Start(metadata.Config{Seed: spec})
 	if err != nil {
 		t.Fatal(err)
 	}

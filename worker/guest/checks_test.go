@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/imagevet/imagevet/worker/guest/metadata"
+
+	"github.com/imagevet/imagevet/cloudinit"
 )
 
 func TestCheckHostname(t *testing.T) {
@@ -146,7 +148,7 @@ func (l localRunner) Run(ctx context.Context, cmd string) (CommandResult, error)
 // TestCheckMetadataScript runs the real fetch script with /bin/sh against a real
 // metadata server on 127.0.0.1, once per HTTP client a guest may have.
 func TestCheckMetadataScript(t *testing.T) {
-	srv, err := metadata.Start(metadata.Config{InstanceID: "iid-script", Hostname: "vet-script"})
+	srv, err := metadata.Start(metadata.Config{Seed: cloudinit.Spec{InstanceID: "iid-script", Hostname: "vet-script", Keys: mustKeys(t)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,4 +273,14 @@ func TestRunCommandsReasonQuotesTheLastLines(t *testing.T) {
 	if !strings.Contains(res.Reason, `VERSION_ID=\"11\" ⏎ ID=debian`) {
 		t.Errorf("got %q; want the end of the output it got", res.Reason)
 	}
+}
+
+// mustKeys makes a job's key set, for a seed.
+func mustKeys(t *testing.T) *cloudinit.Keys {
+	t.Helper()
+	k, err := cloudinit.NewKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
 }

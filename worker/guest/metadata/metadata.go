@@ -25,27 +25,20 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/imagevet/imagevet/cloudinit"
 )
 
 // Config is what one job's metadata service answers.
 type Config struct {
-	InstanceID string
-	Hostname   string
-	// PublicKeys are authorized_keys lines ("ssh-ed25519 AAAA… comment").
-	PublicKeys []string
+	// Seed is the job's seed: the service answers with its identity, keys and
+	// meta_data.json, exactly as its seed disk carries them.
+	Seed cloudinit.Spec
 	// UserData is served as OpenStack user_data and EC2 user-data; nil answers 404
 	// as a cloud without user data does.
 	UserData []byte
-	// MetaDataJSON, when set, is served verbatim as OpenStack meta_data.json
-	// (e.g. the same document the config drive carries); otherwise one is built
-	// from the fields above.
-	MetaDataJSON []byte
 	// NetworkDataJSON is OpenStack network_data.json; default: no links.
 	NetworkDataJSON []byte
-	// VendorDataJSON is OpenStack vendor_data.json; default "{}".
-	VendorDataJSON []byte
-	// AvailabilityZone defaults to "nova".
-	AvailabilityZone string
 	// Logger receives one debug record per request; nil discards.
 	Logger *slog.Logger
 }
@@ -79,6 +72,8 @@ type Server struct {
 	meta    []byte
 	network []byte
 	vendor  []byte
+	az      string
+	keys    []string // authorized_keys lines, in the seed's order
 
 	stream *stream
 
@@ -89,32 +84,26 @@ type Server struct {
 
 // Start validates cfg and serves it on 127.0.0.1 with an ephemeral port.
 func Start(cfg Config) (*Server, error) {
-	if cfg.InstanceID == "" || cfg.Hostname == "" {
-		return nil, errors.New("metadata: InstanceID and Hostname are required")
+	meta, err := cfg.Seed.OpenStackMetaData()
+	if err != nil {
+		return nil, fmt.Errorf("metadata: seed: %w", err)
 	}
-	if cfg.AvailabilityZone == "" {
-		cfg.AvailabilityZone = "nova"
+	vendor, err := cfg.Seed.OpenStackVendorData()
+	if err != nil {
+		return nil, fmt.Errorf("metadata: seed: %w", err)
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, served: make(chan error, 1)}
+	s := &Server{cfg: cfg, log: cfg.Logger, served: make(chan error, 1), meta: meta, vendor: vendor,
+		az: cfg.Seed.AvailabilityZone, keys: cfg.Seed.Keys.AuthorizedKeys()}
+	if s.az == "" {
+		s.az = cloudinit.DefaultAvailabilityZone
+	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
-	var err error
-	if s.meta = cfg.MetaDataJSON; s.meta == nil {
-		if s.meta, err = openstackMetaData(cfg); err != nil {
-			return nil, err
-		}
-	}
 	if s.network = cfg.NetworkDataJSON; s.network == nil {
 		s.network = []byte(`{"links": [], "networks": [], "services": []}`)
-	}
-	if s.vendor = cfg.VendorDataJSON; s.vendor == nil {
-		s.vendor = []byte("{}")
-	}
-	for name, doc := range map[string][]byte{"MetaDataJSON": s.meta, "NetworkDataJSON": s.network, "VendorDataJSON": s.vendor} {
-		if !json.Valid(doc) {
-			return nil, fmt.Errorf("metadata: %s is not valid JSON", name)
-		}
+	} else if !json.Valid(s.network) {
+		return nil, errors.New("metadata: NetworkDataJSON is not valid JSON")
 	}
 	s.ln, err = net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -292,13 +281,13 @@ func (s *Server) ec2Meta(w http.ResponseWriter, p []string) {
 	simple := map[string]string{
 		"ami-id":                      "ami-00000001",
 		"ami-launch-index":            "0",
-		"hostname":                    s.cfg.Hostname,
-		"local-hostname":              s.cfg.Hostname,
-		"public-hostname":             s.cfg.Hostname,
-		"instance-id":                 s.cfg.InstanceID,
+		"hostname":                    s.cfg.Seed.Hostname,
+		"local-hostname":              s.cfg.Seed.Hostname,
+		"public-hostname":             s.cfg.Seed.Hostname,
+		"instance-id":                 s.cfg.Seed.InstanceID,
 		"instance-type":               "imagevet",
 		"reservation-id":              "r-imagevet",
-		"placement/availability-zone": s.cfg.AvailabilityZone,
+		"placement/availability-zone": s.az,
 	}
 	if v, ok := simple[key]; ok {
 		text(w, v)
@@ -311,15 +300,15 @@ func (s *Server) ec2Meta(w http.ResponseWriter, p []string) {
 	case key == "placement":
 		lines(w, "availability-zone")
 	case key == "public-keys":
-		entries := make([]string, len(s.cfg.PublicKeys))
-		for i := range s.cfg.PublicKeys {
-			entries[i] = fmt.Sprintf("%d=%s", i, keyName(i))
+		entries := make([]string, len(s.keys))
+		for i := range s.keys {
+			entries[i] = fmt.Sprintf("%d=%s", i, cloudinit.KeyName(i))
 		}
 		lines(w, entries...)
 	case len(p) >= 2 && p[0] == "public-keys":
 		i := -1
 		fmt.Sscanf(p[1], "%d", &i)
-		if i < 0 || i >= len(s.cfg.PublicKeys) || fmt.Sprint(i) != p[1] || len(p) > 3 {
+		if i < 0 || i >= len(s.keys) || fmt.Sprint(i) != p[1] || len(p) > 3 {
 			http.NotFound(w, nil)
 			return
 		}
@@ -331,49 +320,10 @@ func (s *Server) ec2Meta(w http.ResponseWriter, p []string) {
 			http.NotFound(w, nil)
 			return
 		}
-		lines(w, s.cfg.PublicKeys[i])
+		lines(w, s.keys[i])
 	default:
 		http.NotFound(w, nil)
 	}
-}
-
-// keyName names the i-th public key in both metadata shapes.
-func keyName(i int) string {
-	if i == 0 {
-		return "imagevet"
-	}
-	return fmt.Sprintf("imagevet-%d", i+1)
-}
-
-// openstackMetaData builds meta_data.json as Nova's metadata service shapes it.
-func openstackMetaData(cfg Config) ([]byte, error) {
-	type key struct {
-		Name string `json:"name"`
-		Type string `json:"type"`
-		Data string `json:"data"`
-	}
-	doc := struct {
-		UUID             string            `json:"uuid"`
-		Name             string            `json:"name"`
-		Hostname         string            `json:"hostname"`
-		AvailabilityZone string            `json:"availability_zone"`
-		LaunchIndex      int               `json:"launch_index"`
-		PublicKeys       map[string]string `json:"public_keys,omitempty"`
-		Keys             []key             `json:"keys,omitempty"`
-		Meta             map[string]string `json:"meta"`
-		ProjectID        string            `json:"project_id"`
-	}{
-		UUID: cfg.InstanceID, Name: cfg.Hostname, Hostname: cfg.Hostname,
-		AvailabilityZone: cfg.AvailabilityZone, Meta: map[string]string{}, ProjectID: "imagevet",
-	}
-	for i, k := range cfg.PublicKeys {
-		if doc.PublicKeys == nil {
-			doc.PublicKeys = map[string]string{}
-		}
-		doc.PublicKeys[keyName(i)] = k
-		doc.Keys = append(doc.Keys, key{Name: keyName(i), Type: "ssh", Data: k})
-	}
-	return json.MarshalIndent(doc, "", "  ")
 }
 
 func contains(list []string, s string) bool {

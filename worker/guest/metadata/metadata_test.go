@@ -11,14 +11,26 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/imagevet/imagevet/cloudinit"
 )
 
-const (
-	testKey1 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGv0m2x9c7i3lH1fJ0nY0Qp0bqkQ2X2bW4zC8fQ0pG9a imagevet"
-	testKey2 = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7 imagevet"
-)
+// testKeys are made once: RSA generation is slow.
+var testKeys = sync.OnceValue(func() *cloudinit.Keys {
+	k, err := cloudinit.NewKeys()
+	if err != nil {
+		panic(err)
+	}
+	return k
+})
+
+// seed is a job's seed with the given identity.
+func seed(instanceID, hostname string) cloudinit.Spec {
+	return cloudinit.Spec{InstanceID: instanceID, Hostname: hostname, Keys: testKeys(), User: "debian"}
+}
 
 func startTest(t *testing.T, cfg Config) *Server {
 	t.Helper()
@@ -48,7 +60,8 @@ func get(t *testing.T, c *http.Client, url string) (int, string) {
 }
 
 func TestOpenStackShapes(t *testing.T) {
-	s := startTest(t, Config{InstanceID: "iid-job-42", Hostname: "vet-job-42", PublicKeys: []string{testKey1, testKey2},
+	testKey1, testKey2 := testKeys().AuthorizedKeys()[0], testKeys().AuthorizedKeys()[1]
+	s := startTest(t, Config{Seed: seed("iid-job-42", "vet-job-42"),
 		UserData: []byte("#cloud-config\nhostname: vet-job-42\n")})
 	if !strings.HasPrefix(s.Addr(), "127.0.0.1:") {
 		t.Fatalf("listens on %s, want loopback", s.Addr())
@@ -84,7 +97,7 @@ func TestOpenStackShapes(t *testing.T) {
 		"/openstack/latest/vendor_data.json":      "{}",
 		"/openstack/2018-08-27/vendor_data2.json": "{}",
 	} {
-		if code, body := get(t, c, s.URL()+path); code != 200 || body != want {
+		if code, body := get(t, c, s.URL()+path); code != 200 || strings.TrimSuffix(body, "\n") != strings.TrimSuffix(want, "\n") {
 			t.Errorf("%s: %d %q", path, code, body)
 		}
 	}
@@ -99,34 +112,41 @@ func TestOpenStackShapes(t *testing.T) {
 	}
 }
 
-func TestCallerMetaDataAndNoUserData(t *testing.T) {
-	doc := `{"uuid": "from-seed", "hostname": "h", "meta": {"role": "x"}}`
-	s := startTest(t, Config{InstanceID: "from-seed", Hostname: "h", MetaDataJSON: []byte(doc)})
-	if code, body := get(t, http.DefaultClient, s.URL()+"/openstack/latest/meta_data.json"); code != 200 || body != doc {
-		t.Errorf("meta_data.json: %d %q, want the caller's bytes", code, body)
+// The service answers with the seed's own meta_data.json, byte for byte: the
+// config drive and the metadata service never disagree.
+func TestSeedMetaDataAndNoUserData(t *testing.T) {
+	sd := seed("from-seed", "h")
+	doc, err := sd.OpenStackMetaData()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startTest(t, Config{Seed: sd})
+	if code, body := get(t, http.DefaultClient, s.URL()+"/openstack/latest/meta_data.json"); code != 200 || body != string(doc) {
+		t.Errorf("meta_data.json: %d %q, want the seed's bytes %q", code, body, doc)
 	}
 	for _, path := range []string{"/openstack/latest/user_data", "/latest/user-data"} {
 		if code, _ := get(t, http.DefaultClient, s.URL()+path); code != 404 {
 			t.Errorf("%s without user data: %d, want 404", path, code)
 		}
 	}
-	if _, err := Start(Config{InstanceID: "x", Hostname: "h", MetaDataJSON: []byte("{not json")}); err == nil {
-		t.Error("Start accepted invalid meta_data.json")
+	if _, err := Start(Config{Seed: sd, NetworkDataJSON: []byte("{not json")}); err == nil || !strings.Contains(err.Error(), "NetworkDataJSON") {
+		t.Errorf("Start with invalid network_data.json: %v", err)
 	}
-	if _, err := Start(Config{Hostname: "h"}); err == nil {
-		t.Error("Start accepted a config without instance id")
+	if _, err := Start(Config{Seed: seed("", "h")}); err == nil || !strings.Contains(err.Error(), "instance_id") {
+		t.Errorf("Start with a seed without instance id: %v", err)
 	}
 }
 
 func TestEC2Shapes(t *testing.T) {
-	s := startTest(t, Config{InstanceID: "i-0042", Hostname: "vet-42", PublicKeys: []string{testKey1, testKey2}, UserData: []byte("#!/bin/sh\n")})
+	testKey1, testKey2 := testKeys().AuthorizedKeys()[0], testKeys().AuthorizedKeys()[1]
+	s := startTest(t, Config{Seed: seed("i-0042", "vet-42"), UserData: []byte("#!/bin/sh\n")})
 	c := http.DefaultClient
 	for path, want := range map[string]string{
 		"/latest/meta-data/instance-id":                 "i-0042",
 		"/2009-04-04/meta-data/instance-id":             "i-0042",
 		"/latest/meta-data/local-hostname":              "vet-42",
 		"/latest/meta-data/hostname":                    "vet-42",
-		"/latest/meta-data/public-keys/":                "0=imagevet\n1=imagevet-2",
+		"/latest/meta-data/public-keys/":                "0=imagevet\n1=imagevet-rsa",
 		"/latest/meta-data/public-keys/0":               "openssh-key",
 		"/latest/meta-data/public-keys/0/openssh-key":   testKey1,
 		"/latest/meta-data/public-keys/1/openssh-key":   testKey2,
@@ -171,7 +191,7 @@ func TestEC2Shapes(t *testing.T) {
 }
 
 func TestRequestsRecorded(t *testing.T) {
-	s := startTest(t, Config{InstanceID: "iid", Hostname: "h"})
+	s := startTest(t, Config{Seed: seed("iid", "h")})
 	before := time.Now()
 	get(t, http.DefaultClient, s.URL()+"/openstack/latest/meta_data.json")
 	get(t, http.DefaultClient, s.URL()+"/latest/meta-data/nope")
@@ -219,7 +239,7 @@ func readAnswer(t *testing.T, br *bufio.Reader, method string) (int, string, htt
 // asking for "Connection: close", one as HTTP/1.0, one HEAD; each gets its whole
 // answer with a length and the stream stays open.
 func TestStreamSequentialClients(t *testing.T) {
-	s := startTest(t, Config{InstanceID: "iid-stream", Hostname: "h", UserData: []byte("#cloud-config\n")})
+	s := startTest(t, Config{Seed: seed("iid-stream", "h"), UserData: []byte("#cloud-config\n")})
 	if !strings.HasPrefix(s.StreamAddr(), "127.0.0.1:") || s.StreamAddr() == s.Addr() {
 		t.Fatalf("stream address %s (http %s)", s.StreamAddr(), s.Addr())
 	}
@@ -251,7 +271,7 @@ func TestStreamSequentialClients(t *testing.T) {
 // A guest that sends garbage, half a request or an oversized one gets a 400 and
 // the stream is closed (qemu reconnects); a fresh stream serves again.
 func TestStreamResets(t *testing.T) {
-	s := startTest(t, Config{InstanceID: "iid-reset", Hostname: "h"})
+	s := startTest(t, Config{Seed: seed("iid-reset", "h")})
 	for name, req := range map[string]string{
 		"garbage":         "\x16\x03\x01 not http\r\n\r\n",
 		"huge header":     "GET / HTTP/1.1\r\nX: " + strings.Repeat("a", maxStreamRequest) + "\r\n\r\n",
@@ -285,7 +305,7 @@ func TestStreamResets(t *testing.T) {
 // At most maxStreams stream connections are served at once; more are closed
 // at once, and a closed server closes the ones it had.
 func TestStreamBounded(t *testing.T) {
-	s := startTest(t, Config{InstanceID: "iid-bound", Hostname: "h"})
+	s := startTest(t, Config{Seed: seed("iid-bound", "h")})
 	var held []net.Conn
 	for i := 0; i < maxStreams; i++ {
 		c, br := dialStream(t, s)

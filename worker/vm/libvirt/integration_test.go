@@ -19,11 +19,22 @@ import (
 
 	golibvirt "github.com/digitalocean/go-libvirt"
 
+	"github.com/imagevet/imagevet/cloudinit"
 	"github.com/imagevet/imagevet/worker/guest/metadata"
 	"github.com/imagevet/imagevet/worker/vm"
 )
 
 const testPrefix = "imagevet-test"
+
+// testKeys makes a job's key set, for a seed.
+func testKeys(t testing.TB) *cloudinit.Keys {
+	t.Helper()
+	k, err := cloudinit.NewKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
 
 // newHypervisor connects to the real libvirtd, or skips when there is none
 // (fails instead under CI=true) and in -short mode (`make unit`).
@@ -162,7 +173,7 @@ func waitConsole(t testing.TB, path, want string, timeout time.Duration) string 
 // printing token, and returns the address qemu's guestfwd chardev connects to.
 func metadataStream(t testing.TB, token string) string {
 	t.Helper()
-	s, err := metadata.Start(metadata.Config{InstanceID: "iid-netboot", Hostname: "netboot",
+	s, err := metadata.Start(metadata.Config{Seed: cloudinit.Spec{InstanceID: "iid-netboot", Hostname: "netboot", Keys: testKeys(t)},
 		UserData: []byte("#!ipxe\necho IMAGEVET-GUESTFWD-OK " + token + "\n")})
 	if err != nil {
 		t.Fatal(err)
