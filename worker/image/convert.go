@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -174,9 +175,16 @@ func (s *Store) convert(ctx context.Context, file string, vendor *Image, target 
 	if n > s.maxSize {
 		return nil, unsafeErr(file, ViolationTooLarge, "converted to %s it is %d bytes, above the cap of %d bytes", target, n, s.maxSize)
 	}
+	// Sync while hashing: the write-back of what qemu-img wrote overlaps the
+	// hashing's CPU, and publish's own sync finds little left.
+	synced := make(chan error, 1)
+	go func() { synced <- out.Sync() }()
 	p := newPipeline(nil)
-	rerr := p.readFrom(ctx, out, 0, nil)
+	rerr := p.readFrom(ctx, &sparseReader{f: out, size: n}, 0, nil)
 	sum256, sum512, _, ferr := p.finish()
+	if err := <-synced; err != nil && rerr == nil && ferr == nil {
+		ferr = err
+	}
 	switch {
 	case rerr != nil && ctx.Err() != nil:
 		return nil, rerr
@@ -248,4 +256,66 @@ func diskUsage(st os.FileInfo) int64 {
 		return st.Size()
 	}
 	return min(st.Size(), sys.Blocks*512)
+}
+
+// Whence values of lseek(2) that find the data and the holes of a sparse file.
+const (
+	seekData = 3 // SEEK_DATA
+	seekHole = 4 // SEEK_HOLE
+)
+
+// sparseReader reads a file of size bytes from the start, giving a hole's
+// zeros without reading it: the kernel would zero a page-cache page for every
+// page of a hole (most of a sparse raw disk) only to copy it out.
+type sparseReader struct {
+	f    *os.File
+	size int64
+	off  int64
+	data int64 // [off, end) is data when data == off, a hole when data > off
+	end  int64
+}
+
+func (r *sparseReader) Read(p []byte) (int, error) {
+	if r.off >= r.size {
+		return 0, io.EOF
+	}
+	if r.off >= r.end {
+		if err := r.region(); err != nil {
+			return 0, err
+		}
+	}
+	n := int(min(int64(len(p)), r.end-r.off))
+	if r.data > r.off {
+		clear(p[:n])
+	} else {
+		var err error
+		if n, err = r.f.ReadAt(p[:n], r.off); err != nil && !(errors.Is(err, io.EOF) && n > 0) {
+			return n, err
+		}
+	}
+	r.off += int64(n)
+	return n, nil
+}
+
+// region finds the data or hole that starts at r.off. A file system without
+// SEEK_DATA makes the rest of the file one data region.
+func (r *sparseReader) region() error {
+	data, err := r.f.Seek(r.off, seekData)
+	switch {
+	case errors.Is(err, syscall.ENXIO): // no data after off: a hole to the end
+		r.data, r.end = r.size, r.size
+		return nil
+	case err != nil:
+		r.data, r.end = r.off, r.size
+		return nil
+	case data > r.off:
+		r.data, r.end = data, min(data, r.size)
+		return nil
+	}
+	hole, err := r.f.Seek(r.off, seekHole)
+	if err != nil || hole <= r.off {
+		hole = r.size
+	}
+	r.data, r.end = r.off, min(hole, r.size)
+	return nil
 }

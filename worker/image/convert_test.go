@@ -1,11 +1,13 @@
 package image
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/hex"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -314,5 +316,50 @@ func TestFetchConvertDiskFull(t *testing.T) {
 	assertNoTemp(t, s)
 	if left, _ := filepath.Glob(filepath.Join(mnt, "cache", "sha256", "*.raw*")); len(left) != 0 {
 		t.Fatalf("published after a full disk: %v", left)
+	}
+}
+
+// sparseReader gives exactly the file's bytes, holes (at the start, between
+// data, at the end) as zeros, whatever the read sizes.
+func TestSparseReader(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "sparse")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	const size = 9<<20 + 123
+	for _, off := range []int64{3 << 20, 5<<20 + 7} {
+		if _, err := f.WriteAt(randomBytes(1<<20+5, uint64(off)), off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := allocated(t, p); a >= size/2 {
+		t.Fatalf("test file occupies %d of %d bytes: not sparse here", a, size)
+	}
+	for _, bufSize := range []int{4096, 1<<20 + 1, 8 << 20} {
+		r := &sparseReader{f: f, size: size}
+		var got []byte
+		buf := make([]byte, bufSize)
+		for {
+			n, err := r.Read(buf)
+			got = append(got, buf[:n]...)
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if len(got) != size || !bytes.Equal(got, want) {
+			t.Fatalf("buffer %d: read %d bytes, equal %v", bufSize, len(got), bytes.Equal(got, want))
+		}
 	}
 }
