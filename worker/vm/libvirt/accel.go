@@ -12,8 +12,9 @@ import (
 )
 
 // Accel resolves requested to "kvm" or "tcg"; see vm.Hypervisor. "auto" is
-// kvm when /dev/kvm can be opened read-write and libvirt's domain
-// capabilities offer a kvm domain, else tcg. The answer is cached once known.
+// kvm when /dev/kvm can be opened read-write, libvirt's domain capabilities
+// offer a kvm domain and a throw-away KVM guest runs (probeGuest), else tcg
+// with a warning. The answer is probed once and cached.
 func (h *Hypervisor) Accel(ctx context.Context, requested string) (string, error) {
 	switch requested {
 	case vm.AccelTCG:
@@ -32,8 +33,13 @@ func (h *Hypervisor) Accel(ctx context.Context, requested string) (string, error
 	if requested == vm.AccelKVM {
 		return "", classify("accel", "", fmt.Errorf("%w: kvm: %s", vm.ErrUnsupported, why))
 	}
+	h.warnTCG.Do(func() { h.log.Warn("kvm unusable, emulating with tcg", "reason", why) })
 	return vm.AccelTCG, nil
 }
+
+// KVM reports whether KVM can run a guest on this host and why, probing once per
+// Hypervisor (see Accel); err is an infrastructure error.
+func (h *Hypervisor) KVM(ctx context.Context) (usable bool, why string, err error) { return h.kvm(ctx) }
 
 func (h *Hypervisor) kvm(ctx context.Context) (bool, string, error) {
 	h.accelMu.Lock()
@@ -76,5 +82,5 @@ func (h *Hypervisor) probeKVM(ctx context.Context) (bool, string, error) {
 	if caps.Domain != "kvm" {
 		return false, fmt.Sprintf("libvirt offers domain type %q, not kvm", caps.Domain), nil
 	}
-	return true, "kvm domain available", nil
+	return h.probeGuest(ctx)
 }

@@ -696,3 +696,37 @@ func TestBootDuplicateName(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestKVMProbe: the probe's verdict agrees with Accel, says why, and leaves no
+// guest behind. On a host whose nested KVM cannot run a guest (as these build
+// machines), auto must fall back to tcg.
+func TestKVMProbe(t *testing.T) {
+	h := newHypervisor(t, Config{})
+	ctx := context.Background()
+	start := time.Now()
+	ok, why, err := h.KVM(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if why == "" {
+		t.Fatal("the probe gave no reason")
+	}
+	t.Logf("kvm usable=%v in %s: %s", ok, time.Since(start).Round(time.Millisecond), why)
+	if time.Since(start) > kvmProbeTimeout+30*time.Second {
+		t.Errorf("the probe took %s", time.Since(start))
+	}
+	auto, err := h.Accel(ctx, vm.AccelAuto)
+	if err != nil || (ok && auto != vm.AccelKVM) || (!ok && auto != vm.AccelTCG) {
+		t.Fatalf("Accel(auto) = %q, %v with kvm usable=%v", auto, err, ok)
+	}
+	if _, err := h.Accel(ctx, vm.AccelKVM); !ok && (!errors.Is(err, vm.ErrUnsupported) || !strings.Contains(err.Error(), why)) {
+		t.Errorf("Accel(kvm) on a host whose kvm cannot run a guest = %v, want ErrUnsupported saying %q", err, why)
+	}
+	out, err := exec.Command("virsh", "-c", "qemu:///system", "list", "--all", "--name").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(out), "imagevet-kvmprobe-") {
+		t.Fatalf("the probe left its guest behind:\n%s", out)
+	}
+}

@@ -56,6 +56,7 @@ type Hypervisor struct {
 	kvmKnown bool
 	kvmOK    bool
 	kvmWhy   string
+	warnTCG  sync.Once
 }
 
 var _ vm.Hypervisor = (*Hypervisor)(nil)
