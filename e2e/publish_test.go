@@ -85,7 +85,7 @@ func TestPublishTwoReleasesToGlance(t *testing.T) {
 			t.Fatalf("publisher exited:\n%s", pub.output())
 		default:
 		}
-		r, ok, err := q.PublishedImage(ctx, "tiny")
+		r, ok, err := q.PublishedImage(ctx, "tiny", glancetest.CloudName)
 		rec = r
 		return err == nil && ok && r.JobID == r3.JobID
 	})

@@ -11,9 +11,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// BucketPublished is the KV bucket holding, per image family, the image the publisher
-// last made the family's Latest in Glance. Its key is PublishedKey(family). Only the
-// publisher writes it; status pages and `imagevet status` read it.
+// BucketPublished is the KV bucket holding, per image family and cloud, the image the
+// publisher last made the family's Latest in that cloud's Glance. Its key is
+// PublishedKey(family, cloud). Only the publisher writes it; status pages and
+// `imagevet status` read it.
 const BucketPublished = "imagevet_published"
 
 // Published records the image that is a family's Latest in Glance: which job vetted it
@@ -39,14 +40,26 @@ type Published struct {
 	// OSHashAlgo and OSHashValue are Glance's (sha512) for the uploaded bytes.
 	OSHashAlgo  string `json:"os_hash_algo"`
 	OSHashValue string `json:"os_hash_value"`
-	// Cloud names the cloud published to (the clouds.yaml entry or the auth URL).
+	// SourceHash is the sha512 of the vendor's original file (the image's
+	// source_hash property); it differs from OSHashValue when the published file is
+	// a conversion of the vendor's.
+	SourceHash string `json:"source_hash,omitempty"`
+	// Cloud names the cloud published to, as the publisher names it (what a job's
+	// publish.clouds selects); empty in records written before several clouds.
 	Cloud string `json:"cloud,omitempty"`
+	// Region is the cloud's region, when it has one.
+	Region string `json:"region,omitempty"`
 	// Replaced is the image id that was Latest before, if any.
 	Replaced string `json:"replaced,omitempty"`
 }
 
-// PublishedKey turns a family name into its key in BucketPublished.
-func PublishedKey(family string) string { return StatusKey(family) }
+// PublishedKey is the key of a family's record for one cloud in BucketPublished.
+func PublishedKey(family, cloud string) string {
+	if cloud == "" {
+		return StatusKey(family)
+	}
+	return StatusKey(family) + "." + StatusKey(cloud)
+}
 
 // publishedBucket binds to BucketPublished; with create it makes the bucket when it is
 // missing. Without create a missing bucket is (nil, nil): nothing was published yet.
@@ -54,7 +67,7 @@ func (q *Queue) publishedBucket(ctx context.Context, create bool) (jetstream.Key
 	return q.ownBucket(ctx, BucketPublished, "imagevet: the Latest Glance image per family", 10, create)
 }
 
-// PutPublished records p as its family's Latest.
+// PutPublished records p as its family's Latest in p.Cloud.
 func (q *Queue) PutPublished(ctx context.Context, p Published) error {
 	if p.Family == "" {
 		return errors.New("published record: empty family")
@@ -70,19 +83,19 @@ func (q *Queue) PutPublished(ctx context.Context, p Published) error {
 	if err != nil {
 		return fmt.Errorf("encode published record: %w", err)
 	}
-	if _, err := kv.Put(ctx, PublishedKey(p.Family), data); err != nil {
+	if _, err := kv.Put(ctx, PublishedKey(p.Family, p.Cloud), data); err != nil {
 		return fmt.Errorf("write published record %s: %w", p.Family, err)
 	}
 	return nil
 }
 
-// PublishedImage returns the family's Latest record and whether there is one.
-func (q *Queue) PublishedImage(ctx context.Context, family string) (Published, bool, error) {
+// PublishedImage returns the family's Latest record in cloud and whether there is one.
+func (q *Queue) PublishedImage(ctx context.Context, family, cloud string) (Published, bool, error) {
 	kv, err := q.publishedBucket(ctx, false)
 	if err != nil || kv == nil {
 		return Published{}, false, err
 	}
-	entry, err := kv.Get(ctx, PublishedKey(family))
+	entry, err := kv.Get(ctx, PublishedKey(family, cloud))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return Published{}, false, nil
 	}
@@ -96,7 +109,8 @@ func (q *Queue) PublishedImage(ctx context.Context, family string) (Published, b
 	return p, true, nil
 }
 
-// PublishedImages returns every family's Latest record, sorted by family.
+// PublishedImages returns every family's Latest record in every cloud, sorted by
+// family, then cloud.
 func (q *Queue) PublishedImages(ctx context.Context) ([]Published, error) {
 	kv, err := q.publishedBucket(ctx, false)
 	if err != nil || kv == nil {
@@ -122,7 +136,12 @@ func (q *Queue) PublishedImages(ctx context.Context) ([]Published, error) {
 		}
 		out = append(out, p)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Family < out[j].Family })
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Family != out[j].Family {
+			return out[i].Family < out[j].Family
+		}
+		return out[i].Cloud < out[j].Cloud
+	})
 	return out, nil
 }
 

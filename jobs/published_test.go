@@ -12,7 +12,7 @@ func TestPublishedRecordRoundTrip(t *testing.T) {
 	ctx := context.Background()
 
 	// Nothing published yet: no bucket, no record, no error.
-	if _, ok, err := q.PublishedImage(ctx, "debian-12"); err != nil || ok {
+	if _, ok, err := q.PublishedImage(ctx, "debian-12", ""); err != nil || ok {
 		t.Fatalf("before any publication: ok=%v err=%v", ok, err)
 	}
 	if all, err := q.PublishedImages(ctx); err != nil || len(all) != 0 {
@@ -33,7 +33,7 @@ func TestPublishedRecordRoundTrip(t *testing.T) {
 	if err := q.PutPublished(ctx, Published{Family: "ubuntu-24.04", ImageID: "img-3"}); err != nil {
 		t.Fatal(err)
 	}
-	got, ok, err := q.PublishedImage(ctx, "debian-12")
+	got, ok, err := q.PublishedImage(ctx, "debian-12", "")
 	if err != nil || !ok {
 		t.Fatalf("read back: ok=%v err=%v", ok, err)
 	}
@@ -49,5 +49,52 @@ func TestPublishedRecordRoundTrip(t *testing.T) {
 	}
 	if err := q.PutPublished(ctx, Published{ImageID: "x"}); err == nil {
 		t.Error("a record without a family was accepted")
+	}
+}
+
+func TestPublicationRecords(t *testing.T) {
+	q, _ := testQueue(t)
+	ctx := context.Background()
+	if _, ok, err := q.Publication(ctx, "debian-12-a", "east"); err != nil || ok {
+		t.Fatalf("before any record: ok=%v err=%v", ok, err)
+	}
+	at := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	refused := PublicationRecord{JobID: "debian-12-a", Family: "debian-12", Cloud: "west", Region: "RegionTwo", State: PublicationRefused,
+		Reason: "cloud west (region RegionTwo): Glance sha512 os_hash_value of image x is b, the verdict was for a", Attempts: 1, UpdatedAt: at}
+	done := PublicationRecord{JobID: "debian-12-a", Family: "debian-12", Cloud: "east", State: PublicationDone, Outcome: "published",
+		ImageID: "img-1", SourceHash: strings.Repeat("c", 128), OSHashValue: strings.Repeat("a", 128), Attempts: 1, UpdatedAt: at}
+	for _, p := range []PublicationRecord{refused, done} {
+		if err := q.PutPublication(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, ok, err := q.Publication(ctx, "debian-12-a", "west")
+	if err != nil || !ok || got.State != PublicationRefused || got.Reason != refused.Reason || got.Version != Version {
+		t.Fatalf("read back %+v %v %v", got, ok, err)
+	}
+	// An operator's retry overwrites the refusal.
+	retried := refused
+	retried.State, retried.Reason, retried.Attempts, retried.ImageID = PublicationDone, "", 2, "img-2"
+	if err := q.PutPublication(ctx, retried); err != nil {
+		t.Fatal(err)
+	}
+	all, err := q.Publications(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 2 || all[0].Cloud != "east" || all[1].Cloud != "west" || all[1].State != PublicationDone || all[1].Attempts != 2 {
+		t.Errorf("all records: %+v", all)
+	}
+	if err := q.PutPublication(ctx, PublicationRecord{JobID: "x"}); err == nil {
+		t.Error("a record without a cloud was accepted")
+	}
+	// Latest records are per family and cloud.
+	for _, c := range []string{"east", "west"} {
+		if err := q.PutPublished(ctx, Published{Family: "debian-12", Cloud: c, ImageID: "img-" + c}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if p, ok, err := q.PublishedImage(ctx, "debian-12", "west"); err != nil || !ok || p.ImageID != "img-west" {
+		t.Errorf("west's Latest: %+v %v %v", p, ok, err)
 	}
 }

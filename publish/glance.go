@@ -19,15 +19,20 @@ import (
 // Image properties imagevet sets on every image it publishes; they identify the
 // family's images and order them without trusting names.
 const (
-	TagImagevet       = "imagevet"
-	PropFamily        = "imagevet_family"
-	PropJobID         = "imagevet_job_id"
-	PropRelease       = "imagevet_release"
-	PropReleasedAt    = "imagevet_released_at"
-	PropVerdictAt     = "imagevet_verdict_at"
-	PropWorker        = "imagevet_worker"
-	PropVendorDigest  = "imagevet_vendor_digest"
-	PropSHA256        = "imagevet_sha256"
+	TagImagevet      = "imagevet"
+	PropFamily       = "imagevet_family"
+	PropJobID        = "imagevet_job_id"
+	PropRelease      = "imagevet_release"
+	PropReleasedAt   = "imagevet_released_at"
+	PropVerdictAt    = "imagevet_verdict_at"
+	PropWorker       = "imagevet_worker"
+	PropVendorDigest = "imagevet_vendor_digest"
+	PropSHA256       = "imagevet_sha256"
+	// PropSourceHash is the sha512 of the vendor's original file, which a user
+	// compares with the vendor's checksum; os_hash_value is the published file's.
+	PropSourceHash = "source_hash"
+	// PropSourceURL is where the vendor's file came from.
+	PropSourceURL     = "source_url"
 	propHashAlgo      = "os_hash_algo"
 	propHashValue     = "os_hash_value"
 	statusActive      = "active"
@@ -47,6 +52,8 @@ type Image struct {
 	VerdictAt   time.Time
 	OSHashAlgo  string
 	OSHashValue string
+	SourceHash  string
+	DiskFormat  string
 	CreatedAt   time.Time
 }
 
@@ -112,7 +119,8 @@ func fromGlance(im images.Image) Image {
 	return Image{
 		ID: im.ID, Name: im.Name, Status: string(im.Status), Visibility: string(im.Visibility), Hidden: im.Hidden,
 		JobID: str(PropJobID), Release: str(PropRelease), ReleasedAt: when(PropReleasedAt), VerdictAt: when(PropVerdictAt),
-		OSHashAlgo: str(propHashAlgo), OSHashValue: str(propHashValue), CreatedAt: im.CreatedAt,
+		OSHashAlgo: str(propHashAlgo), OSHashValue: str(propHashValue), SourceHash: str(PropSourceHash),
+		DiskFormat: im.DiskFormat, CreatedAt: im.CreatedAt,
 	}
 }
 

@@ -148,7 +148,7 @@ func TestGlancePublishRotateRetire(t *testing.T) {
 	if im1.MinDiskGigabytes != 1 || im1.DiskFormat != "qcow2" || im1.ContainerFormat != "bare" {
 		t.Errorf("min_disk %d disk_format %s container_format %s", im1.MinDiskGigabytes, im1.DiskFormat, im1.ContainerFormat)
 	}
-	rec, ok, err := q.PublishedImage(ctx, "testix-1")
+	rec, ok, err := q.PublishedImage(ctx, "testix-1", c.Name)
 	if err != nil || !ok || rec.ImageID != im1.ID || rec.JobID != r1.JobID || rec.OSHashValue != r1.ImageFacts.OSHashValue {
 		t.Fatalf("published record %+v %v %v", rec, ok, err)
 	}
@@ -192,7 +192,7 @@ func TestGlancePublishRotateRetire(t *testing.T) {
 	if im := fam[r1.JobID]; im.Name != "Testix 1 (20261120)" || im.Visibility != "community" || string(im.Status) != "active" {
 		t.Errorf("first release after rotation: %s %s %s", im.Name, im.Visibility, im.Status)
 	}
-	if rec, _, _ := q.PublishedImage(ctx, "testix-1"); rec.ImageID != o2.ImageID || rec.Replaced != o1.ImageID {
+	if rec, _, _ := q.PublishedImage(ctx, "testix-1", c.Name); rec.ImageID != o2.ImageID || rec.Replaced != o1.ImageID {
 		t.Errorf("published record after the second release: %+v", rec)
 	}
 
@@ -247,10 +247,10 @@ func TestGlancePublishRotateRetire(t *testing.T) {
 	}
 	sctx, stop := context.WithCancel(ctx)
 	served := make(chan error, 1)
-	go func() { served <- Serve(sctx, q, p, ServiceConfig{RetryDelay: time.Second}) }()
+	go func() { served <- Serve(sctx, q, FleetOf(p), ServiceConfig{RetryDelay: time.Second}) }()
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
-		rec, ok, err := q.PublishedImage(ctx, "testix-1")
+		rec, ok, err := q.PublishedImage(ctx, "testix-1", c.Name)
 		if err == nil && ok && rec.JobID == r5.JobID {
 			break
 		}
@@ -323,7 +323,7 @@ func TestGlancePublishRotateRetire(t *testing.T) {
 	}
 	sctx, stop = context.WithCancel(ctx)
 	go func() {
-		served <- Serve(sctx, q, p, ServiceConfig{RetryDelay: time.Second, RotateEvery: 2 * time.Second})
+		served <- Serve(sctx, q, FleetOf(p), ServiceConfig{RetryDelay: time.Second, RotateEvery: 2 * time.Second})
 	}()
 	deadline = time.Now().Add(time.Minute)
 	for {

@@ -22,6 +22,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
@@ -87,6 +88,9 @@ type Outcome struct {
 	ImageID string   `json:"image_id,omitempty"` // the job's Glance image
 	Latest  string   `json:"latest,omitempty"`   // the family's Latest image after the run
 	Plan    []Action `json:"plan"`
+	// Cloud and Region say where: the publisher's name for the cloud, and its region.
+	Cloud  string `json:"cloud,omitempty"`
+	Region string `json:"region,omitempty"`
 	// Problems lists steps that failed and are tried again on the next run (a delete
 	// refused, an image still in use is not a problem but a reason to keep it).
 	Problems []string `json:"problems,omitempty"`
@@ -110,6 +114,13 @@ type Config struct {
 	// UploadMethod is how the bytes reach Glance: UploadAuto (glance-direct import
 	// where the cloud offers it, else a plain upload), UploadImport or UploadPlain.
 	UploadMethod string
+	// ImportConverts says whether the cloud's Glance converts imported images to raw
+	// (the image_conversion import plugin): ConvertsAuto (default: learnt from the
+	// first import Glance stores in another format than asked), ConvertsYes or
+	// ConvertsNo. Where it converts, a raw publication of a qcow2 vendor file imports
+	// the vetted qcow2 and requires Glance's os_hash_value to be the raw's sha512,
+	// and a qcow2 publication is uploaded plainly (PUT), which no plugin touches.
+	ImportConverts string
 	// PollEvery is how often an image's status is polled (default 2 s).
 	PollEvery time.Duration
 	Logger    *slog.Logger
@@ -122,8 +133,8 @@ const leaseTTL = 2 * time.Minute
 var errLeaseLost = errors.New("this publisher lost its family lease (it stalled past the lease's expiry and another publisher took over)")
 
 // Publisher publishes passed results to one cloud. With a Queue, publications of
-// one family never overlap, whichever processes run them (a lease per family in
-// NATS); without one, the caller must not overlap them.
+// one family in one cloud never overlap, whichever processes run them (a lease per
+// family and cloud in NATS); without one, the caller must not overlap them.
 type Publisher struct {
 	cfg    Config
 	holder string
@@ -131,7 +142,17 @@ type Publisher struct {
 	usage  Usage
 	log    *slog.Logger
 	now    func() time.Time
+	// converts is what the publisher knows of the cloud's import conversion:
+	// ConvertsYes, ConvertsNo, or ConvertsAuto while it is not known.
+	converts atomic.Value
 }
+
+// Import conversion settings (Config.ImportConverts).
+const (
+	ConvertsAuto = "auto"
+	ConvertsYes  = "yes"
+	ConvertsNo   = "no"
+)
 
 // Upload methods (Config.UploadMethod).
 const (
@@ -152,6 +173,13 @@ func New(cfg Config) (*Publisher, error) {
 	default:
 		return nil, &ConfigError{Field: "upload-method", Err: fmt.Errorf("%q is not auto, import or upload", cfg.UploadMethod)}
 	}
+	switch cfg.ImportConverts {
+	case "":
+		cfg.ImportConverts = ConvertsAuto
+	case ConvertsAuto, ConvertsYes, ConvertsNo:
+	default:
+		return nil, &ConfigError{Field: "import-converts", Err: fmt.Errorf("%q is not auto, yes or no", cfg.ImportConverts)}
+	}
 	if cfg.Store == nil {
 		return nil, &ConfigError{Field: "cache", Err: errors.New("no image store")}
 	}
@@ -165,12 +193,14 @@ func New(cfg Config) (*Publisher, error) {
 		cfg.Cloud.Timeout = 2 * time.Minute
 	}
 	p := &Publisher{cfg: cfg, glance: &glance{sc: cfg.Cloud.Image}, usage: cfg.Usage, log: cfg.Logger, now: cfg.Now}
+	p.converts.Store(cfg.ImportConverts)
 	if p.usage == nil {
 		p.usage = NewUsage(cfg.Cloud)
 	}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
+	p.log = p.log.With("cloud", cfg.Cloud.Name, "region", cfg.Cloud.Region)
 	if p.now == nil {
 		p.now = time.Now
 	}
@@ -180,6 +210,9 @@ func New(cfg Config) (*Publisher, error) {
 	p.holder = fmt.Sprintf("%s pid %d (%x)", host, os.Getpid(), nonce)
 	return p, nil
 }
+
+// Cloud is the cloud this publisher publishes to.
+func (p *Publisher) Cloud() *Cloud { return p.cfg.Cloud }
 
 // Ineligible says why a result must not reach Glance, or "" when it may.
 func Ineligible(r jobs.Result) string {
@@ -205,19 +238,31 @@ func (p *Publisher) call(ctx context.Context) (context.Context, context.CancelFu
 
 // Publish publishes a passed result's image and rotates its family; with dryRun it
 // only plans. It is idempotent by job id: the job's image, once in Glance, is found
-// by its imagevet_job_id property and never uploaded twice.
+// by its imagevet_job_id property and never uploaded twice. Errors name the cloud
+// and its region.
 func (p *Publisher) Publish(ctx context.Context, r jobs.Result, dryRun bool) (Outcome, error) {
-	out := Outcome{JobID: r.JobID, Family: r.Publish.Family, Plan: []Action{}}
+	out, err := p.publish(ctx, r, dryRun)
+	if err != nil {
+		err = fmt.Errorf("%s: %w", p.cfg.Cloud, err)
+	}
+	return out, err
+}
+
+func (p *Publisher) publish(ctx context.Context, r jobs.Result, dryRun bool) (Outcome, error) {
+	out := Outcome{JobID: r.JobID, Family: r.Publish.Family, Cloud: p.cfg.Cloud.Name, Region: p.cfg.Cloud.Region, Plan: []Action{}}
 	if why := Ineligible(r); why != "" {
 		out.Status, out.Reason = StatusSkipped, why
 		return out, nil
 	}
+	if d := r.Publish.DiskFormat; d != "" && d != r.ImageFacts.Format {
+		return out, &MismatchError{What: "the vetted file's format (publish.disk_format " + d + ")", Want: d, Got: r.ImageFacts.Format}
+	}
 	log := p.log.With("job", r.JobID, "family", r.Publish.Family)
 	if !dryRun && p.cfg.Queue != nil {
-		// One publisher per family at a time, across processes and hosts: the
-		// service, a second service and a one-shot run never upload or rotate the
-		// same family at once.
-		lease, err := p.cfg.Queue.AcquireLease(ctx, "publish "+r.Publish.Family, p.holder, "job "+r.JobID, leaseTTL,
+		// One publisher per family and cloud at a time, across processes and hosts:
+		// the service, a second service and a one-shot run never upload or rotate
+		// the same family in one cloud at once.
+		lease, err := p.cfg.Queue.AcquireLease(ctx, "publish "+r.Publish.Family+" "+p.cfg.Cloud.Name, p.holder, "job "+r.JobID, leaseTTL,
 			func(held jobs.LeaseInfo) {
 				log.Info("waiting for another publisher of this family", "holder", held.Holder, "doing", held.Purpose)
 			})
@@ -333,7 +378,15 @@ func (p *Publisher) apply(ctx context.Context, log *slog.Logger, plan []Action, 
 			err = p.glance.deactivate(cctx, a.ImageID)
 		case ActDelete:
 			var user string
-			if user, err = p.usage.InUse(cctx, a.ImageID); err == nil && user != "" {
+			user, err = p.usage.InUse(cctx, a.ImageID)
+			var unknown *UsageUnknownError
+			if errors.As(err, &unknown) {
+				out.Kept = append(out.Kept, a.ImageID+" (its use cannot be checked: "+unknown.Why+")")
+				log.Info("image past the policy kept: its use cannot be checked", "image", a.ImageID, "why", unknown.Why)
+				cancel()
+				continue
+			}
+			if err == nil && user != "" {
 				out.Kept = append(out.Kept, a.ImageID+" (used by "+user+")")
 				log.Info("image past the policy kept in use", "image", a.ImageID, "user", user)
 				cancel()
@@ -403,12 +456,13 @@ func (p *Publisher) record(ctx context.Context, r jobs.Result, pol Policy, out *
 	}
 	rec := jobs.Published{Family: r.Publish.Family, Name: latest.Name, ImageID: latest.ID, Release: latest.Release,
 		JobID: latest.JobID, VerdictAt: latest.VerdictAt, PublishedAt: p.now().UTC(),
-		OSHashAlgo: latest.OSHashAlgo, OSHashValue: latest.OSHashValue, Cloud: p.cfg.Cloud.Name}
+		OSHashAlgo: latest.OSHashAlgo, OSHashValue: latest.OSHashValue, SourceHash: latest.SourceHash,
+		Cloud: p.cfg.Cloud.Name, Region: p.cfg.Cloud.Region}
 	if !latest.ReleasedAt.IsZero() {
 		t := latest.ReleasedAt
 		rec.ReleasedAt = &t
 	}
-	prev, ok, err := p.cfg.Queue.PublishedImage(ctx, r.Publish.Family)
+	prev, ok, err := p.cfg.Queue.PublishedImage(ctx, r.Publish.Family, p.cfg.Cloud.Name)
 	if err != nil {
 		return err
 	}
@@ -421,12 +475,78 @@ func (p *Publisher) record(ctx context.Context, r jobs.Result, pol Policy, out *
 	return p.cfg.Queue.PutPublished(ctx, rec)
 }
 
+// errConvertedOnImport says Glance stored an imported image in another format than
+// the one it was created with: its import converts (the image_conversion plugin).
+type errConvertedOnImport struct{ asked, stored string }
+
+func (e *errConvertedOnImport) Error() string {
+	return "Glance converted the import from " + e.asked + " to " + e.stored + " (its image_conversion import plugin)"
+}
+
+// sending is one way of getting the vetted image into Glance: which file (the
+// published one, or the vendor's qcow2 that Glance converts), created with which
+// disk_format, staged and imported or plainly uploaded.
+type sending struct {
+	src        image.Source
+	size       int64
+	sha256     string
+	sha512     string
+	diskFormat string // what the image is created as
+	direct     bool   // glance-direct (stage, import) instead of a plain upload
+	converting bool   // Glance's import converts diskFormat to the published format
+}
+
+// how decides how the result's image is sent to this cloud.
+func (p *Publisher) how(ctx context.Context, f *jobs.ImageFacts) sending {
+	converts := p.converts.Load().(string)
+	if f.Format == jobs.FormatRaw && f.Vendor != nil && f.Vendor.Format == jobs.FormatQCOW2 && converts == ConvertsYes && p.cfg.UploadMethod != UploadPlain {
+		return sending{src: image.Source{URL: f.Source, Format: f.Vendor.Format, Checksum: "sha512:" + f.Vendor.SHA512},
+			size: f.Vendor.Size, sha256: f.Vendor.SHA256, sha512: f.Vendor.SHA512,
+			diskFormat: f.Vendor.Format, direct: true, converting: true}
+	}
+	s := sending{src: publishedSource(f), size: f.Size, sha256: f.SHA256, sha512: f.OSHashValue, diskFormat: f.Format}
+	switch {
+	case p.cfg.UploadMethod == UploadImport:
+		s.direct = true
+	case p.cfg.UploadMethod == UploadPlain:
+	case converts == ConvertsYes && f.Format != jobs.FormatRaw:
+		// An import would be converted: a plain upload keeps the format.
+	default:
+		cctx, cancel := p.call(ctx)
+		s.direct = slices.Contains(p.glance.importMethods(cctx), "glance-direct")
+		cancel()
+	}
+	return s
+}
+
+// publishedSource is where the published file comes from: the vendor's file as
+// vetted, or its conversion (made by the worker and kept in the image cache).
+func publishedSource(f *jobs.ImageFacts) image.Source {
+	if f.Vendor == nil {
+		return image.Source{URL: f.Source, Format: f.Format, Checksum: "sha512:" + f.OSHashValue}
+	}
+	return image.Source{URL: f.Source, Format: f.Vendor.Format, Checksum: "sha512:" + f.Vendor.SHA512, ConvertTo: f.Format}
+}
+
 // upload creates the image (private, under its dated name), sends exactly the vetted
-// bytes and waits for Glance to make it active with the vetted sha512. On any failure
-// the image is deleted again.
+// bytes and waits for Glance to make it active with the vetted sha512 and format. On
+// any failure the image is deleted again. A cloud that turns out to convert imports
+// (ImportConverts auto) is remembered, and the image is sent again the right way.
 func (p *Publisher) upload(ctx context.Context, log *slog.Logger, r jobs.Result, pol Policy, name string) (Image, error) {
+	for {
+		im, err := p.uploadOnce(ctx, log, r, pol, name, p.how(ctx, r.ImageFacts))
+		var conv *errConvertedOnImport
+		if errors.As(err, &conv) && p.converts.CompareAndSwap(ConvertsAuto, ConvertsYes) {
+			log.Info("this cloud converts imported images; publishing again accordingly", "asked", conv.asked, "stored", conv.stored)
+			continue
+		}
+		return im, err
+	}
+}
+
+func (p *Publisher) uploadOnce(ctx context.Context, log *slog.Logger, r jobs.Result, pol Policy, name string, how sending) (Image, error) {
 	f := r.ImageFacts
-	base, err := p.cfg.Store.Fetch(ctx, image.Source{URL: f.Source, Format: f.Format, Checksum: "sha512:" + f.OSHashValue}, nil)
+	base, err := p.cfg.Store.Fetch(ctx, how.src, nil)
 	if err != nil {
 		return Image{}, fmt.Errorf("vetted image %s: %w", f.Source, err)
 	}
@@ -435,7 +555,7 @@ func (p *Publisher) upload(ctx context.Context, log *slog.Logger, r jobs.Result,
 		return Image{}, fmt.Errorf("vetted image: %w", err)
 	}
 	defer file.Close()
-	if err := verify(file, base.Path, f); err != nil {
+	if err := verify(file, base.Path, how.sha256, how.sha512); err != nil {
 		return Image{}, err
 	}
 	props := properties(r, pol)
@@ -444,7 +564,7 @@ func (p *Publisher) upload(ctx context.Context, log *slog.Logger, r jobs.Result,
 	vis := images.ImageVisibilityPrivate
 	cctx, cancel := p.call(ctx)
 	im, err := p.glance.create(cctx, images.CreateOpts{
-		Name: name, DiskFormat: f.Format, ContainerFormat: "bare", Visibility: &vis,
+		Name: name, DiskFormat: how.diskFormat, ContainerFormat: "bare", Visibility: &vis,
 		MinDisk: int((f.VirtualSize + 1<<30 - 1) >> 30), MinRAM: minRAM,
 		Tags: []string{TagImagevet}, Properties: props,
 	})
@@ -464,36 +584,43 @@ func (p *Publisher) upload(ctx context.Context, log *slog.Logger, r jobs.Result,
 			log.Warn("deleting a failed upload", "image", im.ID, "err", err)
 		}
 	}()
-	var direct bool
-	switch p.cfg.UploadMethod {
-	case UploadImport:
-		direct = true
-	case UploadPlain:
-	default:
-		cctx, cancel = p.call(ctx)
-		direct = slices.Contains(p.glance.importMethods(cctx), "glance-direct")
-		cancel()
+	// The deadline counts the bytes sent and, for a converting import, the raw
+	// bytes Glance writes.
+	bytes := how.size
+	if how.converting {
+		bytes += f.Size
 	}
-	uctx, cancel := context.WithTimeout(ctx, 5*time.Minute+time.Duration(f.Size/p.cfg.MinUploadRate)*time.Second)
+	uctx, cancel := context.WithTimeout(ctx, 5*time.Minute+time.Duration(bytes/p.cfg.MinUploadRate)*time.Second)
 	defer cancel()
 	start := p.now()
-	if err := p.glance.upload(uctx, im.ID, file, direct); err != nil {
+	if err := p.glance.upload(uctx, im.ID, file, how.direct); err != nil {
 		return Image{}, err
 	}
 	active, err := p.glance.waitActive(uctx, im.ID, p.cfg.PollEvery)
 	if err != nil {
 		return Image{}, err
 	}
-	if active.OSHashAlgo != "sha512" || active.OSHashValue != f.OSHashValue {
-		return Image{}, &MismatchError{What: "Glance " + active.OSHashAlgo + " os_hash_value of image " + im.ID, Want: f.OSHashValue, Got: active.OSHashValue}
+	if active.DiskFormat != f.Format {
+		if how.direct && !how.converting && active.DiskFormat != how.diskFormat {
+			return Image{}, &errConvertedOnImport{asked: how.diskFormat, stored: active.DiskFormat}
+		}
+		return Image{}, &MismatchError{What: "Glance disk_format of image " + im.ID, Want: f.Format, Got: active.DiskFormat}
 	}
-	log.Info("image uploaded", "image", im.ID, "bytes", f.Size, "glance_direct", direct, "took", p.now().Sub(start).Round(time.Millisecond))
+	if active.OSHashAlgo != "sha512" || active.OSHashValue != f.OSHashValue {
+		what := "Glance " + active.OSHashAlgo + " os_hash_value of image " + im.ID
+		if how.converting {
+			what += " (Glance's conversion of the vetted " + how.diskFormat + " to " + f.Format + ")"
+		}
+		return Image{}, &MismatchError{What: what, Want: f.OSHashValue, Got: active.OSHashValue}
+	}
+	log.Info("image uploaded", "image", im.ID, "bytes", how.size, "format", how.diskFormat, "glance_direct", how.direct,
+		"converted_by_glance", how.converting, "took", p.now().Sub(start).Round(time.Millisecond))
 	kept = true
 	return active, nil
 }
 
 // verify hashes the file about to be sent: both digests must be the vetted ones.
-func verify(file *os.File, path string, f *jobs.ImageFacts) error {
+func verify(file *os.File, path, sum256, sum512 string) error {
 	h256, h512 := sha256.New(), sha512.New()
 	if _, err := io.Copy(io.MultiWriter(h256, h512), file); err != nil {
 		return fmt.Errorf("hash %s: %w", path, err)
@@ -501,11 +628,11 @@ func verify(file *os.File, path string, f *jobs.ImageFacts) error {
 	if _, err := file.Seek(0, io.SeekStart); err != nil {
 		return fmt.Errorf("rewind %s: %w", path, err)
 	}
-	if got := hex.EncodeToString(h256.Sum(nil)); got != f.SHA256 {
-		return &MismatchError{What: "sha256 of " + path, Want: f.SHA256, Got: got}
+	if got := hex.EncodeToString(h256.Sum(nil)); got != sum256 {
+		return &MismatchError{What: "sha256 of " + path, Want: sum256, Got: got}
 	}
-	if got := hex.EncodeToString(h512.Sum(nil)); got != f.OSHashValue {
-		return &MismatchError{What: "sha512 of " + path, Want: f.OSHashValue, Got: got}
+	if got := hex.EncodeToString(h512.Sum(nil)); got != sum512 {
+		return &MismatchError{What: "sha512 of " + path, Want: sum512, Got: got}
 	}
 	return nil
 }
@@ -551,6 +678,8 @@ func properties(r jobs.Result, pol Policy) map[string]string {
 	out[PropVerdictAt] = r.FinishedAt.UTC().Format(time.RFC3339)
 	out[PropWorker] = r.Worker
 	out[PropSHA256] = f.SHA256
+	out[PropSourceHash] = f.SourceHash()
+	out[PropSourceURL] = f.Source
 	if r.Publish.Release != "" {
 		out[PropRelease] = r.Publish.Release
 	}

@@ -27,9 +27,23 @@ type cloudUsage struct {
 // cloud has no Compute or no Block Storage endpoint.
 func NewUsage(c *Cloud) Usage { return cloudUsage{compute: c.Compute, volume: c.Volume} }
 
+// UsageUnknownError says that whether an image is in use cannot be told at all on
+// this cloud (its catalog has no compute or no block storage service): images past
+// the policy are kept, every time, and that is not a failure to retry.
+type UsageUnknownError struct{ Why string }
+
+func (e *UsageUnknownError) Error() string {
+	return "whether an image is in use cannot be checked: " + e.Why
+}
+
 func (u cloudUsage) InUse(ctx context.Context, imageID string) (string, error) {
-	if u.compute == nil || u.volume == nil {
-		return "", fmt.Errorf("in-use check of image %s: the cloud's catalog lacks a compute or block storage endpoint", imageID)
+	switch {
+	case u.compute == nil && u.volume == nil:
+		return "", &UsageUnknownError{Why: "the catalog has no compute and no block storage service"}
+	case u.compute == nil:
+		return "", &UsageUnknownError{Why: "the catalog has no compute service"}
+	case u.volume == nil:
+		return "", &UsageUnknownError{Why: "the catalog has no block storage service"}
 	}
 	pages, err := servers.List(u.compute, servers.ListOpts{AllTenants: true, Image: imageID}).AllPages(ctx)
 	if err != nil {

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/imagevet/imagevet/jobs"
@@ -22,10 +24,17 @@ exactly the vetted bytes (from the worker's image cache under --state-dir, else 
 the result's image source, both digests verified), under the family's Latest name;
 the release it replaces is renamed with its version and made community (or hidden),
 releases past the family's policy are deactivated and deleted once no server and no
-volume uses them. Credentials as every OpenStack tool takes them: --os-cloud (a
-clouds.yaml entry, OS_CLOUD) or the OS_* variables (password or application
-credential), --os-cacert for a private CA. The exit status of a one-shot run is 0
-when the image is in Glance (or the plan printed), 1 when the result is not
+volume uses them. Several clouds or regions, each with its own Glance: repeat
+--os-cloud [NAME=]ENTRY[@REGION], or give --os-region a list; a job's publish.clouds
+selects among them by NAME (default: the entry, or ENTRY-REGION when an entry has
+several regions, lower case), empty means all. Credentials as the openstack CLI takes
+them: a clouds.yaml entry (password, application credential, token) or, without
+--os-cloud, the OS_* variables of a Keystone v3 or Horizon openrc; --os-cacert for a
+private CA, --os-insecure for test clouds only. A publication refused in a cloud
+(wrong bytes, a bad result) or waiting for a cloud that is down is recorded per job
+and cloud (imagevet status shows it); --job publishes that job again in its clouds
+(--cloud for some of them). The exit status of a one-shot run is 0 when the image is
+in Glance in every cloud (or the plan printed), 1 when the result is not
 publishable, 2 on errors, 4 when the job has no result.
 
 `
@@ -33,7 +42,11 @@ publishable, 2 on errors, 4 when the job has no result.
 // publishConfig is imagevet publish's configuration, from flags and environment.
 type publishConfig struct {
 	nats       natsFlags
-	creds      publish.Credentials
+	creds      publish.Credentials // the settings every cloud shares
+	cloudSpecs []string            // --os-cloud values
+	regions    string              // --os-region: a comma-separated list
+	converts   string              // --import-converts
+	only       []string            // --cloud
 	stateDir   string
 	imageRoots []string
 	jobID      string
@@ -48,10 +61,27 @@ type publishConfig struct {
 func (c *publishConfig) register(fs *flag.FlagSet, env Env) *envFlags {
 	ef := &envFlags{fs: fs, env: env}
 	c.nats.register(fs, env, defaultNATSURL)
-	fs.StringVar(&c.creds.Cloud, "os-cloud", envOr(env, "IMAGEVET_OS_CLOUD", env.Getenv("OS_CLOUD")), "clouds.yaml entry (IMAGEVET_OS_CLOUD, OS_CLOUD)")
+	if v := envOr(env, "IMAGEVET_OS_CLOUD", env.Getenv("OS_CLOUD")); v != "" {
+		c.cloudSpecs = splitList(v)
+	}
+	specsFromEnv := true
+	fs.Func("os-cloud", "[NAME=]ENTRY[@REGION]: a clouds.yaml entry to publish to, optionally named and in one region; repeatable (IMAGEVET_OS_CLOUD, comma-separated; OS_CLOUD)", func(s string) error {
+		if specsFromEnv {
+			c.cloudSpecs, specsFromEnv = nil, false
+		}
+		c.cloudSpecs = append(c.cloudSpecs, s)
+		return nil
+	})
 	fs.StringVar(&c.creds.CloudsFile, "os-client-config-file", env.Getenv("OS_CLIENT_CONFIG_FILE"), "clouds.yaml to read instead of the usual places (OS_CLIENT_CONFIG_FILE)")
-	fs.StringVar(&c.creds.Region, "os-region", env.Getenv("OS_REGION_NAME"), "region (OS_REGION_NAME)")
+	fs.StringVar(&c.regions, "os-region", env.Getenv("OS_REGION_NAME"), "region, or comma-separated regions each published to, for every cloud without @REGION (OS_REGION_NAME)")
 	fs.StringVar(&c.creds.CACert, "os-cacert", env.Getenv("OS_CACERT"), "CA file verifying the cloud's endpoints (OS_CACERT)")
+	ef.boolVar(&c.creds.Insecure, "os-insecure", "OS_INSECURE", "do not verify the clouds' TLS certificates: test clouds only")
+	c.creds.Getenv = env.Getenv
+	fs.StringVar(&c.converts, "import-converts", envOr(env, "IMAGEVET_PUBLISH_IMPORT_CONVERTS", publish.ConvertsAuto), "whether a cloud's Glance converts imports to raw (image_conversion plugin): auto (learnt from the first import stored converted), yes or no; for all clouds, or per cloud as NAME=VALUE,... (IMAGEVET_PUBLISH_IMPORT_CONVERTS)")
+	fs.Func("cloud", "with --job: publish to this cloud (by NAME) only; repeatable", func(s string) error {
+		c.only = append(c.only, s)
+		return nil
+	})
 	ef.durationVar(&c.creds.RequestTimeout, "os-timeout", "IMAGEVET_OS_TIMEOUT", 2*time.Minute, "deadline of each cloud API call but the upload")
 	fs.StringVar(&c.stateDir, "state-dir", envOr(env, "IMAGEVET_STATE_DIR", "/var/lib/imagevet"), "the worker's state directory, whose image cache holds the vetted bytes (IMAGEVET_STATE_DIR)")
 	if v := env.Getenv("IMAGEVET_IMAGE_ROOTS"); v != "" {
@@ -97,10 +127,102 @@ func (c *publishConfig) validate() error {
 			errs = append(errs, fmt.Errorf("%s: %s must be positive", d.name, d.v))
 		}
 	}
-	if c.creds.Cloud == "" && c.creds.CloudsFile != "" {
+	if len(c.cloudSpecs) == 0 && c.creds.CloudsFile != "" {
 		errs = append(errs, errors.New("os-client-config-file: needs --os-cloud (OS_CLOUD) to name the entry"))
 	}
+	if _, err := c.clouds(); err != nil {
+		errs = append(errs, err)
+	}
+	if _, _, err := c.importConverts(); err != nil {
+		errs = append(errs, err)
+	}
+	if len(c.only) > 0 && c.jobID == "" {
+		errs = append(errs, errors.New("cloud: needs --job"))
+	}
 	return errors.Join(errs...)
+}
+
+// splitList splits a comma-separated list, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// clouds expands --os-cloud and --os-region into one set of credentials per cloud:
+// each entry in each of its regions, or, without --os-cloud, the OS_* variables in
+// each region.
+func (c *publishConfig) clouds() ([]publish.Credentials, error) {
+	regions := splitList(c.regions)
+	specs := c.cloudSpecs
+	if len(specs) == 0 {
+		specs = []string{""} // the OS_* variables
+	}
+	var out []publish.Credentials
+	seen := map[string]bool{}
+	for _, spec := range specs {
+		name, entry, hasName := strings.Cut(spec, "=")
+		if !hasName {
+			name, entry = "", spec
+		}
+		entry, region, hasRegion := strings.Cut(entry, "@")
+		if (hasName && entry == "") || (hasRegion && region == "") {
+			return nil, fmt.Errorf("os-cloud: %q is not [NAME=]ENTRY[@REGION]", spec)
+		}
+		rs := regions
+		if hasRegion {
+			rs = []string{region}
+		}
+		if len(rs) == 0 {
+			rs = []string{""}
+		}
+		if hasName && len(rs) > 1 {
+			return nil, fmt.Errorf("os-cloud: %q names one cloud but --os-region lists %d regions: give each region its own NAME=ENTRY@REGION", spec, len(rs))
+		}
+		for _, r := range rs {
+			cr := c.creds
+			cr.Cloud, cr.Region, cr.Name = entry, r, name
+			if name == "" && len(rs) > 1 {
+				cr.Name = strings.ToLower(strings.Trim(entry+"-"+r, "-"))
+			}
+			cr.Name = publish.CloudName(cr)
+			if !jobs.ValidCloudName(cr.Name) {
+				return nil, fmt.Errorf("os-cloud: cloud name %q (from %q): 1-64 lowercase letters, digits, '.', '_' or '-' (name it: NAME=ENTRY)", cr.Name, spec)
+			}
+			if seen[cr.Name] {
+				return nil, fmt.Errorf("os-cloud: two clouds are named %q: name them (NAME=ENTRY@REGION)", cr.Name)
+			}
+			seen[cr.Name] = true
+			out = append(out, cr)
+		}
+	}
+	return out, nil
+}
+
+// importConverts reads --import-converts: a value for every cloud, and per-cloud ones.
+func (c *publishConfig) importConverts() (string, map[string]string, error) {
+	all, per := publish.ConvertsAuto, map[string]string{}
+	for _, item := range splitList(c.converts) {
+		name, v, perCloud := strings.Cut(item, "=")
+		if !perCloud {
+			v = item
+		}
+		switch v {
+		case publish.ConvertsAuto, publish.ConvertsYes, publish.ConvertsNo:
+		default:
+			return "", nil, fmt.Errorf("import-converts: %q is not auto, yes or no", v)
+		}
+		if perCloud {
+			per[name] = v
+		} else {
+			all = v
+		}
+	}
+	return all, per, nil
 }
 
 func cmdPublish(ctx context.Context, args []string, env Env) int {
@@ -147,17 +269,25 @@ func cmdPublish(ctx context.Context, args []string, env Env) int {
 	if err != nil {
 		return fail(fmt.Errorf("image cache: %w", err))
 	}
-	cloud, err := publish.Login(ctx, cfg.creds)
+	creds, _ := cfg.clouds()
+	convAll, convPer, _ := cfg.importConverts()
+	pcfg := publish.Config{Store: store, Queue: q, UploadMethod: cfg.upload, ImportConverts: convAll, Logger: log}
+	fleet, err := publish.NewFleet(pcfg, creds, func(name string, c *publish.Config) {
+		if v, ok := convPer[name]; ok {
+			c.ImportConverts = v
+		}
+	})
 	if err != nil {
 		return fail(err)
 	}
-	p, err := publish.New(publish.Config{Cloud: cloud, Store: store, Queue: q, UploadMethod: cfg.upload, Logger: log})
-	if err != nil {
-		return fail(err)
+	for name := range convPer {
+		if !slices.Contains(fleet.Names(), name) {
+			return fail(fmt.Errorf("import-converts: %q is not one of the clouds (%s)", name, strings.Join(fleet.Names(), ", ")))
+		}
 	}
 	if cfg.jobID == "" {
 		cfg.service.Logger = log
-		if err := publish.Serve(ctx, q, p, cfg.service); err != nil {
+		if err := publish.Serve(ctx, q, fleet, cfg.service); err != nil {
 			return fail(err)
 		}
 		return 0
@@ -172,24 +302,42 @@ func cmdPublish(ctx context.Context, args []string, env Env) int {
 		fmt.Fprintf(env.Stderr, "imagevet publish: no result for job %s\n", cfg.jobID)
 		return exitNoVerdict
 	}
-	out, err := p.Publish(ctx, res, cfg.dryRun)
-	if err != nil {
-		return fail(err)
+	targets := fleet.Selected(res)
+	if len(cfg.only) > 0 {
+		targets = cfg.only
+	}
+	outs := fleet.PublishTo(ctx, q, res, targets, cfg.dryRun, false, cfg.service.RetryDelay)
+	code := exitPass
+	for _, o := range outs {
+		if o.Err != nil {
+			fmt.Fprintf(env.Stderr, "imagevet publish: %v\n", o.Err)
+			code = exitError
+		} else if o.Status == publish.StatusSkipped && code == exitPass {
+			code = exitFail
+		}
 	}
 	if cfg.jsonOut {
-		writeJSON(env.Stdout, out)
+		list := make([]publish.Outcome, len(outs))
+		for i, o := range outs {
+			list[i] = o.Outcome
+			if o.Err != nil {
+				list[i].Status, list[i].Reason = "error", o.Err.Error()
+			}
+		}
+		writeJSON(env.Stdout, list)
 	} else {
-		printOutcome(env.Stdout, out)
+		for _, o := range outs {
+			if o.Err == nil {
+				printOutcome(env.Stdout, o.Outcome)
+			}
+		}
 	}
-	if out.Status == publish.StatusSkipped {
-		return exitFail
-	}
-	return exitPass
+	return code
 }
 
 // printOutcome prints what a publication did, or would do, one step a line.
 func printOutcome(w io.Writer, out publish.Outcome) {
-	fmt.Fprintf(w, "%s: %s", out.JobID, out.Status)
+	fmt.Fprintf(w, "%s in %s: %s", out.JobID, cloudRegion(out.Cloud, out.Region), out.Status)
 	if out.Reason != "" {
 		fmt.Fprintf(w, " (%s)", out.Reason)
 	}
@@ -206,4 +354,12 @@ func printOutcome(w io.Writer, out publish.Outcome) {
 	if out.Latest != "" {
 		fmt.Fprintf(w, "  latest of %s: %s\n", out.Family, out.Latest)
 	}
+}
+
+// cloudRegion names a cloud and its region for a human.
+func cloudRegion(cloud, region string) string {
+	if region == "" {
+		return cloud
+	}
+	return cloud + " (" + region + ")"
 }

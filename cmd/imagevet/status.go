@@ -20,12 +20,15 @@ const statusUsage = `usage: imagevet status [flags] [IMAGE]
        imagevet status --console JOB-ID
 
 Shows the latest verdict per image name (publish.name) from the status bucket: what a
-publisher reads. Below the verdicts, one line per image family that imagevet publish
-put into Glance (its Latest image id, name, release and when), and one per family that
-imagevet watch follows (the newest upstream release and the verdict of the job vetting
-it; --families shows only those). With IMAGE the exit status is the verdict's (0 pass,
-1 fail, 2 error) or 4 when the image has none. --job shows one job's result, --console
-prints its whole serial console log.
+publisher reads. Below the verdicts, one line per image family and cloud that imagevet
+publish put into Glance (its Latest image id, name, release and when, and its hashes:
+source_hash, the vendor file's sha512, and os_hash_value, the published file's), the
+publications refused or waiting for a retry in some cloud with their reason, and one
+line per family that imagevet watch follows (the newest upstream release and the
+verdict of the job vetting it; --families shows only those). With IMAGE the exit
+status is the verdict's (0 pass, 1 fail, 2 error) or 4 when the image has none. --job
+shows one job's result and its publication in each cloud, --console prints its whole
+serial console log.
 
 `
 
@@ -92,6 +95,12 @@ func cmdStatus(ctx context.Context, args []string, env Env) int {
 			writeJSON(env.Stdout, res)
 		} else {
 			printResultTable(env.Stdout, res)
+			recs, err := q.Publications(ctx)
+			if err != nil {
+				fmt.Fprintf(env.Stderr, "imagevet status: %v\n", err)
+				return exitError
+			}
+			printPublicationTable(env.Stdout, recs, func(p jobs.PublicationRecord) bool { return p.JobID == res.JobID })
 		}
 		return exitCode(res.Verdict)
 	}
@@ -128,6 +137,12 @@ func cmdStatus(ctx context.Context, args []string, env Env) int {
 		return exitError
 	}
 	printPublishedTable(env.Stdout, published)
+	recs, err := q.Publications(ctx)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "imagevet status: %v\n", err)
+		return exitError
+	}
+	printPublicationTable(env.Stdout, recs, func(p jobs.PublicationRecord) bool { return p.State != jobs.PublicationDone })
 	lines, err := familyLines(ctx, q)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "imagevet status: %v\n", err)
@@ -239,17 +254,60 @@ func printStatusTable(w io.Writer, all []jobs.Result) {
 	tw.Flush()
 }
 
-// printPublishedTable prints one line per family published to Glance: its Latest image.
+// printPublishedTable prints one line per family and cloud published to Glance: its
+// Latest image; then the hashes of each.
 func printPublishedTable(w io.Writer, all []jobs.Published) {
 	if len(all) == 0 {
 		return
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "FAMILY\tPUBLISHED IMAGE\tNAME\tRELEASE\tJOB\tPUBLISHED AT")
+	fmt.Fprintln(tw, "FAMILY\tCLOUD\tPUBLISHED IMAGE\tNAME\tRELEASE\tJOB\tPUBLISHED AT")
 	for _, p := range all {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", p.Family, p.ImageID, p.Name, orDash(p.Release), p.JobID,
-			p.PublishedAt.UTC().Format(time.RFC3339))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Family, orDash(cloudRegion(p.Cloud, p.Region)), p.ImageID, p.Name,
+			orDash(p.Release), p.JobID, p.PublishedAt.UTC().Format(time.RFC3339))
 	}
 	tw.Flush()
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "FAMILY\tCLOUD\tSOURCE_HASH (vendor file sha512)\tOS_HASH_VALUE (published file sha512)")
+	for _, p := range all {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", p.Family, orDash(p.Cloud), orDash(p.SourceHash), orDash(p.OSHashValue))
+	}
+	tw.Flush()
+}
+
+// printPublicationTable prints the publication records keep selects: each job's state
+// in each cloud, why it was refused or is retried, and how to retry it.
+func printPublicationTable(w io.Writer, all []jobs.PublicationRecord, keep func(jobs.PublicationRecord) bool) {
+	var recs []jobs.PublicationRecord
+	for _, p := range all {
+		if keep(p) {
+			recs = append(recs, p)
+		}
+	}
+	if len(recs) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PUBLICATION\tCLOUD\tSTATE\tATTEMPTS\tUPDATED\tNEXT TRY\tIMAGE\tREASON")
+	refused := false
+	for _, p := range recs {
+		next := "-"
+		if p.NextTry != nil {
+			next = p.NextTry.UTC().Format(time.RFC3339)
+		}
+		state := p.State
+		if p.Outcome != "" && p.State == jobs.PublicationDone {
+			state += " (" + p.Outcome + ")"
+		}
+		refused = refused || p.State == jobs.PublicationRefused
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", p.JobID, cloudRegion(p.Cloud, p.Region), state, p.Attempts,
+			p.UpdatedAt.UTC().Format(time.RFC3339), next, orDash(p.ImageID), orDash(oneLine(p.Reason, 160)))
+	}
+	tw.Flush()
+	if refused {
+		fmt.Fprintln(w, "a refused publication is tried again by: imagevet publish --job JOB-ID [--cloud CLOUD]")
+	}
 }

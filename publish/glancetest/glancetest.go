@@ -1,6 +1,9 @@
-// Package glancetest starts a real Keystone and a real Glance from Debian's packages
-// (keystone, glance-api) on loopback for tests, each with its own SQLite database and
-// file store in a temporary directory, and stops them by PID when the test ends. Nova
+// Package glancetest starts a real Keystone and one real Glance per region from
+// Debian's packages (keystone, glance-api) on loopback for tests, each with its own
+// SQLite database and file store in a temporary directory, and stops them by PID when
+// the test ends. A region's Glance may convert imports to raw (the image_conversion
+// import plugin, which runs qemu-img), and a region's catalog may hold only the
+// identity and image services. Nova
 // and Cinder, which the publisher only asks whether an image is in use, are answered
 // by Answerer: a loopback HTTP server replaying the documented response shapes of
 // their server and volume lists. It is not a Nova or a Cinder.
@@ -10,6 +13,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -26,6 +30,7 @@ import (
 	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack"
 	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/endpoints"
+	regionsapi "github.com/gophercloud/gophercloud/v2/openstack/identity/v3/regions"
 	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/services"
 	"go.yaml.in/yaml/v3"
 )
@@ -38,25 +43,50 @@ const (
 	Password  = "imagevet-test-secret"
 )
 
-// Cloud is a running Keystone + Glance pair.
+// Cloud is a running Keystone with a Glance per region.
 type Cloud struct {
 	Dir         string
 	KeystoneURL string // http://127.0.0.1:P/v3
-	GlanceURL   string // http://127.0.0.1:P
-	// CloudsFile is a clouds.yaml whose entry CloudName logs in as the admin.
+	GlanceURL   string // the first region's Glance, http://127.0.0.1:P
+	// Glances maps each region to its Glance's URL.
+	Glances map[string]string
+	// CloudsFile is a clouds.yaml whose entry CloudName logs in as the admin (in the
+	// first region; entries CloudName-<region> name each region).
 	CloudsFile string
 	Usage      *Answerer
 }
 
-// binaries the harness needs, all from the keystone and glance-api packages.
-var binaries = []string{"keystone-manage", "keystone-wsgi-public", "glance-manage", "glance-api", "sqlite3"}
+// RegionSpec is one region of the test cloud: its own glance-api.
+type RegionSpec struct {
+	Name string
+	// Convert enables Glance's image_conversion import plugin with raw output: an
+	// image imported (glance-direct) as qcow2 is stored raw.
+	Convert bool
+	// ImageOnly leaves compute and block storage out of the region's catalog, as
+	// on an image-only cloud: only identity and image.
+	ImageOnly bool
+}
 
-// Start brings up Keystone and Glance and registers Glance and the Answerer in
-// Keystone's catalog. Without the packages the test is skipped, or fails under CI=true.
+// binaries the harness needs, from the keystone, glance-api and qemu-utils packages.
+var binaries = []string{"keystone-manage", "keystone-wsgi-public", "glance-manage", "glance-api", "sqlite3", "qemu-img"}
+
+// Start brings up Keystone and one Glance in RegionOne and registers Glance and the
+// Answerer in Keystone's catalog. Without the packages the test is skipped, or fails
+// under CI=true.
 func Start(t testing.TB) *Cloud {
 	t.Helper()
+	return StartRegions(t, RegionSpec{Name: Region})
+}
+
+// StartRegions brings up Keystone and a Glance per region (the first region also
+// holds Keystone's own endpoint).
+func StartRegions(t testing.TB, regions ...RegionSpec) *Cloud {
+	t.Helper()
 	Installed(t)
-	c, err := start(t)
+	if len(regions) == 0 {
+		t.Fatal("glancetest: no region")
+	}
+	c, err := start(t, regions)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,27 +108,36 @@ func Installed(t testing.TB) {
 }
 
 // start does Start's work, reporting errors to its caller.
-func start(t testing.TB) (*Cloud, error) {
+func start(t testing.TB, regions []RegionSpec) (*Cloud, error) {
 	dir := t.TempDir()
-	c := &Cloud{Dir: dir}
+	c := &Cloud{Dir: dir, Glances: map[string]string{}}
 	kport, err := freePort()
 	if err != nil {
 		return nil, err
 	}
-	gport, err := freePort()
-	if err != nil {
-		return nil, err
-	}
 	c.KeystoneURL = fmt.Sprintf("http://127.0.0.1:%d/v3", kport)
-	c.GlanceURL = fmt.Sprintf("http://127.0.0.1:%d", gport)
-
-	// Glance's database migrates while Keystone sets itself up.
-	gconf, err := c.writeGlanceConf(gport)
-	if err != nil {
-		return nil, err
+	gconfs := make([]string, len(regions))
+	for i, r := range regions {
+		gport, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		c.Glances[r.Name] = fmt.Sprintf("http://127.0.0.1:%d", gport)
+		if gconfs[i], err = c.writeGlanceConf(r, gport); err != nil {
+			return nil, err
+		}
 	}
+	c.GlanceURL = c.Glances[regions[0].Name]
+
+	// Glance's databases migrate while Keystone sets itself up.
 	gdone := make(chan error, 1)
-	go func() { gdone <- run(dir, nil, "glance-manage", "--config-file", gconf, "db_sync") }()
+	go func() {
+		var errs []error
+		for _, conf := range gconfs {
+			errs = append(errs, run(dir, nil, "glance-manage", "--config-file", conf, "db_sync"))
+		}
+		gdone <- errors.Join(errs...)
+	}()
 	kconf, err := c.writeKeystoneConf()
 	if err != nil {
 		<-gdone
@@ -114,7 +153,7 @@ func start(t testing.TB) (*Cloud, error) {
 		{"keystone-manage", "--config-file", kconf, "bootstrap", "--bootstrap-username", Admin,
 			"--bootstrap-password", Password, "--bootstrap-project-name", Admin,
 			"--bootstrap-admin-url", c.KeystoneURL, "--bootstrap-public-url", c.KeystoneURL,
-			"--bootstrap-internal-url", c.KeystoneURL, "--bootstrap-region-id", Region},
+			"--bootstrap-internal-url", c.KeystoneURL, "--bootstrap-region-id", regions[0].Name},
 	}
 	for _, s := range steps {
 		if err := run(dir, kenv, s...); err != nil {
@@ -128,20 +167,24 @@ func start(t testing.TB) (*Cloud, error) {
 	if err := serve(t, dir, "keystone", kenv, "keystone-wsgi-public", "--host", "127.0.0.1", "--port", fmt.Sprint(kport)); err != nil {
 		return nil, err
 	}
-	if err := serve(t, dir, "glance", nil, "glance-api", "--config-file", gconf); err != nil {
-		return nil, err
+	for i, r := range regions {
+		if err := serve(t, dir, "glance-"+r.Name, nil, "glance-api", "--config-file", gconfs[i]); err != nil {
+			return nil, err
+		}
 	}
 	if err := waitHTTP(c.KeystoneURL, filepath.Join(dir, "keystone.log")); err != nil {
 		return nil, err
 	}
-	if err := waitHTTP(c.GlanceURL+"/versions", filepath.Join(dir, "glance.log")); err != nil {
-		return nil, err
+	for _, r := range regions {
+		if err := waitHTTP(c.Glances[r.Name]+"/versions", filepath.Join(dir, "glance-"+r.Name+".log")); err != nil {
+			return nil, err
+		}
 	}
 	c.Usage = NewAnswerer(t)
-	if err := c.writeCloudsFile(); err != nil {
+	if err := c.writeCloudsFile(regions); err != nil {
 		return nil, err
 	}
-	if err := c.register(); err != nil {
+	if err := c.register(regions); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -223,16 +266,19 @@ func waitHTTP(url, logFile string) error {
 	return fmt.Errorf("%s does not answer after 90 s; its log ends:\n%s", url, tail(out))
 }
 
-// ini is one configuration file: sections of key = value lines, in order.
-type ini []struct {
-	section string
-	keys    [][2]string
+// section is one [section] of key = value lines, in order.
+type section struct {
+	name string
+	keys [][2]string
 }
+
+// ini is one configuration file: its sections, in order.
+type ini []section
 
 func (f ini) write(path string) (string, error) {
 	var b bytes.Buffer
 	for _, s := range f {
-		fmt.Fprintf(&b, "[%s]\n", s.section)
+		fmt.Fprintf(&b, "[%s]\n", s.name)
 		for _, kv := range s.keys {
 			fmt.Fprintf(&b, "%s = %s\n", kv[0], kv[1])
 		}
@@ -256,26 +302,39 @@ func (c *Cloud) writeKeystoneConf() (string, error) {
 	}.write(filepath.Join(c.Dir, "keystone.conf"))
 }
 
-func (c *Cloud) writeGlanceConf(port int) (string, error) {
+func (c *Cloud) writeGlanceConf(r RegionSpec, port int) (string, error) {
+	gdir := filepath.Join(c.Dir, "glance-"+r.Name)
 	for _, d := range []string{"images", "staging", "tasks", "locks"} {
-		if err := os.Mkdir(filepath.Join(c.Dir, d), 0o700); err != nil {
+		if err := os.MkdirAll(filepath.Join(gdir, d), 0o700); err != nil {
 			return "", err
 		}
 	}
-	return ini{
+	conf := ini{
 		{"DEFAULT", [][2]string{{"bind_host", "127.0.0.1"}, {"bind_port", fmt.Sprint(port)}, {"workers", "0"},
-			{"use_stderr", "true"}, {"enabled_import_methods", "[glance-direct,web-download]"}}},
-		{"database", [][2]string{{"connection", "sqlite:///" + filepath.Join(c.Dir, "glance.db")}}},
+			{"use_stderr", "true"}, {"enabled_import_methods", "[glance-direct,web-download]"},
+			// Where glance-direct stages uploads (default file:///tmp/staging/, shared
+			// by every Glance on the host).
+			{"node_staging_uri", "file://" + filepath.Join(gdir, "staging")}}},
+		{"database", [][2]string{{"connection", "sqlite:///" + filepath.Join(gdir, "glance.db")}}},
 		{"glance_store", [][2]string{{"stores", "file"}, {"default_store", "file"},
-			{"filesystem_store_datadir", filepath.Join(c.Dir, "images") + "/"}}},
-		{"os_glance_staging_store", [][2]string{{"filesystem_store_datadir", filepath.Join(c.Dir, "staging") + "/"}}},
-		{"os_glance_tasks_store", [][2]string{{"filesystem_store_datadir", filepath.Join(c.Dir, "tasks") + "/"}}},
+			{"filesystem_store_datadir", filepath.Join(gdir, "images") + "/"}}},
+		{"os_glance_staging_store", [][2]string{{"filesystem_store_datadir", filepath.Join(gdir, "staging") + "/"}}},
+		{"os_glance_tasks_store", [][2]string{{"filesystem_store_datadir", filepath.Join(gdir, "tasks") + "/"}}},
 		{"paste_deploy", [][2]string{{"flavor", "keystone"}, {"config_file", "/etc/glance/glance-api-paste.ini"}}},
 		{"keystone_authtoken", [][2]string{{"www_authenticate_uri", c.KeystoneURL}, {"auth_url", c.KeystoneURL},
 			{"auth_type", "password"}, {"username", Admin}, {"password", Password}, {"user_domain_id", "default"},
-			{"project_name", Admin}, {"project_domain_id", "default"}}},
-		{"oslo_concurrency", [][2]string{{"lock_path", filepath.Join(c.Dir, "locks")}}},
-	}.write(filepath.Join(c.Dir, "glance-api.conf"))
+			{"project_name", Admin}, {"project_domain_id", "default"}, {"region_name", r.Name}}},
+		{"oslo_concurrency", [][2]string{{"lock_path", filepath.Join(gdir, "locks")}}},
+	}
+	if r.Convert {
+		// The interoperable import's conversion plugin (glance/async_/flows/plugins/
+		// image_conversion.py in python3-glance): qemu-img converts the staged file
+		// before it is stored, and Glance records the stored file's hash.
+		conf = append(conf,
+			section{"image_import_opts", [][2]string{{"image_import_plugins", "['image_conversion']"}}},
+			section{"image_conversion", [][2]string{{"output_format", "raw"}}})
+	}
+	return conf.write(filepath.Join(gdir, "glance-api.conf"))
 }
 
 // cloudsYAML is the clouds.yaml layout every OpenStack client reads.
@@ -298,12 +357,14 @@ type cloudAuth struct {
 	ProjectDomainID string `yaml:"project_domain_id"`
 }
 
-func (c *Cloud) writeCloudsFile() error {
-	data, err := yaml.Marshal(cloudsYAML{Clouds: map[string]cloudEntry{CloudName: {
-		Auth: cloudAuth{AuthURL: c.KeystoneURL, Username: Admin, Password: Password, ProjectName: Admin,
-			UserDomainID: "default", ProjectDomainID: "default"},
-		RegionName: Region, Interface: "public",
-	}}})
+func (c *Cloud) writeCloudsFile(regions []RegionSpec) error {
+	auth := cloudAuth{AuthURL: c.KeystoneURL, Username: Admin, Password: Password, ProjectName: Admin,
+		UserDomainID: "default", ProjectDomainID: "default"}
+	entries := map[string]cloudEntry{CloudName: {Auth: auth, RegionName: regions[0].Name, Interface: "public"}}
+	for _, r := range regions {
+		entries[CloudName+"-"+r.Name] = cloudEntry{Auth: auth, RegionName: r.Name, Interface: "public"}
+	}
+	data, err := yaml.Marshal(cloudsYAML{Clouds: entries})
 	if err != nil {
 		return err
 	}
@@ -318,30 +379,58 @@ func (c *Cloud) Provider(ctx context.Context) (*gophercloud.ProviderClient, erro
 		Scope: &gophercloud.AuthScope{ProjectName: Admin, DomainID: "default"}})
 }
 
-// register puts Glance (image) and the Answerer (compute, volumev3) in the catalog.
-func (c *Cloud) register() error {
+// register puts each region's Glance (image) and, but in image-only regions, the
+// Answerer (compute, volumev3) in the catalog.
+func (c *Cloud) register(regions []RegionSpec) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	pc, err := c.Provider(ctx)
 	if err != nil {
 		return fmt.Errorf("log in to the test keystone: %w", err)
 	}
-	id, err := openstack.NewIdentityV3(pc, gophercloud.EndpointOpts{Region: Region})
+	id, err := openstack.NewIdentityV3(pc, gophercloud.EndpointOpts{Region: regions[0].Name})
 	if err != nil {
 		return err
 	}
-	for _, s := range []struct{ name, typ, url string }{
-		{"glance", "image", c.GlanceURL},
-		{"nova", "compute", c.Usage.URL + "/compute/v2.1/"},
-		{"cinderv3", "volumev3", c.Usage.URL + "/volume/v3/"},
-	} {
+	svcs := map[string]string{}
+	for _, s := range []struct{ name, typ string }{{"glance", "image"}, {"nova", "compute"}, {"cinderv3", "volumev3"}} {
 		svc, err := services.Create(ctx, id, services.CreateOpts{Type: s.typ, Extra: map[string]any{"name": s.name}}).Extract()
 		if err != nil {
 			return fmt.Errorf("register %s: %w", s.name, err)
 		}
-		for _, av := range []gophercloud.Availability{gophercloud.AvailabilityPublic, gophercloud.AvailabilityInternal} {
-			if _, err := endpoints.Create(ctx, id, endpoints.CreateOpts{Availability: av, Region: Region, URL: s.url, ServiceID: svc.ID}).Extract(); err != nil {
-				return fmt.Errorf("register %s endpoint: %w", s.name, err)
+		svcs[s.typ] = svc.ID
+	}
+	// Keystone's own service (bootstrap made it): each further region lists it too,
+	// as a multi-region cloud's catalog does, and glance-api's auth middleware looks
+	// for it in its own region.
+	pages, err := services.List(id, services.ListOpts{ServiceType: "identity"}).AllPages(ctx)
+	if err != nil {
+		return fmt.Errorf("find the identity service: %w", err)
+	}
+	ids, err := services.ExtractServices(pages)
+	if err != nil || len(ids) != 1 {
+		return fmt.Errorf("find the identity service: %d found, %v", len(ids), err)
+	}
+	svcs["identity"] = ids[0].ID
+	for i, r := range regions {
+		if i > 0 {
+			if _, err := regionsapi.Create(ctx, id, regionsapi.CreateOpts{ID: r.Name}).Extract(); err != nil {
+				return fmt.Errorf("create region %s: %w", r.Name, err)
+			}
+		}
+		type endpoint struct{ typ, url string }
+		eps := []endpoint{{"image", c.Glances[r.Name]}}
+		if i > 0 {
+			eps = append(eps, endpoint{"identity", c.KeystoneURL})
+		}
+		if !r.ImageOnly {
+			eps = append(eps, endpoint{"compute", c.Usage.URL + "/compute/v2.1/"}, endpoint{"volumev3", c.Usage.URL + "/volume/v3/"})
+		}
+		for _, ep := range eps {
+			for _, av := range []gophercloud.Availability{gophercloud.AvailabilityPublic, gophercloud.AvailabilityInternal} {
+				if _, err := endpoints.Create(ctx, id, endpoints.CreateOpts{Availability: av, Region: r.Name, URL: ep.url, ServiceID: svcs[ep.typ]}).Extract(); err != nil {
+					return fmt.Errorf("register %s endpoint in %s: %w", ep.typ, r.Name, err)
+				}
 			}
 		}
 	}
