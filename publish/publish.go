@@ -51,21 +51,18 @@ func (e *MismatchError) Error() string {
 	return fmt.Sprintf("%s is %s, the verdict was for %s", e.What, e.Got, e.Want)
 }
 
+// ErrorClass: a bad setting is not fixed by trying again.
+func (e *ConfigError) ErrorClass() (jobs.Class, bool) { return jobs.ClassInfra, false }
+
+// ErrorClass: bytes that are not the vetted ones are never published.
+func (e *MismatchError) ErrorClass() (jobs.Class, bool) { return jobs.ClassImage, false }
+
 // Retryable reports whether a failed publication may succeed when tried again later:
-// cloud or network trouble, yes; bad configuration, wrong bytes or a bad result, no.
+// cloud or network trouble, yes; bad configuration, wrong bytes or a bad result
+// (errors that say so through jobs.Classed), no.
 func Retryable(err error) bool {
-	var ce *ConfigError
-	var me *MismatchError
-	var se *image.SourceError
-	var cm *image.ChecksumMismatchError
-	var ue *image.UnsafeImageError
-	switch {
-	case errors.As(err, &ce), errors.As(err, &me), errors.As(err, &se), errors.As(err, &cm), errors.As(err, &ue):
-		return false
-	}
-	var fe *image.FetchError
-	if errors.As(err, &fe) {
-		return fe.Retryable
+	if _, retry, ok := jobs.ClassOf(err); ok {
+		return retry
 	}
 	return true
 }

@@ -195,13 +195,27 @@ func TestStatusShowsLatestVerdicts(t *testing.T) {
 		t.Fatal(err)
 	}
 	at := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	src, pub := strings.Repeat("5", 128), strings.Repeat("a", 128)
 	if err := q.PutPublished(context.Background(), jobs.Published{Family: "debian-12", Name: "Debian 12 - Latest",
-		ImageID: "0b7c9f0e-6d1e-4c3a-9a53-2f1d3c1e8a10", Release: "20261130", JobID: "pass-s", PublishedAt: at}); err != nil {
+		ImageID: "0b7c9f0e-6d1e-4c3a-9a53-2f1d3c1e8a10", Release: "20261130", JobID: "pass-s", PublishedAt: at,
+		Cloud: "east", Region: "RegionOne", SourceHash: src, OSHashValue: pub}); err != nil {
+		t.Fatal(err)
+	}
+	// The same job, refused in another cloud: shown with its reason and how to retry.
+	if err := q.PutPublication(context.Background(), jobs.PublicationRecord{JobID: "pass-s", Family: "debian-12", Cloud: "west",
+		Region: "RegionTwo", State: jobs.PublicationRefused, Reason: "cloud west (region RegionTwo): Glance sha512 os_hash_value of image x is b", Attempts: 1, UpdatedAt: at}); err != nil {
 		t.Fatal(err)
 	}
 	code, out, _ = runCmd(t, cmdStatus, "--nats", url)
-	if code != 0 || !regexp.MustCompile(`(?m)^debian-12 +0b7c9f0e-6d1e-4c3a-9a53-2f1d3c1e8a10 +Debian 12 - Latest +20261130 +pass-s +2026-11-30T12:00:00Z`).MatchString(out) {
-		t.Errorf("status table without the published image line: exit %d\n%s", code, out)
+	for _, want := range []string{
+		`(?m)^debian-12 +east \(RegionOne\) +0b7c9f0e-6d1e-4c3a-9a53-2f1d3c1e8a10 +Debian 12 - Latest +20261130 +pass-s +2026-11-30T12:00:00Z`,
+		`(?m)^debian-12 +east +` + src + ` +` + pub,
+		`(?m)^pass-s +west \(RegionTwo\) +refused +1 +2026-11-30T12:00:00Z +- +- +cloud west \(region RegionTwo\): Glance sha512`,
+		`(?m)^a refused publication is tried again by: imagevet publish --job JOB-ID`,
+	} {
+		if code != 0 || !regexp.MustCompile(want).MatchString(out) {
+			t.Errorf("status table without %s: exit %d\n%s", want, code, out)
+		}
 	}
 	code, out, _ = runCmd(t, cmdStatus, "--nats", url, "--json")
 	var all []jobs.Result
