@@ -171,7 +171,9 @@ type Timeouts struct {
 	// finished booting (login prompt, cloud-init finished, another init's end of
 	// boot) before the job fails with that evidence. Port 22 silent once systemd
 	// reached its multi-user target or cloud-init finished (every unit of the boot,
-	// an SSH server among them, has started) gets a quarter of it.
+	// an SSH server among them, has started) gets a quarter of it. A provisioning
+	// stage (Ignition, cloud-init's init stage) that the console shows stalled gets
+	// as long to complete before its check fails.
 	AfterBoot Duration `json:"after_boot,omitzero"`
 }
 

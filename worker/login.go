@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"net"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/crypto/ssh"
 
@@ -34,18 +36,22 @@ const watchInterval = 250 * time.Millisecond
 // neither seeded nor printed once the guest listed its keys, a guest that never
 // wrote a byte. Its verdict is a value read where the ssh stage ends.
 type loginWatch struct {
-	con       *console.Console
-	seeded    []ssh.PublicKey
-	grace     time.Duration
-	start     time.Time // when the machine was started
-	now       func() time.Time
-	user      string
-	seedKind  string // the job's datasource
-	mu        sync.Mutex
-	furthest  sshprobe.Stage
-	lastErr   error // the latest failed attempt's error at the furthest stage
-	verdict   *jobs.CheckResult
-	onVerdict func()
+	con      *console.Console
+	seeded   []ssh.PublicKey
+	grace    time.Duration
+	start    time.Time // when the machine was started
+	now      func() time.Time
+	user     string
+	seedKind string // the job's datasource
+	// provisioningCheck is the job's provisioning check (cloud-init or ignition)
+	// when it is required: a stage of that provisioning that stalls fails it; any
+	// other stalled stage fails ssh.
+	provisioningCheck string
+	mu                sync.Mutex
+	furthest          sshprobe.Stage
+	lastErr           error // the latest failed attempt's error at the furthest stage
+	verdict           *jobs.CheckResult
+	onVerdict         func()
 }
 
 // failed notes one failed probe attempt.
@@ -138,6 +144,13 @@ func (w *loginWatch) judge(now time.Time) (string, string, bool) {
 	if m, ok := w.con.Milestone(console.MilestoneNoDatasource); ok {
 		return jobs.CheckSSH, fmt.Sprintf("cloud-init used no datasource (at %s: %s): %s", secs(m.Elapsed), m.Line, w.noSeedHint()), true
 	}
+	if st, start, stall, ok := stalledStage(w.con, elapsed, w.grace); ok {
+		check := jobs.CheckSSH
+		if st.Provisioning == w.provisioningCheck {
+			check = w.provisioningCheck
+		}
+		return check, stallReason(w.con, st, start, stall, elapsed), true
+	}
 	end, ok := w.bootEnd(furthest)
 	if !ok {
 		return "", "", false
@@ -219,6 +232,90 @@ func (w *loginWatch) unitsStarted() (console.ConsoleMatch, bool) {
 	return first, found
 }
 
+// stalledStage is the provisioning stage the console shows started, stalled at
+// least grace ago and not completed since, if any: one that will not complete.
+func stalledStage(con *console.Console, elapsed, grace time.Duration) (console.ProvisioningStage, console.ConsoleMatch, console.ConsoleMatch, bool) {
+	for _, st := range console.ProvisioningStages() {
+		start, started := con.Milestone(st.Start)
+		stall, stalled := con.Milestone(st.Stall)
+		if !started || !stalled || elapsed-stall.Elapsed < grace {
+			continue
+		}
+		done := false
+		for _, name := range st.Done {
+			_, seen := con.Milestone(name)
+			done = done || seen
+		}
+		if !done {
+			return st, start, stall, true
+		}
+	}
+	return console.ProvisioningStage{}, console.ConsoleMatch{}, console.ConsoleMatch{}, false
+}
+
+// stallHints say what a stalled stage's own lines point at.
+var stallHints = []struct {
+	lines *regexp.Regexp
+	hint  string
+}{
+	{regexp.MustCompile(`(?i)network is unreachable|no route to host`), "its requests found no network"},
+}
+
+// stallReason is the one-line reason a stalled provisioning stage fails with: the
+// stage, when it started and stalled, and the last thing it said.
+func stallReason(con *console.Console, st console.ProvisioningStage, start, stall console.ConsoleMatch, elapsed time.Duration) string {
+	reason := fmt.Sprintf("%s started at %s and never completed: stalled at %s, not done %s later", st.Name, secs(start.Elapsed), secs(stall.Elapsed), secs(elapsed-stall.Elapsed))
+	lines := stageLines(con, st)
+	for i := len(lines) - 1; i >= 0; i-- {
+		if m := st.Words.FindStringSubmatch(lines[i]); m != nil {
+			reason += fmt.Sprintf("; its last words: %q", clip(m[1], 100))
+			break
+		}
+	}
+	for _, h := range stallHints {
+		if slices.ContainsFunc(lines, h.lines.MatchString) {
+			reason += " (" + h.hint + ")"
+			break
+		}
+	}
+	return reason
+}
+
+// stageLines are the lines of the console's tail that are the stage's own.
+func stageLines(con *console.Console, st console.ProvisioningStage) []string {
+	var lines []string
+	for _, l := range strings.Split(con.Tail(0), "\n") {
+		if st.Lines.MatchString(l) {
+			lines = append(lines, strings.TrimSpace(l))
+		}
+	}
+	return lines
+}
+
+// stageDetail is a stalled stage's detail: its last console lines, each clipped
+// (systemd's running-job lines repeat themselves on one line).
+func stageDetail(con *console.Console, st console.ProvisioningStage) string {
+	lines := stageLines(con, st)
+	if len(lines) > 15 {
+		lines = lines[len(lines)-15:]
+	}
+	for i, l := range lines {
+		lines[i] = clip(l, 300)
+	}
+	return "--- " + st.Name + " on the console (its last lines)\n" + strings.Join(lines, "\n")
+}
+
+// clip bounds s to n bytes, marking a cut with "…".
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
+
 // noSeedHint says what a guest that read none of the seed probably wanted.
 func (w *loginWatch) noSeedHint() string {
 	if w.seedKind == jobs.DatasourceConfigDrive {
@@ -237,6 +334,10 @@ func (j *jobRun) login(guestCtx context.Context, scale func(jobs.Duration) time.
 	defer cancelSSH()
 	w := &loginWatch{con: j.con, seeded: j.keys.HostKeys(), grace: scale(job.Timeouts.AfterBoot), start: j.con.Started(),
 		now: j.now, user: job.Guest.User, seedKind: job.Guest.Datasource, onVerdict: cancelSSH}
+	if check := job.Guest.Provisioning; job.Checks.IsRequired(check) {
+		// The provisioning values are its check's names: cloud-init, ignition.
+		w.provisioningCheck = check
+	}
 	done := j.rec.checkStage("ssh")
 	probe := sshprobe.ProbeConfig{Addr: j.machine.SSHAddr(), User: job.Guest.User, Signers: j.keys.Signers(), Logger: j.log, Failed: w.failed}
 	if job.Guest.HostKey == jobs.HostKeyAny {
@@ -259,6 +360,16 @@ func (j *jobRun) login(guestCtx context.Context, scale func(jobs.Duration) time.
 		j.rec.check(jobs.CheckResult{Name: jobs.CheckSSH, Status: jobs.StatusSkip, Reason: "boot failed"})
 		return nil
 	}
+	if err != nil && decided && early.Name == w.provisioningCheck {
+		// A provisioning stage that never completed: nothing could log in before
+		// it did, so its check fails, with the stage's own console lines.
+		st := stageOf(early.Name)
+		j.rec.check(jobs.CheckResult{Name: jobs.CheckSSH, Status: jobs.StatusSkip, Reason: "not judged: " + st.Name + " never completed, and the guest lets nobody in before it does",
+			Detail: probeDetail(report), Duration: jobs.Duration(took)})
+		j.rec.check(jobs.CheckResult{Name: early.Name, Status: jobs.StatusFail, Reason: j.withProvisioningHint(early.Reason),
+			Detail: stageDetail(j.con, st)})
+		return nil
+	}
 	if err != nil {
 		reason := sshReason(report, err, job.Guest.Provisioning)
 		if total, ok := jobTimedOut(guestCtx); ok {
@@ -277,6 +388,16 @@ func (j *jobRun) login(guestCtx context.Context, scale func(jobs.Duration) time.
 		Reason: fmt.Sprintf("login as %s after %s, %s", job.Guest.User, took.Round(100*time.Millisecond), trust),
 		Detail: probeDetail(report), Duration: jobs.Duration(took)})
 	return client
+}
+
+// stageOf is the provisioning stage a provisioning value (a check's name) names.
+func stageOf(provisioning string) console.ProvisioningStage {
+	for _, st := range console.ProvisioningStages() {
+		if st.Provisioning == provisioning {
+			return st
+		}
+	}
+	return console.ProvisioningStage{Name: provisioning, Lines: regexp.MustCompile(`^$`)}
 }
 
 // hostKeyTrust says which trust let the host key in, recording a warning when it

@@ -88,6 +88,13 @@ func newTestRunner(t *testing.T, imgs Images, hv vm.Hypervisor) (*Runner, Config
 // user-mode forward does while nothing listens in the guest.
 func closingListener(t *testing.T) string {
 	t.Helper()
+	return loopbackListener(t, func(c net.Conn) { c.Close() })
+}
+
+// loopbackListener listens on 127.0.0.1 until the test ends and hands each
+// connection to serve, on a goroutine of its own. It returns the address.
+func loopbackListener(t *testing.T, serve func(net.Conn)) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -99,7 +106,7 @@ func closingListener(t *testing.T) string {
 			if err != nil {
 				return
 			}
-			c.Close()
+			go serve(c)
 		}
 	}()
 	return ln.Addr().String()
@@ -447,45 +454,32 @@ func sshServerReplying(t *testing.T, reply func(cmd string) string) (string, ssh
 	}
 	cfg := &ssh.ServerConfig{PublicKeyCallback: func(ssh.ConnMetadata, ssh.PublicKey) (*ssh.Permissions, error) { return nil, nil }}
 	cfg.AddHostKey(signer)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
+	addr := loopbackListener(t, func(c net.Conn) {
+		_, chans, reqs, err := ssh.NewServerConn(c, cfg)
+		if err != nil {
+			return
+		}
+		go ssh.DiscardRequests(reqs)
+		for nc := range chans {
+			ch, creqs, err := nc.Accept()
 			if err != nil {
-				return
+				continue
 			}
 			go func() {
-				_, chans, reqs, err := ssh.NewServerConn(c, cfg)
-				if err != nil {
-					return
-				}
-				go ssh.DiscardRequests(reqs)
-				for nc := range chans {
-					ch, creqs, err := nc.Accept()
-					if err != nil {
-						continue
+				for r := range creqs {
+					r.Reply(r.Type == "exec", nil)
+					if r.Type == "exec" {
+						var exec struct{ Command string }
+						ssh.Unmarshal(r.Payload, &exec)
+						ch.Write([]byte(reply(exec.Command)))
+						ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{0}))
+						ch.Close()
 					}
-					go func() {
-						for r := range creqs {
-							r.Reply(r.Type == "exec", nil)
-							if r.Type == "exec" {
-								var exec struct{ Command string }
-								ssh.Unmarshal(r.Payload, &exec)
-								ch.Write([]byte(reply(exec.Command)))
-								ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{0}))
-								ch.Close()
-							}
-						}
-					}()
 				}
 			}()
 		}
-	}()
-	return ln.Addr().String(), signer.PublicKey()
+	})
+	return addr, signer.PublicKey()
 }
 
 func TestHostKeyPolicy(t *testing.T) {

@@ -125,5 +125,5 @@ func DefaultConsoleChecks() []ConsoleCheck {
 		{Name: MilestoneLoginPrompt, Kind: Milestone, Pattern: re(`^\S+ login:(\s*$|\s+\[\s*\d+\.\d+\] )`), Reason: "login prompt"},
 		{Name: MilestoneBootFinished, Kind: Milestone, Pattern: re(`Reached target .*(Multi-User System|multi-user\.target)|Please press Enter to activate this console`), Reason: "init reached the end of boot"},
 		{Name: MilestoneNoDatasource, Kind: Milestone, Pattern: re(`Datasource DataSourceNone\b|Used fallback datasource`), Reason: "cloud-init used no datasource"},
-	}, ignitionChecks()...)
+	}, append(ignitionChecks(), provisioningChecks()...)...)
 }

@@ -104,7 +104,7 @@ func TestGoodDebianBoot(t *testing.T) {
 		names = append(names, m.Check)
 	}
 	want := []string{MilestoneFirmware, MilestoneBootloader, MilestoneKernel, MilestoneInitramfsStarted, MilestoneInit,
-		MilestoneCloudInitStart, MilestoneCloudInitFinal, MilestoneSSHHostKeys, MilestoneCloudInitDone, MilestoneLoginPrompt}
+		MilestoneCloudInitStart, MilestoneCloudInitConfig, MilestoneCloudInitFinal, MilestoneSSHHostKeys, MilestoneCloudInitDone, MilestoneLoginPrompt}
 	if strings.Join(names, ",") != strings.Join(want, ",") {
 		t.Errorf("milestones\n got %v\nwant %v", names, want)
 	}

@@ -45,3 +45,40 @@ func TestIgnitionComplete(t *testing.T) {
 		t.Error("Ignition Complete not seen")
 	}
 }
+
+// Ignition waiting for a network its initramfs does not have: started, stalled (it
+// gave up on the metadata service; systemd's job line), never complete, nothing fatal.
+func TestIgnitionStalled(t *testing.T) {
+	c := scan(t, readTestdata(t, "ignition-nonet.log"))
+	if m, ok := c.Fatal(); ok {
+		t.Fatalf("a stalled Ignition judged fatal: %s", m)
+	}
+	for _, name := range []string{MilestoneIgnitionStart, MilestoneIgnitionStalled} {
+		if _, ok := c.Milestone(name); !ok {
+			t.Errorf("milestone %s not seen", name)
+		}
+	}
+	if _, ok := c.Milestone(MilestoneIgnitionComplete); ok {
+		t.Error("Ignition Complete seen on a stalled first boot")
+	}
+}
+
+// cloud-init's network stage waiting for a metadata service it cannot reach.
+func TestCloudInitStalled(t *testing.T) {
+	c := scan(t, readTestdata(t, "cloud-init-stalled.log"))
+	if m, ok := c.Fatal(); ok {
+		t.Fatalf("a stalled cloud-init judged fatal: %s", m)
+	}
+	m, ok := c.Milestone(MilestoneCloudInitStalled)
+	if !ok || !strings.Contains(m.Line, "A start job is running for Initial cloud-init job") {
+		t.Errorf("stall = %+v, %v", m, ok)
+	}
+	for _, name := range []string{MilestoneCloudInitConfig, MilestoneCloudInitFinal, MilestoneCloudInitDone} {
+		if _, ok := c.Milestone(name); ok {
+			t.Errorf("%s seen on a stalled init stage", name)
+		}
+	}
+	if _, ok := scan(t, readTestdata(t, "debian-good.log")).Milestone(MilestoneCloudInitConfig); !ok {
+		t.Error("cloud-init's config stage not seen on a good boot")
+	}
+}

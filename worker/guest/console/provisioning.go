@@ -1,0 +1,68 @@
+package console
+
+import "regexp"
+
+// Milestone names of provisioning stages that stall: the console says the stage
+// waits for something (systemd's line for a start job still running, or the
+// provisioning tool giving up on a source), which may or may not come.
+const (
+	MilestoneIgnitionStalled  = "ignition-stalled"
+	MilestoneCloudInitStalled = "cloud-init-stalled"
+	// MilestoneCloudInitConfig is cloud-init's config stage starting: its init
+	// stages (init-local, init) are over.
+	MilestoneCloudInitConfig = "cloud-init-modules-config"
+)
+
+// ProvisioningStage is a first-boot provisioning stage as the console shows it: the
+// milestones of its start, of its completion and of a stall, and its own lines. A
+// stage that started, stalled and has not completed a while later never will: the
+// login watch (worker/login.go) fails the job naming it.
+type ProvisioningStage struct {
+	// Name names the stage in a reason.
+	Name string
+	// Provisioning is the guest.provisioning value of the jobs whose check judges it.
+	Provisioning string
+	// Start, Stall: milestone names; Done: any of these milestones means it completed.
+	Start, Stall string
+	Done         []string
+	// Lines matches the console lines that are the stage's own (its log, systemd's
+	// lines about its units); Words captures, in group 1, what the tool itself said.
+	Lines, Words *regexp.Regexp
+}
+
+// ProvisioningStages are the provisioning stages the console rows of
+// DefaultConsoleChecks follow: Ignition in the initramfs, cloud-init's init stages.
+func ProvisioningStages() []ProvisioningStage {
+	re := regexp.MustCompile
+	return []ProvisioningStage{
+		{Name: "Ignition", Provisioning: "ignition",
+			Start: MilestoneIgnitionStart, Stall: MilestoneIgnitionStalled, Done: []string{MilestoneIgnitionComplete},
+			Lines: re(`\bignition\[\d+\]: |ignition-[\w-]+\.service|Ignition \(`),
+			Words: re(`\bignition\[\d+\]: (.+)$`)},
+		{Name: "cloud-init's init stage", Provisioning: "cloud-init",
+			Start: MilestoneCloudInitStart, Stall: MilestoneCloudInitStalled,
+			Done:  []string{MilestoneCloudInitConfig, MilestoneCloudInitFinal, MilestoneCloudInitDone},
+			Lines: re(`\bcloud-init\[\d+\]: |cloud-init(-local)?\.service|Initial cloud-init job|Cloud-init: (Local|Network) Stage`),
+			Words: re(`\bcloud-init\[\d+\]: (?:\d{4}-\d\d-\d\d [\d:,]+ - )?(.+)$`)},
+	}
+}
+
+// provisioningChecks are the console rows of the provisioning stages' stalls.
+// systemd says a start job is still running once it ran for a few seconds without
+// other status output ("A start job is running for …", or its journal's "Job
+// UNIT/start running (…)" when the journal goes to the console); Ignition logs
+// giving up on one of its config sources (with the OpenStack platform it waits for
+// the config drive as long as for the metadata service: a source that failed may be
+// all there was).
+func provisioningChecks() []ConsoleCheck {
+	re := regexp.MustCompile
+	return []ConsoleCheck{
+		{Name: MilestoneIgnitionStalled, Kind: Milestone,
+			Pattern: re(`A start job is running for (ignition-[\w-]+\.service|.*\bIgnition \()|Job ignition-[\w-]+\.service/start running|\bignition\[\d+\]: (failed to fetch config from |timed out while fetching config from )`),
+			Reason:  "Ignition waits for something"},
+		{Name: MilestoneCloudInitStalled, Kind: Milestone,
+			Pattern: re(`A start job is running for (cloud-init(-local)?\.service|Initial cloud-init job|Cloud-init: (Local|Network) Stage)|Job cloud-init(-local)?\.service/start running`),
+			Reason:  "cloud-init's init stage waits for something"},
+		{Name: MilestoneCloudInitConfig, Kind: Milestone, Pattern: re(`Cloud-init v\. \S+ running 'modules:config'`), Reason: "cloud-init config stage started"},
+	}
+}

@@ -1,0 +1,160 @@
+package worker
+
+import (
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/imagevet/imagevet/jobs"
+	"github.com/imagevet/imagevet/worker/guest/console"
+	"github.com/imagevet/imagevet/worker/guest/sshprobe"
+	"github.com/imagevet/imagevet/worker/vm/fake"
+)
+
+// A provisioning stage that starts, stalls and never completes is what keeps the
+// guest from letting anybody in: the login watch fails that stage's check once the
+// after-boot grace has passed since the console showed the stall, naming the stage,
+// when it started and its last words, instead of blaming SSH minutes later.
+
+// recordedConsole watches a console log from testdata (a recording of a real guest's
+// serial console) and returns it once every line is read.
+func recordedConsole(t *testing.T, name string) *console.Console {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("guest", "console", "testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "console.log")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	con := console.WatchConsole(context.Background(), path, console.DefaultConsoleChecks())
+	if err := con.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return con
+}
+
+func TestStalledProvisioningStage(t *testing.T) {
+	const grace = 60 * time.Second
+	judgeAt := func(con *console.Console, check string, at time.Duration) (string, string, bool) {
+		w := &loginWatch{con: con, grace: grace, start: con.Started(), furthest: sshprobe.StageBanner, provisioningCheck: check}
+		return w.judge(con.Started().Add(at))
+	}
+	for _, tc := range []struct {
+		name, log, check, stall string
+		want                    []string
+	}{
+		{"ignition without network", "ignition-nonet.log", jobs.CheckIgnition, console.MilestoneIgnitionStalled,
+			[]string{"Ignition started at ", "never completed: stalled at ", "its last words: ", "found no network"}},
+		{"cloud-init's network stage", "cloud-init-stalled.log", jobs.CheckCloudInit, console.MilestoneCloudInitStalled,
+			[]string{"cloud-init's init stage started at ", "never completed", "its last words: ", "url_helper.py[WARNING]", "found no network"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			con := recordedConsole(t, tc.log)
+			stall, ok := con.Milestone(tc.stall)
+			if !ok {
+				t.Fatalf("the console's stall (%s) not seen; milestones %+v", tc.stall, con.Milestones())
+			}
+			if _, ok := con.Fatal(); ok {
+				t.Fatal("a stalled stage is not a fatal line")
+			}
+			if check, reason, ok := judgeAt(con, tc.check, stall.Elapsed+grace-time.Second); ok {
+				t.Errorf("verdict before the grace ran out: %s %q", check, reason)
+			}
+			check, reason, ok := judgeAt(con, tc.check, stall.Elapsed+grace+time.Second)
+			if !ok || check != tc.check {
+				t.Fatalf("after the grace: %v %s %q; want the %s check failing", ok, check, reason, tc.check)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(reason, w) {
+					t.Errorf("reason lacks %q: %q", w, reason)
+				}
+			}
+			if len(reason) > 300 {
+				t.Errorf("reason of %d bytes; a result keeps 300: %q", len(reason), reason)
+			}
+			// A job that does not require the stage's check fails ssh with the same words.
+			if check, reason, _ := judgeAt(con, "", stall.Elapsed+grace+time.Second); check != jobs.CheckSSH || !strings.Contains(reason, "never completed") {
+				t.Errorf("provisioning check not required: %s %q, want ssh", check, reason)
+			}
+		})
+	}
+}
+
+// A stall that the stage recovers from (a config source failing in Ignition's race,
+// systemd's running-job line on a slow boot) decides nothing.
+func TestStallThenCompleteIsNoVerdict(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "console.log")
+	lines := "[    3.1] ignition[401]: Ignition 2.14.0\n" +
+		"[    3.2] ignition[401]: failed to fetch config from metadata service: unable to fetch resource in time\n" +
+		"[  *** ] A start job is running for Ignition (fetch) (12s / no limit)\n" +
+		"[  OK  ] Reached target ignition-complete.target - Ignition Complete.\n"
+	if err := os.WriteFile(path, []byte(lines), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	con := console.WatchConsole(context.Background(), path, console.DefaultConsoleChecks())
+	con.Close()
+	w := &loginWatch{con: con, grace: time.Second, start: con.Started(), furthest: sshprobe.StageBanner, provisioningCheck: jobs.CheckIgnition}
+	if check, reason, ok := w.judge(con.Started().Add(time.Hour)); ok {
+		t.Errorf("a completed stage judged stalled: %s %q", check, reason)
+	}
+}
+
+// The whole job on the fake hypervisor: Ignition stalls with no network, port 22
+// stays silent; the ignition check fails after the grace with the stage's console
+// lines, ssh is not blamed, and the checks after it are listed as not run.
+func TestRunStalledIgnitionFailsIgnition(t *testing.T) {
+	hv := &fake.Hypervisor{SSHAddr: silentListener(t), Console: []fake.Line{
+		{Text: "[    2.1] ignition[412]: Ignition 2.14.0"},
+		{After: 100 * time.Millisecond, Text: "[    2.2] ignition[412]: Stage: fetch-offline"},
+		{After: 50 * time.Millisecond, Text: "[    2.3] ignition[412]: failed to fetch config: resource requires networking"},
+		{After: 100 * time.Millisecond, Text: `[    5.0] ignition[470]: GET error: Get "http://169.254.169.254/openstack/latest/user_data": dial tcp 169.254.169.254:80: connect: network is unreachable`},
+		{After: 100 * time.Millisecond, Text: "[   35.0] ignition[470]: failed to fetch config from metadata service: unable to fetch resource in time"},
+		{After: 100 * time.Millisecond, Text: "[  *** ] A start job is running for Ignition (fetch) (40s / no limit)"},
+	}}
+	job := ignitionTestJob("ign-stall", jobs.DatasourceMetadata)
+	job.Timeouts.AfterBoot = jobs.Duration(time.Second)
+	job.Commands = []jobs.Command{{Run: "true"}}
+	res, took := runFake(t, hv, job)
+	if took > 15*time.Second {
+		t.Errorf("took %s with a 1 s grace", took)
+	}
+	t.Logf("reason: %s", res.Reason)
+	if res.Verdict != jobs.VerdictFail || res.FailedCheck != jobs.CheckIgnition ||
+		!strings.Contains(res.Reason, "Ignition started at 0 s and never completed") ||
+		!strings.Contains(res.Reason, `its last words: "failed to fetch config from metadata service: unable to fetch resource in time"`) {
+		t.Fatalf("got %s/%s %q", res.Verdict, res.FailedCheck, res.Reason)
+	}
+	c := res.Check(jobs.CheckIgnition)
+	if !strings.Contains(c.Detail, "GET error") || !strings.Contains(c.Detail, "A start job is running for Ignition (fetch)") {
+		t.Errorf("ignition detail lacks the stage's console lines:\n%s", c.Detail)
+	}
+	if c := res.Check(jobs.CheckSSH); c == nil || c.Status != jobs.StatusSkip || !strings.Contains(c.Reason, "Ignition never completed") {
+		t.Errorf("ssh = %+v, want not judged", c)
+	}
+	for _, name := range []string{jobs.CheckHostname, jobs.CheckMetadata, jobs.CheckCommands} {
+		if c := res.Check(name); c == nil || c.Reason != "not run: ignition failed" {
+			t.Errorf("%s = %+v, want not run", name, c)
+		}
+	}
+}
+
+// silentListener accepts TCP connections and holds them without a byte, as qemu's
+// user-mode forward does while the guest has no network.
+func silentListener(t *testing.T) string {
+	t.Helper()
+	done := make(chan struct{})
+	t.Cleanup(func() { close(done) })
+	return loopbackListener(t, func(c net.Conn) {
+		defer c.Close()
+		select {
+		case <-done:
+		case <-time.After(time.Minute):
+		}
+	})
+}
