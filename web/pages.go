@@ -27,8 +27,11 @@ type overviewRow struct {
 	Upstream *jobs.ReleaseRecord
 	// Unvetted is set when the newest upstream release is not the one last vetted.
 	Unvetted bool
-	// Published is the family's Latest image in Glance, if the publisher made one.
-	Published *jobs.Published
+	// Published is the family's Latest image in each cloud the publisher put it in.
+	Published []jobs.Published
+	// Unpublished are the family's publications refused or waiting for a retry in
+	// some cloud.
+	Unpublished []jobs.PublicationRecord
 }
 
 // verdictCounts counts the images by their latest verdict.
@@ -49,14 +52,25 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request) {
 		Running: len(s.idx.Active(s.opts.Now())), Ready: s.idx.Ready()}
 	ctx, cancel := context.WithTimeout(r.Context(), s.opts.RequestTimeout)
 	defer cancel()
-	published := map[string]*jobs.Published{}
+	published := map[string][]jobs.Published{}
 	plist, err := s.src.PublishedImages(ctx)
 	if err != nil {
 		s.log.Warn("published images not read", "err", err)
 		d.Problems = append(d.Problems, "published images could not be read from NATS")
 	}
-	for i := range plist {
-		published[plist[i].Family] = &plist[i]
+	for _, p := range plist {
+		published[p.Family] = append(published[p.Family], p)
+	}
+	unpublished := map[string][]jobs.PublicationRecord{}
+	pubs, err := s.src.Publications(ctx)
+	if err != nil {
+		s.log.Warn("publication records not read", "err", err)
+		d.Problems = append(d.Problems, "publication records could not be read from NATS")
+	}
+	for _, p := range pubs {
+		if p.State != jobs.PublicationDone {
+			unpublished[p.Family] = append(unpublished[p.Family], p)
+		}
 	}
 	upstream := map[string]*jobs.ReleaseRecord{}
 	rlist, err := s.src.Releases(ctx)
@@ -79,7 +93,7 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request) {
 		}
 		row := overviewRow{Image: im, Last: im.Latest(), HasRuns: true, History: im.Runs, HistoryIDs: ids.String()}
 		if im.Family != "" {
-			row.Published, row.Upstream = published[im.Family], upstream[im.Family]
+			row.Published, row.Unpublished, row.Upstream = published[im.Family], unpublished[im.Family], upstream[im.Family]
 			seen[im.Family] = true
 		}
 		switch row.Last.Verdict {
@@ -101,7 +115,8 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request) {
 		if name == "" {
 			name = rec.Family
 		}
-		d.Rows = append(d.Rows, overviewRow{Image: Image{Name: name, Family: rec.Family}, Upstream: upstream[rec.Family], Published: published[rec.Family]})
+		d.Rows = append(d.Rows, overviewRow{Image: Image{Name: name, Family: rec.Family}, Upstream: upstream[rec.Family],
+			Published: published[rec.Family], Unpublished: unpublished[rec.Family]})
 	}
 	for i := range d.Rows {
 		row := &d.Rows[i]
@@ -125,6 +140,8 @@ type jobData struct {
 	Fatal   *ConsoleLine
 	Tl      Timeline
 	Elapsed time.Duration
+	// Publications is the job's publication state in each cloud.
+	Publications []jobs.PublicationRecord
 }
 
 func (s *Server) job(w http.ResponseWriter, r *http.Request) {
@@ -152,6 +169,17 @@ func (s *Server) job(w http.ResponseWriter, r *http.Request) {
 		}
 		d.Tl = NewTimeline(res, anchors)
 		d.Elapsed = res.FinishedAt.Sub(res.StartedAt)
+		pctx, cancel := context.WithTimeout(r.Context(), s.opts.RequestTimeout)
+		pubs, err := s.src.Publications(pctx)
+		cancel()
+		if err != nil {
+			s.log.Warn("publication records not read", "job", id, "err", err)
+		}
+		for _, p := range pubs {
+			if p.JobID == id {
+				d.Publications = append(d.Publications, p)
+			}
+		}
 	} else {
 		for _, a := range s.idx.Active(s.opts.Now()) {
 			if a.JobID == id {

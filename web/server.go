@@ -22,7 +22,8 @@ import (
 // methods deliver events until the returned stop is called (FollowResults replays
 // the whole results stream first); Jobs lists the submissions still queued or
 // running and Workers the live workers' heartbeats;
-// PublishedImages lists each family's Latest image as the publisher recorded it;
+// PublishedImages lists each family's Latest image in each cloud as the publisher
+// recorded it; Publications each job's publication state per cloud;
 // Releases each watched family's newest upstream release as the watch recorded it.
 type Source interface {
 	Result(ctx context.Context, jobID string) (jobs.Result, bool, error)
@@ -33,6 +34,7 @@ type Source interface {
 	Jobs(ctx context.Context) ([]jobs.QueueEntry, error)
 	Workers(ctx context.Context) ([]jobs.WorkerInfo, error)
 	PublishedImages(ctx context.Context) ([]jobs.Published, error)
+	Publications(ctx context.Context) ([]jobs.PublicationRecord, error)
 	Releases(ctx context.Context) ([]jobs.ReleaseRecord, error)
 }
 

@@ -146,6 +146,35 @@ func TestOverviewListsLatestVerdictsAndHistory(t *testing.T) {
 	if !strings.Contains(body, `title="Glance image 7f1e0c52-img, published `) || !strings.Contains(body, `>Tiny - Latest</a> <span class="reason">20261130</span>`) {
 		t.Errorf("overview lacks the published image:\n%s", body)
 	}
+	// Per cloud: published in one region with both hashes, refused in another.
+	if err := q.PutPublished(ctx, jobs.Published{Version: jobs.Version, Family: "tiny", Name: "Tiny - Latest", ImageID: "9a-img",
+		Release: "20261130", JobID: "tiny-2", PublishedAt: base, OSHashValue: strings.Repeat("b", 128), SourceHash: strings.Repeat("c", 128),
+		Cloud: "east", Region: "RegionOne"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.PutPublication(ctx, jobs.PublicationRecord{JobID: "tiny-2", Family: "tiny", Cloud: "west", Region: "RegionTwo",
+		State: jobs.PublicationRefused, Reason: "cloud west (region RegionTwo): Glance sha512 os_hash_value of image x is 0", Attempts: 1, UpdatedAt: base}); err != nil {
+		t.Fatal(err)
+	}
+	_, body = get(t, url+"/")
+	for _, want := range []string{
+		`title="Glance image 9a-img on east (RegionOne), published 2026-`,
+		`; source_hash ` + strings.Repeat("c", 128) + `; os_hash_value ` + strings.Repeat("b", 128) + `">Tiny - Latest</a>`,
+		`<a class="err" href="/jobs/tiny-2" title="cloud west (region RegionTwo): Glance sha512 os_hash_value of image x is 0">refused in west</a>`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("overview lacks %q", want)
+		}
+	}
+	_, body = get(t, url+"/jobs/tiny-2")
+	for _, want := range []string{
+		`<h2>Publication</h2>`, `<td>west (RegionTwo)</td><td><span class="v fail">refused</span>`,
+		`<code>imagevet publish --job tiny-2</code>`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("job page lacks %q", want)
+		}
+	}
 	// The watch's records: tiny has a newer upstream release than the one vetted, a
 	// second family has no verdict yet and its feed is failing.
 	kv, err := q.ReleasesBucket(ctx)
@@ -212,8 +241,9 @@ func TestJobPageShowsTimelineFatalLineAndLinks(t *testing.T) {
 			t.Errorf("job page lacks a link to %s", link)
 		}
 	}
-	if !strings.Contains(body, r.ImageFacts.OSHashValue) || !strings.Contains(body, r.ImageFacts.SHA256) {
-		t.Error("job page lacks the image hashes")
+	if !strings.Contains(body, r.ImageFacts.OSHashValue) || !strings.Contains(body, r.ImageFacts.SHA256) ||
+		!strings.Contains(body, `<th>source_hash (vendor file sha512)</th><td><code class="hash">`+r.ImageFacts.SourceHash()+`</code>`) {
+		t.Error("job page lacks the image hashes (sha256, os_hash_value, source_hash)")
 	}
 
 	code, body = get(t, url+"/jobs/tiny-panic/result.json")
