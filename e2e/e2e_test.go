@@ -106,15 +106,7 @@ func needLibvirt(t *testing.T) {
 	c.Close()
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
+func freePort(t *testing.T) int { return testenv.FreePort(t) }
 
 // proc is a process this test started; stop ends it by its PID.
 type proc struct {

@@ -43,10 +43,17 @@ func (o ConnectOptions) Validate() error {
 	if (o.TLSCertFile == "") != (o.TLSKeyFile == "") {
 		errs = append(errs, errors.New("nats: TLS client certificate and key go together"))
 	}
+	for _, u := range o.URLs {
+		if err := checkServerURL(u); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
 }
 
-// Connect dials NATS with the options, reconnecting forever once connected.
+// Connect dials NATS with the options once, reconnecting forever once connected: for
+// one-shot commands. Services wait for their server with a Dialer. A failure that no
+// retry can mend is a *ConnectError.
 func Connect(o ConnectOptions) (*nats.Conn, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
@@ -91,7 +98,11 @@ func Connect(o ConnectOptions) (*nats.Conn, error) {
 	}
 	nc, err := nats.Connect(strings.Join(o.URLs, ","), opts...)
 	if err != nil {
-		return nil, fmt.Errorf("connect to nats %s: %w", strings.Join(o.URLs, ","), err)
+		err = fmt.Errorf("connect to nats %s: %w", redactURLs(o.URLs), err)
+		if ce := classifyConnect(err); ce != nil {
+			return nil, ce
+		}
+		return nil, err
 	}
 	return nc, nil
 }

@@ -44,16 +44,7 @@ func testQueue(t *testing.T) (*Queue, *nats.Conn) {
 // testServer starts an in-process JetStream server on a random loopback port.
 func testServer(t *testing.T) *server.Server {
 	t.Helper()
-	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Start()
-	if !srv.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats server not ready")
-	}
-	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	return srv
+	return startServerOn(t, -1, server.Options{JetStream: true})
 }
 
 func sampleResult(id string, v Verdict, finished time.Time) Result {

@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/imagevet/imagevet/internal/testenv"
 	"github.com/imagevet/imagevet/jobs"
 	"github.com/imagevet/imagevet/keyring"
 	"github.com/imagevet/imagevet/watch"
@@ -565,7 +566,7 @@ func TestRepublishedReleaseWarnsAndDoesNotFlip(t *testing.T) {
 	}
 	publish(e.image)
 	fams := e.catalog(t, map[string]catalogFamily{"c": {"C", feed.KindChecksum, "/c/CHECKSUM", "C-{version}.{arch}.qcow2", ""}})
-	var logs syncBuffer
+	var logs testenv.LogBuffer
 	w, _ := e.watcher(t, fams, watch.Config{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	first := poll(t, w)["c"]
 	if first.State != watch.OutcomeQueued || first.Warning != "" {
@@ -604,24 +605,6 @@ func TestRepublishedReleaseWarnsAndDoesNotFlip(t *testing.T) {
 	if n := len(e.queued(t)); n != 2 {
 		t.Errorf("%d jobs queued, want 2 (one per build)", n)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a logger's concurrent writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // TestSilentVendorCostsOnlyItsOwnTime: a vendor that accepts connections and never

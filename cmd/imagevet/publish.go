@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/imagevet/imagevet/jobs"
 	"github.com/imagevet/imagevet/publish"
 	"github.com/imagevet/imagevet/worker/image"
@@ -254,16 +256,25 @@ func cmdPublish(ctx context.Context, args []string, env Env) int {
 		fmt.Fprintf(env.Stderr, "imagevet publish: %v\n", err)
 		return exitError
 	}
-	nc, err := jobs.Connect(cfg.nats.options("imagevet publish"))
-	if err != nil {
+	var nc *nats.Conn
+	var q *jobs.Queue
+	if cfg.jobID == "" { // the service waits for its server and queue
+		var code int
+		var ok bool
+		if nc, q, code, ok = connectService(ctx, cfg.nats.dialer("imagevet publish", log), env, "publish"); !ok {
+			return code
+		}
+	} else if nc, err = jobs.Connect(cfg.nats.options("imagevet publish")); err != nil {
 		return fail(err)
 	}
 	defer nc.Close()
-	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	q, err := jobs.OpenQueue(octx, nc)
-	cancel()
-	if err != nil {
-		return fail(err)
+	if q == nil {
+		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		q, err = jobs.OpenQueue(octx, nc)
+		cancel()
+		if err != nil {
+			return fail(err)
+		}
 	}
 	store, err := image.NewStore(image.StoreConfig{Dir: filepath.Join(cfg.stateDir, "cache"), FileRoots: cfg.imageRoots, Logger: log})
 	if err != nil {

@@ -10,6 +10,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/imagevet/imagevet/jobs"
 	"github.com/imagevet/imagevet/keyring"
 	"github.com/imagevet/imagevet/watch"
@@ -27,8 +29,10 @@ digest, so reruns and concurrent watchers queue a release once.
 
 Without --once it runs until SIGTERM/SIGINT, polling every --interval (±--jitter) and
 retrying a family whose feed failed after --retry; --metrics serves /metrics and
-/healthz. With --once it polls every family once, prints what it found and exits:
-0 when every feed was read, 1 when some failed, 2 on a bad catalog or no NATS.
+/healthz. It waits for a NATS server that is not up yet (backoff, /healthz says so);
+only a bad URL or refused credentials end it. With --once it polls every family once,
+prints what it found and how long each took, and exits: 0 when every feed was read,
+1 when some failed, 2 on a bad catalog or no NATS.
 
 `
 
@@ -101,37 +105,60 @@ func cmdWatch(ctx context.Context, args []string, env Env) int {
 		fmt.Fprintf(env.Stderr, "imagevet watch: %v\n", err)
 		return exitError
 	}
-	nc, err := jobs.Connect(c.nats.options("imagevet watch"))
-	if err != nil {
-		fmt.Fprintf(env.Stderr, "imagevet watch: %v\n", err)
-		return exitError
-	}
-	defer nc.Close()
-	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	q, err := jobs.OpenQueue(octx, nc)
-	if err != nil {
-		fmt.Fprintf(env.Stderr, "imagevet watch: %v\n", err)
-		return exitError
-	}
 	metrics := watch.NewMetrics()
-	w, err := watch.New(octx, c.watch, fams, q, loadKeyring, metrics)
-	if err != nil {
+	fail := func(err error) int {
 		fmt.Fprintf(env.Stderr, "imagevet watch: %v\n", err)
 		return exitError
 	}
-	if c.metricsAddr != "" {
-		stop, err := serveMetrics(c.metricsAddr, metrics.Handler(func() error {
+	var nc *nats.Conn
+	var q *jobs.Queue
+	var health func() error
+	if c.once { // a one-shot: no NATS is exit 2 at once
+		if nc, err = jobs.Connect(c.nats.options("imagevet watch")); err != nil {
+			return fail(err)
+		}
+		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		q, err = jobs.OpenQueue(octx, nc)
+		cancel()
+		if err != nil {
+			nc.Close()
+			return fail(err)
+		}
+		health = func() error {
 			if !nc.IsConnected() {
 				return fmt.Errorf("nats %s", nc.Status())
 			}
 			return nil
-		}))
+		}
+	} else { // the service waits for its server, saying so on /healthz
+		dialer := c.nats.dialer("imagevet watch", log)
+		health = dialer.Health
+		if c.metricsAddr != "" {
+			stop, err := serveMetrics(c.metricsAddr, metrics.Handler(health))
+			if err != nil {
+				return fail(err)
+			}
+			defer stop()
+		}
+		var code int
+		var ok bool
+		if nc, q, code, ok = connectService(ctx, dialer, env, "watch"); !ok {
+			return code
+		}
+	}
+	defer nc.Close()
+	if c.once && c.metricsAddr != "" {
+		stop, err := serveMetrics(c.metricsAddr, metrics.Handler(health))
 		if err != nil {
-			fmt.Fprintf(env.Stderr, "imagevet watch: %v\n", err)
-			return exitError
+			return fail(err)
 		}
 		defer stop()
+	}
+	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	w, err := watch.New(octx, c.watch, fams, q, loadKeyring, metrics)
+	if err != nil {
+		return fail(err)
 	}
 	if c.once {
 		outcomes := w.Poll(ctx)

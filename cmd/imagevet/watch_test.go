@@ -20,17 +20,7 @@ import (
 // real (loopback); only the runner is scripted.
 func TestWatchOnceThenStatus(t *testing.T) {
 	url := startWorker(t)
-	m, err := mirror.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	dir := t.TempDir()
-	img := filepath.Join(dir, "disk.img")
-	os.WriteFile(img, []byte("disk\n"), 0o644)
-	if err := m.Cirros("/cirros/", mirror.Release{Version: "0.6.3", Name: "cirros-0.6.3-x86_64-disk.img", Image: img}); err != nil {
-		t.Fatal(err)
-	}
+	m, dir := cirrosMirror(t)
 	catalogYAML := `families:
   cirros:
     name: CirrOS
@@ -121,4 +111,24 @@ func TestWatchOnceThenStatus(t *testing.T) {
 	if code != exitError || !strings.Contains(errOut, "families.yaml:5: families.cirros.feed.kind") {
 		t.Errorf("bad catalog: exit %d %s", code, errOut)
 	}
+}
+
+// cirrosMirror starts a loopback vendor mirror serving CirrOS 0.6.3 under /cirros/
+// and returns it with a directory for the test's files.
+func cirrosMirror(t *testing.T) (*mirror.Mirror, string) {
+	t.Helper()
+	m, err := mirror.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	dir := t.TempDir()
+	img := filepath.Join(dir, "disk.img")
+	if err := os.WriteFile(img, []byte("disk\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Cirros("/cirros/", mirror.Release{Version: "0.6.3", Name: "cirros-0.6.3-x86_64-disk.img", Image: img}); err != nil {
+		t.Fatal(err)
+	}
+	return m, dir
 }

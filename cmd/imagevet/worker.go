@@ -5,8 +5,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/imagevet/imagevet/jobs"
 	"github.com/imagevet/imagevet/worker"
@@ -42,6 +45,36 @@ func (n *natsFlags) register(fs *flag.FlagSet, env Env, defaultURL string) {
 func (n *natsFlags) options(name string) jobs.ConnectOptions {
 	return jobs.ConnectOptions{URLs: jobs.SplitURLs(n.urls), Name: name, CredsFile: n.creds,
 		NKeySeedFile: n.nkey, TLSCAFile: n.ca, TLSCertFile: n.cert, TLSKeyFile: n.key}
+}
+
+// dialer returns what a service named name connects to NATS with: it waits for a
+// server that is not up yet (see jobs.Dialer).
+func (n *natsFlags) dialer(name string, log *slog.Logger) *jobs.Dialer {
+	o := n.options(name)
+	o.Logger = log
+	return &jobs.Dialer{Options: o}
+}
+
+// connectService connects service cmd to NATS with d and opens the queue, waiting
+// for a server that is not up yet and for a queue nobody has set up yet. When it
+// should end instead it returns ok=false and its exit status: 0 when ctx ended while
+// it waited (a stop), exitError with the reason on stderr otherwise (a
+// jobs.ConnectError: bad URL, refused credentials).
+func connectService(ctx context.Context, d *jobs.Dialer, env Env, cmd string) (nc *nats.Conn, q *jobs.Queue, code int, ok bool) {
+	nc, err := d.Dial(ctx)
+	if err == nil {
+		if q, err = d.OpenQueue(ctx, nc); err != nil {
+			nc.Close()
+		}
+	}
+	switch {
+	case err == nil:
+		return nc, q, 0, true
+	case ctx.Err() != nil:
+		return nil, nil, 0, false
+	}
+	fmt.Fprintf(env.Stderr, "imagevet %s: %v\n", cmd, err)
+	return nil, nil, exitError, false
 }
 
 // envFlags registers typed flags whose defaults come from IMAGEVET_* variables,

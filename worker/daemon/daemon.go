@@ -98,7 +98,10 @@ func (d *Daemon) Ready() <-chan struct{} { return d.ready }
 func (d *Daemon) HTTPAddr() net.Addr { return d.httpAddr }
 
 // Run connects to NATS (or starts the embedded server when no URL is configured) and
-// serves until ctx ends, then shuts down gracefully.
+// serves until ctx ends, then shuts down gracefully. A server that is not listening
+// yet is waited for (jobs.Dialer: backoff, a log line per attempt, /healthz says so);
+// only a *jobs.ConnectError (bad URL, refused credentials, unreadable files) ends
+// the wait with an error, and ctx ending during it is a clean stop.
 func (d *Daemon) Run(ctx context.Context) error {
 	opts := d.cfg.NATS
 	opts.Logger = d.log
@@ -111,8 +114,21 @@ func (d *Daemon) Run(ctx context.Context) error {
 		opts.URLs = []string{srv.ClientURL()}
 		d.log.Info("embedded nats started", "url", srv.ClientURL(), "store", d.cfg.EmbeddedStoreDir)
 	}
-	nc, err := jobs.Connect(opts)
+	dialer := &jobs.Dialer{Options: opts}
+	if d.cfg.MetricsAddr != "" {
+		addr, stop, err := serveHTTP(ctx, d.cfg.MetricsAddr, d.m, dialer.Health, d.log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		d.httpAddr = addr
+	}
+	nc, err := dialer.Dial(ctx)
 	if err != nil {
+		if ctx.Err() != nil {
+			d.log.Info("worker stopped before nats was reachable")
+			return nil
+		}
 		return err
 	}
 	defer nc.Close()
@@ -147,8 +163,13 @@ func (d *Daemon) Serve(ctx context.Context, nc *nats.Conn) error {
 		return err
 	}
 	defer stopCancels()
-	if d.cfg.MetricsAddr != "" {
-		addr, stop, err := serveHTTP(ctx, d.cfg.MetricsAddr, d.m, nc, d.log)
+	if d.cfg.MetricsAddr != "" && d.httpAddr == nil { // Run serves it from before connecting
+		addr, stop, err := serveHTTP(ctx, d.cfg.MetricsAddr, d.m, func() error {
+			if !nc.IsConnected() {
+				return fmt.Errorf("nats %s", nc.Status())
+			}
+			return nil
+		}, d.log)
 		if err != nil {
 			return err
 		}

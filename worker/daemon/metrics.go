@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -72,8 +71,8 @@ func newMetrics() *metrics {
 }
 
 // serveHTTP serves /metrics and /healthz on addr until ctx ends. /healthz answers 200
-// while the NATS connection is up, 503 otherwise.
-func serveHTTP(ctx context.Context, addr string, m *metrics, nc *nats.Conn, log *slog.Logger) (net.Addr, func(), error) {
+// while health returns nil (the NATS connection is up), 503 with its error otherwise.
+func serveHTTP(ctx context.Context, addr string, m *metrics, health func() error, log *slog.Logger) (net.Addr, func(), error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("metrics listener: %w", err)
@@ -81,8 +80,8 @@ func serveHTTP(ctx context.Context, addr string, m *metrics, nc *nats.Conn, log 
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		if !nc.IsConnected() {
-			http.Error(w, "nats "+nc.Status().String(), http.StatusServiceUnavailable)
+		if err := health(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ok")
