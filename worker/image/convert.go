@@ -36,6 +36,10 @@ const (
 	convertTimeout         = 2 * time.Hour
 	convertCPUSecondsBase  = 60
 	convertCPUSecondsPerGB = 10
+	// convertAddressSpace: a conversion runs up to 64 I/O threads, each with
+	// its stack, where `qemu-img info`-like runs need one; the image was
+	// inspected before, so its tables are within qemu's own limits.
+	convertAddressSpace = 4 << 30
 	// fullDiskMargin: a failed conversion that leaves less than this free
 	// under the cache ran out of space.
 	fullDiskMargin = 4 << 20
@@ -150,7 +154,7 @@ func (s *Store) convert(ctx context.Context, file string, vendor *Image, target 
 	// -f and -O explicit: qemu-img never probes; -U: a running job may boot
 	// the vendor file; raw output is sparse (zero runs of 4 KiB and more are
 	// holes, qemu-img's default -S).
-	_, err = s.runQemuImg(ctx, convertTimeout, cpu,
+	_, err = s.runQemuImgAS(ctx, convertTimeout, cpu, convertAddressSpace,
 		"convert", "-q", "-U", "-f", vendor.Format, "-O", target, vendor.Path, name)
 	if err != nil {
 		if ctx.Err() != nil {

@@ -19,15 +19,19 @@ import (
 	"github.com/imagevet/imagevet/internal/testenv"
 )
 
-// fileDigests returns the sha256 and sha512 of a file.
+// fileDigests returns the sha256 and sha512 of a file, read as a stream.
 func fileDigests(t testing.TB, path string) (string, string) {
 	t.Helper()
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h256, h512 := sha256.Sum256(data), sha512.Sum512(data)
-	return hex.EncodeToString(h256[:]), hex.EncodeToString(h512[:])
+	defer f.Close()
+	h256, h512 := sha256.New(), sha512.New()
+	if _, err := io.Copy(io.MultiWriter(h256, h512), f); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h256.Sum(nil)), hex.EncodeToString(h512.Sum(nil))
 }
 
 // allocated is the space a file occupies on disk.

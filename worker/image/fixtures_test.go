@@ -156,3 +156,33 @@ func TestFixturesBootableAccepted(t *testing.T) {
 		})
 	}
 }
+
+// TestFixtureDebian12ConvertsToRaw converts a real cloud image (2 GiB virtual,
+// 280 MiB of qcow2) as a job with publish.disk_format raw does, verified against
+// the fixtures' SHA512SUMS: the result is byte for byte `qemu-img convert -O raw`
+// of it, and sparse.
+func TestFixtureDebian12ConvertsToRaw(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: converts and hashes a 2 GiB disk")
+	}
+	dir := fixturesDir(t, "debian12.qcow2", "SHA512SUMS")
+	needQemuImg(t)
+	want := filepath.Join(t.TempDir(), "debian12.raw")
+	run(t, "qemu-img", "convert", "-q", "-f", "qcow2", "-O", "raw", filepath.Join(dir, "debian12.qcow2"), want)
+	_, want512 := fileDigests(t, want)
+	os.Remove(want)
+	s := newStore(t, dir)
+	img, err := s.Fetch(context.Background(), Source{URL: "debian12.qcow2", Format: FormatQCOW2, SumsURL: "SHA512SUMS", ConvertTo: FormatRaw}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img.Release()
+	_, vendor512 := fileDigests(t, filepath.Join(dir, "debian12.qcow2"))
+	if img.SHA512 != want512 || img.Format != FormatRaw || img.Vendor == nil || img.Vendor.SHA512 != vendor512 {
+		t.Fatalf("converted %+v vendor %+v, want sha512 %s from %s", img, img.Vendor, want512, vendor512)
+	}
+	if a := allocated(t, img.Path); a > img.Size/2 {
+		t.Fatalf("converted raw occupies %d of its %d bytes: not sparse", a, img.Size)
+	}
+	assertNoTemp(t, s)
+}

@@ -83,10 +83,15 @@ func (s *Store) qemuCheckImage(ctx context.Context, path string) error {
 // deadline, returning combined output. The error is an *exec.ExitError for a
 // non-zero exit, with the first output line added to its message by callers.
 func (s *Store) runQemuImg(ctx context.Context, timeout time.Duration, cpuSeconds int, args ...string) ([]byte, error) {
+	return s.runQemuImgAS(ctx, timeout, cpuSeconds, qemuImgMemory, args...)
+}
+
+// runQemuImgAS is runQemuImg with an address-space limit of its own.
+func (s *Store) runQemuImgAS(ctx context.Context, timeout time.Duration, cpuSeconds int, addressSpace int64, args ...string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	argv := []string{
-		"--as=" + strconv.Itoa(qemuImgMemory),
+		"--as=" + strconv.FormatInt(addressSpace, 10),
 		"--cpu=" + strconv.Itoa(cpuSeconds),
 		"--", s.qemuImg,
 	}
@@ -96,7 +101,9 @@ func (s *Store) runQemuImg(ctx context.Context, timeout time.Duration, cpuSecond
 	var out bytes.Buffer
 	cmd.Stdout = &out
 	cmd.Stderr = &out
-	cmd.Env = append(os.Environ(), "LC_ALL=C")
+	// One malloc arena per thread would reserve 64 MiB of address space for each
+	// of qemu's I/O threads.
+	cmd.Env = append(os.Environ(), "LC_ALL=C", "MALLOC_ARENA_MAX=2")
 	err := cmd.Run()
 	if err != nil && ctx.Err() != nil {
 		return out.Bytes(), fmt.Errorf("qemu-img %s: %w", args[0], ctx.Err())
