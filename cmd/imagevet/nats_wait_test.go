@@ -109,7 +109,10 @@ func TestWorkerWaitsForNATS(t *testing.T) {
 	defer func() { cancel(); <-done }()
 	var code int
 	var body string
-	if !eventually(1500*time.Millisecond, func() bool { code, body = healthz(metrics); return code != 0 }) ||
+	if !eventually(1500*time.Millisecond, func() bool {
+		code, body = healthz(metrics)
+		return strings.Contains(body, "waiting for a first connection")
+	}) ||
 		code != http.StatusServiceUnavailable || !strings.Contains(body, "waiting for a first connection") {
 		t.Errorf("healthz before the server: %d %q", code, body)
 	}
@@ -207,7 +210,10 @@ func TestServicesWaitForNATS(t *testing.T) {
 		defer func() { cancel(); <-code }()
 		var c int
 		var body string
-		if !eventually(1500*time.Millisecond, func() bool { c, body = healthz(listen); return c != 0 }) ||
+		if !eventually(1500*time.Millisecond, func() bool {
+			c, body = healthz(listen)
+			return strings.Contains(body, "waiting for a first connection")
+		}) ||
 			c != http.StatusServiceUnavailable || !strings.Contains(body, "waiting for a first connection") {
 			t.Errorf("healthz before the server: %d %q", c, body)
 		}
@@ -234,7 +240,10 @@ func TestServicesWaitForNATS(t *testing.T) {
 		defer func() { cancel(); <-code }()
 		var c int
 		var body string
-		if !eventually(1500*time.Millisecond, func() bool { c, body = healthz(metrics); return c != 0 }) ||
+		if !eventually(1500*time.Millisecond, func() bool {
+			c, body = healthz(metrics)
+			return strings.Contains(body, "waiting for a first connection")
+		}) ||
 			c != http.StatusServiceUnavailable || !strings.Contains(body, "waiting for a first connection") {
 			t.Errorf("healthz before the server: %d %q", c, body)
 		}
