@@ -102,6 +102,12 @@ func classifyConnect(err error) *ConnectError {
 // log line per attempt; only a *ConnectError, or the end of the context, ends the
 // wait. Health says where it stands, for /healthz. Safe for concurrent use; Dial is
 // called once.
+//
+// nats.go's RetryOnFailedConnect is not used for this: it returns a connection that
+// is not connected yet, so the JetStream set-up that follows would time out instead
+// of waiting, nothing could tell refused credentials from a server still starting
+// before the first failure came through an asynchronous callback, and its fixed
+// reconnect wait has no growth.
 type Dialer struct {
 	Options ConnectOptions
 	// MinBackoff and MaxBackoff bound the wait between attempts (defaults

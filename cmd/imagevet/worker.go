@@ -24,7 +24,9 @@ acknowledges the job. Without --nats it starts an embedded JetStream server on
 127.0.0.1 (--nats-port) with its data under the state directory. The queue flags
 (--ack-wait, --max-deliver, --results-max-age, --replicas) apply only when this worker
 finds no queue and sets it up; otherwise it follows the queue's settings (see
-imagevet queue setup) and logs where its flags differ.
+imagevet queue setup) and logs where its flags differ. A --nats server that is not
+listening yet is waited for (backoff; /healthz on --metrics answers 503 saying so);
+only a malformed URL or refused credentials end it.
 
 `
 
