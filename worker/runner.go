@@ -261,14 +261,17 @@ func (j *jobRun) fetch(ctx context.Context) (*image.Image, bool) {
 	if base.Cached {
 		hit = "cached"
 	}
-	reason := fmt.Sprintf("%s %s, %s virtual, %s", base.Format, sizeString(base.Size), sizeString(base.VirtualSize), hit)
 	detail := "sha256:" + base.SHA256 + "\nsha512:" + base.SHA512
 	if v := base.Vendor; v != nil {
 		// What boots (and is published) is the conversion; the vendor's file is recorded beside it.
 		facts.Vendor = &jobs.VendorFile{Format: v.Format, Size: v.Size, SHA256: v.SHA256, SHA512: v.SHA512}
-		reason += fmt.Sprintf(", converted from the vendor's %s %s", v.Format, sizeString(v.Size))
+		hit = fmt.Sprintf("converted from the vendor's %s %s", v.Format, sizeString(v.Size))
+		if base.Cached {
+			hit = "cached, " + hit
+		}
 		detail += "\nvendor " + v.Format + " sha256:" + v.SHA256 + "\nvendor " + v.Format + " sha512:" + v.SHA512
 	}
+	reason := fmt.Sprintf("%s %s, %s virtual, %s", base.Format, sizeString(base.Size), sizeString(base.VirtualSize), hit)
 	j.rec.facts(facts)
 	j.rec.check(jobs.CheckResult{Name: jobs.CheckImage, Status: jobs.StatusPass,
 		Reason: reason, Detail: detail, Duration: jobs.Duration(j.now().Sub(start))})
