@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -365,5 +366,52 @@ func TestSparseReader(t *testing.T) {
 		if len(got) != size || !bytes.Equal(got, want) {
 			t.Fatalf("buffer %d: read %d bytes, equal %v", bufSize, len(got), bytes.Equal(got, want))
 		}
+	}
+}
+
+// Jobs of one vendor file and target format that start together share one
+// conversion: qemu-img convert runs once (counted by a wrapper around the real
+// qemu-img), one caller gets it fresh, the others as cached, all the same file
+// with the vendor's facts.
+func TestFetchConcurrentConversionsShareOne(t *testing.T) {
+	real := needQemuImg(t)
+	root := t.TempDir()
+	name, vendor512 := vendorQCOW2(t, root)
+	bin := t.TempDir()
+	count := filepath.Join(bin, "converts")
+	script := "#!/bin/sh\n[ \"$1\" = convert ] && echo x >> " + count + " && sleep 0.3\nexec " + real + " \"$@\"\n"
+	wrapper := writeFile(t, bin, "qemu-img", []byte(script))
+	if err := os.Chmod(wrapper, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewStore(StoreConfig{Dir: filepath.Join(t.TempDir(), "cache"), FileRoots: []string{root}, QemuImg: wrapper})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const jobs = 4
+	imgs, errs := make([]*Image, jobs), make([]error, jobs)
+	var wg sync.WaitGroup
+	for i := range jobs {
+		wg.Go(func() {
+			imgs[i], errs[i] = s.Fetch(context.Background(), Source{URL: name, Format: FormatQCOW2, Checksum: "sha512:" + vendor512, ConvertTo: FormatRaw}, nil)
+		})
+	}
+	wg.Wait()
+	fresh := 0
+	for i := range jobs {
+		if errs[i] != nil {
+			t.Fatal(errs[i])
+		}
+		if imgs[i].Path != imgs[0].Path || imgs[i].Format != FormatRaw || imgs[i].Vendor == nil || imgs[i].Vendor.SHA512 != vendor512 {
+			t.Fatalf("job %d got %+v, job 0 %+v", i, imgs[i], imgs[0])
+		}
+		if !imgs[i].Cached {
+			fresh++
+		}
+		imgs[i].Release()
+	}
+	runs, _ := os.ReadFile(count)
+	if n := strings.Count(string(runs), "x"); n != 1 || fresh != 1 {
+		t.Fatalf("qemu-img convert ran %d times, %d fresh results; want one of each", n, fresh)
 	}
 }
