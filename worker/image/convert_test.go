@@ -207,24 +207,31 @@ func TestFetchConvertedImageInspected(t *testing.T) {
 	}
 }
 
+// wrappedStore returns a store over root whose qemu-img is a shell script that
+// runs onConvert (shell lines) before a convert, then the real qemu-img.
+func wrappedStore(t *testing.T, root, onConvert string) *Store {
+	t.Helper()
+	real := needQemuImg(t)
+	script := "#!/bin/sh\nif [ \"$1\" = convert ]; then\n  " + onConvert + "\nfi\nexec " + real + " \"$@\"\n"
+	wrapper := writeFile(t, t.TempDir(), "qemu-img", []byte(script))
+	if err := os.Chmod(wrapper, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewStore(StoreConfig{Dir: filepath.Join(t.TempDir(), "cache"), FileRoots: []string{root}, QemuImg: wrapper})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 // Cancelling a fetch while qemu-img converts kills qemu-img and removes its
 // temp file. The qemu-img here is a script that writes part of the output and
 // sleeps, standing in for a long conversion.
 func TestFetchConvertCancelled(t *testing.T) {
-	real := needQemuImg(t)
 	root := t.TempDir()
 	name, _ := vendorQCOW2(t, root)
-	bin := t.TempDir()
-	pidFile := filepath.Join(bin, "pid")
-	script := "#!/bin/sh\nif [ \"$1\" = convert ]; then\n  for out; do :; done\n  echo partial > \"$out\"\n  echo $$ > " + pidFile + "\n  exec sleep 60\nfi\nexec " + real + " \"$@\"\n"
-	fake := writeFile(t, bin, "qemu-img", []byte(script))
-	if err := os.Chmod(fake, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	s, err := NewStore(StoreConfig{Dir: filepath.Join(t.TempDir(), "cache"), FileRoots: []string{root}, QemuImg: fake})
-	if err != nil {
-		t.Fatal(err)
-	}
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	s := wrappedStore(t, root, "for out; do :; done\n  echo partial > \"$out\"\n  echo $$ > "+pidFile+"\n  exec sleep 60")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	errc := make(chan error, 1)
@@ -374,20 +381,10 @@ func TestSparseReader(t *testing.T) {
 // qemu-img), one caller gets it fresh, the others as cached, all the same file
 // with the vendor's facts.
 func TestFetchConcurrentConversionsShareOne(t *testing.T) {
-	real := needQemuImg(t)
 	root := t.TempDir()
 	name, vendor512 := vendorQCOW2(t, root)
-	bin := t.TempDir()
-	count := filepath.Join(bin, "converts")
-	script := "#!/bin/sh\n[ \"$1\" = convert ] && echo x >> " + count + " && sleep 0.3\nexec " + real + " \"$@\"\n"
-	wrapper := writeFile(t, bin, "qemu-img", []byte(script))
-	if err := os.Chmod(wrapper, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	s, err := NewStore(StoreConfig{Dir: filepath.Join(t.TempDir(), "cache"), FileRoots: []string{root}, QemuImg: wrapper})
-	if err != nil {
-		t.Fatal(err)
-	}
+	count := filepath.Join(t.TempDir(), "converts")
+	s := wrappedStore(t, root, "echo x >> "+count+"\n  sleep 0.3")
 	const jobs = 4
 	imgs, errs := make([]*Image, jobs), make([]error, jobs)
 	var wg sync.WaitGroup
