@@ -1,10 +1,13 @@
-// Package publish puts images that passed vetting into OpenStack Glance: exactly the
-// vetted bytes (both digests checked before upload, Glance's os_hash_value checked
-// after), under the family's Latest name, and rotates the family's older releases to
-// community or hidden, deactivates those past the policy and deletes them once no
-// server and no volume uses them. It reads results from NATS (a durable consumer of
-// the results stream, or one job's result) and records each family's Latest in
-// jobs.BucketPublished.
+// Package publish puts images that passed vetting into OpenStack Glance, in every
+// cloud or region a result selects (Fleet): exactly the vetted bytes (hashed as they
+// are sent, Glance's os_hash_value and disk_format checked after; a raw publication
+// is the worker's conversion, or the vendor's qcow2 imported into a Glance that
+// converts on import), under the family's Latest name, and rotates the family's older
+// releases to community or hidden, deactivates those past the policy and deletes them
+// once no server and no volume uses them. It reads results from NATS (a durable
+// consumer of the results stream, or one job's result), records each family's Latest
+// per cloud in jobs.BucketPublished and each job's state per cloud (published,
+// retrying, refused with its reason) in jobs.BucketPublications.
 package publish
 
 import (
@@ -15,6 +18,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"log/slog"
 	"maps"
@@ -552,9 +556,6 @@ func (p *Publisher) uploadOnce(ctx context.Context, log *slog.Logger, r jobs.Res
 		return Image{}, fmt.Errorf("vetted image: %w", err)
 	}
 	defer file.Close()
-	if err := verify(file, base.Path, how.sha256, how.sha512); err != nil {
-		return Image{}, err
-	}
 	props := properties(r, pol)
 	minRAM, _ := strconv.Atoi(props["min_ram"])
 	delete(props, "min_ram")
@@ -590,7 +591,13 @@ func (p *Publisher) uploadOnce(ctx context.Context, log *slog.Logger, r jobs.Res
 	uctx, cancel := context.WithTimeout(ctx, 5*time.Minute+time.Duration(bytes/p.cfg.MinUploadRate)*time.Second)
 	defer cancel()
 	start := p.now()
-	if err := p.glance.upload(uctx, im.ID, file, how.direct); err != nil {
+	// The bytes are hashed as they are sent (one read of the file, not two): what
+	// Glance got must be the vetted file, checked before it is imported or used.
+	sent := newHashingReader(file)
+	if err := p.glance.upload(uctx, im.ID, sent, how.direct); err != nil {
+		return Image{}, err
+	}
+	if err := sent.verify(base.Path, how.size, how.sha256, how.sha512); err != nil {
 		return Image{}, err
 	}
 	active, err := p.glance.waitActive(uctx, im.ID, p.cfg.PollEvery)
@@ -616,19 +623,46 @@ func (p *Publisher) uploadOnce(ctx context.Context, log *slog.Logger, r jobs.Res
 	return active, nil
 }
 
-// verify hashes the file about to be sent: both digests must be the vetted ones.
-func verify(file *os.File, path, sum256, sum512 string) error {
-	h256, h512 := sha256.New(), sha512.New()
-	if _, err := io.Copy(io.MultiWriter(h256, h512), file); err != nil {
-		return fmt.Errorf("hash %s: %w", path, err)
+// hashingReader hashes a file as it is read; a rewind (gophercloud rewinds the body
+// to send it again after a re-authentication) starts the hashes over.
+type hashingReader struct {
+	f          *os.File
+	h256, h512 hash.Hash
+	n          int64
+}
+
+func newHashingReader(f *os.File) *hashingReader {
+	return &hashingReader{f: f, h256: sha256.New(), h512: sha512.New()}
+}
+
+func (r *hashingReader) Read(p []byte) (int, error) {
+	n, err := r.f.Read(p)
+	r.h256.Write(p[:n])
+	r.h512.Write(p[:n])
+	r.n += int64(n)
+	return n, err
+}
+
+// Seek supports only the rewind to the start.
+func (r *hashingReader) Seek(offset int64, whence int) (int64, error) {
+	if offset != 0 || whence != io.SeekStart {
+		return 0, errors.New("hashingReader: only a rewind to the start")
 	}
-	if _, err := file.Seek(0, io.SeekStart); err != nil {
-		return fmt.Errorf("rewind %s: %w", path, err)
+	r.h256.Reset()
+	r.h512.Reset()
+	r.n = 0
+	return r.f.Seek(0, io.SeekStart)
+}
+
+// verify checks that the whole file was sent and that it is the vetted one.
+func (r *hashingReader) verify(path string, size int64, sum256, sum512 string) error {
+	if r.n != size {
+		return &MismatchError{What: "bytes sent of " + path, Want: fmt.Sprint(size), Got: fmt.Sprint(r.n)}
 	}
-	if got := hex.EncodeToString(h256.Sum(nil)); got != sum256 {
+	if got := hex.EncodeToString(r.h256.Sum(nil)); got != sum256 {
 		return &MismatchError{What: "sha256 of " + path, Want: sum256, Got: got}
 	}
-	if got := hex.EncodeToString(h512.Sum(nil)); got != sum512 {
+	if got := hex.EncodeToString(r.h512.Sum(nil)); got != sum512 {
 		return &MismatchError{What: "sha512 of " + path, Want: sum512, Got: got}
 	}
 	return nil

@@ -180,6 +180,11 @@ func TestGlanceRegionsRawAndConversion(t *testing.T) {
 	// Second raw release: RegionTwo imports the vetted qcow2, Glance converts it, and
 	// its os_hash_value must be the raw's sha512 the worker recorded.
 	publishAll(r2)
+	// Second qcow2 release: uploaded plainly where Glance converts imports (known now),
+	// so it stays qcow2; the first retires in both regions.
+	q2 := passed("testix-2-b", "q2", day.AddDate(0, 0, 7), qcow2(t, dir, "q2.qcow2", "67M"), rot)
+	q2.Publish.Name, q2.Publish.Family = "Testix 2", "testix-2"
+	publishAll(q2)
 	if !strings.Contains(logs.String(), "converted_by_glance=true") {
 		t.Error("RegionTwo did not get the qcow2 to convert")
 	}
@@ -215,9 +220,18 @@ func TestGlanceRegionsRawAndConversion(t *testing.T) {
 				t.Errorf("%s %s: source_url %v, disk_format %s", region, c.im.Name, c.im.Properties[PropSourceURL], c.im.DiskFormat)
 			}
 		}
-		qim := familyImagesIn(t, ctx, ic, "testix-2")[q1.JobID]
-		if qim.DiskFormat != "qcow2" || qim.Properties["os_hash_value"] != sha512sum(t, qf.Source) || qim.Properties[PropSourceHash] != qf.OSHashValue {
-			t.Errorf("%s qcow2 image: %s %v %v", region, qim.DiskFormat, qim.Properties["os_hash_value"], qim.Properties[PropSourceHash])
+		qfam := familyImagesIn(t, ctx, ic, "testix-2")
+		for _, r := range []jobs.Result{q1, q2} {
+			qim := qfam[r.JobID]
+			if qim.ID == "" && r.JobID == q1.JobID {
+				continue // past the policy and unused: deleted where usage can be checked
+			}
+			if qim.DiskFormat != "qcow2" || qim.Properties["os_hash_value"] != sha512sum(t, r.ImageFacts.Source) || qim.Properties[PropSourceHash] != r.ImageFacts.OSHashValue {
+				t.Errorf("%s qcow2 image %s: %s %v %v", region, r.JobID, qim.DiskFormat, qim.Properties["os_hash_value"], qim.Properties[PropSourceHash])
+			}
+		}
+		if qfam[q2.JobID].Name != "Testix 2 - Latest" || (qfam[q1.JobID].ID != "" && qfam[q1.JobID].Name != "Testix 2 (q1)") {
+			t.Errorf("%s qcow2 rotation: %q, %q", region, qfam[q2.JobID].Name, qfam[q1.JobID].Name)
 		}
 		rec, ok, err := q.PublishedImage(ctx, "testix-1", map[string]string{"RegionOne": "one", "RegionTwo": "two"}[region])
 		if err != nil || !ok || rec.ImageID != latest.ID || rec.Region != region || rec.SourceHash != r2.ImageFacts.Vendor.SHA512 ||
