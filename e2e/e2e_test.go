@@ -26,6 +26,8 @@ import (
 	"github.com/imagevet/imagevet/worker/vm"
 
 	"github.com/imagevet/imagevet/internal/testenv"
+
+	"github.com/imagevet/imagevet/queue"
 )
 
 var (
@@ -358,8 +360,8 @@ func editedJob(t *testing.T, name, id string, edit func(*jobs.Job)) string {
 func resultOf(t *testing.T, stdout string) jobs.Result {
 	t.Helper()
 	var o struct {
-		Acceptance jobs.Acceptance `json:"acceptance"`
-		Result     *jobs.Result    `json:"result"`
+		Acceptance queue.Acceptance `json:"acceptance"`
+		Result     *jobs.Result     `json:"result"`
 	}
 	if err := json.Unmarshal([]byte(stdout), &o); err != nil || o.Result == nil {
 		t.Fatalf("submit --json output %q: %v", stdout, err)
@@ -455,8 +457,7 @@ func TestTwentyQueuedJobsConcurrencyTwo(t *testing.T) {
 	defer nc.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	js := q.JetStream()
-	rs, err := js.Stream(ctx, jobs.StreamResults)
+	rs, err := q.Stream(ctx, queue.StreamResults)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -467,23 +468,23 @@ func TestTwentyQueuedJobsConcurrencyTwo(t *testing.T) {
 	if info.State.Msgs != 20 {
 		t.Errorf("%d results stored, want exactly 20", info.State.Msgs)
 	}
-	js2, _ := js.Stream(ctx, jobs.StreamJobs)
+	js2, _ := q.Stream(ctx, queue.StreamJobs)
 	ji, _ := js2.Info(ctx)
 	if ji.State.Msgs != 0 {
 		t.Errorf("%d jobs left in the queue", ji.State.Msgs)
 	}
 }
 
-func openQueue(t *testing.T, url string) (interface{ Close() }, *jobs.Queue) {
+func openQueue(t *testing.T, url string) (interface{ Close() }, *queue.Queue) {
 	t.Helper()
-	nc, err := jobs.Connect(jobs.ConnectOptions{URLs: jobs.SplitURLs(url)})
+	nc, err := queue.Connect(queue.ConnectOptions{URLs: queue.SplitURLs(url)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	// As the first worker would, or finds the queue the worker set up.
-	q, _, err := jobs.EnsureQueue(ctx, nc, jobs.QueueConfig{AckWait: 15 * time.Second, MaxDeliver: 3}, "e2e")
+	q, _, err := queue.Ensure(ctx, nc, queue.Config{AckWait: 15 * time.Second, MaxDeliver: 3}, "e2e")
 	if err != nil {
 		nc.Close()
 		t.Fatal(err)
@@ -525,7 +526,7 @@ func TestQueueOnDebianNATS(t *testing.T) {
 		t.Fatalf("second publish: %v %v", ok, err)
 	}
 	got, err := q.Wait(ctx, job.ID, func(jobs.Progress) {})
-	if err != nil || got.Verdict != jobs.VerdictPass || got.ConsoleLog != jobs.ConsoleRef(jobs.ConsoleObject(job.ID, 1, "e2e")) {
+	if err != nil || got.Verdict != jobs.VerdictPass || got.ConsoleLog != queue.ConsoleRef(queue.ConsoleObject(job.ID, 1, "e2e")) {
 		t.Fatalf("wait: %+v %v", got, err)
 	}
 	if st, ok, err := q.Status(ctx, job.Publish.Name); err != nil || !ok || st.JobID != job.ID {

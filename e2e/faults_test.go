@@ -18,6 +18,8 @@ import (
 
 	"github.com/imagevet/imagevet/jobs"
 	"github.com/imagevet/imagevet/worker/vm"
+
+	"github.com/imagevet/imagevet/queue"
 )
 
 // The fault suite (RELIABILITY.md, "Faults"): real nats-server, the imagevet binary,
@@ -44,20 +46,20 @@ type tally struct {
 // job has exactly one result in the results stream, no job was run to a verdict
 // twice (counted from the workers' "job reported" lines), and no machine of the
 // given workers is left.
-func settle(t *testing.T, q *jobs.Queue, fault string, ids []string, workers []*workerProc, prefixes []string, kills int, start time.Time) tally {
+func settle(t *testing.T, q *queue.Queue, fault string, ids []string, workers []*workerProc, prefixes []string, kills int, start time.Time) tally {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	tl := tally{Fault: fault, Submitted: len(ids), Kills: kills, OneEach: true}
-	rs, err := q.JetStream().Stream(ctx, jobs.StreamResults)
+	rs, err := q.Stream(ctx, queue.StreamResults)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, id := range ids {
-		info, err := rs.Info(ctx, jetstream.WithSubjectFilter(jobs.ResultSubject(id)))
+		info, err := rs.Info(ctx, jetstream.WithSubjectFilter(queue.ResultSubject(id)))
 		n := uint64(0)
 		if err == nil {
-			n = info.State.Subjects[jobs.ResultSubject(id)]
+			n = info.State.Subjects[queue.ResultSubject(id)]
 		}
 		if n != 1 {
 			tl.OneEach = false
@@ -138,7 +140,7 @@ func waitResult(t *testing.T, url, id string, timeout time.Duration) (int, jobs.
 
 // faultQueue does what most fault cases start with: their prerequisites, a
 // nats-server, the queue set up with args.
-func faultQueue(t *testing.T, args ...string) (url string, q *jobs.Queue, start time.Time) {
+func faultQueue(t *testing.T, args ...string) (url string, q *queue.Queue, start time.Time) {
 	t.Helper()
 	enabled(t)
 	needLibvirt(t)

@@ -11,6 +11,8 @@ import (
 
 	"github.com/imagevet/imagevet/jobs"
 	"github.com/imagevet/imagevet/watch/mirror"
+
+	"github.com/imagevet/imagevet/queue"
 )
 
 // TestWatchQueuesNewReleases: a loopback vendor mirror publishes a new "release" of
@@ -131,7 +133,7 @@ func TestWatchQueuesNewReleases(t *testing.T) {
 	defer nc.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	rs, err := q.JetStream().Stream(ctx, jobs.StreamResults)
+	rs, err := q.Stream(ctx, queue.StreamResults)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 // Package jobs defines what imagevet is asked to do and what it answers: the versioned
-// Job and Result documents, their strict decoding and validation, and the NATS
-// subjects, streams and clients that carry them between submitters and workers.
+// documents (Job, Result, the watcher's ReleaseRecord, the publisher's Published and
+// PublicationRecord, Progress), their strict decoding and validation, JUnit, and the
+// error classes that decide a verdict. Package queue carries them over NATS.
 package jobs
 
 import (

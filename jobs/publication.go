@@ -1,22 +1,8 @@
 package jobs
 
 import (
-	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
-	"sort"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 )
-
-// BucketPublications is the KV bucket holding one record per job and cloud: where
-// that job's publication stands in that cloud (published, waiting for a retry,
-// refused) and why. Its key is PublicationKey(job, cloud). Only the publisher writes
-// it; it is the publisher's memory of what to retry, and what `imagevet status` and
-// the web page show of each cloud.
-const BucketPublications = "imagevet_publications"
 
 // Publication states.
 const (
@@ -53,91 +39,8 @@ type PublicationRecord struct {
 // publish.clouds lists): 1-64 lowercase letters, digits, '.', '_' or '-'.
 func ValidCloudName(name string) bool { return familyKey.MatchString(name) }
 
-// PublicationKey is the key of one job's record for one cloud in BucketPublications.
-func PublicationKey(jobID, cloud string) string { return StatusKey(jobID) + "." + StatusKey(cloud) }
-
-func (q *Queue) publicationsBucket(ctx context.Context, create bool) (jetstream.KeyValue, error) {
-	return q.ownBucket(ctx, BucketPublications, "imagevet: each job's publication per cloud", 1, create)
-}
-
-// PutPublication writes one job's record for one cloud.
-func (q *Queue) PutPublication(ctx context.Context, p PublicationRecord) error {
-	if p.JobID == "" || p.Cloud == "" {
-		return errors.New("publication record: empty job id or cloud")
-	}
-	if p.Version == 0 {
-		p.Version = Version
-	}
-	kv, err := q.publicationsBucket(ctx, true)
-	if err != nil {
-		return err
-	}
-	data, err := json.Marshal(p)
-	if err != nil {
-		return fmt.Errorf("encode publication record: %w", err)
-	}
-	if _, err := kv.Put(ctx, PublicationKey(p.JobID, p.Cloud), data); err != nil {
-		return fmt.Errorf("write publication record %s in %s: %w", p.JobID, p.Cloud, err)
-	}
-	return nil
-}
-
-// Publication returns one job's record for one cloud and whether there is one.
-func (q *Queue) Publication(ctx context.Context, jobID, cloud string) (PublicationRecord, bool, error) {
-	kv, err := q.publicationsBucket(ctx, false)
-	if err != nil || kv == nil {
-		return PublicationRecord{}, false, err
-	}
-	entry, err := kv.Get(ctx, PublicationKey(jobID, cloud))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return PublicationRecord{}, false, nil
-	}
-	if err != nil {
-		return PublicationRecord{}, false, fmt.Errorf("read publication record %s in %s: %w", jobID, cloud, err)
-	}
-	p, err := decodePublication(entry.Value())
-	if err != nil {
-		return PublicationRecord{}, false, fmt.Errorf("publication record %s in %s: %w", jobID, cloud, err)
-	}
-	return p, true, nil
-}
-
-// Publications returns every record, sorted by job, then cloud.
-func (q *Queue) Publications(ctx context.Context) ([]PublicationRecord, error) {
-	kv, err := q.publicationsBucket(ctx, false)
-	if err != nil || kv == nil {
-		return nil, err
-	}
-	lister, err := kv.ListKeys(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", BucketPublications, err)
-	}
-	defer lister.Stop()
-	var out []PublicationRecord
-	for key := range lister.Keys() {
-		entry, err := kv.Get(ctx, key)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			continue // deleted meanwhile
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read publication record %s: %w", key, err)
-		}
-		p, err := decodePublication(entry.Value())
-		if err != nil {
-			return nil, fmt.Errorf("publication record %s: %w", key, err)
-		}
-		out = append(out, p)
-	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].JobID != out[j].JobID {
-			return out[i].JobID < out[j].JobID
-		}
-		return out[i].Cloud < out[j].Cloud
-	})
-	return out, nil
-}
-
-func decodePublication(data []byte) (PublicationRecord, error) {
+// DecodePublication strictly decodes a publication record.
+func DecodePublication(data []byte) (PublicationRecord, error) {
 	var p PublicationRecord
 	if err := decodeStrict("publication record", data, &p); err != nil {
 		return PublicationRecord{}, err

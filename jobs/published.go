@@ -1,21 +1,8 @@
 package jobs
 
 import (
-	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
-	"sort"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 )
-
-// BucketPublished is the KV bucket holding, per image family and cloud, the image the
-// publisher last made the family's Latest in that cloud's Glance. Its key is
-// PublishedKey(family, cloud). Only the publisher writes it; status pages and
-// `imagevet status` read it.
-const BucketPublished = "imagevet_published"
 
 // Published records the image that is a family's Latest in Glance: which job vetted it
 // and the sha512 Glance computed from the uploaded bytes (equal to the vetted one,
@@ -53,99 +40,8 @@ type Published struct {
 	Replaced string `json:"replaced,omitempty"`
 }
 
-// PublishedKey is the key of a family's record for one cloud in BucketPublished.
-func PublishedKey(family, cloud string) string {
-	if cloud == "" {
-		return StatusKey(family)
-	}
-	return StatusKey(family) + "." + StatusKey(cloud)
-}
-
-// publishedBucket binds to BucketPublished; with create it makes the bucket when it is
-// missing. Without create a missing bucket is (nil, nil): nothing was published yet.
-func (q *Queue) publishedBucket(ctx context.Context, create bool) (jetstream.KeyValue, error) {
-	return q.ownBucket(ctx, BucketPublished, "imagevet: the Latest Glance image per family", 10, create)
-}
-
-// PutPublished records p as its family's Latest in p.Cloud.
-func (q *Queue) PutPublished(ctx context.Context, p Published) error {
-	if p.Family == "" {
-		return errors.New("published record: empty family")
-	}
-	if p.Version == 0 {
-		p.Version = Version
-	}
-	kv, err := q.publishedBucket(ctx, true)
-	if err != nil {
-		return err
-	}
-	data, err := json.Marshal(p)
-	if err != nil {
-		return fmt.Errorf("encode published record: %w", err)
-	}
-	if _, err := kv.Put(ctx, PublishedKey(p.Family, p.Cloud), data); err != nil {
-		return fmt.Errorf("write published record %s: %w", p.Family, err)
-	}
-	return nil
-}
-
-// PublishedImage returns the family's Latest record in cloud and whether there is one.
-func (q *Queue) PublishedImage(ctx context.Context, family, cloud string) (Published, bool, error) {
-	kv, err := q.publishedBucket(ctx, false)
-	if err != nil || kv == nil {
-		return Published{}, false, err
-	}
-	entry, err := kv.Get(ctx, PublishedKey(family, cloud))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return Published{}, false, nil
-	}
-	if err != nil {
-		return Published{}, false, fmt.Errorf("read published record %s: %w", family, err)
-	}
-	p, err := decodePublished(entry.Value())
-	if err != nil {
-		return Published{}, false, fmt.Errorf("published record %s: %w", family, err)
-	}
-	return p, true, nil
-}
-
-// PublishedImages returns every family's Latest record in every cloud, sorted by
-// family, then cloud.
-func (q *Queue) PublishedImages(ctx context.Context) ([]Published, error) {
-	kv, err := q.publishedBucket(ctx, false)
-	if err != nil || kv == nil {
-		return nil, err
-	}
-	lister, err := kv.ListKeys(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", BucketPublished, err)
-	}
-	defer lister.Stop()
-	var out []Published
-	for key := range lister.Keys() {
-		entry, err := kv.Get(ctx, key)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			continue // deleted meanwhile
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read published record %s: %w", key, err)
-		}
-		p, err := decodePublished(entry.Value())
-		if err != nil {
-			return nil, fmt.Errorf("published record %s: %w", key, err)
-		}
-		out = append(out, p)
-	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Family != out[j].Family {
-			return out[i].Family < out[j].Family
-		}
-		return out[i].Cloud < out[j].Cloud
-	})
-	return out, nil
-}
-
-func decodePublished(data []byte) (Published, error) {
+// DecodePublished strictly decodes a published record.
+func DecodePublished(data []byte) (Published, error) {
 	var p Published
 	if err := decodeStrict("published record", data, &p); err != nil {
 		return Published{}, err

@@ -1,24 +1,13 @@
 package jobs
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"sort"
 	"strings"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 )
-
-// BucketReleases is the KV bucket where `imagevet watch` records, per image family
-// (key: the family's catalog key, e.g. "debian-12"), the newest upstream release it
-// has seen and the job that vets it. Several watchers share it: a release is queued
-// once, whoever sees it first.
-const BucketReleases = "imagevet_releases"
 
 // Release states.
 const (
@@ -130,74 +119,4 @@ func sanitizeID(s string) string {
 		}
 	}
 	return string(b)
-}
-
-// ReleasesBucket creates BucketReleases when it is missing and returns it. Watchers,
-// status and the web page all open it this way, so whichever starts first creates it.
-func (q *Queue) ReleasesBucket(ctx context.Context) (jetstream.KeyValue, error) {
-	return q.ownBucket(ctx, BucketReleases, "imagevet: newest upstream release per image family", 10, true)
-}
-
-// ownBucket opens a KV bucket that its users make themselves rather than queue
-// setup; with create it makes it when it is missing (with the queue's replicas and
-// history entries per key), without it a missing bucket is (nil, nil).
-func (q *Queue) ownBucket(ctx context.Context, name, description string, history uint8, create bool) (jetstream.KeyValue, error) {
-	kv, err := q.js.KeyValue(ctx, name)
-	switch {
-	case err == nil:
-		return kv, nil
-	case !errors.Is(err, jetstream.ErrBucketNotFound):
-		return nil, fmt.Errorf("open bucket %s: %w", name, err)
-	case !create:
-		return nil, nil
-	}
-	kv, err = q.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      name,
-		Description: description,
-		History:     history,
-		Storage:     jetstream.FileStorage,
-		Replicas:    q.Replicas(),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("set up bucket %s: %w", name, err)
-	}
-	return kv, nil
-}
-
-// Releases returns the record of every family in BucketReleases, in key order; none
-// when no watcher has created the bucket yet.
-func (q *Queue) Releases(ctx context.Context) ([]ReleaseRecord, error) {
-	kv, err := q.js.KeyValue(ctx, BucketReleases)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("open bucket %s: %w", BucketReleases, err)
-	}
-	lister, err := kv.ListKeys(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("list releases: %w", err)
-	}
-	defer lister.Stop()
-	var keys []string
-	for key := range lister.Keys() {
-		keys = append(keys, key)
-	}
-	sort.Strings(keys)
-	var out []ReleaseRecord
-	for _, key := range keys {
-		entry, err := kv.Get(ctx, key)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			continue // deleted meanwhile
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read release %s: %w", key, err)
-		}
-		r, err := DecodeReleaseRecord(entry.Value())
-		if err != nil {
-			return nil, fmt.Errorf("release %s: %w", key, err)
-		}
-		out = append(out, r)
-	}
-	return out, nil
 }

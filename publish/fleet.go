@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/imagevet/imagevet/jobs"
+
+	"github.com/imagevet/imagevet/queue"
 )
 
 // Fleet is every cloud (or region) a publisher serves, each with its own Glance. A
@@ -146,7 +148,7 @@ type CloudOutcome struct {
 // jobs.BucketPublications: done, retrying (due again after retryDelay, doubled per
 // attempt up to an hour) or refused with its reason. With skipDone, a cloud whose
 // record says done is left alone.
-func (f *Fleet) PublishTo(ctx context.Context, q *jobs.Queue, r jobs.Result, clouds []string, dryRun, skipDone bool, retryDelay time.Duration) []CloudOutcome {
+func (f *Fleet) PublishTo(ctx context.Context, q *queue.Queue, r jobs.Result, clouds []string, dryRun, skipDone bool, retryDelay time.Duration) []CloudOutcome {
 	outs := make([]CloudOutcome, len(clouds))
 	var wg sync.WaitGroup
 	for i, name := range clouds {
@@ -160,7 +162,7 @@ func (f *Fleet) PublishTo(ctx context.Context, q *jobs.Queue, r jobs.Result, clo
 	return outs
 }
 
-func (f *Fleet) publishOne(ctx context.Context, q *jobs.Queue, r jobs.Result, name string, dryRun, skipDone bool, retryDelay time.Duration) CloudOutcome {
+func (f *Fleet) publishOne(ctx context.Context, q *queue.Queue, r jobs.Result, name string, dryRun, skipDone bool, retryDelay time.Duration) CloudOutcome {
 	out := CloudOutcome{Outcome: Outcome{JobID: r.JobID, Family: r.Publish.Family, Cloud: name, Plan: []Action{}}}
 	var prev jobs.PublicationRecord
 	if q != nil && !dryRun {

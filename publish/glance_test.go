@@ -20,6 +20,8 @@ import (
 	"github.com/imagevet/imagevet/publish/glancetest"
 	"github.com/imagevet/imagevet/worker/daemon"
 	"github.com/imagevet/imagevet/worker/image"
+
+	"github.com/imagevet/imagevet/queue"
 )
 
 // integration gates the tests that start a real Keystone and Glance.
@@ -56,19 +58,19 @@ func passed(id, release string, released time.Time, f *jobs.ImageFacts, rot *job
 			Glance: true, Visibility: "public", Rotation: rot, Properties: map[string]string{"architecture": "x86_64"}}}
 }
 
-func embeddedQueue(t *testing.T) *jobs.Queue {
+func embeddedQueue(t *testing.T) *queue.Queue {
 	t.Helper()
 	srv, err := daemon.StartEmbedded(t.TempDir(), "127.0.0.1", -1, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(srv.Shutdown)
-	nc, err := jobs.Connect(jobs.ConnectOptions{URLs: []string{srv.ClientURL()}})
+	nc, err := queue.Connect(queue.ConnectOptions{URLs: []string{srv.ClientURL()}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	q, err := jobs.SetupQueue(context.Background(), nc, jobs.QueueConfig{}, "test")
+	q, err := queue.Setup(context.Background(), nc, queue.Config{}, "test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -327,9 +329,9 @@ func TestGlancePublishRotateRetire(t *testing.T) {
 	}()
 	deadline = time.Now().Add(time.Minute)
 	for {
-		cons, err := q.JetStream().Consumer(ctx, jobs.StreamResults, ConsumerPublishers)
+		info, err := q.ResultsConsumerInfo(ctx, ConsumerPublishers)
 		if err == nil {
-			if info, err := cons.Info(ctx); err == nil && info.NumPending == 0 && info.NumAckPending == 0 && info.Delivered.Stream > 0 {
+			if err == nil && info.NumPending == 0 && info.NumAckPending == 0 && info.Delivered.Stream > 0 {
 				break
 			}
 		}

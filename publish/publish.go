@@ -33,6 +33,8 @@ import (
 
 	"github.com/imagevet/imagevet/jobs"
 	"github.com/imagevet/imagevet/worker/image"
+
+	"github.com/imagevet/imagevet/queue"
 )
 
 // ConfigError is a bad setting or credential: fix the configuration, retrying won't help.
@@ -108,7 +110,7 @@ type Config struct {
 	// Usage is the in-use check before a delete (default: the cloud's Nova and Cinder).
 	Usage Usage
 	// Queue receives the family's published record; nil leaves the record alone.
-	Queue *jobs.Queue
+	Queue *queue.Queue
 	// MinUploadRate sizes the upload deadline: 5 min plus the image size at this
 	// many bytes per second (default 2 MiB/s).
 	MinUploadRate int64
@@ -264,7 +266,7 @@ func (p *Publisher) publish(ctx context.Context, r jobs.Result, dryRun bool) (Ou
 		// the service, a second service and a one-shot run never upload or rotate
 		// the same family in one cloud at once.
 		lease, err := p.cfg.Queue.AcquireLease(ctx, "publish "+r.Publish.Family+" "+p.cfg.Cloud.Name, p.holder, "job "+r.JobID, leaseTTL,
-			func(held jobs.LeaseInfo) {
+			func(held queue.LeaseInfo) {
 				log.Info("waiting for another publisher of this family", "holder", held.Holder, "doing", held.Purpose)
 			})
 		if err != nil {

@@ -3,7 +3,6 @@ package publish
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"strings"
 	"time"
@@ -12,6 +11,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/imagevet/imagevet/jobs"
+
+	"github.com/imagevet/imagevet/queue"
 )
 
 // ConsumerPublishers is the durable consumer of the results stream that every
@@ -52,7 +53,7 @@ type ServiceConfig struct {
 // or retrying: a cloud that failed for a passing reason (down, unreachable) is tried
 // again from its record after RetryDelay, doubled per attempt, without holding back
 // the other clouds or the next results.
-func Serve(ctx context.Context, q *jobs.Queue, fleet *Fleet, cfg ServiceConfig) error {
+func Serve(ctx context.Context, q *queue.Queue, fleet *Fleet, cfg ServiceConfig) error {
 	if cfg.AckWait <= 0 {
 		cfg.AckWait = DefaultAckWait
 	}
@@ -66,18 +67,9 @@ func Serve(ctx context.Context, q *jobs.Queue, fleet *Fleet, cfg ServiceConfig) 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	cons, err := q.JetStream().CreateOrUpdateConsumer(ctx, jobs.StreamResults, jetstream.ConsumerConfig{
-		Durable:       ConsumerPublishers,
-		Description:   "imagevet publishers",
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       cfg.AckWait,
-		MaxAckPending: 1,
-		FilterSubject: jobs.SubjectResults,
-		Replicas:      q.Replicas(),
-	})
+	cons, err := q.ResultsConsumer(ctx, ConsumerPublishers, "imagevet publishers", cfg.AckWait)
 	if err != nil {
-		return fmt.Errorf("set up consumer %s: %w", ConsumerPublishers, err)
+		return err
 	}
 	log.Info("publisher serving", "consumer", ConsumerPublishers, "clouds", strings.Join(fleet.Names(), ","))
 	nextRotation := time.Now().Add(cfg.RotateEvery)
@@ -130,7 +122,7 @@ func idle(err error) bool {
 // handle publishes one delivered result to its clouds and settles the message: ack
 // once every cloud's state is recorded, nak (with a delay) when a record could not
 // be written or the service is stopping.
-func handle(ctx context.Context, q *jobs.Queue, fleet *Fleet, msg jetstream.Msg, cfg ServiceConfig, log *slog.Logger) {
+func handle(ctx context.Context, q *queue.Queue, fleet *Fleet, msg jetstream.Msg, cfg ServiceConfig, log *slog.Logger) {
 	r, err := jobs.DecodeResult(msg.Data())
 	if err != nil {
 		log.Error("undecodable result dropped", "subject", msg.Subject(), "err", err)
@@ -192,7 +184,7 @@ func logOutcome(log *slog.Logger, o CloudOutcome) {
 }
 
 // retryDue publishes again every retrying publication whose time has come.
-func retryDue(ctx context.Context, q *jobs.Queue, fleet *Fleet, cfg ServiceConfig, log *slog.Logger) {
+func retryDue(ctx context.Context, q *queue.Queue, fleet *Fleet, cfg ServiceConfig, log *slog.Logger) {
 	recs, err := q.Publications(ctx)
 	if err != nil {
 		log.Warn("reading the publication records", "err", err)
@@ -217,7 +209,7 @@ func retryDue(ctx context.Context, q *jobs.Queue, fleet *Fleet, cfg ServiceConfi
 // rotateAll applies every published family's policy again in each cloud: the result
 // its Latest came from is published once more, which finds its image there and only
 // rotates.
-func rotateAll(ctx context.Context, q *jobs.Queue, fleet *Fleet, log *slog.Logger) {
+func rotateAll(ctx context.Context, q *queue.Queue, fleet *Fleet, log *slog.Logger) {
 	recs, err := q.PublishedImages(ctx)
 	if err != nil {
 		log.Warn("periodic rotation: reading the published families", "err", err)

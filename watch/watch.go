@@ -28,6 +28,8 @@ import (
 	"github.com/imagevet/imagevet/jobs"
 	"github.com/imagevet/imagevet/watch/catalog"
 	"github.com/imagevet/imagevet/watch/feed"
+
+	"github.com/imagevet/imagevet/queue"
 )
 
 // Defaults of Config.
@@ -96,7 +98,7 @@ type KeyringLoader func(path string) (feed.Verifier, error)
 type Watcher struct {
 	cfg      Config
 	families []family
-	q        *jobs.Queue
+	q        *queue.Queue
 	kv       jetstream.KeyValue
 	metrics  *Metrics
 }
@@ -109,7 +111,7 @@ type family struct {
 // New binds a watcher to the queue and the releases bucket and loads every family's
 // keyring. A keyring that does not load is an error naming the family and the
 // catalog line: such a family could never queue anything.
-func New(ctx context.Context, cfg Config, fams []catalog.Family, q *jobs.Queue, load KeyringLoader, m *Metrics) (*Watcher, error) {
+func New(ctx context.Context, cfg Config, fams []catalog.Family, q *queue.Queue, load KeyringLoader, m *Metrics) (*Watcher, error) {
 	cfg = cfg.withDefaults()
 	kv, err := q.ReleasesBucket(ctx)
 	if err != nil {

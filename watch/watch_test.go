@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/imagevet/imagevet/internal/testenv"
@@ -25,12 +26,15 @@ import (
 	"github.com/imagevet/imagevet/watch/catalog"
 	"github.com/imagevet/imagevet/watch/feed"
 	"github.com/imagevet/imagevet/watch/mirror"
+
+	"github.com/imagevet/imagevet/queue"
 )
 
 // env is one test's world: an in-process JetStream server, a loopback vendor mirror
 // with a signing key, and a catalog pointing at the mirror.
 type env struct {
-	q       *jobs.Queue
+	q       *queue.Queue
+	nc      *nats.Conn
 	m       *mirror.Mirror
 	signer  *mirror.Signer
 	keyring string
@@ -49,14 +53,14 @@ func newEnv(t testing.TB) *env {
 		t.Fatal("nats server not ready")
 	}
 	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	nc, err := jobs.Connect(jobs.ConnectOptions{URLs: []string{srv.ClientURL()}})
+	nc, err := queue.Connect(queue.ConnectOptions{URLs: []string{srv.ClientURL()}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	q, err := jobs.SetupQueue(ctx, nc, jobs.QueueConfig{}, "test")
+	q, err := queue.Setup(ctx, nc, queue.Config{}, "test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +74,7 @@ func newEnv(t testing.TB) *env {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	e := &env{q: q, m: m, signer: s, keyring: filepath.Join(dir, "vendor.asc"), image: filepath.Join(dir, "disk.img"), dir: dir}
+	e := &env{q: q, nc: nc, m: m, signer: s, keyring: filepath.Join(dir, "vendor.asc"), image: filepath.Join(dir, "disk.img"), dir: dir}
 	if err := s.WriteKeyring(e.keyring); err != nil {
 		t.Fatal(err)
 	}
@@ -156,8 +160,7 @@ func (e *env) queued(t testing.TB) map[string]jobs.Job {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	js := e.q.JetStream()
-	s, err := js.Stream(ctx, jobs.StreamJobs)
+	s, err := e.q.Stream(ctx, queue.StreamJobs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -429,7 +432,7 @@ func TestPendingReleaseIsSubmittedAgain(t *testing.T) {
 	o := poll(t, w)["c"]
 	// Simulate the crash: drop the queued job and set the record back to pending.
 	ctx := context.Background()
-	s, _ := e.q.JetStream().Stream(ctx, jobs.StreamJobs)
+	s, _ := e.q.Stream(ctx, queue.StreamJobs)
 	if err := s.Purge(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -442,10 +445,14 @@ func TestPendingReleaseIsSubmittedAgain(t *testing.T) {
 	}
 	// Beyond the queue's dedupe window a resubmission would be dropped silently;
 	// within it the stream drops it as a duplicate, so use a fresh stream.
-	if err := e.q.JetStream().DeleteStream(ctx, jobs.StreamJobs); err != nil {
+	js, err := jetstream.New(e.nc)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := jobs.SetupQueue(ctx, e.q.JetStream().Conn(), jobs.QueueConfig{}, "test"); err != nil {
+	if err := js.DeleteStream(ctx, queue.StreamJobs); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := queue.Setup(ctx, e.nc, queue.Config{}, "test"); err != nil {
 		t.Fatal(err)
 	}
 	again := poll(t, w)["c"]

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/imagevet/imagevet/jobs"
+
+	"github.com/imagevet/imagevet/queue"
 )
 
 // overviewRow is one image on the overview.
@@ -198,7 +200,7 @@ const maxConsoleShown = 512 << 10
 // consoleText is the console log the job page shows: the whole log from the object
 // store when it is there and not too long, else the result's tail.
 func (s *Server) consoleText(ctx context.Context, r jobs.Result) string {
-	if !strings.HasPrefix(r.ConsoleLog, jobs.ConsoleRef("")) {
+	if !strings.HasPrefix(r.ConsoleLog, queue.ConsoleRef("")) {
 		return r.ConsoleTail
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
@@ -233,7 +235,7 @@ var errConsoleTooLong = errors.New("console log longer than a page shows")
 
 // queueRow is a submission in the jobs stream, with what its live progress says.
 type queueRow struct {
-	jobs.QueueEntry
+	queue.QueueEntry
 	// Stage is the live stage when progress is newer than the state entry.
 	Stage string
 }
@@ -262,7 +264,7 @@ func (s *Server) queue(w http.ResponseWriter, r *http.Request) {
 	for _, e := range list {
 		row := queueRow{QueueEntry: e, Stage: e.Stage}
 		if a, ok := active[e.JobID]; ok {
-			if e.State == jobs.StateRunning && a.Stage != "" {
+			if e.State == queue.StateRunning && a.Stage != "" {
 				row.Stage = a.Stage
 			}
 			delete(active, e.JobID)
@@ -281,7 +283,7 @@ func (s *Server) queue(w http.ResponseWriter, r *http.Request) {
 
 // workerRow is a live worker from its heartbeat, with what results say of it.
 type workerRow struct {
-	jobs.WorkerInfo
+	queue.WorkerInfo
 	LastJob  string
 	Finished time.Time
 }

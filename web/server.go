@@ -14,9 +14,11 @@ import (
 	"time"
 
 	"github.com/imagevet/imagevet/jobs"
+
+	"github.com/imagevet/imagevet/queue"
 )
 
-// Source is what the page reads from NATS. *jobs.Queue implements it.
+// Source is what the page reads from NATS. *queue.Queue implements it.
 //
 // Result and Console read one job's final result and full console log; the Follow
 // methods deliver events until the returned stop is called (FollowResults replays
@@ -31,8 +33,8 @@ type Source interface {
 	FollowResults(ctx context.Context, fn func(jobs.Result), caughtUp func(), bad func(error)) (stop func(), err error)
 	FollowProgress(jobID string, fn func(jobs.Progress)) (stop func(), err error)
 	FollowAllProgress(fn func(jobs.Progress)) (stop func(), err error)
-	Jobs(ctx context.Context) ([]jobs.QueueEntry, error)
-	Workers(ctx context.Context) ([]jobs.WorkerInfo, error)
+	Jobs(ctx context.Context) ([]queue.QueueEntry, error)
+	Workers(ctx context.Context) ([]queue.WorkerInfo, error)
 	PublishedImages(ctx context.Context) ([]jobs.Published, error)
 	Publications(ctx context.Context) ([]jobs.PublicationRecord, error)
 	Releases(ctx context.Context) ([]jobs.ReleaseRecord, error)

@@ -17,25 +17,27 @@ import (
 
 	"github.com/imagevet/imagevet/jobs"
 	"github.com/imagevet/imagevet/worker/daemon"
+
+	"github.com/imagevet/imagevet/queue"
 )
 
 // testQueue starts the project's embedded JetStream server on a random loopback
 // port and opens imagevet's queue on it: the same streams and buckets a worker writes.
-func testQueue(t testing.TB) *jobs.Queue {
+func testQueue(t testing.TB) *queue.Queue {
 	t.Helper()
 	srv, err := daemon.StartEmbedded(t.TempDir(), "127.0.0.1", -1, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(srv.Shutdown)
-	nc, err := jobs.Connect(jobs.ConnectOptions{URLs: []string{srv.ClientURL()}})
+	nc, err := queue.Connect(queue.ConnectOptions{URLs: []string{srv.ClientURL()}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	q, err := jobs.SetupQueue(ctx, nc, jobs.QueueConfig{}, "test")
+	q, err := queue.Setup(ctx, nc, queue.Config{}, "test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +72,7 @@ func passResult(id, name string, finished time.Time) jobs.Result {
 }
 
 // startServer serves the page over q on a loopback test server, following NATS.
-func startServer(t testing.TB, q *jobs.Queue) (*Server, string) {
+func startServer(t testing.TB, q *queue.Queue) (*Server, string) {
 	t.Helper()
 	s, err := New(q, Options{Logger: slog.New(slog.DiscardHandler), KeepAlive: 200 * time.Millisecond})
 	if err != nil {
@@ -366,7 +368,7 @@ func TestQueueAndWorkersPages(t *testing.T) {
 	}
 	s, url := startServer(t, q)
 	// What a worker records: its heartbeat, its claim on one job, and progress.
-	if err := q.PutWorker(ctx, jobs.WorkerInfo{ID: "host-a", Host: "hv1", PID: 4242, Version: "v1", Accel: "tcg", Slots: 2,
+	if err := q.PutWorker(ctx, queue.WorkerInfo{ID: "host-a", Host: "hv1", PID: 4242, Version: "v1", Accel: "tcg", Slots: 2,
 		Running: []string{}, StartedAt: time.Now().Add(-time.Hour)}); err != nil { // its next heartbeat will name the job
 		t.Fatal(err)
 	}

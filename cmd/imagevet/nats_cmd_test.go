@@ -15,6 +15,8 @@ import (
 
 	"github.com/imagevet/imagevet/jobs"
 	"github.com/imagevet/imagevet/worker/daemon"
+
+	"github.com/imagevet/imagevet/queue"
 )
 
 // verdictRunner answers by job id prefix: pass-*, fail-*, error-*, slow-* (never
@@ -49,7 +51,7 @@ func startWorker(t *testing.T) string {
 	}
 	t.Cleanup(srv.Shutdown)
 	d, err := daemon.New(daemon.Config{
-		NATS: jobs.ConnectOptions{URLs: []string{srv.ClientURL()}}, WorkerID: "cmd-test", Concurrency: 2,
+		NATS: queue.ConnectOptions{URLs: []string{srv.ClientURL()}}, WorkerID: "cmd-test", Concurrency: 2,
 		FetchWait: 200 * time.Millisecond, GracePeriod: 100 * time.Millisecond, MemoryReserveMiB: 1,
 	}, verdictRunner{}, daemon.WithLogger(slog.New(slog.DiscardHandler)), daemon.WithMemInfo(daemon.FixedMemInfo(1<<20)))
 	if err != nil {
@@ -185,12 +187,12 @@ func TestStatusShowsLatestVerdicts(t *testing.T) {
 		t.Errorf("status table shows a publication before any:\n%s", out)
 	}
 	// A family the publisher put into Glance gets its own line.
-	nc, err := jobs.Connect(jobs.ConnectOptions{URLs: []string{url}})
+	nc, err := queue.Connect(queue.ConnectOptions{URLs: []string{url}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	q, err := jobs.OpenQueue(context.Background(), nc)
+	q, err := queue.Open(context.Background(), nc)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,8 @@ import (
 	"github.com/imagevet/imagevet/internal/testenv"
 	"github.com/imagevet/imagevet/jobs"
 	"github.com/imagevet/imagevet/worker/daemon"
+
+	"github.com/imagevet/imagevet/queue"
 )
 
 // freeAddr returns a loopback host:port nothing listens on (free a moment ago).
@@ -96,7 +98,7 @@ func TestWorkerWaitsForNATS(t *testing.T) {
 	serverURL := natsLater(t, addr, 2*time.Second, server.Options{})
 	var logs testenv.LogBuffer
 	d, err := daemon.New(daemon.Config{
-		NATS: jobs.ConnectOptions{URLs: []string{"nats://" + addr}}, WorkerID: "waiting", Concurrency: 1,
+		NATS: queue.ConnectOptions{URLs: []string{"nats://" + addr}}, WorkerID: "waiting", Concurrency: 1,
 		FetchWait: 200 * time.Millisecond, GracePeriod: 100 * time.Millisecond, MemoryReserveMiB: 1, MetricsAddr: metrics,
 	}, verdictRunner{}, daemon.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))), daemon.WithMemInfo(daemon.FixedMemInfo(1<<20)))
 	if err != nil {
@@ -155,14 +157,14 @@ func setupQueueLater(t *testing.T, url, addr string) {
 		c != http.StatusServiceUnavailable {
 		t.Errorf("healthz without a queue: %d %q", c, body)
 	}
-	nc, err := jobs.Connect(jobs.ConnectOptions{URLs: []string{url}})
+	nc, err := queue.Connect(queue.ConnectOptions{URLs: []string{url}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := jobs.SetupQueue(ctx, nc, jobs.QueueConfig{}, "late worker"); err != nil {
+	if _, err := queue.Setup(ctx, nc, queue.Config{}, "late worker"); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -172,7 +174,7 @@ func setupQueueLater(t *testing.T, url, addr string) {
 func TestWorkerEndsOnBadCredentials(t *testing.T) {
 	addr := freeAddr(t)
 	natsLater(t, addr, 0, server.Options{Username: "imagevet", Password: "right"})()
-	d, err := daemon.New(daemon.Config{NATS: jobs.ConnectOptions{URLs: []string{"nats://imagevet:wrong@" + addr}}, WorkerID: "badcreds"},
+	d, err := daemon.New(daemon.Config{NATS: queue.ConnectOptions{URLs: []string{"nats://imagevet:wrong@" + addr}}, WorkerID: "badcreds"},
 		verdictRunner{}, daemon.WithLogger(slog.New(slog.DiscardHandler)), daemon.WithMemInfo(daemon.FixedMemInfo(1<<20)))
 	if err != nil {
 		t.Fatal(err)
@@ -181,7 +183,7 @@ func TestWorkerEndsOnBadCredentials(t *testing.T) {
 	defer cancel()
 	start := time.Now()
 	err = d.Run(ctx)
-	var ce *jobs.ConnectError
+	var ce *queue.ConnectError
 	if !errors.As(err, &ce) || ce.Reason != "credentials" || strings.Contains(err.Error(), "wrong") {
 		t.Errorf("err = %v, want a credentials ConnectError without the password", err)
 	}
@@ -249,7 +251,7 @@ func TestServicesWaitForNATS(t *testing.T) {
 		}
 		url := serverURL()
 		setupQueueLater(t, url, metrics)
-		nc, err := jobs.Connect(jobs.ConnectOptions{URLs: []string{url}})
+		nc, err := queue.Connect(queue.ConnectOptions{URLs: []string{url}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -258,7 +260,7 @@ func TestServicesWaitForNATS(t *testing.T) {
 		defer qcancel()
 		var recs []jobs.ReleaseRecord
 		if !eventually(15*time.Second, func() bool {
-			q, err := jobs.OpenQueue(qctx, nc)
+			q, err := queue.Open(qctx, nc)
 			if err != nil {
 				return false
 			}

@@ -16,6 +16,8 @@ import (
 	"github.com/imagevet/imagevet/jobs"
 	"github.com/imagevet/imagevet/publish"
 	"github.com/imagevet/imagevet/worker/image"
+
+	"github.com/imagevet/imagevet/queue"
 )
 
 const publishUsage = `usage: imagevet publish [flags]                  serve: publish passed results as they arrive
@@ -257,20 +259,20 @@ func cmdPublish(ctx context.Context, args []string, env Env) int {
 		return exitError
 	}
 	var nc *nats.Conn
-	var q *jobs.Queue
+	var q *queue.Queue
 	if cfg.jobID == "" { // the service waits for its server and queue
 		var code int
 		var ok bool
 		if nc, q, code, ok = connectService(ctx, cfg.nats.dialer("imagevet publish", log), env, "publish"); !ok {
 			return code
 		}
-	} else if nc, err = jobs.Connect(cfg.nats.options("imagevet publish")); err != nil {
+	} else if nc, err = queue.Connect(cfg.nats.options("imagevet publish")); err != nil {
 		return fail(err)
 	}
 	defer nc.Close()
 	if q == nil {
 		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		q, err = jobs.OpenQueue(octx, nc)
+		q, err = queue.Open(octx, nc)
 		cancel()
 		if err != nil {
 			return fail(err)

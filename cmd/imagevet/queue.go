@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/imagevet/imagevet/jobs"
+
+	"github.com/imagevet/imagevet/queue"
 )
 
 const queueUsage = `usage: imagevet queue setup [flags]
@@ -35,7 +37,7 @@ func cmdQueue(ctx context.Context, args []string, env Env) int {
 	}
 	var (
 		nf      natsFlags
-		cfg     jobs.QueueConfig
+		cfg     queue.Config
 		jsonOut bool
 	)
 	fs := flag.NewFlagSet("queue setup", flag.ContinueOnError)
@@ -59,7 +61,7 @@ func cmdQueue(ctx context.Context, args []string, env Env) int {
 		fmt.Fprintf(env.Stderr, "imagevet queue setup: %v\n", err)
 		return exitError
 	}
-	nc, err := jobs.Connect(nf.options("imagevet queue setup"))
+	nc, err := queue.Connect(nf.options("imagevet queue setup"))
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "imagevet queue setup: %v\n", err)
 		return exitError
@@ -67,7 +69,7 @@ func cmdQueue(ctx context.Context, args []string, env Env) int {
 	defer nc.Close()
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	q, err := jobs.SetupQueue(ctx, nc, cfg, "imagevet queue setup by "+whoAmI())
+	q, err := queue.Setup(ctx, nc, cfg, "imagevet queue setup by "+whoAmI())
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "imagevet queue setup: %v\n", err)
 		return exitError
@@ -82,18 +84,18 @@ func cmdQueue(ctx context.Context, args []string, env Env) int {
 
 // queueFlags registers the queue settings a first worker or `queue setup` applies.
 // Zero means the jobs package's default when the queue is created.
-func queueFlags(ef *envFlags, cfg *jobs.QueueConfig) {
+func queueFlags(ef *envFlags, cfg *queue.Config) {
 	ef.durationVar(&cfg.AckWait, "ack-wait", "IMAGEVET_ACK_WAIT", 0,
-		fmt.Sprintf("redelivery timeout of a job without heartbeat (default %s)", jobs.DefaultAckWait))
+		fmt.Sprintf("redelivery timeout of a job without heartbeat (default %s)", queue.DefaultAckWait))
 	ef.intVar(&cfg.MaxDeliver, "max-deliver", "IMAGEVET_MAX_DELIVER", 0,
-		fmt.Sprintf("attempts of one job before a final error (default %d)", jobs.DefaultMaxDeliver))
+		fmt.Sprintf("attempts of one job before a final error (default %d)", queue.DefaultMaxDeliver))
 	ef.durationVar(&cfg.ResultsMaxAge, "results-max-age", "IMAGEVET_RESULTS_MAX_AGE", 0,
-		fmt.Sprintf("how long results and console logs are kept (default %s)", jobs.DefaultResultsMaxAge))
+		fmt.Sprintf("how long results and console logs are kept (default %s)", queue.DefaultResultsMaxAge))
 	ef.intVar(&cfg.Replicas, "replicas", "IMAGEVET_REPLICAS", 0,
 		"replicas of every stream, bucket and the consumer: 3 on a three-node cluster (default 1)")
 }
 
-func printSettings(w io.Writer, s jobs.QueueSettings) {
+func printSettings(w io.Writer, s queue.Settings) {
 	fmt.Fprintf(w, "queue settings (set by %s at %s):\n", s.SetBy, s.SetAt.UTC().Format(time.RFC3339))
 	fmt.Fprintf(w, "  ack wait %s, max deliver %d, dedupe window %s, results kept %s, replicas %d\n",
 		s.AckWait.D(), s.MaxDeliver, s.DedupeWindow.D(), s.ResultsMaxAge.D(), s.Replicas)
@@ -114,13 +116,13 @@ func whoAmI() string {
 
 // openQueue connects and opens the queue for a client that only reads or submits,
 // bounded by the returned context.
-func openQueue(ctx context.Context, nf natsFlags, name string) (*jobs.Queue, context.Context, func(), error) {
-	nc, err := jobs.Connect(nf.options(name))
+func openQueue(ctx context.Context, nf natsFlags, name string) (*queue.Queue, context.Context, func(), error) {
+	nc, err := queue.Connect(nf.options(name))
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	q, err := jobs.OpenQueue(ctx, nc)
+	q, err := queue.Open(ctx, nc)
 	if err != nil {
 		cancel()
 		nc.Close()
@@ -191,7 +193,7 @@ func cmdJobs(ctx context.Context, args []string, env Env) int {
 	return exitPass
 }
 
-func printJobs(w io.Writer, list []jobs.QueueEntry, now time.Time) {
+func printJobs(w io.Writer, list []queue.QueueEntry, now time.Time) {
 	if len(list) == 0 {
 		fmt.Fprintln(w, "no jobs queued or running")
 		return
@@ -220,7 +222,7 @@ func printJobs(w io.Writer, list []jobs.QueueEntry, now time.Time) {
 	tw.Flush()
 }
 
-func printWorkers(w io.Writer, ws []jobs.WorkerInfo, now time.Time) {
+func printWorkers(w io.Writer, ws []queue.WorkerInfo, now time.Time) {
 	if len(ws) == 0 {
 		fmt.Fprintln(w, "no live workers")
 		return

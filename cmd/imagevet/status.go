@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/imagevet/imagevet/jobs"
+
+	"github.com/imagevet/imagevet/queue"
 )
 
 const statusUsage = `usage: imagevet status [flags] [IMAGE]
@@ -163,7 +165,7 @@ type familyLine struct {
 	Reason  string `json:"reason,omitempty"`
 }
 
-func familyLines(ctx context.Context, q *jobs.Queue) ([]familyLine, error) {
+func familyLines(ctx context.Context, q *queue.Queue) ([]familyLine, error) {
 	recs, err := q.Releases(ctx)
 	if err != nil {
 		return nil, err

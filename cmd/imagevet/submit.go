@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/imagevet/imagevet/jobs"
+
+	"github.com/imagevet/imagevet/queue"
 )
 
 const submitUsage = `usage: imagevet submit [flags] JOB.json
@@ -136,9 +138,9 @@ func cmdSubmit(ctx context.Context, args []string, env Env) int {
 
 // submitOutput is what submit --json prints.
 type submitOutput struct {
-	Acceptance jobs.Acceptance `json:"acceptance"`
-	Result     *jobs.Result    `json:"result,omitempty"`
-	TimedOut   bool            `json:"timed_out,omitempty"`
+	Acceptance queue.Acceptance `json:"acceptance"`
+	Result     *jobs.Result     `json:"result,omitempty"`
+	TimedOut   bool             `json:"timed_out,omitempty"`
 }
 
 func writeJSON(w io.Writer, v any) {

@@ -12,11 +12,12 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/imagevet/imagevet/jobs"
 	"github.com/imagevet/imagevet/keyring"
 	"github.com/imagevet/imagevet/watch"
 	"github.com/imagevet/imagevet/watch/catalog"
 	"github.com/imagevet/imagevet/watch/feed"
+
+	"github.com/imagevet/imagevet/queue"
 )
 
 const watchUsage = `usage: imagevet watch [flags]
@@ -99,7 +100,7 @@ func cmdWatch(ctx context.Context, args []string, env Env) int {
 
 	fams, err := catalog.Load(c.catalog)
 	if err == nil && c.families != "" {
-		fams, err = selectFamilies(fams, jobs.SplitURLs(c.families))
+		fams, err = selectFamilies(fams, queue.SplitURLs(c.families))
 	}
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "imagevet watch: %v\n", err)
@@ -111,14 +112,14 @@ func cmdWatch(ctx context.Context, args []string, env Env) int {
 		return exitError
 	}
 	var nc *nats.Conn
-	var q *jobs.Queue
+	var q *queue.Queue
 	var health func() error
 	if c.once { // a one-shot: no NATS is exit 2 at once
-		if nc, err = jobs.Connect(c.nats.options("imagevet watch")); err != nil {
+		if nc, err = queue.Connect(c.nats.options("imagevet watch")); err != nil {
 			return fail(err)
 		}
 		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		q, err = jobs.OpenQueue(octx, nc)
+		q, err = queue.Open(octx, nc)
 		cancel()
 		if err != nil {
 			nc.Close()

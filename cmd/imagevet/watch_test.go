@@ -12,6 +12,8 @@ import (
 
 	"github.com/imagevet/imagevet/jobs"
 	"github.com/imagevet/imagevet/watch/mirror"
+
+	"github.com/imagevet/imagevet/queue"
 )
 
 // TestWatchOnceThenStatus: `watch --once` queues the new release of each family (a
@@ -64,14 +66,14 @@ func TestWatchOnceThenStatus(t *testing.T) {
 	}
 	jobID := got["cirros"].JobID
 
-	nc, err := jobs.Connect(jobs.ConnectOptions{URLs: []string{url}})
+	nc, err := queue.Connect(queue.ConnectOptions{URLs: []string{url}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	q, err := jobs.OpenQueue(ctx, nc)
+	q, err := queue.Open(ctx, nc)
 	if err != nil {
 		t.Fatal(err)
 	}

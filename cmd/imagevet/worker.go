@@ -11,9 +11,10 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/imagevet/imagevet/jobs"
 	"github.com/imagevet/imagevet/worker"
 	"github.com/imagevet/imagevet/worker/daemon"
+
+	"github.com/imagevet/imagevet/queue"
 )
 
 const workerUsage = `usage: imagevet worker [flags]
@@ -44,17 +45,17 @@ func (n *natsFlags) register(fs *flag.FlagSet, env Env, defaultURL string) {
 	fs.StringVar(&n.key, "nats-key", env.Getenv("IMAGEVET_NATS_TLS_KEY"), "TLS client key (IMAGEVET_NATS_TLS_KEY)")
 }
 
-func (n *natsFlags) options(name string) jobs.ConnectOptions {
-	return jobs.ConnectOptions{URLs: jobs.SplitURLs(n.urls), Name: name, CredsFile: n.creds,
+func (n *natsFlags) options(name string) queue.ConnectOptions {
+	return queue.ConnectOptions{URLs: queue.SplitURLs(n.urls), Name: name, CredsFile: n.creds,
 		NKeySeedFile: n.nkey, TLSCAFile: n.ca, TLSCertFile: n.cert, TLSKeyFile: n.key}
 }
 
 // dialer returns what a service named name connects to NATS with: it waits for a
 // server that is not up yet (see jobs.Dialer).
-func (n *natsFlags) dialer(name string, log *slog.Logger) *jobs.Dialer {
+func (n *natsFlags) dialer(name string, log *slog.Logger) *queue.Dialer {
 	o := n.options(name)
 	o.Logger = log
-	return &jobs.Dialer{Options: o}
+	return &queue.Dialer{Options: o}
 }
 
 // connectService connects service cmd to NATS with d and opens the queue, waiting
@@ -62,10 +63,10 @@ func (n *natsFlags) dialer(name string, log *slog.Logger) *jobs.Dialer {
 // should end instead it returns ok=false and its exit status: 0 when ctx ended while
 // it waited (a stop), exitError with the reason on stderr otherwise (a
 // jobs.ConnectError: bad URL, refused credentials).
-func connectService(ctx context.Context, d *jobs.Dialer, env Env, cmd string) (nc *nats.Conn, q *jobs.Queue, code int, ok bool) {
+func connectService(ctx context.Context, d *queue.Dialer, env Env, cmd string) (nc *nats.Conn, q *queue.Queue, code int, ok bool) {
 	nc, err := d.Dial(ctx)
 	if err == nil {
-		if q, err = d.OpenQueue(ctx, nc); err != nil {
+		if q, err = d.Open(ctx, nc); err != nil {
 			nc.Close()
 		}
 	}
@@ -181,7 +182,7 @@ func cmdWorker(ctx context.Context, args []string, env Env) int {
 	ef.intVar(&dcfg.MemoryOverheadMiB, "memory-overhead", "IMAGEVET_MEMORY_OVERHEAD_MIB", daemon.DefaultMemoryOverheadMiB, "MiB added to each job's memory for the emulator")
 	ef.durationVar(&dcfg.AdmissionHold, "admission-hold", "IMAGEVET_ADMISSION_HOLD", daemon.DefaultAdmissionHold, "how long a job waits for memory before it is handed back")
 	ef.durationVar(&dcfg.GracePeriod, "grace", "IMAGEVET_GRACE", daemon.DefaultGracePeriod, "time running jobs get to finish on shutdown")
-	var qcfg jobs.QueueConfig
+	var qcfg queue.Config
 	queueFlags(ef, &qcfg)
 	fs.StringVar(&dcfg.MetricsAddr, "metrics", env.Getenv("IMAGEVET_METRICS_ADDR"), "serve /metrics and /healthz here, e.g. 127.0.0.1:9464 (IMAGEVET_METRICS_ADDR)")
 	fs.StringVar(&logLevel, "log-level", envOr(env, "IMAGEVET_LOG_LEVEL", "info"), "debug, info, warn or error (IMAGEVET_LOG_LEVEL)")

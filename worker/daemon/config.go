@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/imagevet/imagevet/jobs"
+	"github.com/imagevet/imagevet/queue"
 )
 
 // Config holds every knob of the worker daemon. Zero fields take the defaults listed
@@ -19,7 +19,7 @@ import (
 type Config struct {
 	// NATS says how to reach an external NATS server. With no URLs the daemon starts
 	// an embedded JetStream server instead (single-host mode).
-	NATS jobs.ConnectOptions
+	NATS queue.ConnectOptions
 
 	// StateDir holds the worker's state; the embedded server's store defaults to
 	// StateDir/nats. Default /var/lib/imagevet.
@@ -54,7 +54,7 @@ type Config struct {
 	GracePeriod time.Duration
 	// AckWait, MaxDeliver, ResultsMaxAge and Replicas apply only when this worker
 	// is the first on an empty server and sets the queue up (defaults: the jobs
-	// package's); otherwise the queue's settings (jobs.QueueSettings) are followed
+	// package's); otherwise the queue's settings (queue.Settings) are followed
 	// and a difference is logged. Heartbeats go every AckWait/3; MaxDeliver bounds
 	// the attempts of one job.
 	AckWait    time.Duration
@@ -183,8 +183,8 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-func (c Config) queueConfig() jobs.QueueConfig {
-	return jobs.QueueConfig{AckWait: c.AckWait, MaxDeliver: c.MaxDeliver, ResultsMaxAge: c.ResultsMaxAge, Replicas: c.Replicas}
+func (c Config) queueConfig() queue.Config {
+	return queue.Config{AckWait: c.AckWait, MaxDeliver: c.MaxDeliver, ResultsMaxAge: c.ResultsMaxAge, Replicas: c.Replicas}
 }
 
 // retryDelay is the nak delay after the given (1-based) attempt failed retryably.

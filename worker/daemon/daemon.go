@@ -18,6 +18,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/imagevet/imagevet/jobs"
+
+	"github.com/imagevet/imagevet/queue"
 )
 
 // Runner vets one job: the whole lifecycle of booting one image.
@@ -49,7 +51,7 @@ type Daemon struct {
 	ready    chan struct{}
 	httpAddr net.Addr // set before ready is closed
 
-	// The queue's settings, adopted in Serve (QueueSettings wins over Config).
+	// The queue's settings, adopted in Serve (queue.Settings win over Config).
 	ackWait    time.Duration
 	maxDeliver int
 
@@ -114,7 +116,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		opts.URLs = []string{srv.ClientURL()}
 		d.log.Info("embedded nats started", "url", srv.ClientURL(), "store", d.cfg.EmbeddedStoreDir)
 	}
-	dialer := &jobs.Dialer{Options: opts}
+	dialer := &queue.Dialer{Options: opts}
 	if d.cfg.MetricsAddr != "" {
 		addr, stop, err := serveHTTP(ctx, d.cfg.MetricsAddr, d.m, dialer.Health, d.log)
 		if err != nil {
@@ -140,7 +142,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 // to the queue. It returns once no job is left; nc stays open.
 func (d *Daemon) Serve(ctx context.Context, nc *nats.Conn) error {
 	setupCtx, cancel := context.WithTimeout(ctx, time.Minute)
-	q, created, err := jobs.EnsureQueue(setupCtx, nc, d.cfg.queueConfig(), d.cfg.WorkerID)
+	q, created, err := queue.Ensure(setupCtx, nc, d.cfg.queueConfig(), d.cfg.WorkerID)
 	var cons jetstream.Consumer
 	if err == nil {
 		cons, err = q.Consumer(setupCtx)
@@ -243,7 +245,7 @@ type delivery struct {
 // handle settles one delivered job: attempt decides, finish carries the decision
 // out. stop is the daemon's context (shutdown started when it ends); jobsCtx is what
 // runners run on.
-func (d *Daemon) handle(stop, jobsCtx context.Context, q *jobs.Queue, msg jetstream.Msg) {
+func (d *Daemon) handle(stop, jobsCtx context.Context, q *queue.Queue, msg jetstream.Msg) {
 	d.m.jobsRunning.Inc()
 	defer d.m.jobsRunning.Dec()
 	meta, err := msg.Metadata()
@@ -253,7 +255,7 @@ func (d *Daemon) handle(stop, jobsCtx context.Context, q *jobs.Queue, msg jetstr
 		return
 	}
 	d.m.queueLag.Observe(time.Since(meta.Timestamp).Seconds())
-	dl := &delivery{msg: msg, seq: meta.Sequence.Stream, replaces: jobs.ReplacesOf(msg.Headers()),
+	dl := &delivery{msg: msg, seq: meta.Sequence.Stream, replaces: queue.ReplacesOf(msg.Headers()),
 		log: d.log.With("seq", meta.Sequence.Stream, "delivery", meta.NumDelivered)}
 	dl.hb = d.heartbeat(msg, dl.log)
 	defer dl.hb()
@@ -265,7 +267,7 @@ func (d *Daemon) handle(stop, jobsCtx context.Context, q *jobs.Queue, msg jetstr
 // count, so naks that ran nothing (a failed read, shutdown) use none up and the
 // last attempt always ends in a result: a delivery beyond the limit reports the
 // final error without running.
-func (d *Daemon) attempt(stop, jobsCtx context.Context, q *jobs.Queue, dl *delivery, meta *jetstream.MsgMetadata) settlement {
+func (d *Daemon) attempt(stop, jobsCtx context.Context, q *queue.Queue, dl *delivery, meta *jetstream.MsgMetadata) settlement {
 	job, err := jobs.DecodeJob(dl.msg.Data())
 	if err != nil {
 		return d.rejection(dl, err)
@@ -385,9 +387,9 @@ func (d *Daemon) runningJobs() []string {
 
 // announce keeps this worker's heartbeat entry in BucketWorkers fresh until the
 // returned stop, which removes it.
-func (d *Daemon) announce(ctx context.Context, q *jobs.Queue) (stop func()) {
+func (d *Daemon) announce(ctx context.Context, q *queue.Queue) (stop func()) {
 	host, _ := os.Hostname()
-	info := jobs.WorkerInfo{ID: d.cfg.WorkerID, Host: host, PID: os.Getpid(), Version: d.cfg.Version,
+	info := queue.WorkerInfo{ID: d.cfg.WorkerID, Host: host, PID: os.Getpid(), Version: d.cfg.Version,
 		Accel: d.cfg.Accel, Slots: d.cfg.Concurrency, StartedAt: time.Now().UTC()}
 	put := func(draining bool) {
 		info.Running, info.Draining, info.Heartbeat = d.runningJobs(), draining, time.Now().UTC()
@@ -401,7 +403,7 @@ func (d *Daemon) announce(ctx context.Context, q *jobs.Queue) (stop func()) {
 	quit, finished := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(finished)
-		t := time.NewTicker(jobs.WorkerHeartbeat)
+		t := time.NewTicker(queue.WorkerHeartbeat)
 		defer t.Stop()
 		for {
 			select {
@@ -427,16 +429,16 @@ func (d *Daemon) announce(ctx context.Context, q *jobs.Queue) (stop func()) {
 // announced, from one goroutine so a slow NATS never blocks the runner; only the
 // latest stage is written.
 type stageWriter struct {
-	q    *jobs.Queue
+	q    *queue.Queue
 	log  *slog.Logger
 	mu   sync.Mutex
-	st   jobs.JobState
+	st   queue.JobState
 	kick chan struct{}
 	done chan struct{}
 	once sync.Once
 }
 
-func newStageWriter(q *jobs.Queue, st jobs.JobState, log *slog.Logger) *stageWriter {
+func newStageWriter(q *queue.Queue, st queue.JobState, log *slog.Logger) *stageWriter {
 	kick := make(chan struct{}, 1)
 	w := &stageWriter{q: q, log: log, st: st, kick: kick, done: make(chan struct{})}
 	go func() {
@@ -482,21 +484,21 @@ func (w *stageWriter) close() {
 
 // retrying marks the job as waiting for its retry (the attempt counts).
 func (w *stageWriter) retrying(stop context.Context, why string) {
-	w.closeWith(stop, func(st *jobs.JobState) { st.State, st.Stage, st.LastError = jobs.StateRetrying, "", why })
+	w.closeWith(stop, func(st *queue.JobState) { st.State, st.Stage, st.LastError = queue.StateRetrying, "", why })
 }
 
 // handBack marks the attempt as not made: the job goes back to the queue without
 // using one up (shutdown, lack of memory while shutting down).
 func (w *stageWriter) handBack(stop context.Context, why string) {
-	w.closeWith(stop, func(st *jobs.JobState) {
-		st.State, st.Stage, st.Attempts, st.Attempt = jobs.StateQueued, "", st.Attempts-1, st.Attempt-1
+	w.closeWith(stop, func(st *queue.JobState) {
+		st.State, st.Stage, st.Attempts, st.Attempt = queue.StateQueued, "", st.Attempts-1, st.Attempt-1
 		if why != "" {
 			st.LastError = why
 		}
 	})
 }
 
-func (w *stageWriter) closeWith(stop context.Context, change func(*jobs.JobState)) {
+func (w *stageWriter) closeWith(stop context.Context, change func(*queue.JobState)) {
 	w.close()
 	w.mu.Lock()
 	change(&w.st)
@@ -510,7 +512,7 @@ func (w *stageWriter) closeWith(stop context.Context, change func(*jobs.JobState
 }
 
 // run calls the runner, turning a panic into an error result.
-func (d *Daemon) run(ctx context.Context, q *jobs.Queue, job jobs.Job, attempt int, stage func(string), log *slog.Logger) (res jobs.Result) {
+func (d *Daemon) run(ctx context.Context, q *queue.Queue, job jobs.Job, attempt int, stage func(string), log *slog.Logger) (res jobs.Result) {
 	d.m.vmsRunning.Inc()
 	defer d.m.vmsRunning.Dec()
 	defer func() {
@@ -568,7 +570,7 @@ func (d *Daemon) complete(res jobs.Result, job jobs.Job, attempt int, started ti
 // claim records a new attempt at the job in the queue's job state, unless the job
 // was reported already, its attempts are used up, or the queue cannot be read: then
 // ok is false and the settlement says what to do instead.
-func (d *Daemon) claim(stop context.Context, q *jobs.Queue, dl *delivery, job jobs.Job) (st jobs.JobState, s settlement, ok bool) {
+func (d *Daemon) claim(stop context.Context, q *queue.Queue, dl *delivery, job jobs.Job) (st queue.JobState, s settlement, ok bool) {
 	log := dl.log
 	// Dedupe on run: a job already reported (a resubmission after the dedupe
 	// window, or a worker that died between report and ack) is not run again; a
@@ -620,7 +622,7 @@ func (d *Daemon) claim(stop context.Context, q *jobs.Queue, dl *delivery, job jo
 // rejection reports an invalid job with an error result naming the problem, then
 // terminates it.
 func (d *Daemon) rejection(dl *delivery, cause error) settlement {
-	id, name := jobs.RawJobID(dl.msg.Data())
+	id, name := queue.RawJobID(dl.msg.Data())
 	if id == "" {
 		id = fmt.Sprintf("invalid-seq-%d", dl.seq)
 	}
@@ -648,7 +650,7 @@ func (d *Daemon) errorResult(id string, attempt int, reason string, retryable bo
 	}
 }
 
-func (d *Daemon) publish(stop context.Context, q *jobs.Queue, res jobs.Result, replaces uint64, log *slog.Logger) (bool, error) {
+func (d *Daemon) publish(stop context.Context, q *queue.Queue, res jobs.Result, replaces uint64, log *slog.Logger) (bool, error) {
 	ctx, cancel := opContext(stop)
 	defer cancel()
 	var console io.Reader
@@ -664,7 +666,7 @@ func (d *Daemon) publish(stop context.Context, q *jobs.Queue, res jobs.Result, r
 		}
 	}
 	if replaces > 0 {
-		return q.PublishResult(ctx, res, console, jobs.Replacing(replaces))
+		return q.PublishResult(ctx, res, console, queue.Replacing(replaces))
 	}
 	return q.PublishResult(ctx, res, console)
 }

@@ -19,6 +19,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/imagevet/imagevet/jobs"
+
+	"github.com/imagevet/imagevet/queue"
 )
 
 // startServer runs an in-process JetStream server on a random loopback port.
@@ -117,7 +119,7 @@ func errorResult(reason string, retryable bool) jobs.Result {
 // fastConfig is a config for tests: short waits everywhere.
 func fastConfig(url, id string) Config {
 	return Config{
-		NATS:              jobs.ConnectOptions{URLs: []string{url}},
+		NATS:              queue.ConnectOptions{URLs: []string{url}},
 		WorkerID:          id,
 		Concurrency:       2,
 		MemoryReserveMiB:  1,
@@ -185,20 +187,20 @@ func (r *running) stop(t testing.TB) {
 	})
 }
 
-func openQueue(t testing.TB, url string) (*jobs.Queue, *nats.Conn) {
+func openQueue(t testing.TB, url string) (*queue.Queue, *nats.Conn) {
 	t.Helper()
 	nc := connect(t, url)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	// The queue as a first worker with fastConfig's settings would set it up.
-	q, _, err := jobs.EnsureQueue(ctx, nc, fastConfig(url, "test").queueConfig(), "test")
+	q, _, err := queue.Ensure(ctx, nc, fastConfig(url, "test").queueConfig(), "test")
 	if err != nil {
 		t.Fatal(err)
 	}
 	return q, nc
 }
 
-func submit(t testing.TB, q *jobs.Queue, j jobs.Job) jobs.Acceptance {
+func submit(t testing.TB, q *queue.Queue, j jobs.Job) queue.Acceptance {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -209,7 +211,7 @@ func submit(t testing.TB, q *jobs.Queue, j jobs.Job) jobs.Acceptance {
 	return acc
 }
 
-func wait(t testing.TB, q *jobs.Queue, id string) jobs.Result {
+func wait(t testing.TB, q *queue.Queue, id string) jobs.Result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -227,7 +229,7 @@ func streamState(t testing.TB, nc *nats.Conn) (queued, results uint64) {
 	js, _ := jetstream.New(nc)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	for name, p := range map[string]*uint64{jobs.StreamJobs: &queued, jobs.StreamResults: &results} {
+	for name, p := range map[string]*uint64{queue.StreamJobs: &queued, queue.StreamResults: &results} {
 		s, err := js.Stream(ctx, name)
 		if err != nil {
 			t.Fatal(err)
@@ -263,7 +265,7 @@ func TestPassAndFailAreReportedThenAcked(t *testing.T) {
 	r := newFake(func(_ context.Context, job jobs.Job, _ int, _ func(jobs.Progress)) jobs.Result {
 		if job.ID == "bad-image" {
 			return jobs.Result{Verdict: jobs.VerdictFail, FailedCheck: jobs.CheckSSH, Reason: "no SSH",
-				ConsoleTail: strings.Repeat("x", jobs.MaxConsoleTail*2), ConsoleLog: consoleFile}
+				ConsoleTail: strings.Repeat("x", queue.MaxConsoleTail*2), ConsoleLog: consoleFile}
 		}
 		return passResult()
 	})
@@ -285,10 +287,10 @@ func TestPassAndFailAreReportedThenAcked(t *testing.T) {
 	if bad.Verdict != jobs.VerdictFail || bad.FailedCheck != jobs.CheckSSH {
 		t.Fatalf("bad: %+v", bad)
 	}
-	if len(bad.ConsoleTail) > jobs.MaxConsoleTail {
-		t.Errorf("console tail %d bytes, cap %d", len(bad.ConsoleTail), jobs.MaxConsoleTail)
+	if len(bad.ConsoleTail) > queue.MaxConsoleTail {
+		t.Errorf("console tail %d bytes, cap %d", len(bad.ConsoleTail), queue.MaxConsoleTail)
 	}
-	if bad.ConsoleLog != jobs.ConsoleRef(jobs.ConsoleObject("bad-image", 1, "w1")) {
+	if bad.ConsoleLog != queue.ConsoleRef(queue.ConsoleObject("bad-image", 1, "w1")) {
 		t.Errorf("console log ref %q", bad.ConsoleLog)
 	}
 	var sb strings.Builder

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/imagevet/imagevet/jobs"
+
+	"github.com/imagevet/imagevet/queue"
 )
 
 // started waits until r started a job.
@@ -77,28 +79,28 @@ func TestWorkersAndRunningJobsAreListed(t *testing.T) {
 	submit(t, q, testJob("busy2"))
 	submit(t, q, testJob("waiting"))
 	ctx := context.Background()
-	var list []jobs.QueueEntry
+	var list []queue.QueueEntry
 	eventually(t, 10*time.Second, "two running jobs listed", func() bool {
 		list, _ = q.Jobs(ctx)
 		n := 0
 		for _, j := range list {
-			if j.State == jobs.StateRunning && j.Stage == "boot" {
+			if j.State == queue.StateRunning && j.Stage == "boot" {
 				n++
 			}
 		}
 		return n == 2
 	})
-	byID := map[string]jobs.QueueEntry{}
+	byID := map[string]queue.QueueEntry{}
 	for _, j := range list {
 		byID[j.JobID] = j
 	}
 	if b := byID["busy"]; b.Worker != "w1" || !b.WorkerAlive || b.Attempt != 1 || b.StartedAt.IsZero() {
 		t.Errorf("running job %+v", b)
 	}
-	if w := byID["waiting"]; w.State != jobs.StateQueued || w.Worker != "" {
+	if w := byID["waiting"]; w.State != queue.StateQueued || w.Worker != "" {
 		t.Errorf("queued job %+v", w)
 	}
-	var ws []jobs.WorkerInfo
+	var ws []queue.WorkerInfo
 	eventually(t, 15*time.Second, "the heartbeat to list both running jobs", func() bool {
 		ws, _ = q.Workers(ctx)
 		return len(ws) == 1 && len(ws[0].Running) == 2

@@ -10,6 +10,8 @@ import (
 
 	"github.com/imagevet/imagevet/jobs"
 	"github.com/imagevet/imagevet/retry"
+
+	"github.com/imagevet/imagevet/queue"
 )
 
 // action is what happens to a delivered job message once the daemon is done with
@@ -136,7 +138,7 @@ func decideAdmission(e admissionEnd) settlement {
 // finish carries out a settlement: it stops the heartbeat, ends the job's state,
 // reports the result if there is one, and only then settles the message. A result
 // that cannot be reported hands the job back, so the next delivery reports it.
-func (d *Daemon) finish(stop context.Context, q *jobs.Queue, dl *delivery, s settlement) {
+func (d *Daemon) finish(stop context.Context, q *queue.Queue, dl *delivery, s settlement) {
 	dl.hb()
 	if dl.stage != nil {
 		switch s.state {
@@ -165,7 +167,7 @@ func (d *Daemon) finish(stop context.Context, q *jobs.Queue, dl *delivery, s set
 // report publishes the result (console log, results stream, status). Publishing is
 // retried for as long as the job's lease can be kept (NATS restarting, a leader
 // election); false means it could not be reported.
-func (d *Daemon) report(stop context.Context, q *jobs.Queue, dl *delivery, res jobs.Result) bool {
+func (d *Daemon) report(stop context.Context, q *queue.Queue, dl *delivery, res jobs.Result) bool {
 	log := dl.log
 	var published bool
 	// Reports still go out during shutdown: the tries end with their own deadline only.

@@ -1,16 +1,17 @@
-package jobs
+package queue
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
 	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/imagevet/imagevet/jobs"
 )
 
 // Job states as JobState.State and QueueEntry.State show them.
@@ -241,7 +242,7 @@ func RawJobID(data []byte) (id, image string) {
 	if json.Unmarshal(data, &doc) != nil {
 		return "", ""
 	}
-	if json.Unmarshal(doc.ID, &id) != nil || !ValidJobID(id) {
+	if json.Unmarshal(doc.ID, &id) != nil || !jobs.ValidJobID(id) {
 		id = ""
 	}
 	if json.Unmarshal(doc.Publish.Name, &image) != nil || len(image) > 255 {
@@ -253,7 +254,7 @@ func RawJobID(data []byte) (id, image string) {
 // Rerun queues a job again although it already has a result: the new submission
 // carries HeaderReplaces with the result's sequence, and its result replaces that
 // one (recorded as the next attempt). Without a result yet it is a plain Submit.
-func (q *Queue) Rerun(ctx context.Context, job Job) (Acceptance, error) {
+func (q *Queue) Rerun(ctx context.Context, job jobs.Job) (Acceptance, error) {
 	if err := job.Validate(); err != nil {
 		return Acceptance{}, err
 	}
@@ -295,8 +296,8 @@ func ReplacesOf(h nats.Header) uint64 {
 type CancelOutcome struct {
 	// Result is the job's final result: the cancellation, or the verdict that was
 	// already there (Cancelled false).
-	Result    Result `json:"result"`
-	Cancelled bool   `json:"cancelled"`
+	Result    jobs.Result `json:"result"`
+	Cancelled bool        `json:"cancelled"`
 	// Removed is how many queued submissions of the job were deleted.
 	Removed int `json:"removed"`
 	// WasRunning is set when a worker was running the job (it was told to stop).
@@ -311,7 +312,7 @@ var ErrUnknownJob = errors.New("no such job in the queue and no result")
 // (the first result wins, so a verdict already reported stays), removes its queued
 // submissions and tells a worker running it to stop.
 func (q *Queue) Cancel(ctx context.Context, jobID, by, reason string) (CancelOutcome, error) {
-	if !ValidJobID(jobID) {
+	if !jobs.ValidJobID(jobID) {
 		return CancelOutcome{}, fmt.Errorf("cancel: invalid job id %q", jobID)
 	}
 	msgs, err := q.queuedMsgs(ctx, jobID)
@@ -337,8 +338,8 @@ func (q *Queue) Cancel(ctx context.Context, jobID, by, reason string) (CancelOut
 		return CancelOutcome{}, fmt.Errorf("cancel %s: %w", jobID, ErrUnknownJob)
 	}
 	out := CancelOutcome{}
-	res := Result{Version: Version, JobID: jobID, Verdict: VerdictError, FailedCheck: "cancel",
-		Reason: "cancelled by " + by, Checks: []CheckResult{}, Stages: []Stage{}, Worker: by}
+	res := jobs.Result{Version: jobs.Version, JobID: jobID, Verdict: jobs.VerdictError, FailedCheck: "cancel",
+		Reason: "cancelled by " + by, Checks: []jobs.CheckResult{}, Stages: []jobs.Stage{}, Worker: by}
 	if reason != "" {
 		res.Reason += ": " + reason
 	}
@@ -348,7 +349,7 @@ func (q *Queue) Cancel(ctx context.Context, jobID, by, reason string) (CancelOut
 		}
 		_, image := RawJobID(m.Data)
 		res.Publish.Name = image
-		if job, err := DecodeJob(m.Data); err == nil && len(res.Checks) == 0 {
+		if job, err := jobs.DecodeJob(m.Data); err == nil && len(res.Checks) == 0 {
 			res.ListNotRun(job, "cancelled")
 		}
 		entry, err := q.states.Get(ctx, JobStateKey(jobID, m.Sequence))
@@ -407,88 +408,6 @@ func (q *Queue) WatchCancels(fn func(jobID, reason string)) (stop func(), err er
 	}
 	return func() { _ = sub.Unsubscribe() }, nil
 }
-
-// WorkerInfo is one worker's heartbeat in BucketWorkers (key: worker id), what the
-// web Workers page and `imagevet jobs --workers` show.
-type WorkerInfo struct {
-	ID      string   `json:"id"`
-	Host    string   `json:"host"`
-	PID     int      `json:"pid"`
-	Version string   `json:"version"`
-	Accel   string   `json:"accel,omitempty"`
-	Slots   int      `json:"slots"`
-	Running []string `json:"running"`
-	// Draining is set once the worker stopped pulling (shutdown).
-	Draining  bool      `json:"draining,omitempty"`
-	StartedAt time.Time `json:"started_at"`
-	Heartbeat time.Time `json:"heartbeat"`
-}
-
-// Worker heartbeat timing: a worker puts its entry every WorkerHeartbeat; the bucket
-// drops entries older than WorkerTTL.
-const (
-	WorkerHeartbeat = 10 * time.Second
-	WorkerTTL       = 35 * time.Second
-)
-
-// PutWorker writes (refreshes) a worker's heartbeat entry.
-func (q *Queue) PutWorker(ctx context.Context, w WorkerInfo) error {
-	if w.ID == "" {
-		return errors.New("worker heartbeat: empty worker id")
-	}
-	if w.Heartbeat.IsZero() {
-		w.Heartbeat = time.Now().UTC()
-	}
-	if w.Running == nil {
-		w.Running = []string{}
-	}
-	data, err := json.Marshal(w)
-	if err != nil {
-		return fmt.Errorf("encode worker heartbeat: %w", err)
-	}
-	if _, err := q.workers.Put(ctx, workerKey(w.ID), data); err != nil {
-		return fmt.Errorf("worker heartbeat: %w", err)
-	}
-	return nil
-}
-
-// RemoveWorker deletes a worker's entry when it stops cleanly.
-func (q *Queue) RemoveWorker(ctx context.Context, id string) error {
-	if err := q.workers.Purge(ctx, workerKey(id)); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-		return fmt.Errorf("remove worker %s: %w", id, err)
-	}
-	return nil
-}
-
-// Workers returns the live workers (those with a heartbeat younger than WorkerTTL),
-// by id.
-func (q *Queue) Workers(ctx context.Context) ([]WorkerInfo, error) {
-	lister, err := q.workers.ListKeys(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("list workers: %w", err)
-	}
-	defer lister.Stop()
-	out := []WorkerInfo{}
-	for key := range lister.Keys() {
-		entry, err := q.workers.Get(ctx, key)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read worker %s: %w", key, err)
-		}
-		var w WorkerInfo
-		if json.Unmarshal(entry.Value(), &w) != nil || time.Since(w.Heartbeat) > WorkerTTL {
-			continue
-		}
-		out = append(out, w)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out, nil
-}
-
-// workerKey maps a worker id to a valid KV key.
-func workerKey(id string) string { return StatusKey(id) }
 
 func isCASConflict(err error) bool {
 	var apiErr *jetstream.APIError

@@ -1,10 +1,12 @@
-package jobs
+package queue
 
 import (
 	"context"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/imagevet/imagevet/jobs"
 )
 
 func TestPublishedRecordRoundTrip(t *testing.T) {
@@ -20,7 +22,7 @@ func TestPublishedRecordRoundTrip(t *testing.T) {
 	}
 
 	at := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
-	first := Published{Family: "debian-12", Name: "Debian 12 Bookworm - Latest", ImageID: "img-1", Release: "20261120",
+	first := jobs.Published{Family: "debian-12", Name: "Debian 12 Bookworm - Latest", ImageID: "img-1", Release: "20261120",
 		JobID: "debian-12-20261120", VerdictAt: at, PublishedAt: at.Add(time.Minute), OSHashAlgo: "sha512", OSHashValue: strings.Repeat("a", 128)}
 	if err := q.PutPublished(ctx, first); err != nil {
 		t.Fatal(err)
@@ -30,14 +32,14 @@ func TestPublishedRecordRoundTrip(t *testing.T) {
 	if err := q.PutPublished(ctx, second); err != nil {
 		t.Fatal(err)
 	}
-	if err := q.PutPublished(ctx, Published{Family: "ubuntu-24.04", ImageID: "img-3"}); err != nil {
+	if err := q.PutPublished(ctx, jobs.Published{Family: "ubuntu-24.04", ImageID: "img-3"}); err != nil {
 		t.Fatal(err)
 	}
 	got, ok, err := q.PublishedImage(ctx, "debian-12", "")
 	if err != nil || !ok {
 		t.Fatalf("read back: ok=%v err=%v", ok, err)
 	}
-	if got.ImageID != "img-2" || got.Replaced != "img-1" || got.Version != Version || !got.PublishedAt.Equal(first.PublishedAt) {
+	if got.ImageID != "img-2" || got.Replaced != "img-1" || got.Version != jobs.Version || !got.PublishedAt.Equal(first.PublishedAt) {
 		t.Errorf("read back %+v", got)
 	}
 	all, err := q.PublishedImages(ctx)
@@ -47,7 +49,7 @@ func TestPublishedRecordRoundTrip(t *testing.T) {
 	if len(all) != 2 || all[0].Family != "debian-12" || all[1].Family != "ubuntu-24.04" {
 		t.Errorf("all records: %+v", all)
 	}
-	if err := q.PutPublished(ctx, Published{ImageID: "x"}); err == nil {
+	if err := q.PutPublished(ctx, jobs.Published{ImageID: "x"}); err == nil {
 		t.Error("a record without a family was accepted")
 	}
 }
@@ -59,22 +61,22 @@ func TestPublicationRecords(t *testing.T) {
 		t.Fatalf("before any record: ok=%v err=%v", ok, err)
 	}
 	at := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
-	refused := PublicationRecord{JobID: "debian-12-a", Family: "debian-12", Cloud: "west", Region: "RegionTwo", State: PublicationRefused,
+	refused := jobs.PublicationRecord{JobID: "debian-12-a", Family: "debian-12", Cloud: "west", Region: "RegionTwo", State: jobs.PublicationRefused,
 		Reason: "cloud west (region RegionTwo): Glance sha512 os_hash_value of image x is b, the verdict was for a", Attempts: 1, UpdatedAt: at}
-	done := PublicationRecord{JobID: "debian-12-a", Family: "debian-12", Cloud: "east", State: PublicationDone, Outcome: "published",
+	done := jobs.PublicationRecord{JobID: "debian-12-a", Family: "debian-12", Cloud: "east", State: jobs.PublicationDone, Outcome: "published",
 		ImageID: "img-1", SourceHash: strings.Repeat("c", 128), OSHashValue: strings.Repeat("a", 128), Attempts: 1, UpdatedAt: at}
-	for _, p := range []PublicationRecord{refused, done} {
+	for _, p := range []jobs.PublicationRecord{refused, done} {
 		if err := q.PutPublication(ctx, p); err != nil {
 			t.Fatal(err)
 		}
 	}
 	got, ok, err := q.Publication(ctx, "debian-12-a", "west")
-	if err != nil || !ok || got.State != PublicationRefused || got.Reason != refused.Reason || got.Version != Version {
+	if err != nil || !ok || got.State != jobs.PublicationRefused || got.Reason != refused.Reason || got.Version != jobs.Version {
 		t.Fatalf("read back %+v %v %v", got, ok, err)
 	}
 	// An operator's retry overwrites the refusal.
 	retried := refused
-	retried.State, retried.Reason, retried.Attempts, retried.ImageID = PublicationDone, "", 2, "img-2"
+	retried.State, retried.Reason, retried.Attempts, retried.ImageID = jobs.PublicationDone, "", 2, "img-2"
 	if err := q.PutPublication(ctx, retried); err != nil {
 		t.Fatal(err)
 	}
@@ -82,15 +84,15 @@ func TestPublicationRecords(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(all) != 2 || all[0].Cloud != "east" || all[1].Cloud != "west" || all[1].State != PublicationDone || all[1].Attempts != 2 {
+	if len(all) != 2 || all[0].Cloud != "east" || all[1].Cloud != "west" || all[1].State != jobs.PublicationDone || all[1].Attempts != 2 {
 		t.Errorf("all records: %+v", all)
 	}
-	if err := q.PutPublication(ctx, PublicationRecord{JobID: "x"}); err == nil {
+	if err := q.PutPublication(ctx, jobs.PublicationRecord{JobID: "x"}); err == nil {
 		t.Error("a record without a cloud was accepted")
 	}
 	// Latest records are per family and cloud.
 	for _, c := range []string{"east", "west"} {
-		if err := q.PutPublished(ctx, Published{Family: "debian-12", Cloud: c, ImageID: "img-" + c}); err != nil {
+		if err := q.PutPublished(ctx, jobs.Published{Family: "debian-12", Cloud: c, ImageID: "img-" + c}); err != nil {
 			t.Fatal(err)
 		}
 	}

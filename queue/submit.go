@@ -1,4 +1,4 @@
-package jobs
+package queue
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/imagevet/imagevet/jobs"
 )
 
 // Acceptance is the server's answer to a submission.
@@ -26,7 +28,7 @@ type Acceptance struct {
 
 // Submit validates a job and queues it with its id as the message id, so submitting
 // the same job again within the dedupe window is a no-op (Duplicate is set).
-func (q *Queue) Submit(ctx context.Context, job Job) (Acceptance, error) {
+func (q *Queue) Submit(ctx context.Context, job jobs.Job) (Acceptance, error) {
 	if err := job.Validate(); err != nil {
 		return Acceptance{}, err
 	}
@@ -40,7 +42,7 @@ func (q *Queue) Submit(ctx context.Context, job Job) (Acceptance, error) {
 // SubmitRaw queues an already encoded job document under the given id without
 // validating it; workers reject invalid documents with an error result.
 func (q *Queue) SubmitRaw(ctx context.Context, jobID string, data []byte) (Acceptance, error) {
-	if !ValidJobID(jobID) {
+	if !jobs.ValidJobID(jobID) {
 		return Acceptance{}, fmt.Errorf("submit: invalid job id %q", jobID)
 	}
 	ack, err := q.js.Publish(ctx, SubjectSubmit, data,
@@ -55,7 +57,7 @@ func (q *Queue) SubmitRaw(ctx context.Context, jobID string, data []byte) (Accep
 // when a worker publishes it; the image's status entry agrees with it on return.
 // Progress events seen meanwhile go to progress (may be nil; use FollowProgress before submitting to miss none). It returns ctx's error
 // when ctx ends first.
-func (q *Queue) Wait(ctx context.Context, jobID string, progress func(Progress)) (Result, error) {
+func (q *Queue) Wait(ctx context.Context, jobID string, progress func(jobs.Progress)) (jobs.Result, error) {
 	return q.WaitAfter(ctx, jobID, 0, progress)
 }
 
@@ -68,14 +70,14 @@ var (
 
 // WaitAfter is Wait for a result stored after results-stream sequence after: the
 // result of a rerun (Rerun's Acceptance.Replaces).
-func (q *Queue) WaitAfter(ctx context.Context, jobID string, after uint64, progress func(Progress)) (Result, error) {
-	if !ValidJobID(jobID) {
-		return Result{}, fmt.Errorf("wait: invalid job id %q", jobID)
+func (q *Queue) WaitAfter(ctx context.Context, jobID string, after uint64, progress func(jobs.Progress)) (jobs.Result, error) {
+	if !jobs.ValidJobID(jobID) {
+		return jobs.Result{}, fmt.Errorf("wait: invalid job id %q", jobID)
 	}
 	if progress != nil {
 		stop, err := q.FollowProgress(jobID, progress)
 		if err != nil {
-			return Result{}, err
+			return jobs.Result{}, err
 		}
 		defer stop()
 	}
@@ -116,12 +118,12 @@ func (q *Queue) WaitAfter(ctx context.Context, jobID string, after uint64, progr
 			cc.Stop()
 		}
 	}()
-	read := func() (Result, bool) {
+	read := func() (jobs.Result, bool) {
 		rctx, cancel := context.WithTimeout(ctx, waitRequestTimeout)
 		defer cancel()
 		r, seq, ok, err := q.result(rctx, jobID)
 		if err != nil || !ok || seq <= after {
-			return Result{}, false // a leaderless moment or no result yet: the next tick reads again
+			return jobs.Result{}, false // a leaderless moment or no result yet: the next tick reads again
 		}
 		_ = q.updateStatus(rctx, r)
 		return r, true
@@ -132,16 +134,16 @@ func (q *Queue) WaitAfter(ctx context.Context, jobID string, after uint64, progr
 	for {
 		select {
 		case <-ctx.Done():
-			return Result{}, ctx.Err()
+			return jobs.Result{}, ctx.Err()
 		case <-poll.C:
 			if r, ok := read(); ok {
 				return r, nil
 			}
 			follow()
 		case m := <-results:
-			r, err := DecodeResult(m.Data())
+			r, err := jobs.DecodeResult(m.Data())
 			if err != nil {
-				return Result{}, fmt.Errorf("result of %s: %w", jobID, err)
+				return jobs.Result{}, fmt.Errorf("result of %s: %w", jobID, err)
 			}
 			// The winner writes the status entry right after its result; bringing it
 			// up to date here too means whoever saw the result finds the status
@@ -155,8 +157,8 @@ func (q *Queue) WaitAfter(ctx context.Context, jobID string, after uint64, progr
 // FollowProgress calls fn (from one goroutine, in order) with the job's progress
 // events until stop is called; events that arrived before stop are still delivered
 // before stop returns. Subscribe before submitting to see every event.
-func (q *Queue) FollowProgress(jobID string, fn func(Progress)) (stop func(), err error) {
-	if !ValidJobID(jobID) {
+func (q *Queue) FollowProgress(jobID string, fn func(jobs.Progress)) (stop func(), err error) {
+	if !jobs.ValidJobID(jobID) {
 		return nil, fmt.Errorf("follow progress: invalid job id %q", jobID)
 	}
 	return q.followProgress(ProgressSubject(jobID), fn)
@@ -164,11 +166,11 @@ func (q *Queue) FollowProgress(jobID string, fn func(Progress)) (stop func(), er
 
 // FollowAllProgress is FollowProgress for every job at once: what a dashboard uses to
 // see which jobs are running where.
-func (q *Queue) FollowAllProgress(fn func(Progress)) (stop func(), err error) {
+func (q *Queue) FollowAllProgress(fn func(jobs.Progress)) (stop func(), err error) {
 	return q.followProgress(ProgressSubject("*"), fn)
 }
 
-func (q *Queue) followProgress(subject string, fn func(Progress)) (stop func(), err error) {
+func (q *Queue) followProgress(subject string, fn func(jobs.Progress)) (stop func(), err error) {
 	events := make(chan *nats.Msg, 256)
 	sub, err := q.nc.ChanSubscribe(subject, events)
 	if err != nil {
@@ -181,7 +183,7 @@ func (q *Queue) followProgress(subject string, fn func(Progress)) (stop func(), 
 	}
 	quit, done := make(chan struct{}), make(chan struct{})
 	deliver := func(m *nats.Msg) {
-		var p Progress
+		var p jobs.Progress
 		if json.Unmarshal(m.Data, &p) == nil {
 			fn(p)
 		}

@@ -1,4 +1,4 @@
-package jobs
+package queue
 
 import (
 	"context"
@@ -14,6 +14,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
+
+	"github.com/imagevet/imagevet/jobs"
 )
 
 // testQueue starts an in-process JetStream server on a random loopback port and
@@ -28,13 +30,13 @@ func testQueue(t *testing.T) (*Queue, *nats.Conn) {
 	t.Cleanup(nc.Close)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := OpenQueue(ctx, nc); !errors.Is(err, ErrQueueNotSetUp) {
-		t.Fatalf("open on an empty server: %v, want ErrQueueNotSetUp", err)
+	if _, err := Open(ctx, nc); !errors.Is(err, ErrNotSetUp) {
+		t.Fatalf("open on an empty server: %v, want ErrNotSetUp", err)
 	}
-	if _, err := SetupQueue(ctx, nc, QueueConfig{}, "test"); err != nil {
+	if _, err := Setup(ctx, nc, Config{}, "test"); err != nil {
 		t.Fatal(err)
 	}
-	q, err := OpenQueue(ctx, nc)
+	q, err := Open(ctx, nc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,22 +49,22 @@ func testServer(t *testing.T) *server.Server {
 	return startServerOn(t, -1, server.Options{JetStream: true})
 }
 
-func sampleResult(id string, v Verdict, finished time.Time) Result {
-	return Result{Version: Version, JobID: id, Verdict: v, Checks: []CheckResult{}, Stages: []Stage{},
+func sampleResult(id string, v jobs.Verdict, finished time.Time) jobs.Result {
+	return jobs.Result{Version: jobs.Version, JobID: id, Verdict: v, Checks: []jobs.CheckResult{}, Stages: []jobs.Stage{},
 		Worker: "w", Attempt: 1, StartedAt: finished.Add(-time.Minute), FinishedAt: finished,
-		Publish: Publication{Name: "debian-12"}}
+		Publish: jobs.Publication{Name: "debian-12"}}
 }
 
 func TestSetupIsIdempotentAndOwnsTheSettings(t *testing.T) {
 	q, nc := testQueue(t)
 	ctx := context.Background()
 	for range 2 {
-		if _, err := SetupQueue(ctx, nc, QueueConfig{AckWait: 30 * time.Second, MaxDeliver: 4}, "operator"); err != nil {
+		if _, err := Setup(ctx, nc, Config{AckWait: 30 * time.Second, MaxDeliver: 4}, "operator"); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// A worker with other flags adopts the queue's settings and is told the difference.
-	w, created, err := EnsureQueue(ctx, nc, QueueConfig{AckWait: 45 * time.Second, MaxDeliver: 7}, "w1")
+	w, created, err := Ensure(ctx, nc, Config{AckWait: 45 * time.Second, MaxDeliver: 7}, "w1")
 	if err != nil || created {
 		t.Fatalf("ensure: created=%v err=%v", created, err)
 	}
@@ -70,7 +72,7 @@ func TestSetupIsIdempotentAndOwnsTheSettings(t *testing.T) {
 	if st.AckWait.D() != 30*time.Second || st.MaxDeliver != 4 || st.SetBy != "operator" {
 		t.Errorf("settings %+v", st)
 	}
-	if diff := st.Differences(QueueConfig{AckWait: 45 * time.Second, MaxDeliver: 7}); len(diff) != 2 {
+	if diff := st.Differences(Config{AckWait: 45 * time.Second, MaxDeliver: 7}); len(diff) != 2 {
 		t.Errorf("differences %q", diff)
 	}
 	c, err := q.Consumer(ctx)
@@ -84,7 +86,7 @@ func TestSetupIsIdempotentAndOwnsTheSettings(t *testing.T) {
 	if info.Config.AckWait != 30*time.Second || info.Config.MaxDeliver != -1 || info.Config.Durable != ConsumerWorkers {
 		t.Errorf("consumer config %+v", info.Config)
 	}
-	s, err := q.JetStream().Stream(ctx, StreamJobs)
+	s, err := q.Stream(ctx, StreamJobs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +102,7 @@ func TestFirstWorkerCreatesTheQueueOnce(t *testing.T) {
 	defer cancel()
 	type out struct {
 		created bool
-		st      QueueSettings
+		st      Settings
 		err     error
 	}
 	outs := make(chan out, 4)
@@ -112,7 +114,7 @@ func TestFirstWorkerCreatesTheQueueOnce(t *testing.T) {
 				return
 			}
 			defer nc.Close()
-			q, created, err := EnsureQueue(ctx, nc, QueueConfig{MaxDeliver: i + 2}, fmt.Sprintf("w%d", i))
+			q, created, err := Ensure(ctx, nc, Config{MaxDeliver: i + 2}, fmt.Sprintf("w%d", i))
 			if err != nil {
 				outs <- out{err: err}
 				return
@@ -146,12 +148,12 @@ func TestWaitReturnsAnExistingResultAtOnce(t *testing.T) {
 	q, _ := testQueue(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if ok, err := q.PublishResult(ctx, sampleResult("done-1", VerdictPass, time.Now()), nil); err != nil || !ok {
+	if ok, err := q.PublishResult(ctx, sampleResult("done-1", jobs.VerdictPass, time.Now()), nil); err != nil || !ok {
 		t.Fatal(ok, err)
 	}
 	start := time.Now()
-	r, err := q.Wait(ctx, "done-1", func(Progress) {})
-	if err != nil || r.Verdict != VerdictPass {
+	r, err := q.Wait(ctx, "done-1", func(jobs.Progress) {})
+	if err != nil || r.Verdict != jobs.VerdictPass {
 		t.Fatal(r, err)
 	}
 	if time.Since(start) > time.Second {
@@ -163,10 +165,10 @@ func TestWaitFollowsProgressUntilTheResult(t *testing.T) {
 	q, _ := testQueue(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	got := make(chan Progress, 10)
-	done := make(chan Result, 1)
+	got := make(chan jobs.Progress, 10)
+	done := make(chan jobs.Result, 1)
 	go func() {
-		r, err := q.Wait(ctx, "later", func(p Progress) { got <- p })
+		r, err := q.Wait(ctx, "later", func(p jobs.Progress) { got <- p })
 		if err != nil {
 			t.Error(err)
 		}
@@ -174,7 +176,7 @@ func TestWaitFollowsProgressUntilTheResult(t *testing.T) {
 	}()
 	// Progress is fire-and-forget: keep sending until the waiter has subscribed.
 	for sent := false; !sent; {
-		if err := q.PublishProgress(Progress{JobID: "later", Stage: "boot", Event: "start"}); err != nil {
+		if err := q.PublishProgress(jobs.Progress{JobID: "later", Stage: "boot", Event: "start"}); err != nil {
 			t.Fatal(err)
 		}
 		select {
@@ -186,12 +188,12 @@ func TestWaitFollowsProgressUntilTheResult(t *testing.T) {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	if _, err := q.PublishResult(ctx, sampleResult("later", VerdictFail, time.Now()), nil); err != nil {
+	if _, err := q.PublishResult(ctx, sampleResult("later", jobs.VerdictFail, time.Now()), nil); err != nil {
 		t.Fatal(err)
 	}
 	select {
 	case r := <-done:
-		if r.Verdict != VerdictFail {
+		if r.Verdict != jobs.VerdictFail {
 			t.Errorf("%+v", r)
 		}
 	case <-ctx.Done():
@@ -209,21 +211,21 @@ func TestOnlyTheFirstResultIsKept(t *testing.T) {
 	q, _ := testQueue(t)
 	ctx := context.Background()
 	now := time.Now()
-	first := sampleResult("twice", VerdictPass, now)
+	first := sampleResult("twice", jobs.VerdictPass, now)
 	if ok, err := q.PublishResult(ctx, first, nil); err != nil || !ok {
 		t.Fatal(ok, err)
 	}
-	second := sampleResult("twice", VerdictFail, now.Add(time.Second))
+	second := sampleResult("twice", jobs.VerdictFail, now.Add(time.Second))
 	ok, err := q.PublishResult(ctx, second, nil)
 	if err != nil || ok {
 		t.Fatalf("second publish: ok=%v err=%v", ok, err)
 	}
 	r, found, err := q.Result(ctx, "twice")
-	if err != nil || !found || r.Verdict != VerdictPass {
+	if err != nil || !found || r.Verdict != jobs.VerdictPass {
 		t.Fatalf("%+v %v %v", r, found, err)
 	}
 	st, _, _ := q.Status(ctx, "debian-12")
-	if st.Verdict != VerdictPass {
+	if st.Verdict != jobs.VerdictPass {
 		t.Errorf("status %+v", st)
 	}
 }
@@ -232,14 +234,14 @@ func TestStatusKeepsTheLatestResultPerImage(t *testing.T) {
 	q, _ := testQueue(t)
 	ctx := context.Background()
 	now := time.Now()
-	if _, err := q.PublishResult(ctx, sampleResult("new", VerdictFail, now), nil); err != nil {
+	if _, err := q.PublishResult(ctx, sampleResult("new", jobs.VerdictFail, now), nil); err != nil {
 		t.Fatal(err)
 	}
 	// An older result reported late does not hide the newer verdict.
-	if _, err := q.PublishResult(ctx, sampleResult("old", VerdictPass, now.Add(-time.Hour)), nil); err != nil {
+	if _, err := q.PublishResult(ctx, sampleResult("old", jobs.VerdictPass, now.Add(-time.Hour)), nil); err != nil {
 		t.Fatal(err)
 	}
-	other := sampleResult("other", VerdictPass, now)
+	other := sampleResult("other", jobs.VerdictPass, now)
 	other.Publish.Name = "Ubuntu 24.04 LTS"
 	if _, err := q.PublishResult(ctx, other, nil); err != nil {
 		t.Fatal(err)
@@ -260,9 +262,9 @@ func TestStatusKeepsTheLatestResultPerImage(t *testing.T) {
 func TestSubmitDedupesAndValidates(t *testing.T) {
 	q, _ := testQueue(t)
 	ctx := context.Background()
-	j := Job{Version: Version, ID: "j-1", Image: ImageSpec{Source: "/img/a.qcow2", Format: FormatQCOW2,
-		Checksum: "sha256:" + strings.Repeat("a", 64)}, Guest: GuestSpec{User: "debian"},
-		Timeouts: Timeouts{Boot: Duration(2 * time.Minute)}}
+	j := jobs.Job{Version: jobs.Version, ID: "j-1", Image: jobs.ImageSpec{Source: "/img/a.qcow2", Format: jobs.FormatQCOW2,
+		Checksum: "sha256:" + strings.Repeat("a", 64)}, Guest: jobs.GuestSpec{User: "debian"},
+		Timeouts: jobs.Timeouts{Boot: jobs.Duration(2 * time.Minute)}}
 	a1, err := q.Submit(ctx, j)
 	if err != nil || a1.Duplicate || a1.Sequence == 0 || a1.Stream != StreamJobs {
 		t.Fatal(a1, err)
@@ -272,12 +274,12 @@ func TestSubmitDedupesAndValidates(t *testing.T) {
 		t.Fatal(a2, err)
 	}
 	// What was queued decodes back into the same job.
-	s, _ := q.JetStream().Stream(ctx, StreamJobs)
+	s, _ := q.Stream(ctx, StreamJobs)
 	m, err := s.GetMsg(ctx, a1.Sequence)
 	if err != nil {
 		t.Fatal(err)
 	}
-	back, err := DecodeJob(m.Data)
+	back, err := jobs.DecodeJob(m.Data)
 	if err != nil || back.ID != j.ID || back.Timeouts.Boot != j.Timeouts.Boot {
 		t.Fatalf("%+v %v", back, err)
 	}

@@ -1,4 +1,4 @@
-package jobs
+package queue
 
 import (
 	"context"
@@ -12,6 +12,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/imagevet/imagevet/jobs"
 )
 
 // PublishOption changes how PublishResult reports.
@@ -32,16 +34,16 @@ func Replacing(seq uint64) PublishOption { return func(o *publishOpts) { o.repla
 // always agrees. published reports whether r won. A worker that dies between the
 // result and the status leaves the status to the next delivery, which finds the
 // result and calls EnsureStatus. The console tail is capped at MaxConsoleTail.
-func (q *Queue) PublishResult(ctx context.Context, r Result, console io.Reader, opts ...PublishOption) (published bool, err error) {
+func (q *Queue) PublishResult(ctx context.Context, r jobs.Result, console io.Reader, opts ...PublishOption) (published bool, err error) {
 	var o publishOpts
 	for _, opt := range opts {
 		opt(&o)
 	}
-	if !ValidJobID(r.JobID) {
+	if !jobs.ValidJobID(r.JobID) {
 		return false, fmt.Errorf("publish result: invalid job id %q", r.JobID)
 	}
 	if r.Version == 0 {
-		r.Version = Version
+		r.Version = jobs.Version
 	}
 	r.ConsoleTail = TailString(r.ConsoleTail, MaxConsoleTail)
 	if existing, seq, ok, err := q.result(ctx, r.JobID); err != nil {
@@ -91,121 +93,34 @@ func (q *Queue) PublishResult(ctx context.Context, r Result, console io.Reader, 
 	return true, q.updateStatus(ctx, r)
 }
 
-// EnsureStatus brings the status entry for r's image up to date with r unless a newer
-// result is already there. Workers call it when they find a job already reported.
-func (q *Queue) EnsureStatus(ctx context.Context, r Result) error { return q.updateStatus(ctx, r) }
-
-// updateStatus writes r as the latest result of its image unless the entry already
-// holds a result that finished later; compare-and-set keeps concurrent workers honest.
-func (q *Queue) updateStatus(ctx context.Context, r Result) error {
-	key := StatusKey(statusName(r))
-	data, err := json.Marshal(r)
-	if err != nil {
-		return fmt.Errorf("encode status: %w", err)
-	}
-	for range 5 {
-		entry, err := q.status.Get(ctx, key)
-		switch {
-		case errors.Is(err, jetstream.ErrKeyNotFound):
-			_, err = q.status.Create(ctx, key, data)
-		case err != nil:
-			return fmt.Errorf("read status %s: %w", key, err)
-		default:
-			var cur Result
-			if json.Unmarshal(entry.Value(), &cur) == nil &&
-				(cur.FinishedAt.After(r.FinishedAt) || (cur.JobID == r.JobID && cur.FinishedAt.Equal(r.FinishedAt))) {
-				return nil
-			}
-			_, err = q.status.Update(ctx, key, data, entry.Revision())
-		}
-		if err == nil {
-			return nil
-		}
-		if !isCASConflict(err) {
-			return fmt.Errorf("write status %s: %w", key, err)
-		}
-		// Lost a race with another writer: read again and decide again.
-	}
-	return fmt.Errorf("write status %s: too much contention", key)
-}
-
-func statusName(r Result) string {
-	if r.Publish.Name != "" {
-		return r.Publish.Name
-	}
-	return r.JobID
-}
-
 // Result returns the final result of a job and whether there is one.
-func (q *Queue) Result(ctx context.Context, jobID string) (Result, bool, error) {
+func (q *Queue) Result(ctx context.Context, jobID string) (jobs.Result, bool, error) {
 	r, _, ok, err := q.result(ctx, jobID)
 	return r, ok, err
 }
 
 // ResultSeq is Result with the result's results-stream sequence (what a rerun
 // replaces).
-func (q *Queue) ResultSeq(ctx context.Context, jobID string) (Result, uint64, bool, error) {
+func (q *Queue) ResultSeq(ctx context.Context, jobID string) (jobs.Result, uint64, bool, error) {
 	return q.result(ctx, jobID)
 }
 
-func (q *Queue) result(ctx context.Context, jobID string) (Result, uint64, bool, error) {
-	if !ValidJobID(jobID) {
-		return Result{}, 0, false, fmt.Errorf("invalid job id %q", jobID)
+func (q *Queue) result(ctx context.Context, jobID string) (jobs.Result, uint64, bool, error) {
+	if !jobs.ValidJobID(jobID) {
+		return jobs.Result{}, 0, false, fmt.Errorf("invalid job id %q", jobID)
 	}
 	msg, err := q.results.GetLastMsgForSubject(ctx, ResultSubject(jobID))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return Result{}, 0, false, nil
+		return jobs.Result{}, 0, false, nil
 	}
 	if err != nil {
-		return Result{}, 0, false, fmt.Errorf("read result of %s: %w", jobID, err)
+		return jobs.Result{}, 0, false, fmt.Errorf("read result of %s: %w", jobID, err)
 	}
-	r, err := DecodeResult(msg.Data)
+	r, err := jobs.DecodeResult(msg.Data)
 	if err != nil {
-		return Result{}, 0, false, fmt.Errorf("result of %s: %w", jobID, err)
+		return jobs.Result{}, 0, false, fmt.Errorf("result of %s: %w", jobID, err)
 	}
 	return r, msg.Sequence, true, nil
-}
-
-// Status returns the latest result for an image name (publish.name, or the job id
-// when the job named no image), and whether there is one.
-func (q *Queue) Status(ctx context.Context, name string) (Result, bool, error) {
-	entry, err := q.status.Get(ctx, StatusKey(name))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return Result{}, false, nil
-	}
-	if err != nil {
-		return Result{}, false, fmt.Errorf("read status of %s: %w", name, err)
-	}
-	r, err := DecodeResult(entry.Value())
-	if err != nil {
-		return Result{}, false, fmt.Errorf("status of %s: %w", name, err)
-	}
-	return r, true, nil
-}
-
-// Statuses returns the latest result of every image in BucketStatus.
-func (q *Queue) Statuses(ctx context.Context) ([]Result, error) {
-	lister, err := q.status.ListKeys(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("list status: %w", err)
-	}
-	defer lister.Stop()
-	var out []Result
-	for key := range lister.Keys() {
-		entry, err := q.status.Get(ctx, key)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			continue // deleted meanwhile
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read status %s: %w", key, err)
-		}
-		r, err := DecodeResult(entry.Value())
-		if err != nil {
-			return nil, fmt.Errorf("status %s: %w", key, err)
-		}
-		out = append(out, r)
-	}
-	return out, nil
 }
 
 // Console copies the full console log of a job's result from BucketConsoles to w.
@@ -231,8 +146,8 @@ func (q *Queue) Console(ctx context.Context, jobID string, w io.Writer) error {
 
 // PublishProgress sends a live progress event to whoever is waiting on the job. It is
 // fire-and-forget (core NATS): progress is informative, never needed for correctness.
-func (q *Queue) PublishProgress(p Progress) error {
-	if !ValidJobID(p.JobID) {
+func (q *Queue) PublishProgress(p jobs.Progress) error {
+	if !jobs.ValidJobID(p.JobID) {
 		return fmt.Errorf("progress: invalid job id %q", p.JobID)
 	}
 	if p.Time.IsZero() {

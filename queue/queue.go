@@ -1,4 +1,4 @@
-package jobs
+package queue
 
 import (
 	"context"
@@ -12,6 +12,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/imagevet/imagevet/jobs"
 )
 
 // NATS names shared by submitters, workers and publishers. See ARCHITECTURE.md, "NATS layout".
@@ -33,9 +35,9 @@ const (
 	// BucketConsoles is the object store bucket holding full console logs, one object
 	// per reported attempt (see ConsoleRef).
 	BucketConsoles = "imagevet_consoles"
-	// BucketQueue holds the queue's settings under SettingsKey (see QueueSettings).
+	// BucketQueue holds the queue's settings under SettingsKey (see Settings).
 	BucketQueue = "imagevet_queue"
-	// SettingsKey is the key of the QueueSettings document in BucketQueue.
+	// SettingsKey is the key of the Settings document in BucketQueue.
 	SettingsKey = "settings"
 	// BucketJobs holds one JobState per submission being worked on (key
 	// JobStateKey): attempts made, stage, worker. Entries go when the job is settled.
@@ -64,9 +66,6 @@ func ResultSubject(jobID string) string { return "imagevet.results." + jobID }
 
 // ProgressSubject is the (core NATS, not persisted) subject a job's progress events go to.
 func ProgressSubject(jobID string) string { return "imagevet.progress." + jobID }
-
-// ValidJobID reports whether id is a well-formed job id, safe as a subject token.
-func ValidJobID(id string) bool { return idPattern.MatchString(id) }
 
 // ConsoleRef is what Result.ConsoleLog holds once the full log is in BucketConsoles
 // under the object name (see ConsoleObject).
@@ -108,11 +107,11 @@ func StatusKey(name string) string {
 	return b.String()
 }
 
-// QueueConfig tunes the streams, buckets and the shared consumer. Zero fields take the
+// Config tunes the streams, buckets and the shared consumer. Zero fields take the
 // defaults. It applies only when the queue is set up (`imagevet queue setup`, or the
 // first worker on an empty server); afterwards every process reads the settings the
-// queue holds (QueueSettings) instead of its own.
-type QueueConfig struct {
+// queue holds (Settings) instead of its own.
+type Config struct {
 	// AckWait is how long a delivered job may go without an ack or heartbeat before
 	// the server gives it to another worker.
 	AckWait time.Duration
@@ -129,7 +128,7 @@ type QueueConfig struct {
 	Replicas int
 }
 
-func (c QueueConfig) withDefaults() QueueConfig {
+func (c Config) withDefaults() Config {
 	if c.AckWait <= 0 {
 		c.AckWait = DefaultAckWait
 	}
@@ -149,7 +148,7 @@ func (c QueueConfig) withDefaults() QueueConfig {
 }
 
 // Validate reports settings that cannot work.
-func (c QueueConfig) Validate() error {
+func (c Config) Validate() error {
 	var errs []error
 	if c.AckWait != 0 && c.AckWait < 3*time.Second {
 		errs = append(errs, fmt.Errorf("ack wait %s: at least 3s", c.AckWait))
@@ -166,29 +165,29 @@ func (c QueueConfig) Validate() error {
 	return errors.Join(errs...)
 }
 
-// QueueSettings is the one source of truth for how the queue behaves, kept under
+// Settings is the one source of truth for how the queue behaves, kept under
 // SettingsKey in BucketQueue by whoever set the queue up. Workers read it at start and
 // follow it (heartbeat interval from AckWait, attempt limit from MaxDeliver), saying
 // so when their own flags differ.
-type QueueSettings struct {
-	AckWait       Duration  `json:"ack_wait"`
-	MaxDeliver    int       `json:"max_deliver"`
-	DedupeWindow  Duration  `json:"dedupe_window"`
-	ResultsMaxAge Duration  `json:"results_max_age"`
-	Replicas      int       `json:"replicas"`
-	SetBy         string    `json:"set_by"`
-	SetAt         time.Time `json:"set_at"`
+type Settings struct {
+	AckWait       jobs.Duration `json:"ack_wait"`
+	MaxDeliver    int           `json:"max_deliver"`
+	DedupeWindow  jobs.Duration `json:"dedupe_window"`
+	ResultsMaxAge jobs.Duration `json:"results_max_age"`
+	Replicas      int           `json:"replicas"`
+	SetBy         string        `json:"set_by"`
+	SetAt         time.Time     `json:"set_at"`
 }
 
-// Config returns the settings as a QueueConfig.
-func (s QueueSettings) Config() QueueConfig {
-	return QueueConfig{AckWait: s.AckWait.D(), MaxDeliver: s.MaxDeliver, DedupeWindow: s.DedupeWindow.D(),
+// Config returns the settings as a Config.
+func (s Settings) Config() Config {
+	return Config{AckWait: s.AckWait.D(), MaxDeliver: s.MaxDeliver, DedupeWindow: s.DedupeWindow.D(),
 		ResultsMaxAge: s.ResultsMaxAge.D(), Replicas: s.Replicas}
 }
 
 // Differences lists, as "name queue=X flag=Y", the non-zero fields of want that differ
 // from the queue's settings.
-func (s QueueSettings) Differences(want QueueConfig) []string {
+func (s Settings) Differences(want Config) []string {
 	var out []string
 	have := s.Config()
 	if want.AckWait != 0 && want.AckWait != have.AckWait {
@@ -209,9 +208,9 @@ func (s QueueSettings) Differences(want QueueConfig) []string {
 	return out
 }
 
-// ErrQueueNotSetUp is returned by OpenQueue when the server holds no imagevet queue:
+// ErrNotSetUp is returned by Open when the server holds no imagevet queue:
 // clients that only submit or read never create one with defaults.
-var ErrQueueNotSetUp = errors.New("the imagevet queue is not set up on this server (run `imagevet queue setup` or start a worker)")
+var ErrNotSetUp = errors.New("the imagevet queue is not set up on this server (run `imagevet queue setup` or start a worker)")
 
 // Queue is a handle on imagevet's streams and buckets. It is safe for concurrent use.
 type Queue struct {
@@ -223,13 +222,13 @@ type Queue struct {
 	consoles jetstream.ObjectStore
 	states   jetstream.KeyValue
 	workers  jetstream.KeyValue
-	settings QueueSettings
+	settings Settings
 }
 
-// SetupQueue creates or updates every stream, bucket and the shared consumer with
+// Setup creates or updates every stream, bucket and the shared consumer with
 // cfg and records cfg as the queue's settings: the operator's `imagevet queue setup`.
 // by names who set it up.
-func SetupQueue(ctx context.Context, nc *nats.Conn, cfg QueueConfig, by string) (*Queue, error) {
+func Setup(ctx context.Context, nc *nats.Conn, cfg Config, by string) (*Queue, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -245,10 +244,10 @@ func SetupQueue(ctx context.Context, nc *nats.Conn, cfg QueueConfig, by string) 
 	return setup(ctx, js, nc, settings, cfg, by)
 }
 
-// EnsureQueue opens the queue, setting it up with cfg only when the server holds
+// Ensure opens the queue, setting it up with cfg only when the server holds
 // none yet (the first worker on an empty server). Settings found on the server win
 // over cfg; created reports whether cfg was used.
-func EnsureQueue(ctx context.Context, nc *nats.Conn, cfg QueueConfig, by string) (q *Queue, created bool, err error) {
+func Ensure(ctx context.Context, nc *nats.Conn, cfg Config, by string) (q *Queue, created bool, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, false, err
 	}
@@ -279,7 +278,7 @@ func EnsureQueue(ctx context.Context, nc *nats.Conn, cfg QueueConfig, by string)
 	// Another process set it up, or is doing so right now.
 	for {
 		q, err := open(ctx, js, nc, kv)
-		if err == nil || !errors.Is(err, ErrQueueNotSetUp) {
+		if err == nil || !errors.Is(err, ErrNotSetUp) {
 			return q, false, err
 		}
 		select {
@@ -290,16 +289,16 @@ func EnsureQueue(ctx context.Context, nc *nats.Conn, cfg QueueConfig, by string)
 	}
 }
 
-// OpenQueue binds to the queue as set up on the server; it never creates anything
-// and returns ErrQueueNotSetUp when the queue is missing.
-func OpenQueue(ctx context.Context, nc *nats.Conn) (*Queue, error) {
+// Open binds to the queue as set up on the server; it never creates anything
+// and returns ErrNotSetUp when the queue is missing.
+func Open(ctx context.Context, nc *nats.Conn) (*Queue, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
 	kv, err := js.KeyValue(ctx, BucketQueue)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		return nil, ErrQueueNotSetUp
+		return nil, ErrNotSetUp
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open bucket %s: %w", BucketQueue, err)
@@ -310,7 +309,7 @@ func OpenQueue(ctx context.Context, nc *nats.Conn) (*Queue, error) {
 func open(ctx context.Context, js jetstream.JetStream, nc *nats.Conn, kv jetstream.KeyValue) (*Queue, error) {
 	entry, err := kv.Get(ctx, SettingsKey)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, ErrQueueNotSetUp
+		return nil, ErrNotSetUp
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read queue settings: %w", err)
@@ -320,7 +319,7 @@ func open(ctx context.Context, js jetstream.JetStream, nc *nats.Conn, kv jetstre
 		return nil, fmt.Errorf("queue settings: %w", err)
 	}
 	if q.settings.SetAt.IsZero() {
-		return nil, ErrQueueNotSetUp // claimed, being set up
+		return nil, ErrNotSetUp // claimed, being set up
 	}
 	missing := func(err error) bool {
 		return errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrBucketNotFound)
@@ -338,7 +337,7 @@ func open(ctx context.Context, js jetstream.JetStream, nc *nats.Conn, kv jetstre
 	}
 	for _, b := range bind {
 		if err := b.fn(); missing(err) {
-			return nil, fmt.Errorf("%w: %s is missing", ErrQueueNotSetUp, b.name)
+			return nil, fmt.Errorf("%w: %s is missing", ErrNotSetUp, b.name)
 		} else if err != nil {
 			return nil, fmt.Errorf("open %s: %w", b.name, err)
 		}
@@ -350,7 +349,7 @@ func open(ctx context.Context, js jetstream.JetStream, nc *nats.Conn, kv jetstre
 // settings document. Only one process runs it at a time: the operator's queue setup,
 // or the first worker, which claimed the settings key (and so also brings the
 // streams of an older imagevet up to date).
-func setup(ctx context.Context, js jetstream.JetStream, nc *nats.Conn, kv jetstream.KeyValue, cfg QueueConfig, by string) (*Queue, error) {
+func setup(ctx context.Context, js jetstream.JetStream, nc *nats.Conn, kv jetstream.KeyValue, cfg Config, by string) (*Queue, error) {
 	q := &Queue{nc: nc, js: js}
 	stream, bucket, objects := js.CreateOrUpdateStream, js.CreateOrUpdateKeyValue, js.CreateOrUpdateObjectStore
 	var err error
@@ -401,8 +400,8 @@ func setup(ctx context.Context, js jetstream.JetStream, nc *nats.Conn, kv jetstr
 	if _, err := js.CreateOrUpdateConsumer(ctx, StreamJobs, consumerConfig(cfg)); err != nil {
 		return nil, fmt.Errorf("set up consumer %s: %w", ConsumerWorkers, err)
 	}
-	q.settings = QueueSettings{AckWait: Duration(cfg.AckWait), MaxDeliver: cfg.MaxDeliver,
-		DedupeWindow: Duration(cfg.DedupeWindow), ResultsMaxAge: Duration(cfg.ResultsMaxAge),
+	q.settings = Settings{AckWait: jobs.Duration(cfg.AckWait), MaxDeliver: cfg.MaxDeliver,
+		DedupeWindow: jobs.Duration(cfg.DedupeWindow), ResultsMaxAge: jobs.Duration(cfg.ResultsMaxAge),
 		Replicas: cfg.Replicas, SetBy: by, SetAt: time.Now().UTC()}
 	data, err := json.Marshal(q.settings)
 	if err != nil {
@@ -414,7 +413,7 @@ func setup(ctx context.Context, js jetstream.JetStream, nc *nats.Conn, kv jetstr
 	return q, nil
 }
 
-func queueBucketConfig(cfg QueueConfig) jetstream.KeyValueConfig {
+func queueBucketConfig(cfg Config) jetstream.KeyValueConfig {
 	return jetstream.KeyValueConfig{
 		Bucket:      BucketQueue,
 		Description: "imagevet: the queue's settings, written by whoever set it up",
@@ -429,7 +428,7 @@ func queueBucketConfig(cfg QueueConfig) jetstream.KeyValueConfig {
 func (q *Queue) Replicas() int { return max(1, q.settings.Replicas) }
 
 // Settings returns the queue's settings as found (or written) when it was opened.
-func (q *Queue) Settings() QueueSettings { return q.settings }
+func (q *Queue) Settings() Settings { return q.settings }
 
 // Consumer binds to the durable pull consumer all workers share.
 func (q *Queue) Consumer(ctx context.Context) (jetstream.Consumer, error) {
@@ -443,7 +442,7 @@ func (q *Queue) Consumer(ctx context.Context) (jetstream.Consumer, error) {
 // consumerConfig: the server redelivers without limit (MaxDeliver -1); workers count
 // attempts in BucketJobs and end the job with a final result at the limit, so no
 // delivery can run out silently.
-func consumerConfig(cfg QueueConfig) jetstream.ConsumerConfig {
+func consumerConfig(cfg Config) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
 		Durable:       ConsumerWorkers,
 		Description:   "imagevet workers",
@@ -457,10 +456,42 @@ func consumerConfig(cfg QueueConfig) jetstream.ConsumerConfig {
 	}
 }
 
-// JetStream returns the JetStream context the queue uses.
-func (q *Queue) JetStream() jetstream.JetStream { return q.js }
+// Stream binds to one of the queue's streams (StreamJobs, StreamResults), to read
+// its state or messages.
+func (q *Queue) Stream(ctx context.Context, name string) (jetstream.Stream, error) {
+	return q.js.Stream(ctx, name)
+}
 
-func jobsStreamConfig(cfg QueueConfig) jetstream.StreamConfig {
+// ResultsConsumer creates (or updates) a durable consumer of every result, one at a
+// time with explicit acks: what a service that acts on verdicts (the publisher)
+// pulls from. ackWait is its redelivery timeout.
+func (q *Queue) ResultsConsumer(ctx context.Context, durable, description string, ackWait time.Duration) (jetstream.Consumer, error) {
+	c, err := q.js.CreateOrUpdateConsumer(ctx, StreamResults, jetstream.ConsumerConfig{
+		Durable:       durable,
+		Description:   description,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       ackWait,
+		MaxAckPending: 1,
+		FilterSubject: SubjectResults,
+		Replicas:      q.Replicas(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("set up consumer %s: %w", durable, err)
+	}
+	return c, nil
+}
+
+// ResultsConsumerInfo reads the state of a durable consumer of the results stream.
+func (q *Queue) ResultsConsumerInfo(ctx context.Context, durable string) (*jetstream.ConsumerInfo, error) {
+	c, err := q.js.Consumer(ctx, StreamResults, durable)
+	if err != nil {
+		return nil, err
+	}
+	return c.Info(ctx)
+}
+
+func jobsStreamConfig(cfg Config) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:        StreamJobs,
 		Description: "imagevet: submitted jobs until a worker reports them",
@@ -468,12 +499,12 @@ func jobsStreamConfig(cfg QueueConfig) jetstream.StreamConfig {
 		Retention:   jetstream.WorkQueuePolicy,
 		Storage:     jetstream.FileStorage,
 		Duplicates:  cfg.DedupeWindow,
-		MaxMsgSize:  MaxDocumentSize,
+		MaxMsgSize:  jobs.MaxDocumentSize,
 		Replicas:    cfg.Replicas,
 	}
 }
 
-func resultsStreamConfig(cfg QueueConfig) jetstream.StreamConfig {
+func resultsStreamConfig(cfg Config) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:        StreamResults,
 		Description: "imagevet: final result per job id",

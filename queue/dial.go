@@ -1,4 +1,4 @@
-package jobs
+package queue
 
 import (
 	"context"
@@ -194,10 +194,10 @@ func jitter(d time.Duration) time.Duration {
 }
 
 // OpenQueue opens the queue on nc (from Dial), waiting with the same backoff while
-// the server holds none yet (ErrQueueNotSetUp: the worker or `imagevet queue setup`
+// the server holds none yet (ErrNotSetUp: the worker or `imagevet queue setup`
 // that creates it may start after this service); Health says so meanwhile. Any other
 // error, or the end of ctx, ends it.
-func (d *Dialer) OpenQueue(ctx context.Context, nc *nats.Conn) (*Queue, error) {
+func (d *Dialer) Open(ctx context.Context, nc *nats.Conn) (*Queue, error) {
 	log := d.Options.Logger
 	if log == nil {
 		log = slog.Default()
@@ -212,9 +212,9 @@ func (d *Dialer) OpenQueue(ctx context.Context, nc *nats.Conn) (*Queue, error) {
 	}()
 	for attempt := 1; ; attempt++ {
 		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		q, err := OpenQueue(octx, nc)
+		q, err := Open(octx, nc)
 		cancel()
-		if !errors.Is(err, ErrQueueNotSetUp) || ctx.Err() != nil {
+		if !errors.Is(err, ErrNotSetUp) || ctx.Err() != nil {
 			if err != nil && ctx.Err() != nil {
 				return nil, fmt.Errorf("waiting for the imagevet queue: %w", context.Cause(ctx))
 			}

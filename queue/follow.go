@@ -1,4 +1,4 @@
-package jobs
+package queue
 
 import (
 	"context"
@@ -6,6 +6,8 @@ import (
 	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/imagevet/imagevet/jobs"
 )
 
 // FollowResults calls fn with every result in StreamResults, oldest first, then with
@@ -14,7 +16,7 @@ import (
 // was called (at once for an empty stream). Results that do not decode go to bad
 // (which may be nil) and are skipped. fn runs on one goroutine at a time. Readers
 // that keep their own view of the results (the web page) use it.
-func (q *Queue) FollowResults(ctx context.Context, fn func(Result), caughtUp func(), bad func(error)) (stop func(), err error) {
+func (q *Queue) FollowResults(ctx context.Context, fn func(jobs.Result), caughtUp func(), bad func(error)) (stop func(), err error) {
 	c, err := q.js.OrderedConsumer(ctx, StreamResults, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{SubjectResults},
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
@@ -36,7 +38,7 @@ func (q *Queue) FollowResults(ctx context.Context, fn func(Result), caughtUp fun
 		up()
 	}
 	cc, err := c.Consume(func(msg jetstream.Msg) {
-		r, err := DecodeResult(msg.Data())
+		r, err := jobs.DecodeResult(msg.Data())
 		if err != nil {
 			if bad != nil {
 				bad(fmt.Errorf("result on %s: %w", msg.Subject(), err))

@@ -1,4 +1,4 @@
-package jobs
+package queue
 
 import (
 	"context"
@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/imagevet/imagevet/jobs"
 )
 
 func TestFollowResultsReplaysThenFollows(t *testing.T) {
@@ -13,7 +15,7 @@ func TestFollowResultsReplaysThenFollows(t *testing.T) {
 	ctx := context.Background()
 	now := time.Now().UTC()
 	for i, id := range []string{"r-1", "r-2"} {
-		if _, err := q.PublishResult(ctx, sampleResult(id, VerdictPass, now.Add(time.Duration(i)*time.Second)), nil); err != nil {
+		if _, err := q.PublishResult(ctx, sampleResult(id, jobs.VerdictPass, now.Add(time.Duration(i)*time.Second)), nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -21,7 +23,7 @@ func TestFollowResultsReplaysThenFollows(t *testing.T) {
 	var seen []string
 	var caughtUp []int // how many results fn had seen when caughtUp was called
 	got := make(chan struct{}, 10)
-	stop, err := q.FollowResults(ctx, func(r Result) {
+	stop, err := q.FollowResults(ctx, func(r jobs.Result) {
 		mu.Lock()
 		seen = append(seen, r.JobID)
 		mu.Unlock()
@@ -51,7 +53,7 @@ func TestFollowResultsReplaysThenFollows(t *testing.T) {
 		t.Errorf("replay: %v caught up %v", seen, caughtUp)
 	}
 	mu.Unlock()
-	if _, err := q.PublishResult(ctx, sampleResult("r-3", VerdictFail, now.Add(time.Minute)), nil); err != nil {
+	if _, err := q.PublishResult(ctx, sampleResult("r-3", jobs.VerdictFail, now.Add(time.Minute)), nil); err != nil {
 		t.Fatal(err)
 	}
 	wait(1)
@@ -65,7 +67,7 @@ func TestFollowResultsReplaysThenFollows(t *testing.T) {
 func TestFollowResultsOfAnEmptyStreamIsCaughtUpAtOnce(t *testing.T) {
 	q, _ := testQueue(t)
 	up := make(chan struct{})
-	stop, err := q.FollowResults(context.Background(), func(Result) {}, func() { close(up) }, nil)
+	stop, err := q.FollowResults(context.Background(), func(jobs.Result) {}, func() { close(up) }, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,14 +81,14 @@ func TestFollowResultsOfAnEmptyStreamIsCaughtUpAtOnce(t *testing.T) {
 
 func TestFollowAllProgressSeesEveryJob(t *testing.T) {
 	q, _ := testQueue(t)
-	got := make(chan Progress, 4)
-	stop, err := q.FollowAllProgress(func(p Progress) { got <- p })
+	got := make(chan jobs.Progress, 4)
+	stop, err := q.FollowAllProgress(func(p jobs.Progress) { got <- p })
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer stop()
 	for _, id := range []string{"p-1", "p-2"} {
-		if err := q.PublishProgress(Progress{JobID: id, Stage: "boot", Event: "start", Worker: "w1"}); err != nil {
+		if err := q.PublishProgress(jobs.Progress{JobID: id, Stage: "boot", Event: "start", Worker: "w1"}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -1,4 +1,4 @@
-package jobs
+package queue
 
 import (
 	"context"
@@ -14,6 +14,8 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/imagevet/imagevet/internal/testenv"
+
+	"github.com/imagevet/imagevet/jobs"
 )
 
 // startServerOn starts an in-process JetStream server on a given loopback port.
@@ -83,11 +85,11 @@ func TestDialerWaitsForTheServer(t *testing.T) {
 	// It works: the queue is set up and takes a job.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	q, err := SetupQueue(ctx, got.nc, QueueConfig{}, "test")
+	q, err := Setup(ctx, got.nc, Config{}, "test")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := q.Submit(ctx, Job{Version: Version, ID: "after-wait", Image: ImageSpec{Source: "https://example.invalid/x.qcow2", Format: "qcow2", Checksum: "sha256:" + strings.Repeat("a", 64)}, Guest: GuestSpec{User: "debian"}}); err != nil {
+	if _, err := q.Submit(ctx, jobs.Job{Version: jobs.Version, ID: "after-wait", Image: jobs.ImageSpec{Source: "https://example.invalid/x.qcow2", Format: "qcow2", Checksum: "sha256:" + strings.Repeat("a", 64)}, Guest: jobs.GuestSpec{User: "debian"}}); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -1,4 +1,4 @@
-package jobs
+package queue
 
 import (
 	"bytes"
@@ -8,14 +8,16 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/imagevet/imagevet/jobs"
 )
 
-func sampleJob(id string) Job {
-	return Job{Version: Version, ID: id,
-		Image: ImageSpec{Source: "file:///srv/" + id + ".qcow2", Format: FormatQCOW2,
+func sampleJob(id string) jobs.Job {
+	return jobs.Job{Version: jobs.Version, ID: id,
+		Image: jobs.ImageSpec{Source: "file:///srv/" + id + ".qcow2", Format: jobs.FormatQCOW2,
 			Checksum: "sha256:" + strings.Repeat("0", 64)},
-		Guest:   GuestSpec{User: "debian"},
-		Publish: Publication{Name: "debian-12"},
+		Guest:   jobs.GuestSpec{User: "debian"},
+		Publish: jobs.Publication{Name: "debian-12"},
 	}
 }
 
@@ -109,13 +111,13 @@ func TestCancelQueuedJobReportsWhoAndRemovesIt(t *testing.T) {
 	if err != nil || !out.Cancelled || out.Removed != 1 {
 		t.Fatalf("%+v %v", out, err)
 	}
-	if out.Result.Verdict != VerdictError || out.Result.Reason != "cancelled by alice@ci: wrong image" || out.Result.Retryable {
+	if out.Result.Verdict != jobs.VerdictError || out.Result.Reason != "cancelled by alice@ci: wrong image" || out.Result.Retryable {
 		t.Errorf("result %+v", out.Result)
 	}
 	if list, _ := q.Jobs(ctx); len(list) != 0 {
 		t.Errorf("cancelled job still queued: %+v", list)
 	}
-	if st, ok, _ := q.Status(ctx, "debian-12"); !ok || st.JobID != "c1" || st.Verdict != VerdictError {
+	if st, ok, _ := q.Status(ctx, "debian-12"); !ok || st.JobID != "c1" || st.Verdict != jobs.VerdictError {
 		t.Errorf("status %+v", st)
 	}
 	// A second cancel finds the result and changes nothing.
@@ -138,7 +140,7 @@ func TestRerunReplacesTheResultAsANewAttempt(t *testing.T) {
 	q, _ := testQueue(t)
 	ctx := context.Background()
 	job := sampleJob("r1")
-	first := sampleResult("r1", VerdictFail, time.Now())
+	first := sampleResult("r1", jobs.VerdictFail, time.Now())
 	if ok, err := q.PublishResult(ctx, first, nil); err != nil || !ok {
 		t.Fatal(ok, err)
 	}
@@ -155,19 +157,19 @@ func TestRerunReplacesTheResultAsANewAttempt(t *testing.T) {
 		t.Fatalf("queue %+v", list)
 	}
 	_, seq, _, _ := q.ResultSeq(ctx, "r1")
-	second := sampleResult("r1", VerdictPass, time.Now().Add(time.Second))
+	second := sampleResult("r1", jobs.VerdictPass, time.Now().Add(time.Second))
 	second.Attempt = 2
 	if ok, err := q.PublishResult(ctx, second, nil, Replacing(seq)); err != nil || !ok {
 		t.Fatal(ok, err)
 	}
 	// A duplicate delivery of the same rerun loses.
-	third := sampleResult("r1", VerdictFail, time.Now().Add(2*time.Second))
+	third := sampleResult("r1", jobs.VerdictFail, time.Now().Add(2*time.Second))
 	if ok, err := q.PublishResult(ctx, third, nil, Replacing(seq)); err != nil || ok {
 		t.Fatal(ok, err)
 	}
 	r, _, _ := q.Result(ctx, "r1")
 	st, _, _ := q.Status(ctx, "debian-12")
-	if r.Verdict != VerdictPass || r.Attempt != 2 || st.Verdict != VerdictPass || st.Attempt != 2 {
+	if r.Verdict != jobs.VerdictPass || r.Attempt != 2 || st.Verdict != jobs.VerdictPass || st.Attempt != 2 {
 		t.Errorf("result %+v status %+v", r, st)
 	}
 }
@@ -175,12 +177,12 @@ func TestRerunReplacesTheResultAsANewAttempt(t *testing.T) {
 func TestALosingDuplicateChangesNothingAPublisherReads(t *testing.T) {
 	q, _ := testQueue(t)
 	ctx := context.Background()
-	win := sampleResult("dup", VerdictPass, time.Now())
+	win := sampleResult("dup", jobs.VerdictPass, time.Now())
 	win.Worker = "w1"
 	if ok, err := q.PublishResult(ctx, win, strings.NewReader("winner console\n")); err != nil || !ok {
 		t.Fatal(ok, err)
 	}
-	lose := sampleResult("dup", VerdictFail, time.Now().Add(time.Minute))
+	lose := sampleResult("dup", jobs.VerdictFail, time.Now().Add(time.Minute))
 	lose.Worker, lose.Attempt = "w2", 2
 	if ok, err := q.PublishResult(ctx, lose, strings.NewReader("loser console\n")); err != nil || ok {
 		t.Fatal(ok, err)
@@ -191,7 +193,7 @@ func TestALosingDuplicateChangesNothingAPublisherReads(t *testing.T) {
 	}
 	st, _, _ := q.Status(ctx, "debian-12")
 	r, _, _ := q.Result(ctx, "dup")
-	if st.Verdict != VerdictPass || st.Worker != "w1" || r.Worker != "w1" || r.ConsoleLog != ConsoleRef(ConsoleObject("dup", 1, "w1")) {
+	if st.Verdict != jobs.VerdictPass || st.Worker != "w1" || r.Worker != "w1" || r.ConsoleLog != ConsoleRef(ConsoleObject("dup", 1, "w1")) {
 		t.Errorf("status %+v result %+v", st, r)
 	}
 }
@@ -207,7 +209,7 @@ func TestFirstWorkerUpgradesAnOlderQueue(t *testing.T) {
 	defer nc.Close()
 	ctx := context.Background()
 	js, _ := jetstream.New(nc)
-	cfg := QueueConfig{}.withDefaults()
+	cfg := Config{}.withDefaults()
 	if _, err := js.CreateStream(ctx, jobsStreamConfig(cfg)); err != nil {
 		t.Fatal(err)
 	}
@@ -216,10 +218,10 @@ func TestFirstWorkerUpgradesAnOlderQueue(t *testing.T) {
 	if _, err := js.CreateConsumer(ctx, StreamJobs, old); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := OpenQueue(ctx, nc); err == nil {
+	if _, err := Open(ctx, nc); err == nil {
 		t.Fatal("an older queue opened as set up")
 	}
-	q, created, err := EnsureQueue(ctx, nc, QueueConfig{}, "w1")
+	q, created, err := Ensure(ctx, nc, Config{}, "w1")
 	if err != nil || !created {
 		t.Fatalf("ensure: %v %v", created, err)
 	}

@@ -1,0 +1,104 @@
+package queue
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/imagevet/imagevet/jobs"
+)
+
+// BucketPublications is the KV bucket holding one record per job and cloud: where
+// that job's publication stands in that cloud (published, waiting for a retry,
+// refused) and why. Its key is PublicationKey(job, cloud). Only the publisher writes
+// it; it is the publisher's memory of what to retry, and what `imagevet status` and
+// the web page show of each cloud.
+const BucketPublications = "imagevet_publications"
+
+// PublicationKey is the key of one job's record for one cloud in BucketPublications.
+func PublicationKey(jobID, cloud string) string { return StatusKey(jobID) + "." + StatusKey(cloud) }
+
+func (q *Queue) publicationsBucket(ctx context.Context, create bool) (jetstream.KeyValue, error) {
+	return q.ownBucket(ctx, BucketPublications, "imagevet: each job's publication per cloud", 1, create)
+}
+
+// PutPublication writes one job's record for one cloud.
+func (q *Queue) PutPublication(ctx context.Context, p jobs.PublicationRecord) error {
+	if p.JobID == "" || p.Cloud == "" {
+		return errors.New("publication record: empty job id or cloud")
+	}
+	if p.Version == 0 {
+		p.Version = jobs.Version
+	}
+	kv, err := q.publicationsBucket(ctx, true)
+	if err != nil {
+		return err
+	}
+	data, err := json.Marshal(p)
+	if err != nil {
+		return fmt.Errorf("encode publication record: %w", err)
+	}
+	if _, err := kv.Put(ctx, PublicationKey(p.JobID, p.Cloud), data); err != nil {
+		return fmt.Errorf("write publication record %s in %s: %w", p.JobID, p.Cloud, err)
+	}
+	return nil
+}
+
+// Publication returns one job's record for one cloud and whether there is one.
+func (q *Queue) Publication(ctx context.Context, jobID, cloud string) (jobs.PublicationRecord, bool, error) {
+	kv, err := q.publicationsBucket(ctx, false)
+	if err != nil || kv == nil {
+		return jobs.PublicationRecord{}, false, err
+	}
+	entry, err := kv.Get(ctx, PublicationKey(jobID, cloud))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return jobs.PublicationRecord{}, false, nil
+	}
+	if err != nil {
+		return jobs.PublicationRecord{}, false, fmt.Errorf("read publication record %s in %s: %w", jobID, cloud, err)
+	}
+	p, err := jobs.DecodePublication(entry.Value())
+	if err != nil {
+		return jobs.PublicationRecord{}, false, fmt.Errorf("publication record %s in %s: %w", jobID, cloud, err)
+	}
+	return p, true, nil
+}
+
+// Publications returns every record, sorted by job, then cloud.
+func (q *Queue) Publications(ctx context.Context) ([]jobs.PublicationRecord, error) {
+	kv, err := q.publicationsBucket(ctx, false)
+	if err != nil || kv == nil {
+		return nil, err
+	}
+	lister, err := kv.ListKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", BucketPublications, err)
+	}
+	defer lister.Stop()
+	var out []jobs.PublicationRecord
+	for key := range lister.Keys() {
+		entry, err := kv.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue // deleted meanwhile
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read publication record %s: %w", key, err)
+		}
+		p, err := jobs.DecodePublication(entry.Value())
+		if err != nil {
+			return nil, fmt.Errorf("publication record %s: %w", key, err)
+		}
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].JobID != out[j].JobID {
+			return out[i].JobID < out[j].JobID
+		}
+		return out[i].Cloud < out[j].Cloud
+	})
+	return out, nil
+}

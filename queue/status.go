@@ -1,0 +1,99 @@
+package queue
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/imagevet/imagevet/jobs"
+)
+
+// EnsureStatus brings the status entry for r's image up to date with r unless a newer
+// result is already there. Workers call it when they find a job already reported.
+func (q *Queue) EnsureStatus(ctx context.Context, r jobs.Result) error { return q.updateStatus(ctx, r) }
+
+// updateStatus writes r as the latest result of its image unless the entry already
+// holds a result that finished later; compare-and-set keeps concurrent workers honest.
+func (q *Queue) updateStatus(ctx context.Context, r jobs.Result) error {
+	key := StatusKey(statusName(r))
+	data, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("encode status: %w", err)
+	}
+	for range 5 {
+		entry, err := q.status.Get(ctx, key)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+			_, err = q.status.Create(ctx, key, data)
+		case err != nil:
+			return fmt.Errorf("read status %s: %w", key, err)
+		default:
+			var cur jobs.Result
+			if json.Unmarshal(entry.Value(), &cur) == nil &&
+				(cur.FinishedAt.After(r.FinishedAt) || (cur.JobID == r.JobID && cur.FinishedAt.Equal(r.FinishedAt))) {
+				return nil
+			}
+			_, err = q.status.Update(ctx, key, data, entry.Revision())
+		}
+		if err == nil {
+			return nil
+		}
+		if !isCASConflict(err) {
+			return fmt.Errorf("write status %s: %w", key, err)
+		}
+		// Lost a race with another writer: read again and decide again.
+	}
+	return fmt.Errorf("write status %s: too much contention", key)
+}
+
+func statusName(r jobs.Result) string {
+	if r.Publish.Name != "" {
+		return r.Publish.Name
+	}
+	return r.JobID
+}
+
+// Status returns the latest result for an image name (publish.name, or the job id
+// when the job named no image), and whether there is one.
+func (q *Queue) Status(ctx context.Context, name string) (jobs.Result, bool, error) {
+	entry, err := q.status.Get(ctx, StatusKey(name))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return jobs.Result{}, false, nil
+	}
+	if err != nil {
+		return jobs.Result{}, false, fmt.Errorf("read status of %s: %w", name, err)
+	}
+	r, err := jobs.DecodeResult(entry.Value())
+	if err != nil {
+		return jobs.Result{}, false, fmt.Errorf("status of %s: %w", name, err)
+	}
+	return r, true, nil
+}
+
+// Statuses returns the latest result of every image in BucketStatus.
+func (q *Queue) Statuses(ctx context.Context) ([]jobs.Result, error) {
+	lister, err := q.status.ListKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list status: %w", err)
+	}
+	defer lister.Stop()
+	var out []jobs.Result
+	for key := range lister.Keys() {
+		entry, err := q.status.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue // deleted meanwhile
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read status %s: %w", key, err)
+		}
+		r, err := jobs.DecodeResult(entry.Value())
+		if err != nil {
+			return nil, fmt.Errorf("status %s: %w", key, err)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
