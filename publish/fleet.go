@@ -121,6 +121,28 @@ func (f *Fleet) Publisher(ctx context.Context, name string) (*Publisher, error) 
 	return p, nil
 }
 
+// LoginAll logs in to every cloud not logged in yet, at once, and returns each
+// failure by cloud name: a *ConfigError will not go away by itself, anything else (a
+// cloud that is down) is tried again when the cloud is next used.
+func (f *Fleet) LoginAll(ctx context.Context) map[string]error {
+	errs := map[string]error{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, t := range f.targets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := f.Publisher(ctx, t.name); err != nil {
+				mu.Lock()
+				errs[t.name] = err
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return errs
+}
+
 // Selected lists the clouds a result goes to: those its publish.clouds names (each,
 // configured or not: an unknown one is refused when published), or every cloud.
 func (f *Fleet) Selected(r jobs.Result) []string {

@@ -137,6 +137,12 @@ func (c *publishConfig) validate() error {
 	if _, err := c.clouds(); err != nil {
 		errs = append(errs, err)
 	}
+	if len(c.cloudSpecs) == 0 {
+		// Credentials from OS_* variables: checked before anything is contacted.
+		if _, err := publish.ReadEnv(c.creds.Getenv); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if _, _, err := c.importConverts(); err != nil {
 		errs = append(errs, err)
 	}
@@ -297,6 +303,15 @@ func cmdPublish(ctx context.Context, args []string, env Env) int {
 		if !slices.Contains(fleet.Names(), name) {
 			return fail(fmt.Errorf("import-converts: %q is not one of the clouds (%s)", name, strings.Join(fleet.Names(), ", ")))
 		}
+	}
+	// Log in to every cloud now: a configuration error stops the command; a cloud
+	// that is down is tried again when it is needed, the others go ahead.
+	for name, err := range fleet.LoginAll(ctx) {
+		var ce *publish.ConfigError
+		if errors.As(err, &ce) {
+			return fail(err)
+		}
+		log.Warn("cloud unavailable at start; its publications wait and are retried", "cloud", name, "err", err)
 	}
 	if cfg.jobID == "" {
 		cfg.service.Logger = log

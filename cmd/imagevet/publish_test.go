@@ -29,6 +29,9 @@ func TestPublishRefusesBadFlagsNamingThem(t *testing.T) {
 		{[]string{"--import-converts", "east=maybe"}, nil, `import-converts: "maybe" is not auto, yes or no`},
 		{[]string{"--cloud", "east"}, nil, "cloud: needs --job"},
 		{nil, map[string]string{"OS_INSECURE": "sometimes"}, "OS_INSECURE"},
+		{nil, nil, "OS_AUTH_URL: not set"},
+		{nil, map[string]string{"OS_AUTH_URL": "https://k:5000/v3", "OS_USERNAME": "u", "OS_PASSWORD": "p", "OS_PROJECT_NAME": "x",
+			"OS_USER_DOMAIN_NAME": "Default"}, "OS_PROJECT_DOMAIN_NAME: OS_PROJECT_NAME \"x\" needs its domain"},
 	} {
 		var out, errb bytes.Buffer
 		env := Env{Stdout: &out, Stderr: &errb, Getenv: func(k string) string { return tc.env[k] }}
