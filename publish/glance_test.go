@@ -18,10 +18,10 @@ import (
 
 	"github.com/imagevet/imagevet/jobs"
 	"github.com/imagevet/imagevet/publish/glancetest"
-	"github.com/imagevet/imagevet/worker/daemon"
 	"github.com/imagevet/imagevet/worker/image"
 
 	"github.com/imagevet/imagevet/queue"
+	"github.com/imagevet/imagevet/queue/queuetest"
 )
 
 // integration gates the tests that start a real Keystone and Glance.
@@ -60,20 +60,7 @@ func passed(id, release string, released time.Time, f *jobs.ImageFacts, rot *job
 
 func embeddedQueue(t *testing.T) *queue.Queue {
 	t.Helper()
-	srv, err := daemon.StartEmbedded(t.TempDir(), "127.0.0.1", -1, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := queue.Connect(queue.ConnectOptions{URLs: []string{srv.ClientURL()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	q, err := queue.Setup(context.Background(), nc, queue.Config{}, "test")
-	if err != nil {
-		t.Fatal(err)
-	}
+	q, _ := queuetest.Queue(t)
 	return q
 }
 

@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -28,6 +27,7 @@ import (
 	"github.com/imagevet/imagevet/watch/mirror"
 
 	"github.com/imagevet/imagevet/queue"
+	"github.com/imagevet/imagevet/queue/queuetest"
 )
 
 // env is one test's world: an in-process JetStream server, a loopback vendor mirror
@@ -44,26 +44,7 @@ type env struct {
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
-	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Start()
-	if !srv.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats server not ready")
-	}
-	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	nc, err := queue.Connect(queue.ConnectOptions{URLs: []string{srv.ClientURL()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	q, err := queue.Setup(ctx, nc, queue.Config{}, "test")
-	if err != nil {
-		t.Fatal(err)
-	}
+	q, nc := queuetest.Queue(t)
 	m, err := mirror.Start()
 	if err != nil {
 		t.Fatal(err)

@@ -16,31 +16,16 @@ import (
 	"time"
 
 	"github.com/imagevet/imagevet/jobs"
-	"github.com/imagevet/imagevet/worker/daemon"
 
 	"github.com/imagevet/imagevet/queue"
+	"github.com/imagevet/imagevet/queue/queuetest"
 )
 
 // testQueue starts the project's embedded JetStream server on a random loopback
 // port and opens imagevet's queue on it: the same streams and buckets a worker writes.
 func testQueue(t testing.TB) *queue.Queue {
 	t.Helper()
-	srv, err := daemon.StartEmbedded(t.TempDir(), "127.0.0.1", -1, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := queue.Connect(queue.ConnectOptions{URLs: []string{srv.ClientURL()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	q, err := queue.Setup(ctx, nc, queue.Config{}, "test")
-	if err != nil {
-		t.Fatal(err)
-	}
+	q, _ := queuetest.Queue(t)
 	return q
 }
 

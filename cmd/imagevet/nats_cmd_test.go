@@ -17,6 +17,7 @@ import (
 	"github.com/imagevet/imagevet/worker/daemon"
 
 	"github.com/imagevet/imagevet/queue"
+	"github.com/imagevet/imagevet/queue/queuetest"
 )
 
 // verdictRunner answers by job id prefix: pass-*, fail-*, error-*, slow-* (never
@@ -45,13 +46,9 @@ func (verdictRunner) Run(ctx context.Context, job jobs.Job, _ int, progress func
 
 func startWorker(t *testing.T) string {
 	t.Helper()
-	srv, err := daemon.StartEmbedded(t.TempDir(), "127.0.0.1", -1, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
+	url := queuetest.Server(t)
 	d, err := daemon.New(daemon.Config{
-		NATS: queue.ConnectOptions{URLs: []string{srv.ClientURL()}}, WorkerID: "cmd-test", Concurrency: 2,
+		NATS: queue.ConnectOptions{URLs: []string{url}}, WorkerID: "cmd-test", Concurrency: 2,
 		FetchWait: 200 * time.Millisecond, GracePeriod: 100 * time.Millisecond, MemoryReserveMiB: 1,
 	}, verdictRunner{}, daemon.WithLogger(slog.New(slog.DiscardHandler)), daemon.WithMemInfo(daemon.FixedMemInfo(1<<20)))
 	if err != nil {
@@ -66,7 +63,7 @@ func startWorker(t *testing.T) string {
 	case err := <-done:
 		t.Fatal(err)
 	}
-	return srv.ClientURL()
+	return url
 }
 
 func writeJob(t *testing.T, id string) string {

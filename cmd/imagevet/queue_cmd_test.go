@@ -5,16 +5,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/imagevet/imagevet/worker/daemon"
+	"github.com/imagevet/imagevet/queue/queuetest"
 )
 
 func TestClientsNeverCreateTheQueue(t *testing.T) {
-	srv, err := daemon.StartEmbedded(t.TempDir(), "127.0.0.1", -1, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	url := srv.ClientURL()
+	url := queuetest.Server(t)
 	code, _, errOut := runCmd(t, cmdSubmit, "--nats", url, writeJob(t, "pass-early"))
 	if code != exitError || !strings.Contains(errOut, "queue setup") {
 		t.Fatalf("submit to an empty server: %d %q", code, errOut)

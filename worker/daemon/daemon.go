@@ -108,7 +108,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	opts := d.cfg.NATS
 	opts.Logger = d.log
 	if len(opts.URLs) == 0 {
-		srv, err := StartEmbedded(d.cfg.EmbeddedStoreDir, d.cfg.EmbeddedHost, d.cfg.EmbeddedPort, d.log)
+		srv, err := queue.StartEmbedded(d.cfg.EmbeddedStoreDir, d.cfg.EmbeddedHost, d.cfg.EmbeddedPort, d.log)
 		if err != nil {
 			return err
 		}

@@ -26,7 +26,7 @@ import (
 // startServer runs an in-process JetStream server on a random loopback port.
 func startServer(t testing.TB) string {
 	t.Helper()
-	srv, err := StartEmbedded(t.TempDir(), "127.0.0.1", -1, nil)
+	srv, err := queue.StartEmbedded(t.TempDir(), "127.0.0.1", -1, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
