@@ -31,7 +31,15 @@ type target struct {
 	cfg   Config // the publisher's configuration but its Cloud
 	mu    sync.Mutex
 	pub   *Publisher
+	// failed and failedAt remember the last failed login, so that a cloud that is
+	// unreachable (a login that times out) costs one wait per loginPause, not one
+	// per result.
+	failed   error
+	failedAt time.Time
 }
+
+// loginPause is how long a failed login is answered from memory.
+const loginPause = 30 * time.Second
 
 // NewFleet returns the fleet of the clouds creds name; cfg (without Cloud) configures
 // each cloud's Publisher, and tune, if not nil, adjusts one cloud's copy. Names must
@@ -107,8 +115,14 @@ func (f *Fleet) Publisher(ctx context.Context, name string) (*Publisher, error) 
 	if t.pub != nil {
 		return t.pub, nil
 	}
+	if t.failed != nil && f.now().Sub(t.failedAt) < loginPause {
+		return nil, t.failed
+	}
 	c, err := Login(ctx, t.creds)
 	if err != nil {
+		if ctx.Err() == nil {
+			t.failed, t.failedAt = err, f.now()
+		}
 		return nil, err
 	}
 	cfg := t.cfg

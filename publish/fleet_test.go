@@ -113,6 +113,14 @@ func TestFleetRecordsRefusalsAndRetries(t *testing.T) {
 		t.Errorf("a dry run changed the records: %+v", after)
 	}
 
+	// A retry that is due for a result no longer in the results stream is refused
+	// once, not asked about every round.
+	past := day
+	if err := q.PutPublication(ctx, jobs.PublicationRecord{JobID: "testix-1-gone", Family: "testix-1", Cloud: "east",
+		State: jobs.PublicationRetrying, Reason: "cloud east: 503", Attempts: 3, UpdatedAt: day, NextTry: &past}); err != nil {
+		t.Fatal(err)
+	}
+
 	// The service, idle but for the retry that is not due yet, logs no warning: its
 	// fetches that find nothing are not trouble.
 	sctx, stop := context.WithCancel(ctx)
@@ -129,6 +137,10 @@ func TestFleetRecordsRefusalsAndRetries(t *testing.T) {
 	if rec, _, _ := q.Publication(ctx, r.JobID, "east"); rec.Attempts != 1 {
 		t.Errorf("a retry ran before it was due: %+v", rec)
 	}
+	if rec, _, _ := q.Publication(ctx, "testix-1-gone", "east"); rec.State != jobs.PublicationRefused ||
+		!strings.Contains(rec.Reason, "no longer in the results stream") || rec.NextTry != nil {
+		t.Errorf("a due retry whose result is gone: %+v", rec)
+	}
 }
 
 func TestBackoff(t *testing.T) {
@@ -136,5 +148,50 @@ func TestBackoff(t *testing.T) {
 		if got := backoff(time.Minute, n); got != want {
 			t.Errorf("attempt %d: %s, want %s", n, got, want)
 		}
+	}
+}
+
+func TestFleetRemembersAFailedLogin(t *testing.T) {
+	var mu sync.Mutex
+	asked := 0
+	keystone := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		mu.Lock()
+		asked++
+		mu.Unlock()
+		http.Error(w, "down", http.StatusServiceUnavailable)
+	}))
+	defer keystone.Close()
+	env := map[string]string{"OS_AUTH_URL": keystone.URL + "/v3", "OS_USERNAME": "u", "OS_PASSWORD": "p",
+		"OS_PROJECT_NAME": "x", "OS_DOMAIN_NAME": "Default"}
+	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	fleet, err := NewFleet(Config{Now: func() time.Time { return now }},
+		[]Credentials{{Name: "east", Region: "RegionOne", Getenv: func(k string) string { return env[k] }, RequestTimeout: 5 * time.Second}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	_, first := fleet.Publisher(ctx, "east")
+	mu.Lock()
+	n := asked
+	mu.Unlock()
+	if first == nil || n == 0 || !Retryable(first) || !strings.Contains(first.Error(), "cloud east (region RegionOne)") {
+		t.Fatalf("login to a keystone that is down: %v (asked %d times)", first, n)
+	}
+	// Within the pause the failure is answered from memory: no second wait.
+	if _, err := fleet.Publisher(ctx, "east"); err != first {
+		t.Errorf("second login within the pause: %v", err)
+	}
+	mu.Lock()
+	if asked != n {
+		t.Errorf("keystone asked again within the pause: %d, then %d", n, asked)
+	}
+	mu.Unlock()
+	// After it, the cloud is tried again.
+	now = now.Add(loginPause)
+	_, _ = fleet.Publisher(ctx, "east")
+	mu.Lock()
+	defer mu.Unlock()
+	if asked == n {
+		t.Error("keystone not asked again after the pause")
 	}
 }

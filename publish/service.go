@@ -196,8 +196,19 @@ func retryDue(ctx context.Context, q *queue.Queue, fleet *Fleet, cfg ServiceConf
 			continue
 		}
 		r, ok, err := q.Result(ctx, rec.JobID)
-		if err != nil || !ok {
-			log.Warn("retrying a publication: its result is not readable", "job", rec.JobID, "cloud", rec.Cloud, "found", ok, "err", err)
+		if err != nil {
+			log.Warn("retrying a publication: its result is not readable", "job", rec.JobID, "cloud", rec.Cloud, "err", err)
+			continue
+		}
+		if !ok {
+			// Gone from the results stream: nothing left to publish, and asking
+			// again every round would only repeat this.
+			rec.State, rec.NextTry, rec.UpdatedAt = jobs.PublicationRefused, nil, time.Now().UTC()
+			rec.Reason = "its result is no longer in the results stream (" + rec.Reason + ")"
+			if err := q.PutPublication(ctx, rec); err != nil {
+				log.Warn("recording a publication whose result is gone", "job", rec.JobID, "cloud", rec.Cloud, "err", err)
+			}
+			log.Error("publication refused: its result is gone", "job", rec.JobID, "cloud", rec.Cloud)
 			continue
 		}
 		for _, o := range fleet.PublishTo(ctx, q, r, []string{rec.Cloud}, false, true, cfg.RetryDelay) {
