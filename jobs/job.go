@@ -173,8 +173,8 @@ type Timeouts struct {
 	// boot) before the job fails with that evidence. Port 22 silent once systemd
 	// reached its multi-user target or cloud-init finished (every unit of the boot,
 	// an SSH server among them, has started) gets a quarter of it. A provisioning
-	// stage (Ignition, cloud-init's init stage) that the console shows stalled gets
-	// as long to complete before its check fails.
+	// stage (Ignition, cloud-init's init stage) that the console shows stalled may
+	// stay quiet as long before its check fails.
 	AfterBoot Duration `json:"after_boot,omitzero"`
 }
 

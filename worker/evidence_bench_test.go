@@ -28,6 +28,8 @@ var evidenceOf = map[string]string{
 	"debian12-nossh.json":     `^\S+ login:`,
 	"debian12-cdonly.json":    `DataSourceNone`,
 	"debian12-uefionly.json":  `Booting from Hard Disk`,
+	// Ignition's last word before it falls silent, waiting for ever.
+	"flatcar-like-nonet.json": `failed to fetch config from metadata service`,
 }
 
 // BenchmarkEvidenceToVerdict runs every broken fixture and reports, each on its

@@ -4,11 +4,14 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/imagevet/imagevet/jobs"
+	"github.com/imagevet/imagevet/worker/guest/console"
+	"github.com/imagevet/imagevet/worker/vm"
 )
 
 // The flatcar-like fixture is provisioned by Debian's real Ignition (2.14) in its
@@ -80,5 +83,52 @@ func TestIntegrationProvisioningMismatch(t *testing.T) {
 				t.Logf("%s: failed %s, not %s as on a quiet host (%q)", name, res.FailedCheck, want.FailedCheck, res.Reason)
 			}
 		})
+	}
+}
+
+// Ignition without a network in its initramfs, given the metadata service alone,
+// waits for ever: the ignition check fails naming the stalled stage within the
+// after-boot grace (+10 s) of Ignition's last word (giving up on the metadata
+// service), not ssh at the boot deadline, and lists the checks it kept from running.
+func TestIntegrationFlatcarLikeNoNetFailsIgnition(t *testing.T) {
+	env := newParallelIntegrationEnv(t)
+	const name = "flatcar-like-nonet.json"
+	watches := make(chan *console.Console, 1)
+	env.hv.mu.Lock()
+	env.hv.onBoot = func(s vm.Spec) {
+		watches <- console.WatchConsole(context.Background(), s.ConsoleLog, []console.ConsoleCheck{
+			{Name: "evidence", Kind: console.Milestone, Pattern: regexp.MustCompile(evidenceOf[name]), Reason: "evidence"}})
+	}
+	env.hv.mu.Unlock()
+	res, _ := env.runSample(t, name)
+	job, _ := loadSample(t, name)
+	w := <-watches
+	w.Close()
+	evidence, ok := w.Milestone("evidence")
+	if !ok {
+		t.Fatalf("the console never showed %q", evidenceOf[name])
+	}
+	decided := res.FinishedAt
+	for _, s := range res.Stages {
+		if s.Name == "cleanup" {
+			decided = s.Start
+		}
+	}
+	grace := time.Duration(float64(job.WithDefaults().Timeouts.AfterBoot) * env.cfg.TCGFactor)
+	t.Logf("evidence at %.1f s, verdict %.1f s after it", evidence.Time.Sub(res.StartedAt).Seconds(), decided.Sub(evidence.Time).Seconds())
+	if d := decided.Sub(evidence.Time); d > grace+10*time.Second {
+		t.Errorf("verdict %s after Ignition's last word; want within the grace (%s) + 10 s", d.Round(time.Second), grace)
+	}
+	c := res.Check(jobs.CheckIgnition)
+	if !strings.Contains(c.Reason, `its last words: "failed to fetch config from metadata service`) || !strings.Contains(c.Detail, "GET error") {
+		t.Errorf("ignition check lacks Ignition's words: %+v", c)
+	}
+	if c := res.Check(jobs.CheckSSH); c == nil || c.Status != jobs.StatusSkip {
+		t.Errorf("ssh = %+v, want not judged", c)
+	}
+	for _, name := range []string{jobs.CheckHostname, jobs.CheckMetadata, jobs.CheckCommands} {
+		if c := res.Check(name); c == nil || !strings.HasPrefix(c.Reason, jobs.NotRunPrefix) {
+			t.Errorf("%s = %+v, want listed as not run", name, c)
+		}
 	}
 }

@@ -144,12 +144,12 @@ func (w *loginWatch) judge(now time.Time) (string, string, bool) {
 	if m, ok := w.con.Milestone(console.MilestoneNoDatasource); ok {
 		return jobs.CheckSSH, fmt.Sprintf("cloud-init used no datasource (at %s: %s): %s", secs(m.Elapsed), m.Line, w.noSeedHint()), true
 	}
-	if st, start, stall, ok := stalledStage(w.con, elapsed, w.grace); ok {
+	if s, ok := stalledStage(w.con, elapsed, w.grace); ok {
 		check := jobs.CheckSSH
-		if st.Provisioning == w.provisioningCheck {
+		if s.stage.Provisioning == w.provisioningCheck {
 			check = w.provisioningCheck
 		}
-		return check, stallReason(w.con, st, start, stall, elapsed), true
+		return check, stallReason(w.con, s, elapsed), true
 	}
 	end, ok := w.bootEnd(furthest)
 	if !ok {
@@ -232,13 +232,29 @@ func (w *loginWatch) unitsStarted() (console.ConsoleMatch, bool) {
 	return first, found
 }
 
-// stalledStage is the provisioning stage the console shows started, stalled at
-// least grace ago and not completed since, if any: one that will not complete.
-func stalledStage(con *console.Console, elapsed, grace time.Duration) (console.ProvisioningStage, console.ConsoleMatch, console.ConsoleMatch, bool) {
+// stageStall is a provisioning stage that started and stalled: when it started,
+// when it stalled and when it was last heard of (its stall, or its latest sign of
+// work after it).
+type stageStall struct {
+	stage                   console.ProvisioningStage
+	started, stalled, heard time.Duration
+}
+
+// stalledStage is the provisioning stage the console shows started and stalled,
+// not completed since and quiet for at least grace, if any: one that will not
+// complete.
+func stalledStage(con *console.Console, elapsed, grace time.Duration) (stageStall, bool) {
 	for _, st := range console.ProvisioningStages() {
 		start, started := con.Milestone(st.Start)
 		stall, stalled := con.Milestone(st.Stall)
-		if !started || !stalled || elapsed-stall.Elapsed < grace {
+		if !started || !stalled {
+			continue
+		}
+		s := stageStall{stage: st, started: start.Elapsed, stalled: stall.Elapsed, heard: stall.Elapsed}
+		if act, ok := con.Latest(st.Activity); ok && act.Elapsed > s.heard {
+			s.heard = act.Elapsed
+		}
+		if elapsed-s.heard < grace {
 			continue
 		}
 		done := false
@@ -247,10 +263,10 @@ func stalledStage(con *console.Console, elapsed, grace time.Duration) (console.P
 			done = done || seen
 		}
 		if !done {
-			return st, start, stall, true
+			return s, true
 		}
 	}
-	return console.ProvisioningStage{}, console.ConsoleMatch{}, console.ConsoleMatch{}, false
+	return stageStall{}, false
 }
 
 // stallHints say what a stalled stage's own lines point at.
@@ -262,9 +278,11 @@ var stallHints = []struct {
 }
 
 // stallReason is the one-line reason a stalled provisioning stage fails with: the
-// stage, when it started and stalled, and the last thing it said.
-func stallReason(con *console.Console, st console.ProvisioningStage, start, stall console.ConsoleMatch, elapsed time.Duration) string {
-	reason := fmt.Sprintf("%s started at %s and never completed: stalled at %s, not done %s later", st.Name, secs(start.Elapsed), secs(stall.Elapsed), secs(elapsed-stall.Elapsed))
+// stage, when it started, stalled and was last heard of, and the last thing it said.
+func stallReason(con *console.Console, s stageStall, elapsed time.Duration) string {
+	st := s.stage
+	reason := fmt.Sprintf("%s started at %s and never completed: stalled at %s, last heard of at %s, not done %s later",
+		st.Name, secs(s.started), secs(s.stalled), secs(s.heard), secs(elapsed-s.heard))
 	lines := stageLines(con, st)
 	for i := len(lines) - 1; i >= 0; i-- {
 		if m := st.Words.FindStringSubmatch(lines[i]); m != nil {
@@ -292,10 +310,16 @@ func stageLines(con *console.Console, st console.ProvisioningStage) []string {
 	return lines
 }
 
-// stageDetail is a stalled stage's detail: its last console lines, each clipped
-// (systemd's running-job lines repeat themselves on one line).
+// stageDetail is a stalled stage's detail: its last console lines, each clipped,
+// with only the last of systemd's running-job lines (one every half second).
 func stageDetail(con *console.Console, st console.ProvisioningStage) string {
-	lines := stageLines(con, st)
+	var lines []string
+	all := stageLines(con, st)
+	for i, l := range all {
+		if !console.RunningJob.MatchString(l) || !slices.ContainsFunc(all[i+1:], console.RunningJob.MatchString) {
+			lines = append(lines, l)
+		}
+	}
 	if len(lines) > 15 {
 		lines = lines[len(lines)-15:]
 	}
@@ -359,6 +383,13 @@ func (j *jobRun) login(guestCtx context.Context, scale func(jobs.Duration) time.
 	if !j.judgeBoot(guestCtx, err) {
 		j.rec.check(jobs.CheckResult{Name: jobs.CheckSSH, Status: jobs.StatusSkip, Reason: "boot failed"})
 		return nil
+	}
+	if err != nil && !decided {
+		// The boot deadline came while a stage that stalled still had not completed
+		// (it kept saying something, so the grace never ran out): the cause all the same.
+		if s, ok := stalledStage(j.con, j.now().Sub(w.start), 0); ok && s.stage.Provisioning == w.provisioningCheck {
+			early, decided = jobs.CheckResult{Name: w.provisioningCheck, Reason: stallReason(j.con, s, j.now().Sub(w.start))}, true
+		}
 	}
 	if err != nil && decided && early.Name == w.provisioningCheck {
 		// A provisioning stage that never completed: nothing could log in before

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -20,8 +21,10 @@ import (
 // after-boot grace has passed since the console showed the stall, naming the stage,
 // when it started and its last words, instead of blaming SSH minutes later.
 
-// recordedConsole watches a console log from testdata (a recording of a real guest's
-// serial console) and returns it once every line is read.
+// recordedConsole watches a console log from testdata and returns it once every
+// line is read. ignition-nonet.log is the serial console of the flatcar-like-nonet
+// fixture under flatcar-like-nonet.json (recorded by the worker, TCG); the
+// cloud-init one is written after cloud-init 22.4's lines.
 func recordedConsole(t *testing.T, name string) *console.Console {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join("guest", "console", "testdata", name))
@@ -50,7 +53,7 @@ func TestStalledProvisioningStage(t *testing.T) {
 		want                    []string
 	}{
 		{"ignition without network", "ignition-nonet.log", jobs.CheckIgnition, console.MilestoneIgnitionStalled,
-			[]string{"Ignition started at ", "never completed: stalled at ", "its last words: ", "found no network"}},
+			[]string{"Ignition started at ", "never completed: stalled at ", `its last words: "failed to fetch config from metadata service: unable to fetch resource in time"`, "found no network"}},
 		{"cloud-init's network stage", "cloud-init-stalled.log", jobs.CheckCloudInit, console.MilestoneCloudInitStalled,
 			[]string{"cloud-init's init stage started at ", "never completed", "its last words: ", "url_helper.py[WARNING]", "found no network"}},
 	} {
@@ -78,6 +81,11 @@ func TestStalledProvisioningStage(t *testing.T) {
 			if len(reason) > 300 {
 				t.Errorf("reason of %d bytes; a result keeps 300: %q", len(reason), reason)
 			}
+			detail := stageDetail(con, stageOf(tc.check))
+			if n := len(console.RunningJob.FindAllString(detail, -1)); n > 1 || !strings.Contains(detail, "[") {
+				t.Errorf("detail has %d of systemd's running-job lines (want the last only):\n%s", n, detail)
+			}
+			t.Logf("reason: %s\ndetail:\n%s", reason, detail)
 			// A job that does not require the stage's check fails ssh with the same words.
 			if check, reason, _ := judgeAt(con, "", stall.Elapsed+grace+time.Second); check != jobs.CheckSSH || !strings.Contains(reason, "never completed") {
 				t.Errorf("provisioning check not required: %s %q, want ssh", check, reason)
@@ -157,4 +165,75 @@ func silentListener(t *testing.T) string {
 		case <-time.After(time.Minute):
 		}
 	})
+}
+
+// A stage still at work after its stall (a slow first boot: Ignition logging its
+// next steps) is judged only once it has been quiet for the grace.
+func TestStallClockRestartsOnActivity(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "console.log")
+	write := func(s string) {
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.WriteString(s)
+		f.Close()
+	}
+	write("[    3.1] ignition[401]: Ignition 2.14.0\n[  *** ] A start job is running for Ignition (fetch) (12s / no limit)\n")
+	con := console.WatchConsole(context.Background(), path, console.DefaultConsoleChecks())
+	defer con.Close()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, ok := con.Milestone(console.MilestoneIgnitionStalled); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("stall never read")
+		}
+	}
+	time.Sleep(500 * time.Millisecond)
+	write("[   20.0] ignition[470]: GET result: OK\n")
+	var act console.ConsoleMatch
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		var ok bool
+		if act, ok = con.Latest(console.ActivityIgnition); ok && strings.Contains(act.Line, "GET result") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("activity never read")
+		}
+	}
+	stall, _ := con.Milestone(console.MilestoneIgnitionStalled)
+	const grace = 10 * time.Second
+	w := &loginWatch{con: con, grace: grace, start: con.Started(), furthest: sshprobe.StageBanner, provisioningCheck: jobs.CheckIgnition}
+	if _, reason, ok := w.judge(con.Started().Add(stall.Elapsed + grace + 100*time.Millisecond)); ok {
+		t.Errorf("verdict a grace after the stall although Ignition was at work since: %q", reason)
+	}
+	if check, reason, ok := w.judge(con.Started().Add(act.Elapsed + grace + 100*time.Millisecond)); !ok || check != jobs.CheckIgnition || !strings.Contains(reason, "last heard of at") {
+		t.Errorf("a grace after its last sign of work: %v %s %q", ok, check, reason)
+	}
+}
+
+// A stalled stage that keeps saying something until the boot deadline is still
+// what failed: its check fails at the deadline, naming it, not ssh.
+func TestStalledStageAtBootDeadlineFailsIt(t *testing.T) {
+	lines := []fake.Line{
+		{Text: "[    2.1] ignition[412]: Ignition 2.14.0"},
+		{Text: "[    2.2] ignition[412]: failed to fetch config from metadata service: unable to fetch resource in time"},
+	}
+	for i := range 60 {
+		lines = append(lines, fake.Line{After: time.Duration(i+1) * 200 * time.Millisecond,
+			Text: fmt.Sprintf("[ %4d.0] ignition[470]: GET error: Get \"http://169.254.169.254/openstack/latest/user_data\": dial tcp: connect: network is unreachable", 3+i)})
+	}
+	hv := &fake.Hypervisor{SSHAddr: silentListener(t), Console: lines}
+	job := ignitionTestJob("ign-busy", jobs.DatasourceMetadata)
+	job.Timeouts.Boot = jobs.Duration(4 * time.Second)
+	job.Timeouts.AfterBoot = jobs.Duration(2 * time.Second)
+	res, took := runFake(t, hv, job)
+	t.Logf("after %s: %s", took.Round(time.Millisecond), res.Reason)
+	if took < 4*time.Second {
+		t.Errorf("decided after %s, before the boot deadline, while Ignition was still at work", took)
+	}
+	if res.Verdict != jobs.VerdictFail || res.FailedCheck != jobs.CheckIgnition || !strings.Contains(res.Reason, "Ignition started at 0 s and never completed") {
+		t.Fatalf("got %s/%s %q", res.Verdict, res.FailedCheck, res.Reason)
+	}
 }

@@ -16,6 +16,9 @@ const (
 	Warning
 	// Milestone matches mark boot progress; the first match of each is timed.
 	Milestone
+	// Activity matches mark something still at work; the latest match of each is
+	// kept (Console.Latest).
+	Activity
 )
 
 // String names the kind for logs and reports.
@@ -27,6 +30,8 @@ func (k Kind) String() string {
 		return "warning"
 	case Milestone:
 		return "milestone"
+	case Activity:
+		return "activity"
 	}
 	return "unknown"
 }

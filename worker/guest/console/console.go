@@ -79,7 +79,8 @@ type Console struct {
 	pendTimer  *time.Timer
 	warnings   []ConsoleMatch
 	milestones []ConsoleMatch
-	seen       map[string]bool // milestone names already recorded
+	seen       map[string]bool         // milestone names already recorded
+	latest     map[string]ConsoleMatch // the latest match of each activity check
 	tail       []string
 	tailBytes  int
 	partial    string
@@ -119,6 +120,7 @@ func WatchConsoleOptions(ctx context.Context, path string, checks []ConsoleCheck
 		stop:       make(chan struct{}),
 		done:       make(chan struct{}),
 		seen:       map[string]bool{},
+		latest:     map[string]ConsoleMatch{},
 		partialHit: map[string]bool{},
 		lastAfter:  map[string]int{},
 	}
@@ -180,6 +182,14 @@ func (c *Console) Milestone(name string) (ConsoleMatch, bool) {
 		}
 	}
 	return ConsoleMatch{}, false
+}
+
+// Latest returns the latest match of the named activity check, if seen.
+func (c *Console) Latest(name string) (ConsoleMatch, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m, ok := c.latest[name]
+	return m, ok
 }
 
 // BytesRead is how much of the console log has been read so far.
@@ -428,6 +438,8 @@ func (c *Console) record(ck *ConsoleCheck, line string, now time.Time) {
 			c.seen[ck.Name] = true
 			c.milestones = append(c.milestones, m)
 		}
+	case Activity:
+		c.latest[ck.Name] = m
 	}
 }
 
