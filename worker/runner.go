@@ -1,6 +1,3 @@
-// Package worker runs imagevet jobs on one host: one job is one lifecycle — fetch and
-// inspect the image, write the seed, boot it under libvirt, judge it from the console
-// and over SSH, and clean up — read top to bottom in Runner.Run.
 package worker
 
 import (
@@ -206,7 +203,7 @@ func (j *jobRun) run(parent context.Context) {
 	j.ssh = client
 
 	// In-guest checks, each under its own deadline and the console watch.
-	j.guestChecks(guestCtx, client, scale)
+	j.runGuestChecks(guestCtx, client, scale)
 
 	// A fatal console line after SSH answered (a panic mid-check) still fails boot.
 	if m, ok := j.con.Fatal(); ok {
@@ -422,108 +419,6 @@ func (j *jobRun) judgeBoot(guestCtx context.Context, sshErr error) bool {
 	}
 	j.rec.check(jobs.CheckResult{Name: jobs.CheckBoot, Status: jobs.StatusPass, Reason: reason, Detail: bootDetail(j.con)})
 	return true
-}
-
-// guestChecks runs the checks inside the guest: the metadata fetch from the
-// moment SSH answers, beside cloud-init's (or Ignition's) check, which waits for
-// first boot to finish; then hostname; the job's commands once both are done.
-// Results are recorded in one order: provisioning, hostname, metadata, commands.
-func (j *jobRun) guestChecks(ctx context.Context, r guest.Runner, scale func(jobs.Duration) time.Duration) {
-	job := j.job
-	// begin starts a check and returns what records its outcome, waiting for it.
-	begin := func(name string, timeout time.Duration, check func(context.Context) guest.CheckResult) (record func()) {
-		if job.Checks.IsSkipped(name) {
-			return func() {
-				j.rec.check(jobs.CheckResult{Name: name, Status: jobs.StatusSkip, Reason: "skipped by the job"})
-			}
-		}
-		if ctx.Err() != nil {
-			return func() { j.interrupted(ctx, name) }
-		}
-		done := j.rec.checkStage(name)
-		cctx, cancel := context.WithTimeout(ctx, timeout)
-		type outcome struct {
-			res         guest.CheckResult
-			interrupted bool
-		}
-		out := make(chan outcome, 1)
-		go func() {
-			res := check(cctx)
-			cancel()
-			// The stage ends here; the result is recorded in order below.
-			if total, ok := jobTimedOut(ctx); ok && res.Status != guest.StatusSkip {
-				// The check that ran out of the job's time is judged like one that
-				// ran out of its own: a cloud-init overrun fails cloud-init.
-				res.Reason = fmt.Sprintf("%s (%s)", res.Reason, total)
-				done(total)
-				out <- outcome{res: res}
-				return
-			}
-			if ctx.Err() != nil {
-				done(context.Cause(ctx))
-				out <- outcome{interrupted: true}
-				return
-			}
-			done(res.Err)
-			out <- outcome{res: res}
-		}()
-		return func() {
-			o := <-out
-			if o.interrupted {
-				j.interrupted(ctx, name)
-				return
-			}
-			j.rec.check(toJobCheck(name, o.res))
-			if o.res.Status == guest.StatusError && o.res.Err != nil {
-				j.rec.stop(name, o.res.Err)
-			}
-		}
-	}
-	do := func(name string, timeout time.Duration, check func(context.Context) guest.CheckResult) {
-		begin(name, timeout, check)()
-	}
-	instanceID := j.instanceID()
-	metadata := begin(jobs.CheckMetadata, scale(job.Timeouts.Command), func(ctx context.Context) guest.CheckResult {
-		res := guest.CheckMetadata(ctx, r, guest.DefaultMetadataURL, instanceID)
-		if res.Status == guest.StatusPass && len(j.meta.Requests()) == 0 {
-			res.Status, res.Reason = guest.StatusFail, "the guest printed metadata but the metadata server saw no request"
-		}
-		return res
-	})
-	if job.Guest.Provisioning == jobs.ProvisioningIgnition {
-		// Ignition replaces cloud-init: it ran in the initramfs, before SSH answered.
-		do(jobs.CheckIgnition, scale(job.Timeouts.CloudInit), func(ctx context.Context) guest.CheckResult {
-			want := j.ignition
-			_, want.ConsoleComplete = j.con.Milestone(console.MilestoneIgnitionComplete)
-			return guest.CheckIgnition(ctx, r, want)
-		})
-	} else {
-		do(jobs.CheckCloudInit, scale(job.Timeouts.CloudInit), func(ctx context.Context) guest.CheckResult {
-			res := guest.CheckCloudInit(ctx, r, guest.CloudInitWant{InstanceID: instanceID, Hostname: job.Guest.Hostname, Datasource: job.Guest.Datasource})
-			if res.Status == guest.StatusSkip && job.Checks.ExplicitlyRequired(jobs.CheckCloudInit) {
-				res.Status = guest.StatusFail
-			}
-			if hint := j.provisioningHint(); res.Status == guest.StatusSkip && hint != "" {
-				res.Status, res.Reason = guest.StatusFail, res.Reason+": "+hint
-			}
-			return res
-		})
-	}
-	do(jobs.CheckHostname, scale(job.Timeouts.Command), func(ctx context.Context) guest.CheckResult {
-		return guest.CheckHostname(ctx, r, job.Guest.Hostname)
-	})
-	// The job's commands may change the guest (or flood its metadata path, as
-	// the hostile fixtures do): they start only once our own checks are done.
-	metadata()
-	if len(job.Commands) > 0 {
-		cmds := make([]guest.Command, len(job.Commands))
-		for i, c := range job.Commands {
-			cmds[i] = guest.Command{Run: c.Run, ExpectExit: c.ExitWanted(), ExpectOutput: c.ExpectOutput, Timeout: scale(job.Timeouts.Command)}
-		}
-		do(jobs.CheckCommands, scale(job.Timeouts.Command)*time.Duration(len(cmds)), func(ctx context.Context) guest.CheckResult {
-			return guest.RunCommands(ctx, r, cmds)
-		})
-	}
 }
 
 // provisioningHint names a mismatch between the job's guest.provisioning and what
