@@ -7,16 +7,23 @@ BIN := bin/imagevet
 FIXTURES ?= $(or $(IMAGEVET_FIXTURES),/var/cache/imagevet/fixtures)
 export IMAGEVET_FIXTURES := $(FIXTURES)
 
-.PHONY: build demo test unit setup bench fmt vet
+.PHONY: build demo test unit setup bench fmt vet deb
 
 build:
 	$(GO) build -o $(BIN) ./cmd/imagevet
 
+# imagevet_<version>_amd64.deb in dist/: binary, units, default settings (dpkg-deb only).
+deb:
+	scripts/build-deb dist
+
 setup:
 	scripts/setup-host
 
-demo: build
-	scripts/setup-host tiny
+# Each step says how long it took: the build (Go's cache), the packages and the tiny
+# fixture (scripts/setup-host --demo), the worker and the verdict (scripts/demo).
+demo:
+	@s=$$(date +%s); $(MAKE) --no-print-directory build; echo "demo: build took $$(( $$(date +%s) - s )) s"
+	scripts/setup-host --demo tiny
 	scripts/demo
 
 # The whole suite against real libvirtd, qemu (TCG), cloud-init and nats-server.
