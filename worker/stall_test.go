@@ -226,11 +226,11 @@ func TestStalledStageAtBootDeadlineFailsIt(t *testing.T) {
 	}
 	hv := &fake.Hypervisor{SSHAddr: silentListener(t), Console: lines}
 	job := ignitionTestJob("ign-busy", jobs.DatasourceMetadata)
-	job.Timeouts.Boot = jobs.Duration(4 * time.Second)
-	job.Timeouts.AfterBoot = jobs.Duration(2 * time.Second)
+	job.Timeouts.Boot = jobs.Duration(5 * time.Second)
+	job.Timeouts.AfterBoot = jobs.Duration(3 * time.Second)
 	res, took := runFake(t, hv, job)
 	t.Logf("after %s: %s", took.Round(time.Millisecond), res.Reason)
-	if took < 4*time.Second {
+	if took < 5*time.Second {
 		t.Errorf("decided after %s, before the boot deadline, while Ignition was still at work", took)
 	}
 	if res.Verdict != jobs.VerdictFail || res.FailedCheck != jobs.CheckIgnition || !strings.Contains(res.Reason, "Ignition started at 0 s and never completed") {
