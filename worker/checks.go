@@ -169,3 +169,8 @@ func (j *jobRun) checkCommands(ctx context.Context, r guest.Runner, scale func(j
 	}
 	return guest.RunCommands(ctx, r, cmds)
 }
+
+// toJobCheck converts a guest check's outcome into the result's form.
+func toJobCheck(name string, c guest.CheckResult) jobs.CheckResult {
+	return jobs.CheckResult{Name: name, Status: jobs.CheckStatus(c.Status), Reason: c.Reason, Detail: c.Detail, Duration: jobs.Duration(c.Duration)}
+}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/imagevet/imagevet/jobs"
 	"github.com/imagevet/imagevet/keyring"
+	"github.com/imagevet/imagevet/worker/vm"
 )
 
 // Config is everything a worker needs to vet jobs on this host. It is filled from
@@ -293,4 +294,21 @@ func FormatBytes(n int64) string {
 		}
 	}
 	return strconv.FormatInt(n, 10)
+}
+
+// Prepare readies the host side of the configuration: the state directory, which
+// libvirt's qemu user must be able to traverse. Call it once at start, after
+// Validate.
+func (c *Config) Prepare() error {
+	if err := os.MkdirAll(c.StateDir, 0o755); err != nil {
+		return fmt.Errorf("state-dir: %w", err)
+	}
+	abs, err := filepath.Abs(c.StateDir)
+	if err != nil {
+		return fmt.Errorf("state-dir: %w", err)
+	}
+	if err := vm.QemuSearchable(abs); err != nil {
+		return fmt.Errorf("state-dir: %w", err)
+	}
+	return nil
 }

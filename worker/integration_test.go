@@ -141,7 +141,7 @@ func newIntegrationEnv(t testing.TB) *integrationEnv {
 		// Whatever happened, no machine of this worker survives the test.
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		if n, err := lv.Sweep(ctx, vm.WorkerPrefix(cfg.DomainPrefix, cfg.WorkerID)); err != nil || n > 0 {
+		if n, err := lv.SweepOrphans(ctx, vm.WorkerPrefix(cfg.DomainPrefix, cfg.WorkerID), func(string) bool { return true }); err != nil || n > 0 {
 			t.Errorf("machines left behind: %d (%v)", n, err)
 		}
 		lv.Close()

@@ -374,6 +374,9 @@ func TestKeepFailedLeavesMachineAndSaysHowToReachIt(t *testing.T) {
 	assertCleanedUp(t, cfg, hv)
 }
 
+// errShutdown stands for the daemon's cancel cause at shutdown.
+var errShutdown = errors.New("worker shutting down")
+
 func TestClassify(t *testing.T) {
 	cases := []struct {
 		err   error

@@ -75,9 +75,6 @@ func (e *TimeoutError) ErrorClass() (Class, bool) { return ClassInfra, true }
 // verdict itself is the console's match, not this cause.
 var errConsoleFatal = errors.New("fatal console line")
 
-// errShutdown is the cancel cause when the worker stops while a job runs.
-var errShutdown = errors.New("worker shutting down")
-
 // Classify maps any error from a job's lifecycle to its class and whether running the
 // job again may help. Errors say their own class (jobs.Classed); what does not is
 // the host's (disk, permissions, a dead daemon, shutdown): worth one more try on

@@ -89,9 +89,6 @@ func New(cfg Config, runner Runner, opts ...Option) (*Daemon, error) {
 	return d, nil
 }
 
-// Config returns the daemon's effective configuration.
-func (d *Daemon) Config() Config { return d.cfg }
-
 // Ready is closed once the daemon has set up its streams and starts pulling.
 func (d *Daemon) Ready() <-chan struct{} { return d.ready }
 

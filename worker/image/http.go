@@ -7,12 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"os"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/imagevet/imagevet/retry"
 )
 
 // transientError is a failure worth retrying: network errors, 5xx, 429.
@@ -91,20 +92,11 @@ func parseRetryAfter(v string) time.Duration {
 // backoff waits before retry number n (1-based), honouring Retry-After up
 // to the maximum backoff. It returns the context's cause if cancelled first.
 func (s *Store) backoff(ctx context.Context, n int, retryAfter time.Duration) error {
-	d := s.retryBackoff << min(n-1, 16)
-	d = min(d, s.maxBackoff)
-	d = d*3/4 + rand.N(d/2+1) // +-25% jitter
+	d := retry.Policy{Initial: s.retryBackoff, Max: s.maxBackoff, Jitter: 0.25}.Delay(n)
 	if retryAfter > d {
 		d = min(retryAfter, 2*s.maxBackoff)
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return context.Cause(ctx)
-	}
+	return retry.Wait(ctx, d)
 }
 
 // download streams an http(s) URL into f through a hashing pipeline. After

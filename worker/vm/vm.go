@@ -150,9 +150,6 @@ type Hypervisor interface {
 	// Boot defines and starts a transient machine; on error nothing is left
 	// running.
 	Boot(ctx context.Context, spec Spec) (Machine, error)
-	// Sweep destroys every machine whose name starts with prefix (this
-	// worker's orphans, see WorkerPrefix) and reports how many it destroyed.
-	Sweep(ctx context.Context, prefix string) (int, error)
 	// SweepOrphans destroys every machine whose name starts with prefix and
 	// whose recorded owner orphaned reports gone; machines of live owners, and
 	// machines recording no owner, are left alone. It reports how many it

@@ -82,19 +82,6 @@ func (h *Hypervisor) Boot(ctx context.Context, spec vm.Spec) (vm.Machine, error)
 	return m, nil
 }
 
-// Sweep destroys every running fake machine whose name has prefix.
-func (h *Hypervisor) Sweep(ctx context.Context, prefix string) (int, error) {
-	n := 0
-	for _, m := range h.Machines() {
-		if len(m.spec.Name) >= len(prefix) && m.spec.Name[:len(prefix)] == prefix && m.isRunning() {
-			if err := m.Destroy(ctx); err == nil {
-				n++
-			}
-		}
-	}
-	return n, h.SweepErr
-}
-
 // SweepOrphans destroys every running fake machine with prefix whose spec's owner
 // orphaned reports gone.
 func (h *Hypervisor) SweepOrphans(ctx context.Context, prefix string, orphaned func(owner string) bool) (int, error) {

@@ -94,12 +94,12 @@ func TestFakeScriptedErrors(t *testing.T) {
 	if got := len(h.Boots()); got != 4 {
 		t.Errorf("Boots = %d, want 4", got)
 	}
-	n, err := h.Sweep(ctx, vm.WorkerPrefix("imagevet-test", "w"))
+	n, err := h.SweepOrphans(ctx, vm.WorkerPrefix("imagevet-test", "w"), func(string) bool { return true })
 	if err != nil || n != 1 {
-		t.Errorf("Sweep = %d, %v; want 1", n, err)
+		t.Errorf("SweepOrphans = %d, %v; want 1", n, err)
 	}
 	if h.Running() != 0 {
-		t.Error("machine left after Sweep")
+		t.Error("machine left after SweepOrphans")
 	}
 }
 

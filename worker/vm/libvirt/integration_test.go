@@ -730,3 +730,26 @@ func TestKVMProbe(t *testing.T) {
 		t.Fatalf("the probe left its guest behind:\n%s", out)
 	}
 }
+
+// Sweep (tests only) destroys every domain whose name starts with prefix; see
+// vm.Hypervisor. It keeps going past failures and reports them joined.
+func (h *Hypervisor) Sweep(ctx context.Context, prefix string) (int, error) {
+	doms, err := h.listPrefixed(ctx, prefix)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	var errs []error
+	for _, d := range doms {
+		if err := h.destroyDomain(ctx, d); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", d.Name, err))
+			continue
+		}
+		h.log.Info("swept orphan machine", "domain", d.Name)
+		n++
+	}
+	if len(errs) > 0 {
+		return n, classify("sweep", "", errors.Join(errs...))
+	}
+	return n, nil
+}
