@@ -175,13 +175,13 @@ type CloudOutcome struct {
 	// may succeed later by itself.
 	Err       error `json:"-"`
 	Retryable bool  `json:"-"`
-	// Record is what was written to jobs.BucketPublications (not in a dry run).
+	// Record is what was written to queue.BucketPublications (not in a dry run).
 	Record *jobs.PublicationRecord `json:"-"`
 }
 
 // PublishTo publishes r to the named clouds at once (none waits for another) and,
 // unless dryRun or without a queue, records each cloud's state in
-// jobs.BucketPublications: done, retrying (due again after retryDelay, doubled per
+// queue.BucketPublications: done, retrying (due again after retryDelay, doubled per
 // attempt up to an hour) or refused with its reason. With skipDone, a cloud whose
 // record says done is left alone.
 func (f *Fleet) PublishTo(ctx context.Context, q *queue.Queue, r jobs.Result, clouds []string, dryRun, skipDone bool, retryDelay time.Duration) []CloudOutcome {

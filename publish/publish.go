@@ -6,8 +6,8 @@
 // releases to community or hidden, deactivates those past the policy and deletes them
 // once no server and no volume uses them. It reads results from NATS (a durable
 // consumer of the results stream, or one job's result), records each family's Latest
-// per cloud in jobs.BucketPublished and each job's state per cloud (published,
-// retrying, refused with its reason) in jobs.BucketPublications.
+// per cloud in queue.BucketPublished and each job's state per cloud (published,
+// retrying, refused with its reason) in queue.BucketPublications.
 package publish
 
 import (
@@ -435,7 +435,7 @@ func (p *Publisher) updateChecked(ctx context.Context, a Action) error {
 	}
 }
 
-// record writes the family's Latest to jobs.BucketPublished.
+// record writes the family's Latest to queue.BucketPublished.
 func (p *Publisher) record(ctx context.Context, r jobs.Result, pol Policy, out *Outcome) error {
 	cctx, cancel := p.call(ctx)
 	fam, err := p.glance.family(cctx, r.Publish.Family)

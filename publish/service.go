@@ -48,7 +48,7 @@ type ServiceConfig struct {
 // at least once per result and cloud, idempotent by job id (Publish finds a job's
 // image already in Glance). Results that do not ask for publication are
 // acknowledged at once. Every other result is acknowledged once each selected cloud
-// has a record in jobs.BucketPublications: done, refused (wrong bytes, a bad result
+// has a record in queue.BucketPublications: done, refused (wrong bytes, a bad result
 // or configuration: kept with its reason until an operator publishes the job again)
 // or retrying: a cloud that failed for a passing reason (down, unreachable) is tried
 // again from its record after RetryDelay, doubled per attempt, without holding back
