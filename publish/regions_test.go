@@ -2,8 +2,6 @@ package publish
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"io"
 	"log/slog"
 	"os"
@@ -22,58 +20,6 @@ import (
 	"github.com/imagevet/imagevet/publish/glancetest"
 	"github.com/imagevet/imagevet/worker/image"
 )
-
-// sha512sum runs the coreutils tool on a file: the digest a user would compare.
-func sha512sum(t *testing.T, path string) string {
-	t.Helper()
-	out, err := exec.Command("sha512sum", path).Output()
-	if err != nil {
-		t.Fatalf("sha512sum %s: %v", path, err)
-	}
-	return strings.Fields(string(out))[0]
-}
-
-// vendorAndRaw makes a vendor qcow2 with some data in it and returns the facts a
-// worker records when it converts it to raw and boots the raw: the raw's digests
-// (from `qemu-img convert -O raw` and sha512sum) and the vendor file's.
-func vendorAndRaw(t *testing.T, dir, name, size string) *jobs.ImageFacts {
-	t.Helper()
-	q := filepath.Join(dir, name+".qcow2")
-	disk := filepath.Join(t.TempDir(), name+".disk")
-	raw := filepath.Join(t.TempDir(), name+".raw")
-	// A disk with a partition table and some data (the store refuses a raw disk
-	// that cannot boot), shipped as qcow2; the worker's raw is its conversion.
-	label := exec.Command("sfdisk", "-q", disk)
-	label.Stdin = strings.NewReader("label: dos\nstart=2048, type=83, bootable\n")
-	for _, cmd := range []*exec.Cmd{
-		exec.Command("qemu-img", "create", "-q", "-f", "raw", disk, size),
-		label,
-		exec.Command("qemu-io", "-f", "raw", "-c", "write -P 0x"+hex.EncodeToString([]byte(name[len(name)-1:]))+" 1M 2M", disk),
-		exec.Command("qemu-img", "convert", "-f", "raw", "-O", "qcow2", disk, q),
-		exec.Command("qemu-img", "convert", "-O", "raw", q, raw),
-	} {
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("%v: %v %s", cmd.Args, err, out)
-		}
-	}
-	digest := func(path string) (int64, string, string) {
-		f, err := os.Open(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		h := sha256.New()
-		n, err := io.Copy(h, f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return n, hex.EncodeToString(h.Sum(nil)), sha512sum(t, path)
-	}
-	qn, q256, q512 := digest(q)
-	rn, r256, r512 := digest(raw)
-	return &jobs.ImageFacts{Size: rn, VirtualSize: rn, Format: jobs.FormatRaw, SHA256: r256, OSHashAlgo: "sha512", OSHashValue: r512,
-		Source: q, VendorDigest: "sha512:" + q512, Vendor: &jobs.VendorFile{Format: jobs.FormatQCOW2, Size: qn, SHA256: q256, SHA512: q512}}
-}
 
 // TestGlanceRegionsRawAndConversion publishes to two regions of one Keystone, each
 // with its own Glance: RegionOne plain, with Nova and Cinder in its catalog (the
@@ -140,8 +86,8 @@ func TestGlanceRegionsRawAndConversion(t *testing.T) {
 
 	rot := &jobs.Rotation{Keep: 0, Older: jobs.OlderCommunity, DeleteUnused: true, ReplaceFrequency: "weekly", UUIDValidity: "none"}
 	day := time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
-	r1 := passed("testix-1-a", "r1", day, vendorAndRaw(t, dir, "va", "64M"), rot)
-	r2 := passed("testix-1-b", "r2", day.AddDate(0, 0, 7), vendorAndRaw(t, dir, "vb", "65M"), rot)
+	r1 := passed("testix-1-a", "r1", day, glancetest.RawOfVendor(t, dir, "va", "64M"), rot)
+	r2 := passed("testix-1-b", "r2", day.AddDate(0, 0, 7), glancetest.RawOfVendor(t, dir, "vb", "65M"), rot)
 	for _, r := range []*jobs.Result{&r1, &r2} {
 		r.Publish.DiskFormat = jobs.FormatRaw
 	}
@@ -210,10 +156,10 @@ func TestGlanceRegionsRawAndConversion(t *testing.T) {
 			if out, err := exec.Command("qemu-img", "convert", "-O", "raw", c.f.Source, raw).CombinedOutput(); err != nil {
 				t.Fatalf("%v %s", err, out)
 			}
-			if got := c.im.Properties["os_hash_value"]; got != sha512sum(t, raw) {
+			if got := c.im.Properties["os_hash_value"]; got != glancetest.SHA512Sum(t, raw) {
 				t.Errorf("%s %s: os_hash_value %v is not sha512sum of qemu-img convert -O raw", region, c.im.Name, got)
 			}
-			if got := c.im.Properties[PropSourceHash]; got != sha512sum(t, c.f.Source) {
+			if got := c.im.Properties[PropSourceHash]; got != glancetest.SHA512Sum(t, c.f.Source) {
 				t.Errorf("%s %s: source_hash %v is not sha512sum of the vendor file", region, c.im.Name, got)
 			}
 			if c.im.Properties[PropSourceURL] != c.f.Source || c.im.DiskFormat != "raw" {
@@ -226,7 +172,7 @@ func TestGlanceRegionsRawAndConversion(t *testing.T) {
 			if qim.ID == "" && r.JobID == q1.JobID {
 				continue // past the policy and unused: deleted where usage can be checked
 			}
-			if qim.DiskFormat != "qcow2" || qim.Properties["os_hash_value"] != sha512sum(t, r.ImageFacts.Source) || qim.Properties[PropSourceHash] != r.ImageFacts.OSHashValue {
+			if qim.DiskFormat != "qcow2" || qim.Properties["os_hash_value"] != glancetest.SHA512Sum(t, r.ImageFacts.Source) || qim.Properties[PropSourceHash] != r.ImageFacts.OSHashValue {
 				t.Errorf("%s qcow2 image %s: %s %v %v", region, r.JobID, qim.DiskFormat, qim.Properties["os_hash_value"], qim.Properties[PropSourceHash])
 			}
 		}
@@ -260,7 +206,7 @@ func TestGlanceRegionsRawAndConversion(t *testing.T) {
 	// A raw whose recorded sha512 is not what the vendor file converts to: RegionOne's
 	// cache conversion does not match before upload, RegionTwo's Glance conversion
 	// after; both refused, recorded with the reason, and nothing left in Glance.
-	bad := passed("testix-1-c", "r3", day.AddDate(0, 0, 14), vendorAndRaw(t, dir, "vc", "67M"), rot)
+	bad := passed("testix-1-c", "r3", day.AddDate(0, 0, 14), glancetest.RawOfVendor(t, dir, "vc", "67M"), rot)
 	bad.Publish.DiskFormat = jobs.FormatRaw
 	bad.ImageFacts.OSHashValue = strings.Repeat("0", 128)
 	for _, o := range fleet.PublishTo(ctx, q, bad, []string{"one", "two"}, false, true, time.Minute) {
