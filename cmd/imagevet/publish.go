@@ -98,7 +98,7 @@ func (c *publishConfig) register(fs *flag.FlagSet, env Env) *envFlags {
 	fs.StringVar(&c.upload, "upload-method", envOr(env, "IMAGEVET_PUBLISH_UPLOAD_METHOD", publish.UploadAuto), "how the bytes reach Glance: auto (glance-direct import where offered, else a plain upload), import, or upload (IMAGEVET_PUBLISH_UPLOAD_METHOD)")
 	fs.StringVar(&c.jobID, "job", "", "publish this job's result once and exit")
 	fs.BoolVar(&c.dryRun, "dry-run", false, "with --job: print the plan (create, rename, hide, deactivate, delete), change nothing")
-	fs.BoolVar(&c.jsonOut, "json", false, "with --job: print the outcome as JSON")
+	fs.BoolVar(&c.jsonOut, "json", false, "with --job: print the outcomes as a JSON list, one per cloud (status \"error\" with the reason for a cloud that failed)")
 	ef.durationVar(&c.service.AckWait, "ack-wait", "IMAGEVET_PUBLISH_ACK_WAIT", publish.DefaultAckWait, "redelivery timeout of a result without heartbeat")
 	ef.durationVar(&c.service.RetryDelay, "retry-delay", "IMAGEVET_PUBLISH_RETRY_DELAY", publish.DefaultRetryDelay, "wait before a publication that failed for a passing reason is tried again")
 	ef.durationVar(&c.service.RotateEvery, "rotate-every", "IMAGEVET_PUBLISH_ROTATE_EVERY", publish.DefaultRotateEvery, "bring every published family to its policy this often without a new release (deletes images whose last user went away, retries failed steps)")
