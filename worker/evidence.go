@@ -26,7 +26,7 @@ func bootDetail(con *console.Console) string {
 func consoleMarks(con *console.Console) []jobs.ConsoleMark {
 	var marks []jobs.ConsoleMark
 	add := func(kind string, m console.ConsoleMatch) {
-		marks = append(marks, jobs.ConsoleMark{Kind: kind, Name: m.Check, Reason: m.Reason, Line: oneLine(m.Line), At: m.Time.UTC()})
+		marks = append(marks, jobs.ConsoleMark{Kind: kind, Name: m.Check, Reason: m.Reason, Line: jobs.FirstLine(m.Line, 300), At: m.Time.UTC()})
 	}
 	for _, m := range con.Milestones() {
 		add(jobs.MarkMilestone, m)

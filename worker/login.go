@@ -177,14 +177,14 @@ func (w *loginWatch) judge(now time.Time) (string, string, bool) {
 		return jobs.CheckSSH, fmt.Sprintf("%s; %s for %s after (is an SSH server installed and enabled?)", evidence, what, after), true
 	case errors.Is(lastErr, sshprobe.ErrHostKeyMismatch):
 		return jobs.CheckSSH, fmt.Sprintf("%s; %s after, the guest's host key is still neither the seed's nor printed on its console: %s",
-			evidence, after, oneLine(lastErr.Error())), true
+			evidence, after, jobs.FirstLine(lastErr.Error(), 300)), true
 	case errors.Is(lastErr, sshprobe.ErrAuthRejected):
 		return jobs.CheckSSH, fmt.Sprintf("%s; %s after, the guest still rejects our key for user %q (it did not install the seed's authorized keys)",
 			evidence, after, w.user), true
 	default:
 		reason := "no attempt failed yet"
 		if lastErr != nil {
-			reason = oneLine(lastErr.Error())
+			reason = jobs.FirstLine(lastErr.Error(), 300)
 		}
 		return jobs.CheckSSH, fmt.Sprintf("%s; login still failing %s after, at %s: %s", evidence, after, furthest, reason), true
 	}

@@ -2,7 +2,6 @@ package worker
 
 import (
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -47,7 +46,7 @@ func newRecorder(job jobs.Job, attempt int, worker string, progress func(jobs.Pr
 
 func (r *recorder) emit(stage, event, msg string) {
 	r.progress(jobs.Progress{JobID: r.res.JobID, Attempt: r.res.Attempt, Worker: r.res.Worker,
-		Time: r.now().UTC(), Stage: stage, Event: event, Message: oneLine(msg)})
+		Time: r.now().UTC(), Stage: stage, Event: event, Message: jobs.FirstLine(msg, 300)})
 }
 
 // stage starts a timed lifecycle stage; call the returned func with the stage's error.
@@ -62,7 +61,7 @@ func (r *recorder) timed(name string, announceEnd bool) func(error) {
 	return func(err error) {
 		st := jobs.Stage{Name: name, Start: start.UTC(), Duration: jobs.Duration(r.now().Sub(start))}
 		if err != nil {
-			st.Error = oneLine(err.Error())
+			st.Error = jobs.FirstLine(err.Error(), 300)
 		}
 		switch {
 		case !announceEnd:
@@ -80,7 +79,7 @@ func (r *recorder) timed(name string, announceEnd bool) func(error) {
 // check records a check's outcome, marking whether it decides the verdict.
 func (r *recorder) check(c jobs.CheckResult) {
 	c.Required = r.job.Checks.IsRequired(c.Name)
-	c.Reason = oneLine(c.Reason)
+	c.Reason = jobs.FirstLine(c.Reason, 300)
 	event := string(c.Status)
 	if c.Status == jobs.StatusFail && !c.Required {
 		event = "warn"
@@ -130,7 +129,7 @@ func (r *recorder) kept(k *jobs.KeptMachine) {
 
 // warn records something a publisher should know although it fails nothing.
 func (r *recorder) warn(stage, msg string) {
-	msg = oneLine(msg)
+	msg = jobs.FirstLine(msg, 300)
 	r.emit(stage, "warn", msg)
 	r.mu.Lock()
 	r.res.Warnings = append(r.res.Warnings, msg)
@@ -212,16 +211,4 @@ func (r *recorder) verdict() jobs.Result {
 		res.Retryable = true
 	}
 	return res
-}
-
-// oneLine folds s to its first non-empty line, trimmed and bounded.
-func oneLine(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.IndexAny(s, "\r\n"); i >= 0 {
-		s = strings.TrimSpace(s[:i])
-	}
-	if len(s) > 300 {
-		s = s[:297] + "..."
-	}
-	return s
 }

@@ -103,5 +103,5 @@ func describe(err error) string {
 	if errors.As(err, &unsafe) {
 		return fmt.Sprintf("unsafe image %s (%s): %s", unsafe.File, unsafe.Rule, unsafe.Reason)
 	}
-	return oneLine(err.Error())
+	return jobs.FirstLine(err.Error(), 300)
 }

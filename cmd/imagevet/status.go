@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"sort"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -211,23 +210,12 @@ func printFamilyTable(w io.Writer, lines []familyLine) {
 	for _, l := range lines {
 		verdict := l.Verdict
 		if l.Reason != "" {
-			verdict += " (" + oneLine(l.Reason, 60) + ")"
+			verdict += " (" + jobs.FirstLine(l.Reason, 60) + ")"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", l.Family, orDash(l.Release), when(l.FirstSeen), verdict,
-			orDash(l.JobID), when(l.CheckedAt), orDash(oneLine(l.FeedError, 80)))
+			orDash(l.JobID), when(l.CheckedAt), orDash(jobs.FirstLine(l.FeedError, 80)))
 	}
 	tw.Flush()
-}
-
-// oneLine cuts s at its first line break and at n bytes.
-func oneLine(s string, n int) string {
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		s = s[:i]
-	}
-	if len(s) > n {
-		s = s[:n-3] + "..."
-	}
-	return s
 }
 
 func statusName(r jobs.Result) string {
@@ -251,7 +239,7 @@ func printStatusTable(w io.Writer, all []jobs.Result) {
 			reason = r.FailedCheck + ": " + reason
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", statusName(r), r.Verdict, r.JobID,
-			r.FinishedAt.UTC().Format(time.RFC3339), orDash(oneLine(reason, 80)))
+			r.FinishedAt.UTC().Format(time.RFC3339), orDash(jobs.FirstLine(reason, 80)))
 	}
 	tw.Flush()
 }
@@ -306,7 +294,7 @@ func printPublicationTable(w io.Writer, all []jobs.PublicationRecord, keep func(
 		}
 		refused = refused || p.State == jobs.PublicationRefused
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", p.JobID, cloudRegion(p.Cloud, p.Region), state, p.Attempts,
-			p.UpdatedAt.UTC().Format(time.RFC3339), next, orDash(p.ImageID), orDash(oneLine(p.Reason, 160)))
+			p.UpdatedAt.UTC().Format(time.RFC3339), next, orDash(p.ImageID), orDash(jobs.FirstLine(p.Reason, 160)))
 	}
 	tw.Flush()
 	if refused {

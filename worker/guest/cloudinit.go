@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/imagevet/imagevet/jobs"
 )
 
 // CloudInitWant is what the seed asked cloud-init to apply. Empty fields are not
@@ -211,7 +213,7 @@ func CheckCloudInit(ctx context.Context, r Runner, want CloudInitWant) CheckResu
 	}
 	res := CheckResult{Name: NameCloudInit}
 	done := func(s Status, reason, detail string) CheckResult {
-		res.Status, res.Reason, res.Detail, res.Duration = s, oneLine(reason), strings.TrimSpace(detail), time.Since(start)
+		res.Status, res.Reason, res.Detail, res.Duration = s, jobs.OneLine(reason, 400), strings.TrimSpace(detail), time.Since(start)
 		return res
 	}
 	runErr := func(what string, err error) CheckResult {
@@ -301,7 +303,7 @@ func judgeCloudInit(st ciState, want CloudInitWant, deadline bool, done func(Sta
 	case len(st.errors) > 0 || st.status == "error":
 		first := "status: error"
 		if len(st.errors) > 0 {
-			first = firstLine(st.errors[0])
+			first = jobs.FirstLine(st.errors[0], 0)
 		}
 		return done(StatusFail, "cloud-init reported an error: "+first, detail)
 	}
@@ -324,7 +326,7 @@ func judgeCloudInit(st ciState, want CloudInitWant, deadline bool, done func(Sta
 		return done(StatusFail, fmt.Sprintf("hostname is %q, want %q: cloud-init did not set it", st.hostname, want.Hostname), detail)
 	}
 	if lvl, msg, ok := st.degraded(want.FailOnDeprecated); ok {
-		return done(StatusFail, fmt.Sprintf("cloud-init finished degraded: %s: %s", lvl, firstLine(msg)), detail)
+		return done(StatusFail, fmt.Sprintf("cloud-init finished degraded: %s: %s", lvl, jobs.FirstLine(msg, 0)), detail)
 	}
 	reason := "cloud-init finished from " + firstWord(st.datasource)
 	if n := len(st.recoverable["DEPRECATED"]); n > 0 {
@@ -381,7 +383,7 @@ func (st ciState) detail() string {
 	sort.Strings(lvls)
 	for _, l := range lvls {
 		for _, m := range st.recoverable[l] {
-			fmt.Fprintf(&b, "%s: %s\n", strings.ToLower(l), oneLine(m))
+			fmt.Fprintf(&b, "%s: %s\n", strings.ToLower(l), jobs.OneLine(m, 400))
 		}
 	}
 	if st.log != "" {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/imagevet/imagevet/jobs"
 )
 
 // Command is one of the job's own commands and what it must produce.
@@ -42,7 +44,7 @@ func RunCommands(ctx context.Context, r Runner, cmds []Command) CheckResult {
 	res := CheckResult{Name: NameCommands}
 	var detail strings.Builder
 	finish := func(s Status, reason string) CheckResult {
-		res.Status, res.Reason, res.Detail, res.Duration = s, oneLine(reason), strings.TrimSpace(detail.String()), time.Since(start)
+		res.Status, res.Reason, res.Detail, res.Duration = s, jobs.OneLine(reason, 400), strings.TrimSpace(detail.String()), time.Since(start)
 		return res
 	}
 	if len(cmds) == 0 {

@@ -68,23 +68,6 @@ func shellQuote(s string) string {
 // login shell is.
 func shScript(script string) string { return "sh -c " + shellQuote(script) }
 
-// oneLine collapses whitespace so a reason stays on one line, and bounds it.
-func oneLine(s string) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > 400 {
-		s = s[:400] + "…"
-	}
-	return s
-}
-
-func firstLine(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		s = s[:i]
-	}
-	return strings.TrimSpace(s)
-}
-
 // sections splits output made of "@@name" marker lines into named sections.
 func sections(out string) map[string]string {
 	m := map[string]string{}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/imagevet/imagevet/jobs"
 )
 
 // CheckHostname passes when the guest's hostname is want (a short name matches
@@ -20,7 +22,7 @@ func CheckHostname(ctx context.Context, r Runner, want string) CheckResult {
 	switch {
 	case err != nil:
 		res.Status, res.Err = StatusError, err
-		res.Reason = oneLine("could not read the guest's hostname: " + err.Error())
+		res.Reason = jobs.OneLine("could not read the guest's hostname: "+err.Error(), 400)
 	case got == "":
 		res.Status, res.Reason = StatusFail, "the guest reports no hostname"
 	case !sameHost(got, want):

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/imagevet/imagevet/jobs"
 )
 
 // NameIgnition is the Ignition check's name, the job's check name.
@@ -59,7 +61,7 @@ echo @@end`, IgnitionResultFile, strings.Join(users, " "), strings.Join(paths, "
 	res.Duration = time.Since(start)
 	if err != nil {
 		res.Status, res.Err = StatusError, err
-		res.Reason = oneLine("could not read Ignition's results in the guest: " + err.Error())
+		res.Reason = jobs.OneLine("could not read Ignition's results in the guest: "+err.Error(), 400)
 		return res
 	}
 	sec := sections(out.Stdout)
@@ -72,7 +74,7 @@ echo @@end`, IgnitionResultFile, strings.Join(users, " "), strings.Join(paths, "
 	}
 	res.Detail = strings.TrimSpace(detail.String())
 	fail := func(format string, args ...any) CheckResult {
-		res.Status, res.Reason = StatusFail, oneLine(fmt.Sprintf(format, args...))
+		res.Status, res.Reason = StatusFail, jobs.OneLine(fmt.Sprintf(format, args...), 400)
 		return res
 	}
 
@@ -115,8 +117,8 @@ echo @@end`, IgnitionResultFile, strings.Join(users, " "), strings.Join(paths, "
 		}
 	}
 	res.Status = StatusPass
-	res.Reason = oneLine(fmt.Sprintf("Ignition completed (%s); users %s and %d files of its config are there",
-		proof, strings.Join(want.Users, ", "), len(want.Paths)))
+	res.Reason = jobs.OneLine(fmt.Sprintf("Ignition completed (%s); users %s and %d files of its config are there",
+		proof, strings.Join(want.Users, ", "), len(want.Paths)), 400)
 	return res
 }
 

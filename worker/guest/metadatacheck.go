@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/imagevet/imagevet/jobs"
 )
 
 // DefaultMetadataURL is where the guest finds the OpenStack metadata document.
@@ -63,7 +65,7 @@ func CheckMetadata(ctx context.Context, r Runner, rawURL, instanceID string) Che
 	start := time.Now()
 	res := CheckResult{Name: NameMetadata}
 	done := func(s Status, reason, detail string) CheckResult {
-		res.Status, res.Reason, res.Detail, res.Duration = s, oneLine(reason), detail, time.Since(start)
+		res.Status, res.Reason, res.Detail, res.Duration = s, jobs.OneLine(reason, 400), detail, time.Since(start)
 		return res
 	}
 	u, err := url.Parse(rawURL)
@@ -111,5 +113,5 @@ func CheckMetadata(ctx context.Context, r Runner, rawURL, instanceID string) Che
 		return done(StatusFail, fmt.Sprintf("the guest could not fetch %s: %s", rawURL, strings.Join(fails, "; ")), out.Stdout+out.Stderr)
 	}
 	res.Err = fmt.Errorf("metadata check: unexpected script output (exit %d)", out.ExitCode)
-	return done(StatusError, fmt.Sprintf("%v: %s", res.Err, firstLine(out.Stderr)), out.Stdout+out.Stderr)
+	return done(StatusError, fmt.Sprintf("%v: %s", res.Err, jobs.FirstLine(out.Stderr, 0)), out.Stdout+out.Stderr)
 }

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"github.com/imagevet/imagevet/jobs"
 )
 
 // Limits for every qemu-img run: address space, CPU seconds and wall time.
@@ -71,9 +73,9 @@ func (s *Store) qemuCheckImage(ctx context.Context, path string) error {
 	case errors.As(err, &ee) && (ee.ExitCode() == qemuCheckLeaksOnly || ee.ExitCode() == qemuCheckUnsupported):
 		return nil
 	case errors.As(err, &ee) && ee.ExitCode() == qemuCheckCorrupt:
-		return unsafeErr("", ViolationCorrupt, "qemu-img check found corruption: %s", firstLine(out))
+		return unsafeErr("", ViolationCorrupt, "qemu-img check found corruption: %s", jobs.FirstLine(string(out), 0))
 	case errors.As(err, &ee) && ee.ExitCode() == 1:
-		return unsafeErr("", ViolationCorrupt, "qemu-img check could not check the image: %s", firstLine(out))
+		return unsafeErr("", ViolationCorrupt, "qemu-img check could not check the image: %s", jobs.FirstLine(string(out), 0))
 	default:
 		return fmt.Errorf("qemu-img check: %w", err)
 	}
@@ -111,7 +113,7 @@ func (s *Store) runQemuImgAS(ctx context.Context, timeout time.Duration, cpuSeco
 	if err != nil {
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
-			return out.Bytes(), &qemuImgError{ExitError: ee, msg: firstLine(out.Bytes())}
+			return out.Bytes(), &qemuImgError{ExitError: ee, msg: jobs.FirstLine(out.String(), 0)}
 		}
 		return out.Bytes(), err
 	}

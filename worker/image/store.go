@@ -810,13 +810,3 @@ func (s *Store) writeJSON(path string, v any) error {
 
 // Dir returns the cache root.
 func (s *Store) Dir() string { return s.dir }
-
-// firstLine returns the first non-empty line of b, trimmed.
-func firstLine(b []byte) string {
-	for _, l := range strings.Split(string(b), "\n") {
-		if l = strings.TrimSpace(l); l != "" {
-			return l
-		}
-	}
-	return ""
-}

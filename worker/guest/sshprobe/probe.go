@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/imagevet/imagevet/jobs"
 )
 
 // Stage is one step of an SSH login, in order.
@@ -88,7 +90,7 @@ type ProbeError struct {
 }
 
 func (e *ProbeError) Error() string {
-	return fmt.Sprintf("ssh %s: %s (after %d attempts)", e.Stage, oneLine(e.Err.Error()), e.Attempts)
+	return fmt.Sprintf("ssh %s: %s (after %d attempts)", e.Stage, jobs.OneLine(e.Err.Error(), 0), e.Attempts)
 }
 
 // Unwrap returns the attempt's error.
@@ -420,7 +422,7 @@ func Probe(ctx context.Context, cfg ProbeConfig) (*Client, ProbeReport, error) {
 	rep.FailedStage = last.stage
 	rep.Elapsed = time.Since(start)
 	perr := &ProbeError{Stage: last.stage, Attempts: rep.Attempts, Err: last.err}
-	rep.Reason = oneLine(last.err.Error())
+	rep.Reason = jobs.OneLine(last.err.Error(), 0)
 	return nil, rep, perr
 }
 
@@ -568,9 +570,9 @@ func attempt(ctx context.Context, cfg ProbeConfig, hostKeyCB ssh.HostKeyCallback
 		return r
 	case res.ExitCode != 0:
 		client.Close()
-		msg := firstLine(res.Stderr)
+		msg := jobs.FirstLine(res.Stderr, 0)
 		if msg == "" {
-			msg = firstLine(res.Stdout)
+			msg = jobs.FirstLine(res.Stdout, 0)
 		}
 		r.err = fmt.Errorf("test command %q exited %d: %s", cfg.Command, res.ExitCode, msg)
 		return r
@@ -603,7 +605,7 @@ func bannerError(err error, pre string, actx, ctx context.Context, limit time.Du
 		what = "connection closed before the SSH banner (is sshd running in the guest?)"
 	}
 	if pre = strings.TrimSpace(pre); pre != "" {
-		what += fmt.Sprintf("; the server said %q", firstLine(pre))
+		what += fmt.Sprintf("; the server said %q", jobs.FirstLine(pre, 0))
 	}
 	return fmt.Errorf("%s: %w: %w", what, ErrBannerMissing, err)
 }
@@ -628,18 +630,6 @@ func stageError(what string, err error, actx, ctx context.Context, limit time.Du
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
-}
-
-func firstLine(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		s = s[:i]
-	}
-	return strings.TrimSpace(s)
-}
-
-func oneLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
 }
 
 // bannerConn notes when the server's identification line arrives, without
