@@ -14,13 +14,15 @@ import (
 // WorkerInfo is one worker's heartbeat in BucketWorkers (key: worker id), what the
 // web Workers page and `imagevet jobs --workers` show.
 type WorkerInfo struct {
-	ID      string   `json:"id"`
-	Host    string   `json:"host"`
-	PID     int      `json:"pid"`
-	Version string   `json:"version"`
-	Accel   string   `json:"accel,omitempty"`
-	Slots   int      `json:"slots"`
-	Running []string `json:"running"`
+	ID      string `json:"id"`
+	Host    string `json:"host"`
+	PID     int    `json:"pid"`
+	Version string `json:"version"`
+	Accel   string `json:"accel,omitempty"`
+	// AccelReason says why Accel: the KVM probe's verdict, or that tcg was asked for.
+	AccelReason string   `json:"accel_reason,omitempty"`
+	Slots       int      `json:"slots"`
+	Running     []string `json:"running"`
 	// Draining is set once the worker stopped pulling (shutdown).
 	Draining  bool      `json:"draining,omitempty"`
 	StartedAt time.Time `json:"started_at"`

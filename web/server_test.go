@@ -353,7 +353,8 @@ func TestQueueAndWorkersPages(t *testing.T) {
 	}
 	s, url := startServer(t, q)
 	// What a worker records: its heartbeat, its claim on one job, and progress.
-	if err := q.PutWorker(ctx, queue.WorkerInfo{ID: "host-a", Host: "hv1", PID: 4242, Version: "v1", Accel: "tcg", Slots: 2,
+	if err := q.PutWorker(ctx, queue.WorkerInfo{ID: "host-a", Host: "hv1", PID: 4242, Version: "v1", Accel: "tcg",
+		AccelReason: "a KVM guest does not start: failed to set MSR 0x10a", Slots: 2,
 		Running: []string{}, StartedAt: time.Now().Add(-time.Hour)}); err != nil { // its next heartbeat will name the job
 		t.Fatal(err)
 	}
@@ -375,7 +376,7 @@ func TestQueueAndWorkersPages(t *testing.T) {
 	}
 	_, body = get(t, url+"/workers")
 	if !strings.Contains(body, `<td>host-a</td><td>hv1 <span class="reason">pid 4242</span></td>`) ||
-		!strings.Contains(body, `<td>1/2</td><td><a href="/jobs/q-running">q-running</a> </td><td>tcg</td><td>v1</td>`) {
+		!strings.Contains(body, `<td>1/2</td><td><a href="/jobs/q-running">q-running</a> </td><td title="a KVM guest does not start: failed to set MSR 0x10a">tcg <span class="reason">a KVM guest does not start: failed to set MSR 0x10a</span></td><td>v1</td>`) {
 		t.Errorf("workers page lacks host-a's heartbeat:\n%s", body)
 	}
 	// The running job's own page is the live one.

@@ -228,14 +228,14 @@ func printWorkers(w io.Writer, ws []queue.WorkerInfo, now time.Time) {
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "WORKER\tHOST\tSLOTS\tRUNNING\tACCEL\tVERSION\tUP\tLAST HEARTBEAT")
+	fmt.Fprintln(tw, "WORKER\tHOST\tSLOTS\tRUNNING\tACCEL\tVERSION\tUP\tLAST HEARTBEAT\tWHY ACCEL")
 	for _, x := range ws {
 		state := strings.Join(x.Running, ",")
 		if x.Draining {
 			state = strings.TrimSpace(state + " (draining)")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s ago\n", x.ID, x.Host, x.Slots, orDash(state), orDash(x.Accel),
-			orDash(x.Version), now.Sub(x.StartedAt).Round(time.Second), now.Sub(x.Heartbeat).Round(time.Second))
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s ago\t%s\n", x.ID, x.Host, x.Slots, orDash(state), orDash(x.Accel),
+			orDash(x.Version), now.Sub(x.StartedAt).Round(time.Second), now.Sub(x.Heartbeat).Round(time.Second), orDash(x.AccelReason))
 	}
 	tw.Flush()
 }

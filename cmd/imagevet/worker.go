@@ -215,6 +215,13 @@ func cmdWorker(ctx context.Context, args []string, env Env) int {
 		return exitError
 	}
 	defer closeRunner()
+	// The acceleration is decided once, at start (auto probes KVM with a throw-away
+	// guest), and announced with its reason in the heartbeat.
+	if dcfg.Accel, dcfg.AccelReason, err = runner.Accel(ctx); err != nil {
+		fmt.Fprintf(env.Stderr, "imagevet worker: accel: %v\n", err)
+		return exitError
+	}
+	log.Info("acceleration", "accel", dcfg.Accel, "reason", dcfg.AccelReason)
 	dm, err := daemon.New(dcfg, runner, daemon.WithLogger(log))
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "imagevet worker: %v\n", err)

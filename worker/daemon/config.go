@@ -69,8 +69,9 @@ type Config struct {
 	// ResultsMaxAge is how long results and console logs are kept (default 90 days).
 	ResultsMaxAge time.Duration
 
-	// Version and Accel are announced in the worker's heartbeat entry.
-	Version, Accel string
+	// Version, Accel and AccelReason (why that accel: worker.Runner.Accel) are
+	// announced in the worker's heartbeat entry.
+	Version, Accel, AccelReason string
 
 	// MetricsAddr serves /metrics and /healthz when set (e.g. "127.0.0.1:9464").
 	MetricsAddr string

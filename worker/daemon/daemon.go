@@ -387,7 +387,7 @@ func (d *Daemon) runningJobs() []string {
 func (d *Daemon) announce(ctx context.Context, q *queue.Queue) (stop func()) {
 	host, _ := os.Hostname()
 	info := queue.WorkerInfo{ID: d.cfg.WorkerID, Host: host, PID: os.Getpid(), Version: d.cfg.Version,
-		Accel: d.cfg.Accel, Slots: d.cfg.Concurrency, StartedAt: time.Now().UTC()}
+		Accel: d.cfg.Accel, AccelReason: d.cfg.AccelReason, Slots: d.cfg.Concurrency, StartedAt: time.Now().UTC()}
 	put := func(draining bool) {
 		info.Running, info.Draining, info.Heartbeat = d.runningJobs(), draining, time.Now().UTC()
 		opCtx, cancel := opContext(ctx)

@@ -72,7 +72,7 @@ func TestWorkersAndRunningJobsAreListed(t *testing.T) {
 	block := make(chan struct{})
 	r := hang(block)
 	cfg := fastConfig(url, "w1")
-	cfg.Version, cfg.Accel = "v1.2", "tcg"
+	cfg.Version, cfg.Accel, cfg.AccelReason = "v1.2", "tcg", "tcg requested"
 	startDaemon(t, cfg, r)
 	q, _ := openQueue(t, url)
 	submit(t, q, testJob("busy"))
@@ -105,7 +105,7 @@ func TestWorkersAndRunningJobsAreListed(t *testing.T) {
 		ws, _ = q.Workers(ctx)
 		return len(ws) == 1 && len(ws[0].Running) == 2
 	})
-	if w := ws[0]; w.ID != "w1" || w.Slots != 2 || w.Version != "v1.2" || w.Accel != "tcg" || w.PID == 0 {
+	if w := ws[0]; w.ID != "w1" || w.Slots != 2 || w.Version != "v1.2" || w.Accel != "tcg" || w.AccelReason != "tcg requested" || w.PID == 0 {
 		t.Errorf("worker %+v", w)
 	}
 	close(block)

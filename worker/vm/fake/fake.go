@@ -115,6 +115,14 @@ func (h *Hypervisor) Accel(ctx context.Context, requested string) (string, error
 	return "", &vm.Error{Op: "accel", Err: fmt.Errorf("%w: accel %q", vm.ErrInvalidSpec, requested)}
 }
 
+// KVM reports AccelKVM, with a reason saying it is the fake's setting.
+func (h *Hypervisor) KVM(ctx context.Context) (bool, string, error) {
+	if h.AccelKVM {
+		return true, "fake hypervisor: AccelKVM set", nil
+	}
+	return false, "fake hypervisor: AccelKVM not set", nil
+}
+
 // Boots returns every spec passed to Boot, in order.
 func (h *Hypervisor) Boots() []vm.Spec {
 	h.mu.Lock()
