@@ -62,6 +62,21 @@ type Config struct {
 	envErrs []error
 }
 
+// ReplacingList is a repeatable flag's setter for a list whose default (from a
+// variable) the flags replace rather than extend: the first flag drops the default,
+// each flag adds one entry. Lists such as --image-root are security boundaries: a
+// flag must be able to narrow them.
+func ReplacingList(dst *[]string) func(string) error {
+	replaced := false
+	return func(s string) error {
+		if !replaced {
+			*dst, replaced = nil, true
+		}
+		*dst = append(*dst, s)
+		return nil
+	}
+}
+
 // DefaultCacheMax is the default image cache cap.
 const DefaultCacheMax = 20 << 30
 
@@ -156,10 +171,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, getenv func(string) string) {
 	if v := getenv("IMAGEVET_IMAGE_ROOTS"); v != "" {
 		c.ImageRoots = filepath.SplitList(v)
 	}
-	fs.Func("image-root", "directory file sources may come from; repeatable (IMAGEVET_IMAGE_ROOTS, colon-separated)", func(s string) error {
-		c.ImageRoots = append(c.ImageRoots, s)
-		return nil
-	})
+	fs.Func("image-root", "directory file sources may come from; repeatable, replaces IMAGEVET_IMAGE_ROOTS (colon-separated)", ReplacingList(&c.ImageRoots))
 	if v := getenv("IMAGEVET_CACHE_MAX"); v != "" {
 		n, err := ParseBytes(v)
 		if err != nil {

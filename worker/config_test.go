@@ -90,3 +90,31 @@ func TestRunRefusesTimeoutsAboveMax(t *testing.T) {
 		t.Fatal("a refused job fetched or booted")
 	}
 }
+
+// --image-root replaces IMAGEVET_IMAGE_ROOTS instead of adding to it: the list
+// bounds what jobs may read, so a flag must be able to narrow it.
+func TestImageRootFlagsReplaceTheVariable(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{nil, []string{"/srv/a", "/srv/b"}},
+		{[]string{"--image-root", "/srv/c"}, []string{"/srv/c"}},
+		{[]string{"--image-root", "/srv/c", "--image-root", "/srv/d"}, []string{"/srv/c", "/srv/d"}},
+	} {
+		c := DefaultConfig()
+		fs := flag.NewFlagSet("t", flag.ContinueOnError)
+		c.RegisterFlags(fs, func(k string) string {
+			if k == "IMAGEVET_IMAGE_ROOTS" {
+				return "/srv/a:/srv/b"
+			}
+			return ""
+		})
+		if err := fs.Parse(tc.args); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Join(c.ImageRoots, ",") != strings.Join(tc.want, ",") {
+			t.Errorf("%v: image roots %q, want %q", tc.args, c.ImageRoots, tc.want)
+		}
+	}
+}

@@ -37,6 +37,10 @@ func TestConfigurationSaysWhatItMeans(t *testing.T) {
 		{"tcg factor env", map[string]string{"IMAGEVET_TCG_FACTOR": "abc"}, []string{"worker"}, `IMAGEVET_TCG_FACTOR="abc": not a number`},
 		{"max total zero", nil, []string{"worker", "--max-total", "0s"}, "max-total: 0s must be at least 1s"},
 		{"max boot env", map[string]string{"IMAGEVET_MAX_BOOT": "1 hour"}, []string{"run", "-"}, `IMAGEVET_MAX_BOOT="1 hour": not a duration like 90m`},
+		{"submit wait timeout zero", nil, []string{"submit", "--wait", "--timeout", "0", "job.json"}, "--timeout (IMAGEVET_SUBMIT_TIMEOUT): 0 is not accepted; the default is 1h0m0s"},
+		{"publish os-timeout zero", nil, []string{"publish", "--os-timeout", "0"}, "--os-timeout (IMAGEVET_OS_TIMEOUT): 0 is not accepted; the default is 2m0s"},
+		{"watch attempts zero", nil, []string{"watch", "--attempts", "0"}, "--attempts (IMAGEVET_WATCH_ATTEMPTS): 0 is not accepted; the default is 3"},
+		{"watch request-timeout zero env", map[string]string{"IMAGEVET_WATCH_REQUEST_TIMEOUT": "0s"}, []string{"watch"}, "--request-timeout (IMAGEVET_WATCH_REQUEST_TIMEOUT): 0 is not accepted; the default is 1m0s"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			code, stderr := cli(t, c.vars, `{"version":1}`, c.args...)
@@ -72,5 +76,15 @@ func TestEveryWorkerFlagHasAnEnvironmentFallback(t *testing.T) {
 		if entry := help[m[0]:end]; !strings.Contains(entry, "IMAGEVET_") {
 			t.Errorf("flag -%s has no IMAGEVET_* fallback in its help: %q", help[m[2]:m[3]], entry)
 		}
+	}
+}
+
+// watch --interval 0 is one error: the jitter, bounded by the interval, is not
+// judged against a zero that was refused.
+func TestWatchIntervalZeroIsOneError(t *testing.T) {
+	code, stderr := cli(t, nil, "", "watch", "--interval", "0")
+	want := "imagevet watch: --interval (IMAGEVET_WATCH_INTERVAL): 0 is not accepted; the default is 24h0m0s\n"
+	if code != exitError || stderr != want {
+		t.Fatalf("exit %d, stderr %q; want exit 2 and %q", code, stderr, want)
 	}
 }

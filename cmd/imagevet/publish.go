@@ -15,6 +15,7 @@ import (
 
 	"github.com/imagevet/imagevet/jobs"
 	"github.com/imagevet/imagevet/publish"
+	"github.com/imagevet/imagevet/worker"
 	"github.com/imagevet/imagevet/worker/image"
 
 	"github.com/imagevet/imagevet/queue"
@@ -68,14 +69,7 @@ func (c *publishConfig) register(fs *flag.FlagSet, env Env) *envFlags {
 	if v := envOr(env, "IMAGEVET_OS_CLOUD", env.Getenv("OS_CLOUD")); v != "" {
 		c.cloudSpecs = splitList(v)
 	}
-	specsFromEnv := true
-	fs.Func("os-cloud", "[NAME=]ENTRY[@REGION]: a clouds.yaml entry to publish to, optionally named and in one region; repeatable (IMAGEVET_OS_CLOUD, comma-separated; OS_CLOUD)", func(s string) error {
-		if specsFromEnv {
-			c.cloudSpecs, specsFromEnv = nil, false
-		}
-		c.cloudSpecs = append(c.cloudSpecs, s)
-		return nil
-	})
+	fs.Func("os-cloud", "[NAME=]ENTRY[@REGION]: a clouds.yaml entry to publish to, optionally named and in one region; repeatable, replaces IMAGEVET_OS_CLOUD (comma-separated; OS_CLOUD)", worker.ReplacingList(&c.cloudSpecs))
 	fs.StringVar(&c.creds.CloudsFile, "os-client-config-file", env.Getenv("OS_CLIENT_CONFIG_FILE"), "clouds.yaml to read instead of the usual places (OS_CLIENT_CONFIG_FILE)")
 	fs.StringVar(&c.regions, "os-region", env.Getenv("OS_REGION_NAME"), "region, or comma-separated regions each published to, for every cloud without @REGION (OS_REGION_NAME)")
 	fs.StringVar(&c.creds.CACert, "os-cacert", env.Getenv("OS_CACERT"), "CA file verifying the cloud's endpoints (OS_CACERT)")
@@ -91,10 +85,7 @@ func (c *publishConfig) register(fs *flag.FlagSet, env Env) *envFlags {
 	if v := env.Getenv("IMAGEVET_IMAGE_ROOTS"); v != "" {
 		c.imageRoots = filepath.SplitList(v)
 	}
-	fs.Func("image-root", "directory file sources may come from; repeatable (IMAGEVET_IMAGE_ROOTS, colon-separated)", func(s string) error {
-		c.imageRoots = append(c.imageRoots, s)
-		return nil
-	})
+	fs.Func("image-root", "directory file sources may come from; repeatable, replaces IMAGEVET_IMAGE_ROOTS (colon-separated)", worker.ReplacingList(&c.imageRoots))
 	fs.StringVar(&c.upload, "upload-method", envOr(env, "IMAGEVET_PUBLISH_UPLOAD_METHOD", publish.UploadAuto), "how the bytes reach Glance: auto (glance-direct import where offered, else a plain upload), import, or upload (IMAGEVET_PUBLISH_UPLOAD_METHOD)")
 	fs.StringVar(&c.jobID, "job", "", "publish this job's result once and exit")
 	fs.BoolVar(&c.dryRun, "dry-run", false, "with --job: print the plan (create, rename, hide, deactivate, delete), change nothing")
@@ -251,7 +242,7 @@ func cmdPublish(ctx context.Context, args []string, env Env) int {
 		fmt.Fprintf(env.Stderr, "imagevet publish: unexpected arguments %q\n", fs.Args())
 		return exitError
 	}
-	if err := errors.Join(append(ef.errs, cfg.validate())...); err != nil {
+	if err := errors.Join(append(ef.errs, ef.zeroRefused(), cfg.validate())...); err != nil {
 		fmt.Fprintf(env.Stderr, "imagevet publish: %v\n", err)
 		return exitError
 	}

@@ -52,7 +52,7 @@ func cmdSubmit(ctx context.Context, args []string, env Env) int {
 		}
 		return exitError
 	}
-	if err := errors.Join(ef.errs...); err != nil {
+	if err := errors.Join(append(ef.errs, ef.zeroRefused())...); err != nil {
 		fmt.Fprintf(env.Stderr, "imagevet submit: %v\n", err)
 		return exitError
 	}

@@ -65,6 +65,7 @@ func cmdWatch(ctx context.Context, args []string, env Env) int {
 	ef.durationVar(&c.watch.Retry, "retry", "IMAGEVET_WATCH_RETRY", watch.DefaultRetry, "how soon a family whose feed failed is polled again")
 	ef.durationVar(&c.watch.RequestTimeout, "request-timeout", "IMAGEVET_WATCH_REQUEST_TIMEOUT", feed.DefaultRequestTimeout, "bound on each feed request")
 	ef.intVar(&c.watch.Attempts, "attempts", "IMAGEVET_WATCH_ATTEMPTS", watch.DefaultAttempts, "reads of a failing feed within one poll")
+	ef.zeroAllowed("jitter")
 	ef.intVar(&c.watch.Parallelism, "parallel", "IMAGEVET_WATCH_PARALLEL", watch.DefaultParallelism, "families polled at once")
 	fs.StringVar(&c.metricsAddr, "metrics", env.Getenv("IMAGEVET_METRICS_ADDR"), "serve /metrics and /healthz here, e.g. 127.0.0.1:9465 (IMAGEVET_METRICS_ADDR)")
 	fs.StringVar(&c.logLevel, "log-level", envOr(env, "IMAGEVET_LOG_LEVEL", "info"), "debug, info, warn or error (IMAGEVET_LOG_LEVEL)")
@@ -80,11 +81,17 @@ func cmdWatch(ctx context.Context, args []string, env Env) int {
 	if fs.NArg() > 0 {
 		errs = append(errs, fmt.Errorf("unexpected arguments %q", fs.Args()))
 	}
-	if c.watch.Interval < time.Minute {
-		errs = append(errs, fmt.Errorf("--interval %s: at least 1m", c.watch.Interval))
-	}
-	if c.watch.Jitter < 0 || c.watch.Jitter >= c.watch.Interval {
-		errs = append(errs, fmt.Errorf("--jitter %s: between 0 and the interval", c.watch.Jitter))
+	// A zero is refused on its own; the interval's bounds and the jitter's, which
+	// depends on it, are judged only for values that were not zero.
+	if zerr := ef.zeroRefused(); zerr != nil {
+		errs = append(errs, zerr)
+	} else {
+		if c.watch.Interval < time.Minute {
+			errs = append(errs, fmt.Errorf("--interval %s: at least 1m", c.watch.Interval))
+		}
+		if c.watch.Jitter < 0 || c.watch.Jitter >= c.watch.Interval {
+			errs = append(errs, fmt.Errorf("--jitter %s: between 0 and the interval", c.watch.Jitter))
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		fmt.Fprintf(env.Stderr, "imagevet watch: %v\n", err)

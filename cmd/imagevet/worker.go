@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"time"
 
@@ -113,6 +114,12 @@ func (e *envFlags) zeroRefused() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// zeroAllowed exempts flag name (without dashes) from zeroRefused: for a flag
+// whose zero means something of its own (watch --jitter 0: no spread).
+func (e *envFlags) zeroAllowed(name string) {
+	e.zeros = slices.DeleteFunc(e.zeros, func(z zeroCheck) bool { return z.name == "--"+name })
 }
 
 func (e *envFlags) intVar(p *int, name, envName string, def int, usage string) {
