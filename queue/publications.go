@@ -54,18 +54,7 @@ func (q *Queue) Publication(ctx context.Context, jobID, cloud string) (jobs.Publ
 	if err != nil || kv == nil {
 		return jobs.PublicationRecord{}, false, err
 	}
-	entry, err := kv.Get(ctx, PublicationKey(jobID, cloud))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return jobs.PublicationRecord{}, false, nil
-	}
-	if err != nil {
-		return jobs.PublicationRecord{}, false, fmt.Errorf("read publication record %s in %s: %w", jobID, cloud, err)
-	}
-	p, err := jobs.DecodePublication(entry.Value())
-	if err != nil {
-		return jobs.PublicationRecord{}, false, fmt.Errorf("publication record %s in %s: %w", jobID, cloud, err)
-	}
-	return p, true, nil
+	return record(ctx, kv, PublicationKey(jobID, cloud), "publication record", jobs.DecodePublication)
 }
 
 // Publications returns every record, sorted by job, then cloud.
@@ -74,25 +63,9 @@ func (q *Queue) Publications(ctx context.Context) ([]jobs.PublicationRecord, err
 	if err != nil || kv == nil {
 		return nil, err
 	}
-	lister, err := kv.ListKeys(ctx)
+	out, err := records(ctx, kv, "publication record", jobs.DecodePublication)
 	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", BucketPublications, err)
-	}
-	defer lister.Stop()
-	var out []jobs.PublicationRecord
-	for key := range lister.Keys() {
-		entry, err := kv.Get(ctx, key)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			continue // deleted meanwhile
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read publication record %s: %w", key, err)
-		}
-		p, err := jobs.DecodePublication(entry.Value())
-		if err != nil {
-			return nil, fmt.Errorf("publication record %s: %w", key, err)
-		}
-		out = append(out, p)
+		return nil, err
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].JobID != out[j].JobID {

@@ -60,18 +60,7 @@ func (q *Queue) PublishedImage(ctx context.Context, family, cloud string) (jobs.
 	if err != nil || kv == nil {
 		return jobs.Published{}, false, err
 	}
-	entry, err := kv.Get(ctx, PublishedKey(family, cloud))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return jobs.Published{}, false, nil
-	}
-	if err != nil {
-		return jobs.Published{}, false, fmt.Errorf("read published record %s: %w", family, err)
-	}
-	p, err := jobs.DecodePublished(entry.Value())
-	if err != nil {
-		return jobs.Published{}, false, fmt.Errorf("published record %s: %w", family, err)
-	}
-	return p, true, nil
+	return record(ctx, kv, PublishedKey(family, cloud), "published record", jobs.DecodePublished)
 }
 
 // PublishedImages returns every family's Latest record in every cloud, sorted by
@@ -81,25 +70,9 @@ func (q *Queue) PublishedImages(ctx context.Context) ([]jobs.Published, error) {
 	if err != nil || kv == nil {
 		return nil, err
 	}
-	lister, err := kv.ListKeys(ctx)
+	out, err := records(ctx, kv, "published record", jobs.DecodePublished)
 	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", BucketPublished, err)
-	}
-	defer lister.Stop()
-	var out []jobs.Published
-	for key := range lister.Keys() {
-		entry, err := kv.Get(ctx, key)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			continue // deleted meanwhile
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read published record %s: %w", key, err)
-		}
-		p, err := jobs.DecodePublished(entry.Value())
-		if err != nil {
-			return nil, fmt.Errorf("published record %s: %w", key, err)
-		}
-		out = append(out, p)
+		return nil, err
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Family != out[j].Family {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -59,30 +58,5 @@ func (q *Queue) Releases(ctx context.Context) ([]jobs.ReleaseRecord, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open bucket %s: %w", BucketReleases, err)
 	}
-	lister, err := kv.ListKeys(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("list releases: %w", err)
-	}
-	defer lister.Stop()
-	var keys []string
-	for key := range lister.Keys() {
-		keys = append(keys, key)
-	}
-	sort.Strings(keys)
-	var out []jobs.ReleaseRecord
-	for _, key := range keys {
-		entry, err := kv.Get(ctx, key)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			continue // deleted meanwhile
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read release %s: %w", key, err)
-		}
-		r, err := jobs.DecodeReleaseRecord(entry.Value())
-		if err != nil {
-			return nil, fmt.Errorf("release %s: %w", key, err)
-		}
-		out = append(out, r)
-	}
-	return out, nil
+	return records(ctx, kv, "release", jobs.DecodeReleaseRecord)
 }

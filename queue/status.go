@@ -59,41 +59,10 @@ func statusName(r jobs.Result) string {
 // Status returns the latest result for an image name (publish.name, or the job id
 // when the job named no image), and whether there is one.
 func (q *Queue) Status(ctx context.Context, name string) (jobs.Result, bool, error) {
-	entry, err := q.status.Get(ctx, StatusKey(name))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return jobs.Result{}, false, nil
-	}
-	if err != nil {
-		return jobs.Result{}, false, fmt.Errorf("read status of %s: %w", name, err)
-	}
-	r, err := jobs.DecodeResult(entry.Value())
-	if err != nil {
-		return jobs.Result{}, false, fmt.Errorf("status of %s: %w", name, err)
-	}
-	return r, true, nil
+	return record(ctx, q.status, StatusKey(name), "status of", jobs.DecodeResult)
 }
 
 // Statuses returns the latest result of every image in BucketStatus.
 func (q *Queue) Statuses(ctx context.Context) ([]jobs.Result, error) {
-	lister, err := q.status.ListKeys(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("list status: %w", err)
-	}
-	defer lister.Stop()
-	var out []jobs.Result
-	for key := range lister.Keys() {
-		entry, err := q.status.Get(ctx, key)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			continue // deleted meanwhile
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read status %s: %w", key, err)
-		}
-		r, err := jobs.DecodeResult(entry.Value())
-		if err != nil {
-			return nil, fmt.Errorf("status %s: %w", key, err)
-		}
-		out = append(out, r)
-	}
-	return out, nil
+	return records(ctx, q.status, "status", jobs.DecodeResult)
 }

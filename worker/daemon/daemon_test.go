@@ -19,20 +19,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/imagevet/imagevet/jobs"
-
 	"github.com/imagevet/imagevet/queue"
+	"github.com/imagevet/imagevet/queue/queuetest"
 )
 
 // startServer runs an in-process JetStream server on a random loopback port.
-func startServer(t testing.TB) string {
-	t.Helper()
-	srv, err := queue.StartEmbedded(t.TempDir(), "127.0.0.1", -1, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	return srv.ClientURL()
-}
+func startServer(t testing.TB) string { return queuetest.Server(t) }
 
 func connect(t testing.TB, url string) *nats.Conn {
 	t.Helper()
