@@ -26,6 +26,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/imagevet/imagevet/jobs"
+	"github.com/imagevet/imagevet/retry"
 	"github.com/imagevet/imagevet/watch/catalog"
 	"github.com/imagevet/imagevet/watch/feed"
 
@@ -387,19 +388,22 @@ func (w *Watcher) poll(ctx context.Context, fam *family) (o Outcome) {
 // read reads the feed, trying again after a pause when the server failed, but not
 // when it stayed silent for a whole request timeout.
 func (w *Watcher) read(ctx context.Context, c *feed.Client, src feed.Source) (feed.Release, error) {
-	var err error
-	for attempt := 1; ; attempt++ {
-		var rel feed.Release
-		rel, err = feed.Read(ctx, c, src)
-		if err == nil || !errors.Is(err, feed.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) || attempt >= w.cfg.Attempts {
-			return rel, err
-		}
-		select {
-		case <-ctx.Done():
-			return feed.Release{}, err
-		case <-time.After(time.Duration(attempt) * time.Second):
-		}
+	var rel feed.Release
+	err := retry.Policy{Initial: time.Second, Max: 5 * time.Second, Jitter: 0.2, Attempts: w.cfg.Attempts}.Do(ctx,
+		func(int) error {
+			var err error
+			rel, err = feed.Read(ctx, c, src)
+			return err
+		},
+		// A server that failed may answer next time; one that ran out of the
+		// request timeout costs that timeout again, so it waits for the next poll.
+		func(_ int, err error) bool {
+			return errors.Is(err, feed.ErrUnavailable) && !errors.Is(err, context.DeadlineExceeded)
+		})
+	if err != nil {
+		return feed.Release{}, err
 	}
+	return rel, nil
 }
 
 // finishUnchanged notes a successful check of a feed that has nothing new, and
