@@ -3,18 +3,33 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
 )
 
-// cli runs one imagevet command in-process with the given environment and stdin.
+// cli runs one imagevet command in-process with the given environment and stdin,
+// returning its exit code and standard error.
 func cli(t *testing.T, vars map[string]string, stdin string, args ...string) (int, string) {
 	t.Helper()
+	code, _, stderr := cliIO(t, vars, stdin, args...)
+	return code, stderr
+}
+
+// cliIO is cli also returning standard output. Without IMAGEVET_CONFIG in vars
+// the command reads no configuration file (not this host's).
+func cliIO(t *testing.T, vars map[string]string, stdin string, args ...string) (int, string, string) {
+	t.Helper()
 	var out, errOut bytes.Buffer
-	env := Env{Stdout: &out, Stderr: &errOut, Stdin: strings.NewReader(stdin), Getenv: func(k string) string { return vars[k] }}
+	env := Env{Stdout: &out, Stderr: &errOut, Stdin: strings.NewReader(stdin), Getenv: func(k string) string {
+		if k == "IMAGEVET_CONFIG" && vars[k] == "" {
+			return os.DevNull
+		}
+		return vars[k]
+	}}
 	code := dispatch(context.Background(), args, env)
-	return code, errOut.String()
+	return code, out.String(), errOut.String()
 }
 
 // Every flag or variable value that is invalid, or zero where zero would silently

@@ -15,8 +15,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -49,9 +51,12 @@ commands:
   jobs                    queued and running jobs (attempt, worker, stage, age); --workers
   cancel JOB-ID           stop a queued or running job with an error result naming who
   queue setup             create or change the queue's settings (replicas, ack wait, attempts)
+  config [COMMAND]        the settings COMMAND reads: value and where it came from
   version                 print the version
 
-Every flag has an IMAGEVET_* environment fallback; see COMMAND -h.
+Settings come from flags, then IMAGEVET_* variables, then the configuration file
+(--config FILE or IMAGEVET_CONFIG; /etc/imagevet/imagevet.yaml when it exists), then
+defaults; COMMAND -h names each flag's variable, imagevet config its file key.
 `
 
 func main() {
@@ -67,7 +72,34 @@ func dispatch(ctx context.Context, args []string, env Env) int {
 		fmt.Fprint(env.Stderr, usage)
 		return 2
 	}
+	switch args[0] {
+	case "version", "--version", "-version":
+		fmt.Fprintln(env.Stdout, "imagevet", buildVersion())
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(env.Stdout, usage)
+		return 0
+	}
+	// The configuration file: --config (anywhere), IMAGEVET_CONFIG, or the default
+	// when it exists; a bad one stops every command naming file, line and key.
+	path, required, args, err := configPath(args, env.Getenv)
+	if err != nil || len(args) == 0 {
+		fmt.Fprintf(env.Stderr, "imagevet: %v\n\n%s", err, usage)
+		return exitError
+	}
+	cf, err := loadConfig(path)
+	if err != nil && !required && errors.Is(err, fs.ErrNotExist) {
+		cf, err = nil, nil
+	}
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "imagevet: config: %v\n", err)
+		return exitError
+	}
 	cmd, rest := args[0], args[1:]
+	if cmd == "config" {
+		return cmdConfig(rest, env, cf)
+	}
+	env = withConfig(env, cmd, cf)
 	switch cmd {
 	case "run":
 		return cmdRun(ctx, rest, env)
@@ -89,12 +121,6 @@ func dispatch(ctx context.Context, args []string, env Env) int {
 		return cmdCancel(ctx, rest, env)
 	case "queue":
 		return cmdQueue(ctx, rest, env)
-	case "version", "--version", "-version":
-		fmt.Fprintln(env.Stdout, "imagevet", buildVersion())
-		return 0
-	case "help", "-h", "--help":
-		fmt.Fprint(env.Stdout, usage)
-		return 0
 	default:
 		fmt.Fprintf(env.Stderr, "imagevet: unknown command %q\n\n%s", cmd, usage)
 		return 2
