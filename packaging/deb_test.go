@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -19,16 +20,38 @@ import (
 )
 
 // units are the package's services: each one's ExecStart is run as its user and
-// answers /healthz on the address its per-service settings file gives it (the
-// variable named here; publish serves none and must say it serves its consumer).
+// answers /healthz on the address the packaged settings give it (the line named
+// here, which the test edits to a free port; publish serves none and must say it
+// serves its consumer).
 var units = []struct {
-	name, healthVar string
+	name, healthLine string
 }{
-	{"imagevet-worker.service", "IMAGEVET_METRICS_ADDR"},
-	{"imagevet-watch.service", "IMAGEVET_METRICS_ADDR"},
-	{"imagevet-serve.service", "IMAGEVET_WEB_LISTEN"},
+	{"imagevet-worker.service", "  metrics: 127.0.0.1:9464"},
+	{"imagevet-watch.service", "  metrics: 127.0.0.1:9465"},
+	{"imagevet-serve.service", "  listen: 127.0.0.1:8080"},
 	{"imagevet-publish.service", ""},
 }
+
+// edits are the other lines of the packaged settings the test changes, as an
+// operator would: its NATS server, tcg (this host's KVM is not trusted), a
+// catalog whose feed is on loopback, a cloud on loopback (never asked: nothing
+// passes while the test runs).
+var edits = []string{"  url: nats://127.0.0.1:4222", "  accel: auto", "  catalog: /etc/imagevet/catalog",
+	"#clouds: [prod]", "  #os_client_config_file: /etc/openstack/clouds.yaml"}
+
+// testClouds is the clouds.yaml of the test's cloud: Keystone on a loopback port
+// nothing listens on.
+const testClouds = `clouds:
+  test:
+    auth:
+      auth_url: http://127.0.0.1:9/v3
+      username: imagevet
+      password: secret
+      project_name: images
+      user_domain_name: Default
+      project_domain_name: Default
+    region_name: RegionOne
+`
 
 // TestDebianPackage builds the package, installs it, verifies every unit with
 // systemd-analyze, runs each unit's ExecStart as its user with the packaged
@@ -79,7 +102,7 @@ func TestDebianPackage(t *testing.T) {
 		}
 	})
 	run(t, "dpkg", "-i", deb)
-	for _, f := range []string{"/usr/bin/imagevet", "/etc/imagevet/imagevet.env", "/etc/imagevet/nats-server.conf",
+	for _, f := range []string{"/usr/bin/imagevet", "/etc/imagevet/imagevet.yaml", "/etc/imagevet/nats-server.conf",
 		"/etc/imagevet/catalog/families.yaml", "/usr/share/doc/imagevet/commands/worker.txt",
 		"/lib/systemd/system/nats-server.service.d/imagevet.conf"} {
 		if _, err := os.Stat(f); err != nil {
@@ -130,27 +153,54 @@ func TestDebianPackage(t *testing.T) {
 	}
 	writeFile(t, filepath.Join(catalogDir, "families.yaml"), fmt.Sprintf(testCatalog, feedSrv.URL))
 
+	// The one file an operator edits: each line the test changes must be there.
+	const settingsFile = "/etc/imagevet/imagevet.yaml"
+	data, err := os.ReadFile(settingsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	settings := string(data)
+	addrs := map[string]string{}
+	replace := map[string]string{
+		edits[0]: "  url: " + natsURL,
+		edits[1]: "  accel: tcg",
+		edits[2]: "  catalog: " + catalogDir,
+		edits[3]: "clouds: [test]",
+		edits[4]: "  os_client_config_file: /etc/imagevet/clouds-test.yaml", // purged with the package
+	}
+	writeFile(t, "/etc/imagevet/clouds-test.yaml", testClouds)
+	for _, u := range units {
+		if u.healthLine != "" {
+			addrs[u.name] = fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+			key, _, _ := strings.Cut(u.healthLine, ": ")
+			replace[u.healthLine] = key + ": " + addrs[u.name]
+		}
+	}
+	for old, new := range replace {
+		if strings.Count(settings, "\n"+old+"\n") != 1 {
+			t.Fatalf("%s lacks the line %q (once)", settingsFile, old)
+		}
+		settings = strings.Replace(settings, "\n"+old+"\n", "\n"+new+"\n", 1)
+	}
+	if err := os.WriteFile(settingsFile, []byte(settings), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	// Every command finds its settings there, as imagevet config says.
+	cfgOut := run(t, "setpriv", "--reuid", "imagevet", "--regid", "imagevet", "--clear-groups", "--",
+		"/usr/bin/imagevet", "config", "watch")
+	if !regexp.MustCompile(`(?m)^watch\.catalog +IMAGEVET_CATALOG +` + regexp.QuoteMeta(catalogDir) + ` +` + settingsFile + `:\d+ `).MatchString(cfgOut) {
+		t.Errorf("imagevet config watch, as user imagevet, does not take the catalog from %s:\n%s", settingsFile, cfgOut)
+	}
+
 	for _, u := range units {
 		t.Run(strings.TrimSuffix(u.name, ".service"), func(t *testing.T) {
 			unit := readUnit(t, "/lib/systemd/system/"+u.name)
-			cmdName := strings.TrimPrefix(strings.TrimSuffix(u.name, ".service"), "imagevet-")
-			addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-			// The per-service file the unit reads after the shared one.
-			settings := fmt.Sprintf("IMAGEVET_NATS_URL=%s\nIMAGEVET_ACCEL=tcg\nIMAGEVET_CATALOG=%s\n", natsURL, catalogDir)
-			if u.healthVar != "" {
-				settings += u.healthVar + "=" + addr + "\n"
-			}
-			perService := "/etc/imagevet/" + cmdName + ".env"
-			if !contains(unit.envFiles, "-"+perService) {
-				t.Fatalf("%s reads %q, want -%s among them", u.name, unit.envFiles, perService)
-			}
-			writeFile(t, perService, settings)
-			if cmdName == "worker" {
+			if u.name == "imagevet-worker.service" {
 				libvirtAccess(t, unit)
 			}
 			env := unit.environment(t)
 			p := startAs(t, unit.user, unit.groups, env, unit.execStart)
-			if u.healthVar == "" { // publish: up when it says it serves its consumer
+			if u.healthLine == "" { // publish: up when it says it serves its consumer
 				waitFor(t, p, func() error {
 					if !strings.Contains(p.log.String(), `msg="publisher serving"`) {
 						return fmt.Errorf("no \"publisher serving\" in its log yet")
@@ -159,7 +209,7 @@ func TestDebianPackage(t *testing.T) {
 				})
 				return
 			}
-			waitFor(t, p, func() error { return healthy("http://" + addr + "/healthz") })
+			waitFor(t, p, func() error { return healthy("http://" + addrs[u.name] + "/healthz") })
 		})
 	}
 	if t.Failed() {
@@ -168,7 +218,7 @@ func TestDebianPackage(t *testing.T) {
 
 	// dpkg -r keeps settings and state; dpkg -P removes them.
 	run(t, "dpkg", "-r", "imagevet")
-	for _, f := range []string{"/etc/imagevet/imagevet.env", "/var/lib/imagevet"} {
+	for _, f := range []string{"/etc/imagevet/imagevet.yaml", "/var/lib/imagevet"} {
 		if _, err := os.Stat(f); err != nil {
 			t.Errorf("after dpkg -r: %s is gone (%v); Debian policy keeps configuration and state until purge", f, err)
 		}

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"os/user"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -56,8 +55,6 @@ func writeFile(t *testing.T, path, content string) {
 		t.Fatal(err)
 	}
 }
-
-func contains(list []string, s string) bool { return slices.Contains(list, s) }
 
 // dial reports whether something accepts TCP connections on addr.
 func dial(addr string) error {

@@ -174,6 +174,7 @@ func loadConfig(path string) (*configFile, error) {
 			switch {
 			case !known && prefix == "" && sections[k.Value] && v.Kind == yaml.MappingNode:
 				walk(k.Value, v)
+			case !known && prefix == "" && sections[k.Value] && v.Tag == "!!null": // a section of comments only
 			case !known:
 				errs = append(errs, &ConfigError{Path: path, Line: k.Line, Err: fmt.Errorf("unknown key %q", name)})
 			case v.Kind == yaml.SequenceNode && row.Sep != "":

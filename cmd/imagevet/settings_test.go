@@ -95,3 +95,18 @@ func TestSettingsTableCoversEveryVariable(t *testing.T) {
 		}
 	}
 }
+
+// The Debian package's commented settings (packaging/etc/imagevet.yaml) are a
+// valid configuration file, and what they set is what the services need.
+func TestPackagedConfigFileLoads(t *testing.T) {
+	cf, err := loadConfig("../../packaging/etc/imagevet.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{"nats.url": "nats://127.0.0.1:4222", "worker.metrics": "127.0.0.1:9464",
+		"watch.metrics": "127.0.0.1:9465", "watch.catalog": "/etc/imagevet/catalog", "serve.listen": "127.0.0.1:8080"} {
+		if v, ok := cf.lookup(name); !ok || v.value != want {
+			t.Errorf("%s = %q (set %v), want %q", name, v.value, ok, want)
+		}
+	}
+}
