@@ -29,52 +29,82 @@ type EnvAuth struct {
 // name as both Horizon sets. OS_DOMAIN_* without a project scopes to that domain.
 // Every error is a *ConfigError naming the variable.
 func ReadEnv(getenv func(string) string) (EnvAuth, error) {
-	get := func(k string) string { return strings.TrimSpace(getenv(k)) }
-	first := func(keys ...string) string {
-		for _, k := range keys {
-			if v := get(k); v != "" {
-				return v
-			}
-		}
-		return ""
-	}
+	env := osEnv(getenv)
 	var e EnvAuth
-	bad := func(field, format string, args ...any) (EnvAuth, error) {
-		return EnvAuth{}, &ConfigError{Field: field, Err: fmt.Errorf(format, args...)}
+	if err := env.endpoint(&e); err != nil {
+		return EnvAuth{}, err
 	}
-	e.Auth.IdentityEndpoint = get("OS_AUTH_URL")
+	dom := env.domains()
+	scope, err := env.scope(dom)
+	if err != nil {
+		return EnvAuth{}, err
+	}
+	if err := env.login(&e.Auth, dom, scope); err != nil {
+		return EnvAuth{}, err
+	}
+	return e, nil
+}
+
+// osEnv reads OS_* variables.
+type osEnv func(string) string
+
+func (env osEnv) get(k string) string { return strings.TrimSpace(env(k)) }
+
+// first is the first of keys that is set.
+func (env osEnv) first(keys ...string) string {
+	for _, k := range keys {
+		if v := env.get(k); v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+func bad(field, format string, args ...any) error {
+	return &ConfigError{Field: field, Err: fmt.Errorf(format, args...)}
+}
+
+// endpoint reads where Keystone is and how to reach the endpoints it lists.
+func (env osEnv) endpoint(e *EnvAuth) error {
+	e.Auth.IdentityEndpoint = env.get("OS_AUTH_URL")
 	if e.Auth.IdentityEndpoint == "" {
 		return bad("OS_AUTH_URL", "not set: no clouds.yaml entry named (OS_CLOUD) and no openrc variables")
 	}
-	switch v := get("OS_IDENTITY_API_VERSION"); v {
+	switch v := env.get("OS_IDENTITY_API_VERSION"); v {
 	case "", "3", "3.0", "v3":
 	default:
 		return bad("OS_IDENTITY_API_VERSION", "%q: only Keystone v3 is supported", v)
 	}
-	e.Region = get("OS_REGION_NAME")
-	e.Interface = strings.TrimSuffix(first("OS_INTERFACE", "OS_ENDPOINT_TYPE"), "URL")
+	e.Region = env.get("OS_REGION_NAME")
+	e.Interface = strings.TrimSuffix(env.first("OS_INTERFACE", "OS_ENDPOINT_TYPE"), "URL")
 	switch e.Interface {
 	case "", "public", "internal", "admin":
 	default:
 		return bad("OS_INTERFACE", "%q: must be public, internal or admin", e.Interface)
 	}
-	e.CACert, e.Cert, e.Key = get("OS_CACERT"), get("OS_CERT"), get("OS_KEY")
-	if v := get("OS_INSECURE"); v != "" {
+	e.CACert, e.Cert, e.Key = env.get("OS_CACERT"), env.get("OS_CERT"), env.get("OS_KEY")
+	if v := env.get("OS_INSECURE"); v != "" {
 		b, err := parseBool(v)
 		if err != nil {
 			return bad("OS_INSECURE", "%w", err)
 		}
 		e.Insecure = b
 	}
+	return nil
+}
 
-	// Domains: the user's and the project's, each by id or by name; OS_DOMAIN_* and
-	// OS_DEFAULT_DOMAIN_* fill in whichever is missing (one domain given once).
-	defID, defName := first("OS_DOMAIN_ID", "OS_DEFAULT_DOMAIN_ID", "OS_DEFAULT_DOMAIN"), first("OS_DOMAIN_NAME", "OS_DEFAULT_DOMAIN_NAME")
+// envDomains are the user's and the project's domains, each by id or by name.
+type envDomains struct{ userID, userName, projID, projName string }
+
+// domains reads the user's and the project's domain; OS_DOMAIN_* and
+// OS_DEFAULT_DOMAIN_* fill in whichever is missing (one domain given once).
+func (env osEnv) domains() envDomains {
+	defID, defName := env.first("OS_DOMAIN_ID", "OS_DEFAULT_DOMAIN_ID", "OS_DEFAULT_DOMAIN"), env.first("OS_DOMAIN_NAME", "OS_DEFAULT_DOMAIN_NAME")
 	domain := func(id, name string) (string, string) {
-		if id = get(id); id != "" {
+		if id = env.get(id); id != "" {
 			return id, ""
 		}
-		if name = get(name); name != "" {
+		if name = env.get(name); name != "" {
 			return "", name
 		}
 		if defID != "" {
@@ -82,89 +112,112 @@ func ReadEnv(getenv func(string) string) (EnvAuth, error) {
 		}
 		return "", defName
 	}
-	userDomID, userDomName := domain("OS_USER_DOMAIN_ID", "OS_USER_DOMAIN_NAME")
-	projDomID, projDomName := domain("OS_PROJECT_DOMAIN_ID", "OS_PROJECT_DOMAIN_NAME")
-	projectID := first("OS_PROJECT_ID", "OS_TENANT_ID")
-	projectName := first("OS_PROJECT_NAME", "OS_TENANT_NAME")
-	var scope *gophercloud.AuthScope
+	var d envDomains
+	d.userID, d.userName = domain("OS_USER_DOMAIN_ID", "OS_USER_DOMAIN_NAME")
+	d.projID, d.projName = domain("OS_PROJECT_DOMAIN_ID", "OS_PROJECT_DOMAIN_NAME")
+	return d
+}
+
+// scope reads what the token is for: a project by id or name (an id winning, as
+// Horizon sets both), the system, or a domain; nil when nothing says.
+func (env osEnv) scope(d envDomains) (*gophercloud.AuthScope, error) {
+	projectID := env.first("OS_PROJECT_ID", "OS_TENANT_ID")
+	projectName := env.first("OS_PROJECT_NAME", "OS_TENANT_NAME")
 	switch {
 	case projectID != "":
-		scope = &gophercloud.AuthScope{ProjectID: projectID}
+		return &gophercloud.AuthScope{ProjectID: projectID}, nil
 	case projectName != "":
-		if projDomID == "" && projDomName == "" {
-			return bad("OS_PROJECT_DOMAIN_NAME", "OS_PROJECT_NAME %q needs its domain (OS_PROJECT_DOMAIN_NAME or _ID, or OS_DOMAIN_NAME or _ID)", projectName)
+		if d.projID == "" && d.projName == "" {
+			return nil, bad("OS_PROJECT_DOMAIN_NAME", "OS_PROJECT_NAME %q needs its domain (OS_PROJECT_DOMAIN_NAME or _ID, or OS_DOMAIN_NAME or _ID)", projectName)
 		}
-		scope = &gophercloud.AuthScope{ProjectName: projectName, DomainID: projDomID, DomainName: projDomName}
-	case strings.EqualFold(get("OS_SYSTEM_SCOPE"), "all"):
-		scope = &gophercloud.AuthScope{System: true}
-	case get("OS_DOMAIN_ID") != "":
-		scope = &gophercloud.AuthScope{DomainID: get("OS_DOMAIN_ID")}
-	case get("OS_DOMAIN_NAME") != "":
-		scope = &gophercloud.AuthScope{DomainName: get("OS_DOMAIN_NAME")}
+		return &gophercloud.AuthScope{ProjectName: projectName, DomainID: d.projID, DomainName: d.projName}, nil
+	case strings.EqualFold(env.get("OS_SYSTEM_SCOPE"), "all"):
+		return &gophercloud.AuthScope{System: true}, nil
+	case env.get("OS_DOMAIN_ID") != "":
+		return &gophercloud.AuthScope{DomainID: env.get("OS_DOMAIN_ID")}, nil
+	case env.get("OS_DOMAIN_NAME") != "":
+		return &gophercloud.AuthScope{DomainName: env.get("OS_DOMAIN_NAME")}, nil
 	}
+	return nil, nil
+}
 
-	kind := strings.ToLower(get("OS_AUTH_TYPE"))
-	if kind == "" {
-		switch {
-		case first("OS_APPLICATION_CREDENTIAL_ID", "OS_APPLICATION_CREDENTIAL_NAME") != "":
-			kind = "v3applicationcredential"
-		case get("OS_TOKEN") != "" && get("OS_PASSWORD") == "":
-			kind = "v3token"
-		default:
-			kind = "password"
-		}
+// authKind is OS_AUTH_TYPE, or what the variables set imply.
+func (env osEnv) authKind() string {
+	if kind := strings.ToLower(env.get("OS_AUTH_TYPE")); kind != "" {
+		return kind
 	}
-	user, userID := get("OS_USERNAME"), get("OS_USER_ID")
-	switch kind {
+	switch {
+	case env.first("OS_APPLICATION_CREDENTIAL_ID", "OS_APPLICATION_CREDENTIAL_NAME") != "":
+		return "v3applicationcredential"
+	case env.get("OS_TOKEN") != "" && env.get("OS_PASSWORD") == "":
+		return "v3token"
+	}
+	return "password"
+}
+
+// login reads how to log in: password, application credential or token.
+func (env osEnv) login(a *gophercloud.AuthOptions, d envDomains, scope *gophercloud.AuthScope) error {
+	switch kind := env.authKind(); kind {
 	case "password", "v3password":
-		if user == "" && userID == "" {
-			return bad("OS_USERNAME", "not set (nor OS_USER_ID): password login needs a user")
-		}
-		e.Auth.Password = getenv("OS_PASSWORD") // a password's spaces are its own
-		if e.Auth.Password == "" {
-			return bad("OS_PASSWORD", "not set or empty (a Horizon openrc asks for it when sourced)")
-		}
-		if userID != "" {
-			e.Auth.UserID = userID
-		} else {
-			if userDomID == "" && userDomName == "" {
-				return bad("OS_USER_DOMAIN_NAME", "OS_USERNAME %q needs its domain (OS_USER_DOMAIN_NAME or _ID, or OS_DOMAIN_NAME or _ID)", user)
-			}
-			e.Auth.Username, e.Auth.DomainID, e.Auth.DomainName = user, userDomID, userDomName
-		}
-		e.Auth.Scope = scope
+		a.Scope = scope
+		return env.passwordLogin(a, d)
 	case "v3applicationcredential", "applicationcredential":
-		e.Auth.ApplicationCredentialID = get("OS_APPLICATION_CREDENTIAL_ID")
-		e.Auth.ApplicationCredentialSecret = getenv("OS_APPLICATION_CREDENTIAL_SECRET")
-		if e.Auth.ApplicationCredentialSecret == "" {
-			return bad("OS_APPLICATION_CREDENTIAL_SECRET", "not set: an application credential needs its secret")
-		}
-		if e.Auth.ApplicationCredentialID == "" {
-			e.Auth.ApplicationCredentialName = get("OS_APPLICATION_CREDENTIAL_NAME")
-			if e.Auth.ApplicationCredentialName == "" {
-				return bad("OS_APPLICATION_CREDENTIAL_ID", "not set (nor OS_APPLICATION_CREDENTIAL_NAME)")
-			}
-			// By name, the credential belongs to a user named with its domain.
-			switch {
-			case userID != "":
-				e.Auth.UserID = userID
-			case user != "" && (userDomID != "" || userDomName != ""):
-				e.Auth.Username, e.Auth.DomainID, e.Auth.DomainName = user, userDomID, userDomName
-			default:
-				return bad("OS_USERNAME", "an application credential named by OS_APPLICATION_CREDENTIAL_NAME needs its user (OS_USER_ID, or OS_USERNAME with OS_USER_DOMAIN_NAME or _ID)")
-			}
-		}
 		// An application credential carries its own project: no scope.
+		return env.credentialLogin(a, d)
 	case "token", "v3token":
-		e.Auth.TokenID = get("OS_TOKEN")
-		if e.Auth.TokenID == "" {
+		a.Scope = scope
+		if a.TokenID = env.get("OS_TOKEN"); a.TokenID == "" {
 			return bad("OS_TOKEN", "not set: token login needs it")
 		}
-		e.Auth.Scope = scope
+		return nil
 	default:
 		return bad("OS_AUTH_TYPE", "%q: supported are password (v3password), v3applicationcredential and token (v3token)", kind)
 	}
-	return e, nil
+}
+
+func (env osEnv) passwordLogin(a *gophercloud.AuthOptions, d envDomains) error {
+	user, userID := env.get("OS_USERNAME"), env.get("OS_USER_ID")
+	if user == "" && userID == "" {
+		return bad("OS_USERNAME", "not set (nor OS_USER_ID): password login needs a user")
+	}
+	a.Password = env("OS_PASSWORD") // a password's spaces are its own
+	if a.Password == "" {
+		return bad("OS_PASSWORD", "not set or empty (a Horizon openrc asks for it when sourced)")
+	}
+	if userID != "" {
+		a.UserID = userID
+		return nil
+	}
+	if d.userID == "" && d.userName == "" {
+		return bad("OS_USER_DOMAIN_NAME", "OS_USERNAME %q needs its domain (OS_USER_DOMAIN_NAME or _ID, or OS_DOMAIN_NAME or _ID)", user)
+	}
+	a.Username, a.DomainID, a.DomainName = user, d.userID, d.userName
+	return nil
+}
+
+func (env osEnv) credentialLogin(a *gophercloud.AuthOptions, d envDomains) error {
+	a.ApplicationCredentialID = env.get("OS_APPLICATION_CREDENTIAL_ID")
+	a.ApplicationCredentialSecret = env("OS_APPLICATION_CREDENTIAL_SECRET")
+	if a.ApplicationCredentialSecret == "" {
+		return bad("OS_APPLICATION_CREDENTIAL_SECRET", "not set: an application credential needs its secret")
+	}
+	if a.ApplicationCredentialID != "" {
+		return nil
+	}
+	if a.ApplicationCredentialName = env.get("OS_APPLICATION_CREDENTIAL_NAME"); a.ApplicationCredentialName == "" {
+		return bad("OS_APPLICATION_CREDENTIAL_ID", "not set (nor OS_APPLICATION_CREDENTIAL_NAME)")
+	}
+	// By name, the credential belongs to a user named with its domain.
+	user, userID := env.get("OS_USERNAME"), env.get("OS_USER_ID")
+	switch {
+	case userID != "":
+		a.UserID = userID
+	case user != "" && (d.userID != "" || d.userName != ""):
+		a.Username, a.DomainID, a.DomainName = user, d.userID, d.userName
+	default:
+		return bad("OS_USERNAME", "an application credential named by OS_APPLICATION_CREDENTIAL_NAME needs its user (OS_USER_ID, or OS_USERNAME with OS_USER_DOMAIN_NAME or _ID)")
+	}
+	return nil
 }
 
 // parseBool reads a yes/no setting the way the OpenStack clients do.
