@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/imagevet/imagevet/jobs"
+	"github.com/imagevet/imagevet/retry"
 
 	"github.com/imagevet/imagevet/queue"
 )
@@ -138,24 +139,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 // running jobs finish within the grace period, cancels the rest and hands them back
 // to the queue. It returns once no job is left; nc stays open.
 func (d *Daemon) Serve(ctx context.Context, nc *nats.Conn) error {
-	setupCtx, cancel := context.WithTimeout(ctx, time.Minute)
-	q, created, err := queue.Ensure(setupCtx, nc, d.cfg.queueConfig(), d.cfg.WorkerID)
-	var cons jetstream.Consumer
-	if err == nil {
-		cons, err = q.Consumer(setupCtx)
-	}
-	cancel()
+	q, cons, err := d.openQueue(ctx, nc)
 	if err != nil {
 		return err
-	}
-	settings := q.Settings()
-	d.ackWait, d.maxDeliver = settings.AckWait.D(), settings.MaxDeliver
-	if created {
-		d.log.Info("queue set up with this worker's settings", "ack_wait", d.ackWait, "max_deliver", d.maxDeliver,
-			"replicas", settings.Replicas)
-	} else if diff := settings.Differences(d.cfg.queueConfig()); len(diff) > 0 {
-		d.log.Warn("queue settings differ from this worker's flags; following the queue's (change them with imagevet queue setup)",
-			"differences", diff, "set_by", settings.SetBy)
 	}
 	stopCancels, err := q.WatchCancels(d.cancelJob)
 	if err != nil {
@@ -186,31 +172,7 @@ func (d *Daemon) Serve(ctx context.Context, nc *nats.Conn) error {
 	jobsCtx, cancelJobs := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer cancelJobs(nil)
 	var wg sync.WaitGroup
-	slots := make(chan struct{}, d.cfg.Concurrency)
-	for ctx.Err() == nil {
-		select {
-		case slots <- struct{}{}:
-		case <-ctx.Done():
-			continue
-		}
-		// One pull per free slot. No fetch context: a pull that ends by its own
-		// expiry never strands a message in flight.
-		msg, err := cons.Next(jetstream.FetchMaxWait(d.cfg.FetchWait))
-		if err != nil {
-			<-slots
-			if !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, jetstream.ErrNoMessages) {
-				d.log.Warn("pull failed", "err", err)
-				sleep(ctx, time.Second)
-			}
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-slots }()
-			d.handle(ctx, jobsCtx, q, msg)
-		}()
-	}
+	d.pull(ctx, cons, &wg, func(msg jetstream.Msg) { d.handle(ctx, jobsCtx, q, msg) })
 
 	d.log.Info("worker stopping", "grace", d.cfg.GracePeriod)
 	done := make(chan struct{})
@@ -226,6 +188,61 @@ func (d *Daemon) Serve(ctx context.Context, nc *nats.Conn) error {
 	}
 	d.log.Info("worker stopped")
 	return nil
+}
+
+// openQueue opens (or, on an empty server, sets up) the queue and its shared
+// consumer, and adopts the queue's settings over this worker's flags.
+func (d *Daemon) openQueue(ctx context.Context, nc *nats.Conn) (*queue.Queue, jetstream.Consumer, error) {
+	setupCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	q, created, err := queue.Ensure(setupCtx, nc, d.cfg.queueConfig(), d.cfg.WorkerID)
+	if err != nil {
+		return nil, nil, err
+	}
+	cons, err := q.Consumer(setupCtx)
+	if err != nil {
+		return nil, nil, err
+	}
+	settings := q.Settings()
+	d.ackWait, d.maxDeliver = settings.AckWait.D(), settings.MaxDeliver
+	if created {
+		d.log.Info("queue set up with this worker's settings", "ack_wait", d.ackWait, "max_deliver", d.maxDeliver,
+			"replicas", settings.Replicas)
+	} else if diff := settings.Differences(d.cfg.queueConfig()); len(diff) > 0 {
+		d.log.Warn("queue settings differ from this worker's flags; following the queue's (change them with imagevet queue setup)",
+			"differences", diff, "set_by", settings.SetBy)
+	}
+	return q, cons, nil
+}
+
+// pull takes one message per free slot until ctx ends, handing each to handle on
+// its own goroutine (counted in wg).
+func (d *Daemon) pull(ctx context.Context, cons jetstream.Consumer, wg *sync.WaitGroup, handle func(jetstream.Msg)) {
+	slots := make(chan struct{}, d.cfg.Concurrency)
+	for ctx.Err() == nil {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			continue
+		}
+		// No fetch context: a pull that ends by its own expiry never strands a
+		// message in flight.
+		msg, err := cons.Next(jetstream.FetchMaxWait(d.cfg.FetchWait))
+		if err != nil {
+			<-slots
+			if !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, jetstream.ErrNoMessages) {
+				d.log.Warn("pull failed", "err", err)
+				_ = retry.Wait(ctx, time.Second)
+			}
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-slots }()
+			handle(msg)
+		}()
+	}
 }
 
 // delivery is one delivered job message and what the daemon knows about it.
@@ -758,13 +775,4 @@ func (d *Daemon) release(mib int64) {
 // opContext bounds one NATS operation; it survives shutdown so reports still go out.
 func opContext(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
 }
