@@ -91,9 +91,8 @@ const (
 
 // DefaultConfig returns the defaults, before flags and environment.
 func DefaultConfig() Config {
-	host, _ := os.Hostname()
 	return Config{
-		WorkerID:         sanitizeID(host),
+		WorkerID:         jobs.DefaultWorkerID(),
 		StateDir:         "/var/lib/imagevet",
 		LibvirtURI:       "qemu:///system",
 		Accel:            "auto",
@@ -195,8 +194,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, getenv func(string) string) {
 // Validate checks the configuration and fills in derived defaults.
 func (c *Config) Validate() error {
 	errs := append([]error(nil), c.envErrs...)
-	if c.WorkerID == "" || sanitizeID(c.WorkerID) != c.WorkerID {
-		errs = append(errs, fmt.Errorf("worker-id: %q must be 1-32 lowercase letters, digits or '-'", c.WorkerID))
+	if err := jobs.ValidWorkerID(c.WorkerID); err != nil {
+		errs = append(errs, fmt.Errorf("worker-id: %w", err))
 	}
 	switch c.Accel {
 	case "auto", "kvm", "tcg":
@@ -249,23 +248,6 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("cleanup timeout: %s must be at least 1s", c.CleanupTimeout))
 	}
 	return errors.Join(errs...)
-}
-
-// sanitizeID lowercases s and keeps letters, digits and '-', at most 32 of them.
-func sanitizeID(s string) string {
-	var b strings.Builder
-	for _, r := range strings.ToLower(s) {
-		if b.Len() >= 32 {
-			break
-		}
-		switch {
-		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '-':
-			b.WriteRune(r)
-		case r == '.' || r == '_':
-			b.WriteByte('-')
-		}
-	}
-	return strings.Trim(b.String(), "-")
 }
 
 // ParseBytes reads a size like "20G", "512M", "1048576" (binary units K, M, G,

@@ -6,11 +6,10 @@ package daemon
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
+	"github.com/imagevet/imagevet/jobs"
 	"github.com/imagevet/imagevet/queue"
 )
 
@@ -31,7 +30,8 @@ type Config struct {
 	EmbeddedHost string
 	EmbeddedPort int
 
-	// WorkerID names this worker in results, logs and metrics (default host-pid).
+	// WorkerID names this worker in results, logs and metrics (default: the
+	// hostname; one rule with the worker's: jobs.ValidWorkerID).
 	WorkerID string
 	// Concurrency is how many jobs run at once (default 1).
 	Concurrency int
@@ -109,11 +109,7 @@ func (c Config) WithDefaults() Config {
 		c.EmbeddedPort = DefaultEmbeddedPort
 	}
 	if c.WorkerID == "" {
-		host, _ := os.Hostname()
-		if host == "" {
-			host = "worker"
-		}
-		c.WorkerID = fmt.Sprintf("%s-%d", host, os.Getpid())
+		c.WorkerID = jobs.DefaultWorkerID()
 	}
 	if c.Concurrency == 0 {
 		c.Concurrency = DefaultConcurrency
@@ -178,8 +174,8 @@ func (c Config) Validate() error {
 			bad("negative retry delay %s", d)
 		}
 	}
-	if c.WorkerID == "" || len(c.WorkerID) > 128 || strings.ContainsFunc(c.WorkerID, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
-		bad("worker id %q: 1-128 printable characters without spaces", c.WorkerID)
+	if err := jobs.ValidWorkerID(c.WorkerID); err != nil {
+		bad("worker id: %v", err)
 	}
 	return errors.Join(errs...)
 }
