@@ -216,10 +216,19 @@ func TestStatusShowsLatestVerdicts(t *testing.T) {
 			t.Errorf("status table without %s: exit %d\n%s", want, code, out)
 		}
 	}
+	// status --json says at least what the tables say.
 	code, out, _ = runCmd(t, cmdStatus, "--nats", url, "--json")
-	var all []jobs.Result
-	if err := json.Unmarshal([]byte(out), &all); err != nil || len(all) != 2 || code != 0 {
+	var all overviewStatus
+	if err := json.Unmarshal([]byte(out), &all); err != nil || len(all.Images) != 2 || code != 0 ||
+		len(all.Published) != 1 || all.Published[0].ImageID != "0b7c9f0e-6d1e-4c3a-9a53-2f1d3c1e8a10" || all.Published[0].SourceHash != src ||
+		len(all.Publications) != 1 || all.Publications[0].State != jobs.PublicationRefused || all.Families == nil {
 		t.Errorf("status --json: %v %q", err, out)
+	}
+	code, out, _ = runCmd(t, cmdStatus, "--nats", url, "--json", "img-pass-s")
+	var one resultStatus
+	if err := json.Unmarshal([]byte(out), &one); err != nil || code != exitPass || one.JobID != "pass-s" ||
+		len(one.Publications) != 1 || one.Publications[0].Cloud != "west" {
+		t.Errorf("status --json IMAGE: exit %d, %v %q", code, err, out)
 	}
 	if code, _, _ := runCmd(t, cmdStatus, "--nats", url, "img-fail-s"); code != exitFail {
 		t.Errorf("status IMAGE of a failed image: exit %d", code)

@@ -92,16 +92,17 @@ func cmdStatus(ctx context.Context, args []string, env Env) int {
 			fmt.Fprintf(env.Stderr, "imagevet status: no verdict for %s\n", what)
 			return exitNoVerdict
 		}
-		if jsonOut {
-			writeJSON(env.Stdout, res)
+		recs, err := q.Publications(ctx)
+		if err != nil {
+			fmt.Fprintf(env.Stderr, "imagevet status: %v\n", err)
+			return exitError
+		}
+		mine := func(p jobs.PublicationRecord) bool { return p.JobID == res.JobID }
+		if jsonOut { // the result, and its publications as the table shows them
+			writeJSON(env.Stdout, resultStatus{Result: res, Publications: keepPublications(recs, mine)})
 		} else {
 			printResultTable(env.Stdout, res)
-			recs, err := q.Publications(ctx)
-			if err != nil {
-				fmt.Fprintf(env.Stderr, "imagevet status: %v\n", err)
-				return exitError
-			}
-			printPublicationTable(env.Stdout, recs, func(p jobs.PublicationRecord) bool { return p.JobID == res.JobID })
+			printPublicationTable(env.Stdout, recs, mine)
 		}
 		return exitCode(res.Verdict)
 	}
@@ -124,36 +125,73 @@ func cmdStatus(ctx context.Context, args []string, env Env) int {
 		return exitError
 	}
 	sort.Slice(all, func(i, j int) bool { return statusName(all[i]) < statusName(all[j]) })
-	if jsonOut {
-		if all == nil {
-			all = []jobs.Result{}
-		}
-		writeJSON(env.Stdout, all)
-		return exitPass
-	}
-	printStatusTable(env.Stdout, all)
 	published, err := q.PublishedImages(ctx)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "imagevet status: %v\n", err)
 		return exitError
 	}
-	printPublishedTable(env.Stdout, published)
 	recs, err := q.Publications(ctx)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "imagevet status: %v\n", err)
 		return exitError
 	}
-	printPublicationTable(env.Stdout, recs, func(p jobs.PublicationRecord) bool { return p.State != jobs.PublicationDone })
+	pending := func(p jobs.PublicationRecord) bool { return p.State != jobs.PublicationDone }
 	lines, err := familyLines(ctx, q)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "imagevet status: %v\n", err)
 		return exitError
 	}
+	if jsonOut { // every table of the text output, by name
+		writeJSON(env.Stdout, overviewStatus{Images: nonNil(all), Published: nonNil(published),
+			Publications: nonNil(keepPublications(recs, pending)), Families: nonNil(lines)})
+		return exitPass
+	}
+	printStatusTable(env.Stdout, all)
+	printPublishedTable(env.Stdout, published)
+	printPublicationTable(env.Stdout, recs, pending)
 	if len(lines) > 0 {
 		fmt.Fprintln(env.Stdout)
 		printFamilyTable(env.Stdout, lines)
 	}
 	return exitPass
+}
+
+// resultStatus is status --json of one job or image: its result and its
+// publications in each cloud.
+type resultStatus struct {
+	jobs.Result
+	Publications []jobs.PublicationRecord `json:"publications"`
+}
+
+// overviewStatus is status --json without an image: what each table of the text
+// output shows.
+type overviewStatus struct {
+	// Images is the latest verdict per image name.
+	Images []jobs.Result `json:"images"`
+	// Published is each family's Latest in each cloud.
+	Published []jobs.Published `json:"published"`
+	// Publications are those refused or retrying.
+	Publications []jobs.PublicationRecord `json:"publications"`
+	// Families are the newest upstream release per family and its verdict.
+	Families []familyLine `json:"families"`
+}
+
+func keepPublications(all []jobs.PublicationRecord, keep func(jobs.PublicationRecord) bool) []jobs.PublicationRecord {
+	out := []jobs.PublicationRecord{}
+	for _, p := range all {
+		if keep(p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// nonNil makes a nil list an empty one, so JSON says [] rather than null.
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
 }
 
 // familyLine is one image family's newest upstream release and its vetting state.
