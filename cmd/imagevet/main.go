@@ -31,6 +31,9 @@ type Env struct {
 	Stdout, Stderr io.Writer
 	Stdin          io.Reader
 	Getenv         func(string) string
+	// Source says where Getenv's value of a variable came from ("environment",
+	// or FILE:LINE of the configuration file); nil means the environment.
+	Source func(variable string) string
 }
 
 // version is set at build time with -ldflags "-X main.version=…".

@@ -228,9 +228,7 @@ func (c *publishConfig) importConverts() (string, map[string]string, error) {
 
 func cmdPublish(ctx context.Context, args []string, env Env) int {
 	var cfg publishConfig
-	fs := flag.NewFlagSet("publish", flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
-	fs.Usage = func() { fmt.Fprint(env.Stderr, publishUsage); fs.PrintDefaults() }
+	fs := newFlagSet("publish", publishUsage, env)
 	ef := cfg.register(fs, env)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

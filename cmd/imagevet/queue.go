@@ -40,9 +40,7 @@ func cmdQueue(ctx context.Context, args []string, env Env) int {
 		cfg     queue.Config
 		jsonOut bool
 	)
-	fs := flag.NewFlagSet("queue setup", flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
-	fs.Usage = func() { fmt.Fprint(env.Stderr, queueUsage); fs.PrintDefaults() }
+	fs := newFlagSet("queue setup", queueUsage, env)
 	nf.register(fs, env, defaultNATSURL)
 	ef := &envFlags{fs: fs, env: env}
 	queueFlags(ef, &cfg)
@@ -143,9 +141,7 @@ func cmdJobs(ctx context.Context, args []string, env Env) int {
 		nf               natsFlags
 		jsonOut, workers bool
 	)
-	fs := flag.NewFlagSet("jobs", flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
-	fs.Usage = func() { fmt.Fprint(env.Stderr, jobsUsage); fs.PrintDefaults() }
+	fs := newFlagSet("jobs", jobsUsage, env)
 	nf.register(fs, env, defaultNATSURL)
 	fs.BoolVar(&jsonOut, "json", false, "print as JSON")
 	fs.BoolVar(&workers, "workers", false, "list the live workers instead")
@@ -255,9 +251,7 @@ func cmdCancel(ctx context.Context, args []string, env Env) int {
 		by, reason string
 		jsonOut    bool
 	)
-	fs := flag.NewFlagSet("cancel", flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
-	fs.Usage = func() { fmt.Fprint(env.Stderr, cancelUsage); fs.PrintDefaults() }
+	fs := newFlagSet("cancel", cancelUsage, env)
 	nf.register(fs, env, defaultNATSURL)
 	fs.StringVar(&by, "by", envOr(env, "IMAGEVET_CANCEL_BY", whoAmI()), "who cancels, as the result shows (IMAGEVET_CANCEL_BY)")
 	fs.StringVar(&reason, "reason", "", "why, as the result shows")

@@ -73,9 +73,7 @@ func (e *flagError) Unwrap() error { return e.err }
 func parseRun(ctx context.Context, args []string, env Env) (runInvocation, error) {
 	p := runInvocation{cfg: worker.DefaultConfig()}
 	cfg, f := &p.cfg, &p.flags
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
-	fs.Usage = func() { fmt.Fprint(env.Stderr, runUsage); fs.PrintDefaults() }
+	fs := newFlagSet("run", runUsage, env)
 	cfg.RegisterFlags(fs, env.Getenv)
 	ef := &envFlags{fs: fs, env: env}
 	fs.BoolVar(&f.jsonOut, "json", false, "print the result as JSON instead of a table")

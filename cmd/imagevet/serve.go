@@ -33,9 +33,7 @@ type serveConfig struct {
 
 func cmdServe(ctx context.Context, args []string, env Env) int {
 	var cfg serveConfig
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
-	fs.Usage = func() { fmt.Fprint(env.Stderr, serveUsage); fs.PrintDefaults() }
+	fs := newFlagSet("serve", serveUsage, env)
 	cfg.nats.register(fs, env, defaultNATSURL)
 	ef := &envFlags{fs: fs, env: env}
 	fs.StringVar(&cfg.listen.Addr, "listen", envOr(env, "IMAGEVET_WEB_LISTEN", web.DefaultListen), "host:port to serve the page on (IMAGEVET_WEB_LISTEN)")

@@ -2,11 +2,14 @@ package main
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/url"
 	"os"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 
@@ -252,6 +255,12 @@ func withConfig(env Env, cmd string, cf *configFile) Env {
 			byVar[s.Var] = v.value
 		}
 	}
+	lines := map[string]string{}
+	for _, s := range settingsTable() {
+		if v, ok := cf.values[s.name()]; ok && slices.Contains(s.Commands, cmd) {
+			lines[s.Var] = fmt.Sprintf("%s:%d", cf.path, v.line)
+		}
+	}
 	getenv := env.Getenv
 	env.Getenv = func(name string) string {
 		if v := getenv(name); v != "" {
@@ -259,7 +268,54 @@ func withConfig(env Env, cmd string, cf *configFile) Env {
 		}
 		return byVar[name]
 	}
+	env.Source = func(name string) string {
+		if getenv(name) == "" && lines[name] != "" {
+			return lines[name]
+		}
+		return "environment"
+	}
 	return env
+}
+
+// newFlagSet is every command's flag set: errors and help on env.Stderr, the help
+// its usage text and then printFlags.
+func newFlagSet(name, usage string, env Env) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	fs.Usage = func() { fmt.Fprint(env.Stderr, usage); printFlags(env.Stderr, fs, env) }
+	return fs
+}
+
+// flagVariable finds the variable a flag's usage names first: IMAGEVET_X or OS_X.
+var flagVariable = regexp.MustCompile(`\b(IMAGEVET_[A-Z0-9_]*[A-Z0-9]|OS_[A-Z0-9_]*[A-Z0-9])\b`)
+
+// printFlags is every command's flag help, one format: each flag, its usage with
+// the variable it falls back to, and its value before the command line (the
+// default, or the variable's value) saying where that came from.
+func printFlags(w io.Writer, fs *flag.FlagSet, env Env) {
+	fs.VisitAll(func(f *flag.Flag) {
+		kind, usage := flag.UnquoteUsage(f)
+		head := "  -" + f.Name
+		if kind != "" {
+			head += " " + kind
+		}
+		from, value := "default", f.Value.String()
+		if m := flagVariable.FindStringSubmatch(f.Usage); m != nil && env.Getenv(m[1]) != "" {
+			from = "from " + m[1]
+			if env.Source != nil && env.Source(m[1]) != "environment" {
+				from = "from " + env.Source(m[1])
+			}
+			if value == "" { // a flag parsing its own values (lists, sizes)
+				value = env.Getenv(m[1])
+			}
+		}
+		if value == "" && f.DefValue == "" { // its usage says the default
+			value = "-"
+		} else {
+			value = strconv.Quote(maskURLs(value))
+		}
+		fmt.Fprintf(w, "%s\n    \t%s\n    \t= %s, %s\n", head, strings.ReplaceAll(usage, "\n", "\n    \t"), value, from)
+	})
 }
 
 // printEffective writes the settings cmd reads (every command's when cmd is ""),

@@ -110,3 +110,30 @@ func TestPackagedConfigFileLoads(t *testing.T) {
 		}
 	}
 }
+
+// Every command's help has one format: each flag's variable, and its value before
+// the command line with where that came from (default, variable, FILE:LINE);
+// passwords masked.
+func TestHelpSaysWhereEachValueComesFrom(t *testing.T) {
+	p := writeConfig(t, "nats:\n  url: nats://me:secret@127.0.0.1:4222\nworker:\n  accel: tcg\n")
+	for _, cmd := range []string{"worker", "run", "submit", "watch", "status", "serve", "publish", "jobs", "cancel"} {
+		_, help := cli(t, map[string]string{"IMAGEVET_CONFIG": p, "IMAGEVET_LOG_LEVEL": "debug"}, "", cmd, "-h")
+		if strings.Contains(help, "secret") {
+			t.Errorf("imagevet %s -h shows the NATS password:\n%s", cmd, help)
+		}
+		if cmd == "worker" || cmd == "run" {
+			for _, want := range []string{
+				"  -accel string\n    \tauto, kvm or tcg (IMAGEVET_ACCEL)\n    \t= \"tcg\", from " + p + ":4\n",
+				"(IMAGEVET_LOG_LEVEL)\n    \t= \"debug\", from IMAGEVET_LOG_LEVEL\n",
+				"(IMAGEVET_DOMAIN_PREFIX)\n    \t= \"imagevet-\", default\n",
+			} {
+				if !strings.Contains(help, want) {
+					t.Errorf("imagevet %s -h lacks %q:\n%s", cmd, want, help)
+				}
+			}
+		}
+		if cmd == "worker" && !strings.Contains(help, "(IMAGEVET_NATS_URL)\n    \t= \"nats://me:xxxxx@127.0.0.1:4222\", from "+p+":2\n") {
+			t.Errorf("imagevet worker -h: the NATS URL's line:\n%s", help)
+		}
+	}
+}

@@ -42,9 +42,7 @@ func cmdStatus(ctx context.Context, args []string, env Env) int {
 		jsonOut, fams  bool
 		jobID, console string
 	)
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
-	fs.Usage = func() { fmt.Fprint(env.Stderr, statusUsage); fs.PrintDefaults() }
+	fs := newFlagSet("status", statusUsage, env)
 	nf.register(fs, env, defaultNATSURL)
 	fs.BoolVar(&jsonOut, "json", false, "print results as JSON")
 	fs.StringVar(&jobID, "job", "", "show the result of this job id")

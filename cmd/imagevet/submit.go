@@ -35,9 +35,7 @@ func cmdSubmit(ctx context.Context, args []string, env Env) int {
 		timeout           time.Duration
 		junitFile         string
 	)
-	fs := flag.NewFlagSet("submit", flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
-	fs.Usage = func() { fmt.Fprint(env.Stderr, submitUsage); fs.PrintDefaults() }
+	fs := newFlagSet("submit", submitUsage, env)
 	nf.register(fs, env, defaultNATSURL)
 	ef := &envFlags{fs: fs, env: env}
 	fs.BoolVar(&wait, "wait", false, "wait for the verdict, following progress")

@@ -52,9 +52,7 @@ type watchConfig struct {
 
 func cmdWatch(ctx context.Context, args []string, env Env) int {
 	var c watchConfig
-	fs := flag.NewFlagSet("watch", flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
-	fs.Usage = func() { fmt.Fprint(env.Stderr, watchUsage); fs.PrintDefaults() }
+	fs := newFlagSet("watch", watchUsage, env)
 	c.nats.register(fs, env, defaultNATSURL)
 	ef := &envFlags{fs: fs, env: env}
 	fs.StringVar(&c.catalog, "catalog", envOr(env, "IMAGEVET_CATALOG", "catalog"), "catalog file or directory (IMAGEVET_CATALOG)")

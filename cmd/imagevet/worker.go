@@ -176,9 +176,7 @@ func cmdWorker(ctx context.Context, args []string, env Env) int {
 		logLevel string
 		logJSON  bool
 	)
-	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
-	fs.Usage = func() { fmt.Fprint(env.Stderr, workerUsage); fs.PrintDefaults() }
+	fs := newFlagSet("worker", workerUsage, env)
 	wcfg.RegisterFlags(fs, env.Getenv)
 	nf.register(fs, env, "")
 	ef := &envFlags{fs: fs, env: env}
