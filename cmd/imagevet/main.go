@@ -10,6 +10,7 @@
 //	imagevet serve                                     the operators' web page
 //	imagevet publish [--job ID [--dry-run]]            put passed images into Glance
 //	imagevet jobs | cancel ID | queue setup             see and act on the queue
+//	imagevet config [COMMAND]                          the settings a command reads, and from where
 //	imagevet version
 package main
 
@@ -22,6 +23,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"syscall"
 )
 
@@ -39,28 +41,52 @@ type Env struct {
 // version is set at build time with -ldflags "-X main.version=…".
 var version = ""
 
-const usage = `usage: imagevet COMMAND [flags]
+// command is one row of the command table: its name, its line in the top-level
+// usage (synopsis and summary; more lines when it has more forms) and what runs it.
+// Each command's flags and help are its own, in its file (newFlagSet).
+type command struct {
+	name  string
+	usage [][2]string
+	run   func(ctx context.Context, args []string, env Env) int
+}
 
-commands:
-  run JOB.json            vet one image on this host (no NATS); exit 0 pass, 1 fail, 2 error
-  run --image FILE ...    the same, job built from flags (see imagevet run -h)
-  worker                  serve jobs from NATS JetStream (embedded server without --nats)
-  submit JOB.json         queue a job; --wait follows it to its verdict
-  watch [--once]          follow the catalog's vendor feeds, queue each new release
-  status [IMAGE]          latest verdict per image name, newest release per family
-  serve                   the operators' web page (127.0.0.1:8080)
-  publish                 put passed images into OpenStack Glance, rotate families;
-                          --job ID publishes one result, --dry-run prints the plan
-  jobs                    queued and running jobs (attempt, worker, stage, age); --workers
-  cancel JOB-ID           stop a queued or running job with an error result naming who
-  queue setup             create or change the queue's settings (replicas, ack wait, attempts)
-  config [COMMAND]        the settings COMMAND reads: value and where it came from
-  version                 print the version
+// commands is the command table, in the order the usage lists them.
+func commands() []command {
+	return []command{
+		{"run", [][2]string{{"run JOB.json", "vet one image on this host (no NATS); exit 0 pass, 1 fail, 2 error"},
+			{"run --image FILE ...", "the same, job built from flags (see imagevet run -h)"}}, cmdRun},
+		{"worker", [][2]string{{"worker", "serve jobs from NATS JetStream (embedded server without --nats)"}}, cmdWorker},
+		{"submit", [][2]string{{"submit JOB.json", "queue a job; --wait follows it to its verdict"}}, cmdSubmit},
+		{"watch", [][2]string{{"watch [--once]", "follow the catalog's vendor feeds, queue each new release"}}, cmdWatch},
+		{"status", [][2]string{{"status [IMAGE]", "latest verdict per image name, newest release per family"}}, cmdStatus},
+		{"serve", [][2]string{{"serve", "the operators' web page (127.0.0.1:8080)"}}, cmdServe},
+		{"publish", [][2]string{{"publish", "put passed images into OpenStack Glance, rotate families;"},
+			{"", "--job ID publishes one result, --dry-run prints the plan"}}, cmdPublish},
+		{"jobs", [][2]string{{"jobs", "queued and running jobs (attempt, worker, stage, age); --workers"}}, cmdJobs},
+		{"cancel", [][2]string{{"cancel JOB-ID", "stop a queued or running job with an error result naming who"}}, cmdCancel},
+		{"queue", [][2]string{{"queue setup", "create or change the queue's settings (replicas, ack wait, attempts)"}}, cmdQueue},
+	}
+}
 
+// usage is the top-level help, built from the command table.
+func usage() string {
+	var b strings.Builder
+	b.WriteString("usage: imagevet COMMAND [flags]\n\ncommands:\n")
+	line := func(synopsis, summary string) { fmt.Fprintf(&b, "  %-22s  %s\n", synopsis, summary) }
+	for _, c := range commands() {
+		for _, u := range c.usage {
+			line(u[0], u[1])
+		}
+	}
+	line("config [COMMAND]", "the settings COMMAND reads: value and where it came from")
+	line("version", "print the version")
+	b.WriteString(`
 Settings come from flags, then IMAGEVET_* variables, then the configuration file
 (--config FILE or IMAGEVET_CONFIG; /etc/imagevet/imagevet.yaml when it exists), then
 defaults; COMMAND -h names each flag's variable, imagevet config its file key.
-`
+`)
+	return b.String()
+}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -72,7 +98,7 @@ func main() {
 // dispatch runs the named subcommand and returns the process exit code.
 func dispatch(ctx context.Context, args []string, env Env) int {
 	if len(args) == 0 {
-		fmt.Fprint(env.Stderr, usage)
+		fmt.Fprint(env.Stderr, usage())
 		return 2
 	}
 	switch args[0] {
@@ -80,14 +106,14 @@ func dispatch(ctx context.Context, args []string, env Env) int {
 		fmt.Fprintln(env.Stdout, "imagevet", buildVersion())
 		return 0
 	case "help", "-h", "--help":
-		fmt.Fprint(env.Stdout, usage)
+		fmt.Fprint(env.Stdout, usage())
 		return 0
 	}
 	// The configuration file: --config (anywhere), IMAGEVET_CONFIG, or the default
 	// when it exists; a bad one stops every command naming file, line and key.
 	path, required, args, err := configPath(args, env.Getenv)
 	if err != nil || len(args) == 0 {
-		fmt.Fprintf(env.Stderr, "imagevet: %v\n\n%s", err, usage)
+		fmt.Fprintf(env.Stderr, "imagevet: %v\n\n%s", err, usage())
 		return exitError
 	}
 	cf, err := loadConfig(path)
@@ -102,32 +128,13 @@ func dispatch(ctx context.Context, args []string, env Env) int {
 	if cmd == "config" {
 		return cmdConfig(rest, env, cf)
 	}
-	env = withConfig(env, cmd, cf)
-	switch cmd {
-	case "run":
-		return cmdRun(ctx, rest, env)
-	case "worker":
-		return cmdWorker(ctx, rest, env)
-	case "submit":
-		return cmdSubmit(ctx, rest, env)
-	case "watch":
-		return cmdWatch(ctx, rest, env)
-	case "status":
-		return cmdStatus(ctx, rest, env)
-	case "serve":
-		return cmdServe(ctx, rest, env)
-	case "publish":
-		return cmdPublish(ctx, rest, env)
-	case "jobs":
-		return cmdJobs(ctx, rest, env)
-	case "cancel":
-		return cmdCancel(ctx, rest, env)
-	case "queue":
-		return cmdQueue(ctx, rest, env)
-	default:
-		fmt.Fprintf(env.Stderr, "imagevet: unknown command %q\n\n%s", cmd, usage)
-		return 2
+	for _, c := range commands() {
+		if c.name == cmd {
+			return c.run(ctx, rest, withConfig(env, cmd, cf))
+		}
 	}
+	fmt.Fprintf(env.Stderr, "imagevet: unknown command %q\n\n%s", cmd, usage())
+	return exitError
 }
 
 // buildVersion reports the -ldflags version, else the module version or VCS revision.

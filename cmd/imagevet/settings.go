@@ -370,10 +370,10 @@ func maskURLs(list string) string {
 // cmdConfig is `imagevet config [COMMAND]`.
 func cmdConfig(args []string, env Env, cf *configFile) int {
 	known := map[string]bool{}
-	for _, s := range settingsTable() {
-		for _, c := range s.Commands {
-			known[c] = true
-		}
+	var names []string
+	for _, c := range commands() {
+		known[c.name] = true
+		names = append(names, c.name)
 	}
 	switch {
 	case len(args) > 1 || (len(args) == 1 && strings.HasPrefix(args[0], "-")):
@@ -383,7 +383,7 @@ func cmdConfig(args []string, env Env, cf *configFile) int {
 		}
 		return exitError
 	case len(args) == 1 && !known[args[0]]:
-		fmt.Fprintf(env.Stderr, "imagevet config: %q reads no settings from the file (commands: worker, run, submit, watch, status, serve, publish, jobs, cancel, queue)\n", args[0])
+		fmt.Fprintf(env.Stderr, "imagevet config: no command %q (commands: %s)\n", args[0], strings.Join(names, ", "))
 		return exitError
 	}
 	cmd := ""

@@ -74,8 +74,14 @@ func TestConfigFilePrecedence(t *testing.T) {
 // the file can set each of them for that command.
 func TestSettingsTableCoversEveryVariable(t *testing.T) {
 	byCmd := map[string][]string{}
+	for _, c := range commands() {
+		byCmd[c.name] = nil
+	}
 	for _, s := range settingsTable() {
 		for _, c := range s.Commands {
+			if _, ok := byCmd[c]; !ok {
+				t.Errorf("setting %s names command %q, which the command table lacks", s.name(), c)
+			}
 			byCmd[c] = append(byCmd[c], s.Var)
 		}
 	}
