@@ -65,7 +65,7 @@ func TestConfigFilePrecedence(t *testing.T) {
 	}
 	// The file's value reaches the command (and its zero rule).
 	code, stderr = cli(t, map[string]string{"IMAGEVET_CONFIG": p}, "", "watch")
-	if code != exitError || !strings.Contains(stderr, "--attempts (IMAGEVET_WATCH_ATTEMPTS): 0 is not accepted") {
+	if code != exitError || !strings.Contains(stderr, "--attempts (IMAGEVET_WATCH_ATTEMPTS from "+p+":9): 0 is not accepted") {
 		t.Fatalf("watch with attempts: 0 in the file: exit %d, %q", code, stderr)
 	}
 }
@@ -141,5 +141,14 @@ func TestHelpSaysWhereEachValueComesFrom(t *testing.T) {
 		if cmd == "worker" && !strings.Contains(help, "(IMAGEVET_NATS_URL)\n    \t= \"nats://me:xxxxx@127.0.0.1:4222\", from "+p+":2\n") {
 			t.Errorf("imagevet worker -h: the NATS URL's line:\n%s", help)
 		}
+	}
+}
+
+// A value from the file that does not parse is an error naming the file's line.
+func TestConfigFileBadValueNamesTheLine(t *testing.T) {
+	p := writeConfig(t, "watch:\n  catalog: /etc/imagevet/catalog\n  interval: soon\n")
+	code, stderr := cli(t, map[string]string{"IMAGEVET_CONFIG": p}, "", "watch")
+	if want := p + `:3: IMAGEVET_WATCH_INTERVAL "soon": not a duration like 90s`; code != exitError || !strings.Contains(stderr, want) {
+		t.Fatalf("exit %d, stderr %q; want exit 2 and %q", code, stderr, want)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -108,12 +109,33 @@ func (e *envFlags) zeroRefused() error {
 	for _, z := range e.zeros {
 		switch {
 		case z.def != "" && z.isZero():
-			errs = append(errs, fmt.Errorf("%s (%s): 0 is not accepted; the default is %s", z.name, z.envName, z.def))
+			errs = append(errs, fmt.Errorf("%s (%s): 0 is not accepted; the default is %s", z.name, e.origin(z.envName, given[z.name]), z.def))
 		case z.def == "" && (given[z.name] || e.env.Getenv(z.envName) != "") && z.isZero():
-			errs = append(errs, fmt.Errorf("%s (%s): must be positive; leave it out to keep the default", z.name, z.envName))
+			errs = append(errs, fmt.Errorf("%s (%s): must be positive; leave it out to keep the default", z.name, e.origin(z.envName, given[z.name])))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// origin names variable in an error about its value: the variable, and the
+// configuration file's line when the value came from there (not when the flag
+// was given).
+func (e *envFlags) origin(variable string, flagGiven bool) string {
+	if !flagGiven && e.env.Source != nil && e.env.Getenv(variable) != "" {
+		if s := e.env.Source(variable); s != "environment" {
+			return variable + " from " + s
+		}
+	}
+	return variable
+}
+
+// badValue is the error of a variable's value v that does not parse: VAR="v": what,
+// or FILE:LINE: VAR "v": what when the value came from the configuration file.
+func (e *envFlags) badValue(variable, v, what string) error {
+	if o := e.origin(variable, false); o != variable {
+		return fmt.Errorf("%s: %s %q: %s", strings.TrimPrefix(o, variable+" from "), variable, v, what)
+	}
+	return fmt.Errorf("%s=%q: %s", variable, v, what)
 }
 
 // zeroAllowed exempts flag name (without dashes) from zeroRefused: for a flag
@@ -131,7 +153,7 @@ func (e *envFlags) intVar(p *int, name, envName string, def int, usage string) {
 	if v := e.env.Getenv(envName); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil {
-			e.errs = append(e.errs, fmt.Errorf("%s=%q: not an integer", envName, v))
+			e.errs = append(e.errs, e.badValue(envName, v, "not an integer"))
 		} else {
 			def = n
 		}
@@ -148,7 +170,7 @@ func (e *envFlags) durationVar(p *time.Duration, name, envName string, def time.
 	if v := e.env.Getenv(envName); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil {
-			e.errs = append(e.errs, fmt.Errorf("%s=%q: not a duration like 90s", envName, v))
+			e.errs = append(e.errs, e.badValue(envName, v, "not a duration like 90s"))
 		} else {
 			def = d
 		}
@@ -161,7 +183,7 @@ func (e *envFlags) boolVar(p *bool, name, envName string, usage string) {
 	if v := e.env.Getenv(envName); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
-			e.errs = append(e.errs, fmt.Errorf("%s=%q: not true or false", envName, v))
+			e.errs = append(e.errs, e.badValue(envName, v, "not true or false"))
 		}
 		def = b
 	}
