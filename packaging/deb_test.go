@@ -73,6 +73,12 @@ func TestDebianPackage(t *testing.T) {
 	if installed("imagevet") {
 		t.Fatal("the imagevet package is already installed on this host; the test would remove it: dpkg -P imagevet first")
 	}
+	// The purge removes these; what is there before the test is not the test's.
+	for _, dir := range []string{"/etc/imagevet", "/var/lib/imagevet", "/var/cache/imagevet/images"} {
+		if _, err := os.Lstat(dir); err == nil {
+			t.Fatalf("%s exists (a worker run with the default state directory?); the package test's purge would remove it: move it away first", dir)
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 
