@@ -115,8 +115,21 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.log.Info("embedded nats started", "url", srv.ClientURL(), "store", d.cfg.EmbeddedStoreDir)
 	}
 	dialer := &queue.Dialer{Options: opts}
+	// Healthy once connected and pulling: a worker whose queue is not set up yet
+	// (it sets it up on an empty server) would refuse nothing but take no job.
+	health := func() error {
+		if err := dialer.Health(); err != nil {
+			return err
+		}
+		select {
+		case <-d.ready:
+			return nil
+		default:
+			return errors.New("nats connected; setting up the queue")
+		}
+	}
 	if d.cfg.MetricsAddr != "" {
-		addr, stop, err := serveHTTP(ctx, d.cfg.MetricsAddr, d.m, dialer.Health, d.log)
+		addr, stop, err := serveHTTP(ctx, d.cfg.MetricsAddr, d.m, health, d.log)
 		if err != nil {
 			return err
 		}
