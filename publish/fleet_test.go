@@ -15,8 +15,8 @@ import (
 
 	"github.com/gophercloud/gophercloud/v2"
 
+	"github.com/imagevet/imagevet/image"
 	"github.com/imagevet/imagevet/jobs"
-	"github.com/imagevet/imagevet/worker/image"
 )
 
 // brokenGlance is an Image API that answers every call 503, as a cloud that is down.

@@ -16,9 +16,9 @@ import (
 
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
 
+	"github.com/imagevet/imagevet/image"
 	"github.com/imagevet/imagevet/jobs"
 	"github.com/imagevet/imagevet/publish/glancetest"
-	"github.com/imagevet/imagevet/worker/image"
 
 	"github.com/imagevet/imagevet/queue"
 	"github.com/imagevet/imagevet/queue/queuetest"

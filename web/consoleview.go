@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/imagevet/imagevet/console"
 	"github.com/imagevet/imagevet/jobs"
-	"github.com/imagevet/imagevet/worker/guest/console"
 )
 
 // ConsoleLine is one line of the console tail as the job page shows it.

@@ -16,9 +16,9 @@ import (
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 
+	"github.com/imagevet/imagevet/image"
 	"github.com/imagevet/imagevet/jobs"
 	"github.com/imagevet/imagevet/keyring"
-	"github.com/imagevet/imagevet/worker/image"
 )
 
 // badInput is one hostile or broken input and the one error it must produce.

@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/imagevet/imagevet/console"
 	"github.com/imagevet/imagevet/jobs"
 	"github.com/imagevet/imagevet/worker/guest"
-	"github.com/imagevet/imagevet/worker/guest/console"
 )
 
 // guestCheck is one row of the checks run inside the guest once SSH answered. Rows

@@ -5,8 +5,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/imagevet/imagevet/console"
 	"github.com/imagevet/imagevet/jobs"
-	"github.com/imagevet/imagevet/worker/guest/console"
 )
 
 // bootDetail summarises the console: milestones with their times, then warnings.
@@ -25,7 +25,7 @@ func bootDetail(con *console.Console) string {
 // order they were read.
 func consoleMarks(con *console.Console) []jobs.ConsoleMark {
 	var marks []jobs.ConsoleMark
-	add := func(kind string, m console.ConsoleMatch) {
+	add := func(kind string, m console.Match) {
 		marks = append(marks, jobs.ConsoleMark{Kind: kind, Name: m.Check, Reason: m.Reason, Line: jobs.FirstLine(m.Line, 300), At: m.Time.UTC()})
 	}
 	for _, m := range con.Milestones() {

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/imagevet/imagevet/worker/guest/console"
+	"github.com/imagevet/imagevet/console"
 	"github.com/imagevet/imagevet/worker/vm"
 )
 
@@ -51,8 +51,8 @@ func BenchmarkEvidenceToVerdict(b *testing.B) {
 				watches := make(chan *console.Console, 1)
 				env.hv.mu.Lock()
 				env.hv.onBoot = func(s vm.Spec) {
-					watches <- console.WatchConsole(context.Background(), s.ConsoleLog,
-						[]console.ConsoleCheck{{Name: "evidence", Kind: console.Milestone, Pattern: evidence, Reason: "evidence"}})
+					watches <- console.Watch(context.Background(), s.ConsoleLog,
+						[]console.Rule{{Name: "evidence", Kind: console.Milestone, Pattern: evidence, Reason: "evidence"}})
 				}
 				env.hv.mu.Unlock()
 				res := env.runner.Run(context.Background(), withID(job, fmt.Sprintf("%s-ev-%d", job.ID, i)), 1, nil)

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imagevet/imagevet/console"
 	"github.com/imagevet/imagevet/jobs"
-	"github.com/imagevet/imagevet/worker/guest/console"
 	"github.com/imagevet/imagevet/worker/vm"
 )
 
@@ -96,7 +96,7 @@ func TestIntegrationFlatcarLikeNoNetFailsIgnition(t *testing.T) {
 	watches := make(chan *console.Console, 1)
 	env.hv.mu.Lock()
 	env.hv.onBoot = func(s vm.Spec) {
-		watches <- console.WatchConsole(context.Background(), s.ConsoleLog, []console.ConsoleCheck{
+		watches <- console.Watch(context.Background(), s.ConsoleLog, []console.Rule{
 			{Name: "evidence", Kind: console.Milestone, Pattern: regexp.MustCompile(evidenceOf[name]), Reason: "evidence"}})
 	}
 	env.hv.mu.Unlock()

@@ -14,9 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imagevet/imagevet/image"
 	"github.com/imagevet/imagevet/internal/testenv"
 	"github.com/imagevet/imagevet/jobs"
-	"github.com/imagevet/imagevet/worker/image"
 	"github.com/imagevet/imagevet/worker/vm"
 	"github.com/imagevet/imagevet/worker/vm/libvirt"
 )

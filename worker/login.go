@@ -15,8 +15,8 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/imagevet/imagevet/console"
 	"github.com/imagevet/imagevet/jobs"
-	"github.com/imagevet/imagevet/worker/guest/console"
 	"github.com/imagevet/imagevet/worker/guest/sshprobe"
 )
 
@@ -195,14 +195,14 @@ func (w *loginWatch) judge(now time.Time) (string, string, bool) {
 // at its first end-of-boot line (SSH servers start before a login prompt); one
 // that answers but refuses the key or the host key is done only when cloud-init,
 // which installs both, has finished, if it runs at all.
-func (w *loginWatch) bootEnd(furthest sshprobe.Stage) (console.ConsoleMatch, bool) {
+func (w *loginWatch) bootEnd(furthest sshprobe.Stage) (console.Match, bool) {
 	ends := []string{console.MilestoneLoginPrompt, console.MilestoneBootFinished, console.MilestoneCloudInitDone}
 	if stageRank(furthest) >= stageRank(sshprobe.StageHandshake) {
 		if _, ci := w.con.Milestone(console.MilestoneCloudInitStart); ci {
 			ends = []string{console.MilestoneCloudInitDone}
 		}
 	}
-	var first console.ConsoleMatch
+	var first console.Match
 	var found bool
 	for _, name := range ends {
 		if m, ok := w.con.Milestone(name); ok && (!found || m.Elapsed < first.Elapsed) {
@@ -220,8 +220,8 @@ func (w *loginWatch) settle() time.Duration { return w.grace / 4 }
 // its boot: systemd reaching its multi-user target (a target is reached only after
 // the units it wants, sshd among them, have started, or failed), or cloud-init's
 // last stage, which runs after that target, finishing.
-func (w *loginWatch) unitsStarted() (console.ConsoleMatch, bool) {
-	var first console.ConsoleMatch
+func (w *loginWatch) unitsStarted() (console.Match, bool) {
+	var first console.Match
 	var found bool
 	if m, ok := w.con.Milestone(console.MilestoneBootFinished); ok && strings.Contains(m.Line, "Reached target") {
 		first, found = m, true

@@ -11,8 +11,8 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/imagevet/imagevet/console"
 	"github.com/imagevet/imagevet/jobs"
-	"github.com/imagevet/imagevet/worker/guest/console"
 	"github.com/imagevet/imagevet/worker/guest/sshprobe"
 	"github.com/imagevet/imagevet/worker/vm/fake"
 )
@@ -178,7 +178,7 @@ func TestSettleAfterUnitsStarted(t *testing.T) {
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		t.Cleanup(cancel)
-		con := console.WatchConsole(ctx, path, console.DefaultConsoleChecks())
+		con := console.Watch(ctx, path, console.DefaultRules())
 		for deadline := time.Now().Add(10 * time.Second); len(con.Milestones()) < 1; time.Sleep(10 * time.Millisecond) {
 			if time.Now().After(deadline) {
 				t.Fatal("console milestones never read")

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imagevet/imagevet/image"
 	"github.com/imagevet/imagevet/jobs"
-	"github.com/imagevet/imagevet/worker/image"
 	"github.com/imagevet/imagevet/worker/vm/fake"
 )
 

@@ -14,12 +14,12 @@ import (
 	"time"
 
 	"github.com/imagevet/imagevet/cloudinit"
+	"github.com/imagevet/imagevet/console"
+	"github.com/imagevet/imagevet/image"
 	"github.com/imagevet/imagevet/jobs"
 	"github.com/imagevet/imagevet/worker/guest"
-	"github.com/imagevet/imagevet/worker/guest/console"
 	"github.com/imagevet/imagevet/worker/guest/metadata"
 	"github.com/imagevet/imagevet/worker/guest/sshprobe"
-	"github.com/imagevet/imagevet/worker/image"
 	"github.com/imagevet/imagevet/worker/owner"
 	"github.com/imagevet/imagevet/worker/vm"
 )
@@ -169,7 +169,7 @@ func (j *jobRun) run(parent context.Context) {
 	// job within a poll interval of its line, whatever stage is running then.
 	guestCtx, stopGuest := context.WithCancelCause(ctx)
 	defer stopGuest(nil)
-	j.con = console.WatchConsole(context.WithoutCancel(ctx), spec.ConsoleLog, console.DefaultConsoleChecks())
+	j.con = console.Watch(context.WithoutCancel(ctx), spec.ConsoleLog, console.DefaultRules())
 	go func() {
 		select {
 		case m := <-j.con.Failed():

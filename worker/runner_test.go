@@ -16,9 +16,9 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/imagevet/imagevet/cloudinit"
+	"github.com/imagevet/imagevet/image"
 	"github.com/imagevet/imagevet/jobs"
 	"github.com/imagevet/imagevet/keyring"
-	"github.com/imagevet/imagevet/worker/image"
 	"github.com/imagevet/imagevet/worker/owner"
 	"github.com/imagevet/imagevet/worker/vm"
 	"github.com/imagevet/imagevet/worker/vm/fake"

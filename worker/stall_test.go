@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imagevet/imagevet/console"
 	"github.com/imagevet/imagevet/jobs"
-	"github.com/imagevet/imagevet/worker/guest/console"
 	"github.com/imagevet/imagevet/worker/guest/sshprobe"
 	"github.com/imagevet/imagevet/worker/vm/fake"
 )
@@ -27,7 +27,7 @@ import (
 // cloud-init one is written after cloud-init 22.4's lines.
 func recordedConsole(t *testing.T, name string) *console.Console {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join("guest", "console", "testdata", name))
+	data, err := os.ReadFile(filepath.Join("..", "console", "testdata", name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +35,7 @@ func recordedConsole(t *testing.T, name string) *console.Console {
 	if err := os.WriteFile(path, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	con := console.WatchConsole(context.Background(), path, console.DefaultConsoleChecks())
+	con := console.Watch(context.Background(), path, console.DefaultRules())
 	if err := con.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +105,7 @@ func TestStallThenCompleteIsNoVerdict(t *testing.T) {
 	if err := os.WriteFile(path, []byte(lines), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	con := console.WatchConsole(context.Background(), path, console.DefaultConsoleChecks())
+	con := console.Watch(context.Background(), path, console.DefaultRules())
 	con.Close()
 	w := &loginWatch{con: con, grace: time.Second, start: con.Started(), furthest: sshprobe.StageBanner, provisioningCheck: jobs.CheckIgnition}
 	if check, reason, ok := w.judge(con.Started().Add(time.Hour)); ok {
@@ -180,7 +180,7 @@ func TestStallClockRestartsOnActivity(t *testing.T) {
 		f.Close()
 	}
 	write("[    3.1] ignition[401]: Ignition 2.14.0\n[  *** ] A start job is running for Ignition (fetch) (12s / no limit)\n")
-	con := console.WatchConsole(context.Background(), path, console.DefaultConsoleChecks())
+	con := console.Watch(context.Background(), path, console.DefaultRules())
 	defer con.Close()
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		if _, ok := con.Milestone(console.MilestoneIgnitionStalled); ok {
@@ -192,7 +192,7 @@ func TestStallClockRestartsOnActivity(t *testing.T) {
 	}
 	time.Sleep(500 * time.Millisecond)
 	write("[   20.0] ignition[470]: GET result: OK\n")
-	var act console.ConsoleMatch
+	var act console.Match
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		var ok bool
 		if act, ok = con.Latest(console.ActivityIgnition); ok && strings.Contains(act.Line, "GET result") {

@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/imagevet/imagevet/image"
 	"github.com/imagevet/imagevet/jobs"
-	"github.com/imagevet/imagevet/worker/image"
 )
 
 // Class says who is to blame for an error (see jobs.Class).

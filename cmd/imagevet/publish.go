@@ -13,10 +13,10 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/imagevet/imagevet/image"
 	"github.com/imagevet/imagevet/jobs"
 	"github.com/imagevet/imagevet/publish"
 	"github.com/imagevet/imagevet/worker"
-	"github.com/imagevet/imagevet/worker/image"
 
 	"github.com/imagevet/imagevet/queue"
 )

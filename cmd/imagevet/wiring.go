@@ -7,9 +7,9 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/imagevet/imagevet/image"
 	"github.com/imagevet/imagevet/keyring"
 	"github.com/imagevet/imagevet/worker"
-	"github.com/imagevet/imagevet/worker/image"
 	"github.com/imagevet/imagevet/worker/owner"
 	"github.com/imagevet/imagevet/worker/vm/libvirt"
 )

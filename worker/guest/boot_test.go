@@ -15,9 +15,9 @@ import (
 	"time"
 
 	"github.com/imagevet/imagevet/cloudinit"
+	"github.com/imagevet/imagevet/console"
 	"github.com/imagevet/imagevet/fixtures"
 	"github.com/imagevet/imagevet/worker/guest"
-	"github.com/imagevet/imagevet/worker/guest/console"
 	"github.com/imagevet/imagevet/worker/guest/metadata"
 	"github.com/imagevet/imagevet/worker/guest/sshprobe"
 )
@@ -126,7 +126,7 @@ func TestTinyGuest(t *testing.T) {
 	m := bootFixture(t, "tiny", spec, srv.StreamAddr())
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	con := console.WatchConsole(ctx, m.console, console.DefaultConsoleChecks())
+	con := console.Watch(ctx, m.console, console.DefaultRules())
 	defer con.Close()
 
 	bootCtx, bootCancel := context.WithTimeout(ctx, 2*time.Minute)
@@ -199,7 +199,7 @@ func TestPanicGuestFailsFast(t *testing.T) {
 	m := bootFixture(t, "tiny-panic", spec, "")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	con := console.WatchConsole(ctx, m.console, console.DefaultConsoleChecks())
+	con := console.Watch(ctx, m.console, console.DefaultRules())
 	defer con.Close()
 	select {
 	case fm := <-con.Failed():

@@ -36,12 +36,12 @@ func (k Kind) String() string {
 	return "unknown"
 }
 
-// ConsoleCheck is one row of the console table: a pattern and what a match means.
+// Rule is one row of the console table: a pattern and what a match means.
 //
 // When After is set the check is contextual: Pattern only counts on a line at most
 // Within lines after a line matching After (the After line itself included). This
 // is how a Python traceback fails the job only when it is cloud-init's.
-type ConsoleCheck struct {
+type Rule struct {
 	Name    string
 	Kind    Kind
 	Pattern *regexp.Regexp
@@ -58,7 +58,7 @@ type ConsoleCheck struct {
 	AwaitFor time.Duration
 }
 
-// Milestone names used by DefaultConsoleChecks.
+// Milestone names used by DefaultRules.
 const (
 	MilestoneFirmware         = "firmware"
 	MilestoneBootloader       = "bootloader"
@@ -79,7 +79,7 @@ const (
 	MilestoneNoDatasource = "cloud-init-no-datasource"
 )
 
-// DefaultConsoleChecks returns the console table used for every job: fatal boot
+// DefaultRules returns the console table used for every job: fatal boot
 // failures, recorded warnings and boot milestones. It returns a fresh slice the
 // caller may extend.
 //
@@ -93,9 +93,9 @@ const (
 //     without consequence (e.g. a missing optional device).
 //   - dracut's "starting timeout scripts" is a warning; the emergency shell that
 //     follows when root never appears is fatal.
-func DefaultConsoleChecks() []ConsoleCheck {
+func DefaultRules() []Rule {
 	re := regexp.MustCompile
-	return append([]ConsoleCheck{
+	return append([]Rule{
 		// Fatal: the guest will not get anywhere useful.
 		{Name: "kernel-panic", Kind: Fatal, Pattern: re(`Kernel panic - not syncing`), Reason: "kernel panic"},
 		{Name: "root-mount", Kind: Fatal, Pattern: re(`VFS: Unable to mount root fs|Failed to mount /sysroot|Gave up waiting for root (file system|device)|ALERT! .* does not exist\.\s+Dropping to a shell`), Reason: "the root file system could not be mounted"},

@@ -17,7 +17,7 @@ func scan(t *testing.T, content string) *Console {
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	c := WatchConsole(context.Background(), path, DefaultConsoleChecks())
+	c := Watch(context.Background(), path, DefaultRules())
 	if err := c.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
@@ -198,7 +198,7 @@ func TestLiveAppend(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "console.log")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	c := WatchConsole(ctx, path, DefaultConsoleChecks())
+	c := Watch(ctx, path, DefaultRules())
 	defer c.Close()
 
 	time.Sleep(150 * time.Millisecond) // file does not exist yet
@@ -243,7 +243,7 @@ func TestTruncateAndReplace(t *testing.T) {
 	if err := os.WriteFile(path, []byte(strings.Repeat("old line padding padding\n", 100)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	c := WatchConsole(context.Background(), path, DefaultConsoleChecks())
+	c := Watch(context.Background(), path, DefaultRules())
 	defer c.Close()
 	waitFor(t, func() bool { return strings.Count(c.Tail(0), "old line") == 100 })
 
@@ -339,7 +339,7 @@ func TestIgnitionFailureWaitsForIgnitionsOwnWords(t *testing.T) {
 	if err := os.WriteFile(path, []byte("ignition[226]: Ignition Debian 2.14.0\n"+failed), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	c := WatchConsoleOptions(context.Background(), path, DefaultConsoleChecks(), Options{PollInterval: 20 * time.Millisecond})
+	c := WatchWith(context.Background(), path, DefaultRules(), Options{PollInterval: 20 * time.Millisecond})
 	defer c.Close()
 	time.Sleep(300 * time.Millisecond)
 	if m, ok := c.Fatal(); ok {
@@ -374,12 +374,12 @@ func TestAwaitedExplanationThatNeverComes(t *testing.T) {
 	if err := os.WriteFile(path, []byte("symptom\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	checks := []ConsoleCheck{
+	checks := []Rule{
 		{Name: "symptom", Kind: Fatal, Pattern: regexp.MustCompile(`symptom`), Reason: "s", Await: "cause", AwaitFor: 300 * time.Millisecond},
 		{Name: "cause", Kind: Fatal, Pattern: regexp.MustCompile(`cause`), Reason: "c"},
 	}
 	start := time.Now()
-	c := WatchConsoleOptions(context.Background(), path, checks, Options{PollInterval: 20 * time.Millisecond})
+	c := WatchWith(context.Background(), path, checks, Options{PollInterval: 20 * time.Millisecond})
 	defer c.Close()
 	select {
 	case m := <-c.Failed():

@@ -23,9 +23,9 @@ const (
 // console asynchronously, so it can come after systemd's: a failed ignition-*
 // service waits up to IgnitionWordsWait for Ignition's own words, and the reason
 // carries them whenever the console shows them.
-func ignitionChecks() []ConsoleCheck {
+func ignitionChecks() []Rule {
 	re := regexp.MustCompile
-	return []ConsoleCheck{
+	return []Rule{
 		{Name: "ignition-failed", Kind: Fatal, Pattern: re(`\bIgnition failed: |Ignition has failed\. Please ensure your config is valid`), Reason: "Ignition could not provision the machine (the initramfs stops in emergency mode)"},
 		{Name: "ignition-stage-failed", Kind: Fatal, Pattern: re(`Failed to start (ignition-|.*- Ignition \()`), Reason: "an Ignition stage failed (the initramfs stops in emergency mode)",
 			Await: "ignition-failed", AwaitFor: IgnitionWordsWait},

@@ -43,7 +43,7 @@ type ProvisioningStage struct {
 }
 
 // ProvisioningStages are the provisioning stages the console rows of
-// DefaultConsoleChecks follow: Ignition in the initramfs, cloud-init's init stages.
+// DefaultRules follow: Ignition in the initramfs, cloud-init's init stages.
 func ProvisioningStages() []ProvisioningStage {
 	re := regexp.MustCompile
 	return []ProvisioningStage{
@@ -72,9 +72,9 @@ func ProvisioningStages() []ProvisioningStage {
 // giving up on one of its config sources (with the OpenStack platform it waits for
 // the config drive as long as for the metadata service: a source that failed may be
 // all there was).
-func provisioningChecks() []ConsoleCheck {
+func provisioningChecks() []Rule {
 	re := regexp.MustCompile
-	return []ConsoleCheck{
+	return []Rule{
 		{Name: MilestoneIgnitionStalled, Kind: Milestone,
 			Pattern: re(`A start job is running for (ignition-[\w-]+\.service|.*\bIgnition \()|Job ignition-[\w-]+\.service/start running|\bignition\[\d+\]: (failed to fetch config from |timed out while fetching config from )`),
 			Reason:  "Ignition stalled"},

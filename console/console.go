@@ -30,8 +30,8 @@ const (
 	maxWarnings = 100
 )
 
-// ConsoleMatch is one console line that matched a check.
-type ConsoleMatch struct {
+// Match is one console line that matched a check.
+type Match struct {
 	Check  string
 	Kind   Kind
 	Reason string
@@ -44,7 +44,7 @@ type ConsoleMatch struct {
 }
 
 // String renders the match as one line: "reason: line".
-func (m ConsoleMatch) String() string {
+func (m Match) String() string {
 	line := strings.TrimSpace(m.Line)
 	if len(line) > 300 {
 		line = line[:300] + "…"
@@ -63,24 +63,24 @@ type Options struct {
 // concurrent use.
 type Console struct {
 	path   string
-	checks []ConsoleCheck
+	checks []Rule
 	opts   Options
 	start  time.Time
 
-	failed chan ConsoleMatch
+	failed chan Match
 	stop   chan struct{}
 	done   chan struct{}
 	once   sync.Once
 
 	mu         sync.Mutex
-	fatal      *ConsoleMatch
-	pending    *ConsoleMatch // a fatal match waiting for its explanation (ConsoleCheck.Await)
+	fatal      *Match
+	pending    *Match // a fatal match waiting for its explanation (Rule.Await)
 	awaiting   string        // the check that would explain it
 	pendTimer  *time.Timer
-	warnings   []ConsoleMatch
-	milestones []ConsoleMatch
+	warnings   []Match
+	milestones []Match
 	seen       map[string]bool         // milestone names already recorded
-	latest     map[string]ConsoleMatch // the latest match of each activity check
+	latest     map[string]Match // the latest match of each activity check
 	tail       []string
 	tailBytes  int
 	partial    string
@@ -93,15 +93,15 @@ type Console struct {
 	readErr    error
 }
 
-// WatchConsole starts following the console log at path with DefaultPollInterval.
+// Watch starts following the console log at path with DefaultPollInterval.
 // The file may not exist yet and may be truncated or replaced while watched. The
 // watch ends when ctx is done or Close is called.
-func WatchConsole(ctx context.Context, path string, checks []ConsoleCheck) *Console {
-	return WatchConsoleOptions(ctx, path, checks, Options{})
+func Watch(ctx context.Context, path string, checks []Rule) *Console {
+	return WatchWith(ctx, path, checks, Options{})
 }
 
-// WatchConsoleOptions is WatchConsole with explicit options.
-func WatchConsoleOptions(ctx context.Context, path string, checks []ConsoleCheck, opts Options) *Console {
+// WatchWith is Watch with explicit options.
+func WatchWith(ctx context.Context, path string, checks []Rule, opts Options) *Console {
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = DefaultPollInterval
 	}
@@ -116,11 +116,11 @@ func WatchConsoleOptions(ctx context.Context, path string, checks []ConsoleCheck
 		checks:     checks,
 		opts:       opts,
 		start:      time.Now(),
-		failed:     make(chan ConsoleMatch, 1),
+		failed:     make(chan Match, 1),
 		stop:       make(chan struct{}),
 		done:       make(chan struct{}),
 		seen:       map[string]bool{},
-		latest:     map[string]ConsoleMatch{},
+		latest:     map[string]Match{},
 		partialHit: map[string]bool{},
 		lastAfter:  map[string]int{},
 	}
@@ -130,7 +130,7 @@ func WatchConsoleOptions(ctx context.Context, path string, checks []ConsoleCheck
 
 // Failed delivers the first fatal match, once. It is never closed; select on it
 // together with the job context.
-func (c *Console) Failed() <-chan ConsoleMatch { return c.failed }
+func (c *Console) Failed() <-chan Match { return c.failed }
 
 // Started is when the watch began: match times are measured from it.
 func (c *Console) Started() time.Time { return c.start }
@@ -149,31 +149,31 @@ func (c *Console) Close() error {
 }
 
 // Fatal returns the first fatal match, if any.
-func (c *Console) Fatal() (ConsoleMatch, bool) {
+func (c *Console) Fatal() (Match, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.fatal == nil {
-		return ConsoleMatch{}, false
+		return Match{}, false
 	}
 	return *c.fatal, true
 }
 
 // Warnings returns the recorded warning matches in console order (at most 100).
-func (c *Console) Warnings() []ConsoleMatch {
+func (c *Console) Warnings() []Match {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return append([]ConsoleMatch(nil), c.warnings...)
+	return append([]Match(nil), c.warnings...)
 }
 
 // Milestones returns the first match of each milestone check, in console order.
-func (c *Console) Milestones() []ConsoleMatch {
+func (c *Console) Milestones() []Match {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return append([]ConsoleMatch(nil), c.milestones...)
+	return append([]Match(nil), c.milestones...)
 }
 
 // Milestone returns the first match of the named milestone, if seen.
-func (c *Console) Milestone(name string) (ConsoleMatch, bool) {
+func (c *Console) Milestone(name string) (Match, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, m := range c.milestones {
@@ -181,11 +181,11 @@ func (c *Console) Milestone(name string) (ConsoleMatch, bool) {
 			return m, true
 		}
 	}
-	return ConsoleMatch{}, false
+	return Match{}, false
 }
 
 // Latest returns the latest match of the named activity check, if seen.
-func (c *Console) Latest(name string) (ConsoleMatch, bool) {
+func (c *Console) Latest(name string) (Match, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	m, ok := c.latest[name]
@@ -301,7 +301,7 @@ func sameFile(a, b os.FileInfo) bool {
 }
 
 // failWith records m as the fatal match. c.mu must be held.
-func (c *Console) failWith(m ConsoleMatch) {
+func (c *Console) failWith(m Match) {
 	if c.pendTimer != nil {
 		c.pendTimer.Stop()
 	}
@@ -397,7 +397,7 @@ func (c *Console) feedPartial(raw string) {
 
 // match reports whether ck matches line. For contextual checks complete lines
 // update the After window; partial lines only read it.
-func (c *Console) match(ck *ConsoleCheck, line string, complete bool) bool {
+func (c *Console) match(ck *Rule, line string, complete bool) bool {
 	if ck.After == nil {
 		return ck.Pattern.MatchString(line)
 	}
@@ -415,8 +415,8 @@ func (c *Console) match(ck *ConsoleCheck, line string, complete bool) bool {
 	return ck.Pattern.MatchString(line)
 }
 
-func (c *Console) record(ck *ConsoleCheck, line string, now time.Time) {
-	m := ConsoleMatch{Check: ck.Name, Kind: ck.Kind, Reason: ck.Reason, Line: line, Time: now, Elapsed: now.Sub(c.start)}
+func (c *Console) record(ck *Rule, line string, now time.Time) {
+	m := Match{Check: ck.Name, Kind: ck.Kind, Reason: ck.Reason, Line: line, Time: now, Elapsed: now.Sub(c.start)}
 	switch ck.Kind {
 	case Fatal:
 		switch {
