@@ -75,11 +75,11 @@ type Console struct {
 	mu         sync.Mutex
 	fatal      *Match
 	pending    *Match // a fatal match waiting for its explanation (Rule.Await)
-	awaiting   string        // the check that would explain it
+	awaiting   string // the check that would explain it
 	pendTimer  *time.Timer
 	warnings   []Match
 	milestones []Match
-	seen       map[string]bool         // milestone names already recorded
+	seen       map[string]bool  // milestone names already recorded
 	latest     map[string]Match // the latest match of each activity check
 	tail       []string
 	tailBytes  int
