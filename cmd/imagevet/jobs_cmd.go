@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/imagevet/imagevet/jobs"
 	"github.com/imagevet/imagevet/queue"
 )
 
@@ -89,9 +90,7 @@ func printJobs(w io.Writer, list []queue.QueueEntry, now time.Time) {
 		if j.Rerun {
 			note = strings.TrimSpace("rerun " + note)
 		}
-		if len(note) > 60 {
-			note = note[:57] + "..."
-		}
+		note = jobs.Bound(note, 60)
 		attempt := "-"
 		if j.Attempt > 0 {
 			attempt = fmt.Sprint(j.Attempt)

@@ -188,13 +188,19 @@ func isPortTaken(err error) bool {
 // otherExists reports whether a domain named name with another UUID exists
 // (a create failed because the name is taken).
 func (h *Hypervisor) otherExists(ctx context.Context, name string, uuid golibvirt.UUID) bool {
+	d, err := h.lookupName(ctx, name)
+	return err == nil && d.UUID != uuid
+}
+
+// lookupName finds the domain called name.
+func (h *Hypervisor) lookupName(ctx context.Context, name string) (golibvirt.Domain, error) {
 	var d golibvirt.Domain
 	err := h.call(ctx, func(l *golibvirt.Libvirt) error {
 		var err error
 		d, err = l.DomainLookupByName(name)
 		return err
 	})
-	return err == nil && d.UUID != uuid
+	return d, err
 }
 
 // removeInterrupted destroys the domain an interrupted create may have left
@@ -206,12 +212,7 @@ func (h *Hypervisor) removeInterrupted(ctx context.Context, name string, uuid go
 	defer cancel()
 	var absentSince time.Time
 	for {
-		var d golibvirt.Domain
-		err := h.call(ctx, func(l *golibvirt.Libvirt) error {
-			var err error
-			d, err = l.DomainLookupByName(name)
-			return err
-		})
+		d, err := h.lookupName(ctx, name)
 		switch {
 		case golibvirt.IsNotFound(err) || (err == nil && d.UUID != uuid):
 			if absentSince.IsZero() {

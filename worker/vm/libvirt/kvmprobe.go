@@ -170,11 +170,6 @@ func firstErrorLine(err error) string {
 
 // domainExists reports whether the domain name with uuid is still there.
 func (h *Hypervisor) domainExists(ctx context.Context, name string, uuid golibvirt.UUID) bool {
-	var d golibvirt.Domain
-	err := h.call(ctx, func(l *golibvirt.Libvirt) error {
-		var err error
-		d, err = l.DomainLookupByName(name)
-		return err
-	})
+	d, err := h.lookupName(ctx, name)
 	return err == nil && d.UUID == uuid
 }
