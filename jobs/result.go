@@ -45,6 +45,8 @@ type Result struct {
 	Warnings   []string    `json:"warnings,omitempty"`
 	Stages     []Stage     `json:"stages"`
 	ImageFacts *ImageFacts `json:"image_facts,omitempty"`
+	// Inspection is the offline look inside the vetted file, when it ran.
+	Inspection *Inspection `json:"inspection,omitempty"`
 	// ConsoleTail is the end of the serial console log.
 	ConsoleTail string `json:"console_tail,omitempty"`
 	// ConsoleLog is where the worker kept the whole console log, when it kept it.
