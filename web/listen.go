@@ -12,6 +12,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/imagevet/imagevet/jobs"
 )
 
 // DefaultListen is where the page is served unless told otherwise: this host only.
@@ -26,6 +28,9 @@ type ListenConfig struct {
 	// TokenFile holds a secret that every request must carry, as
 	// "Authorization: Bearer TOKEN" or as the password of HTTP basic auth (any user
 	// name), so a browser can log in too. Required when Addr is not loopback.
+	// Without it the page answers only requests naming it by a loopback Host
+	// (localhost, 127.0.0.1, [::1] with its port), so a web site cannot read it
+	// through a name it points at 127.0.0.1 (DNS rebinding).
 	TokenFile string
 }
 
@@ -41,7 +46,7 @@ func (c ListenConfig) Validate() error {
 	if err != nil {
 		errs = append(errs, fmt.Errorf("listen %q: want host:port: %w", addr, err))
 	} else if !loopback(host) && c.TokenFile == "" {
-		errs = append(errs, fmt.Errorf("listen %q: not a loopback address; give a token file so only operators can read the page", addr))
+		errs = append(errs, fmt.Errorf("listen %q: not a loopback address; give --token-file (IMAGEVET_WEB_TOKEN_FILE) so only operators can read the page", addr))
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		errs = append(errs, errors.New("tls: certificate and key go together"))
@@ -71,20 +76,48 @@ func readToken(path string) (string, error) {
 	return token, nil
 }
 
-// RequireToken lets through only requests carrying token, as a bearer token or as
-// the basic-auth password; others get 401 with a basic-auth challenge.
+// RequireToken lets through only requests carrying token, as a bearer token (the
+// scheme in any case) or as the basic-auth password; others get 401 with a
+// basic-auth challenge. /healthz needs no token: it says only whether the page is
+// up, for a load balancer or a supervisor that holds no secret.
 func RequireToken(token string, next http.Handler) http.Handler {
 	want := []byte(token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+			next.ServeHTTP(w, r)
+			return
+		}
 		got := ""
 		if _, pass, ok := r.BasicAuth(); ok {
 			got = pass
-		} else if v, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+		} else if scheme, v, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {
 			got = strings.TrimSpace(v)
 		}
 		if subtle.ConstantTimeCompare([]byte(got), want) != 1 {
 			w.Header().Set("WWW-Authenticate", `Basic realm="imagevet", charset="UTF-8"`)
 			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// LoopbackHost lets through only requests whose Host header names this host by a
+// loopback name or address (localhost, 127.0.0.0/8, [::1]) with port, the page's
+// own; others get 403. It guards a page without a token against DNS rebinding: a
+// web site whose name resolves to 127.0.0.1 sends its own name as the Host.
+func LoopbackHost(port string, tls bool, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host, got, err := net.SplitHostPort(r.Host)
+		if err != nil { // no port: the scheme's default
+			host, got = strings.TrimSuffix(strings.TrimPrefix(r.Host, "["), "]"), "80"
+			if tls {
+				got = "443"
+			}
+		}
+		if got != port || !loopback(strings.ToLower(host)) {
+			http.Error(w, fmt.Sprintf("host %q is not this page's address: open it as http(s)://127.0.0.1:%s/, or serve it with --token-file",
+				jobs.Bound(r.Host, maxEchoed), port), http.StatusForbidden)
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -100,16 +133,22 @@ func Listen(cfg ListenConfig, h http.Handler) (net.Listener, http.Handler, error
 	if cfg.Addr == "" {
 		cfg.Addr = DefaultListen
 	}
+	token := ""
 	if cfg.TokenFile != "" {
-		token, err := readToken(cfg.TokenFile)
-		if err != nil {
+		var err error
+		if token, err = readToken(cfg.TokenFile); err != nil {
 			return nil, nil, err
 		}
-		h = RequireToken(token, h)
 	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("listen %s: %w", cfg.Addr, err)
+	}
+	if token != "" {
+		h = RequireToken(token, h)
+	} else {
+		_, port, _ := net.SplitHostPort(ln.Addr().String())
+		h = LoopbackHost(port, cfg.TLSCertFile != "", h)
 	}
 	if cfg.TLSCertFile != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)

@@ -31,7 +31,7 @@ func TestListenConfigRefusesAnUnguardedPublicAddress(t *testing.T) {
 		{ListenConfig{Addr: "127.0.0.1:0"}, ""},
 		{ListenConfig{Addr: "[::1]:8080"}, ""},
 		{ListenConfig{Addr: "localhost:8080"}, ""},
-		{ListenConfig{Addr: "0.0.0.0:8080"}, "not a loopback address"},
+		{ListenConfig{Addr: "0.0.0.0:8080"}, "not a loopback address; give --token-file"},
 		{ListenConfig{Addr: ":8080"}, "not a loopback address"},
 		{ListenConfig{Addr: "0.0.0.0:8080", TokenFile: "/etc/imagevet/token"}, ""},
 		{ListenConfig{Addr: "8080"}, "want host:port"},
@@ -54,6 +54,12 @@ func TestRequireTokenAcceptsBearerAndBasic(t *testing.T) {
 		"none":         {func(*http.Request) {}, http.StatusUnauthorized},
 		"bearer":       {func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+token) }, http.StatusOK},
 		"wrong bearer": {func(r *http.Request) { r.Header.Set("Authorization", "Bearer nope") }, http.StatusUnauthorized},
+		"lower bearer": {func(r *http.Request) { r.Header.Set("Authorization", "bearer "+token) }, http.StatusOK},
+		"upper bearer": {func(r *http.Request) { r.Header.Set("Authorization", "BEARER  "+token) }, http.StatusOK},
+		"other scheme": {func(r *http.Request) { r.Header.Set("Authorization", "Token "+token) }, http.StatusUnauthorized},
+		"no scheme":    {func(r *http.Request) { r.Header.Set("Authorization", token) }, http.StatusUnauthorized},
+		"healthz":      {func(r *http.Request) { r.URL.Path = "/healthz" }, http.StatusOK},
+		"healthz post": {func(r *http.Request) { r.URL.Path, r.Method = "/healthz", "POST" }, http.StatusUnauthorized},
 		"basic":        {func(r *http.Request) { r.SetBasicAuth("ops", token) }, http.StatusOK},
 		"wrong basic":  {func(r *http.Request) { r.SetBasicAuth("ops", token+"x") }, http.StatusUnauthorized},
 	} {
@@ -67,6 +73,64 @@ func TestRequireTokenAcceptsBearerAndBasic(t *testing.T) {
 		if w.Code == http.StatusUnauthorized && !strings.HasPrefix(w.Header().Get("WWW-Authenticate"), "Basic ") {
 			t.Errorf("%s: no basic-auth challenge", name)
 		}
+	}
+}
+
+// Without a token the page answers only a loopback Host with its own port: a site
+// whose name resolves to 127.0.0.1 (DNS rebinding) is refused.
+func TestLoopbackHostRefusesOtherNames(t *testing.T) {
+	h := LoopbackHost("8080", false, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok")) }))
+	for host, want := range map[string]int{
+		"127.0.0.1:8080": 200, "localhost:8080": 200, "LocalHost:8080": 200, "[::1]:8080": 200, "127.0.0.2:8080": 200,
+		"evil.example:8080": 403, "127.0.0.1:9090": 403, "127.0.0.1": 403, "localhost.evil.example:8080": 403,
+		"10.0.0.1:8080": 403, "": 403, strings.Repeat("a", 1<<20) + ":8080": 403,
+	} {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.Host = host
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != want {
+			t.Errorf("Host %.40q: %d, want %d", host, w.Code, want)
+		}
+		if w.Code == 403 && (w.Body.Len() > 400 || !strings.Contains(w.Body.String(), "--token-file")) {
+			t.Errorf("Host %.40q: refusal of %d bytes: %.200s", host, w.Body.Len(), w.Body.String())
+		}
+	}
+	// On the scheme's default port a browser sends no port.
+	h = LoopbackHost("443", true, http.NotFoundHandler())
+	r := httptest.NewRequest("GET", "/", nil)
+	r.Host = "localhost"
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	if w.Code != 404 {
+		t.Errorf("localhost on 443: %d", w.Code)
+	}
+}
+
+// Listen without a token file guards the page with LoopbackHost on the port it
+// bound.
+func TestListenWithoutTokenChecksTheHost(t *testing.T) {
+	ln, h, err := Listen(ListenConfig{Addr: "127.0.0.1:0"}, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("page")) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Serve(ctx, ln, h, slog.New(slog.DiscardHandler)) }()
+	defer func() { cancel(); <-done }()
+	url := "http://" + ln.Addr().String() + "/"
+	if code, body := get(t, url); code != 200 || body != "page" {
+		t.Errorf("GET %s: %d %q", url, code, body)
+	}
+	req, _ := http.NewRequest("GET", url, nil)
+	req.Host = "rebound.example:" + strings.Split(ln.Addr().String(), ":")[1]
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("Host %s: %d, want 403", req.Host, resp.StatusCode)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/imagevet/imagevet/jobs"
@@ -103,7 +104,8 @@ func New(src Source, opts Options) (*Server, error) {
 	m.HandleFunc("GET /queue", s.queue)
 	m.HandleFunc("GET /workers", s.workers)
 	m.HandleFunc("GET /healthz", s.healthz)
-	m.Handle("GET /static/", http.StripPrefix("/static/", cacheFor(time.Hour, http.FileServerFS(static))))
+	m.Handle("GET /static/", http.StripPrefix("/static/", cacheFor(time.Hour, noListing(http.FileServerFS(static)))))
+	m.Handle("GET /favicon.ico", cacheFor(24*time.Hour, http.FileServerFS(static)))
 	s.mux = m
 	return s, nil
 }
@@ -178,11 +180,16 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 	io.WriteString(w, "ok\n")
 }
 
-// jobID returns the request's valid job id or answers 404.
+// maxEchoed bounds what of a request's own text (an id, a host) an error answer
+// repeats back.
+const maxEchoed = 100
+
+// jobID returns the request's valid job id or answers 404, quoting at most
+// maxEchoed bytes of what was asked for.
 func jobID(w http.ResponseWriter, r *http.Request) (string, bool) {
 	id := r.PathValue("id")
 	if !jobs.ValidJobID(id) {
-		http.Error(w, fmt.Sprintf("no job %q: not a valid job id", id), http.StatusNotFound)
+		http.Error(w, fmt.Sprintf("no job %q: not a valid job id", jobs.Bound(id, maxEchoed)), http.StatusNotFound)
 		return "", false
 	}
 	return id, true
@@ -329,6 +336,18 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 
 func resultEvent(r jobs.Result) map[string]string {
 	return map[string]string{"job_id": r.JobID, "verdict": string(r.Verdict), "failed_check": r.FailedCheck, "reason": r.Reason}
+}
+
+// noListing answers 404 for a directory, so the embedded assets are served but not
+// listed.
+func noListing(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "" || strings.HasSuffix(r.URL.Path, "/") {
+			http.NotFound(w, r)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // cacheFor lets browsers keep embedded assets for d.

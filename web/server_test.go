@@ -397,9 +397,38 @@ func TestHeadersKeepThePageToItsOrigin(t *testing.T) {
 	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'none'") || !strings.Contains(csp, "script-src 'self'") {
 		t.Errorf("CSP %q", csp)
 	}
-	for _, asset := range []string{"/static/style.css", "/static/page.js"} {
+	for _, asset := range []string{"/static/style.css", "/static/page.js", "/favicon.ico"} {
 		if code, body := get(t, url+asset); code != 200 || len(body) < 100 {
 			t.Errorf("%s: %d", asset, code)
+		}
+	}
+	resp, err = http.Get(url + "/favicon.ico")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "image/vnd.microsoft.icon" && ct != "image/x-icon" {
+		t.Errorf("favicon content type %q", ct)
+	}
+	// The assets are served, not listed.
+	for _, dir := range []string{"/static/", "/static", "/static/./"} {
+		if code, body := get(t, url+dir); code != 404 || strings.Contains(body, "style.css") {
+			t.Errorf("%s: %d %.100q", dir, code, body)
+		}
+	}
+	// A 404 quotes a bounded, quoted piece of what was asked, not a megabyte, as
+	// plain text the browser does not sniff.
+	long := strings.Repeat("x", 1<<20) + "%0A%3Cscript%3E"
+	for _, path := range []string{"/jobs/" + long, "/jobs/" + long + "/result.json", "/jobs/%3Cb%3E..%3C%2Fb%3E%0A"} {
+		resp, err := http.Get(url + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 404 || len(body) > 300 || strings.Count(string(body), "\n") > 1 ||
+			!strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") || resp.Header.Get("X-Content-Type-Options") != "nosniff" {
+			t.Errorf("GET %.30s…: %d, %d bytes: %.200q", path, resp.StatusCode, len(body), body)
 		}
 	}
 }

@@ -17,7 +17,8 @@ Serves the operators' page: every image's latest verdict and history, each job's
 checks, stage timeline and console, the queue and the workers, read from NATS. It
 is read-only and binds 127.0.0.1:8080 unless --listen says otherwise; any address
 that is not loopback needs --token-file (the token as bearer token or as the
-basic-auth password). --tls-cert and --tls-key serve HTTPS. It listens at once and
+basic-auth password; /healthz needs none); without it only a loopback Host
+(localhost, 127.0.0.1, [::1] with the port) is answered. --tls-cert and --tls-key serve HTTPS. It listens at once and
 waits for a NATS server that is not up yet (backoff; /healthz answers 503 saying so);
 only a bad URL or refused credentials end it.
 

@@ -12,7 +12,7 @@ func TestServeRefusesBadSettings(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--listen", "0.0.0.0:8080"}, `listen "0.0.0.0:8080": not a loopback address; give a token file`},
+		{[]string{"--listen", "0.0.0.0:8080"}, `listen "0.0.0.0:8080": not a loopback address; give --token-file (IMAGEVET_WEB_TOKEN_FILE)`},
 		{[]string{"--listen", "8080"}, `listen "8080": want host:port`},
 		{[]string{"--tls-cert", "cert.pem"}, "tls: certificate and key go together"},
 		{[]string{"--nats", ""}, "nats: no server URL"},
