@@ -36,12 +36,29 @@ func TestBrowserShowsRecordedPanicAndFollowsALiveJob(t *testing.T) {
 	webtest.Do(t, ctx, 10*time.Second, chromedp.Click(chromedp.CSS("svg.timeline a.mark.fatal circle")))
 	webtest.WaitJS(t, ctx, 5*time.Second, "the fatal line as the page's target", `location.hash !== "" && document.querySelector(location.hash).classList.contains("fatal")`)
 
-	// A job that is running: its page follows progress and shows the verdict
-	// without a reload (the marker set on the loaded page survives).
+	// A job never submitted is unknown, not running.
+	webtest.Do(t, ctx, 20*time.Second, chromedp.Navigate(url+"/jobs/never-submitted"), chromedp.WaitVisible(chromedp.CSS("main h1")))
+	if !webtest.Eval[bool](t, ctx, `document.querySelector("main h1 .v.unknown") !== null && document.querySelector("#live") === null`) {
+		t.Error("a job never submitted does not show as unknown")
+	}
+
+	// A queued job says so; once a worker starts it, its page follows progress and
+	// shows the verdict without a reload (the marker set on the loaded page survives).
+	seq := submit(t, q, "live-1")
 	webtest.Do(t, ctx, 20*time.Second, chromedp.Navigate(url+"/jobs/live-1"), chromedp.WaitVisible(chromedp.CSS("#live")))
+	if !webtest.Eval[bool](t, ctx, `document.querySelector("main h1 .v.queued") !== null && document.querySelector("#live").dataset.state === "queued"`) {
+		t.Error("a queued job does not show as queued")
+	}
 	webtest.Eval[bool](t, ctx, `window.stayed = true`)
-	webtest.WaitJS(t, ctx, 5*time.Second, "the event stream", `document.querySelector("#live") !== null`)
 	time.Sleep(300 * time.Millisecond) // let EventSource connect before the first event
+	if _, _, err := q.ClaimAttempt(context.Background(), "live-1", seq, "tiny", "w1", 0, 3); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.PublishProgress(jobs.Progress{JobID: "live-1", Worker: "w1", Attempt: 1, Stage: "queue", Event: "done"}); err != nil {
+		t.Fatal(err)
+	}
+	webtest.WaitJS(t, ctx, 10*time.Second, "the running page swapped in", `document.querySelector("main h1 .v.running") !== null && document.querySelector("#live").dataset.state === "running"`)
+	time.Sleep(300 * time.Millisecond) // let the swapped page's EventSource connect
 	for _, p := range []jobs.Progress{
 		{JobID: "live-1", Worker: "w1", Attempt: 1, Stage: "fetch", Event: "start"},
 		{JobID: "live-1", Worker: "w1", Attempt: 1, Stage: "fetch", Event: "done"},

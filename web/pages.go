@@ -133,17 +133,114 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request) {
 	s.render(w, r, "overview", page{Title: "imagevet", Nav: "overview", Data: d})
 }
 
-// jobData is a job page: a result, or a job still running.
+// jobData is a job page: a result, or where a job without one stands.
 type jobData struct {
 	ID      string
 	Result  *jobs.Result
-	Active  *Active
+	Live    *liveState
 	Lines   []ConsoleLine
 	Fatal   *ConsoleLine
 	Tl      Timeline
 	Elapsed time.Duration
 	// Publications is the job's publication state in each cloud.
 	Publications []jobs.PublicationRecord
+}
+
+// liveState is where a job without a result stands, as the queue's job states and
+// the progress events know it.
+type liveState struct {
+	// State is queue.StateQueued, queue.StateRetrying or queue.StateRunning.
+	State string
+	// Position is, for a waiting job, its place among the waiting submissions (1 runs
+	// next); Waiting is how many wait in all.
+	Position, Waiting int
+	// Since is when the job was submitted (waiting) or its attempt began (running).
+	Since   time.Time
+	Attempt int
+	Worker  string
+	// Stage is the running attempt's stage; LastError why the attempt before ended
+	// without a verdict.
+	Stage, LastError string
+	// Event and Message are the latest progress event's.
+	Event, Message string
+}
+
+// Running reports whether a worker runs the job now.
+func (l *liveState) Running() bool { return l.State == queue.StateRunning }
+
+// decideLive places a job without a result from the queue's entries (oldest first)
+// and its progress (nil when none was seen): its latest submission's state, or
+// running when only progress names it (its result is being published). ok is
+// false for a job neither knows: never submitted, or settled and forgotten.
+func decideLive(id string, entries []queue.QueueEntry, active *Active) (st liveState, ok bool) {
+	idx := -1
+	for i, e := range entries {
+		if e.JobID == id {
+			idx = i
+		}
+	}
+	if idx < 0 {
+		if active == nil {
+			return liveState{}, false
+		}
+		return liveState{State: queue.StateRunning, Since: active.Since, Attempt: active.Attempt, Worker: active.Worker,
+			Stage: active.Stage, Event: active.Event, Message: active.Message}, true
+	}
+	e := entries[idx]
+	if e.State == queue.StateRunning {
+		st = liveState{State: e.State, Since: e.StartedAt, Attempt: e.Attempt, Worker: e.Worker, Stage: e.Stage, LastError: e.LastError}
+		if active != nil && active.Attempt == e.Attempt && active.Worker == e.Worker {
+			// Progress is fresher than the state entry.
+			if active.Stage != "" {
+				st.Stage = active.Stage
+			}
+			st.Event, st.Message = active.Event, active.Message
+			if st.Since.IsZero() {
+				st.Since = active.Since
+			}
+		}
+		return st, true
+	}
+	st = liveState{State: e.State, Since: e.SubmittedAt, Attempt: e.Attempt, Worker: e.Worker, LastError: e.LastError}
+	for i, o := range entries {
+		if o.State == queue.StateRunning {
+			continue
+		}
+		st.Waiting++
+		if i <= idx {
+			st.Position = st.Waiting
+		}
+	}
+	return st, true
+}
+
+// live places a job without a result (see decideLive). err is set when the queue
+// could not be read and progress alone cannot tell.
+func (s *Server) live(ctx context.Context, id string) (liveState, bool, error) {
+	var active *Active
+	for _, a := range s.idx.Active(s.opts.Now()) {
+		if a.JobID == id {
+			active = &a
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+	entries, err := s.src.Jobs(ctx)
+	cancel()
+	if err != nil {
+		s.log.Warn("queue not read", "job", id, "err", err)
+		if active == nil {
+			return liveState{}, false, err
+		}
+	}
+	st, ok := decideLive(id, entries, active)
+	return st, ok, nil
+}
+
+// notFound answers 404 for a job neither the results, the queue nor the progress
+// events know.
+func (s *Server) notFound(w http.ResponseWriter, r *http.Request, id string) {
+	s.render(w, r, "job", page{Title: id, Nav: "job", Data: jobData{ID: id}, Part: r.URL.Query().Get("part") == "main",
+		Status: http.StatusNotFound})
 }
 
 func (s *Server) job(w http.ResponseWriter, r *http.Request) {
@@ -183,12 +280,17 @@ func (s *Server) job(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	} else {
-		for _, a := range s.idx.Active(s.opts.Now()) {
-			if a.JobID == id {
-				d.Active = &a
-				d.Elapsed = s.opts.Now().Sub(a.Since)
-			}
+		st, known, err := s.live(r.Context(), id)
+		if err != nil {
+			http.Error(w, "the queue could not be read from NATS to find job "+id, http.StatusBadGateway)
+			return
 		}
+		if !known {
+			s.notFound(w, r, id)
+			return
+		}
+		d.Live = &st
+		d.Elapsed = s.opts.Now().Sub(st.Since)
 	}
 	s.render(w, r, "job", page{Title: id, Nav: "job", Data: d, Part: r.URL.Query().Get("part") == "main"})
 }

@@ -153,6 +153,8 @@ type page struct {
 	Data  any
 	// Part renders only the main content (the live job page swaps it in).
 	Part bool
+	// Status is the response's status code (200 when zero).
+	Status int
 }
 
 func (s *Server) render(w http.ResponseWriter, r *http.Request, name string, p page) {
@@ -168,6 +170,9 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, name string, p p
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
+	if p.Status != 0 {
+		w.WriteHeader(p.Status)
+	}
 	w.Write(buf.Bytes())
 }
 
@@ -294,6 +299,14 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	cancel()
 	if err != nil {
 		s.log.Warn("result not read", "job", id, "err", err)
+	}
+	if !has && err == nil {
+		// A job nobody knows has no events coming: end the stream at once (a 404
+		// stops the browser's EventSource from reconnecting).
+		if _, known, err := s.live(r.Context(), id); err == nil && !known {
+			http.Error(w, "no job "+id+": never submitted, or settled and forgotten", http.StatusNotFound)
+			return
+		}
 	}
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")

@@ -249,7 +249,7 @@ func TestJobPageShowsTimelineFatalLineAndLinks(t *testing.T) {
 	if code != 200 || !strings.Contains(body, "Kernel panic - not syncing") {
 		t.Errorf("console.txt: %d", code)
 	}
-	for path, want := range map[string]int{"/jobs/nope": 200, "/jobs/nope/result.json": 404, "/jobs/nope/console.txt": 404, "/jobs/a..b": 404} {
+	for path, want := range map[string]int{"/jobs/nope": 404, "/jobs/nope/result.json": 404, "/jobs/nope/console.txt": 404, "/jobs/a..b": 404} {
 		if code, _ := get(t, url+path); code != want {
 			t.Errorf("GET %s: %d, want %d", path, code, want)
 		}
@@ -281,9 +281,26 @@ func readEvents(t *testing.T, body io.Reader) <-chan sseEvent {
 	return out
 }
 
+// testJob is a valid job document for the queue (nothing runs it).
+func testJob(id string) jobs.Job {
+	return jobs.Job{Version: jobs.Version, ID: id, Image: jobs.ImageSpec{Source: "/img/a.qcow2", Format: jobs.FormatQCOW2,
+		Checksum: "sha256:" + strings.Repeat("a", 64)}, Guest: jobs.GuestSpec{User: "debian"}, Publish: jobs.Publication{Name: "img-" + id, Family: "tiny"}}
+}
+
+// submit queues testJob(id) and returns its jobs-stream sequence.
+func submit(t testing.TB, q *queue.Queue, id string) uint64 {
+	t.Helper()
+	acc, err := q.Submit(context.Background(), testJob(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return acc.Sequence
+}
+
 func TestEventsFollowProgressThenResult(t *testing.T) {
 	q := testQueue(t)
 	s, url := startServer(t, q)
+	submit(t, q, "live-1")
 	resp, err := http.Get(url + "/jobs/live-1/events")
 	if err != nil {
 		t.Fatal(err)
@@ -343,13 +360,7 @@ func TestQueueAndWorkersPages(t *testing.T) {
 	ctx := context.Background()
 	seqs := map[string]uint64{}
 	for _, id := range []string{"q-running", "q-waiting"} {
-		j := jobs.Job{Version: jobs.Version, ID: id, Image: jobs.ImageSpec{Source: "/img/a.qcow2", Format: jobs.FormatQCOW2,
-			Checksum: "sha256:" + strings.Repeat("a", 64)}, Guest: jobs.GuestSpec{User: "debian"}, Publish: jobs.Publication{Name: "img-" + id}}
-		acc, err := q.Submit(ctx, j)
-		if err != nil {
-			t.Fatal(err)
-		}
-		seqs[id] = acc.Sequence
+		seqs[id] = submit(t, q, id)
 	}
 	s, url := startServer(t, q)
 	// What a worker records: its heartbeat, its claim on one job, and progress.
@@ -429,6 +440,83 @@ func TestHeadersKeepThePageToItsOrigin(t *testing.T) {
 		if resp.StatusCode != 404 || len(body) > 300 || strings.Count(string(body), "\n") > 1 ||
 			!strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") || resp.Header.Get("X-Content-Type-Options") != "nosniff" {
 			t.Errorf("GET %.30s…: %d, %d bytes: %.200q", path, resp.StatusCode, len(body), body)
+		}
+	}
+}
+
+// A job page says what the queue knows: 404 for a job never submitted (and its event
+// stream ends at once), the place in the queue for a waiting one, attempt, worker
+// and stage for a running one; never "running" for what is not.
+func TestJobPageStates(t *testing.T) {
+	q := testQueue(t)
+	ctx := context.Background()
+	_, url := startServer(t, q)
+
+	code, body := get(t, url+"/jobs/never-submitted")
+	if code != http.StatusNotFound || !strings.Contains(body, `<span class="v unknown">unknown</span>`) || strings.Contains(body, `class="v running"`) {
+		t.Errorf("unknown job: %d\n%s", code, body)
+	}
+	client := &http.Client{Timeout: 5 * time.Second}
+	resp, err := client.Get(url + "/jobs/never-submitted/events")
+	if err != nil {
+		t.Fatalf("events of an unknown job did not end: %v", err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("events of an unknown job: %d", resp.StatusCode)
+	}
+
+	seqA := submit(t, q, "st-a")
+	submit(t, q, "st-b")
+	submit(t, q, "st-c")
+	code, body = get(t, url+"/jobs/st-b")
+	if code != 200 || !strings.Contains(body, `<span class="v queued">queued</span>`) || !strings.Contains(body, `<b>number 2</b> of 3 waiting`) ||
+		strings.Contains(body, `class="v running"`) {
+		t.Errorf("queued job: %d\n%s", code, body)
+	}
+	// A worker claims st-a: it runs, and st-b is next.
+	if _, _, err := q.ClaimAttempt(ctx, "st-a", seqA, "img-st-a", "host-a", 0, 3); err != nil {
+		t.Fatal(err)
+	}
+	_, body = get(t, url+"/jobs/st-b")
+	if !strings.Contains(body, `<b>next to run</b> of 2 waiting`) {
+		t.Errorf("queued job after the one before it started:\n%s", body)
+	}
+	_, body = get(t, url+"/jobs/st-a")
+	if !strings.Contains(body, `<span class="v running">running</span>`) || !strings.Contains(body, `worker <b>host-a</b> · attempt 1 · since `) ||
+		!strings.Contains(body, `<b id="stage">queue</b>`) {
+		t.Errorf("running job:\n%s", body)
+	}
+}
+
+func TestDecideLive(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	entries := []queue.QueueEntry{
+		{JobID: "a", State: queue.StateRunning, Attempt: 2, Worker: "w1", Stage: "boot", StartedAt: t0},
+		{JobID: "b", State: queue.StateRetrying, Attempt: 1, Worker: "w2", LastError: "libvirtd down", SubmittedAt: t0},
+		{JobID: "c", State: queue.StateQueued, SubmittedAt: t0.Add(time.Second)},
+	}
+	for _, tc := range []struct {
+		name, id string
+		active   *Active
+		want     liveState
+		known    bool
+	}{
+		{"unknown", "x", nil, liveState{}, false},
+		{"running from the state entry", "a", nil, liveState{State: queue.StateRunning, Since: t0, Attempt: 2, Worker: "w1", Stage: "boot"}, true},
+		{"running, progress fresher", "a", &Active{JobID: "a", Attempt: 2, Worker: "w1", Stage: "ssh", Event: "start"},
+			liveState{State: queue.StateRunning, Since: t0, Attempt: 2, Worker: "w1", Stage: "ssh", Event: "start"}, true},
+		{"stale progress of an attempt before", "a", &Active{JobID: "a", Attempt: 1, Worker: "w9", Stage: "ssh"},
+			liveState{State: queue.StateRunning, Since: t0, Attempt: 2, Worker: "w1", Stage: "boot"}, true},
+		{"waiting to retry", "b", nil, liveState{State: queue.StateRetrying, Position: 1, Waiting: 2, Since: t0, Attempt: 1, Worker: "w2", LastError: "libvirtd down"}, true},
+		{"queued", "c", &Active{JobID: "c", Attempt: 1, Worker: "w2"}, liveState{State: queue.StateQueued, Position: 2, Waiting: 2, Since: t0.Add(time.Second)}, true},
+		{"reporting: progress only", "d", &Active{JobID: "d", Attempt: 1, Worker: "w3", Stage: "cleanup", Since: t0},
+			liveState{State: queue.StateRunning, Since: t0, Attempt: 1, Worker: "w3", Stage: "cleanup"}, true},
+	} {
+		got, known := decideLive(tc.id, entries, tc.active)
+		if known != tc.known || got != tc.want {
+			t.Errorf("%s: got %+v %v, want %+v %v", tc.name, got, known, tc.want, tc.known)
 		}
 	}
 }

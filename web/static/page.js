@@ -14,34 +14,58 @@ document.addEventListener("DOMContentLoaded", () => {
     Array.prototype.forEach.call(strip.children, (c, i) => { c.title = ids[i] + ": " + c.className; });
   }
   showFatal();
+  follow();
+});
+// follow keeps a job page without a result up to date: progress events go into the
+// table as they come; a job that starts running, and the verdict, swap in the
+// server's rendering of the page without a reload.
+function follow() {
   const live = document.getElementById("live");
   if (!live) return;
-  const rows = document.getElementById("events");
   const set = (id, text) => { const el = document.getElementById(id); if (el) el.textContent = text || ""; };
+  const swap = async () => {
+    const r = await fetch(live.dataset.part, { cache: "no-store" });
+    if (!r.ok) return false;
+    document.getElementById("main").innerHTML = await r.text();
+    showFatal();
+    return true;
+  };
   const es = new EventSource(live.dataset.events);
-  es.addEventListener("progress", (m) => {
+  let swapping = false;
+  es.addEventListener("progress", async (m) => {
     const p = JSON.parse(m.data);
+    if (live.dataset.state !== "running") {
+      // The job started: the server renders its running page.
+      if (swapping) return;
+      swapping = true;
+      es.close();
+      if (await swap()) follow();
+      return;
+    }
     const tr = document.createElement("tr");
     for (const v of [new Date(p.time).toISOString().slice(11, 19), p.stage, p.event, p.message || ""]) {
       const td = document.createElement("td");
       td.textContent = v;
       tr.appendChild(td);
     }
-    rows.appendChild(tr);
-    set("note", p.worker ? "running on " + p.worker + ", attempt " + p.attempt + ": stage" : "running: stage");
+    document.getElementById("events").appendChild(tr);
     if (p.event === "start") set("stage", p.stage);
     set("event", p.event);
     set("message", p.message);
   });
   es.addEventListener("result", async () => {
     es.close();
-    const r = await fetch(live.dataset.part, { cache: "no-store" });
-    if (r.ok) {
-      document.getElementById("main").innerHTML = await r.text();
-      showFatal();
-    }
+    await swap();
   });
-});
+  const elapsed = document.getElementById("elapsed");
+  if (elapsed) {
+    const since = Number(elapsed.dataset.since);
+    const tick = setInterval(() => {
+      if (!document.body.contains(elapsed)) { clearInterval(tick); return; }
+      elapsed.textContent = Math.max(0, Math.round((Date.now() - since) / 1000)) + "s";
+    }, 1000);
+  }
+}
 // showFatal scrolls the console box (not the page) to the line that failed the job.
 function showFatal() {
   const f = document.querySelector("pre.console .fatal");
