@@ -153,10 +153,13 @@ type GuestSpec struct {
 // and are reported, but their failure does not fail the image; skipped ones do not
 // run at all. With no Required list every check is required, and the cloud-init
 // check is skipped with a reason on images that have no cloud-init; naming
-// cloud-init in Required makes its absence a failure.
+// cloud-init in Required makes its absence a failure. Hygiene sets the hygiene
+// rules' levels (fail, warn or off) by rule name; the catalog's family settings
+// arrive here too.
 type CheckSpec struct {
-	Required []string `json:"required,omitempty"`
-	Skip     []string `json:"skip,omitempty"`
+	Required []string      `json:"required,omitempty"`
+	Skip     []string      `json:"skip,omitempty"`
+	Hygiene  HygieneLevels `json:"hygiene,omitempty"`
 }
 
 // Timeouts bound each stage. They are what a stage may take on a KVM host; a worker

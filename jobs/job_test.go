@@ -61,6 +61,8 @@ func TestDecodeJobErrorsNameTheField(t *testing.T) {
 		{"glance's own visibility", strings.Replace(validJob, `"os_version": "12"`, `"os_version": "12", "visibility": "public"`, 1), "publish.properties.visibility", "Glance's own field"},
 		{"bad disk format", strings.Replace(validJob, `"visibility": "public"`, `"visibility": "public", "disk_format": "vmdk"`, 1), "publish.disk_format", "raw or qcow2"},
 		{"bad cloud", strings.Replace(validJob, `"visibility": "public"`, `"visibility": "public", "clouds": ["ok", "Bad Cloud"]`, 1), "publish.clouds[1]", "lowercase"},
+		{"unknown hygiene rule", strings.Replace(validJob, `"skip": ["commands"]`, `"skip": ["commands"], "hygiene": {"machine-id": "warn", "machineid": "off"}`, 1), "checks.hygiene.machineid", "unknown hygiene rule"},
+		{"bad hygiene level", strings.Replace(validJob, `"skip": ["commands"]`, `"skip": ["commands"], "hygiene": {"machine-id": "error"}`, 1), "checks.hygiene.machine-id", "fail, warn or off"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

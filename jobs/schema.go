@@ -18,7 +18,8 @@ func ResultSchema() ([]byte, error) {
 	return schemaOf(reflect.TypeFor[Result](), "https://imagevet.dev/schema/result-v1.json", "imagevet result", resultEnums)
 }
 
-// Enumerations the types cannot express, by JSON path.
+// Enumerations the types cannot express, by JSON path; a map's values are at
+// path{} and its keys at path{key}.
 var (
 	jobEnums = map[string][]string{
 		"version":                            {"1"},
@@ -30,6 +31,8 @@ var (
 		"guest.host_key":                     {HostKeyPinned, HostKeyAny},
 		"checks.required[]":                  AllChecks,
 		"checks.skip[]":                      AllChecks,
+		"checks.hygiene{}":                   HygieneLevelNames,
+		"checks.hygiene{key}":                HygieneRuleNames(),
 		"publish.visibility":                 {"public", "community", "shared", "private"},
 		"publish.disk_format":                {FormatRaw, FormatQCOW2},
 		"publish.rotation.older":             {OlderCommunity, OlderHidden},
@@ -97,6 +100,9 @@ func typeSchema(t reflect.Type, path string, enums map[string][]string) map[stri
 	case t.Kind() == reflect.Map:
 		s["type"] = "object"
 		s["additionalProperties"] = typeSchema(t.Elem(), path+"{}", enums)
+		if keys, ok := enums[path+"{key}"]; ok {
+			s["propertyNames"] = map[string]any{"enum": keys}
+		}
 	case t.Kind() == reflect.String:
 		s["type"] = "string"
 	case t.Kind() == reflect.Bool:

@@ -58,6 +58,7 @@ func (j Job) Validate() error {
 			p.add(fmt.Sprintf("checks.skip[%d]", i), "%q is also in checks.required", c)
 		}
 	}
+	j.Checks.Hygiene.validate(&p, "checks.hygiene")
 	j.Timeouts.validate(&p)
 	if len(j.CloudConfig) > 256*1024 {
 		p.add("cloud_config", "larger than 256 KiB")

@@ -37,15 +37,18 @@ func TestSampleCatalog(t *testing.T) {
 	}
 }
 
-// TestCatalogErrors: every problem names the file, the line and the field.
-func TestCatalogErrors(t *testing.T) {
-	const good = `families:
+// tinyFamily is a valid one-family catalog; tests change it with strings.Replace.
+const tinyFamily = `families:
   tiny:
     name: Tiny
     feed: {kind: cirros, url: "http://127.0.0.1/", arch: x86_64, artefact: "t-{version}.img"}
     job:
       guest: {user: debian}
 `
+
+// TestCatalogErrors: every problem names the file, the line and the field.
+func TestCatalogErrors(t *testing.T) {
+	const good = tinyFamily
 	if _, err := Parse("good.yaml", []byte(good)); err != nil {
 		t.Fatalf("good catalog: %v", err)
 	}
@@ -68,6 +71,10 @@ func TestCatalogErrors(t *testing.T) {
 			"c.yaml:8: families.tiny.publish.properties: must be a string"},
 		{"missing user", strings.Replace(good, "guest: {user: debian}", "guest: {datasource: nocloud}", 1),
 			"families.tiny.job.guest.user"},
+		{"unknown hygiene rule", strings.Replace(good, "guest: {user: debian}", "guest: {user: debian}\n      checks:\n        hygiene: {machine-id: warn, histories: off}", 1),
+			`c.yaml:8: families.tiny.job.checks.hygiene.histories: unknown hygiene rule "histories"`},
+		{"bad hygiene level", strings.Replace(good, "guest: {user: debian}", "guest: {user: debian}\n      checks:\n        hygiene:\n          machine-id: never", 1),
+			`c.yaml:9: families.tiny.job.checks.hygiene.machine-id: "never": must be fail, warn or off`},
 		{"syntax", "families:\n  tiny: [\n", "c.yaml:"},
 	}
 	for _, c := range cases {
@@ -75,6 +82,21 @@ func TestCatalogErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: got %v, want it to contain %q", c.name, err, c.want)
 		}
+	}
+}
+
+// TestCatalogHygieneLevels: a family's hygiene levels reach its job template, the
+// watcher's source of every release's job.
+func TestCatalogHygieneLevels(t *testing.T) {
+	doc := strings.Replace(tinyFamily, "guest: {user: debian}", "guest: {user: debian}\n      checks:\n        hygiene: {password-account: warn, shell-history: off}", 1)
+	fams, err := Parse("h.yaml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := fams[0].Job.Checks.Hygiene
+	if h.Level(jobs.RulePasswordAccount) != jobs.LevelWarn || h.Level(jobs.RuleShellHistory) != jobs.LevelOff ||
+		h.Level(jobs.RuleMachineID) != jobs.LevelFail {
+		t.Errorf("levels %v", h)
 	}
 }
 
