@@ -62,10 +62,16 @@ type HygieneEvidence struct {
 	// MachineID is /etc/machine-id's content ("" when empty or absent,
 	// "uninitialized" as systemd writes it for first boot).
 	MachineID string `json:"machine_id,omitempty"`
-	// PasswordAccounts are accounts whose /etc/shadow entry holds a usable hash.
+	// PasswordAccounts are accounts whose /etc/shadow entry holds a usable hash;
+	// EmptyPasswords those whose password field is empty (a login without any
+	// password, where anything allows it): these are in PasswordAccounts too.
 	PasswordAccounts []string `json:"password_accounts,omitempty"`
+	EmptyPasswords   []string `json:"empty_passwords,omitempty"`
 	// SSHPasswordAuth is sshd's effective PasswordAuthentication ("yes", "no").
 	SSHPasswordAuth string `json:"ssh_password_auth,omitempty"`
+	// SSHPasswordAuthAt is where the configuration sets it ("/etc/ssh/sshd_config.d/50-x.conf:3");
+	// empty when sshd's built-in default (yes) applies.
+	SSHPasswordAuthAt string `json:"ssh_password_auth_at,omitempty"`
 	// SSHPermitRootLogin is sshd's effective PermitRootLogin.
 	SSHPermitRootLogin string   `json:"ssh_permit_root_login,omitempty"`
 	AuthorizedKeys     []string `json:"authorized_keys,omitempty"`
