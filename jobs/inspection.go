@@ -136,6 +136,9 @@ type Changes struct {
 // Upgrade is one package whose version changed.
 type Upgrade struct {
 	Name   string `json:"name"`
+	Arch   string `json:"arch,omitempty"`
 	Before string `json:"before"`
 	After  string `json:"after"`
+	// Downgrade is set when After is older than Before (Debian's version order).
+	Downgrade bool `json:"downgrade,omitempty"`
 }

@@ -88,6 +88,9 @@ type Job struct {
 	IgnitionConfig string      `json:"ignition_config,omitempty"`
 	Commands       []Command   `json:"commands,omitempty"`
 	Publish        Publication `json:"publish,omitzero"`
+	// Regression is how far the release may fall behind the family's previous
+	// vetted release (publish.family) before the result warns.
+	Regression Regression `json:"regression,omitzero"`
 }
 
 // ImageSpec says where the candidate image is and what it must be.
@@ -318,6 +321,7 @@ func (j Job) WithDefaults() Job {
 	if j.Publish.Name == "" {
 		j.Publish.Name = j.ID
 	}
+	j.Regression = j.Regression.WithDefaults()
 	return j
 }
 

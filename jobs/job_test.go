@@ -60,6 +60,8 @@ func TestDecodeJobErrorsNameTheField(t *testing.T) {
 		{"glance's own field", strings.Replace(validJob, `"os_version": "12"`, `"os_version": "12", "disk_format": "raw"`, 1), "publish.properties.disk_format", "Glance's own field"},
 		{"glance's own visibility", strings.Replace(validJob, `"os_version": "12"`, `"os_version": "12", "visibility": "public"`, 1), "publish.properties.visibility", "Glance's own field"},
 		{"bad disk format", strings.Replace(validJob, `"visibility": "public"`, `"visibility": "public", "disk_format": "vmdk"`, 1), "publish.disk_format", "raw or qcow2"},
+		{"negative boot threshold", strings.Replace(validJob, `"version": 1`, `"version": 1, "regression": {"boot_percent": -5}`, 1), "regression.boot_percent", "between 1 and"},
+		{"huge size threshold", strings.Replace(validJob, `"version": 1`, `"version": 1, "regression": {"size_percent": 20000}`, 1), "regression.size_percent", "between 1 and"},
 		{"bad cloud", strings.Replace(validJob, `"visibility": "public"`, `"visibility": "public", "clouds": ["ok", "Bad Cloud"]`, 1), "publish.clouds[1]", "lowercase"},
 		{"unknown hygiene rule", strings.Replace(validJob, `"skip": ["commands"]`, `"skip": ["commands"], "hygiene": {"machine-id": "warn", "machineid": "off"}`, 1), "checks.hygiene.machineid", "unknown hygiene rule"},
 		{"bad hygiene level", strings.Replace(validJob, `"skip": ["commands"]`, `"skip": ["commands"], "hygiene": {"machine-id": "error"}`, 1), "checks.hygiene.machine-id", "fail, warn or off"},

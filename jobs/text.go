@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"fmt"
 	"strings"
 	"unicode/utf8"
 )
@@ -37,4 +38,19 @@ func Bound(s string, max int) string {
 		return ellipsis
 	}
 	return s[:cut] + ellipsis
+}
+
+// HumanBytes renders a byte count for people, in the largest binary unit below it
+// ("512 B", "1.5 KiB", "330.2 MiB").
+func HumanBytes(n int64) string {
+	const unit = 1024
+	if n < unit && n > -unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit || m <= -unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

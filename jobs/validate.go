@@ -81,6 +81,7 @@ func (j Job) Validate() error {
 		}
 	}
 	j.Publish.validate(&p)
+	j.Regression.validate(&p)
 	return p.err("job")
 }
 

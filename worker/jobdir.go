@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+
+	"github.com/imagevet/imagevet/jobs"
 )
 
 // writeFile creates path (0644, readable by libvirt's qemu user) and fills it with write.
@@ -43,24 +45,10 @@ func pruneLogs(dir string, max int) {
 	}
 }
 
-// sizeString renders a byte count for humans.
-func sizeString(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
-
 // progressLine describes a transfer in progress.
 func progressLine(done, total int64) string {
 	if total > 0 {
-		return fmt.Sprintf("%s of %s (%d%%)", sizeString(done), sizeString(total), done*100/total)
+		return fmt.Sprintf("%s of %s (%d%%)", jobs.HumanBytes(done), jobs.HumanBytes(total), done*100/total)
 	}
-	return sizeString(done)
+	return jobs.HumanBytes(done)
 }

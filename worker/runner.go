@@ -262,13 +262,13 @@ func (j *jobRun) fetch(ctx context.Context) (*image.Image, bool) {
 	if v := base.Vendor; v != nil {
 		// What boots (and is published) is the conversion; the vendor's file is recorded beside it.
 		facts.Vendor = &jobs.VendorFile{Format: v.Format, Size: v.Size, SHA256: v.SHA256, SHA512: v.SHA512}
-		hit = fmt.Sprintf("converted from the vendor's %s %s", v.Format, sizeString(v.Size))
+		hit = fmt.Sprintf("converted from the vendor's %s %s", v.Format, jobs.HumanBytes(v.Size))
 		if base.Cached {
 			hit = "cached, " + hit
 		}
 		detail += "\nvendor " + v.Format + " sha256:" + v.SHA256 + "\nvendor " + v.Format + " sha512:" + v.SHA512
 	}
-	reason := fmt.Sprintf("%s %s, %s virtual, %s", base.Format, sizeString(base.Size), sizeString(base.VirtualSize), hit)
+	reason := fmt.Sprintf("%s %s, %s virtual, %s", base.Format, jobs.HumanBytes(base.Size), jobs.HumanBytes(base.VirtualSize), hit)
 	j.rec.facts(facts)
 	j.rec.check(jobs.CheckResult{Name: jobs.CheckImage, Status: jobs.StatusPass,
 		Reason: reason, Detail: detail, Duration: jobs.Duration(j.now().Sub(start))})
