@@ -12,6 +12,7 @@
 //	kv imagevet_published     the publisher's Latest per family and cloud (published.go)
 //	kv imagevet_publications  each job's publication per cloud (publications.go)
 //	kv imagevet_leases        leases a service holds on a family (leases.go)
+//	kv imagevet_vetted        each family's verdicts, what a new release is compared with (vetted.go)
 //	obj imagevet_consoles     every attempt's full console log (results.go)
 //
 // Services hold a *Queue and declare, where they use it, the narrow interface they

@@ -31,7 +31,8 @@ func Replacing(seq uint64) PublishOption { return func(o *publishOpts) { o.repla
 // still has the replaced one); only the winner then brings the image's status entry
 // up to date. A loser deletes its console object and brings the status entry up to
 // date with the winner's result, so what a publisher reads (result, console, status)
-// always agrees. published reports whether r won. A worker that dies between the
+// always agrees; both also record the verdict in the family's (BucketVetted).
+// published reports whether r won. A worker that dies between the
 // result and the status leaves the status to the next delivery, which finds the
 // result and calls EnsureStatus. The console tail is capped at MaxConsoleTail.
 func (q *Queue) PublishResult(ctx context.Context, r jobs.Result, console io.Reader, opts ...PublishOption) (published bool, err error) {
@@ -49,7 +50,7 @@ func (q *Queue) PublishResult(ctx context.Context, r jobs.Result, console io.Rea
 	if existing, seq, ok, err := q.result(ctx, r.JobID); err != nil {
 		return false, err
 	} else if ok && seq != o.replaces {
-		return false, q.updateStatus(ctx, existing)
+		return false, q.reported(ctx, existing)
 	}
 	object := ""
 	if console != nil {
@@ -84,13 +85,13 @@ func (q *Queue) PublishResult(ctx context.Context, r jobs.Result, console io.Rea
 			_ = q.consoles.Delete(ctx, object)
 		}
 		if winner, _, ok, err := q.result(ctx, r.JobID); err == nil && ok {
-			return false, q.updateStatus(ctx, winner)
+			return false, q.reported(ctx, winner)
 		}
 		return false, nil
 	case err != nil:
 		return false, fmt.Errorf("publish result: %w", err)
 	}
-	return true, q.updateStatus(ctx, r)
+	return true, q.reported(ctx, r)
 }
 
 // Result returns the final result of a job and whether there is one.

@@ -12,8 +12,10 @@ import (
 )
 
 // EnsureStatus brings the status entry for r's image up to date with r unless a newer
-// result is already there. Workers call it when they find a job already reported.
-func (q *Queue) EnsureStatus(ctx context.Context, r jobs.Result) error { return q.updateStatus(ctx, r) }
+// result is already there, and records r among its family's verdicts
+// (BucketVetted) unless they hold it. Workers call it when they find a job already
+// reported.
+func (q *Queue) EnsureStatus(ctx context.Context, r jobs.Result) error { return q.reported(ctx, r) }
 
 // updateStatus writes r as the latest result of its image unless the entry already
 // holds a result that finished later; compare-and-set keeps concurrent workers honest.
