@@ -127,6 +127,7 @@ func printResultTable(w io.Writer, r jobs.Result) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.Name, c.Status, req, c.Duration.D().Round(100*time.Millisecond), c.Reason)
 	}
 	tw.Flush()
+	printFindings(w, r.Inspection)
 	if len(r.Stages) > 0 {
 		fmt.Fprint(w, "\nstages:")
 		for _, s := range r.Stages {
@@ -146,6 +147,20 @@ func printResultTable(w io.Writer, r jobs.Result) {
 	if k := r.Kept; k != nil {
 		fmt.Fprintf(w, "\nmachine %s kept running for debugging:\n  %s\n  virsh destroy %s   # when done\n", k.Domain, k.SSHCommand, k.Domain)
 	}
+}
+
+// printFindings lists the hygiene findings of the inspection, one file each.
+func printFindings(w io.Writer, in *jobs.Inspection) {
+	if in == nil || len(in.Findings) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "\nhygiene findings:")
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "LEVEL\tRULE\tFILE\tDETAIL")
+	for _, f := range in.Findings {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", f.Level, f.Rule, orDash(f.Path), f.Detail)
+	}
+	tw.Flush()
 }
 
 func indent(s string) string {
