@@ -116,7 +116,8 @@ func (q *Queue) PreviousRelease(ctx context.Context, family, release, jobID stri
 	known = slices.DeleteFunc(known, func(v VettedRelease) bool {
 		return v.JobID == jobID || (release != "" && v.Release == release)
 	})
-	// Passed before failed, then newest first.
+	// Passed before failed, then newest first (by verdict time, then as kept).
+	slices.Reverse(known)
 	slices.SortStableFunc(known, func(a, b VettedRelease) int {
 		return cmp.Or(cmp.Compare(rank(a.Verdict), rank(b.Verdict)), b.FinishedAt.Compare(a.FinishedAt))
 	})

@@ -353,7 +353,9 @@ func (d *Daemon) attempt(stop, jobsCtx context.Context, q *queue.Queue, dl *deli
 	cancelJob(nil)
 	release()
 	var cancelled *CancelledError
-	s = decideRun(runEnd{res: d.complete(res, job, attempt, started), cancelled: errors.As(cause, &cancelled),
+	res = d.complete(res, job, attempt, started)
+	compare(stop, q, &res, job, log)
+	s = decideRun(runEnd{res: res, cancelled: errors.As(cause, &cancelled),
 		shutdown: context.Cause(jobsCtx) == errShutdown, worker: d.cfg.WorkerID,
 		attempts: st.Attempts, maxDeliver: d.maxDeliver, retryDelay: d.cfg.retryDelay(st.Attempts)})
 	switch s.action {
