@@ -55,6 +55,16 @@ func enabled(t *testing.T) {
 	}
 }
 
+// besideOthers lets a test run beside one other (go test's -parallel, GOMAXPROCS by
+// default): the tests that only boot tiny guests, each with its own NATS server,
+// worker ids and state. go test starts them only after every sequential test has
+// ended, so the fault tests (which restart libvirtd and kill NATS servers and
+// workers) still run alone.
+func besideOthers(t *testing.T) {
+	t.Helper()
+	t.Parallel()
+}
+
 // missing skips a test whose prerequisites are absent on this machine, or fails it
 // under CI, where scripts/setup-host provides all of them.
 func missing(t *testing.T, format string, args ...any) {
@@ -386,6 +396,7 @@ func exitFor(v jobs.Verdict) int {
 // a job naming a missing file errors; each through `imagevet submit --wait`.
 func TestSubmitWaitVerdicts(t *testing.T) {
 	enabled(t)
+	besideOthers(t)
 	needLibvirt(t)
 	fixturesDir(t)
 	url := startNATS(t)
@@ -424,6 +435,7 @@ func TestSubmitWaitVerdicts(t *testing.T) {
 // the image stage; IMAGEVET_E2E_BOOT_ALL=1 boots the tiny image for all 20.
 func TestTwentyQueuedJobsConcurrencyTwo(t *testing.T) {
 	enabled(t)
+	besideOthers(t)
 	needLibvirt(t)
 	fixturesDir(t)
 	url := startNATS(t)
@@ -496,6 +508,7 @@ func openQueue(t *testing.T, url string) (interface{ Close() }, *queue.Queue) {
 // the embedded one): setup, dedupe, results, status, console objects.
 func TestQueueOnDebianNATS(t *testing.T) {
 	enabled(t)
+	besideOthers(t)
 	url := startNATS(t)
 	nc, q := openQueue(t, url)
 	defer nc.Close()
@@ -542,6 +555,7 @@ func TestQueueOnDebianNATS(t *testing.T) {
 // server and submit/status talk to it.
 func TestEmbeddedWorker(t *testing.T) {
 	enabled(t)
+	besideOthers(t)
 	needLibvirt(t)
 	fixtures := fixturesDir(t)
 	port := freePort(t)

@@ -37,6 +37,7 @@ func releaseJob(t *testing.T, name, id, release string, releasedAt time.Time) st
 // and Cinder are answered by glancetest's loopback stand-in (nothing is deleted here).
 func TestPublishTwoReleasesToGlance(t *testing.T) {
 	enabled(t)
+	besideOthers(t)
 	needLibvirt(t)
 	fx := fixturesDir(t)
 	// Keystone and Glance start before any machine boots: their setup is CPU-heavy,

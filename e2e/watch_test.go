@@ -25,6 +25,7 @@ import (
 // upstream version and verdict, and a second `--once` queues nothing.
 func TestWatchQueuesNewReleases(t *testing.T) {
 	enabled(t)
+	besideOthers(t)
 	needLibvirt(t)
 	dir := fixturesDir(t)
 	url := startNATS(t)

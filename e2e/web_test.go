@@ -23,6 +23,7 @@ import (
 // Screenshots go to the test artefacts (and to docs/ with IMAGEVET_WEB_DOCS=../docs).
 func TestWebPageOnRealJobs(t *testing.T) {
 	enabled(t)
+	besideOthers(t)
 	needLibvirt(t)
 	fixturesDir(t)
 	ctx := webtest.Browser(t)
