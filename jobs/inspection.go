@@ -19,7 +19,8 @@ type Inspection struct {
 	OS            string `json:"os,omitempty"`
 	Distro        string `json:"distro,omitempty"`
 	Version       string `json:"version,omitempty"`
-	Product       string `json:"product,omitempty"` // the image's own name of itself
+	Product       string `json:"product,omitempty"`  // the image's own name of itself
+	Codename      string `json:"codename,omitempty"` // the release's name (bookworm, trixie…), when it has one
 	Arch          string `json:"arch,omitempty"`
 	PackageFormat string `json:"package_format,omitempty"` // deb, rpm…
 	Hostname      string `json:"hostname,omitempty"`
