@@ -2,7 +2,6 @@ package worker
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,8 +14,9 @@ import (
 	"github.com/imagevet/imagevet/worker/vm"
 )
 
-// Config is everything a worker needs to vet jobs on this host. It is filled from
-// flags with IMAGEVET_* environment fallbacks, validated once at start and passed
+// Config is everything a worker needs to vet jobs on this host. The command fills
+// it from the settings table (flags, IMAGEVET_* variables, the configuration
+// file; cmd/imagevet/settings.go), validates it once at start and passes it
 // explicitly.
 type Config struct {
 	// WorkerID names this worker in domain names, results and logs (default: hostname).
@@ -57,24 +57,6 @@ type Config struct {
 	// Owner is this process's owner lock file (worker/owner), recorded in every
 	// machine it boots and naming its job directory; set at start, not a flag.
 	Owner string
-
-	// envErrs are IMAGEVET_* variables that did not parse; Validate reports them.
-	envErrs []error
-}
-
-// ReplacingList is a repeatable flag's setter for a list whose default (from a
-// variable) the flags replace rather than extend: the first flag drops the default,
-// each flag adds one entry. Lists such as --image-root are security boundaries: a
-// flag must be able to narrow them.
-func ReplacingList(dst *[]string) func(string) error {
-	replaced := false
-	return func(s string) error {
-		if !replaced {
-			*dst, replaced = nil, true
-		}
-		*dst = append(*dst, s)
-		return nil
-	}
 }
 
 // DefaultCacheMax is the default image cache cap.
@@ -89,7 +71,7 @@ const (
 	DefaultMaxTotal     = 4 * time.Hour
 )
 
-// DefaultConfig returns the defaults, before flags and environment.
+// DefaultConfig returns the defaults, before the settings table applies its values.
 func DefaultConfig() Config {
 	return Config{
 		WorkerID:         jobs.DefaultWorkerID(),
@@ -111,89 +93,9 @@ func DefaultConfig() Config {
 	}
 }
 
-// RegisterFlags adds the worker flags to fs, each defaulting to its IMAGEVET_*
-// environment variable when set.
-func (c *Config) RegisterFlags(fs *flag.FlagSet, getenv func(string) string) {
-	env := func(name, def string) string {
-		if v := getenv(name); v != "" {
-			return v
-		}
-		return def
-	}
-	fs.StringVar(&c.WorkerID, "worker-id", env("IMAGEVET_WORKER_ID", c.WorkerID), "worker id in domain names and results (IMAGEVET_WORKER_ID)")
-	fs.StringVar(&c.StateDir, "state-dir", env("IMAGEVET_STATE_DIR", c.StateDir), "image cache and per-job files (IMAGEVET_STATE_DIR)")
-	fs.StringVar(&c.LibvirtURI, "libvirt-uri", env("IMAGEVET_LIBVIRT_URI", c.LibvirtURI), "libvirt connection URI (IMAGEVET_LIBVIRT_URI)")
-	fs.StringVar(&c.Accel, "accel", env("IMAGEVET_ACCEL", c.Accel), "auto, kvm or tcg (IMAGEVET_ACCEL)")
-	if v := getenv("IMAGEVET_TCG_FACTOR"); v != "" {
-		f, err := strconv.ParseFloat(v, 64)
-		if err != nil {
-			c.envErrs = append(c.envErrs, fmt.Errorf("IMAGEVET_TCG_FACTOR=%q: not a number", v))
-		} else {
-			c.TCGFactor = f
-		}
-	}
-	fs.Func("tcg-factor", "multiply boot/cloud-init/command timeouts under TCG (IMAGEVET_TCG_FACTOR, default "+strconv.FormatFloat(c.TCGFactor, 'g', -1, 64)+")", func(s string) error {
-		v, err := strconv.ParseFloat(s, 64)
-		if err != nil {
-			return fmt.Errorf("not a number: %q", s)
-		}
-		c.TCGFactor = v
-		return nil
-	})
-	for _, m := range []struct {
-		flag, env, what string
-		d               *jobs.Duration
-	}{
-		{"max-fetch", "IMAGEVET_MAX_FETCH", "timeouts.fetch", &c.MaxTimeouts.Fetch},
-		{"max-boot", "IMAGEVET_MAX_BOOT", "timeouts.boot", &c.MaxTimeouts.Boot},
-		{"max-cloud-init", "IMAGEVET_MAX_CLOUD_INIT", "timeouts.cloud_init", &c.MaxTimeouts.CloudInit},
-		{"max-command", "IMAGEVET_MAX_COMMAND", "timeouts.command", &c.MaxTimeouts.Command},
-		{"max-total", "IMAGEVET_MAX_TOTAL", "timeouts.total", &c.MaxTimeouts.Total},
-	} {
-		if v := getenv(m.env); v != "" {
-			d, err := time.ParseDuration(v)
-			if err != nil {
-				c.envErrs = append(c.envErrs, fmt.Errorf("%s=%q: not a duration like 90m", m.env, v))
-			} else {
-				*m.d = jobs.Duration(d)
-			}
-		}
-		fs.Func(m.flag, fmt.Sprintf("largest %s a job may ask for (%s, default %s)", m.what, m.env, m.d.D()), func(s string) error {
-			d, err := time.ParseDuration(s)
-			if err != nil {
-				return fmt.Errorf("not a duration like 90m: %q", s)
-			}
-			*m.d = jobs.Duration(d)
-			return nil
-		})
-	}
-	if v := getenv("IMAGEVET_IMAGE_ROOTS"); v != "" {
-		c.ImageRoots = filepath.SplitList(v)
-	}
-	fs.Func("image-root", "directory file sources may come from; repeatable, replaces IMAGEVET_IMAGE_ROOTS (colon-separated)", ReplacingList(&c.ImageRoots))
-	if v := getenv("IMAGEVET_CACHE_MAX"); v != "" {
-		n, err := ParseBytes(v)
-		if err != nil {
-			c.envErrs = append(c.envErrs, fmt.Errorf("IMAGEVET_CACHE_MAX=%q: %w", v, err))
-		} else {
-			c.CacheMax = n
-		}
-	}
-	fs.Func("cache-max", fmt.Sprintf("image cache cap, e.g. 20G or 512M; least recently used images no job uses are evicted (IMAGEVET_CACHE_MAX, default %s)", FormatBytes(c.CacheMax)), func(s string) error {
-		n, err := ParseBytes(s)
-		if err != nil {
-			return err
-		}
-		c.CacheMax = n
-		return nil
-	})
-	fs.StringVar(&c.Keyring, "keyring", env("IMAGEVET_KEYRING", c.Keyring), "OpenPGP keyring every checksum list must be signed with (IMAGEVET_KEYRING)")
-	fs.StringVar(&c.DomainPrefix, "domain-prefix", env("IMAGEVET_DOMAIN_PREFIX", c.DomainPrefix), "prefix of every domain this worker creates (IMAGEVET_DOMAIN_PREFIX)")
-}
-
 // Validate checks the configuration and fills in derived defaults.
 func (c *Config) Validate() error {
-	errs := append([]error(nil), c.envErrs...)
+	var errs []error
 	if err := jobs.ValidWorkerID(c.WorkerID); err != nil {
 		errs = append(errs, fmt.Errorf("worker-id: %w", err))
 	}

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"os/user"
@@ -26,22 +24,19 @@ func cmdCancel(ctx context.Context, args []string, env Env) int {
 		by, reason string
 		jsonOut    bool
 	)
-	fs := newFlagSet("cancel", cancelUsage, env)
-	nf.register(fs, env, defaultNATSURL)
-	fs.StringVar(&by, "by", envOr(env, "IMAGEVET_CANCEL_BY", whoAmI()), "who cancels, as the result shows (IMAGEVET_CANCEL_BY)")
-	fs.StringVar(&reason, "reason", "", "why, as the result shows")
-	fs.BoolVar(&jsonOut, "json", false, "print the outcome as JSON")
-	if err := parseInterleaved(fs, args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
+	rest, err := parseCommand("cancel", cancelUsage, args, env, merged(nf.bind(), map[string]any{
+		"by": &by, "reason": &reason, "json": &jsonOut}))
+	if code, stop := flagStop(err); stop {
+		return code
+	}
+	if err == nil && len(rest) != 1 {
+		err = fmt.Errorf("want one JOB-ID, got %q (see imagevet cancel -h)", rest)
+	}
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "imagevet cancel: %v\n", err)
 		return exitError
 	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return exitError
-	}
-	id := fs.Arg(0)
+	id := rest[0]
 	if !jobs.ValidJobID(id) {
 		fmt.Fprintf(env.Stderr, "imagevet cancel: invalid job id %q\n", id)
 		return exitError

@@ -51,7 +51,7 @@ func TestConfigurationSaysWhatItMeans(t *testing.T) {
 		{"concurrency not a number", map[string]string{"IMAGEVET_CONCURRENCY": "many"}, []string{"worker"}, `IMAGEVET_CONCURRENCY="many": not an integer`},
 		{"tcg factor env", map[string]string{"IMAGEVET_TCG_FACTOR": "abc"}, []string{"worker"}, `IMAGEVET_TCG_FACTOR="abc": not a number`},
 		{"max total zero", nil, []string{"worker", "--max-total", "0s"}, "max-total: 0s must be at least 1s"},
-		{"max boot env", map[string]string{"IMAGEVET_MAX_BOOT": "1 hour"}, []string{"run", "-"}, `IMAGEVET_MAX_BOOT="1 hour": not a duration like 90m`},
+		{"max boot env", map[string]string{"IMAGEVET_MAX_BOOT": "1 hour"}, []string{"run", "-"}, `IMAGEVET_MAX_BOOT="1 hour": not a duration like 90s`},
 		{"submit wait timeout zero", nil, []string{"submit", "--wait", "--timeout", "0", "job.json"}, "--timeout (IMAGEVET_SUBMIT_TIMEOUT): 0 is not accepted; the default is 1h0m0s"},
 		{"publish os-timeout zero", nil, []string{"publish", "--os-timeout", "0"}, "--os-timeout (IMAGEVET_OS_TIMEOUT): 0 is not accepted; the default is 2m0s"},
 		{"watch attempts zero", nil, []string{"watch", "--attempts", "0"}, "--attempts (IMAGEVET_WATCH_ATTEMPTS): 0 is not accepted; the default is 3"},

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -26,18 +24,15 @@ func cmdJobs(ctx context.Context, args []string, env Env) int {
 		nf               natsFlags
 		jsonOut, workers bool
 	)
-	fs := newFlagSet("jobs", jobsUsage, env)
-	nf.register(fs, env, defaultNATSURL)
-	fs.BoolVar(&jsonOut, "json", false, "print as JSON")
-	fs.BoolVar(&workers, "workers", false, "list the live workers instead")
-	if err := parseInterleaved(fs, args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return exitError
+	rest, err := parseCommand("jobs", jobsUsage, args, env, merged(nf.bind(), map[string]any{"json": &jsonOut, "workers": &workers}))
+	if code, stop := flagStop(err); stop {
+		return code
 	}
-	if fs.NArg() > 0 {
-		fs.Usage()
+	if err == nil && len(rest) > 0 {
+		err = fmt.Errorf("unexpected arguments %q", rest)
+	}
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "imagevet jobs: %v\n", err)
 		return exitError
 	}
 	q, ctx, done, err := openQueue(ctx, nf, "imagevet jobs")

@@ -33,9 +33,9 @@ type Env struct {
 	Stdout, Stderr io.Writer
 	Stdin          io.Reader
 	Getenv         func(string) string
-	// Source says where Getenv's value of a variable came from ("environment",
-	// or FILE:LINE of the configuration file); nil means the environment.
-	Source func(variable string) string
+	// config is the configuration file the settings table falls back to; nil
+	// for none.
+	config *configFile
 }
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -43,7 +43,7 @@ var version = ""
 
 // command is one row of the command table: its name, its line in the top-level
 // usage (synopsis and summary; more lines when it has more forms) and what runs it.
-// Each command's flags and help are its own, in its file (newFlagSet).
+// Each command's flags are the settings table's rows naming it (settings.go).
 type command struct {
 	name  string
 	usage [][2]string
@@ -125,12 +125,13 @@ func dispatch(ctx context.Context, args []string, env Env) int {
 		return exitError
 	}
 	cmd, rest := args[0], args[1:]
+	env.config = cf
 	if cmd == "config" {
-		return cmdConfig(rest, env, cf)
+		return cmdConfig(rest, env)
 	}
 	for _, c := range commands() {
 		if c.name == cmd {
-			return c.run(ctx, rest, withConfig(env, cmd, cf))
+			return c.run(ctx, rest, env)
 		}
 	}
 	fmt.Fprintf(env.Stderr, "imagevet: unknown command %q\n\n%s", cmd, usage())

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -16,7 +15,6 @@ import (
 	"github.com/imagevet/imagevet/image"
 	"github.com/imagevet/imagevet/jobs"
 	"github.com/imagevet/imagevet/publish"
-	"github.com/imagevet/imagevet/worker"
 
 	"github.com/imagevet/imagevet/queue"
 )
@@ -63,39 +61,23 @@ type publishConfig struct {
 	logJSON    bool
 }
 
-func (c *publishConfig) register(fs *flag.FlagSet, env Env) *envFlags {
-	ef := &envFlags{fs: fs, env: env}
-	c.nats.register(fs, env, defaultNATSURL)
-	if v := envOr(env, "IMAGEVET_OS_CLOUD", env.Getenv("OS_CLOUD")); v != "" {
-		c.cloudSpecs = splitList(v)
-	}
-	fs.Func("os-cloud", "[NAME=]ENTRY[@REGION]: a clouds.yaml entry to publish to, optionally named and in one region; repeatable, replaces IMAGEVET_OS_CLOUD (comma-separated; OS_CLOUD)", worker.ReplacingList(&c.cloudSpecs))
-	fs.StringVar(&c.creds.CloudsFile, "os-client-config-file", env.Getenv("OS_CLIENT_CONFIG_FILE"), "clouds.yaml to read instead of the usual places (OS_CLIENT_CONFIG_FILE)")
-	fs.StringVar(&c.regions, "os-region", env.Getenv("OS_REGION_NAME"), "region, or comma-separated regions each published to, for every cloud without @REGION (OS_REGION_NAME)")
-	fs.StringVar(&c.creds.CACert, "os-cacert", env.Getenv("OS_CACERT"), "CA file verifying the cloud's endpoints (OS_CACERT)")
-	ef.boolVar(&c.creds.Insecure, "os-insecure", "OS_INSECURE", "do not verify the clouds' TLS certificates: test clouds only")
+// parse fills c from publish's settings and validates it.
+func (c *publishConfig) parse(args []string, env Env) error {
 	c.creds.Getenv = env.Getenv
-	fs.StringVar(&c.converts, "import-converts", envOr(env, "IMAGEVET_PUBLISH_IMPORT_CONVERTS", publish.ConvertsAuto), "whether a cloud's Glance converts imports to raw (image_conversion plugin): auto (learnt from the first import stored converted), yes or no; for all clouds, or per cloud as NAME=VALUE,... (IMAGEVET_PUBLISH_IMPORT_CONVERTS)")
-	fs.Func("cloud", "with --job: publish to this cloud (by NAME) only; repeatable", func(s string) error {
-		c.only = append(c.only, s)
-		return nil
-	})
-	ef.durationVar(&c.creds.RequestTimeout, "os-timeout", "IMAGEVET_OS_TIMEOUT", 2*time.Minute, "deadline of each cloud API call but the upload")
-	fs.StringVar(&c.stateDir, "state-dir", envOr(env, "IMAGEVET_STATE_DIR", "/var/lib/imagevet"), "the worker's state directory, whose image cache holds the vetted bytes (IMAGEVET_STATE_DIR)")
-	if v := env.Getenv("IMAGEVET_IMAGE_ROOTS"); v != "" {
-		c.imageRoots = filepath.SplitList(v)
+	rest, err := parseCommand("publish", publishUsage, args, env, merged(c.nats.bind(), logBindings(&c.logLevel, &c.logJSON),
+		map[string]any{"os-cloud": &c.cloudSpecs, "os-client-config-file": &c.creds.CloudsFile, "os-region": &c.regions,
+			"os-cacert": &c.creds.CACert, "os-insecure": &c.creds.Insecure, "import-converts": &c.converts, "cloud": &c.only,
+			"os-timeout": &c.creds.RequestTimeout, "state-dir": &c.stateDir, "image-root": &c.imageRoots,
+			"upload-method": &c.upload, "job": &c.jobID, "dry-run": &c.dryRun, "json": &c.jsonOut,
+			"ack-wait": &c.service.AckWait, "retry-delay": &c.service.RetryDelay, "rotate-every": &c.service.RotateEvery}))
+	if _, stop := flagStop(err); stop {
+		return err
 	}
-	fs.Func("image-root", "directory file sources may come from; repeatable, replaces IMAGEVET_IMAGE_ROOTS (colon-separated)", worker.ReplacingList(&c.imageRoots))
-	fs.StringVar(&c.upload, "upload-method", envOr(env, "IMAGEVET_PUBLISH_UPLOAD_METHOD", publish.UploadAuto), "how the bytes reach Glance: auto (glance-direct import where offered, else a plain upload), import, or upload (IMAGEVET_PUBLISH_UPLOAD_METHOD)")
-	fs.StringVar(&c.jobID, "job", "", "publish this job's result once and exit")
-	fs.BoolVar(&c.dryRun, "dry-run", false, "with --job: print the plan (create, rename, hide, deactivate, delete), change nothing")
-	fs.BoolVar(&c.jsonOut, "json", false, "with --job: print the outcomes as a JSON list, one per cloud (status \"error\" with the reason for a cloud that failed)")
-	ef.durationVar(&c.service.AckWait, "ack-wait", "IMAGEVET_PUBLISH_ACK_WAIT", publish.DefaultAckWait, "redelivery timeout of a result without heartbeat")
-	ef.durationVar(&c.service.RetryDelay, "retry-delay", "IMAGEVET_PUBLISH_RETRY_DELAY", publish.DefaultRetryDelay, "wait before a publication that failed for a passing reason is tried again")
-	ef.durationVar(&c.service.RotateEvery, "rotate-every", "IMAGEVET_PUBLISH_ROTATE_EVERY", publish.DefaultRotateEvery, "bring every published family to its policy this often without a new release (deletes images whose last user went away, retries failed steps)")
-	fs.StringVar(&c.logLevel, "log-level", envOr(env, "IMAGEVET_LOG_LEVEL", "info"), "debug, info, warn or error (IMAGEVET_LOG_LEVEL)")
-	ef.boolVar(&c.logJSON, "log-json", "IMAGEVET_LOG_JSON", "JSON logs")
-	return ef
+	errs := []error{err}
+	if len(rest) > 0 {
+		errs = append(errs, fmt.Errorf("unexpected arguments %q", rest))
+	}
+	return errors.Join(append(errs, c.validate())...)
 }
 
 func (c *publishConfig) validate() error {
@@ -143,22 +125,11 @@ func (c *publishConfig) validate() error {
 	return errors.Join(errs...)
 }
 
-// splitList splits a comma-separated list, dropping empty items.
-func splitList(s string) []string {
-	var out []string
-	for _, v := range strings.Split(s, ",") {
-		if v = strings.TrimSpace(v); v != "" {
-			out = append(out, v)
-		}
-	}
-	return out
-}
-
 // clouds expands --os-cloud and --os-region into one set of credentials per cloud:
 // each entry in each of its regions, or, without --os-cloud, the OS_* variables in
 // each region.
 func (c *publishConfig) clouds() ([]publish.Credentials, error) {
-	regions := splitList(c.regions)
+	regions := splitItems(c.regions, ",")
 	specs := c.cloudSpecs
 	if len(specs) == 0 {
 		specs = []string{""} // the OS_* variables
@@ -207,7 +178,7 @@ func (c *publishConfig) clouds() ([]publish.Credentials, error) {
 // importConverts reads --import-converts: a value for every cloud, and per-cloud ones.
 func (c *publishConfig) importConverts() (string, map[string]string, error) {
 	all, per := publish.ConvertsAuto, map[string]string{}
-	for _, item := range splitList(c.converts) {
+	for _, item := range splitItems(c.converts, ",") {
 		name, v, perCloud := strings.Cut(item, "=")
 		if !perCloud {
 			v = item
@@ -228,19 +199,11 @@ func (c *publishConfig) importConverts() (string, map[string]string, error) {
 
 func cmdPublish(ctx context.Context, args []string, env Env) int {
 	var cfg publishConfig
-	fs := newFlagSet("publish", publishUsage, env)
-	ef := cfg.register(fs, env)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return exitError
+	err := cfg.parse(args, env)
+	if code, stop := flagStop(err); stop {
+		return code
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(env.Stderr, "imagevet publish: unexpected arguments %q\n", fs.Args())
-		return exitError
-	}
-	if err := errors.Join(append(ef.errs, ef.zeroRefused(), cfg.validate())...); err != nil {
+	if err != nil {
 		fmt.Fprintf(env.Stderr, "imagevet publish: %v\n", err)
 		return exitError
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"time"
@@ -34,22 +33,16 @@ func cmdQueue(ctx context.Context, args []string, env Env) int {
 		cfg     queue.Config
 		jsonOut bool
 	)
-	fs := newFlagSet("queue setup", queueUsage, env)
-	nf.register(fs, env, defaultNATSURL)
-	ef := &envFlags{fs: fs, env: env}
-	queueFlags(ef, &cfg)
-	fs.BoolVar(&jsonOut, "json", false, "print the settings as JSON")
-	if err := fs.Parse(args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return exitError
+	rest, err := parseCommand("queue", queueUsage, args[1:], env, merged(nf.bind(), queueBindings(&cfg),
+		map[string]any{"json": &jsonOut}))
+	if code, stop := flagStop(err); stop {
+		return code
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(env.Stderr, "imagevet queue setup: unexpected arguments %q\n", fs.Args())
-		return exitError
+	errs := []error{err, cfg.Validate()}
+	if len(rest) > 0 {
+		errs = append(errs, fmt.Errorf("unexpected arguments %q", rest))
 	}
-	if err := errors.Join(append(ef.errs, cfg.Validate(), ef.zeroRefused())...); err != nil {
+	if err := errors.Join(errs...); err != nil {
 		fmt.Fprintf(env.Stderr, "imagevet queue setup: %v\n", err)
 		return exitError
 	}
@@ -72,19 +65,6 @@ func cmdQueue(ctx context.Context, args []string, env Env) int {
 	}
 	printSettings(env.Stdout, q.Settings())
 	return exitPass
-}
-
-// queueFlags registers the queue settings a first worker or `queue setup` applies.
-// Zero means the jobs package's default when the queue is created.
-func queueFlags(ef *envFlags, cfg *queue.Config) {
-	ef.durationVar(&cfg.AckWait, "ack-wait", "IMAGEVET_ACK_WAIT", 0,
-		fmt.Sprintf("redelivery timeout of a job without heartbeat (default %s)", queue.DefaultAckWait))
-	ef.intVar(&cfg.MaxDeliver, "max-deliver", "IMAGEVET_MAX_DELIVER", 0,
-		fmt.Sprintf("attempts of one job before a final error (default %d)", queue.DefaultMaxDeliver))
-	ef.durationVar(&cfg.ResultsMaxAge, "results-max-age", "IMAGEVET_RESULTS_MAX_AGE", 0,
-		fmt.Sprintf("how long results and console logs are kept (default %s)", queue.DefaultResultsMaxAge))
-	ef.intVar(&cfg.Replicas, "replicas", "IMAGEVET_REPLICAS", 0,
-		"replicas of every stream, bucket and the consumer: 3 on a three-node cluster (default 1)")
 }
 
 func printSettings(w io.Writer, s queue.Settings) {

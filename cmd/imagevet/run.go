@@ -5,13 +5,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"time"
 
@@ -35,7 +33,7 @@ Exit status: 0 pass, 1 fail, 2 error.
 
 `
 
-// runFlags are the flags of imagevet run beyond the worker's own.
+// runFlags are the settings of imagevet run beyond the worker's own.
 type runFlags struct {
 	jsonOut, keep, streamConsole, quiet bool
 	resultFile, junitFile, consoleFile  string
@@ -45,13 +43,17 @@ type runFlags struct {
 	provisioning                                                      string
 	vcpus, memory                                                     int
 	bootTimeout                                                       time.Duration
-	commands                                                          multiFlag
+	commands                                                          []string
 }
 
-type multiFlag []string
-
-func (m *multiFlag) String() string     { return strings.Join(*m, "; ") }
-func (m *multiFlag) Set(s string) error { *m = append(*m, s); return nil }
+// bind is where run's own rows of the settings table go.
+func (f *runFlags) bind() map[string]any {
+	return map[string]any{"json": &f.jsonOut, "keep": &f.keep, "console": &f.streamConsole, "quiet": &f.quiet,
+		"result": &f.resultFile, "junit": &f.junitFile, "console-log": &f.consoleFile, "log-level": &f.logLevel,
+		"image": &f.image, "format": &f.format, "checksum": &f.checksum, "user": &f.user, "datasource": &f.datasource,
+		"provisioning": &f.provisioning, "firmware": &f.firmware, "hostname": &f.hostname, "id": &f.id,
+		"vcpus": &f.vcpus, "memory": &f.memory, "boot-timeout": &f.bootTimeout, "cmd": &f.commands}
+}
 
 // runInvocation is what one `imagevet run` was told, parsed and validated.
 type runInvocation struct {
@@ -61,51 +63,22 @@ type runInvocation struct {
 	log   *slog.Logger
 }
 
-// flagError is a command line the flag package refused (and has said why).
-type flagError struct{ err error }
-
-func (e *flagError) Error() string { return e.err.Error() }
-func (e *flagError) Unwrap() error { return e.err }
-
 // parseRun parses run's flags and variables and loads the job; configuration and
 // job problems are reported together, configuration first. A command line the flag
 // package refused (or -h) is a *flagError.
 func parseRun(ctx context.Context, args []string, env Env) (runInvocation, error) {
 	p := runInvocation{cfg: worker.DefaultConfig()}
 	cfg, f := &p.cfg, &p.flags
-	fs := newFlagSet("run", runUsage, env)
-	cfg.RegisterFlags(fs, env.Getenv)
-	ef := &envFlags{fs: fs, env: env}
-	fs.BoolVar(&f.jsonOut, "json", false, "print the result as JSON instead of a table")
-	fs.BoolVar(&f.keep, "keep", false, "leave a failed machine running and print how to reach it")
-	fs.BoolVar(&f.streamConsole, "console", false, "stream the guest's serial console to stderr")
-	fs.BoolVar(&f.quiet, "quiet", false, "no progress lines")
-	fs.StringVar(&f.resultFile, "result", "", "also write the result JSON to this file")
-	fs.StringVar(&f.junitFile, "junit", "", "write a JUnit XML report to this file")
-	fs.StringVar(&f.consoleFile, "console-log", "", "copy the whole console log to this file")
-	fs.StringVar(&f.logLevel, "log-level", envOr(env, "IMAGEVET_LOG_LEVEL", "warn"), "debug, info, warn or error (IMAGEVET_LOG_LEVEL)")
-	fs.StringVar(&f.image, "image", "", "image file or URL to vet (instead of JOB.json)")
-	fs.StringVar(&f.format, "format", "qcow2", "claimed image format with --image: qcow2 or raw")
-	fs.StringVar(&f.checksum, "checksum", "", "expected sha256:HEX or sha512:HEX with --image (a local file is hashed when omitted)")
-	fs.StringVar(&f.user, "user", "", "the image's default login user with --image (debian, ubuntu, cloud-user…)")
-	fs.StringVar(&f.datasource, "datasource", "", "seed with --image: nocloud, configdrive or metadata (default nocloud; configdrive for ignition)")
-	fs.StringVar(&f.provisioning, "provisioning", "", "with --image: cloud-init (default) or ignition (Flatcar-style images; --user defaults to core)")
-	fs.StringVar(&f.firmware, "firmware", "bios", "with --image: bios or uefi")
-	fs.StringVar(&f.hostname, "hostname", "", "hostname the seed asks for with --image")
-	fs.StringVar(&f.id, "id", "", "job id with --image (default from the file name)")
-	ef.intVar(&f.vcpus, "vcpus", "IMAGEVET_VCPUS", defaultRunVCPUs(runtime.NumCPU()), "virtual CPUs with --image (2, or the host's count when it has fewer)")
-	ef.intVar(&f.memory, "memory", "IMAGEVET_MEMORY_MIB", jobs.DefaultMemoryMiB, "memory in MiB with --image")
-	fs.DurationVar(&f.bootTimeout, "boot-timeout", 0, "time to SSH on a KVM host with --image (scaled by --tcg-factor under TCG)")
-	fs.Var(&f.commands, "cmd", "command to run in the guest with --image; repeatable")
-	if err := parseInterleaved(fs, args); err != nil {
-		return p, &flagError{err}
+	rest, err := parseCommand("run", runUsage, args, env, merged(vetBindings(cfg), f.bind()))
+	if _, stop := flagStop(err); stop {
+		return p, err
 	}
 	cfg.KeepFailed = f.keep
-	job, jobErr := loadRunJob(ctx, fs.Args(), env.Stdin, f, cfg)
+	job, jobErr := loadRunJob(ctx, rest, env.Stdin, f, cfg)
 	p.job = job
 	log, logErr := newLogger(env.Stderr, f.logLevel, false)
 	p.log = log
-	return p, errors.Join(append(ef.errs, ef.zeroRefused(), cfg.Validate(), logErr, jobErr)...)
+	return p, errors.Join(err, cfg.Validate(), logErr, jobErr)
 }
 
 // defaultRunVCPUs is run's vCPU count on a host with hostCPUs: 2 (a Debian 12 guest
@@ -114,13 +87,10 @@ func defaultRunVCPUs(hostCPUs int) int { return max(1, min(2, hostCPUs)) }
 
 func cmdRun(ctx context.Context, args []string, env Env) int {
 	p, err := parseRun(ctx, args, env)
-	var fe *flagError
-	switch {
-	case errors.Is(err, flag.ErrHelp):
-		return 0
-	case errors.As(err, &fe):
-		return exitError // the flag package has said what is wrong
-	case err != nil:
+	if code, stop := flagStop(err); stop {
+		return code
+	}
+	if err != nil {
 		fmt.Fprintf(env.Stderr, "imagevet run: %v\n", err)
 		return exitError
 	}
@@ -295,13 +265,6 @@ func exitCode(v jobs.Verdict) int {
 	default:
 		return exitError
 	}
-}
-
-func envOr(env Env, name, def string) string {
-	if v := env.Getenv(name); v != "" {
-		return v
-	}
-	return def
 }
 
 // newLogger returns a text (or JSON) slog logger at the named level; an unknown

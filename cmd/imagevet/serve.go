@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"net/http"
 	"sync/atomic"
@@ -34,26 +33,16 @@ type serveConfig struct {
 
 func cmdServe(ctx context.Context, args []string, env Env) int {
 	var cfg serveConfig
-	fs := newFlagSet("serve", serveUsage, env)
-	cfg.nats.register(fs, env, defaultNATSURL)
-	ef := &envFlags{fs: fs, env: env}
-	fs.StringVar(&cfg.listen.Addr, "listen", envOr(env, "IMAGEVET_WEB_LISTEN", web.DefaultListen), "host:port to serve the page on (IMAGEVET_WEB_LISTEN)")
-	fs.StringVar(&cfg.listen.TLSCertFile, "tls-cert", env.Getenv("IMAGEVET_WEB_TLS_CERT"), "TLS certificate file: serve HTTPS (IMAGEVET_WEB_TLS_CERT)")
-	fs.StringVar(&cfg.listen.TLSKeyFile, "tls-key", env.Getenv("IMAGEVET_WEB_TLS_KEY"), "TLS key file (IMAGEVET_WEB_TLS_KEY)")
-	fs.StringVar(&cfg.listen.TokenFile, "token-file", env.Getenv("IMAGEVET_WEB_TOKEN_FILE"), "file holding the access token; required off loopback (IMAGEVET_WEB_TOKEN_FILE)")
-	fs.StringVar(&cfg.logLevel, "log-level", envOr(env, "IMAGEVET_LOG_LEVEL", "info"), "debug, info, warn or error (IMAGEVET_LOG_LEVEL)")
-	ef.boolVar(&cfg.logJSON, "log-json", "IMAGEVET_LOG_JSON", "JSON logs")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return exitError
+	rest, err := parseCommand("serve", serveUsage, args, env, merged(cfg.nats.bind(), logBindings(&cfg.logLevel, &cfg.logJSON),
+		map[string]any{"listen": &cfg.listen.Addr, "tls-cert": &cfg.listen.TLSCertFile, "tls-key": &cfg.listen.TLSKeyFile,
+			"token-file": &cfg.listen.TokenFile}))
+	if code, stop := flagStop(err); stop {
+		return code
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(env.Stderr, "imagevet serve: unexpected arguments %q\n", fs.Args())
-		return exitError
+	errs := []error{err, cfg.listen.Validate(), cfg.nats.options("").Validate()}
+	if len(rest) > 0 {
+		errs = append(errs, fmt.Errorf("unexpected arguments %q", rest))
 	}
-	errs := append(ef.errs, cfg.listen.Validate(), cfg.nats.options("").Validate())
 	if err := errors.Join(errs...); err != nil {
 		fmt.Fprintf(env.Stderr, "imagevet serve: %v\n", err)
 		return exitError

@@ -1,400 +1,310 @@
 package main
 
 import (
-	"errors"
-	"flag"
 	"fmt"
-	"io"
-	"net/url"
-	"os"
-	"regexp"
-	"slices"
+	"runtime"
 	"strconv"
-	"strings"
-	"text/tabwriter"
+	"time"
 
-	"go.yaml.in/yaml/v3"
+	"github.com/imagevet/imagevet/jobs"
+	"github.com/imagevet/imagevet/publish"
+	"github.com/imagevet/imagevet/queue"
+	"github.com/imagevet/imagevet/watch"
+	"github.com/imagevet/imagevet/watch/feed"
+	"github.com/imagevet/imagevet/web"
+	"github.com/imagevet/imagevet/worker"
+	"github.com/imagevet/imagevet/worker/daemon"
 )
 
-// defaultConfigFile is read when it exists and neither --config nor
-// IMAGEVET_CONFIG names another file.
-const defaultConfigFile = "/etc/imagevet/imagevet.yaml"
+// kind is how a setting's text is parsed, and the Go type it is bound to.
+type kind int
 
-// setting is one row of the settings table: a value a command reads from its
-// IMAGEVET_* variable (or a flag, which wins) and from the configuration file,
-// where it is Key in Section ("" for a top-level key). List values are YAML
-// sequences in the file, joined with Sep into the variable's form.
+const (
+	kindString   kind = iota // *string
+	kindInt                  // *int
+	kindDuration             // *time.Duration, like 90s
+	kindBool                 // *bool: a flag without a value is true
+	kindFloat                // *float64
+	kindBytes                // *int64, like 20G (worker.ParseBytes)
+	kindList                 // *[]string: Sep-separated; a repeated flag adds, the first replaces
+)
+
+// zeroRule is what a numeric setting given as zero means.
+type zeroRule int
+
+const (
+	// zeroAllowed: zero is a value like any other (or the command validates it).
+	zeroAllowed zeroRule = iota
+	// zeroRefused: the default is not zero and zero would silently mean it;
+	// a zero from any source is refused.
+	zeroRefused
+	// zeroUnset: the default zero means "unset, use the package's default"; a
+	// value given (by any source) must be positive.
+	zeroUnset
+)
+
+// setting is one row of the settings table: a flag of one or more commands,
+// its IMAGEVET_* variable and configuration-file key (either may be absent:
+// per-invocation switches such as --json are flags only), its default as text,
+// how its text is parsed and whether zero is refused. A command's value is the
+// flag's, else the variable's (AltVar's when Var is unset), else the file's,
+// else the default.
 type setting struct {
-	Section, Key, Var string
-	Commands          []string
-	Sep               string
-	Secret            bool
+	Flag     string
+	Var      string
+	AltVar   string
+	Section  string // the file's section; "" for a top-level key
+	Key      string // the file's key in Section; "" when the file cannot set it
+	Commands []string
+	Default  string
+	Kind     kind
+	// Sep separates a list's items in its variable, its file value's joined form
+	// and each flag; "" means a list set by repeating the flag only.
+	Sep    string
+	Zero   zeroRule
+	Secret bool // URL passwords are masked wherever the value is shown
+	Usage  string
 }
 
-// settingsTable lists every setting the configuration file may hold; a key it
-// lacks is an error naming file and line. Flags are each command's own (-h).
-func settingsTable() []setting {
-	// Commands reading NATS, those sharing the worker's vetting settings, and those
-	// with logs.
-	natsCommands := []string{"worker", "submit", "watch", "status", "serve", "publish", "jobs", "cancel", "queue"}
-	vetCommands := []string{"worker", "run"}
-	serviceLogging := []string{"worker", "run", "watch", "serve", "publish"}
-	rows := []setting{
-		{"nats", "url", "IMAGEVET_NATS_URL", natsCommands, "", true},
-		{"nats", "creds", "IMAGEVET_NATS_CREDS", natsCommands, "", false},
-		{"nats", "nkey", "IMAGEVET_NATS_NKEY", natsCommands, "", false},
-		{"nats", "tls_ca", "IMAGEVET_NATS_TLS_CA", natsCommands, "", false},
-		{"nats", "tls_cert", "IMAGEVET_NATS_TLS_CERT", natsCommands, "", false},
-		{"nats", "tls_key", "IMAGEVET_NATS_TLS_KEY", natsCommands, "", false},
-		{"", "state_dir", "IMAGEVET_STATE_DIR", []string{"worker", "run", "publish"}, "", false},
-		{"", "image_roots", "IMAGEVET_IMAGE_ROOTS", []string{"worker", "run", "publish"}, ":", false},
-		{"", "keyring", "IMAGEVET_KEYRING", vetCommands, "", false},
-		{"", "clouds", "IMAGEVET_OS_CLOUD", []string{"publish"}, ",", false},
-		{"log", "level", "IMAGEVET_LOG_LEVEL", serviceLogging, "", false},
-		{"log", "json", "IMAGEVET_LOG_JSON", serviceLogging, "", false},
-		{"queue", "ack_wait", "IMAGEVET_ACK_WAIT", []string{"worker", "queue"}, "", false},
-		{"queue", "max_deliver", "IMAGEVET_MAX_DELIVER", []string{"worker", "queue"}, "", false},
-		{"queue", "results_max_age", "IMAGEVET_RESULTS_MAX_AGE", []string{"worker", "queue"}, "", false},
-		{"queue", "replicas", "IMAGEVET_REPLICAS", []string{"worker", "queue"}, "", false},
-		{"run", "vcpus", "IMAGEVET_VCPUS", []string{"run"}, "", false},
-		{"run", "memory_mib", "IMAGEVET_MEMORY_MIB", []string{"run"}, "", false},
-		{"submit", "timeout", "IMAGEVET_SUBMIT_TIMEOUT", []string{"submit"}, "", false},
-		{"cancel", "by", "IMAGEVET_CANCEL_BY", []string{"cancel"}, "", false},
-		{"serve", "listen", "IMAGEVET_WEB_LISTEN", []string{"serve"}, "", false},
-		{"serve", "tls_cert", "IMAGEVET_WEB_TLS_CERT", []string{"serve"}, "", false},
-		{"serve", "tls_key", "IMAGEVET_WEB_TLS_KEY", []string{"serve"}, "", false},
-		{"serve", "token_file", "IMAGEVET_WEB_TOKEN_FILE", []string{"serve"}, "", false},
-		{"watch", "catalog", "IMAGEVET_CATALOG", []string{"watch"}, "", false},
-		{"watch", "families", "IMAGEVET_WATCH_FAMILIES", []string{"watch"}, ",", false},
-		{"watch", "interval", "IMAGEVET_WATCH_INTERVAL", []string{"watch"}, "", false},
-		{"watch", "jitter", "IMAGEVET_WATCH_JITTER", []string{"watch"}, "", false},
-		{"watch", "retry", "IMAGEVET_WATCH_RETRY", []string{"watch"}, "", false},
-		{"watch", "request_timeout", "IMAGEVET_WATCH_REQUEST_TIMEOUT", []string{"watch"}, "", false},
-		{"watch", "attempts", "IMAGEVET_WATCH_ATTEMPTS", []string{"watch"}, "", false},
-		{"watch", "parallel", "IMAGEVET_WATCH_PARALLEL", []string{"watch"}, "", false},
-		{"watch", "metrics", "IMAGEVET_METRICS_ADDR", []string{"watch"}, "", false},
-		{"publish", "os_client_config_file", "OS_CLIENT_CONFIG_FILE", []string{"publish"}, "", false},
-		{"publish", "os_timeout", "IMAGEVET_OS_TIMEOUT", []string{"publish"}, "", false},
-		{"publish", "import_converts", "IMAGEVET_PUBLISH_IMPORT_CONVERTS", []string{"publish"}, "", false},
-		{"publish", "upload_method", "IMAGEVET_PUBLISH_UPLOAD_METHOD", []string{"publish"}, "", false},
-		{"publish", "ack_wait", "IMAGEVET_PUBLISH_ACK_WAIT", []string{"publish"}, "", false},
-		{"publish", "retry_delay", "IMAGEVET_PUBLISH_RETRY_DELAY", []string{"publish"}, "", false},
-		{"publish", "rotate_every", "IMAGEVET_PUBLISH_ROTATE_EVERY", []string{"publish"}, "", false},
-	}
-	worker := []struct{ key, v string }{
-		{"worker_id", "IMAGEVET_WORKER_ID"}, {"accel", "IMAGEVET_ACCEL"}, {"libvirt_uri", "IMAGEVET_LIBVIRT_URI"},
-		{"domain_prefix", "IMAGEVET_DOMAIN_PREFIX"}, {"cache_max", "IMAGEVET_CACHE_MAX"}, {"tcg_factor", "IMAGEVET_TCG_FACTOR"},
-		{"max_total", "IMAGEVET_MAX_TOTAL"}, {"max_boot", "IMAGEVET_MAX_BOOT"}, {"max_cloud_init", "IMAGEVET_MAX_CLOUD_INIT"},
-		{"max_command", "IMAGEVET_MAX_COMMAND"}, {"max_fetch", "IMAGEVET_MAX_FETCH"},
-	}
-	for _, w := range worker { // the worker's vetting settings, which run shares
-		rows = append(rows, setting{Section: "worker", Key: w.key, Var: w.v, Commands: vetCommands})
-	}
-	daemon := []struct{ key, v string }{
-		{"concurrency", "IMAGEVET_CONCURRENCY"}, {"memory_reserve_mib", "IMAGEVET_MEMORY_RESERVE_MIB"},
-		{"memory_overhead_mib", "IMAGEVET_MEMORY_OVERHEAD_MIB"}, {"admission_hold", "IMAGEVET_ADMISSION_HOLD"},
-		{"grace", "IMAGEVET_GRACE"}, {"nats_port", "IMAGEVET_NATS_PORT"}, {"nats_store", "IMAGEVET_NATS_STORE"},
-		{"metrics", "IMAGEVET_METRICS_ADDR"},
-	}
-	for _, d := range daemon {
-		rows = append(rows, setting{Section: "worker", Key: d.key, Var: d.v, Commands: []string{"worker"}})
-	}
-	return rows
-}
-
-// name is the setting's key as the file spells it: section.key, or key.
+// name is the setting's key as the file spells it: section.key, or key; "" when
+// the file cannot set it.
 func (s setting) name() string {
-	if s.Section == "" {
+	if s.Section == "" || s.Key == "" {
 		return s.Key
 	}
 	return s.Section + "." + s.Key
 }
 
-// configValue is one value read from the configuration file.
-type configValue struct {
-	value string
-	line  int
-}
+// The commands sharing groups of settings.
+var (
+	natsClients    = []string{"submit", "watch", "status", "serve", "publish", "jobs", "cancel", "queue"}
+	vetCommands    = []string{"worker", "run"}
+	storeCommands  = []string{"worker", "run", "publish"}
+	serviceLogging = []string{"worker", "watch", "serve", "publish"}
+	queueCommands  = []string{"worker", "queue"}
+)
 
-// configFile is a parsed configuration file: values by setting name.
-type configFile struct {
-	path   string
-	values map[string]configValue
-}
-
-// ConfigError is a configuration file that cannot be used: unreadable, not
-// YAML, or holding a key the settings table lacks; it names the file and line.
-type ConfigError struct {
-	Path string
-	Line int
-	Err  error
-}
-
-func (e *ConfigError) Error() string {
-	if e.Line > 0 {
-		return fmt.Sprintf("%s:%d: %v", e.Path, e.Line, e.Err)
-	}
-	return fmt.Sprintf("%s: %v", e.Path, e.Err)
-}
-
-func (e *ConfigError) Unwrap() error { return e.Err }
-
-// loadConfig reads path strictly: every key must be a row of the settings table,
-// lists only where the row is a list, scalars elsewhere.
-func loadConfig(path string) (*configFile, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, &ConfigError{Path: path, Err: err}
-	}
-	cf := &configFile{path: path, values: map[string]configValue{}}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, &ConfigError{Path: path, Err: err}
-	}
-	if len(doc.Content) == 0 { // an empty file, or only comments
-		return cf, nil
-	}
-	rows := map[string]setting{}
-	sections := map[string]bool{}
-	for _, s := range settingsTable() {
-		rows[s.name()] = s
-		sections[s.Section] = true
-	}
-	top := doc.Content[0]
-	if top.Kind != yaml.MappingNode {
-		return nil, &ConfigError{Path: path, Line: top.Line, Err: errors.New("want a mapping of sections and keys")}
-	}
-	var errs []error
-	var walk func(prefix string, m *yaml.Node)
-	walk = func(prefix string, m *yaml.Node) {
-		for i := 0; i+1 < len(m.Content); i += 2 {
-			k, v := m.Content[i], m.Content[i+1]
-			name := k.Value
-			if prefix != "" {
-				name = prefix + "." + k.Value
+// settingsTable is every setting of every command, each declared once: flags
+// are registered from it, the help and `imagevet config` printed from it, the
+// configuration file checked against it.
+func settingsTable() []setting {
+	var rows []setting
+	add := func(commands []string, rs ...setting) {
+		for _, r := range rs {
+			r.Commands = commands
+			if r.Kind == kindBool && r.Default == "" {
+				r.Default = "false"
 			}
-			row, known := rows[name]
-			switch {
-			case !known && prefix == "" && sections[k.Value] && v.Kind == yaml.MappingNode:
-				walk(k.Value, v)
-			case !known && prefix == "" && sections[k.Value] && v.Tag == "!!null": // a section of comments only
-			case !known:
-				errs = append(errs, &ConfigError{Path: path, Line: k.Line, Err: fmt.Errorf("unknown key %q", name)})
-			case v.Kind == yaml.SequenceNode && row.Sep != "":
-				var items []string
-				for _, it := range v.Content {
-					if it.Kind != yaml.ScalarNode {
-						errs = append(errs, &ConfigError{Path: path, Line: it.Line, Err: fmt.Errorf("%s: want a list of strings", name)})
-						continue
-					}
-					items = append(items, it.Value)
-				}
-				cf.values[name] = configValue{value: strings.Join(items, row.Sep), line: k.Line}
-			case v.Kind == yaml.ScalarNode && v.Tag != "!!null":
-				cf.values[name] = configValue{value: v.Value, line: k.Line}
-			case v.Kind == yaml.ScalarNode: // key: (empty) leaves the default
-			default:
-				want := "a value"
-				if row.Sep != "" {
-					want = "a list"
-				}
-				errs = append(errs, &ConfigError{Path: path, Line: k.Line, Err: fmt.Errorf("%s: want %s", name, want)})
-			}
+			rows = append(rows, r)
 		}
 	}
-	walk("", top)
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	return cf, nil
-}
+	wd := worker.DefaultConfig()
+	dur := func(d time.Duration) string { return d.String() }
+	itoa := strconv.Itoa
 
-// configPath is the configuration file a command reads and whether it must
-// exist: --config, else IMAGEVET_CONFIG, else the default when it exists. args
-// without --config are returned.
-func configPath(args []string, getenv func(string) string) (path string, required bool, rest []string, err error) {
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		switch {
-		case a == "--":
-			return path, required, append(rest, args[i:]...), nil
-		case a == "--config" || a == "-config":
-			if i+1 >= len(args) {
-				return "", false, nil, errors.New("--config: needs a file")
-			}
-			path, required = args[i+1], true
-			i++
-		case strings.HasPrefix(a, "--config=") || strings.HasPrefix(a, "-config="):
-			path, required = a[strings.Index(a, "=")+1:], true
-		default:
-			rest = append(rest, a)
+	// NATS: the worker's default is its embedded server; every client's, that server.
+	natsRows := func(url string) []setting {
+		usage := "NATS server URLs, comma-separated"
+		if url == "" {
+			usage += "; none: an embedded server (--nats-port)"
+		}
+		return []setting{
+			{Flag: "nats", Var: "IMAGEVET_NATS_URL", Section: "nats", Key: "url", Default: url, Secret: true, Usage: usage},
+			{Flag: "nats-creds", Var: "IMAGEVET_NATS_CREDS", Section: "nats", Key: "creds", Usage: "NATS credentials file"},
+			{Flag: "nats-nkey", Var: "IMAGEVET_NATS_NKEY", Section: "nats", Key: "nkey", Usage: "NATS nkey seed file"},
+			{Flag: "nats-ca", Var: "IMAGEVET_NATS_TLS_CA", Section: "nats", Key: "tls_ca", Usage: "CA file verifying the NATS server"},
+			{Flag: "nats-cert", Var: "IMAGEVET_NATS_TLS_CERT", Section: "nats", Key: "tls_cert", Usage: "TLS client certificate"},
+			{Flag: "nats-key", Var: "IMAGEVET_NATS_TLS_KEY", Section: "nats", Key: "tls_key", Usage: "TLS client key"},
 		}
 	}
-	if path == "" {
-		if path = getenv("IMAGEVET_CONFIG"); path != "" {
-			required = true
-		} else {
-			path = defaultConfigFile
-		}
-	}
-	return path, required, rest, nil
-}
+	add([]string{"worker"}, natsRows("")...)
+	add(natsClients, natsRows(defaultNATSURL)...)
 
-// withConfig returns env whose Getenv falls back, for the settings command cmd
-// reads, to the configuration file: flags > environment > file > default.
-func withConfig(env Env, cmd string, cf *configFile) Env {
-	if cf == nil || len(cf.values) == 0 {
-		return env
-	}
-	byVar := map[string]string{}
-	for _, s := range settingsTable() {
-		if !slices.Contains(s.Commands, cmd) {
-			continue
-		}
-		if v, ok := cf.values[s.name()]; ok {
-			byVar[s.Var] = v.value
-		}
-	}
-	lines := map[string]string{}
-	for _, s := range settingsTable() {
-		if v, ok := cf.values[s.name()]; ok && slices.Contains(s.Commands, cmd) {
-			lines[s.Var] = fmt.Sprintf("%s:%d", cf.path, v.line)
-		}
-	}
-	getenv := env.Getenv
-	env.Getenv = func(name string) string {
-		if v := getenv(name); v != "" {
-			return v
-		}
-		return byVar[name]
-	}
-	env.Source = func(name string) string {
-		if getenv(name) == "" && lines[name] != "" {
-			return lines[name]
-		}
-		return "environment"
-	}
-	return env
-}
+	// The state and the image sources the worker, run and the publisher share.
+	add(storeCommands,
+		setting{Flag: "state-dir", Var: "IMAGEVET_STATE_DIR", Key: "state_dir", Default: wd.StateDir,
+			Usage: "the worker's state: per-job files and the image cache (which the publisher reads)"},
+		setting{Flag: "image-root", Var: "IMAGEVET_IMAGE_ROOTS", Key: "image_roots", Kind: kindList, Sep: ":",
+			Usage: "directory file sources may come from; repeatable, replaces the variable's list (colon-separated)"})
 
-// newFlagSet is every command's flag set: errors and help on env.Stderr, the help
-// its usage text and then printFlags.
-func newFlagSet(name, usage string, env Env) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
-	fs.Usage = func() { fmt.Fprint(env.Stderr, usage); printFlags(env.Stderr, fs, env) }
-	return fs
-}
+	// The worker's vetting settings, which run shares.
+	add(vetCommands,
+		setting{Flag: "worker-id", Var: "IMAGEVET_WORKER_ID", Section: "worker", Key: "worker_id", Default: wd.WorkerID,
+			Usage: "worker id in domain names and results"},
+		setting{Flag: "accel", Var: "IMAGEVET_ACCEL", Section: "worker", Key: "accel", Default: wd.Accel, Usage: "auto, kvm or tcg"},
+		setting{Flag: "libvirt-uri", Var: "IMAGEVET_LIBVIRT_URI", Section: "worker", Key: "libvirt_uri", Default: wd.LibvirtURI,
+			Usage: "libvirt connection URI"},
+		setting{Flag: "domain-prefix", Var: "IMAGEVET_DOMAIN_PREFIX", Section: "worker", Key: "domain_prefix", Default: wd.DomainPrefix,
+			Usage: "prefix of every domain this worker creates"},
+		setting{Flag: "cache-max", Var: "IMAGEVET_CACHE_MAX", Section: "worker", Key: "cache_max", Default: worker.FormatBytes(wd.CacheMax),
+			Kind: kindBytes, Usage: "image cache cap, e.g. 20G or 512M; least recently used images no job uses are evicted"},
+		setting{Flag: "tcg-factor", Var: "IMAGEVET_TCG_FACTOR", Section: "worker", Key: "tcg_factor",
+			Default: strconv.FormatFloat(wd.TCGFactor, 'g', -1, 64), Kind: kindFloat,
+			Usage: "multiply boot/cloud-init/command timeouts under TCG"},
+		setting{Flag: "max-total", Var: "IMAGEVET_MAX_TOTAL", Section: "worker", Key: "max_total", Default: wd.MaxTimeouts.Total.D().String(),
+			Kind: kindDuration, Usage: "largest timeouts.total a job may ask for"},
+		setting{Flag: "max-boot", Var: "IMAGEVET_MAX_BOOT", Section: "worker", Key: "max_boot", Default: wd.MaxTimeouts.Boot.D().String(),
+			Kind: kindDuration, Usage: "largest timeouts.boot a job may ask for"},
+		setting{Flag: "max-cloud-init", Var: "IMAGEVET_MAX_CLOUD_INIT", Section: "worker", Key: "max_cloud_init",
+			Default: wd.MaxTimeouts.CloudInit.D().String(), Kind: kindDuration, Usage: "largest timeouts.cloud_init a job may ask for"},
+		setting{Flag: "max-command", Var: "IMAGEVET_MAX_COMMAND", Section: "worker", Key: "max_command",
+			Default: wd.MaxTimeouts.Command.D().String(), Kind: kindDuration, Usage: "largest timeouts.command a job may ask for"},
+		setting{Flag: "max-fetch", Var: "IMAGEVET_MAX_FETCH", Section: "worker", Key: "max_fetch", Default: wd.MaxTimeouts.Fetch.D().String(),
+			Kind: kindDuration, Usage: "largest timeouts.fetch a job may ask for"},
+		setting{Flag: "keyring", Var: "IMAGEVET_KEYRING", Key: "keyring", Usage: "OpenPGP keyring every checksum list must be signed with"})
 
-// flagVariable finds the variable a flag's usage names first: IMAGEVET_X or OS_X.
-var flagVariable = regexp.MustCompile(`\b(IMAGEVET_[A-Z0-9_]*[A-Z0-9]|OS_[A-Z0-9_]*[A-Z0-9])\b`)
+	// The worker as a service.
+	add([]string{"worker"},
+		setting{Flag: "concurrency", Var: "IMAGEVET_CONCURRENCY", Section: "worker", Key: "concurrency",
+			Default: itoa(daemon.DefaultConcurrency), Kind: kindInt, Zero: zeroRefused, Usage: "jobs run at once"},
+		setting{Flag: "memory-reserve", Var: "IMAGEVET_MEMORY_RESERVE_MIB", Section: "worker", Key: "memory_reserve_mib",
+			Default: itoa(daemon.DefaultMemoryReserveMiB), Kind: kindInt, Zero: zeroRefused, Usage: "MiB of MemAvailable the host keeps for itself"},
+		setting{Flag: "memory-overhead", Var: "IMAGEVET_MEMORY_OVERHEAD_MIB", Section: "worker", Key: "memory_overhead_mib",
+			Default: itoa(daemon.DefaultMemoryOverheadMiB), Kind: kindInt, Zero: zeroRefused, Usage: "MiB added to each job's memory for the emulator"},
+		setting{Flag: "admission-hold", Var: "IMAGEVET_ADMISSION_HOLD", Section: "worker", Key: "admission_hold",
+			Default: dur(daemon.DefaultAdmissionHold), Kind: kindDuration, Zero: zeroRefused,
+			Usage: "how long a job waits for memory before it is handed back"},
+		setting{Flag: "grace", Var: "IMAGEVET_GRACE", Section: "worker", Key: "grace", Default: dur(daemon.DefaultGracePeriod),
+			Kind: kindDuration, Zero: zeroRefused, Usage: "time running jobs get to finish on shutdown"},
+		setting{Flag: "nats-port", Var: "IMAGEVET_NATS_PORT", Section: "worker", Key: "nats_port", Default: itoa(daemon.DefaultEmbeddedPort),
+			Kind: kindInt, Zero: zeroRefused, Usage: "embedded server port on 127.0.0.1"},
+		setting{Flag: "nats-store", Var: "IMAGEVET_NATS_STORE", Section: "worker", Key: "nats_store",
+			Usage: "embedded server data directory, default STATE-DIR/nats"},
+		setting{Flag: "metrics", Var: "IMAGEVET_METRICS_ADDR", Section: "worker", Key: "metrics",
+			Usage: "serve /metrics and /healthz here, e.g. 127.0.0.1:9464"})
 
-// printFlags is every command's flag help, one format: each flag, its usage with
-// the variable it falls back to, and its value before the command line (the
-// default, or the variable's value) saying where that came from.
-func printFlags(w io.Writer, fs *flag.FlagSet, env Env) {
-	fs.VisitAll(func(f *flag.Flag) {
-		kind, usage := flag.UnquoteUsage(f)
-		head := "  -" + f.Name
-		if kind != "" {
-			head += " " + kind
-		}
-		from, value := "default", f.Value.String()
-		if m := flagVariable.FindStringSubmatch(f.Usage); m != nil && env.Getenv(m[1]) != "" {
-			from = "from " + m[1]
-			if env.Source != nil && env.Source(m[1]) != "environment" {
-				from = "from " + env.Source(m[1])
-			}
-			if value == "" { // a flag parsing its own values (lists, sizes)
-				value = env.Getenv(m[1])
-			}
-		}
-		if value == "" && f.DefValue == "" { // its usage says the default
-			value = "-"
-		} else {
-			value = strconv.Quote(maskURLs(value))
-		}
-		fmt.Fprintf(w, "%s\n    \t%s\n    \t= %s, %s\n", head, strings.ReplaceAll(usage, "\n", "\n    \t"), value, from)
-	})
-}
+	// The queue's settings, which a first worker or `queue setup` applies; zero
+	// (unset) is the queue package's default.
+	add(queueCommands,
+		setting{Flag: "ack-wait", Var: "IMAGEVET_ACK_WAIT", Section: "queue", Key: "ack_wait", Kind: kindDuration, Zero: zeroUnset,
+			Usage: fmt.Sprintf("redelivery timeout of a job without heartbeat (default %s)", queue.DefaultAckWait)},
+		setting{Flag: "max-deliver", Var: "IMAGEVET_MAX_DELIVER", Section: "queue", Key: "max_deliver", Kind: kindInt, Zero: zeroUnset,
+			Usage: fmt.Sprintf("attempts of one job before a final error (default %d)", queue.DefaultMaxDeliver)},
+		setting{Flag: "results-max-age", Var: "IMAGEVET_RESULTS_MAX_AGE", Section: "queue", Key: "results_max_age", Kind: kindDuration,
+			Zero: zeroUnset, Usage: fmt.Sprintf("how long results and console logs are kept (default %s)", queue.DefaultResultsMaxAge)},
+		setting{Flag: "replicas", Var: "IMAGEVET_REPLICAS", Section: "queue", Key: "replicas", Kind: kindInt, Zero: zeroUnset,
+			Usage: "replicas of every stream, bucket and the consumer: 3 on a three-node cluster (default 1)"})
 
-// printEffective writes the settings cmd reads (every command's when cmd is ""),
-// each with its effective value from the environment or the file and where it
-// came from; unset ones keep the flag's default, which COMMAND -h shows.
-// Passwords in URLs are masked.
-func printEffective(w io.Writer, cmd string, env Env, cf *configFile) {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "KEY\tVARIABLE\tVALUE\tFROM\tCOMMANDS")
-	for _, s := range settingsTable() {
-		if cmd != "" && !slices.Contains(s.Commands, cmd) {
-			continue
-		}
-		value, from := "-", "default (see imagevet COMMAND -h)"
-		if v := env.Getenv(s.Var); v != "" {
-			value, from = v, "environment"
-		} else if v, ok := cf.lookup(s.name()); ok {
-			value, from = v.value, fmt.Sprintf("%s:%d", cf.path, v.line)
-		}
-		if s.Secret {
-			value = maskURLs(value)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.name(), s.Var, value, from, strings.Join(s.Commands, ","))
-	}
-	tw.Flush()
-}
+	// Logs: the services' and run's (quieter by default).
+	logLevel := setting{Flag: "log-level", Var: "IMAGEVET_LOG_LEVEL", Section: "log", Key: "level", Default: "info",
+		Usage: "debug, info, warn or error"}
+	add(serviceLogging, logLevel,
+		setting{Flag: "log-json", Var: "IMAGEVET_LOG_JSON", Section: "log", Key: "json", Kind: kindBool, Usage: "JSON logs"})
+	logLevel.Default = "warn"
+	add([]string{"run"}, logLevel)
 
-func (cf *configFile) lookup(name string) (configValue, bool) {
-	if cf == nil {
-		return configValue{}, false
-	}
-	v, ok := cf.values[name]
-	return v, ok
-}
+	// run: one image on this host, its outputs, and a job built from flags.
+	add([]string{"run"},
+		setting{Flag: "vcpus", Var: "IMAGEVET_VCPUS", Section: "run", Key: "vcpus", Default: itoa(defaultRunVCPUs(runtime.NumCPU())),
+			Kind: kindInt, Zero: zeroRefused, Usage: "virtual CPUs with --image (2, or the host's count when it has fewer)"},
+		setting{Flag: "memory", Var: "IMAGEVET_MEMORY_MIB", Section: "run", Key: "memory_mib", Default: itoa(jobs.DefaultMemoryMiB),
+			Kind: kindInt, Zero: zeroRefused, Usage: "memory in MiB with --image"},
+		setting{Flag: "json", Kind: kindBool, Usage: "print the result as JSON instead of a table"},
+		setting{Flag: "keep", Kind: kindBool, Usage: "leave a failed machine running and print how to reach it"},
+		setting{Flag: "console", Kind: kindBool, Usage: "stream the guest's serial console to stderr"},
+		setting{Flag: "quiet", Kind: kindBool, Usage: "no progress lines"},
+		setting{Flag: "result", Usage: "also write the result JSON to this file"},
+		setting{Flag: "junit", Usage: "write a JUnit XML report to this file"},
+		setting{Flag: "console-log", Usage: "copy the whole console log to this file"},
+		setting{Flag: "image", Usage: "image file or URL to vet (instead of JOB.json)"},
+		setting{Flag: "format", Default: "qcow2", Usage: "claimed image format with --image: qcow2 or raw"},
+		setting{Flag: "checksum", Usage: "expected sha256:HEX or sha512:HEX with --image (a local file is hashed when omitted)"},
+		setting{Flag: "user", Usage: "the image's default login user with --image (debian, ubuntu, cloud-user…)"},
+		setting{Flag: "datasource", Usage: "seed with --image: nocloud, configdrive or metadata (default nocloud; configdrive for ignition)"},
+		setting{Flag: "provisioning", Usage: "with --image: cloud-init (default) or ignition (Flatcar-style images; --user defaults to core)"},
+		setting{Flag: "firmware", Default: "bios", Usage: "with --image: bios or uefi"},
+		setting{Flag: "hostname", Usage: "hostname the seed asks for with --image"},
+		setting{Flag: "id", Usage: "job id with --image (default from the file name)"},
+		setting{Flag: "boot-timeout", Kind: kindDuration, Zero: zeroUnset,
+			Usage: "time to SSH on a KVM host with --image (scaled by --tcg-factor under TCG; default the job's)"},
+		setting{Flag: "cmd", Kind: kindList, Usage: "command to run in the guest with --image; repeatable"})
 
-// maskURLs replaces the password of every URL in a comma-separated list.
-func maskURLs(list string) string {
-	parts := strings.Split(list, ",")
-	for i, p := range parts {
-		if u, err := url.Parse(strings.TrimSpace(p)); err == nil && u.User != nil {
-			if _, has := u.User.Password(); has {
-				u.User = url.UserPassword(u.User.Username(), "xxxxx")
-			} else { // a token
-				u.User = url.User("xxxxx")
-			}
-			parts[i] = u.String()
-		}
-	}
-	return strings.Join(parts, ",")
-}
+	add([]string{"submit"},
+		setting{Flag: "timeout", Var: "IMAGEVET_SUBMIT_TIMEOUT", Section: "submit", Key: "timeout", Default: dur(time.Hour),
+			Kind: kindDuration, Zero: zeroRefused, Usage: "with --wait, give up (exit 3) after this long"},
+		setting{Flag: "wait", Kind: kindBool, Usage: "wait for the verdict, following progress"},
+		setting{Flag: "junit", Usage: "with --wait, write a JUnit XML report to this file"},
+		setting{Flag: "json", Kind: kindBool, Usage: "print the acceptance and result as JSON"},
+		setting{Flag: "quiet", Kind: kindBool, Usage: "no progress lines"},
+		setting{Flag: "rerun", Kind: kindBool, Usage: "vet the job again although it has a result; the new result replaces it as the next attempt"})
 
-// cmdConfig is `imagevet config [COMMAND]`.
-func cmdConfig(args []string, env Env, cf *configFile) int {
-	known := map[string]bool{}
-	var names []string
-	for _, c := range commands() {
-		known[c.name] = true
-		names = append(names, c.name)
-	}
-	switch {
-	case len(args) > 1 || (len(args) == 1 && strings.HasPrefix(args[0], "-")):
-		fmt.Fprint(env.Stderr, "usage: imagevet config [COMMAND]\n\nPrints the settings COMMAND reads (every command's without one): the file key, the\nIMAGEVET_* variable, the effective value and where it came from (environment or\nFILE:LINE; a default otherwise, which COMMAND -h shows). URL passwords are masked.\n")
-		if len(args) == 1 && (args[0] == "-h" || args[0] == "--help") {
-			return 0
-		}
-		return exitError
-	case len(args) == 1 && !known[args[0]]:
-		fmt.Fprintf(env.Stderr, "imagevet config: no command %q (commands: %s)\n", args[0], strings.Join(names, ", "))
-		return exitError
-	}
-	cmd := ""
-	if len(args) == 1 {
-		cmd = args[0]
-	}
-	if cf != nil {
-		fmt.Fprintf(env.Stdout, "configuration file: %s\n", cf.path)
-	} else {
-		fmt.Fprintln(env.Stdout, "configuration file: none")
-	}
-	printEffective(env.Stdout, cmd, env, cf)
-	return 0
+	add([]string{"watch"},
+		setting{Flag: "catalog", Var: "IMAGEVET_CATALOG", Section: "watch", Key: "catalog", Default: "catalog",
+			Usage: "catalog file or directory"},
+		setting{Flag: "family", Var: "IMAGEVET_WATCH_FAMILIES", Section: "watch", Key: "families", Kind: kindList, Sep: ",",
+			Usage: "only these families, comma-separated keys; repeatable"},
+		setting{Flag: "interval", Var: "IMAGEVET_WATCH_INTERVAL", Section: "watch", Key: "interval", Default: dur(watch.DefaultInterval),
+			Kind: kindDuration, Zero: zeroRefused, Usage: "time between two polls of a family"},
+		setting{Flag: "jitter", Var: "IMAGEVET_WATCH_JITTER", Section: "watch", Key: "jitter", Default: dur(watch.DefaultInterval / 10),
+			Kind: kindDuration, Usage: "random spread of each wait, ± (at most the interval; 0: none)"},
+		setting{Flag: "retry", Var: "IMAGEVET_WATCH_RETRY", Section: "watch", Key: "retry", Default: dur(watch.DefaultRetry),
+			Kind: kindDuration, Zero: zeroRefused, Usage: "how soon a family whose feed failed is polled again"},
+		setting{Flag: "request-timeout", Var: "IMAGEVET_WATCH_REQUEST_TIMEOUT", Section: "watch", Key: "request_timeout",
+			Default: dur(feed.DefaultRequestTimeout), Kind: kindDuration, Zero: zeroRefused, Usage: "bound on each feed request"},
+		setting{Flag: "attempts", Var: "IMAGEVET_WATCH_ATTEMPTS", Section: "watch", Key: "attempts", Default: itoa(watch.DefaultAttempts),
+			Kind: kindInt, Zero: zeroRefused, Usage: "reads of a failing feed within one poll"},
+		setting{Flag: "parallel", Var: "IMAGEVET_WATCH_PARALLEL", Section: "watch", Key: "parallel", Default: itoa(watch.DefaultParallelism),
+			Kind: kindInt, Zero: zeroRefused, Usage: "families polled at once"},
+		setting{Flag: "metrics", Var: "IMAGEVET_METRICS_ADDR", Section: "watch", Key: "metrics",
+			Usage: "serve /metrics and /healthz here, e.g. 127.0.0.1:9465"},
+		setting{Flag: "once", Var: "IMAGEVET_WATCH_ONCE", Kind: kindBool, Usage: "poll every family once and exit"},
+		setting{Flag: "json", Kind: kindBool, Usage: "with --once, print the outcomes as JSON"})
+
+	add([]string{"status"},
+		setting{Flag: "json", Kind: kindBool, Usage: "print results as JSON"},
+		setting{Flag: "job", Usage: "show the result of this job id"},
+		setting{Flag: "console", Usage: "print the full console log of this job id"},
+		setting{Flag: "families", Kind: kindBool, Usage: "show only the image families: newest upstream release and its verdict"})
+
+	add([]string{"serve"},
+		setting{Flag: "listen", Var: "IMAGEVET_WEB_LISTEN", Section: "serve", Key: "listen", Default: web.DefaultListen,
+			Usage: "host:port to serve the page on"},
+		setting{Flag: "tls-cert", Var: "IMAGEVET_WEB_TLS_CERT", Section: "serve", Key: "tls_cert", Usage: "TLS certificate file: serve HTTPS"},
+		setting{Flag: "tls-key", Var: "IMAGEVET_WEB_TLS_KEY", Section: "serve", Key: "tls_key", Usage: "TLS key file"},
+		setting{Flag: "token-file", Var: "IMAGEVET_WEB_TOKEN_FILE", Section: "serve", Key: "token_file",
+			Usage: "file holding the access token; required off loopback"})
+
+	add([]string{"publish"},
+		setting{Flag: "os-cloud", Var: "IMAGEVET_OS_CLOUD", AltVar: "OS_CLOUD", Key: "clouds", Kind: kindList, Sep: ",",
+			Usage: "[NAME=]ENTRY[@REGION]: a clouds.yaml entry to publish to, optionally named and in one region; repeatable, replaces the variable's list (comma-separated; else OS_CLOUD)"},
+		setting{Flag: "os-client-config-file", Var: "OS_CLIENT_CONFIG_FILE", Section: "publish", Key: "os_client_config_file",
+			Usage: "clouds.yaml to read instead of the usual places"},
+		setting{Flag: "os-region", Var: "OS_REGION_NAME", Section: "publish", Key: "os_region",
+			Usage: "region, or comma-separated regions each published to, for every cloud without @REGION"},
+		setting{Flag: "os-cacert", Var: "OS_CACERT", Section: "publish", Key: "os_cacert", Usage: "CA file verifying the cloud's endpoints"},
+		setting{Flag: "os-insecure", Var: "OS_INSECURE", Section: "publish", Key: "os_insecure", Kind: kindBool,
+			Usage: "do not verify the clouds' TLS certificates: test clouds only"},
+		setting{Flag: "os-timeout", Var: "IMAGEVET_OS_TIMEOUT", Section: "publish", Key: "os_timeout", Default: dur(2 * time.Minute),
+			Kind: kindDuration, Zero: zeroRefused, Usage: "deadline of each cloud API call but the upload"},
+		setting{Flag: "import-converts", Var: "IMAGEVET_PUBLISH_IMPORT_CONVERTS", Section: "publish", Key: "import_converts",
+			Default: publish.ConvertsAuto,
+			Usage:   "whether a cloud's Glance converts imports to raw (image_conversion plugin): auto (learnt from the first import stored converted), yes or no; for all clouds, or per cloud as NAME=VALUE,..."},
+		setting{Flag: "upload-method", Var: "IMAGEVET_PUBLISH_UPLOAD_METHOD", Section: "publish", Key: "upload_method",
+			Default: publish.UploadAuto,
+			Usage:   "how the bytes reach Glance: auto (glance-direct import where offered, else a plain upload), import, or upload"},
+		setting{Flag: "ack-wait", Var: "IMAGEVET_PUBLISH_ACK_WAIT", Section: "publish", Key: "ack_wait", Default: dur(publish.DefaultAckWait),
+			Kind: kindDuration, Zero: zeroRefused, Usage: "redelivery timeout of a result without heartbeat"},
+		setting{Flag: "retry-delay", Var: "IMAGEVET_PUBLISH_RETRY_DELAY", Section: "publish", Key: "retry_delay",
+			Default: dur(publish.DefaultRetryDelay), Kind: kindDuration, Zero: zeroRefused,
+			Usage: "wait before a publication that failed for a passing reason is tried again"},
+		setting{Flag: "rotate-every", Var: "IMAGEVET_PUBLISH_ROTATE_EVERY", Section: "publish", Key: "rotate_every",
+			Default: dur(publish.DefaultRotateEvery), Kind: kindDuration, Zero: zeroRefused,
+			Usage: "bring every published family to its policy this often without a new release (deletes images whose last user went away, retries failed steps)"},
+		setting{Flag: "job", Usage: "publish this job's result once and exit"},
+		setting{Flag: "cloud", Kind: kindList, Usage: "with --job: publish to this cloud (by NAME) only; repeatable"},
+		setting{Flag: "dry-run", Kind: kindBool, Usage: "with --job: print the plan (create, rename, hide, deactivate, delete), change nothing"},
+		setting{Flag: "json", Kind: kindBool,
+			Usage: "with --job: print the outcomes as a JSON list, one per cloud (status \"error\" with the reason for a cloud that failed)"})
+
+	add([]string{"jobs"},
+		setting{Flag: "json", Kind: kindBool, Usage: "print as JSON"},
+		setting{Flag: "workers", Kind: kindBool, Usage: "list the live workers instead"})
+
+	add([]string{"cancel"},
+		setting{Flag: "by", Var: "IMAGEVET_CANCEL_BY", Section: "cancel", Key: "by", Default: whoAmI(), Usage: "who cancels, as the result shows"},
+		setting{Flag: "reason", Usage: "why, as the result shows"},
+		setting{Flag: "json", Kind: kindBool, Usage: "print the outcome as JSON"})
+
+	add([]string{"queue"}, setting{Flag: "json", Kind: kindBool, Usage: "print the settings as JSON"})
+	return rows
 }

@@ -1,12 +1,17 @@
 package main
 
 import (
+	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/imagevet/imagevet/worker"
 )
 
 func writeConfig(t *testing.T, text string) string {
@@ -70,35 +75,115 @@ func TestConfigFilePrecedence(t *testing.T) {
 	}
 }
 
-// The settings table covers every IMAGEVET_* variable a command's help names, so
-// the file can set each of them for that command.
-func TestSettingsTableCoversEveryVariable(t *testing.T) {
-	byCmd := map[string][]string{}
+// The settings table is every command's flags: each flag a command's help lists
+// is a row naming that command and each row naming a command is one of its
+// flags (parseCommand also refuses a command whose destinations differ from its
+// rows, which -h would show). Every row's default parses, and its zero rule fits
+// its default.
+func TestSettingsTableIsEveryFlag(t *testing.T) {
+	known := map[string]bool{}
 	for _, c := range commands() {
-		byCmd[c.name] = nil
+		known[c.name] = true
 	}
-	for _, s := range settingsTable() {
-		for _, c := range s.Commands {
-			if _, ok := byCmd[c]; !ok {
-				t.Errorf("setting %s names command %q, which the command table lacks", s.name(), c)
-			}
-			byCmd[c] = append(byCmd[c], s.Var)
-		}
-	}
-	// Per-invocation switches stay flags and variables only.
-	notInFile := []string{"IMAGEVET_WATCH_ONCE"}
-	varRe := regexp.MustCompile(`IMAGEVET_[A-Z_]+[A-Z]`)
-	for cmd := range byCmd {
+	flagLine := regexp.MustCompile(`(?m)^  -([a-z0-9-]+)`)
+	for cmd := range known {
 		args := []string{cmd, "-h"}
 		if cmd == "queue" {
 			args = []string{"queue", "setup", "-h"}
 		}
-		_, help := cli(t, nil, "", args...)
-		for _, v := range varRe.FindAllString(help, -1) {
-			if v != "IMAGEVET_CONFIG" && !slices.Contains(byCmd[cmd], v) && !slices.Contains(notInFile, v) {
-				t.Errorf("imagevet %s -h names %s, which the settings table does not give %s", cmd, v, cmd)
+		code, help := cli(t, nil, "", args...)
+		if code != 0 {
+			t.Errorf("imagevet %s -h: exit %d\n%s", cmd, code, help)
+			continue
+		}
+		var inHelp, inTable []string
+		for _, m := range flagLine.FindAllStringSubmatch(help, -1) {
+			inHelp = append(inHelp, m[1])
+		}
+		for _, s := range rowsOf(cmd) {
+			inTable = append(inTable, s.Flag)
+		}
+		if !slices.Equal(inHelp, inTable) || len(inHelp) == 0 {
+			t.Errorf("imagevet %s -h lists flags %q; the settings table %q", cmd, inHelp, inTable)
+		}
+	}
+	for _, s := range settingsTable() {
+		for _, c := range s.Commands {
+			if !known[c] {
+				t.Errorf("--%s names command %q, which the command table lacks", s.Flag, c)
 			}
 		}
+		dst := map[kind]any{kindString: new(string), kindInt: new(int), kindDuration: new(time.Duration), kindBool: new(bool),
+			kindFloat: new(float64), kindBytes: new(int64), kindList: new([]string)}[s.Kind]
+		if err := s.store(dst, s.listed(value{text: s.Default})); err != nil {
+			t.Errorf("--%s of %v: %v", s.Flag, s.Commands, err)
+		}
+		if (s.Zero == zeroRefused) == (s.Default == "" || s.Default == "0") && s.Zero != zeroAllowed {
+			t.Errorf("--%s of %v: zero rule %d with default %q", s.Flag, s.Commands, s.Zero, s.Default)
+		}
+		if s.Zero == zeroUnset && s.Default != "" {
+			t.Errorf("--%s of %v: zero means unset, but the default is %q", s.Flag, s.Commands, s.Default)
+		}
+	}
+}
+
+// Every variable and file key of the settings table is in the Debian package's
+// commented settings (packaging/etc/imagevet.yaml), where an operator looks.
+func TestPackagedConfigNamesEverySetting(t *testing.T) {
+	data, err := os.ReadFile("../../packaging/etc/imagevet.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(data)
+	for _, s := range settingsTable() {
+		if s.Var != "" && !strings.Contains(text, s.Var) {
+			t.Errorf("packaging/etc/imagevet.yaml does not name %s (--%s)", s.Var, s.Flag)
+		}
+		if s.Key != "" && !regexp.MustCompile(`(?m)^ *#?`+regexp.QuoteMeta(s.Key)+`:`).MatchString(text) {
+			t.Errorf("packaging/etc/imagevet.yaml lacks the key %s (--%s)", s.name(), s.Flag)
+		}
+	}
+}
+
+// Each setting's value is the flag's, else the variable's, else the file's, else
+// the default; a list from a flag replaces the variable's (and the file's)
+// rather than adding to it: the image roots bound what jobs may read.
+func TestSettingsPrecedence(t *testing.T) {
+	cf, err := loadConfig(writeConfig(t, "image_roots: [/srv/f]\nworker:\n  accel: tcg\n  domain_prefix: file-\n  cache_max: 1G\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	parse := func(vars map[string]string, args ...string) worker.Config {
+		t.Helper()
+		env := Env{Stdout: io.Discard, Stderr: io.Discard, Stdin: strings.NewReader(""), config: cf,
+			Getenv: func(k string) string { return vars[k] }}
+		p, _ := parseRun(context.Background(), append(args, "-"), env)
+		return p.cfg
+	}
+	vars := map[string]string{"IMAGEVET_ACCEL": "kvm", "IMAGEVET_IMAGE_ROOTS": "/srv/a:/srv/b", "IMAGEVET_CACHE_MAX": "2G"}
+	for _, tc := range []struct {
+		vars                 map[string]string
+		args                 []string
+		accel, prefix, roots string
+		cacheMax             int64
+	}{
+		{nil, nil, "tcg", "file-", "/srv/f", 1 << 30},
+		{vars, nil, "kvm", "file-", "/srv/a,/srv/b", 2 << 30},
+		{vars, []string{"--accel", "auto", "--image-root", "/srv/c", "--cache-max", "3G"}, "auto", "file-", "/srv/c", 3 << 30},
+		{vars, []string{"--image-root", "/srv/c", "--image-root", "/srv/d"}, "kvm", "file-", "/srv/c,/srv/d", 2 << 30},
+	} {
+		c := parse(tc.vars, tc.args...)
+		if c.Accel != tc.accel || c.DomainPrefix != tc.prefix || strings.Join(c.ImageRoots, ",") != tc.roots || c.CacheMax != tc.cacheMax {
+			t.Errorf("%v %v: accel %q, prefix %q, roots %q, cache %d; want %q %q %q %d", tc.vars, tc.args,
+				c.Accel, c.DomainPrefix, c.ImageRoots, c.CacheMax, tc.accel, tc.prefix, tc.roots, tc.cacheMax)
+		}
+	}
+	env := Env{Stdout: io.Discard, Stderr: io.Discard, Getenv: func(string) string { return "" }}
+	if c := parse(nil); c.Accel != "tcg" {
+		t.Fatalf("the file's accel: %q", c.Accel)
+	}
+	if p, _ := parseRun(context.Background(), []string{"-"}, env); p.cfg.Accel != worker.DefaultConfig().Accel || p.cfg.DomainPrefix != "imagevet-" {
+		t.Errorf("no file, no variable: accel %q, prefix %q", p.cfg.Accel, p.cfg.DomainPrefix)
 	}
 }
 
@@ -148,7 +233,7 @@ func TestHelpSaysWhereEachValueComesFrom(t *testing.T) {
 func TestConfigFileBadValueNamesTheLine(t *testing.T) {
 	p := writeConfig(t, "watch:\n  catalog: /etc/imagevet/catalog\n  interval: soon\n")
 	code, stderr := cli(t, map[string]string{"IMAGEVET_CONFIG": p}, "", "watch")
-	if want := p + `:3: IMAGEVET_WATCH_INTERVAL "soon": not a duration like 90s`; code != exitError || !strings.Contains(stderr, want) {
+	if want := p + `:3: watch.interval "soon": not a duration like 90s`; code != exitError || !strings.Contains(stderr, want) {
 		t.Fatalf("exit %d, stderr %q; want exit 2 and %q", code, stderr, want)
 	}
 }

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"sort"
@@ -42,20 +40,16 @@ func cmdStatus(ctx context.Context, args []string, env Env) int {
 		jsonOut, fams  bool
 		jobID, console string
 	)
-	fs := newFlagSet("status", statusUsage, env)
-	nf.register(fs, env, defaultNATSURL)
-	fs.BoolVar(&jsonOut, "json", false, "print results as JSON")
-	fs.StringVar(&jobID, "job", "", "show the result of this job id")
-	fs.StringVar(&console, "console", "", "print the full console log of this job id")
-	fs.BoolVar(&fams, "families", false, "show only the image families: newest upstream release and its verdict")
-	if err := parseInterleaved(fs, args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return exitError
+	rest, err := parseCommand("status", statusUsage, args, env, merged(nf.bind(), map[string]any{
+		"json": &jsonOut, "job": &jobID, "console": &console, "families": &fams}))
+	if code, stop := flagStop(err); stop {
+		return code
 	}
-	if fs.NArg() > 1 || (fs.NArg() == 1 && (jobID != "" || console != "" || fams)) {
-		fs.Usage()
+	if err == nil && (len(rest) > 1 || (len(rest) == 1 && (jobID != "" || console != "" || fams))) {
+		err = fmt.Errorf("one IMAGE, or --job, --console or --families, got %q (see imagevet status -h)", rest)
+	}
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "imagevet status: %v\n", err)
 		return exitError
 	}
 	q, ctx, done, err := openQueue(ctx, nf, "imagevet status")
@@ -72,15 +66,15 @@ func cmdStatus(ctx context.Context, args []string, env Env) int {
 			return exitNoVerdict
 		}
 		return exitPass
-	case jobID != "" || fs.NArg() == 1:
+	case jobID != "" || len(rest) == 1:
 		var res jobs.Result
 		var ok bool
-		what := "image " + fs.Arg(0)
+		what := "job " + jobID
 		if jobID != "" {
-			what = "job " + jobID
 			res, ok, err = q.Result(ctx, jobID)
 		} else {
-			res, ok, err = q.Status(ctx, fs.Arg(0))
+			what = "image " + rest[0]
+			res, ok, err = q.Status(ctx, rest[0])
 		}
 		if err != nil {
 			fmt.Fprintf(env.Stderr, "imagevet status: %v\n", err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -35,30 +34,20 @@ func cmdSubmit(ctx context.Context, args []string, env Env) int {
 		timeout           time.Duration
 		junitFile         string
 	)
-	fs := newFlagSet("submit", submitUsage, env)
-	nf.register(fs, env, defaultNATSURL)
-	ef := &envFlags{fs: fs, env: env}
-	fs.BoolVar(&wait, "wait", false, "wait for the verdict, following progress")
-	ef.durationVar(&timeout, "timeout", "IMAGEVET_SUBMIT_TIMEOUT", time.Hour, "with --wait, give up (exit 3) after this long")
-	fs.StringVar(&junitFile, "junit", "", "with --wait, write a JUnit XML report to this file")
-	fs.BoolVar(&jsonOut, "json", false, "print the acceptance and result as JSON")
-	fs.BoolVar(&qt, "quiet", false, "no progress lines")
-	fs.BoolVar(&rerun, "rerun", false, "vet the job again although it has a result; the new result replaces it as the next attempt")
-	if err := parseInterleaved(fs, args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return exitError
+	rest, err := parseCommand("submit", submitUsage, args, env, merged(nf.bind(), map[string]any{
+		"wait": &wait, "timeout": &timeout, "junit": &junitFile, "json": &jsonOut, "quiet": &qt, "rerun": &rerun}))
+	if code, stop := flagStop(err); stop {
+		return code
 	}
-	if err := errors.Join(append(ef.errs, ef.zeroRefused())...); err != nil {
+	if err != nil {
 		fmt.Fprintf(env.Stderr, "imagevet submit: %v\n", err)
 		return exitError
 	}
-	if fs.NArg() != 1 {
-		fs.Usage()
+	if len(rest) != 1 {
+		fmt.Fprintf(env.Stderr, "imagevet submit: want one JOB.json (or - for stdin), got %q (see imagevet submit -h)\n", rest)
 		return exitError
 	}
-	job, err := readJobFile(fs.Arg(0), env.Stdin)
+	job, err := readJobFile(rest[0], env.Stdin)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "imagevet submit: %v\n", err)
 		return exitError
@@ -164,21 +153,4 @@ func readJobFile(path string, stdin io.Reader) (jobs.Job, error) {
 		return jobs.Job{}, fmt.Errorf("%s: %w", path, err)
 	}
 	return job, nil
-}
-
-// parseInterleaved parses flags that may come after positional arguments too
-// ("submit job.json --wait").
-func parseInterleaved(fs *flag.FlagSet, args []string) error {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return err
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
-	}
-	return fs.Parse(append([]string{"--"}, pos...))
 }

@@ -3,8 +3,8 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"text/tabwriter"
@@ -41,7 +41,7 @@ prints what it found and how long each took, and exits: 0 when every feed was re
 type watchConfig struct {
 	nats        natsFlags
 	catalog     string
-	families    string
+	families    []string
 	once        bool
 	metricsAddr string
 	logLevel    string
@@ -50,40 +50,23 @@ type watchConfig struct {
 	watch       watch.Config
 }
 
-func cmdWatch(ctx context.Context, args []string, env Env) int {
+// parseWatch parses and validates watch's settings.
+func parseWatch(args []string, env Env) (watchConfig, error) {
 	var c watchConfig
-	fs := newFlagSet("watch", watchUsage, env)
-	c.nats.register(fs, env, defaultNATSURL)
-	ef := &envFlags{fs: fs, env: env}
-	fs.StringVar(&c.catalog, "catalog", envOr(env, "IMAGEVET_CATALOG", "catalog"), "catalog file or directory (IMAGEVET_CATALOG)")
-	fs.StringVar(&c.families, "family", env.Getenv("IMAGEVET_WATCH_FAMILIES"), "only these families, comma-separated keys (IMAGEVET_WATCH_FAMILIES)")
-	ef.boolVar(&c.once, "once", "IMAGEVET_WATCH_ONCE", "poll every family once and exit")
-	ef.durationVar(&c.watch.Interval, "interval", "IMAGEVET_WATCH_INTERVAL", watch.DefaultInterval, "time between two polls of a family")
-	ef.durationVar(&c.watch.Jitter, "jitter", "IMAGEVET_WATCH_JITTER", watch.DefaultInterval/10, "random spread of each wait, ± (at most the interval)")
-	ef.durationVar(&c.watch.Retry, "retry", "IMAGEVET_WATCH_RETRY", watch.DefaultRetry, "how soon a family whose feed failed is polled again")
-	ef.durationVar(&c.watch.RequestTimeout, "request-timeout", "IMAGEVET_WATCH_REQUEST_TIMEOUT", feed.DefaultRequestTimeout, "bound on each feed request")
-	ef.intVar(&c.watch.Attempts, "attempts", "IMAGEVET_WATCH_ATTEMPTS", watch.DefaultAttempts, "reads of a failing feed within one poll")
-	ef.zeroAllowed("jitter")
-	ef.intVar(&c.watch.Parallelism, "parallel", "IMAGEVET_WATCH_PARALLEL", watch.DefaultParallelism, "families polled at once")
-	fs.StringVar(&c.metricsAddr, "metrics", env.Getenv("IMAGEVET_METRICS_ADDR"), "serve /metrics and /healthz here, e.g. 127.0.0.1:9465 (IMAGEVET_METRICS_ADDR)")
-	fs.StringVar(&c.logLevel, "log-level", envOr(env, "IMAGEVET_LOG_LEVEL", "info"), "debug, info, warn or error (IMAGEVET_LOG_LEVEL)")
-	ef.boolVar(&c.logJSON, "log-json", "IMAGEVET_LOG_JSON", "JSON logs")
-	fs.BoolVar(&c.jsonOut, "json", false, "with --once, print the outcomes as JSON")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return exitError
+	rest, err := parseCommand("watch", watchUsage, args, env, merged(c.nats.bind(), logBindings(&c.logLevel, &c.logJSON),
+		map[string]any{"catalog": &c.catalog, "family": &c.families, "once": &c.once, "interval": &c.watch.Interval,
+			"jitter": &c.watch.Jitter, "retry": &c.watch.Retry, "request-timeout": &c.watch.RequestTimeout,
+			"attempts": &c.watch.Attempts, "parallel": &c.watch.Parallelism, "metrics": &c.metricsAddr, "json": &c.jsonOut}))
+	if _, stop := flagStop(err); stop {
+		return c, err
 	}
-	errs := ef.errs
-	if fs.NArg() > 0 {
-		errs = append(errs, fmt.Errorf("unexpected arguments %q", fs.Args()))
+	errs := []error{err}
+	if len(rest) > 0 {
+		errs = append(errs, fmt.Errorf("unexpected arguments %q", rest))
 	}
-	// A zero is refused on its own; the interval's bounds and the jitter's, which
-	// depends on it, are judged only for values that were not zero.
-	if zerr := ef.zeroRefused(); zerr != nil {
-		errs = append(errs, zerr)
-	} else {
+	// A refused value is reported on its own; the interval's bounds and the
+	// jitter's, which depends on it, are judged only when every value was taken.
+	if err == nil {
 		if c.watch.Interval < time.Minute {
 			errs = append(errs, fmt.Errorf("--interval %s: at least 1m", c.watch.Interval))
 		}
@@ -91,75 +74,40 @@ func cmdWatch(ctx context.Context, args []string, env Env) int {
 			errs = append(errs, fmt.Errorf("--jitter %s: between 0 and the interval", c.watch.Jitter))
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
-		fmt.Fprintf(env.Stderr, "imagevet watch: %v\n", err)
-		return exitError
-	}
 	c.watch.CheckArtefact = true
-	log, err := newLogger(env.Stderr, c.logLevel, c.logJSON)
-	if err != nil {
-		fmt.Fprintf(env.Stderr, "imagevet watch: %v\n", err)
-		return exitError
-	}
-	c.watch.Logger = log
+	return c, errors.Join(errs...)
+}
 
-	fams, err := catalog.Load(c.catalog)
-	if err == nil && c.families != "" {
-		fams, err = selectFamilies(fams, queue.SplitURLs(c.families))
+func cmdWatch(ctx context.Context, args []string, env Env) int {
+	c, err := parseWatch(args, env)
+	if code, stop := flagStop(err); stop {
+		return code
 	}
-	if err != nil {
-		fmt.Fprintf(env.Stderr, "imagevet watch: %v\n", err)
-		return exitError
-	}
-	metrics := watch.NewMetrics()
 	fail := func(err error) int {
 		fmt.Fprintf(env.Stderr, "imagevet watch: %v\n", err)
 		return exitError
 	}
-	var nc *nats.Conn
-	var q *queue.Queue
-	var health func() error
-	if c.once { // a one-shot: no NATS is exit 2 at once
-		if nc, err = queue.Connect(c.nats.options("imagevet watch")); err != nil {
-			return fail(err)
-		}
-		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		q, err = queue.Open(octx, nc)
-		cancel()
-		if err != nil {
-			nc.Close()
-			return fail(err)
-		}
-		health = func() error {
-			if !nc.IsConnected() {
-				return fmt.Errorf("nats %s", nc.Status())
-			}
-			return nil
-		}
-	} else { // the service waits for its server, saying so on /healthz
-		dialer := c.nats.dialer("imagevet watch", log)
-		health = dialer.Health
-		if c.metricsAddr != "" {
-			stop, err := serveMetrics(c.metricsAddr, metrics.Handler(health))
-			if err != nil {
-				return fail(err)
-			}
-			defer stop()
-		}
-		var code int
-		var ok bool
-		if nc, q, code, ok = connectService(ctx, dialer, env, "watch"); !ok {
-			return code
-		}
+	if err != nil {
+		return fail(err)
 	}
-	defer nc.Close()
-	if c.once && c.metricsAddr != "" {
-		stop, err := serveMetrics(c.metricsAddr, metrics.Handler(health))
-		if err != nil {
-			return fail(err)
-		}
-		defer stop()
+	log, err := newLogger(env.Stderr, c.logLevel, c.logJSON)
+	if err != nil {
+		return fail(err)
 	}
+	c.watch.Logger = log
+	fams, err := catalog.Load(c.catalog)
+	if err == nil && len(c.families) > 0 {
+		fams, err = selectFamilies(fams, c.families)
+	}
+	if err != nil {
+		return fail(err)
+	}
+	metrics := watch.NewMetrics()
+	q, stop, code, ok := c.connect(ctx, env, log, metrics)
+	if !ok {
+		return code
+	}
+	defer stop()
 	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	w, err := watch.New(octx, c.watch, fams, q, loadKeyring, metrics)
@@ -182,6 +130,63 @@ func cmdWatch(ctx context.Context, args []string, env Env) int {
 		return exitError
 	}
 	return exitPass
+}
+
+// connect opens the queue and serves --metrics. A one-shot (--once) connects at
+// once, no NATS being exit 2; the service waits for its server, saying so on
+// /healthz, which it serves while it waits. stop closes both. When it should end
+// instead it returns ok=false and its exit status, having said why.
+func (c *watchConfig) connect(ctx context.Context, env Env, log *slog.Logger, metrics *watch.Metrics) (q *queue.Queue, stop func(), code int, ok bool) {
+	fail := func(err error) (*queue.Queue, func(), int, bool) {
+		fmt.Fprintf(env.Stderr, "imagevet watch: %v\n", err)
+		return nil, nil, exitError, false
+	}
+	var nc *nats.Conn
+	var health func() error
+	stopMetrics := func() {}
+	serve := func() error {
+		if c.metricsAddr == "" {
+			return nil
+		}
+		s, err := serveMetrics(c.metricsAddr, metrics.Handler(health))
+		if err == nil {
+			stopMetrics = s
+		}
+		return err
+	}
+	if c.once {
+		var err error
+		if nc, err = queue.Connect(c.nats.options("imagevet watch")); err != nil {
+			return fail(err)
+		}
+		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		q, err = queue.Open(octx, nc)
+		cancel()
+		if err == nil {
+			health = func() error {
+				if !nc.IsConnected() {
+					return fmt.Errorf("nats %s", nc.Status())
+				}
+				return nil
+			}
+			err = serve()
+		}
+		if err != nil {
+			nc.Close()
+			return fail(err)
+		}
+		return q, func() { stopMetrics(); nc.Close() }, 0, true
+	}
+	dialer := c.nats.dialer("imagevet watch", log)
+	health = dialer.Health
+	if err := serve(); err != nil {
+		return fail(err)
+	}
+	if nc, q, code, ok = connectService(ctx, dialer, env, "watch"); !ok {
+		stopMetrics()
+		return nil, nil, code, false
+	}
+	return q, func() { nc.Close(); stopMetrics() }, 0, true
 }
 
 // selectFamilies keeps the named families; a name the catalog lacks is an error.
