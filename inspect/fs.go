@@ -44,6 +44,7 @@ var readers = []struct {
 	{"os-release", readOSRelease},
 	{"admin user", readAdminUser},
 	{"kernels", readKernels},
+	{"hygiene evidence", readHygieneEvidence},
 }
 
 // isNotExist reports whether err says a path is absent.
