@@ -44,17 +44,21 @@ func Compare(prev, cur jobs.Result, limits jobs.Regression) *jobs.Changes {
 		c.VerdictBefore, c.VerdictAfter = jobs.Duration(before), jobs.Duration(after)
 	}
 
+	regress := func(measure, line string) {
+		c.Regressions = append(c.Regressions, line)
+		c.Regressed = append(c.Regressed, measure)
+	}
 	if grew, pct := beyond(c.SizeBefore, c.SizeAfter, limits.SizePercent); grew {
-		c.Regressions = append(c.Regressions, fmt.Sprintf("image size %s → %s (+%d %%, beyond the family's %d %%)",
+		regress(jobs.MeasureSize, fmt.Sprintf("image size %s → %s (+%d %%, beyond the family's %d %%)",
 			jobs.HumanBytes(c.SizeBefore), jobs.HumanBytes(c.SizeAfter), pct, limits.SizePercent))
 	}
 	if grew, pct := beyond(c.VirtualSizeBefore, c.VirtualSizeAfter, limits.SizePercent); grew {
-		c.Regressions = append(c.Regressions, fmt.Sprintf("virtual size %s → %s (+%d %%, beyond the family's %d %%)",
+		regress(jobs.MeasureVirtualSize, fmt.Sprintf("virtual size %s → %s (+%d %%, beyond the family's %d %%)",
 			jobs.HumanBytes(c.VirtualSizeBefore), jobs.HumanBytes(c.VirtualSizeAfter), pct, limits.SizePercent))
 	}
 	if sameAccel(prev, cur) {
 		if grew, pct := beyond(int64(c.BootBefore), int64(c.BootAfter), limits.BootPercent); grew {
-			c.Regressions = append(c.Regressions, fmt.Sprintf("boot time %s → %s (+%d %%, beyond the family's %d %%)",
+			regress(jobs.MeasureBoot, fmt.Sprintf("boot time %s → %s (+%d %%, beyond the family's %d %%)",
 				roundTime(c.BootBefore.D()), roundTime(c.BootAfter.D()), pct, limits.BootPercent))
 		}
 	}
@@ -72,13 +76,8 @@ func Attach(res *jobs.Result, prev jobs.Result, limits jobs.Regression) {
 	}
 	res.Inspection.Changes = c
 	for _, r := range c.Regressions {
-		res.Warnings = append(res.Warnings, "regression since "+previousName(c)+": "+r)
+		res.Warnings = append(res.Warnings, "regression since "+c.Previous()+": "+r)
 	}
-}
-
-// previousName names the release compared with: its version, or its job.
-func previousName(c *jobs.Changes) string {
-	return cmp.Or(c.PreviousVersion, c.PreviousJob)
 }
 
 // beyond reports whether after exceeds before by more than limit percent, and by

@@ -146,8 +146,8 @@ func TestCompareThresholds(t *testing.T) {
 			cur := result("debian-12-20261120-1", "20261120-1", c.boot, 2*time.Minute, c.size, "6.1.0-28-cloud-amd64", bookworm8)
 			cur.Accel = c.accel
 			ch := Compare(prev, cur, c.limits)
-			if len(ch.Regressions) != len(c.want) {
-				t.Fatalf("regressions %q, want %d like %q", ch.Regressions, len(c.want), c.want)
+			if len(ch.Regressions) != len(c.want) || len(ch.Regressed) != len(c.want) {
+				t.Fatalf("regressions %q (%q), want %d like %q", ch.Regressions, ch.Regressed, len(c.want), c.want)
 			}
 			for i, w := range c.want {
 				if !strings.Contains(ch.Regressions[i], w) {

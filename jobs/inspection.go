@@ -130,8 +130,10 @@ type Changes struct {
 	VerdictBefore     Duration `json:"verdict_before,omitempty"`
 	VerdictAfter      Duration `json:"verdict_after,omitempty"`
 	// Regressions are the changes beyond the family's thresholds, one line each;
-	// each is also a warning on the result.
+	// each is also a warning on the result. Regressed names what they measure
+	// (MeasureSize, MeasureVirtualSize, MeasureBoot), in the same order.
 	Regressions []string `json:"regressions,omitempty"`
+	Regressed   []string `json:"regressed,omitempty"`
 }
 
 // Upgrade is one package whose version changed.

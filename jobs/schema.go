@@ -44,6 +44,7 @@ var (
 		"checks[].status":                    {string(StatusPass), string(StatusFail), string(StatusSkip), string(StatusError)},
 		"checks[].name":                      AllChecks,
 		"console_marks[].kind":               {MarkMilestone, MarkFatal},
+		"inspection.changes.regressed[]":     {MeasureSize, MeasureVirtualSize, MeasureBoot},
 		"publish.visibility":                 {"public", "community", "shared", "private"},
 		"publish.disk_format":                {FormatRaw, FormatQCOW2},
 		"publish.rotation.older":             {OlderCommunity, OlderHidden},

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/imagevet/imagevet/inspect"
 	"github.com/imagevet/imagevet/jobs"
 	"github.com/imagevet/imagevet/worker"
 )
@@ -38,6 +39,8 @@ type runFlags struct {
 	jsonOut, keep, streamConsole, quiet bool
 	resultFile, junitFile, consoleFile  string
 	logLevel                            string
+	// previous is an earlier result to compare with (--previous).
+	previous string
 	// A job built from flags instead of a file.
 	image, format, checksum, user, datasource, firmware, hostname, id string
 	provisioning                                                      string
@@ -52,7 +55,8 @@ func (f *runFlags) bind() map[string]any {
 		"result": &f.resultFile, "junit": &f.junitFile, "console-log": &f.consoleFile, "log-level": &f.logLevel,
 		"image": &f.image, "format": &f.format, "checksum": &f.checksum, "user": &f.user, "datasource": &f.datasource,
 		"provisioning": &f.provisioning, "firmware": &f.firmware, "hostname": &f.hostname, "id": &f.id,
-		"vcpus": &f.vcpus, "memory": &f.memory, "boot-timeout": &f.bootTimeout, "cmd": &f.commands}
+		"vcpus": &f.vcpus, "memory": &f.memory, "boot-timeout": &f.bootTimeout, "cmd": &f.commands,
+		"previous": &f.previous}
 }
 
 // runInvocation is what one `imagevet run` was told, parsed and validated.
@@ -61,6 +65,8 @@ type runInvocation struct {
 	cfg   worker.Config
 	job   jobs.Job
 	log   *slog.Logger
+	// previous is the result the verdict is compared with, or nil.
+	previous *jobs.Result
 }
 
 // parseRun parses run's flags and variables and loads the job; configuration and
@@ -78,7 +84,34 @@ func parseRun(ctx context.Context, args []string, env Env) (runInvocation, error
 	p.job = job
 	log, logErr := newLogger(env.Stderr, f.logLevel, false)
 	p.log = log
-	return p, errors.Join(err, cfg.Validate(), logErr, jobErr)
+	prev, prevErr := readPreviousResult(f.previous)
+	p.previous = prev
+	return p, errors.Join(err, cfg.Validate(), logErr, jobErr, prevErr)
+}
+
+// readPreviousResult reads the result --previous names (nil without one),
+// bounded by jobs.MaxDocumentSize.
+func readPreviousResult(path string) (*jobs.Result, error) {
+	if path == "" {
+		return nil, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("--previous: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, jobs.MaxDocumentSize+1))
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("--previous %s: %w", path, err)
+	case len(data) > jobs.MaxDocumentSize:
+		return nil, fmt.Errorf("--previous %s: larger than %d bytes", path, jobs.MaxDocumentSize)
+	}
+	r, err := jobs.DecodeResult(data)
+	if err != nil {
+		return nil, fmt.Errorf("--previous %s: %w", path, err)
+	}
+	return &r, nil
 }
 
 // defaultRunVCPUs is run's vCPU count on a host with hostCPUs: 2 (a Debian 12 guest
@@ -115,6 +148,9 @@ func cmdRun(ctx context.Context, args []string, env Env) int {
 		stopConsole()
 	}
 	view.close()
+	if p.previous != nil && (res.Verdict == jobs.VerdictPass || res.Verdict == jobs.VerdictFail) {
+		inspect.Attach(&res, *p.previous, job.Regression)
+	}
 
 	if err := writeRunOutputs(res, f); err != nil {
 		fmt.Fprintf(env.Stderr, "imagevet run: %v\n", err)

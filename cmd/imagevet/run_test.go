@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -42,6 +43,8 @@ func TestRunRejectsBadInput(t *testing.T) {
 		{[]string{filepath.Join(dir, "absent.json")}, "absent.json"},
 		{[]string{bad, "--accel", "warp"}, "image.format"}, // flags after JOB.json are flags
 		{[]string{}, "give either JOB.json or --image"},
+		{[]string{"--previous", filepath.Join(dir, "gone.json"), bad}, "--previous"},
+		{[]string{"--previous", bad, bad}, "--previous " + bad + ": invalid result: guest: unknown field"},
 		{[]string{"--image", bad}, "guest.user"},
 		{[]string{"--accel", "warp", "--image", bad, "--user", "debian", "--checksum", "sha256:" + strings.Repeat("0", 64), "--format", "raw"}, "accel"},
 	}
@@ -78,8 +81,17 @@ func TestRunPanicFixtureJSONAndJUnit(t *testing.T) {
 	os.Chmod(state, 0o755)
 	defer os.RemoveAll(state)
 	junit := filepath.Join(state, "report.xml")
+	// The verdict is compared with an earlier result (--previous) of a much smaller image.
+	previous := filepath.Join(state, "previous.json")
+	prevAt := time.Now().UTC().Add(-24 * time.Hour)
+	prevData, _ := jobs.MarshalResult(jobs.Result{Version: jobs.Version, JobID: "tiny-panic-previous", Verdict: jobs.VerdictFail,
+		Checks: []jobs.CheckResult{}, Stages: []jobs.Stage{}, Worker: "w", Attempt: 1, StartedAt: prevAt, FinishedAt: prevAt.Add(time.Minute),
+		ImageFacts: &jobs.ImageFacts{Format: "qcow2", Size: 1024, VirtualSize: 1 << 20}})
+	if err := os.WriteFile(previous, prevData, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	code, stdout, stderr := runCLI(t, "--accel", "tcg", "--state-dir", state, "--worker-id", "cmdtest",
-		"--image-root", fx, "--json", "--junit", junit, "--quiet", "../../fixtures/jobs/tiny-panic.json")
+		"--image-root", fx, "--json", "--junit", junit, "--quiet", "--previous", previous, "../../fixtures/jobs/tiny-panic.json")
 	if code != exitFail {
 		t.Fatalf("exit %d, want 1 (fail)\nstdout: %s\nstderr: %s", code, stdout, stderr)
 	}
@@ -89,6 +101,15 @@ func TestRunPanicFixtureJSONAndJUnit(t *testing.T) {
 	}
 	if res.FailedCheck != jobs.CheckBoot || !strings.Contains(res.ConsoleTail, "Kernel panic") {
 		t.Errorf("result: %s %q", res.FailedCheck, res.Reason)
+	}
+	if res.Inspection == nil || res.Inspection.Changes == nil || res.Inspection.Changes.PreviousJob != "tiny-panic-previous" ||
+		res.Inspection.Changes.SizeBefore != 1024 || !slices.Contains(res.Inspection.Changes.Regressed, jobs.MeasureSize) {
+		t.Errorf("not compared with --previous: %+v", res.Inspection)
+	}
+	if !slices.ContainsFunc(res.Warnings, func(w string) bool {
+		return strings.HasPrefix(w, "regression since tiny-panic-previous: image size 1.0 KiB → ")
+	}) {
+		t.Errorf("warnings %q lack the size regression", res.Warnings)
 	}
 	data, err := os.ReadFile(junit)
 	if err != nil {

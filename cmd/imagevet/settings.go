@@ -206,6 +206,7 @@ func settingsTable() []setting {
 		setting{Flag: "result", Usage: "also write the result JSON to this file"},
 		setting{Flag: "junit", Usage: "write a JUnit XML report to this file"},
 		setting{Flag: "console-log", Usage: "copy the whole console log to this file"},
+		setting{Flag: "previous", Usage: "compare the verdict with this earlier result (RESULT.json of the image's previous release), as a worker compares a family's releases"},
 		setting{Flag: "image", Usage: "image file or URL to vet (instead of JOB.json)"},
 		setting{Flag: "format", Default: "qcow2", Usage: "claimed image format with --image: qcow2 or raw"},
 		setting{Flag: "checksum", Usage: "expected sha256:HEX or sha512:HEX with --image (a local file is hashed when omitted)"},

@@ -128,6 +128,7 @@ func printResultTable(w io.Writer, r jobs.Result) {
 	}
 	tw.Flush()
 	printFindings(w, r.Inspection)
+	printChanges(w, r.Inspection)
 	if len(r.Stages) > 0 {
 		fmt.Fprint(w, "\nstages:")
 		for _, s := range r.Stages {
@@ -161,6 +162,18 @@ func printFindings(w io.Writer, in *jobs.Inspection) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", f.Level, f.Rule, orDash(f.Path), f.Detail)
 	}
 	tw.Flush()
+}
+
+// printChanges says in one line how the release differs from its family's previous
+// vetted release, then each regression.
+func printChanges(w io.Writer, in *jobs.Inspection) {
+	if in == nil || in.Changes == nil {
+		return
+	}
+	fmt.Fprintf(w, "\n%s\n", in.Changes.Summary())
+	for _, r := range in.Changes.Regressions {
+		fmt.Fprintf(w, "  regression: %s\n", r)
+	}
 }
 
 func indent(s string) string {
