@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -203,67 +204,25 @@ func cmdPublish(ctx context.Context, args []string, env Env) int {
 	if code, stop := flagStop(err); stop {
 		return code
 	}
-	if err != nil {
-		fmt.Fprintf(env.Stderr, "imagevet publish: %v\n", err)
-		return exitError
-	}
-	log, err := newLogger(env.Stderr, cfg.logLevel, cfg.logJSON)
-	if err != nil {
-		fmt.Fprintf(env.Stderr, "imagevet publish: %v\n", err)
-		return exitError
-	}
 	fail := func(err error) int {
 		fmt.Fprintf(env.Stderr, "imagevet publish: %v\n", err)
 		return exitError
 	}
-	var nc *nats.Conn
-	var q *queue.Queue
-	if cfg.jobID == "" { // the service waits for its server and queue
-		var code int
-		var ok bool
-		if nc, q, code, ok = connectService(ctx, cfg.nats.dialer("imagevet publish", log), env, "publish"); !ok {
-			return code
-		}
-	} else if nc, err = queue.Connect(cfg.nats.options("imagevet publish")); err != nil {
+	if err != nil {
 		return fail(err)
+	}
+	log, err := newLogger(env.Stderr, cfg.logLevel, cfg.logJSON)
+	if err != nil {
+		return fail(err)
+	}
+	nc, q, code, ok := cfg.connect(ctx, env, log)
+	if !ok {
+		return code
 	}
 	defer nc.Close()
-	if q == nil {
-		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		q, err = queue.Open(octx, nc)
-		cancel()
-		if err != nil {
-			return fail(err)
-		}
-	}
-	store, err := image.NewStore(image.StoreConfig{Dir: filepath.Join(cfg.stateDir, "cache"), FileRoots: cfg.imageRoots, Logger: log})
-	if err != nil {
-		return fail(fmt.Errorf("image cache: %w", err))
-	}
-	creds, _ := cfg.clouds()
-	convAll, convPer, _ := cfg.importConverts()
-	pcfg := publish.Config{Store: store, Queue: q, UploadMethod: cfg.upload, ImportConverts: convAll, Logger: log}
-	fleet, err := publish.NewFleet(pcfg, creds, func(name string, c *publish.Config) {
-		if v, ok := convPer[name]; ok {
-			c.ImportConverts = v
-		}
-	})
+	fleet, err := cfg.fleet(ctx, q, log)
 	if err != nil {
 		return fail(err)
-	}
-	for name := range convPer {
-		if !slices.Contains(fleet.Names(), name) {
-			return fail(fmt.Errorf("import-converts: %q is not one of the clouds (%s)", name, strings.Join(fleet.Names(), ", ")))
-		}
-	}
-	// Log in to every cloud now: a configuration error stops the command; a cloud
-	// that is down is tried again when it is needed, the others go ahead.
-	for name, err := range fleet.LoginAll(ctx) {
-		var ce *publish.ConfigError
-		if errors.As(err, &ce) {
-			return fail(err)
-		}
-		log.Warn("cloud unavailable at start; its publications wait and are retried", "cloud", name, "err", err)
 	}
 	if cfg.jobID == "" {
 		cfg.service.Logger = log
@@ -272,21 +231,86 @@ func cmdPublish(ctx context.Context, args []string, env Env) int {
 		}
 		return 0
 	}
+	return cfg.publishOne(ctx, env, q, fleet)
+}
+
+// connect opens the queue: the service waits for its server and queue, a
+// one-shot (--job) connects at once. When it should end instead it returns
+// ok=false and its exit status, having said why.
+func (c *publishConfig) connect(ctx context.Context, env Env, log *slog.Logger) (nc *nats.Conn, q *queue.Queue, code int, ok bool) {
+	if c.jobID == "" {
+		return connectService(ctx, c.nats.dialer("imagevet publish", log), env, "publish")
+	}
+	nc, err := queue.Connect(c.nats.options("imagevet publish"))
+	if err == nil {
+		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		q, err = queue.Open(octx, nc)
+		cancel()
+		if err != nil {
+			nc.Close()
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "imagevet publish: %v\n", err)
+		return nil, nil, exitError, false
+	}
+	return nc, q, 0, true
+}
+
+// fleet is the clouds publish puts images into, logged in to: a configuration
+// error is returned; a cloud that is down is tried again when it is needed, the
+// others go ahead.
+func (c *publishConfig) fleet(ctx context.Context, q *queue.Queue, log *slog.Logger) (*publish.Fleet, error) {
+	store, err := image.NewStore(image.StoreConfig{Dir: filepath.Join(c.stateDir, "cache"), FileRoots: c.imageRoots, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("image cache: %w", err)
+	}
+	creds, _ := c.clouds()
+	convAll, convPer, _ := c.importConverts()
+	pcfg := publish.Config{Store: store, Queue: q, UploadMethod: c.upload, ImportConverts: convAll, Logger: log}
+	fleet, err := publish.NewFleet(pcfg, creds, func(name string, pc *publish.Config) {
+		if v, ok := convPer[name]; ok {
+			pc.ImportConverts = v
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	for name := range convPer {
+		if !slices.Contains(fleet.Names(), name) {
+			return nil, fmt.Errorf("import-converts: %q is not one of the clouds (%s)", name, strings.Join(fleet.Names(), ", "))
+		}
+	}
+	for name, err := range fleet.LoginAll(ctx) {
+		var ce *publish.ConfigError
+		if errors.As(err, &ce) {
+			return nil, err
+		}
+		log.Warn("cloud unavailable at start; its publications wait and are retried", "cloud", name, "err", err)
+	}
+	return fleet, nil
+}
+
+// publishOne is publish --job: that job's result in its clouds (or --cloud's),
+// or the plan with --dry-run. Its exit status: 0 published everywhere, 1 not
+// publishable, 2 an error in some cloud, 4 no result.
+func (c *publishConfig) publishOne(ctx context.Context, env Env, q *queue.Queue, fleet *publish.Fleet) int {
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	res, ok, err := q.Result(rctx, cfg.jobID)
+	res, ok, err := q.Result(rctx, c.jobID)
 	cancel()
 	if err != nil {
-		return fail(err)
+		fmt.Fprintf(env.Stderr, "imagevet publish: %v\n", err)
+		return exitError
 	}
 	if !ok {
-		fmt.Fprintf(env.Stderr, "imagevet publish: no result for job %s\n", cfg.jobID)
+		fmt.Fprintf(env.Stderr, "imagevet publish: no result for job %s\n", c.jobID)
 		return exitNoVerdict
 	}
 	targets := fleet.Selected(res)
-	if len(cfg.only) > 0 {
-		targets = cfg.only
+	if len(c.only) > 0 {
+		targets = c.only
 	}
-	outs := fleet.PublishTo(ctx, q, res, targets, cfg.dryRun, false, cfg.service.RetryDelay)
+	outs := fleet.PublishTo(ctx, q, res, targets, c.dryRun, false, c.service.RetryDelay)
 	code := exitPass
 	for _, o := range outs {
 		if o.Err != nil {
@@ -296,22 +320,22 @@ func cmdPublish(ctx context.Context, args []string, env Env) int {
 			code = exitFail
 		}
 	}
-	if cfg.jsonOut {
-		list := make([]publish.Outcome, len(outs))
-		for i, o := range outs {
-			list[i] = o.Outcome
-			if o.Err != nil {
-				list[i].Status, list[i].Reason = "error", o.Err.Error()
-			}
-		}
-		writeJSON(env.Stdout, list)
-	} else {
+	if !c.jsonOut {
 		for _, o := range outs {
 			if o.Err == nil {
 				printOutcome(env.Stdout, o.Outcome)
 			}
 		}
+		return code
 	}
+	list := make([]publish.Outcome, len(outs))
+	for i, o := range outs {
+		list[i] = o.Outcome
+		if o.Err != nil {
+			list[i].Status, list[i].Reason = "error", o.Err.Error()
+		}
+	}
+	writeJSON(env.Stdout, list)
 	return code
 }
 

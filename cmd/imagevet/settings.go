@@ -98,10 +98,26 @@ func settingsTable() []setting {
 			rows = append(rows, r)
 		}
 	}
-	wd := worker.DefaultConfig()
-	dur := func(d time.Duration) string { return d.String() }
-	itoa := strconv.Itoa
+	natsAndStoreSettings(add)
+	workerSettings(add)
+	runSettings(add)
+	watchSettings(add)
+	publishSettings(add)
+	clientSettings(add)
+	return rows
+}
 
+// adder puts rows, for commands, into the settings table.
+type adder func(commands []string, rows ...setting)
+
+// dur and itoa write defaults as the table's parsers read them.
+func dur(d time.Duration) string { return d.String() }
+
+var itoa = strconv.Itoa
+
+// natsAndStoreSettings adds the NATS connection, which every command but run reads, and the
+// state and image sources the worker, run and the publisher share.
+func natsAndStoreSettings(add adder) {
 	// NATS: the worker's default is its embedded server; every client's, that server.
 	natsRows := func(url string) []setting {
 		usage := "NATS server URLs, comma-separated"
@@ -122,11 +138,16 @@ func settingsTable() []setting {
 
 	// The state and the image sources the worker, run and the publisher share.
 	add(storeCommands,
-		setting{Flag: "state-dir", Var: "IMAGEVET_STATE_DIR", Key: "state_dir", Default: wd.StateDir,
+		setting{Flag: "state-dir", Var: "IMAGEVET_STATE_DIR", Key: "state_dir", Default: worker.DefaultConfig().StateDir,
 			Usage: "the worker's state: per-job files and the image cache (which the publisher reads)"},
 		setting{Flag: "image-root", Var: "IMAGEVET_IMAGE_ROOTS", Key: "image_roots", Kind: kindList, Sep: ":",
 			Usage: "directory file sources may come from; repeatable, replaces the variable's list (colon-separated)"})
+}
 
+// workerSettings adds the worker's: its vetting settings (which run shares), the service's,
+// the queue's it may apply, and the services' logs.
+func workerSettings(add adder) {
+	wd := worker.DefaultConfig()
 	// The worker's vetting settings, which run shares.
 	add(vetCommands,
 		setting{Flag: "worker-id", Var: "IMAGEVET_WORKER_ID", Section: "worker", Key: "worker_id", Default: wd.WorkerID,
@@ -192,7 +213,10 @@ func settingsTable() []setting {
 		setting{Flag: "log-json", Var: "IMAGEVET_LOG_JSON", Section: "log", Key: "json", Kind: kindBool, Usage: "JSON logs"})
 	logLevel.Default = "warn"
 	add([]string{"run"}, logLevel)
+}
 
+// runSettings adds run's own: its outputs and a job built from flags.
+func runSettings(add adder) {
 	// run: one image on this host, its outputs, and a job built from flags.
 	add([]string{"run"},
 		setting{Flag: "vcpus", Var: "IMAGEVET_VCPUS", Section: "run", Key: "vcpus", Default: itoa(defaultRunVCPUs(runtime.NumCPU())),
@@ -219,16 +243,10 @@ func settingsTable() []setting {
 		setting{Flag: "boot-timeout", Kind: kindDuration, Zero: zeroUnset,
 			Usage: "time to SSH on a KVM host with --image (scaled by --tcg-factor under TCG; default the job's)"},
 		setting{Flag: "cmd", Kind: kindList, Usage: "command to run in the guest with --image; repeatable"})
+}
 
-	add([]string{"submit"},
-		setting{Flag: "timeout", Var: "IMAGEVET_SUBMIT_TIMEOUT", Section: "submit", Key: "timeout", Default: dur(time.Hour),
-			Kind: kindDuration, Zero: zeroRefused, Usage: "with --wait, give up (exit 3) after this long"},
-		setting{Flag: "wait", Kind: kindBool, Usage: "wait for the verdict, following progress"},
-		setting{Flag: "junit", Usage: "with --wait, write a JUnit XML report to this file"},
-		setting{Flag: "json", Kind: kindBool, Usage: "print the acceptance and result as JSON"},
-		setting{Flag: "quiet", Kind: kindBool, Usage: "no progress lines"},
-		setting{Flag: "rerun", Kind: kindBool, Usage: "vet the job again although it has a result; the new result replaces it as the next attempt"})
-
+// watchSettings adds watch's.
+func watchSettings(add adder) {
 	add([]string{"watch"},
 		setting{Flag: "catalog", Var: "IMAGEVET_CATALOG", Section: "watch", Key: "catalog", Default: "catalog",
 			Usage: "catalog file or directory"},
@@ -250,21 +268,10 @@ func settingsTable() []setting {
 			Usage: "serve /metrics and /healthz here, e.g. 127.0.0.1:9465"},
 		setting{Flag: "once", Var: "IMAGEVET_WATCH_ONCE", Kind: kindBool, Usage: "poll every family once and exit"},
 		setting{Flag: "json", Kind: kindBool, Usage: "with --once, print the outcomes as JSON"})
+}
 
-	add([]string{"status"},
-		setting{Flag: "json", Kind: kindBool, Usage: "print results as JSON"},
-		setting{Flag: "job", Usage: "show the result of this job id"},
-		setting{Flag: "console", Usage: "print the full console log of this job id"},
-		setting{Flag: "families", Kind: kindBool, Usage: "show only the image families: newest upstream release and its verdict"})
-
-	add([]string{"serve"},
-		setting{Flag: "listen", Var: "IMAGEVET_WEB_LISTEN", Section: "serve", Key: "listen", Default: web.DefaultListen,
-			Usage: "host:port to serve the page on"},
-		setting{Flag: "tls-cert", Var: "IMAGEVET_WEB_TLS_CERT", Section: "serve", Key: "tls_cert", Usage: "TLS certificate file: serve HTTPS"},
-		setting{Flag: "tls-key", Var: "IMAGEVET_WEB_TLS_KEY", Section: "serve", Key: "tls_key", Usage: "TLS key file"},
-		setting{Flag: "token-file", Var: "IMAGEVET_WEB_TOKEN_FILE", Section: "serve", Key: "token_file",
-			Usage: "file holding the access token; required off loopback"})
-
+// publishSettings adds publish's: its clouds and how it publishes to them.
+func publishSettings(add adder) {
 	add([]string{"publish"},
 		setting{Flag: "os-cloud", Var: "IMAGEVET_OS_CLOUD", AltVar: "OS_CLOUD", Key: "clouds", Kind: kindList, Sep: ",",
 			Usage: "[NAME=]ENTRY[@REGION]: a clouds.yaml entry to publish to, optionally named and in one region; repeatable, replaces the variable's list (comma-separated; else OS_CLOUD)"},
@@ -296,6 +303,32 @@ func settingsTable() []setting {
 		setting{Flag: "dry-run", Kind: kindBool, Usage: "with --job: print the plan (create, rename, hide, deactivate, delete), change nothing"},
 		setting{Flag: "json", Kind: kindBool,
 			Usage: "with --job: print the outcomes as a JSON list, one per cloud (status \"error\" with the reason for a cloud that failed)"})
+}
+
+// clientSettings adds the settings of submit, status, serve, jobs, cancel and queue setup.
+func clientSettings(add adder) {
+	add([]string{"submit"},
+		setting{Flag: "timeout", Var: "IMAGEVET_SUBMIT_TIMEOUT", Section: "submit", Key: "timeout", Default: dur(time.Hour),
+			Kind: kindDuration, Zero: zeroRefused, Usage: "with --wait, give up (exit 3) after this long"},
+		setting{Flag: "wait", Kind: kindBool, Usage: "wait for the verdict, following progress"},
+		setting{Flag: "junit", Usage: "with --wait, write a JUnit XML report to this file"},
+		setting{Flag: "json", Kind: kindBool, Usage: "print the acceptance and result as JSON"},
+		setting{Flag: "quiet", Kind: kindBool, Usage: "no progress lines"},
+		setting{Flag: "rerun", Kind: kindBool, Usage: "vet the job again although it has a result; the new result replaces it as the next attempt"})
+
+	add([]string{"status"},
+		setting{Flag: "json", Kind: kindBool, Usage: "print results as JSON"},
+		setting{Flag: "job", Usage: "show the result of this job id"},
+		setting{Flag: "console", Usage: "print the full console log of this job id"},
+		setting{Flag: "families", Kind: kindBool, Usage: "show only the image families: newest upstream release and its verdict"})
+
+	add([]string{"serve"},
+		setting{Flag: "listen", Var: "IMAGEVET_WEB_LISTEN", Section: "serve", Key: "listen", Default: web.DefaultListen,
+			Usage: "host:port to serve the page on"},
+		setting{Flag: "tls-cert", Var: "IMAGEVET_WEB_TLS_CERT", Section: "serve", Key: "tls_cert", Usage: "TLS certificate file: serve HTTPS"},
+		setting{Flag: "tls-key", Var: "IMAGEVET_WEB_TLS_KEY", Section: "serve", Key: "tls_key", Usage: "TLS key file"},
+		setting{Flag: "token-file", Var: "IMAGEVET_WEB_TOKEN_FILE", Section: "serve", Key: "token_file",
+			Usage: "file holding the access token; required off loopback"})
 
 	add([]string{"jobs"},
 		setting{Flag: "json", Kind: kindBool, Usage: "print as JSON"},
@@ -307,5 +340,4 @@ func settingsTable() []setting {
 		setting{Flag: "json", Kind: kindBool, Usage: "print the outcome as JSON"})
 
 	add([]string{"queue"}, setting{Flag: "json", Kind: kindBool, Usage: "print the settings as JSON"})
-	return rows
 }

@@ -34,23 +34,31 @@ serial console log.
 // exitNoVerdict is status's exit code for an image or job without a result.
 const exitNoVerdict = 4
 
+// statusQuery is what one imagevet status asks for.
+type statusQuery struct {
+	jsonOut, families     bool
+	jobID, console, image string
+}
+
 func cmdStatus(ctx context.Context, args []string, env Env) int {
 	var (
-		nf             natsFlags
-		jsonOut, fams  bool
-		jobID, console string
+		nf natsFlags
+		sq statusQuery
 	)
 	rest, err := parseCommand("status", statusUsage, args, env, merged(nf.bind(), map[string]any{
-		"json": &jsonOut, "job": &jobID, "console": &console, "families": &fams}))
+		"json": &sq.jsonOut, "job": &sq.jobID, "console": &sq.console, "families": &sq.families}))
 	if code, stop := flagStop(err); stop {
 		return code
 	}
-	if err == nil && (len(rest) > 1 || (len(rest) == 1 && (jobID != "" || console != "" || fams))) {
+	if err == nil && (len(rest) > 1 || (len(rest) == 1 && (sq.jobID != "" || sq.console != "" || sq.families))) {
 		err = fmt.Errorf("one IMAGE, or --job, --console or --families, got %q (see imagevet status -h)", rest)
 	}
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "imagevet status: %v\n", err)
 		return exitError
+	}
+	if len(rest) == 1 {
+		sq.image = rest[0]
 	}
 	q, ctx, done, err := openQueue(ctx, nf, "imagevet status")
 	if err != nil {
@@ -58,94 +66,113 @@ func cmdStatus(ctx context.Context, args []string, env Env) int {
 		return exitError
 	}
 	defer done()
-
-	switch {
-	case console != "":
-		if err := q.Console(ctx, console, env.Stdout); err != nil {
-			fmt.Fprintf(env.Stderr, "imagevet status: %v\n", err)
-			return exitNoVerdict
-		}
-		return exitPass
-	case jobID != "" || len(rest) == 1:
-		var res jobs.Result
-		var ok bool
-		what := "job " + jobID
-		if jobID != "" {
-			res, ok, err = q.Result(ctx, jobID)
-		} else {
-			what = "image " + rest[0]
-			res, ok, err = q.Status(ctx, rest[0])
-		}
-		if err != nil {
-			fmt.Fprintf(env.Stderr, "imagevet status: %v\n", err)
-			return exitError
-		}
-		if !ok {
-			fmt.Fprintf(env.Stderr, "imagevet status: no verdict for %s\n", what)
-			return exitNoVerdict
-		}
-		recs, err := q.Publications(ctx)
-		if err != nil {
-			fmt.Fprintf(env.Stderr, "imagevet status: %v\n", err)
-			return exitError
-		}
-		mine := func(p jobs.PublicationRecord) bool { return p.JobID == res.JobID }
-		if jsonOut { // the result, and its publications as the table shows them
-			writeJSON(env.Stdout, resultStatus{Result: res, Publications: keepPublications(recs, mine)})
-		} else {
-			printResultTable(env.Stdout, res)
-			printPublicationTable(env.Stdout, recs, mine)
-		}
-		return exitCode(res.Verdict)
-	}
-	if fams {
-		lines, err := familyLines(ctx, q)
-		if err != nil {
-			fmt.Fprintf(env.Stderr, "imagevet status: %v\n", err)
-			return exitError
-		}
-		if jsonOut {
-			writeJSON(env.Stdout, lines)
-		} else {
-			printFamilyTable(env.Stdout, lines)
-		}
-		return exitPass
-	}
-	all, err := q.Statuses(ctx)
+	code, err := sq.show(ctx, env.Stdout, q)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "imagevet status: %v\n", err)
-		return exitError
+	}
+	return code
+}
+
+// show writes what sq asks for to w and returns the exit status: a verdict's for
+// one job or image, exitNoVerdict when it has none.
+func (sq statusQuery) show(ctx context.Context, w io.Writer, q *queue.Queue) (int, error) {
+	switch {
+	case sq.console != "":
+		if err := q.Console(ctx, sq.console, w); err != nil {
+			return exitNoVerdict, err
+		}
+		return exitPass, nil
+	case sq.jobID != "" || sq.image != "":
+		return sq.showResult(ctx, w, q)
+	case sq.families:
+		lines, err := familyLines(ctx, q)
+		if err != nil {
+			return exitError, err
+		}
+		if sq.jsonOut {
+			writeJSON(w, lines)
+		} else {
+			printFamilyTable(w, lines)
+		}
+		return exitPass, nil
+	}
+	o, err := overview(ctx, q)
+	if err != nil {
+		return exitError, err
+	}
+	if sq.jsonOut { // every table of the text output, by name
+		writeJSON(w, o)
+		return exitPass, nil
+	}
+	printStatusTable(w, o.Images)
+	printPublishedTable(w, o.Published)
+	printPublicationTable(w, o.Publications, func(jobs.PublicationRecord) bool { return true })
+	if len(o.Families) > 0 {
+		fmt.Fprintln(w)
+		printFamilyTable(w, o.Families)
+	}
+	return exitPass, nil
+}
+
+// showResult writes one job's or image's result and its publications in each
+// cloud; the exit status is its verdict's.
+func (sq statusQuery) showResult(ctx context.Context, w io.Writer, q *queue.Queue) (int, error) {
+	var (
+		res jobs.Result
+		ok  bool
+		err error
+	)
+	what := "job " + sq.jobID
+	if sq.jobID != "" {
+		res, ok, err = q.Result(ctx, sq.jobID)
+	} else {
+		what = "image " + sq.image
+		res, ok, err = q.Status(ctx, sq.image)
+	}
+	if err != nil {
+		return exitError, err
+	}
+	if !ok {
+		return exitNoVerdict, fmt.Errorf("no verdict for %s", what)
+	}
+	recs, err := q.Publications(ctx)
+	if err != nil {
+		return exitError, err
+	}
+	mine := func(p jobs.PublicationRecord) bool { return p.JobID == res.JobID }
+	if sq.jsonOut { // the result, and its publications as the table shows them
+		writeJSON(w, resultStatus{Result: res, Publications: keepPublications(recs, mine)})
+	} else {
+		printResultTable(w, res)
+		printPublicationTable(w, recs, mine)
+	}
+	return exitCode(res.Verdict), nil
+}
+
+// overview is every table of status without an image: the latest verdict per
+// image, each family's Latest in each cloud, the publications refused or
+// retrying, and each family's newest upstream release.
+func overview(ctx context.Context, q *queue.Queue) (overviewStatus, error) {
+	all, err := q.Statuses(ctx)
+	if err != nil {
+		return overviewStatus{}, err
 	}
 	sort.Slice(all, func(i, j int) bool { return statusName(all[i]) < statusName(all[j]) })
 	published, err := q.PublishedImages(ctx)
 	if err != nil {
-		fmt.Fprintf(env.Stderr, "imagevet status: %v\n", err)
-		return exitError
+		return overviewStatus{}, err
 	}
 	recs, err := q.Publications(ctx)
 	if err != nil {
-		fmt.Fprintf(env.Stderr, "imagevet status: %v\n", err)
-		return exitError
+		return overviewStatus{}, err
 	}
 	pending := func(p jobs.PublicationRecord) bool { return p.State != jobs.PublicationDone }
 	lines, err := familyLines(ctx, q)
 	if err != nil {
-		fmt.Fprintf(env.Stderr, "imagevet status: %v\n", err)
-		return exitError
+		return overviewStatus{}, err
 	}
-	if jsonOut { // every table of the text output, by name
-		writeJSON(env.Stdout, overviewStatus{Images: nonNil(all), Published: nonNil(published),
-			Publications: nonNil(keepPublications(recs, pending)), Families: nonNil(lines)})
-		return exitPass
-	}
-	printStatusTable(env.Stdout, all)
-	printPublishedTable(env.Stdout, published)
-	printPublicationTable(env.Stdout, recs, pending)
-	if len(lines) > 0 {
-		fmt.Fprintln(env.Stdout)
-		printFamilyTable(env.Stdout, lines)
-	}
-	return exitPass
+	return overviewStatus{Images: nonNil(all), Published: nonNil(published),
+		Publications: nonNil(keepPublications(recs, pending)), Families: nonNil(lines)}, nil
 }
 
 // resultStatus is status --json of one job or image: its result and its

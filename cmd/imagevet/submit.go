@@ -26,53 +26,60 @@ Exit status: 0 submitted or pass, 1 fail, 2 error, 3 timeout.
 // defaultNATSURL is where a single-host worker's embedded server listens.
 const defaultNATSURL = "nats://127.0.0.1:4222"
 
+// submitFlags are what one imagevet submit is told beyond NATS.
+type submitFlags struct {
+	wait, jsonOut, quiet, rerun bool
+	timeout                     time.Duration
+	junitFile                   string
+}
+
 func cmdSubmit(ctx context.Context, args []string, env Env) int {
 	var (
-		nf                natsFlags
-		wait, jsonOut, qt bool
-		rerun             bool
-		timeout           time.Duration
-		junitFile         string
+		nf natsFlags
+		sf submitFlags
 	)
 	rest, err := parseCommand("submit", submitUsage, args, env, merged(nf.bind(), map[string]any{
-		"wait": &wait, "timeout": &timeout, "junit": &junitFile, "json": &jsonOut, "quiet": &qt, "rerun": &rerun}))
+		"wait": &sf.wait, "timeout": &sf.timeout, "junit": &sf.junitFile, "json": &sf.jsonOut, "quiet": &sf.quiet,
+		"rerun": &sf.rerun}))
 	if code, stop := flagStop(err); stop {
 		return code
 	}
+	if err == nil && len(rest) != 1 {
+		err = fmt.Errorf("want one JOB.json (or - for stdin), got %q (see imagevet submit -h)", rest)
+	}
+	var job jobs.Job
+	if err == nil {
+		job, err = readJobFile(rest[0], env.Stdin)
+	}
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "imagevet submit: %v\n", err)
 		return exitError
 	}
-	if len(rest) != 1 {
-		fmt.Fprintf(env.Stderr, "imagevet submit: want one JOB.json (or - for stdin), got %q (see imagevet submit -h)\n", rest)
-		return exitError
-	}
-	job, err := readJobFile(rest[0], env.Stdin)
-	if err != nil {
-		fmt.Fprintf(env.Stderr, "imagevet submit: %v\n", err)
-		return exitError
-	}
-
 	q, opCtx, done, err := openQueue(ctx, nf, "imagevet submit")
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "imagevet submit: %v\n", err)
 		return exitError
 	}
 	defer done()
-	view := newProgressView(env.Stderr, qt || jsonOut || !wait)
+	return sf.submit(ctx, opCtx, env, q, job)
+}
+
+// submit queues job (following its progress first with --wait, so no early
+// event is missed), says so, and with --wait waits for its verdict.
+func (sf submitFlags) submit(ctx, opCtx context.Context, env Env, q *queue.Queue, job jobs.Job) int {
+	view := newProgressView(env.Stderr, sf.quiet || sf.jsonOut || !sf.wait)
 	defer view.close()
 	stopProgress := func() {}
-	if wait {
-		// Follow before submitting so no early event is missed.
-		stopProgress, err = q.FollowProgress(job.ID, view.event)
-		if err != nil {
+	if sf.wait {
+		var err error
+		if stopProgress, err = q.FollowProgress(job.ID, view.event); err != nil {
 			fmt.Fprintf(env.Stderr, "imagevet submit: %v\n", err)
 			return exitError
 		}
 		defer stopProgress()
 	}
 	submit := q.Submit
-	if rerun {
+	if sf.rerun {
 		submit = q.Rerun
 	}
 	acc, err := submit(opCtx, job)
@@ -80,29 +87,34 @@ func cmdSubmit(ctx context.Context, args []string, env Env) int {
 		fmt.Fprintf(env.Stderr, "imagevet submit: %v\n", err)
 		return exitError
 	}
-	if !jsonOut {
-		if acc.Duplicate {
-			fmt.Fprintf(env.Stdout, "job %s already submitted (stream %s seq %d): not queued again\n", acc.JobID, acc.Stream, acc.Sequence)
-		} else {
-			fmt.Fprintf(env.Stdout, "job %s accepted (stream %s seq %d)\n", acc.JobID, acc.Stream, acc.Sequence)
-		}
+	switch {
+	case sf.jsonOut:
+	case acc.Duplicate:
+		fmt.Fprintf(env.Stdout, "job %s already submitted (stream %s seq %d): not queued again\n", acc.JobID, acc.Stream, acc.Sequence)
+	default:
+		fmt.Fprintf(env.Stdout, "job %s accepted (stream %s seq %d)\n", acc.JobID, acc.Stream, acc.Sequence)
 	}
-	if !wait {
-		if jsonOut {
+	if !sf.wait {
+		if sf.jsonOut {
 			writeJSON(env.Stdout, submitOutput{Acceptance: acc})
 		}
 		return exitPass
 	}
-
-	waitCtx, cancelWait := context.WithTimeout(ctx, timeout)
+	waitCtx, cancelWait := context.WithTimeout(ctx, sf.timeout)
 	defer cancelWait()
 	res, err := q.WaitAfter(waitCtx, job.ID, acc.Replaces, nil)
 	stopProgress()
 	view.close()
+	return sf.verdict(env, acc, res, err)
+}
+
+// verdict reports what waiting for a job's verdict gave and returns the exit
+// status: the verdict's, exitTimeout after --timeout.
+func (sf submitFlags) verdict(env Env, acc queue.Acceptance, res jobs.Result, err error) int {
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
-		fmt.Fprintf(env.Stderr, "imagevet submit: no verdict for job %s after %s (still queued or running)\n", job.ID, timeout)
-		if jsonOut {
+		fmt.Fprintf(env.Stderr, "imagevet submit: no verdict for job %s after %s (still queued or running)\n", acc.JobID, sf.timeout)
+		if sf.jsonOut {
 			writeJSON(env.Stdout, submitOutput{Acceptance: acc, TimedOut: true})
 		}
 		return exitTimeout
@@ -110,12 +122,12 @@ func cmdSubmit(ctx context.Context, args []string, env Env) int {
 		fmt.Fprintf(env.Stderr, "imagevet submit: %v\n", err)
 		return exitError
 	}
-	if junitFile != "" {
-		if err := writeJUnitFile(junitFile, res); err != nil {
+	if sf.junitFile != "" {
+		if err := writeJUnitFile(sf.junitFile, res); err != nil {
 			fmt.Fprintf(env.Stderr, "imagevet submit: junit: %v\n", err)
 		}
 	}
-	if jsonOut {
+	if sf.jsonOut {
 		writeJSON(env.Stdout, submitOutput{Acceptance: acc, Result: &res})
 	} else {
 		printResultTable(env.Stdout, res)
