@@ -75,6 +75,8 @@ func TestCatalogErrors(t *testing.T) {
 			`c.yaml:8: families.tiny.job.checks.hygiene.histories: unknown hygiene rule "histories"`},
 		{"bad hygiene level", strings.Replace(good, "guest: {user: debian}", "guest: {user: debian}\n      checks:\n        hygiene:\n          machine-id: never", 1),
 			`c.yaml:9: families.tiny.job.checks.hygiene.machine-id: "never": must be fail, warn or off`},
+		{"bad regression threshold", strings.Replace(good, "guest: {user: debian}", "guest: {user: debian}\n      regression: {boot_percent: 50, size_percent: -10}", 1),
+			"c.yaml:7: families.tiny.job.regression.size_percent: -10: must be between 1 and 10000"},
 		{"syntax", "families:\n  tiny: [\n", "c.yaml:"},
 	}
 	for _, c := range cases {
@@ -117,5 +119,18 @@ func TestCatalogDirectory(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "c.yaml"), []byte(doc("one")), 0o644)
 	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "c.yaml:2") || !strings.Contains(err.Error(), "a.yaml:2") {
 		t.Errorf("duplicate family: %v", err)
+	}
+}
+
+// TestCatalogRegressionThresholds: a family's regression thresholds reach its job
+// template; a family without them gets the defaults when its jobs run.
+func TestCatalogRegressionThresholds(t *testing.T) {
+	doc := strings.Replace(tinyFamily, "guest: {user: debian}", "guest: {user: debian}\n      regression: {boot_percent: 50}", 1)
+	fams, err := Parse("r.yaml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fams[0].Job.Regression.WithDefaults(); got != (jobs.Regression{BootPercent: 50, SizePercent: jobs.DefaultSizeRegressionPercent}) {
+		t.Errorf("thresholds %+v", got)
 	}
 }
