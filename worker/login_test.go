@@ -12,6 +12,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/imagevet/imagevet/console"
+	"github.com/imagevet/imagevet/inspect"
 	"github.com/imagevet/imagevet/jobs"
 	"github.com/imagevet/imagevet/worker/guest/sshprobe"
 	"github.com/imagevet/imagevet/worker/vm/fake"
@@ -55,7 +56,7 @@ func keysBlock(keys ...ssh.PublicKey) []fake.Line {
 func TestHostKeyPrintedOnConsoleIsTrusted(t *testing.T) {
 	addr, key := sshServerKey(t)
 	hv := &fake.Hypervisor{SSHAddr: addr, Console: keysBlock(key)}
-	res, _ := runFake(t, hv, loginJob("printedkey"))
+	res, took := runFake(t, hv, loginJob("printedkey"))
 	if res.Verdict != jobs.VerdictPass {
 		t.Fatalf("got %s/%s %q", res.Verdict, res.FailedCheck, res.Reason)
 	}
@@ -65,6 +66,15 @@ func TestHostKeyPrintedOnConsoleIsTrusted(t *testing.T) {
 	}
 	if len(res.Warnings) != 1 || !strings.Contains(res.Warnings[0], "ignored the seeded host keys") {
 		t.Errorf("warnings = %q, want one saying the image ignored the seeded host keys", res.Warnings)
+	}
+	// The pass records the stages its boot time is measured by (from the boot
+	// stage's start to the ssh stage's end), what the family's next release is
+	// compared with.
+	if bt := inspect.BootTime(res); bt <= 0 || bt > took {
+		t.Errorf("boot time %s (the job took %s) from stages %+v", bt, took, res.Stages)
+	}
+	if vt := inspect.VerdictTime(res); vt <= 0 || vt > took {
+		t.Errorf("time to verdict %s (the job took %s)", vt, took)
 	}
 }
 
