@@ -1,6 +1,7 @@
 package inspect
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -206,5 +207,26 @@ func TestAttachWarnsAndKeepsTheVerdict(t *testing.T) {
 	want := "regression since 20260110-1: boot time 40s → 1m0s (+50 %, beyond the family's 30 %)"
 	if !slices.Equal(cur.Warnings, []string{"an earlier warning", want}) {
 		t.Errorf("warnings %q, want the earlier one and %q", cur.Warnings, want)
+	}
+}
+
+// BenchmarkCompare: a Debian cloud image's manifest (about 450 packages) against
+// the previous release's, a tenth of them upgraded.
+func BenchmarkCompare(b *testing.B) {
+	var before, after []jobs.Package
+	for i := range 450 {
+		p := jobs.Package{Name: fmt.Sprintf("lib%03d", i), Version: fmt.Sprintf("1:2.%d-9+deb12u4", i), Arch: "amd64"}
+		before = append(before, p)
+		if i%10 == 0 {
+			p.Version = fmt.Sprintf("1:2.%d-9+deb12u7", i)
+		}
+		after = append(after, p)
+	}
+	prev := result("d12-1110", "20261110-1", 40*time.Second, 90*time.Second, 330<<20, "6.1.0-27-cloud-amd64", before)
+	cur := result("d12-1120", "20261120-1", 41*time.Second, 92*time.Second, 331<<20, "6.1.0-28-cloud-amd64", after)
+	for b.Loop() {
+		if c := Compare(prev, cur, jobs.Regression{}); len(c.Upgraded) != 45 {
+			b.Fatal(len(c.Upgraded))
+		}
 	}
 }

@@ -19,7 +19,7 @@ import (
 )
 
 // startServerOn starts an in-process JetStream server on a given loopback port.
-func startServerOn(t *testing.T, port int, opts server.Options) *server.Server {
+func startServerOn(t testing.TB, port int, opts server.Options) *server.Server {
 	t.Helper()
 	opts.Host, opts.Port, opts.NoSigs, opts.NoLog = "127.0.0.1", port, true, true
 	if opts.JetStream {

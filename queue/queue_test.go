@@ -20,7 +20,7 @@ import (
 
 // testQueue starts an in-process JetStream server on a random loopback port and
 // opens the queue on it.
-func testQueue(t *testing.T) (*Queue, *nats.Conn) {
+func testQueue(t testing.TB) (*Queue, *nats.Conn) {
 	t.Helper()
 	srv := testServer(t)
 	nc, err := Connect(ConnectOptions{URLs: []string{srv.ClientURL()}})
@@ -44,7 +44,7 @@ func testQueue(t *testing.T) (*Queue, *nats.Conn) {
 }
 
 // testServer starts an in-process JetStream server on a random loopback port.
-func testServer(t *testing.T) *server.Server {
+func testServer(t testing.TB) *server.Server {
 	t.Helper()
 	return startServerOn(t, -1, server.Options{JetStream: true})
 }

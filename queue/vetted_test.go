@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -97,5 +98,31 @@ func TestPreviousReleasePrefersTheLastPass(t *testing.T) {
 	}
 	if id, ok := previous("debian-12", "20261201-1", "d12-1201"); !ok || id != "d12-1101" {
 		t.Errorf("after the rerun: %q (found %v), want d12-1101", id, ok)
+	}
+}
+
+// BenchmarkPreviousRelease: the look-up a worker makes before it reports a
+// family's verdict, with the family's whole kept history (VettedHistory verdicts).
+func BenchmarkPreviousRelease(b *testing.B) {
+	q, _ := testQueue(b)
+	ctx := context.Background()
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i := range VettedHistory {
+		v := jobs.VerdictPass
+		if i%3 == 0 {
+			v = jobs.VerdictFail
+		}
+		r := jobs.Result{JobID: fmt.Sprintf("d12-%03d", i), Verdict: v, Checks: []jobs.CheckResult{}, Stages: []jobs.Stage{}, Worker: "w", Attempt: 1,
+			Publish:   jobs.Publication{Name: "Debian 12", Family: "debian-12", Release: fmt.Sprintf("2026%03d", i)},
+			StartedAt: at.Add(time.Duration(i) * time.Hour), FinishedAt: at.Add(time.Duration(i)*time.Hour + time.Minute)}
+		if _, err := q.PublishResult(ctx, r, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		if _, ok, err := q.PreviousRelease(ctx, "debian-12", "2026999", "d12-999"); err != nil || !ok {
+			b.Fatal(ok, err)
+		}
 	}
 }
