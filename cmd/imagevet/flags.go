@@ -339,7 +339,8 @@ var kindName = map[kind]string{kindString: "string", kindInt: "int", kindDuratio
 
 // printFlags is every command's flag help, one format: each flag, its usage with
 // the variable it falls back to, and its value before the command line (the
-// default, the variable's or the file's) saying where that came from.
+// default, the variable's or the file's) saying where that came from, and the
+// default when the value is not it.
 func printFlags(w io.Writer, rows []setting, env Env) {
 	for _, s := range rows {
 		head := "  -" + s.Flag
@@ -355,7 +356,11 @@ func printFlags(w io.Writer, rows []setting, env Env) {
 		if v.text != "" {
 			shown = strconv.Quote(s.mask(v.text))
 		}
-		fmt.Fprintf(w, "%s\n    \t%s\n    \t= %s, %s\n", head, usage, shown, v.describe())
+		from := v.describe()
+		if v.from != fromDefault && s.Default != "" {
+			from += fmt.Sprintf(" (default %q)", s.mask(s.Default))
+		}
+		fmt.Fprintf(w, "%s\n    \t%s\n    \t= %s, %s\n", head, usage, shown, from)
 	}
 }
 

@@ -21,11 +21,11 @@ deployment, and again to change a setting; on a three-node cluster use --replica
 `
 
 func cmdQueue(ctx context.Context, args []string, env Env) int {
-	if len(args) == 0 || args[0] != "setup" {
+	switch {
+	case len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help"):
+		args = []string{"setup", "-h"} // the help of its one subcommand, with its flags
+	case len(args) == 0 || args[0] != "setup":
 		fmt.Fprint(env.Stderr, queueUsage)
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
-			return 0
-		}
 		return exitError
 	}
 	var (

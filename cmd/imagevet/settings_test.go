@@ -214,8 +214,8 @@ func TestHelpSaysWhereEachValueComesFrom(t *testing.T) {
 		}
 		if cmd == "worker" || cmd == "run" {
 			for _, want := range []string{
-				"  -accel string\n    \tauto, kvm or tcg (IMAGEVET_ACCEL)\n    \t= \"tcg\", from " + p + ":4\n",
-				"(IMAGEVET_LOG_LEVEL)\n    \t= \"debug\", from IMAGEVET_LOG_LEVEL\n",
+				"  -accel string\n    \tauto, kvm or tcg (IMAGEVET_ACCEL)\n    \t= \"tcg\", from " + p + ":4 (default \"auto\")\n",
+				"(IMAGEVET_LOG_LEVEL)\n    \t= \"debug\", from IMAGEVET_LOG_LEVEL (default ",
 				"(IMAGEVET_DOMAIN_PREFIX)\n    \t= \"imagevet-\", default\n",
 			} {
 				if !strings.Contains(help, want) {
