@@ -2,6 +2,8 @@ package daemon
 
 import (
 	"context"
+	"errors"
+	"log/slog"
 	"slices"
 	"strings"
 	"testing"
@@ -81,5 +83,60 @@ func TestDaemonAttachesChangesSinceThePreviousRelease(t *testing.T) {
 	}
 	if len(res.Warnings) != 0 {
 		t.Errorf("warnings %q within the family's 60 %%", res.Warnings)
+	}
+}
+
+// stubPrevious answers PreviousRelease with a fixed result or error, counting calls.
+type stubPrevious struct {
+	prev  jobs.Result
+	found bool
+	err   error
+	calls int
+}
+
+func (s *stubPrevious) PreviousRelease(context.Context, string, string, string) (jobs.Result, bool, error) {
+	s.calls++
+	return s.prev, s.found, s.err
+}
+
+// compare looks up only for a verdict of a family's job, and a failed look-up or a
+// first release leaves the result as the runner made it.
+func TestCompareOnlyJudgedFamilyReleases(t *testing.T) {
+	prev := jobs.Result{JobID: "d12-1110", Publish: jobs.Publication{Family: "debian-12", Release: "20261110-1"},
+		ImageFacts: &jobs.ImageFacts{Size: 100}}
+	family := jobs.Publication{Family: "debian-12", Release: "20261120-1"}
+	cases := []struct {
+		name     string
+		verdict  jobs.Verdict
+		pub      jobs.Publication
+		stub     stubPrevious
+		calls    int
+		compared bool
+		warnings int
+	}{
+		{"a pass with a previous release", jobs.VerdictPass, family, stubPrevious{prev: prev, found: true}, 1, true, 1},
+		{"a fail is compared too", jobs.VerdictFail, family, stubPrevious{prev: prev, found: true}, 1, true, 1},
+		{"an error judged nothing", jobs.VerdictError, family, stubPrevious{prev: prev, found: true}, 0, false, 0},
+		{"no family", jobs.VerdictPass, jobs.Publication{Name: "x"}, stubPrevious{prev: prev, found: true}, 0, false, 0},
+		{"the family's first release", jobs.VerdictPass, family, stubPrevious{}, 1, false, 0},
+		{"the queue cannot be read", jobs.VerdictPass, family, stubPrevious{err: errors.New("nats: timeout")}, 1, false, 0},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			job := testJob("d12-1120")
+			job.Publish = c.pub
+			res := jobs.Result{JobID: job.ID, Verdict: c.verdict, ImageFacts: &jobs.ImageFacts{Size: 200}}
+			stub := c.stub
+			compare(context.Background(), &stub, &res, job.WithDefaults(), slog.New(slog.DiscardHandler))
+			if stub.calls != c.calls {
+				t.Errorf("%d look-ups, want %d", stub.calls, c.calls)
+			}
+			if got := res.Inspection != nil && res.Inspection.Changes != nil; got != c.compared {
+				t.Errorf("compared %v, want %v", got, c.compared)
+			}
+			if len(res.Warnings) != c.warnings {
+				t.Errorf("warnings %q, want %d (image size doubled)", res.Warnings, c.warnings)
+			}
+		})
 	}
 }
