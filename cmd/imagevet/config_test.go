@@ -55,6 +55,12 @@ func TestConfigurationSaysWhatItMeans(t *testing.T) {
 		{"submit wait timeout zero", nil, []string{"submit", "--wait", "--timeout", "0", "job.json"}, "--timeout (IMAGEVET_SUBMIT_TIMEOUT): 0 is not accepted; the default is 1h0m0s"},
 		{"publish os-timeout zero", nil, []string{"publish", "--os-timeout", "0"}, "--os-timeout (IMAGEVET_OS_TIMEOUT): 0 is not accepted; the default is 2m0s"},
 		{"watch attempts zero", nil, []string{"watch", "--attempts", "0"}, "--attempts (IMAGEVET_WATCH_ATTEMPTS): 0 is not accepted; the default is 3"},
+		{"run boot-timeout zero", nil, []string{"run", "--boot-timeout", "0", "-"}, "--boot-timeout: must be positive; leave it out to keep the default"},
+		{"grace flag not a duration", nil, []string{"worker", "--grace", "soon"}, `--grace "soon": not a duration like 90s`},
+		{"tcg factor flag", nil, []string{"worker", "--tcg-factor", "abc"}, `--tcg-factor "abc": not a number`},
+		{"cache max env", map[string]string{"IMAGEVET_CACHE_MAX": "lots"}, []string{"worker"}, `IMAGEVET_CACHE_MAX="lots": not a size like 20G or 512M`},
+		{"cache max negative", nil, []string{"run", "--cache-max", "-5G", "-"}, `--cache-max "-5G": not a size like 20G or 512M`},
+		{"log json env", map[string]string{"IMAGEVET_LOG_JSON": "sure"}, []string{"serve"}, `IMAGEVET_LOG_JSON="sure": not true or false`},
 		{"watch request-timeout zero env", map[string]string{"IMAGEVET_WATCH_REQUEST_TIMEOUT": "0s"}, []string{"watch"}, "--request-timeout (IMAGEVET_WATCH_REQUEST_TIMEOUT): 0 is not accepted; the default is 1m0s"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

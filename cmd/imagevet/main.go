@@ -83,7 +83,8 @@ func usage() string {
 	b.WriteString(`
 Settings come from flags, then IMAGEVET_* variables, then the configuration file
 (--config FILE or IMAGEVET_CONFIG; /etc/imagevet/imagevet.yaml when it exists), then
-defaults; COMMAND -h names each flag's variable, imagevet config its file key.
+defaults; COMMAND -h names each flag's variable (per-invocation flags such as --json
+have none), its value and where that came from; imagevet config names the file keys.
 `)
 	return b.String()
 }
