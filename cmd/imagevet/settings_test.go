@@ -60,6 +60,8 @@ func TestConfigFilePrecedence(t *testing.T) {
 		regexp.MustCompile(`(?m)^image_roots +IMAGEVET_IMAGE_ROOTS +/srv/a:/srv/b +` + regexp.QuoteMeta(p) + `:3 `),
 		regexp.MustCompile(`(?m)^worker\.accel +IMAGEVET_ACCEL +kvm +environment `),
 		regexp.MustCompile(`(?m)^worker\.metrics +IMAGEVET_METRICS_ADDR +127\.0\.0\.1:9464 +` + regexp.QuoteMeta(p) + `:5 `),
+		regexp.MustCompile(`(?m)^worker\.concurrency +IMAGEVET_CONCURRENCY +1 +default +--concurrency +worker$`),
+		regexp.MustCompile(`(?m)^queue\.replicas +IMAGEVET_REPLICAS +- +default +--replicas +worker,queue$`),
 	} {
 		if !want.MatchString(out) {
 			t.Errorf("config worker lacks %s:\n%s", want, out)
