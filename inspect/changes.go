@@ -149,7 +149,7 @@ func DiffPackages(before, after []jobs.Package) (added, removed []jobs.Package, 
 			added = append(added, p)
 		case o.Version != p.Version:
 			changed = append(changed, jobs.Upgrade{Name: p.Name, Arch: p.Arch, Before: o.Version, After: p.Version,
-				Downgrade: CompareVersions(p.Version, o.Version) < 0})
+				Downgrade: ComparePackageVersions(p.Version, o.Version) < 0})
 		}
 	}
 	for _, p := range before {
@@ -168,12 +168,13 @@ func DiffPackages(before, after []jobs.Package) (added, removed []jobs.Package, 
 	return added, removed, changed
 }
 
-// CompareVersions orders two package versions as dpkg does
+// ComparePackageVersions orders two package versions as dpkg does
 // ([epoch:]upstream[-revision], '~' before anything, letters before other
 // characters): negative when a is older than b, zero when equal, positive when
 // newer. RPM versions compare close enough to it for telling an upgrade from a
-// downgrade.
-func CompareVersions(a, b string) int {
+// downgrade. (Vendor release versions, which have no epoch and no tilde, are
+// ordered by watch/feed's CompareVersions.)
+func ComparePackageVersions(a, b string) int {
 	ea, ua, ra := splitVersion(a)
 	eb, ub, rb := splitVersion(b)
 	if ea != eb {

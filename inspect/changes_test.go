@@ -10,7 +10,7 @@ import (
 	"github.com/imagevet/imagevet/jobs"
 )
 
-func TestCompareVersionsInDebianOrder(t *testing.T) {
+func TestComparePackageVersionsInDebianOrder(t *testing.T) {
 	cases := []struct {
 		a, b string
 		want int
@@ -33,12 +33,12 @@ func TestCompareVersionsInDebianOrder(t *testing.T) {
 		{"20240918.1-1", "20240918.1-1", 0}, // equal
 	}
 	for _, c := range cases {
-		got := CompareVersions(c.a, c.b)
+		got := ComparePackageVersions(c.a, c.b)
 		if sign(got) != c.want {
-			t.Errorf("CompareVersions(%q, %q) = %d, want sign %d", c.a, c.b, got, c.want)
+			t.Errorf("ComparePackageVersions(%q, %q) = %d, want sign %d", c.a, c.b, got, c.want)
 		}
-		if back := CompareVersions(c.b, c.a); sign(back) != -c.want {
-			t.Errorf("CompareVersions(%q, %q) = %d, want sign %d", c.b, c.a, back, -c.want)
+		if back := ComparePackageVersions(c.b, c.a); sign(back) != -c.want {
+			t.Errorf("ComparePackageVersions(%q, %q) = %d, want sign %d", c.b, c.a, back, -c.want)
 		}
 	}
 }
