@@ -1,6 +1,7 @@
 // Package daemon is the long-running imagevet worker: it pulls jobs from NATS
 // JetStream, admits them against the host's free memory, heartbeats them while a
-// Runner vets each image, and reports the result before acknowledging the job.
+// Runner vets each image, compares a family's verdict with the family's previous
+// vetted release (changes.go), and reports the result before acknowledging the job.
 package daemon
 
 import (
