@@ -278,6 +278,9 @@ func (t Timeouts) validate(p *problems) {
 // ValidJobID reports whether id is a well-formed job id, safe as a subject token.
 func ValidJobID(id string) bool { return idPattern.MatchString(id) }
 
+// ValidFamily reports whether family is a well-formed publish.family.
+func ValidFamily(family string) bool { return familyKey.MatchString(family) }
+
 func (pub Publication) validate(p *problems) {
 	switch pub.Visibility {
 	case "", "public", "community", "shared", "private":

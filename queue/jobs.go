@@ -139,6 +139,8 @@ func (q *Queue) ForgetJobState(ctx context.Context, jobID string, seq uint64) er
 type QueueEntry struct {
 	JobID string `json:"job_id"`
 	Image string `json:"image,omitempty"`
+	// Family is the job's publish.family (or "").
+	Family string `json:"family,omitempty"`
 	// Seq is the jobs-stream sequence of the submission.
 	Seq         uint64    `json:"seq"`
 	SubmittedAt time.Time `json:"submitted_at"`
@@ -178,7 +180,7 @@ func (q *Queue) Jobs(ctx context.Context) ([]QueueEntry, error) {
 	out := make([]QueueEntry, 0, len(msgs))
 	for _, m := range msgs {
 		id, image := RawJobID(m.Data)
-		j := QueueEntry{JobID: id, Image: image, Seq: m.Sequence, SubmittedAt: m.Time.UTC(), State: StateQueued,
+		j := QueueEntry{JobID: id, Image: image, Family: rawFamily(m.Data), Seq: m.Sequence, SubmittedAt: m.Time.UTC(), State: StateQueued,
 			Rerun: m.Header.Get(HeaderReplaces) != ""}
 		if id != "" {
 			entry, err := q.states.Get(ctx, JobStateKey(id, m.Sequence))
@@ -249,6 +251,20 @@ func RawJobID(data []byte) (id, image string) {
 		image = ""
 	}
 	return id, image
+}
+
+// rawFamily digs a valid publish.family out of a job document that may not decode
+// strictly, or "".
+func rawFamily(data []byte) string {
+	var doc struct {
+		Publish struct {
+			Family string `json:"family"`
+		} `json:"publish"`
+	}
+	if json.Unmarshal(data, &doc) != nil || !jobs.ValidFamily(doc.Publish.Family) {
+		return ""
+	}
+	return doc.Publish.Family
 }
 
 // Rerun queues a job again although it already has a result: the new submission

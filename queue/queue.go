@@ -64,7 +64,8 @@ const (
 // ResultSubject is the subject a job's final result is published on.
 func ResultSubject(jobID string) string { return "imagevet.results." + jobID }
 
-// ProgressSubject is the (core NATS, not persisted) subject a job's progress events go to.
+// ProgressSubject is the subject a job's progress events go to: core NATS for
+// followers, stored by StreamProgress for pages opened mid-job.
 func ProgressSubject(jobID string) string { return "imagevet.progress." + jobID }
 
 // ConsoleRef is what Result.ConsoleLog holds once the full log is in BucketConsoles
@@ -222,6 +223,9 @@ type Queue struct {
 	consoles jetstream.ObjectStore
 	states   jetstream.KeyValue
 	workers  jetstream.KeyValue
+	// progress and live are nil on a queue set up by an imagevet without them.
+	progress jetstream.Stream
+	live     jetstream.KeyValue
 	settings Settings
 }
 
@@ -342,6 +346,20 @@ func open(ctx context.Context, js jetstream.JetStream, nc *nats.Conn, kv jetstre
 			return nil, fmt.Errorf("open %s: %w", b.name, err)
 		}
 	}
+	// What only pages read mid-job: a queue set up before they existed works
+	// without them (`imagevet queue setup` adds them).
+	optional := []struct {
+		name string
+		fn   func() error
+	}{
+		{StreamProgress, func() (err error) { q.progress, err = js.Stream(ctx, StreamProgress); return }},
+		{BucketLiveConsoles, func() (err error) { q.live, err = js.KeyValue(ctx, BucketLiveConsoles); return }},
+	}
+	for _, b := range optional {
+		if err := b.fn(); err != nil && !missing(err) {
+			return nil, fmt.Errorf("open %s: %w", b.name, err)
+		}
+	}
 	return q, nil
 }
 
@@ -396,6 +414,12 @@ func setup(ctx context.Context, js jetstream.JetStream, nc *nats.Conn, kv jetstr
 		Replicas:    cfg.Replicas,
 	}); err != nil {
 		return nil, fmt.Errorf("set up bucket %s: %w", BucketWorkers, err)
+	}
+	if q.progress, err = stream(ctx, progressStreamConfig(cfg)); err != nil {
+		return nil, fmt.Errorf("set up stream %s: %w", StreamProgress, err)
+	}
+	if q.live, err = bucket(ctx, liveConsolesBucketConfig(cfg)); err != nil {
+		return nil, fmt.Errorf("set up bucket %s: %w", BucketLiveConsoles, err)
 	}
 	if _, err := js.CreateOrUpdateConsumer(ctx, StreamJobs, consumerConfig(cfg)); err != nil {
 		return nil, fmt.Errorf("set up consumer %s: %w", ConsumerWorkers, err)

@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -68,12 +69,82 @@ func TestBrowserShowsRecordedPanicAndFollowsALiveJob(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	webtest.WaitJS(t, ctx, 10*time.Second, "three progress rows", `document.querySelectorAll("#events tr").length === 3 && document.getElementById("stage").textContent === "boot"`)
+	webtest.WaitJS(t, ctx, 10*time.Second, "the four progress rows of the attempt", `document.querySelectorAll("#events tr").length === 4 && document.getElementById("stage").textContent === "boot"`)
 	done := passResult("live-1", "tiny", time.Now().UTC())
 	if _, err := q.PublishResult(context.Background(), done, nil); err != nil {
 		t.Fatal(err)
 	}
 	webtest.WaitJS(t, ctx, 10*time.Second, "the verdict swapped in", `document.querySelector("main h1 .v.pass") !== null`)
+	if !webtest.Eval[bool](t, ctx, `window.stayed === true`) {
+		t.Error("the page reloaded to show the verdict")
+	}
+}
+
+// A running job's page opened mid-job, in a browser: the story so far is there at
+// once (events, console with milestones, timeline with the running stage), grows
+// as the worker goes on, survives a reload, and gives way to the verdict.
+func TestBrowserRunningJobOpenedMidJob(t *testing.T) {
+	ctx := webtest.Browser(t)
+	q := testQueue(t)
+	now := time.Now().UTC()
+	for i, took := range []time.Duration{50 * time.Second, 70 * time.Second, 60 * time.Second} {
+		r := passResult(fmt.Sprintf("tiny-%d", i), "tiny", now.Add(-time.Duration(i+1)*time.Hour))
+		r.StartedAt = r.FinishedAt.Add(-took)
+		if _, err := q.PublishResult(context.Background(), r, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, url := startServer(t, q)
+	start := midJob(t, q)
+	waitFor(t, "the running job", func() bool { return s.Index().Ready() && len(s.Index().Active(time.Now())) == 1 })
+
+	const story = `document.querySelectorAll("#events tr").length === %d &&
+		document.querySelectorAll("pre.console span.milestone").length === %d &&
+		document.querySelector("svg.timeline g.lane.running") !== null &&
+		document.getElementById("stage").textContent === %q`
+	webtest.Do(t, ctx, 20*time.Second, chromedp.Navigate(url+"/jobs/mid-1"), chromedp.WaitVisible(chromedp.CSS("#sofar")))
+	if !webtest.Eval[bool](t, ctx, fmt.Sprintf(story, 9, 2, "ssh")) {
+		t.Errorf("the story so far is not shown at once: %s", webtest.Eval[string](t, ctx, `document.querySelector("main").innerText.slice(0, 800)`))
+	}
+	webtest.WaitJS(t, ctx, 5*time.Second, "the elapsed time counting", `/^\d+(m\d\d)?s$/.test(document.getElementById("elapsed").textContent)`)
+	if !webtest.Eval[bool](t, ctx, webtest.TimelineLabelsApartJS) {
+		t.Error("timeline labels overlap")
+	}
+	webtest.Eval[bool](t, ctx, `window.stayed = true`)
+
+	// The worker goes on: SSH answers, cloud-init starts, the console grows.
+	for i, p := range []jobs.Progress{{Stage: "ssh", Event: "pass"}, {Stage: "cloud-init", Event: "start"}} {
+		p.JobID, p.Attempt, p.Worker, p.Time = "mid-1", 1, "host-a", start.Add(time.Duration(20+i)*time.Second)
+		if err := q.PublishProgress(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, _, err := q.LiveConsole(context.Background(), "mid-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Tail += "\n[   12.1] cloud-init[312]: Cloud-init v. 24.4 running 'init' at Mon, 07 Dec 2026"
+	c.Marks = append(c.Marks, jobs.ConsoleMark{Kind: jobs.MarkMilestone, Name: "cloud-init-start", Reason: "cloud-init started",
+		Line: "[   12.1] cloud-init[312]: Cloud-init v. 24.4 running 'init' at Mon, 07 Dec 2026", At: start.Add(19 * time.Second)})
+	if err := q.PutLiveConsole(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+	webtest.WaitJS(t, ctx, 10*time.Second, "the story grown", fmt.Sprintf(story, 11, 3, "cloud-init"))
+	webtest.Screenshot(t, ctx, "job-running", true)
+	if !webtest.Eval[bool](t, ctx, `window.stayed === true`) {
+		t.Error("the page reloaded to grow")
+	}
+
+	// A reload tells the whole story again.
+	webtest.Do(t, ctx, 20*time.Second, chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS("#sofar")))
+	if !webtest.Eval[bool](t, ctx, fmt.Sprintf(story, 11, 3, "cloud-init")) {
+		t.Error("a reload lost part of the story")
+	}
+	webtest.Eval[bool](t, ctx, `window.stayed = true`)
+	if _, err := q.PublishResult(context.Background(), passResult("mid-1", "img-mid-1", time.Now().UTC()), nil); err != nil {
+		t.Fatal(err)
+	}
+	webtest.WaitJS(t, ctx, 10*time.Second, "the verdict swapped in", `document.querySelector("main h1 .v.pass") !== null && document.getElementById("sofar") === null`)
 	if !webtest.Eval[bool](t, ctx, `window.stayed === true`) {
 		t.Error("the page reloaded to show the verdict")
 	}

@@ -20,6 +20,8 @@ type Run struct {
 	Reason      string
 	Release     string
 	Finished    time.Time
+	// Took is how long the job ran, from its start to its verdict.
+	Took time.Duration
 }
 
 // Image is one row of the overview: an image name (publish.name) with its latest
@@ -86,7 +88,7 @@ func ImageName(r jobs.Result) string {
 // Add records a finished job and wakes whoever waits for it.
 func (x *Index) Add(r jobs.Result) {
 	run := Run{JobID: r.JobID, Verdict: r.Verdict, FailedCheck: r.FailedCheck, Reason: r.Reason,
-		Release: r.Publish.Release, Finished: r.FinishedAt}
+		Release: r.Publish.Release, Finished: r.FinishedAt, Took: r.FinishedAt.Sub(r.StartedAt)}
 	name := ImageName(r)
 	x.mu.Lock()
 	im, ok := x.images[name]
@@ -297,4 +299,68 @@ func (x *Index) Workers(now time.Time) []Worker {
 	}
 	slices.SortFunc(out, func(a, b Worker) int { return strings.Compare(a.ID, b.ID) })
 	return out
+}
+
+// estimateRuns is how many recent runs an Estimate reads at most.
+const estimateRuns = 10
+
+// Estimate is how long a job of an image may take, from its family's recent runs.
+type Estimate struct {
+	// Typical is the median time to verdict of Runs recent runs; Of says which
+	// ("passing", or "finished" when the family has no passing run).
+	Typical time.Duration
+	Runs    int
+	Of      string
+	// Over is set when the job has already run longer than Typical.
+	Over bool
+}
+
+// Estimate returns how long a job of the named image and family may take (nil
+// when nothing is known): the median of the last estimateRuns passing runs of the
+// family (the image's as results name it when family is "", the image's own runs
+// when it has none), or of its finished runs when none passed
+// (an error does not say how long a vetting takes). elapsed is how long the job
+// has run so far.
+func (x *Index) Estimate(image, family string, elapsed time.Duration) *Estimate {
+	x.mu.RLock()
+	var runs []Run
+	if im, ok := x.images[image]; ok && family == "" {
+		family = im.Family
+		if family == "" {
+			runs = slices.Clone(im.Runs)
+		}
+	}
+	if family != "" {
+		for _, other := range x.images {
+			if other.Family == family {
+				runs = append(runs, other.Runs...)
+			}
+		}
+	}
+	x.mu.RUnlock()
+	slices.SortFunc(runs, func(a, b Run) int { return b.Finished.Compare(a.Finished) })
+	pick := func(keep func(Run) bool) []time.Duration {
+		var out []time.Duration
+		for _, r := range runs {
+			if keep(r) && r.Took > 0 && len(out) < estimateRuns {
+				out = append(out, r.Took)
+			}
+		}
+		return out
+	}
+	of := "passing"
+	took := pick(func(r Run) bool { return r.Verdict == jobs.VerdictPass })
+	if len(took) == 0 {
+		of = "finished"
+		took = pick(func(r Run) bool { return r.Verdict == jobs.VerdictFail })
+	}
+	if len(took) == 0 {
+		return nil
+	}
+	slices.Sort(took)
+	median := took[len(took)/2]
+	if len(took)%2 == 0 {
+		median = (took[len(took)/2-1] + took[len(took)/2]) / 2
+	}
+	return &Estimate{Typical: median, Runs: len(took), Of: of, Over: elapsed > median}
 }

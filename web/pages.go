@@ -144,6 +144,8 @@ type jobData struct {
 	Elapsed time.Duration
 	// Publications is the job's publication state in each cloud.
 	Publications []jobs.PublicationRecord
+	// Events are a running attempt's progress events so far.
+	Events []jobs.Progress
 }
 
 // liveState is where a job without a result stands, as the queue's job states and
@@ -163,6 +165,11 @@ type liveState struct {
 	Stage, LastError string
 	// Event and Message are the latest progress event's.
 	Event, Message string
+	// Image and Family are the job's publish.name and family, when the queue knows
+	// them.
+	Image, Family string
+	// Estimate is how long the family's recent runs took, when it has some.
+	Estimate *Estimate
 }
 
 // Running reports whether a worker runs the job now.
@@ -188,7 +195,7 @@ func decideLive(id string, entries []queue.QueueEntry, active *Active) (st liveS
 	}
 	e := entries[idx]
 	if e.State == queue.StateRunning {
-		st = liveState{State: e.State, Since: e.StartedAt, Attempt: e.Attempt, Worker: e.Worker, Stage: e.Stage, LastError: e.LastError}
+		st = liveState{State: e.State, Since: e.StartedAt, Attempt: e.Attempt, Worker: e.Worker, Stage: e.Stage, LastError: e.LastError, Image: e.Image, Family: e.Family}
 		if active != nil && active.Attempt == e.Attempt && active.Worker == e.Worker {
 			// Progress is fresher than the state entry.
 			if active.Stage != "" {
@@ -201,7 +208,7 @@ func decideLive(id string, entries []queue.QueueEntry, active *Active) (st liveS
 		}
 		return st, true
 	}
-	st = liveState{State: e.State, Since: e.SubmittedAt, Attempt: e.Attempt, Worker: e.Worker, LastError: e.LastError}
+	st = liveState{State: e.State, Since: e.SubmittedAt, Attempt: e.Attempt, Worker: e.Worker, LastError: e.LastError, Image: e.Image, Family: e.Family}
 	for i, o := range entries {
 		if o.State == queue.StateRunning {
 			continue
@@ -239,7 +246,7 @@ func (s *Server) live(ctx context.Context, id string) (liveState, bool, error) {
 // notFound answers 404 for a job neither the results, the queue nor the progress
 // events know.
 func (s *Server) notFound(w http.ResponseWriter, r *http.Request, id string) {
-	s.render(w, r, "job", page{Title: id, Nav: "job", Data: jobData{ID: id}, Part: r.URL.Query().Get("part") == "main",
+	s.render(w, r, "job", page{Title: id, Nav: "job", Data: jobData{ID: id}, Part: r.URL.Query().Get("part"),
 		Status: http.StatusNotFound})
 }
 
@@ -291,8 +298,11 @@ func (s *Server) job(w http.ResponseWriter, r *http.Request) {
 		}
 		d.Live = &st
 		d.Elapsed = s.opts.Now().Sub(st.Since)
+		if st.Running() {
+			s.soFar(r.Context(), &d)
+		}
 	}
-	s.render(w, r, "job", page{Title: id, Nav: "job", Data: d, Part: r.URL.Query().Get("part") == "main"})
+	s.render(w, r, "job", page{Title: id, Nav: "job", Data: d, Part: r.URL.Query().Get("part")})
 }
 
 // maxConsoleShown bounds the console log a job page shows in full; a longer one
@@ -477,3 +487,6 @@ func formatTime(t time.Time) string {
 
 // formatMiB renders a byte count in MiB, as the worker's reasons do.
 func formatMiB(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+
+// formatClock renders a time of day in UTC, to the second.
+func formatClock(t time.Time) string { return t.UTC().Format("15:04:05") }

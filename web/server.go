@@ -23,7 +23,8 @@ import (
 //
 // Result and Console read one job's final result and full console log; the Follow
 // methods deliver events until the returned stop is called (FollowResults replays
-// the whole results stream first); Jobs lists the submissions still queued or
+// the whole results stream first); ProgressOf replays a job's stored progress
+// events and LiveConsole reads a running job's console so far; Jobs lists the submissions still queued or
 // running and Workers the live workers' heartbeats;
 // PublishedImages lists each family's Latest image in each cloud as the publisher
 // recorded it; Publications each job's publication state per cloud;
@@ -34,6 +35,8 @@ type Source interface {
 	FollowResults(ctx context.Context, fn func(jobs.Result), caughtUp func(), bad func(error)) (stop func(), err error)
 	FollowProgress(jobID string, fn func(jobs.Progress)) (stop func(), err error)
 	FollowAllProgress(fn func(jobs.Progress)) (stop func(), err error)
+	ProgressOf(ctx context.Context, jobID string) ([]jobs.Progress, error)
+	LiveConsole(ctx context.Context, jobID string) (jobs.LiveConsole, bool, error)
 	Jobs(ctx context.Context) ([]queue.QueueEntry, error)
 	Workers(ctx context.Context) ([]queue.WorkerInfo, error)
 	PublishedImages(ctx context.Context) ([]jobs.Published, error)
@@ -82,7 +85,7 @@ func New(src Source, opts Options) (*Server, error) {
 		opts.KeepAlive = 15 * time.Second
 	}
 	s := &Server{src: src, idx: NewIndex(), opts: opts, log: opts.Logger, pages: map[string]*template.Template{}}
-	funcs := template.FuncMap{"ago": s.ago, "dur": formatDuration, "utc": formatTime, "mib": formatMiB}
+	funcs := template.FuncMap{"ago": s.ago, "dur": formatDuration, "utc": formatTime, "mib": formatMiB, "clock": formatClock}
 	for _, page := range []string{"overview", "job", "queue", "workers"} {
 		t, err := template.New(page).Funcs(funcs).ParseFS(assets, "templates/layout.html", "templates/"+page+".html")
 		if err != nil {
@@ -151,8 +154,9 @@ type page struct {
 	Title string
 	Nav   string
 	Data  any
-	// Part renders only the main content (the live job page swaps it in).
-	Part bool
+	// Part renders only one part of the page: "main" (the live job page swaps in
+	// the verdict) or "sofar" (a running job's story so far); "" the whole page.
+	Part string
 	// Status is the response's status code (200 when zero).
 	Status int
 }
@@ -160,8 +164,8 @@ type page struct {
 func (s *Server) render(w http.ResponseWriter, r *http.Request, name string, p page) {
 	var buf bytes.Buffer
 	tmpl := "layout"
-	if p.Part {
-		tmpl = "main"
+	if p.Part == "main" || p.Part == "sofar" {
+		tmpl = p.Part
 	}
 	if err := s.pages[name].ExecuteTemplate(&buf, tmpl, p); err != nil {
 		s.log.Error("page not rendered", "page", name, "err", err)

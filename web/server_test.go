@@ -69,7 +69,9 @@ func startServer(t testing.TB, q *queue.Queue) (*Server, string) {
 		t.Fatal(err)
 	}
 	hs := httptest.NewServer(s.Handler())
-	t.Cleanup(hs.Close)
+	// A browser's event stream stays open until the browser goes, which a test
+	// that failed early has not yet done.
+	t.Cleanup(func() { hs.CloseClientConnections(); hs.Close() })
 	return s, hs.URL
 }
 
@@ -518,5 +520,103 @@ func TestDecideLive(t *testing.T) {
 		if known != tc.known || got != tc.want {
 			t.Errorf("%s: got %+v %v, want %+v %v", tc.name, got, known, tc.want, tc.known)
 		}
+	}
+}
+
+// midJob queues mid-1 and plays a worker running it: a claim, the progress events
+// of its fetch, prepare and boot so far, and its console with two milestones. It
+// returns the time the attempt began.
+func midJob(t testing.TB, q *queue.Queue) time.Time {
+	t.Helper()
+	ctx := context.Background()
+	seq := submit(t, q, "mid-1")
+	if _, _, err := q.ClaimAttempt(ctx, "mid-1", seq, "img-mid-1", "host-a", 0, 3); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now().UTC().Add(-40 * time.Second)
+	for i, p := range []jobs.Progress{
+		{Stage: "queue", Event: "done", Message: "picked up by worker host-a (attempt 1, queued 2ms)"},
+		{Stage: "fetch", Event: "start"},
+		{Stage: "fetch", Event: "info", Message: "17.4 MiB of 17.4 MiB"},
+		{Stage: "fetch", Event: "done"},
+		{Stage: "prepare", Event: "start"},
+		{Stage: "prepare", Event: "done"},
+		{Stage: "boot", Event: "start"},
+		{Stage: "boot", Event: "done"},
+		{Stage: "ssh", Event: "start"},
+	} {
+		p.JobID, p.Attempt, p.Worker, p.Time = "mid-1", 1, "host-a", start.Add(time.Duration(i)*time.Second)
+		if err := q.PublishProgress(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// An older attempt's event on another worker is not this attempt's story.
+	if err := q.PublishProgress(jobs.Progress{JobID: "mid-1", Attempt: 0, Worker: "host-z", Time: start.Add(-10 * time.Minute), Stage: "fetch", Event: "start"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.PutLiveConsole(ctx, jobs.LiveConsole{JobID: "mid-1", Attempt: 1, Worker: "host-a", Updated: start.Add(9 * time.Second),
+		Tail: "SeaBIOS (version 1.16.2-debian-1.16.2-1)\nBooting from Hard Disk...\n[    0.000000] Linux version 6.1.0-57-cloud-amd64\n[    1.2] still booting <b>",
+		Marks: []jobs.ConsoleMark{
+			{Kind: jobs.MarkMilestone, Name: "firmware", Reason: "firmware started", Line: "SeaBIOS (version 1.16.2-debian-1.16.2-1)", At: start.Add(7500 * time.Millisecond)},
+			{Kind: jobs.MarkMilestone, Name: "kernel", Reason: "kernel started", Line: "[    0.000000] Linux version 6.1.0-57-cloud-amd64", At: start.Add(8500 * time.Millisecond)},
+		}}); err != nil {
+		t.Fatal(err)
+	}
+	return start
+}
+
+// A running job's page opened mid-job tells the story so far, and a reload tells
+// it again: the attempt's events replayed from the stream, the console with its
+// milestones, the timeline with the running stage, the elapsed time and the
+// family's usual time.
+func TestRunningJobPageTellsTheStorySoFar(t *testing.T) {
+	q := testQueue(t)
+	ctx := context.Background()
+	now := time.Now().UTC()
+	for i, took := range []time.Duration{50 * time.Second, 70 * time.Second, 60 * time.Second} {
+		r := passResult(fmt.Sprintf("tiny-%d", i), "tiny", now.Add(-time.Duration(i+1)*time.Hour))
+		r.StartedAt = r.FinishedAt.Add(-took)
+		if _, err := q.PublishResult(ctx, r, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, url := startServer(t, q)
+	midJob(t, q)
+	waitFor(t, "the results and the running job", func() bool {
+		return s.Index().Ready() && len(s.Index().Images()) == 1 && len(s.Index().Active(time.Now())) == 1
+	})
+	for range 2 { // a reload wipes nothing
+		code, body := get(t, url+"/jobs/mid-1")
+		if code != 200 {
+			t.Fatalf("GET: %d", code)
+		}
+		for _, want := range []string{
+			`<span class="v running">running</span>`,
+			`image <b>img-mid-1</b> · worker <b>host-a</b> · attempt 1`,
+			`<b id="stage">ssh</b> <span id="event">start</span>`,
+			`so far of about <b>1m0s</b> <span class="reason">(the median of the family's last 3 passing runs)</span>`,
+			`<td>fetch</td><td>info</td><td>17.4 MiB of 17.4 MiB</td>`,
+			`<td>ssh</td><td>start</td><td></td>`,
+			`<g class="lane running"><title>ssh: `,
+			`<g class="lane ok"><title>fetch: 2.0s</title>`,
+			`class="milestone" data-mark="firmware">SeaBIOS`,
+			`class="milestone" data-mark="kernel">[    0.000000] Linux version`,
+			`still booting &lt;b&gt;`,
+			`class="mark milestone"><title>kernel started at `,
+		} {
+			if !strings.Contains(body, want) {
+				t.Errorf("running job page lacks %q\n%s", want, body)
+			}
+		}
+		if n := strings.Count(body, "<tr><td title="); n != 9 {
+			t.Errorf("%d event rows, want the attempt's 9:\n%s", n, body)
+		}
+		if strings.Contains(body, "host-z") {
+			t.Error("an older attempt's event is shown")
+		}
+	}
+	code, body := get(t, url+"/jobs/mid-1?part=sofar")
+	if code != 200 || !strings.HasPrefix(body, `<div id="sofar">`) || strings.Contains(body, "<html") {
+		t.Errorf("the story so far alone: %d %.200s", code, body)
 	}
 }

@@ -49,6 +49,15 @@ func (r *recorder) emit(stage, event, msg string) {
 		Time: r.now().UTC(), Stage: stage, Event: event, Message: jobs.FirstLine(msg, 300)})
 }
 
+// console sends the console so far to the job's page (not recorded: the result
+// carries the console at the end).
+func (r *recorder) console(tail string, marks []jobs.ConsoleMark) {
+	now := r.now().UTC()
+	r.progress(jobs.Progress{JobID: r.res.JobID, Attempt: r.res.Attempt, Worker: r.res.Worker, Time: now,
+		Stage: "console", Event: jobs.EventConsole,
+		Console: &jobs.LiveConsole{JobID: r.res.JobID, Attempt: r.res.Attempt, Worker: r.res.Worker, Updated: now, Tail: tail, Marks: marks}})
+}
+
 // stage starts a timed lifecycle stage; call the returned func with the stage's error.
 func (r *recorder) stage(name string) func(error) { return r.timed(name, true) }
 

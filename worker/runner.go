@@ -170,6 +170,7 @@ func (j *jobRun) run(parent context.Context) {
 	guestCtx, stopGuest := context.WithCancelCause(ctx)
 	defer stopGuest(nil)
 	j.con = console.Watch(context.WithoutCancel(ctx), spec.ConsoleLog, console.DefaultRules())
+	go j.shareConsole(ctx)
 	go func() {
 		select {
 		case m := <-j.con.Failed():

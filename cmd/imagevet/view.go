@@ -66,7 +66,7 @@ func (v *progressView) tick() {
 }
 
 func (v *progressView) event(p jobs.Progress) {
-	if v.quiet {
+	if v.quiet || p.Event == jobs.EventConsole {
 		return
 	}
 	v.mu.Lock()

@@ -16,55 +16,79 @@ document.addEventListener("DOMContentLoaded", () => {
   showFatal();
   follow();
 });
-// follow keeps a job page without a result up to date: progress events go into the
-// table as they come; a job that starts running, and the verdict, swap in the
-// server's rendering of the page without a reload.
+// follow keeps a job page without a result up to date. A running job's story so
+// far (events, timeline, console) is the server's rendering, fetched again when an
+// event comes and every two seconds for the console; a job that starts running,
+// and the verdict, swap in the server's page without a reload.
 function follow() {
   const live = document.getElementById("live");
   if (!live) return;
-  const set = (id, text) => { const el = document.getElementById(id); if (el) el.textContent = text || ""; };
-  const swap = async () => {
+  const swapMain = async () => {
     const r = await fetch(live.dataset.part, { cache: "no-store" });
     if (!r.ok) return false;
     document.getElementById("main").innerHTML = await r.text();
     showFatal();
     return true;
   };
+  let fetching = false, again = false;
+  const refresh = async () => {
+    if (fetching) { again = true; return; }
+    fetching = true;
+    try {
+      const r = await fetch(live.dataset.sofar, { cache: "no-store" });
+      const html = r.ok ? await r.text() : "";
+      const old = document.getElementById("sofar");
+      if (old && html.startsWith('<div id="sofar">')) {
+        const pre = old.querySelector("pre.console");
+        const atBottom = !pre || pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+        const top = pre ? pre.scrollTop : 0;
+        old.outerHTML = html;
+        const now = document.querySelector("#sofar pre.console");
+        if (now) now.scrollTop = atBottom ? now.scrollHeight : top;
+        tickElapsed();
+      }
+    } finally {
+      fetching = false;
+      if (again) { again = false; setTimeout(refresh, 250); }
+    }
+  };
   const es = new EventSource(live.dataset.events);
-  let swapping = false;
-  es.addEventListener("progress", async (m) => {
-    const p = JSON.parse(m.data);
+  let swapping = false, timer = null;
+  es.addEventListener("progress", async () => {
     if (live.dataset.state !== "running") {
       // The job started: the server renders its running page.
       if (swapping) return;
       swapping = true;
       es.close();
-      if (await swap()) follow();
+      if (await swapMain()) follow();
       return;
     }
-    const tr = document.createElement("tr");
-    for (const v of [new Date(p.time).toISOString().slice(11, 19), p.stage, p.event, p.message || ""]) {
-      const td = document.createElement("td");
-      td.textContent = v;
-      tr.appendChild(td);
-    }
-    document.getElementById("events").appendChild(tr);
-    if (p.event === "start") set("stage", p.stage);
-    set("event", p.event);
-    set("message", p.message);
+    refresh();
   });
   es.addEventListener("result", async () => {
     es.close();
-    await swap();
+    if (timer) clearInterval(timer);
+    await swapMain();
   });
-  const elapsed = document.getElementById("elapsed");
-  if (elapsed) {
-    const since = Number(elapsed.dataset.since);
-    const tick = setInterval(() => {
-      if (!document.body.contains(elapsed)) { clearInterval(tick); return; }
-      elapsed.textContent = Math.max(0, Math.round((Date.now() - since) / 1000)) + "s";
-    }, 1000);
+  if (live.dataset.state === "running") {
+    const pre = document.querySelector("#sofar pre.console");
+    if (pre) pre.scrollTop = pre.scrollHeight;
+    timer = setInterval(() => { if (document.body.contains(live)) refresh(); else clearInterval(timer); }, 2000);
+    tickElapsed();
   }
+}
+// tickElapsed counts a running job's elapsed time up every second.
+let elapsedTick = null;
+function tickElapsed() {
+  if (elapsedTick) clearInterval(elapsedTick);
+  const show = () => {
+    const el = document.getElementById("elapsed");
+    if (!el) { clearInterval(elapsedTick); return; }
+    const s = Math.max(0, Math.round((Date.now() - Number(el.dataset.since)) / 1000));
+    el.textContent = s < 60 ? s + "s" : Math.floor(s / 60) + "m" + String(s % 60).padStart(2, "0") + "s";
+  };
+  show();
+  elapsedTick = setInterval(show, 1000);
 }
 // showFatal scrolls the console box (not the page) to the line that failed the job.
 function showFatal() {

@@ -159,3 +159,18 @@ const TimelineJS = `(() => {
 		ssh.getBBox().width > 5 * prep.getBBox().width &&
 		svg.querySelectorAll(".mark.milestone").length >= 3 && svg.querySelectorAll(".mark.fatal").length === 1;
 })()`
+
+// TimelineLabelsApartJS is true when no two labels of the stage timeline (the
+// lanes' names, the marks' names, the axis' ticks) overlap, by their boxes as the
+// browser drew them.
+const TimelineLabelsApartJS = `(() => {
+	const svg = document.querySelector("svg.timeline");
+	if (!svg) return false;
+	const boxes = [...svg.querySelectorAll("text")].map(t => t.getBoundingClientRect()).filter(r => r.width > 0);
+	for (let i = 0; i < boxes.length; i++)
+		for (let j = i + 1; j < boxes.length; j++) {
+			const a = boxes[i], b = boxes[j];
+			if (a.left < b.right - 0.5 && b.left < a.right - 0.5 && a.top < b.bottom - 0.5 && b.top < a.bottom - 0.5) return false;
+		}
+	return boxes.length > 0;
+})()`

@@ -552,8 +552,25 @@ func (d *Daemon) run(ctx context.Context, q *queue.Queue, job jobs.Job, attempt 
 		}
 	}()
 	log.Info("job started", "memory_mib", job.Machine.MemoryMiB)
+	live := newLatest(func(c jobs.LiveConsole) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := q.PutLiveConsole(ctx, c); err != nil {
+			log.Debug("live console not written", "err", err)
+		}
+	})
+	defer live.close()
 	progress := func(p jobs.Progress) {
 		p.JobID, p.Attempt, p.Worker = job.ID, attempt, d.cfg.WorkerID
+		if p.Event == jobs.EventConsole {
+			// The page's copy of the console, not an event for followers.
+			if p.Console != nil {
+				c := *p.Console
+				c.JobID, c.Attempt, c.Worker = job.ID, attempt, d.cfg.WorkerID
+				live.set(c)
+			}
+			return
+		}
 		if p.Event == "start" {
 			stage(p.Stage)
 		}
