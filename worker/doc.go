@@ -9,9 +9,13 @@
 //	              metadata service                  ─ a bad seed is a bad job      │
 //	  boot        libvirt domain; the console is watched from its first byte: a    │
 //	              fatal line cancels the guest context at once (the verdict is     │
-//	              the console's match, not the cancel)                              │
-//	  login       SSH within the boot timeout, or sooner when the console proves   │
-//	              it will not come; then the boot verdict  ─ fails `boot` or `ssh` │
+//	              the console's match, not the cancel)                             │
+//	  wait SSH    awaitSSH (login.go): the SSH probe within the boot timeout, or   │
+//	              sooner when the console proves it will not come; judges nothing  │
+//	  judge boot  judgeBoot (boot.go): the boot verdict from the console, the      │
+//	              machine and the wait                  ─ fails `boot`             │
+//	  login       the ssh check from the wait; skipped when boot failed            │
+//	              ─ fails `ssh` (a provisioning stage that stalled: its own check) │
 //	  checks      the guestChecks table (checks.go): provisioning (cloud-init or   │
 //	              Ignition) beside metadata, then hostname, then the job's commands│
 //	  verdict     a fatal console line seen during the checks still fails `boot`   │

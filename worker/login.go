@@ -348,10 +348,23 @@ func (w *loginWatch) noSeedHint() string {
 	return "the image did not read the NoCloud seed; does it only trust a config drive?"
 }
 
-// login waits for SSH within the (scaled) boot timeout and records the ssh check
-// with the trust the host key got; a fail-fast verdict from the console ends it
-// early. It returns the client, or nil when the job cannot go on.
-func (j *jobRun) login(guestCtx context.Context, scale func(jobs.Duration) time.Duration) *sshprobe.Client {
+// sshWait is what waiting for SSH found: the probe's client (nil unless the guest
+// let us in), report and error, how long it took, and the console watch with the
+// verdict it reached, if any, before the probe ended.
+type sshWait struct {
+	client  *sshprobe.Client
+	report  sshprobe.ProbeReport
+	err     error
+	took    time.Duration
+	watch   *loginWatch
+	early   jobs.CheckResult
+	decided bool
+}
+
+// awaitSSH waits for SSH within the (scaled) boot timeout while the login watch
+// reads the console; a verdict from the watch ends the wait early. It judges
+// nothing: judgeBoot, then login, read what it found.
+func (j *jobRun) awaitSSH(guestCtx context.Context, scale func(jobs.Duration) time.Duration) sshWait {
 	job := j.job
 	bootStart := j.now()
 	sshCtx, cancelSSH := context.WithTimeout(guestCtx, scale(job.Timeouts.Boot))
@@ -373,14 +386,17 @@ func (j *jobRun) login(guestCtx context.Context, scale func(jobs.Duration) time.
 	client, report, err := sshprobe.Probe(sshCtx, probe)
 	cancelSSH()
 	done(err)
-	took := j.now().Sub(bootStart)
-	early, decided := w.result()
-	if decided && early.Name == jobs.CheckBoot {
-		if _, fatal := j.con.Fatal(); !fatal {
-			j.rec.check(jobs.CheckResult{Name: jobs.CheckBoot, Status: jobs.StatusFail, Reason: early.Reason, Detail: bootDetail(j.con)})
-		}
-	}
-	if !j.judgeBoot(guestCtx, err) {
+	wait := sshWait{client: client, report: report, err: err, took: j.now().Sub(bootStart), watch: w}
+	wait.early, wait.decided = w.result()
+	return wait
+}
+
+// login records the ssh check from what the wait found, once judgeBoot has
+// judged the boot (a failed boot leaves ssh unjudged), with the trust the host
+// key got. It returns the client, or nil when the job cannot go on.
+func (j *jobRun) login(guestCtx context.Context, wait sshWait, booted bool) *sshprobe.Client {
+	job, w, err, early, decided := j.job, wait.watch, wait.err, wait.early, wait.decided
+	if !booted {
 		j.rec.check(jobs.CheckResult{Name: jobs.CheckSSH, Status: jobs.StatusSkip, Reason: "boot failed"})
 		return nil
 	}
@@ -396,13 +412,13 @@ func (j *jobRun) login(guestCtx context.Context, scale func(jobs.Duration) time.
 		// it did, so its check fails, with the stage's own console lines.
 		st := stageOf(early.Name)
 		j.rec.check(jobs.CheckResult{Name: jobs.CheckSSH, Status: jobs.StatusSkip, Reason: "not judged: " + st.Name + " never completed, and the guest lets nobody in before it does",
-			Detail: probeDetail(report), Duration: jobs.Duration(took)})
+			Detail: probeDetail(wait.report), Duration: jobs.Duration(wait.took)})
 		j.rec.check(jobs.CheckResult{Name: early.Name, Status: jobs.StatusFail, Reason: j.withProvisioningHint(early.Reason),
 			Detail: stageDetail(j.con, st)})
 		return nil
 	}
 	if err != nil {
-		reason := sshReason(report, err, job.Guest.Provisioning)
+		reason := sshReason(wait.report, err, job.Guest.Provisioning)
 		if total, ok := jobTimedOut(guestCtx); ok {
 			reason = fmt.Sprintf("%s (%s)", reason, total)
 		}
@@ -411,14 +427,14 @@ func (j *jobRun) login(guestCtx context.Context, scale func(jobs.Duration) time.
 		}
 		reason = j.withProvisioningHint(reason)
 		j.rec.check(jobs.CheckResult{Name: jobs.CheckSSH, Status: jobs.StatusFail, Reason: reason,
-			Detail: probeDetail(report), Duration: jobs.Duration(took)})
+			Detail: probeDetail(wait.report), Duration: jobs.Duration(wait.took)})
 		return nil
 	}
-	trust := j.hostKeyTrust(report.HostKey, w.seeded, job.Guest.HostKey)
+	trust := j.hostKeyTrust(wait.report.HostKey, w.seeded, job.Guest.HostKey)
 	j.rec.check(jobs.CheckResult{Name: jobs.CheckSSH, Status: jobs.StatusPass,
-		Reason: fmt.Sprintf("login as %s after %s, %s", job.Guest.User, took.Round(100*time.Millisecond), trust),
-		Detail: probeDetail(report), Duration: jobs.Duration(took)})
-	return client
+		Reason: fmt.Sprintf("login as %s after %s, %s", job.Guest.User, wait.took.Round(100*time.Millisecond), trust),
+		Detail: probeDetail(wait.report), Duration: jobs.Duration(wait.took)})
+	return wait.client
 }
 
 // stageOf is the provisioning stage a provisioning value (a check's name) names.

@@ -112,16 +112,6 @@ func (r *recorder) replace(c jobs.CheckResult) {
 	r.check(c)
 }
 
-// get returns the recorded result of the named check.
-func (r *recorder) get(name string) (jobs.CheckResult, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if c := r.res.Check(name); c != nil {
-		return *c, true
-	}
-	return jobs.CheckResult{}, false
-}
-
 // facts records what the ingest learned about the image.
 func (r *recorder) facts(f *jobs.ImageFacts) {
 	r.mu.Lock()

@@ -196,12 +196,17 @@ func (j *jobRun) run(parent context.Context) {
 	go j.watchMachine(guestCtx, machine, stopGuest)
 
 	// SSH: the first sign of life, within the (scaled) boot timeout, or sooner
-	// when the console proves it will not come.
-	client := j.login(guestCtx, scale)
+	// when the console proves it will not come. Cleanup closes the client.
+	wait := j.awaitSSH(guestCtx, scale)
+	j.ssh = wait.client
+
+	// The boot verdict, from the console, the machine and the wait; then the ssh
+	// check, which a failed boot leaves unjudged.
+	booted := j.judgeBoot(guestCtx, wait)
+	client := j.login(guestCtx, wait, booted)
 	if client == nil {
 		return
 	}
-	j.ssh = client
 
 	// In-guest checks, each under its own deadline and the console watch.
 	j.runGuestChecks(guestCtx, client, scale)
@@ -376,50 +381,6 @@ func (j *jobRun) prepareSpec(ctx context.Context, base *image.Image) (vm.Spec, e
 	}
 	j.machineName = spec.Name
 	return spec, nil
-}
-
-// judgeBoot records the boot check once the guest has answered (err == nil) or
-// failed to. A fatal console line, a guest that stopped, or a job-level timeout fail
-// boot; it returns false when boot failed.
-func (j *jobRun) judgeBoot(guestCtx context.Context, sshErr error) bool {
-	if c, ok := j.rec.get(jobs.CheckBoot); ok {
-		return c.Status == jobs.StatusPass
-	}
-	if m, ok := j.con.Fatal(); ok {
-		j.rec.check(jobs.CheckResult{Name: jobs.CheckBoot, Status: jobs.StatusFail, Reason: j.withProvisioningHint(m.String()), Detail: bootDetail(j.con)})
-		return false
-	}
-	if _, total := jobTimedOut(guestCtx); guestCtx.Err() != nil && !total {
-		// Shutdown: the guest was not judged. (The total timeout running out
-		// while SSH is awaited fails ssh, the stage that ran out.)
-		cause := context.Cause(guestCtx)
-		j.rec.check(jobs.CheckResult{Name: jobs.CheckBoot, Status: jobs.StatusError, Reason: describe(cause)})
-		j.rec.stop(jobs.CheckBoot, cause)
-		return false
-	}
-	if sshErr != nil {
-		// A guest that powered off or crashed its emulator never comes back.
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(guestCtx), 10*time.Second)
-		running, err := j.machine.Running(ctx)
-		cancel()
-		if err == nil && !running {
-			cause := j.stoppedCause(j.machine)
-			var fault *ImageFault
-			if errors.As(cause, &fault) {
-				j.rec.check(jobs.CheckResult{Name: jobs.CheckBoot, Status: jobs.StatusFail, Reason: fault.Reason})
-				return false
-			}
-			j.rec.check(jobs.CheckResult{Name: jobs.CheckBoot, Status: jobs.StatusError, Reason: describe(cause)})
-			j.rec.stop(jobs.CheckBoot, cause)
-			return false
-		}
-	}
-	reason := "no fatal console output"
-	if ms := j.con.Milestones(); len(ms) > 0 {
-		reason = fmt.Sprintf("no fatal console output; last milestone: %s at %.1fs", ms[len(ms)-1].Reason, ms[len(ms)-1].Elapsed.Seconds())
-	}
-	j.rec.check(jobs.CheckResult{Name: jobs.CheckBoot, Status: jobs.StatusPass, Reason: reason, Detail: bootDetail(j.con)})
-	return true
 }
 
 // provisioningHint names a mismatch between the job's guest.provisioning and what

@@ -1,0 +1,57 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/imagevet/imagevet/jobs"
+)
+
+// judgeBoot is the boot verdict, the lifecycle's step between waiting for SSH and
+// the ssh check: it records the boot check from what the wait found and returns
+// whether the guest booted. A fatal console line, the console watch's boot verdict
+// (a guest that never wrote a byte, a disk without boot code), a guest that
+// stopped, or a shutdown fail or end boot; the job's total timeout running out
+// while SSH is awaited does not (it fails ssh, the stage that ran out).
+func (j *jobRun) judgeBoot(guestCtx context.Context, wait sshWait) bool {
+	if m, ok := j.con.Fatal(); ok {
+		j.rec.check(jobs.CheckResult{Name: jobs.CheckBoot, Status: jobs.StatusFail, Reason: j.withProvisioningHint(m.String()), Detail: bootDetail(j.con)})
+		return false
+	}
+	if wait.decided && wait.early.Name == jobs.CheckBoot {
+		j.rec.check(jobs.CheckResult{Name: jobs.CheckBoot, Status: jobs.StatusFail, Reason: wait.early.Reason, Detail: bootDetail(j.con)})
+		return false
+	}
+	if _, total := jobTimedOut(guestCtx); guestCtx.Err() != nil && !total {
+		// Shutdown: the guest was not judged.
+		cause := context.Cause(guestCtx)
+		j.rec.check(jobs.CheckResult{Name: jobs.CheckBoot, Status: jobs.StatusError, Reason: describe(cause)})
+		j.rec.stop(jobs.CheckBoot, cause)
+		return false
+	}
+	if wait.err != nil {
+		// A guest that powered off or crashed its emulator never comes back.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(guestCtx), 10*time.Second)
+		running, err := j.machine.Running(ctx)
+		cancel()
+		if err == nil && !running {
+			cause := j.stoppedCause(j.machine)
+			var fault *ImageFault
+			if errors.As(cause, &fault) {
+				j.rec.check(jobs.CheckResult{Name: jobs.CheckBoot, Status: jobs.StatusFail, Reason: fault.Reason})
+				return false
+			}
+			j.rec.check(jobs.CheckResult{Name: jobs.CheckBoot, Status: jobs.StatusError, Reason: describe(cause)})
+			j.rec.stop(jobs.CheckBoot, cause)
+			return false
+		}
+	}
+	reason := "no fatal console output"
+	if ms := j.con.Milestones(); len(ms) > 0 {
+		reason = fmt.Sprintf("no fatal console output; last milestone: %s at %.1fs", ms[len(ms)-1].Reason, ms[len(ms)-1].Elapsed.Seconds())
+	}
+	j.rec.check(jobs.CheckResult{Name: jobs.CheckBoot, Status: jobs.StatusPass, Reason: reason, Detail: bootDetail(j.con)})
+	return true
+}
