@@ -113,7 +113,7 @@ func TestWebPageOnRealJobs(t *testing.T) {
 		const row = (name) => document.querySelector('tr[data-image="' + name + '"]')?.textContent || "";
 		return row(%q).includes("pass") && row(%q).includes("fail") && row(%q).includes("kernel panic");
 	})()`, tiny.Publish.Name, panicJob.Publish.Name, panicJob.Publish.Name))
-	webtest.Screenshot(t, ctx, "overview", false)
+	webtest.Screenshot(t, ctx, "overview-real-jobs", false) // docs/web-overview.png is web's thousand-image one
 	webtest.Do(t, ctx, 30*time.Second, chromedp.Navigate(page+"/jobs/"+panicJob.ID), chromedp.WaitVisible(chromedp.CSS("pre.console")))
 	if !webtest.Eval[bool](t, ctx, webtest.TimelineJS) {
 		t.Error("tiny-panic's page has no timeline to scale with its console marks")

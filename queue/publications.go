@@ -63,7 +63,7 @@ func (q *Queue) Publications(ctx context.Context) ([]jobs.PublicationRecord, err
 	if err != nil || kv == nil {
 		return nil, err
 	}
-	out, err := records(ctx, kv, "publication record", jobs.DecodePublication)
+	out, err := records(ctx, q, kv, "publication record", jobs.DecodePublication)
 	if err != nil {
 		return nil, err
 	}

@@ -70,7 +70,7 @@ func (q *Queue) PublishedImages(ctx context.Context) ([]jobs.Published, error) {
 	if err != nil || kv == nil {
 		return nil, err
 	}
-	out, err := records(ctx, kv, "published record", jobs.DecodePublished)
+	out, err := records(ctx, q, kv, "published record", jobs.DecodePublished)
 	if err != nil {
 		return nil, err
 	}

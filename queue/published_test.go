@@ -100,3 +100,44 @@ func TestPublicationRecords(t *testing.T) {
 		t.Errorf("west's Latest: %+v %v %v", p, ok, err)
 	}
 }
+
+// A listing is read again once the bucket changed (a write, a delete), and what it
+// returns is the caller's to change.
+func TestListingsFollowTheBucket(t *testing.T) {
+	q, _ := testQueue(t)
+	ctx := context.Background()
+	for _, f := range []string{"a", "b"} {
+		if err := q.PutPublished(ctx, jobs.Published{Family: f, ImageID: "img-" + f + "-1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list := func() []jobs.Published {
+		t.Helper()
+		all, err := q.PublishedImages(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return all
+	}
+	first := list()
+	first[0].ImageID = "changed by the caller"
+	if again := list(); len(again) != 2 || again[0].ImageID != "img-a-1" {
+		t.Fatalf("second listing: %+v", again)
+	}
+	if err := q.PutPublished(ctx, jobs.Published{Family: "a", ImageID: "img-a-2"}); err != nil {
+		t.Fatal(err)
+	}
+	if again := list(); len(again) != 2 || again[0].ImageID != "img-a-2" {
+		t.Fatalf("after a write: %+v", again)
+	}
+	kv, err := q.publishedBucket(ctx, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kv.Delete(ctx, PublishedKey("b", "")); err != nil {
+		t.Fatal(err)
+	}
+	if again := list(); len(again) != 1 || again[0].Family != "a" {
+		t.Fatalf("after a delete: %+v", again)
+	}
+}

@@ -227,6 +227,8 @@ type Queue struct {
 	progress jetstream.Stream
 	live     jetstream.KeyValue
 	settings Settings
+	// lists keeps each record bucket's last listing (see records).
+	lists listCache
 }
 
 // Setup creates or updates every stream, bucket and the shared consumer with

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
+	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -25,28 +27,98 @@ func record[T any](ctx context.Context, kv jetstream.KeyValue, key, what string,
 	return doc, true, nil
 }
 
-// records reads every document in kv, in key order; an entry deleted while the
-// keys are listed is skipped.
-func records[T any](ctx context.Context, kv jetstream.KeyValue, what string, decode func([]byte) (T, error)) ([]T, error) {
-	lister, err := kv.ListKeys(ctx)
+// records returns every document in kv, sorted by key. It reads the bucket's
+// stream state first and lists the documents again only when the stream has
+// changed since the last listing, so a page that shows a catalog of a thousand
+// families on every view pays one request, not a thousand decodings. The slice is
+// the caller's.
+func records[T any](ctx context.Context, q *Queue, kv jetstream.KeyValue, what string, decode func([]byte) (T, error)) ([]T, error) {
+	stream, err := q.js.Stream(ctx, "KV_"+kv.Bucket())
 	if err != nil {
 		return nil, fmt.Errorf("list %s: %w", kv.Bucket(), err)
 	}
-	defer lister.Stop()
-	var keys []string
-	for key := range lister.Keys() {
-		keys = append(keys, key)
+	state := stream.CachedInfo().State
+	mark := listMark{first: state.FirstSeq, last: state.LastSeq, msgs: state.Msgs}
+	if docs, ok := q.lists.get(kv.Bucket(), mark).([]T); ok {
+		return slices.Clone(docs), nil
 	}
-	slices.Sort(keys)
-	var out []T
-	for _, key := range keys {
-		doc, ok, err := record(ctx, kv, key, what, decode)
-		if err != nil {
-			return nil, err
-		}
-		if ok {
-			out = append(out, doc)
+	docs, err := listRecords(ctx, kv, what, decode)
+	if err != nil {
+		return nil, err
+	}
+	q.lists.put(kv.Bucket(), mark, docs)
+	return slices.Clone(docs), nil
+}
+
+// listRecords reads every document in kv, sorted by key: the latest value of each
+// key, delivered by one watcher rather than a request per key.
+func listRecords[T any](ctx context.Context, kv jetstream.KeyValue, what string, decode func([]byte) (T, error)) ([]T, error) {
+	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", kv.Bucket(), err)
+	}
+	defer w.Stop()
+	type keyed struct {
+		key string
+		doc T
+	}
+	var list []keyed
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("list %s: %w", kv.Bucket(), context.Cause(ctx))
+		case entry, ok := <-w.Updates():
+			if !ok {
+				return nil, fmt.Errorf("list %s: the watcher stopped before the last key", kv.Bucket())
+			}
+			if entry == nil { // every key's latest value has been delivered
+				slices.SortFunc(list, func(a, b keyed) int { return strings.Compare(a.key, b.key) })
+				out := make([]T, len(list))
+				for i, k := range list {
+					out[i] = k.doc
+				}
+				return out, nil
+			}
+			doc, err := decode(entry.Value())
+			if err != nil {
+				return nil, fmt.Errorf("%s %s: %w", what, entry.Key(), err)
+			}
+			list = append(list, keyed{entry.Key(), doc})
 		}
 	}
-	return out, nil
+}
+
+// listMark is a bucket stream's state: any write, delete, purge or expiry
+// changes it.
+type listMark struct{ first, last, msgs uint64 }
+
+// listCache keeps, per bucket, the documents of its last listing and the stream
+// state they were read at.
+type listCache struct {
+	mu    sync.Mutex
+	lists map[string]cachedList
+}
+
+type cachedList struct {
+	mark listMark
+	docs any
+}
+
+// get returns the bucket's documents listed at mark, or nil.
+func (c *listCache) get(bucket string, mark listMark) any {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if l, ok := c.lists[bucket]; ok && l.mark == mark {
+		return l.docs
+	}
+	return nil
+}
+
+func (c *listCache) put(bucket string, mark listMark, docs any) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.lists == nil {
+		c.lists = map[string]cachedList{}
+	}
+	c.lists[bucket] = cachedList{mark, docs}
 }

@@ -58,5 +58,5 @@ func (q *Queue) Releases(ctx context.Context) ([]jobs.ReleaseRecord, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open bucket %s: %w", BucketReleases, err)
 	}
-	return records(ctx, kv, "release", jobs.DecodeReleaseRecord)
+	return records(ctx, q, kv, "release", jobs.DecodeReleaseRecord)
 }

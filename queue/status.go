@@ -66,5 +66,5 @@ func (q *Queue) Status(ctx context.Context, name string) (jobs.Result, bool, err
 
 // Statuses returns the latest result of every image in BucketStatus.
 func (q *Queue) Statuses(ctx context.Context) ([]jobs.Result, error) {
-	return records(ctx, q.status, "status", jobs.DecodeResult)
+	return records(ctx, q, q.status, "status", jobs.DecodeResult)
 }

@@ -4,13 +4,13 @@
 document.addEventListener("click", (e) => {
   const cell = e.target.closest(".strip i");
   if (!cell) return;
-  const ids = cell.parentElement.dataset.jobs.split(" ");
+  const ids = stripIDs(cell.parentElement);
   const i = Array.prototype.indexOf.call(cell.parentElement.children, cell);
   if (ids[i]) location.href = "/jobs/" + encodeURIComponent(ids[i]);
 });
 document.addEventListener("DOMContentLoaded", () => {
   for (const strip of document.querySelectorAll(".strip")) {
-    const ids = strip.dataset.jobs.split(" ");
+    const ids = stripIDs(strip);
     Array.prototype.forEach.call(strip.children, (c, i) => { c.title = ids[i] + ": " + c.className; });
   }
   showFatal();
@@ -94,4 +94,10 @@ function tickElapsed() {
 function showFatal() {
   const f = document.querySelector("pre.console .fatal");
   if (f) f.parentElement.scrollTop = f.offsetTop - f.parentElement.offsetTop - f.parentElement.clientHeight / 2;
+}
+// stripIDs are a history strip's job ids: each is the strip's common prefix and
+// its own rest.
+function stripIDs(strip) {
+  const prefix = strip.dataset.prefix || "";
+  return strip.dataset.jobs.split(" ").map((rest) => prefix + rest);
 }
