@@ -120,8 +120,8 @@ func TestSettingsTableIsEveryFlag(t *testing.T) {
 		if err := s.store(dst, s.listed(value{text: s.Default})); err != nil {
 			t.Errorf("--%s of %v: %v", s.Flag, s.Commands, err)
 		}
-		if (s.Zero == zeroRefused) == (s.Default == "" || s.Default == "0") && s.Zero != zeroAllowed {
-			t.Errorf("--%s of %v: zero rule %d with default %q", s.Flag, s.Commands, s.Zero, s.Default)
+		if s.Zero == zeroRefused && (s.Default == "" || s.Default == "0" || s.Default == "0s") {
+			t.Errorf("--%s of %v: zero is refused, but it is the default %q", s.Flag, s.Commands, s.Default)
 		}
 		if s.Zero == zeroUnset && s.Default != "" {
 			t.Errorf("--%s of %v: zero means unset, but the default is %q", s.Flag, s.Commands, s.Default)
