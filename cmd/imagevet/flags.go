@@ -333,9 +333,25 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-// kindName is how the help names a kind's value.
-var kindName = map[kind]string{kindString: "string", kindInt: "int", kindDuration: "duration", kindFloat: "number",
-	kindBytes: "size", kindList: "list"}
+// String is how the help names a kind's value; "" for a boolean, whose flag
+// stands alone.
+func (k kind) String() string {
+	switch k {
+	case kindString:
+		return "string"
+	case kindInt:
+		return "int"
+	case kindDuration:
+		return "duration"
+	case kindFloat:
+		return "number"
+	case kindBytes:
+		return "size"
+	case kindList:
+		return "list"
+	}
+	return ""
+}
 
 // printFlags is every command's flag help, one format: each flag, its usage with
 // the variable it falls back to, and its value before the command line (the
@@ -344,7 +360,7 @@ var kindName = map[kind]string{kindString: "string", kindInt: "int", kindDuratio
 func printFlags(w io.Writer, rows []setting, env Env) {
 	for _, s := range rows {
 		head := "  -" + s.Flag
-		if k := kindName[s.Kind]; k != "" {
+		if k := s.Kind.String(); k != "" {
 			head += " " + k
 		}
 		usage := s.Usage

@@ -113,7 +113,7 @@ type adder func(commands []string, rows ...setting)
 // dur and itoa write defaults as the table's parsers read them.
 func dur(d time.Duration) string { return d.String() }
 
-var itoa = strconv.Itoa
+func itoa(n int) string { return strconv.Itoa(n) }
 
 // natsAndStoreSettings adds the NATS connection, which every command but run reads, and the
 // state and image sources the worker, run and the publisher share.
