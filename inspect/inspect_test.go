@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -112,5 +113,26 @@ func TestInspectCancelled(t *testing.T) {
 	ins := Inspect(ctx, file, "qcow2", Config{TCG: true})
 	if ins.Error == "" || time.Since(start) > 20*time.Second {
 		t.Fatalf("cancelled inspection: error %q after %s", ins.Error, time.Since(start))
+	}
+}
+
+// The debian13 fixture in a Debian 12 job: the inspection sees trixie and the
+// identity check fails naming both sides.
+func TestDebian13InDebian12Job(t *testing.T) {
+	file := needGuestfish(t, "debian13")
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
+	defer cancel()
+	ins := Inspect(ctx, file, "qcow2", Config{TCG: true, MemoryMiB: 768})
+	t.Logf("inspection took %s: %s %s (%s) %s, %d packages, kernels %v, admin user %q",
+		ins.Took.D(), ins.Distro, ins.Version, ins.Codename, ins.Arch, len(ins.Packages), ins.Kernels, ins.AdminUser)
+	if ins.Error != "" || ins.Distro != "debian" || !strings.HasPrefix(ins.Version, "13") || ins.Codename != "trixie" ||
+		ins.Arch != "x86_64" || len(ins.Packages) < 100 || len(ins.Kernels) == 0 || len(ins.Filesystems) == 0 {
+		t.Fatalf("inspection: %+v", *ins)
+	}
+	pub := jobs.Publication{Family: "debian-12", Properties: map[string]string{"os_distro": "debian", "os_version": "12"}}
+	res := Identity(ins, pub)
+	if res.Status != jobs.StatusFail || !strings.HasPrefix(res.Reason, "image is debian 13") || !strings.Contains(res.Reason, "(trixie)") ||
+		!strings.Contains(res.Reason, "the job says os_version 12, family debian-12") {
+		t.Fatalf("identity: %s %q", res.Status, res.Reason)
 	}
 }

@@ -143,10 +143,10 @@ func TestRunsChecksAndListNotRun(t *testing.T) {
 	ci := Job{Guest: GuestSpec{Provisioning: ProvisioningCloudInit}, Commands: []Command{{Run: "true"}},
 		Checks: CheckSpec{Skip: []string{CheckHostname}}}
 	ign := Job{Guest: GuestSpec{Provisioning: ProvisioningIgnition}}
-	if got, want := strings.Join(ci.RunsChecks(), " "), "image boot ssh hostname metadata cloud-init commands"; got != want {
+	if got, want := strings.Join(ci.RunsChecks(), " "), "image boot ssh hostname metadata cloud-init commands identity"; got != want {
 		t.Errorf("cloud-init job: %q, want %q", got, want)
 	}
-	if got, want := strings.Join(ign.RunsChecks(), " "), "image boot ssh hostname metadata ignition"; got != want {
+	if got, want := strings.Join(ign.RunsChecks(), " "), "image boot ssh hostname metadata ignition identity"; got != want {
 		t.Errorf("Ignition job without commands: %q, want %q", got, want)
 	}
 	res := Result{Checks: []CheckResult{{Name: CheckImage, Status: StatusPass}, {Name: CheckBoot, Status: StatusFail, Reason: "kernel panic"}}}
@@ -156,7 +156,8 @@ func TestRunsChecksAndListNotRun(t *testing.T) {
 		got = append(got, c.Name+"="+string(c.Status)+":"+c.Reason)
 	}
 	want := "image=pass: boot=fail:kernel panic ssh=skip:not run: boot failed hostname=skip:skipped by the job " +
-		"metadata=skip:not run: boot failed cloud-init=skip:not run: boot failed commands=skip:not run: boot failed"
+		"metadata=skip:not run: boot failed cloud-init=skip:not run: boot failed commands=skip:not run: boot failed " +
+		"identity=skip:not run: boot failed"
 	if strings.Join(got, " ") != want {
 		t.Errorf("checks:\n%s\nwant\n%s", strings.Join(got, " "), want)
 	}

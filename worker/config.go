@@ -48,6 +48,12 @@ type Config struct {
 	// TCG factor): a job asking for more is rejected naming the field and the
 	// maximum; a default above a maximum is lowered to it.
 	MaxTimeouts jobs.Timeouts
+	// Inspect looks inside each job's image offline with libguestfs, beside the
+	// boot (package inspect): the identity check and the facts on the result.
+	Inspect bool
+	// InspectTimeout bounds one inspection on a KVM host (scaled by TCGFactor
+	// under TCG).
+	InspectTimeout time.Duration
 	// KeepFailed leaves a failed job's machine running for debugging.
 	KeepFailed bool
 	// ConsoleTailLines is how many console lines a result carries.
@@ -58,6 +64,10 @@ type Config struct {
 	// machine it boots and naming its job directory; set at start, not a flag.
 	Owner string
 }
+
+// DefaultInspectTimeout is the default bound of one inspection on a KVM host:
+// under TCG (times the TCG factor) Debian 12's takes about 25 s on an idle host.
+const DefaultInspectTimeout = 2 * time.Minute
 
 // DefaultCacheMax is the default image cache cap.
 const DefaultCacheMax = 20 << 30
@@ -83,6 +93,8 @@ func DefaultConfig() Config {
 		ConsoleTailLines: 60,
 		CleanupTimeout:   30 * time.Second,
 		CacheMax:         DefaultCacheMax,
+		Inspect:          true,
+		InspectTimeout:   DefaultInspectTimeout,
 		MaxTimeouts: jobs.Timeouts{
 			Fetch:     jobs.Duration(DefaultMaxFetch),
 			Boot:      jobs.Duration(DefaultMaxBoot),
@@ -145,6 +157,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ConsoleTailLines < 1 {
 		errs = append(errs, fmt.Errorf("console tail lines: %d must be at least 1", c.ConsoleTailLines))
+	}
+	if c.Inspect && c.InspectTimeout < time.Second {
+		errs = append(errs, fmt.Errorf("inspect-timeout: %s must be at least 1s", c.InspectTimeout))
 	}
 	if c.CleanupTimeout < time.Second {
 		errs = append(errs, fmt.Errorf("cleanup timeout: %s must be at least 1s", c.CleanupTimeout))

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/imagevet/imagevet/image"
+	"github.com/imagevet/imagevet/inspect"
 	"github.com/imagevet/imagevet/internal/testenv"
 	"github.com/imagevet/imagevet/jobs"
 	"github.com/imagevet/imagevet/worker/vm"
@@ -117,6 +118,8 @@ func newIntegrationEnv(t testing.TB) *integrationEnv {
 	cfg.StateDir = state
 	cfg.Accel = "tcg"
 	cfg.ImageRoots = []string{fx}
+	// One test turns the inspection on (runner.inspect): each costs an appliance.
+	cfg.Inspect = false
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -315,7 +318,16 @@ func TestIntegrationDebian12(t *testing.T) {
 	env := newParallelIntegrationEnv(t)
 	for _, name := range []string{"debian12.json", "debian12-configdrive.json", "debian12-uefi.json"} {
 		t.Run(strings.TrimSuffix(name, ".json"), func(t *testing.T) {
+			// The one job of the suite with the offline inspection beside its boot.
+			inspected := name == "debian12.json"
+			if inspected {
+				env.runner.inspect = inspect.Inspect
+				defer func() { env.runner.inspect = nil }()
+			}
 			res, _ := env.runSample(t, name)
+			if inspected {
+				assertDebian12Inspected(t, res)
+			}
 			c := res.Check(jobs.CheckCloudInit)
 			if c == nil || c.Status != jobs.StatusPass {
 				t.Fatalf("cloud-init: %+v", c)
@@ -328,5 +340,26 @@ func TestIntegrationDebian12(t *testing.T) {
 				t.Errorf("cloud-init check does not show datasource %s: %q", want, c.Reason)
 			}
 		})
+	}
+}
+
+// assertDebian12Inspected checks what the inspection of the debian12 fixture
+// found and made of it.
+func assertDebian12Inspected(t *testing.T, res jobs.Result) {
+	t.Helper()
+	ins := res.Inspection
+	if ins == nil {
+		t.Fatal("no inspection on the result")
+	}
+	t.Logf("inspection took %s: %s %s %s, %d packages, kernels %v", ins.Took.D(), ins.Distro, ins.Version, ins.Arch, len(ins.Packages), ins.Kernels)
+	if ins.Error != "" || ins.Distro != "debian" || !strings.HasPrefix(ins.Version, "12") || ins.Codename != "bookworm" ||
+		ins.Arch != "x86_64" || ins.PackageFormat != "deb" || ins.AdminUser != "debian" || len(ins.Kernels) == 0 || len(ins.Packages) < 100 {
+		t.Errorf("inspection: %+v", *ins)
+	}
+	if c := res.Check(jobs.CheckIdentity); c == nil || c.Status != jobs.StatusPass || !strings.HasPrefix(c.Reason, "image is debian 12") {
+		t.Errorf("identity: %+v", c)
+	}
+	if p := res.Publish.Properties; p["architecture"] != "x86_64" || p["os_admin_user"] != "debian" {
+		t.Errorf("properties not filled from the inspection: %v", p)
 	}
 }

@@ -119,6 +119,21 @@ func (r *recorder) facts(f *jobs.ImageFacts) {
 	r.mu.Unlock()
 }
 
+// inspection records the offline look inside the image.
+func (r *recorder) inspection(ins *jobs.Inspection) {
+	r.mu.Lock()
+	r.res.Inspection = ins
+	r.mu.Unlock()
+}
+
+// publication records the publication the result carries in place of the job's
+// (its properties completed from the inspection).
+func (r *recorder) publication(p jobs.Publication) {
+	r.mu.Lock()
+	r.res.Publish = p
+	r.mu.Unlock()
+}
+
 // kept records a machine left running for debugging.
 func (r *recorder) kept(k *jobs.KeptMachine) {
 	r.mu.Lock()

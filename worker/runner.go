@@ -16,6 +16,7 @@ import (
 	"github.com/imagevet/imagevet/cloudinit"
 	"github.com/imagevet/imagevet/console"
 	"github.com/imagevet/imagevet/image"
+	"github.com/imagevet/imagevet/inspect"
 	"github.com/imagevet/imagevet/jobs"
 	"github.com/imagevet/imagevet/worker/guest"
 	"github.com/imagevet/imagevet/worker/guest/metadata"
@@ -39,6 +40,9 @@ type Runner struct {
 	log    *slog.Logger
 	now    func() time.Time
 	pool   *keyPool
+	// inspect looks inside the base beside the boot; nil when the worker's
+	// inspection is off.
+	inspect Inspector
 }
 
 // NewRunner returns a runner; cfg must have passed Validate. Close releases it.
@@ -46,7 +50,11 @@ func NewRunner(cfg Config, images Images, hv vm.Hypervisor, log *slog.Logger) *R
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Runner{cfg: cfg, images: images, hv: hv, log: log, now: time.Now, pool: newKeyPool(2, cloudinit.NewKeys)}
+	r := &Runner{cfg: cfg, images: images, hv: hv, log: log, now: time.Now, pool: newKeyPool(2, cloudinit.NewKeys)}
+	if cfg.Inspect {
+		r.inspect = inspect.Inspect
+	}
+	return r
 }
 
 // Close stops the runner's background work. Jobs still running are not affected.
@@ -167,6 +175,9 @@ func (j *jobRun) run(parent context.Context) {
 
 	// Boot. The console is watched from before the first byte so a panic fails the
 	// job within a poll interval of its line, whatever stage is running then.
+	// The offline inspection of the base runs beside the boot; it is joined
+	// when run returns, before the verdict.
+	defer j.joinInspection(j.startInspection(ctx, base, scale))
 	guestCtx, stopGuest := context.WithCancelCause(ctx)
 	defer stopGuest(nil)
 	j.con = console.Watch(context.WithoutCancel(ctx), spec.ConsoleLog, console.DefaultRules())

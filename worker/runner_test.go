@@ -76,6 +76,7 @@ func newTestRunner(t *testing.T, imgs Images, hv vm.Hypervisor) (*Runner, Config
 	cfg.StateDir = t.TempDir()
 	cfg.Accel = "tcg"
 	cfg.TCGFactor = 1
+	cfg.Inspect = false // no appliance on fake images; tests set r.inspect
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -609,6 +610,7 @@ func TestEarlyFailureListsEveryCheck(t *testing.T) {
 		jobs.CheckImage: "", jobs.CheckBoot: "", jobs.CheckSSH: "",
 		jobs.CheckHostname: "skipped by the job", jobs.CheckMetadata: "not run: ssh failed",
 		jobs.CheckCloudInit: "not run: ssh failed", jobs.CheckCommands: "not run: ssh failed",
+		jobs.CheckIdentity: "the inspection is off on this worker (--inspect=false)",
 	}
 	if len(res.Checks) != len(want) {
 		t.Errorf("checks %+v, want one each of %v", res.Checks, want)

@@ -46,6 +46,7 @@ func vetBindings(c *worker.Config) map[string]any {
 	return map[string]any{"worker-id": &c.WorkerID, "state-dir": &c.StateDir, "libvirt-uri": &c.LibvirtURI,
 		"accel": &c.Accel, "tcg-factor": &c.TCGFactor, "image-root": &c.ImageRoots, "cache-max": &c.CacheMax,
 		"keyring": &c.Keyring, "domain-prefix": &c.DomainPrefix,
+		"inspect": &c.Inspect, "inspect-timeout": &c.InspectTimeout,
 		"max-fetch":      (*time.Duration)(&c.MaxTimeouts.Fetch),
 		"max-boot":       (*time.Duration)(&c.MaxTimeouts.Boot),
 		"max-cloud-init": (*time.Duration)(&c.MaxTimeouts.CloudInit),
