@@ -228,7 +228,9 @@ func startWorkerIn(t *testing.T, url, id, state string, extra ...string) *worker
 	metrics := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	args := []string{imagevet(t), "worker", "--nats", url, "--worker-id", id, "--state-dir", state,
 		"--image-root", fixturesDir(t), "--accel", "tcg", "--concurrency", "2", "--metrics", metrics,
-		"--grace", "20s", "--ack-wait", "15s", "--max-deliver", "3", "--memory-reserve", "512"}
+		"--grace", "20s", "--ack-wait", "15s", "--max-deliver", "3", "--memory-reserve", "512",
+		// No libguestfs appliance beside each tiny boot: the worker suite inspects.
+		"--inspect=false"}
 	args = append(args, extra...)
 	t.Cleanup(func() { destroyDomains(t, id) })
 	w := &workerProc{proc: start(t, 40*time.Second, "worker "+id, args...), id: id, metrics: metrics}
@@ -565,7 +567,7 @@ func TestEmbeddedWorker(t *testing.T) {
 	const id = "e2e-embedded"
 	t.Cleanup(func() { destroyDomains(t, id) })
 	w := start(t, 40*time.Second, "embedded worker", imagevet(t), "worker", "--nats-port", strconv.Itoa(port),
-		"--worker-id", id, "--state-dir", state, "--image-root", fixtures, "--accel", "tcg", "--metrics", metrics)
+		"--worker-id", id, "--state-dir", state, "--image-root", fixtures, "--accel", "tcg", "--metrics", metrics, "--inspect=false")
 	waitFor(t, 60*time.Second, "worker /healthz", func() bool {
 		select {
 		case <-w.done:

@@ -78,6 +78,10 @@ func startSession(ctx context.Context, cfg Config, path, format string) (*sessio
 	if name == "" {
 		name = "guestfish"
 	}
+	// Found before nice would run it: a missing guestfish says so, not "EOF".
+	if _, err := exec.LookPath(name); err != nil {
+		return nil, &SessionError{Op: "start", Err: err}
+	}
 	if cfg.Nice {
 		// The boot beside keeps its CPU and disk: lowest I/O class, lower CPU priority.
 		args = append([]string{"-n", "10", "ionice", "-c", "3", name}, args...)

@@ -19,7 +19,7 @@ import (
 
 // needGuestfish skips (fails under CI) a test that launches an appliance where
 // the integration tests are not asked for or guestfish is missing.
-func needGuestfish(t *testing.T, fixture string) string {
+func needGuestfish(t testing.TB, fixture string) string {
 	t.Helper()
 	if testing.Short() || os.Getenv("IMAGEVET_INTEGRATION") != "1" {
 		t.Skip("launches a libguestfs appliance: set IMAGEVET_INTEGRATION=1, not in -short mode")

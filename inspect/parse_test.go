@@ -4,6 +4,7 @@ import (
 	"io/fs"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/imagevet/imagevet/jobs"
@@ -117,5 +118,13 @@ func TestErrorLine(t *testing.T) {
 		if got := errorLine(in); got != want {
 			t.Errorf("errorLine(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// Without guestfish the inspection says so at once.
+func TestInspectWithoutGuestfish(t *testing.T) {
+	ins := Inspect(t.Context(), "/nonexistent.qcow2", "qcow2", Config{Guestfish: "/nonexistent/guestfish", Nice: true})
+	if !strings.Contains(ins.Error, "/nonexistent/guestfish") || ins.Distro != "" {
+		t.Fatalf("inspection without guestfish: %+v", *ins)
 	}
 }

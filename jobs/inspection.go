@@ -1,6 +1,10 @@
 package jobs
 
-import "time"
+import (
+	"fmt"
+	"strings"
+	"time"
+)
 
 // Check names of the offline inspection (package inspect): what the image is and
 // what a tenant's server would inherit from it.
@@ -144,4 +148,39 @@ type Upgrade struct {
 	After  string `json:"after"`
 	// Downgrade is set when After is older than Before (Debian's version order).
 	Downgrade bool `json:"downgrade,omitempty"`
+}
+
+// Summary says in one line what the inspection found: "debian 12.15 (bookworm)
+// x86_64, kernel 6.1.0-28-cloud-amd64, 224 packages, took 25.1s", or why it
+// could not tell.
+func (in *Inspection) Summary() string {
+	took := "took " + in.Took.D().Round(100*time.Millisecond).String()
+	if in.Distro == "" {
+		why := in.Error
+		if why == "" {
+			why = "no operating system recognised"
+		}
+		return "could not tell what the image is: " + why + " (" + took + ")"
+	}
+	parts := []string{in.Distro}
+	if in.Version != "" {
+		parts[0] += " " + in.Version
+	}
+	if in.Codename != "" {
+		parts[0] += " (" + in.Codename + ")"
+	}
+	if in.Arch != "" {
+		parts[0] += " " + in.Arch
+	}
+	if len(in.Kernels) > 0 {
+		parts = append(parts, "kernel "+in.Kernels[0])
+	}
+	if len(in.Packages) > 0 {
+		parts = append(parts, fmt.Sprintf("%d %s packages", len(in.Packages), in.PackageFormat))
+	}
+	parts = append(parts, took)
+	if in.Error != "" {
+		parts = append(parts, "incomplete: "+in.Error)
+	}
+	return strings.Join(parts, ", ")
 }

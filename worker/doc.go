@@ -7,6 +7,10 @@
 //	              publish.disk_format, cache        ─ fails `image` / errors       │
 //	  prepare     job dir: overlay over the cached base, keys, seed ISO,           │
 //	              metadata service                  ─ a bad seed is a bad job      │
+//	  inspect     beside the boot, from its start: libguestfs looks inside the     │
+//	              read-only base (inspection.go, package inspect); joined when     │
+//	              run returns (at once cancelled if the job already failed)        │
+//	              ─ records the facts, judges `identity`                           │
 //	  boot        libvirt domain; the console is watched from its first byte: a    │
 //	              fatal line cancels the guest context at once (the verdict is     │
 //	              the console's match, not the cancel)                             │

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"time"
 
@@ -27,9 +28,17 @@ type inspection struct {
 }
 
 // inspects reports whether the job has the inspection: the worker runs it and
-// the job skips not every check it feeds.
+// the job skips not every check it feeds (identity and hygiene).
 func (j *jobRun) inspects() bool {
-	return j.inspect != nil && !j.job.Checks.IsSkipped(jobs.CheckIdentity)
+	if j.inspect == nil {
+		return false
+	}
+	for _, c := range []string{jobs.CheckIdentity, jobs.CheckHygiene} {
+		if slices.Contains(jobs.AllChecks, c) && !j.job.Checks.IsSkipped(c) {
+			return true
+		}
+	}
+	return false
 }
 
 // startInspection starts the inspection of the read-only base (never the
@@ -74,6 +83,9 @@ func (j *jobRun) joinInspection(in *inspection) {
 	in.cancel()
 	ins := in.ins
 	j.rec.inspection(ins)
+	if j.job.Checks.IsSkipped(jobs.CheckIdentity) {
+		return
+	}
 	res := inspect.Identity(ins, j.job.Publish)
 	res.Duration = ins.Took
 	if res.Status == jobs.StatusSkip && ins.Error != "" && j.rec.failed() {

@@ -127,6 +127,9 @@ func printResultTable(w io.Writer, r jobs.Result) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.Name, c.Status, req, c.Duration.D().Round(100*time.Millisecond), c.Reason)
 	}
 	tw.Flush()
+	if r.Inspection != nil {
+		fmt.Fprintf(w, "\ninspection: %s\n", r.Inspection.Summary())
+	}
 	printFindings(w, r.Inspection)
 	printChanges(w, r.Inspection)
 	if len(r.Stages) > 0 {

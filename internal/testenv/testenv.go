@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 )
 
@@ -43,4 +44,18 @@ func Tmpfs(t testing.TB, size int64) string {
 		}
 	})
 	return dir
+}
+
+// LoadAverage is the host's load average over 1, 5 and 15 minutes
+// (/proc/loadavg): benchmarks log it beside their figures on a shared host.
+func LoadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown (" + err.Error() + ")"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return strings.TrimSpace(string(b))
+	}
+	return strings.Join(f[:3], " ")
 }
