@@ -253,11 +253,29 @@ func (s *session) readOut(mark string) ([]byte, error) {
 	}
 }
 
-// ended describes a session that ended under a command and kills what is left.
+// ended describes a session that ended under a command, with what guestfish
+// said last, and kills what is left.
 func (s *session) ended(ctx context.Context, command string, err error) error {
 	s.killGroup()
 	if ctx.Err() != nil {
-		err = context.Cause(ctx)
+		return &SessionError{Op: command, Err: context.Cause(ctx)}
+	}
+	var said []string
+	timeout := time.After(2 * time.Second)
+	for done := false; !done; {
+		select {
+		case l, ok := <-s.errs:
+			if !ok {
+				done = true
+			} else if msg := errorLine(l); msg != "" && !strings.HasPrefix(msg, "imagevet-err-") {
+				said = append(said, msg)
+			}
+		case <-timeout:
+			done = true
+		}
+	}
+	if len(said) > 0 {
+		err = fmt.Errorf("%w: %s", err, strings.Join(said, "; "))
 	}
 	return &SessionError{Op: command, Err: err}
 }

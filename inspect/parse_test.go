@@ -3,6 +3,7 @@ package inspect
 import (
 	"io/fs"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -126,5 +127,18 @@ func TestInspectWithoutGuestfish(t *testing.T) {
 	ins := Inspect(t.Context(), "/nonexistent.qcow2", "qcow2", Config{Guestfish: "/nonexistent/guestfish", Nice: true})
 	if !strings.Contains(ins.Error, "/nonexistent/guestfish") || ins.Distro != "" {
 		t.Fatalf("inspection without guestfish: %+v", *ins)
+	}
+}
+
+// A guestfish that dies under a command: the error says what it said last.
+func TestSessionEndedSaysWhy(t *testing.T) {
+	fake := filepath.Join(t.TempDir(), "guestfish")
+	script := "#!/bin/sh\necho 'libguestfs: error: could not create appliance through libvirt' >&2\nexit 1\n"
+	if err := os.WriteFile(fake, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ins := Inspect(t.Context(), "/nonexistent.qcow2", "qcow2", Config{Guestfish: fake})
+	if !strings.Contains(ins.Error, "guestfish run: ") || !strings.Contains(ins.Error, "could not create appliance through libvirt") {
+		t.Fatalf("error %q: want the run command and guestfish's last words", ins.Error)
 	}
 }
