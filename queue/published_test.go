@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -139,5 +140,32 @@ func TestListingsFollowTheBucket(t *testing.T) {
 	}
 	if again := list(); len(again) != 1 || again[0].Family != "a" {
 		t.Fatalf("after a delete: %+v", again)
+	}
+}
+
+// A family's release history lists each record written, oldest first.
+func TestReleaseHistory(t *testing.T) {
+	q, _ := testQueue(t)
+	ctx := context.Background()
+	if h, err := q.ReleaseHistory(ctx, "debian-12"); err != nil || len(h) != 0 {
+		t.Fatalf("before any watcher: %v %v", h, err)
+	}
+	kv, err := q.ReleasesBucket(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	for i, rel := range []string{"20261120", "20261127", "20261127"} {
+		data, _ := json.Marshal(jobs.ReleaseRecord{Version: jobs.Version, Family: "debian-12", Release: rel, FirstSeen: at.Add(time.Duration(i) * time.Hour)})
+		if _, err := kv.Put(ctx, "debian-12", data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h, err := q.ReleaseHistory(ctx, "debian-12")
+	if err != nil || len(h) != 3 || h[0].Release != "20261120" || h[2].Release != "20261127" || !h[1].FirstSeen.Equal(at.Add(time.Hour)) {
+		t.Errorf("history %+v %v", h, err)
+	}
+	if h, err := q.ReleaseHistory(ctx, "ubuntu-24.04"); err != nil || len(h) != 0 {
+		t.Errorf("unknown family: %v %v", h, err)
 	}
 }

@@ -60,3 +60,36 @@ func (q *Queue) Releases(ctx context.Context) ([]jobs.ReleaseRecord, error) {
 	}
 	return records(ctx, q, kv, "release", jobs.DecodeReleaseRecord)
 }
+
+// ReleaseHistory returns the records BucketReleases still holds for family, oldest
+// first (the bucket keeps the last 10 writes per family: each release's first
+// record says when a watcher first saw it); none when the family or the bucket is
+// unknown.
+func (q *Queue) ReleaseHistory(ctx context.Context, family string) ([]jobs.ReleaseRecord, error) {
+	kv, err := q.js.KeyValue(ctx, BucketReleases)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open bucket %s: %w", BucketReleases, err)
+	}
+	entries, err := kv.History(ctx, family)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read the history of release %s: %w", family, err)
+	}
+	var out []jobs.ReleaseRecord
+	for _, e := range entries {
+		if e.Operation() != jetstream.KeyValuePut {
+			continue
+		}
+		rec, err := jobs.DecodeReleaseRecord(e.Value())
+		if err != nil {
+			return nil, fmt.Errorf("release %s (revision %d): %w", family, e.Revision(), err)
+		}
+		out = append(out, rec)
+	}
+	return out, nil
+}

@@ -22,6 +22,12 @@ type Run struct {
 	Finished    time.Time
 	// Took is how long the job ran, from its start to its verdict.
 	Took time.Duration
+	// Boot is how long the guest took from power-on to answering SSH (0 when it
+	// never answered); Size is the vetted file's size (0 when unknown); ReleasedAt
+	// is when the vendor released it, when the job said.
+	Boot       time.Duration
+	Size       int64
+	ReleasedAt time.Time
 }
 
 // Image is one row of the overview: an image name (publish.name) with its latest
@@ -88,7 +94,13 @@ func ImageName(r jobs.Result) string {
 // Add records a finished job and wakes whoever waits for it.
 func (x *Index) Add(r jobs.Result) {
 	run := Run{JobID: r.JobID, Verdict: r.Verdict, FailedCheck: r.FailedCheck, Reason: r.Reason,
-		Release: r.Publish.Release, Finished: r.FinishedAt, Took: r.FinishedAt.Sub(r.StartedAt)}
+		Release: r.Publish.Release, Finished: r.FinishedAt, Took: r.FinishedAt.Sub(r.StartedAt), Boot: bootTime(r)}
+	if r.ImageFacts != nil {
+		run.Size = r.ImageFacts.Size
+	}
+	if r.Publish.ReleasedAt != nil {
+		run.ReleasedAt = *r.Publish.ReleasedAt
+	}
 	name := ImageName(r)
 	x.mu.Lock()
 	im, ok := x.images[name]
@@ -363,4 +375,37 @@ func (x *Index) Estimate(image, family string, elapsed time.Duration) *Estimate 
 		median = (took[len(took)/2-1] + took[len(took)/2]) / 2
 	}
 	return &Estimate{Typical: median, Runs: len(took), Of: of, Over: elapsed > median}
+}
+
+// bootTime is how long a job's guest took from the start of its boot stage to the
+// end of its ssh stage (the guest answering), or 0 when it never answered.
+func bootTime(r jobs.Result) time.Duration {
+	var boot, ssh *jobs.Stage
+	for i := range r.Stages {
+		switch r.Stages[i].Name {
+		case "boot":
+			boot = &r.Stages[i]
+		case "ssh":
+			ssh = &r.Stages[i]
+		}
+	}
+	if boot == nil || ssh == nil || ssh.Error != "" {
+		return 0
+	}
+	return ssh.Start.Add(ssh.Duration.D()).Sub(boot.Start)
+}
+
+// FamilyRuns returns the runs the index keeps of every image of family (the last
+// HistoryLen of each), oldest first.
+func (x *Index) FamilyRuns(family string) []Run {
+	x.mu.RLock()
+	var runs []Run
+	for _, im := range x.images {
+		if im.Family == family {
+			runs = append(runs, im.Runs...)
+		}
+	}
+	x.mu.RUnlock()
+	slices.SortFunc(runs, func(a, b Run) int { return a.Finished.Compare(b.Finished) })
+	return runs
 }

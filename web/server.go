@@ -28,7 +28,8 @@ import (
 // running and Workers the live workers' heartbeats;
 // PublishedImages lists each family's Latest image in each cloud as the publisher
 // recorded it; Publications each job's publication state per cloud;
-// Releases each watched family's newest upstream release as the watch recorded it.
+// Releases each watched family's newest upstream release as the watch recorded it,
+// ReleaseHistory the records kept of one family's releases, oldest first.
 type Source interface {
 	Result(ctx context.Context, jobID string) (jobs.Result, bool, error)
 	Console(ctx context.Context, jobID string, w io.Writer) error
@@ -42,6 +43,7 @@ type Source interface {
 	PublishedImages(ctx context.Context) ([]jobs.Published, error)
 	Publications(ctx context.Context) ([]jobs.PublicationRecord, error)
 	Releases(ctx context.Context) ([]jobs.ReleaseRecord, error)
+	ReleaseHistory(ctx context.Context, family string) ([]jobs.ReleaseRecord, error)
 }
 
 //go:embed templates static
@@ -86,7 +88,7 @@ func New(src Source, opts Options) (*Server, error) {
 	}
 	s := &Server{src: src, idx: NewIndex(), opts: opts, log: opts.Logger, pages: map[string]*template.Template{}}
 	funcs := template.FuncMap{"ago": s.ago, "dur": formatDuration, "utc": formatTime, "mib": formatMiB, "clock": formatClock}
-	for _, page := range []string{"overview", "job", "queue", "workers"} {
+	for _, page := range []string{"overview", "job", "family", "queue", "workers"} {
 		t, err := template.New(page).Funcs(funcs).ParseFS(assets, "templates/layout.html", "templates/"+page+".html")
 		if err != nil {
 			return nil, fmt.Errorf("web templates: %w", err)
@@ -104,6 +106,7 @@ func New(src Source, opts Options) (*Server, error) {
 	m.HandleFunc("GET /jobs/{id}/junit.xml", s.withResult(junit))
 	m.HandleFunc("GET /jobs/{id}/console.txt", s.console)
 	m.HandleFunc("GET /jobs/{id}/events", s.events)
+	m.HandleFunc("GET /families/{name}", s.family)
 	m.HandleFunc("GET /queue", s.queue)
 	m.HandleFunc("GET /workers", s.workers)
 	m.HandleFunc("GET /healthz", s.healthz)

@@ -182,7 +182,7 @@ func TestOverviewListsLatestVerdictsAndHistory(t *testing.T) {
 	_, body = get(t, url+"/")
 	for _, want := range []string{
 		`>20261201</span> <a class="reason" href="/jobs/tiny-20261201-abc">queued</a> <b class="new">new</b></td>`,
-		`<tr data-image="Other OS"><td>Other OS</td><td>other-os</td>`,
+		`<tr data-image="Other OS"><td>Other OS</td><td><a href="/families/other-os">other-os</a></td>`,
 		`<span class="err" title="HTTP 503">feed failing</span>`,
 		`<span class="reason">no verdict yet</span>`,
 	} {
