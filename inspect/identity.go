@@ -1,6 +1,7 @@
 package inspect
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"strconv"
@@ -118,7 +119,7 @@ func describe(ins *jobs.Inspection) string {
 // fits 22.4), or the claim is the image's codename.
 func sameVersion(claim string, ins *jobs.Inspection) bool {
 	claim = strings.TrimSpace(claim)
-	if ins.Codename != "" && strings.EqualFold(claim, ins.Codename) {
+	if ins.Codename != "" && strings.EqualFold(claim, ins.Codename) || ins.VersionID != "" && claim == ins.VersionID {
 		return true
 	}
 	want := strings.Split(claim, ".")
@@ -198,7 +199,7 @@ func Fill(pub jobs.Publication, ins *jobs.Inspection) (jobs.Publication, []strin
 	var filled []string
 	for _, p := range []struct{ key, val string }{
 		{PropOSDistro, normDistro(ins.Distro)},
-		{PropOSVersion, ins.Version},
+		{PropOSVersion, cmp.Or(ins.VersionID, ins.Version)},
 		{PropArch, normArch(ins.Arch)},
 		{PropOSAdminUser, ins.AdminUser},
 	} {

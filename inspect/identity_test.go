@@ -56,7 +56,10 @@ func TestIdentity(t *testing.T) {
 }
 
 func TestFill(t *testing.T) {
-	ins := &jobs.Inspection{Distro: "debian", Version: "12.15", Arch: "x86_64", AdminUser: "debian"}
+	ins := &jobs.Inspection{Distro: "debian", Version: "12.15", VersionID: "12", Arch: "x86_64", AdminUser: "debian"}
+	if pub, filled := Fill(jobs.Publication{}, ins); len(filled) != 4 || pub.Properties["os_version"] != "12" {
+		t.Fatalf("filled %v: %v; want os_version from VERSION_ID", filled, pub.Properties)
+	}
 	job := jobs.Publication{Properties: map[string]string{"os_distro": "debian", "os_version": "12"}}
 	pub, filled := Fill(job, ins)
 	if !slices.Equal(filled, []string{"architecture", "os_admin_user"}) {

@@ -236,6 +236,7 @@ func readOSRelease(ctx context.Context, fsys FS, ins *jobs.Inspection) error {
 		ins.Product = v
 	}
 	ins.Codename = m["VERSION_CODENAME"]
+	ins.VersionID = m["VERSION_ID"]
 	return nil
 }
 

@@ -20,11 +20,14 @@ type Inspection struct {
 	// OS is libguestfs's type (linux, windows…); Distro its distribution id
 	// (debian, ubuntu, fedora, rhel, centos, rocky, almalinux, flatcar…); Version
 	// major[.minor] as the image says; Arch its architecture (x86_64, aarch64…).
-	OS            string `json:"os,omitempty"`
-	Distro        string `json:"distro,omitempty"`
-	Version       string `json:"version,omitempty"`
-	Product       string `json:"product,omitempty"`  // the image's own name of itself
-	Codename      string `json:"codename,omitempty"` // the release's name (bookworm, trixie…), when it has one
+	OS       string `json:"os,omitempty"`
+	Distro   string `json:"distro,omitempty"`
+	Version  string `json:"version,omitempty"`
+	Product  string `json:"product,omitempty"`  // the image's own name of itself
+	Codename string `json:"codename,omitempty"` // the release's name (bookworm, trixie…), when it has one
+	// VersionID is os-release's VERSION_ID: the version as the distribution
+	// writes it ("12", "24.04"), what Glance's os_version holds.
+	VersionID     string `json:"version_id,omitempty"`
 	Arch          string `json:"arch,omitempty"`
 	PackageFormat string `json:"package_format,omitempty"` // deb, rpm…
 	Hostname      string `json:"hostname,omitempty"`

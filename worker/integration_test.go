@@ -359,6 +359,9 @@ func assertDebian12Inspected(t *testing.T, res jobs.Result) {
 	if c := res.Check(jobs.CheckIdentity); c == nil || c.Status != jobs.StatusPass || !strings.HasPrefix(c.Reason, "image is debian 12") {
 		t.Errorf("identity: %+v", c)
 	}
+	if ins.VersionID != "12" {
+		t.Errorf("VERSION_ID %q, want 12", ins.VersionID)
+	}
 	if p := res.Publish.Properties; p["architecture"] != "x86_64" || p["os_admin_user"] != "debian" {
 		t.Errorf("properties not filled from the inspection: %v", p)
 	}
