@@ -221,13 +221,19 @@ func startWorker(t *testing.T, url, id string, extra ...string) *workerProc {
 	return startWorkerIn(t, url, id, stateDir(t), extra...)
 }
 
+// e2eTCGFactor scales the sample jobs' deadlines for the e2e workers: two tests run
+// side by side (besideOthers), each worker with two guests, so up to four TCG guests
+// and a Glance, a browser or a NATS cluster share two cores. It keeps tiny's 20 s
+// boot budget at 2 min there; a guest that fails says so on its console long before.
+const e2eTCGFactor = "6"
+
 // startWorkerIn is startWorker with a given state directory: a restarted worker keeps
 // its state directory, as on a real host.
 func startWorkerIn(t *testing.T, url, id, state string, extra ...string) *workerProc {
 	t.Helper()
 	metrics := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	args := []string{imagevet(t), "worker", "--nats", url, "--worker-id", id, "--state-dir", state,
-		"--image-root", fixturesDir(t), "--accel", "tcg", "--concurrency", "2", "--metrics", metrics,
+		"--image-root", fixturesDir(t), "--accel", "tcg", "--tcg-factor", e2eTCGFactor, "--concurrency", "2", "--metrics", metrics,
 		"--grace", "20s", "--ack-wait", "15s", "--max-deliver", "3", "--memory-reserve", "512",
 		// No libguestfs appliance beside each tiny boot: the worker suite inspects.
 		"--inspect=false"}
@@ -567,7 +573,7 @@ func TestEmbeddedWorker(t *testing.T) {
 	const id = "e2e-embedded"
 	t.Cleanup(func() { destroyDomains(t, id) })
 	w := start(t, 40*time.Second, "embedded worker", imagevet(t), "worker", "--nats-port", strconv.Itoa(port),
-		"--worker-id", id, "--state-dir", state, "--image-root", fixtures, "--accel", "tcg", "--metrics", metrics, "--inspect=false")
+		"--worker-id", id, "--state-dir", state, "--image-root", fixtures, "--accel", "tcg", "--tcg-factor", e2eTCGFactor, "--metrics", metrics, "--inspect=false")
 	waitFor(t, 60*time.Second, "worker /healthz", func() bool {
 		select {
 		case <-w.done:
