@@ -58,18 +58,9 @@ type loginWatch struct {
 func (w *loginWatch) failed(stage sshprobe.Stage, err error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if stageRank(stage) >= stageRank(w.furthest) {
+	if stage.Rank() >= w.furthest.Rank() {
 		w.furthest, w.lastErr = stage, err
 	}
-}
-
-func stageRank(s sshprobe.Stage) int {
-	for i, st := range []sshprobe.Stage{sshprobe.StageConnect, sshprobe.StageBanner, sshprobe.StageHandshake, sshprobe.StageAuth, sshprobe.StageCommand} {
-		if s == st {
-			return i
-		}
-	}
-	return -1
 }
 
 // vouch accepts a host key that is not the seed's when the guest printed it on
@@ -156,7 +147,7 @@ func (w *loginWatch) judge(now time.Time) (string, string, bool) {
 		return "", "", false
 	}
 	wait := w.grace
-	if stageRank(furthest) < stageRank(sshprobe.StageHandshake) {
+	if furthest.Rank() < sshprobe.StageHandshake.Rank() {
 		// Port 22 silent: once every unit the boot wanted has started, an SSH
 		// server among them listens already, so a short settle is enough.
 		if up, ok := w.unitsStarted(); ok && up.Elapsed+w.settle() < end.Elapsed+wait {
@@ -197,7 +188,7 @@ func (w *loginWatch) judge(now time.Time) (string, string, bool) {
 // which installs both, has finished, if it runs at all.
 func (w *loginWatch) bootEnd(furthest sshprobe.Stage) (console.Match, bool) {
 	ends := []string{console.MilestoneLoginPrompt, console.MilestoneBootFinished, console.MilestoneCloudInitDone}
-	if stageRank(furthest) >= stageRank(sshprobe.StageHandshake) {
+	if furthest.Rank() >= sshprobe.StageHandshake.Rank() {
 		if _, ci := w.con.Milestone(console.MilestoneCloudInitStart); ci {
 			ends = []string{console.MilestoneCloudInitDone}
 		}

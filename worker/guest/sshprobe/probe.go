@@ -38,7 +38,9 @@ const (
 
 var stageOrder = []Stage{StageConnect, StageBanner, StageHandshake, StageAuth, StageCommand}
 
-func (s Stage) rank() int { return slices.Index(stageOrder, s) }
+// Rank is the stage's place in the order a login goes through, from 0 for
+// StageConnect; -1 for no stage (""), so any stage ranks above none.
+func (s Stage) Rank() int { return slices.Index(stageOrder, s) }
 
 // Sentinel errors a ProbeError may wrap; test with errors.Is.
 var (
@@ -377,7 +379,7 @@ func Probe(ctx context.Context, cfg ProbeConfig) (*Client, ProbeReport, error) {
 		flights = slices.DeleteFunc(flights, func(f *flight) bool { return f == d.f })
 		d.f.cancel(nil)
 		r := d.r
-		if rep.Furthest == "" || r.stage.rank() > rep.Furthest.rank() {
+		if rep.Furthest == "" || r.stage.Rank() > rep.Furthest.Rank() {
 			rep.Furthest = r.stage
 		}
 		if r.err == nil {
@@ -402,7 +404,7 @@ func Probe(ctx context.Context, cfg ProbeConfig) (*Client, ProbeReport, error) {
 		switch {
 		case last == nil,
 			!interrupted && !abandoned,
-			r.stage.rank() > last.stage.rank():
+			r.stage.Rank() > last.stage.Rank():
 			last = &r
 		}
 		if len(flights) > 0 || interrupted {
