@@ -4,9 +4,9 @@
 //
 // # Layout
 //
-// NoCloud puts user-data, meta-data, network-config and, when given, vendor-data at the
-// ISO root. ConfigDrive writes Nova's layout: meta_data.json, user_data,
-// network_data.json and vendor_data.json under both openstack/latest and
+// NoCloud puts user-data, meta-data and network-config at the ISO root. ConfigDrive
+// writes Nova's layout: meta_data.json, user_data, network_data.json and
+// vendor_data.json (always {}) under both openstack/latest and
 // openstack/[ConfigDriveVersion] (cloud-init picks the newest dated directory it
 // knows). meta_data.json carries the uuid (the instance id) cloud-init requires.
 //

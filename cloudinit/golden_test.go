@@ -83,15 +83,12 @@ func goldenCases(tb testing.TB) []goldenCase {
 		{"nocloud-merge", Spec{
 			Datasource: NoCloud, InstanceID: "imagevet-job-42", Hostname: "vet1.images.example.test", Keys: k,
 			CloudConfig: []byte(jobCloudConfig),
-			VendorData:  []byte("#cloud-config\nruncmd:\n  - echo vendor\n"),
 		}},
 		{"configdrive-basic", Spec{Datasource: ConfigDrive, InstanceID: "0f5c3b2a-8d1e-4c7a-9b6f-2e4d1a3c5b7e", Hostname: "vet-centos", Keys: k}},
 		{"configdrive-extras", Spec{
 			Datasource: ConfigDrive, InstanceID: "imagevet-job-43", Hostname: "vet2.images.example.test", Keys: k,
-			MAC: "52:54:00:AB:CD:EF", Name: "Vetting run 43", AvailabilityZone: "az-sandbox", LaunchIndex: 2,
-			Meta:        map[string]string{"image": "debian-12", "purpose": "vetting"},
+			MAC: "52:54:00:AB:CD:EF", Name: "Vetting run 43", AvailabilityZone: "az-sandbox",
 			CloudConfig: []byte("runcmd:\n  - echo hello\n"),
-			VendorData:  []byte("#cloud-config\nbootcmd:\n  - echo vendor\n"),
 		}},
 	}
 }

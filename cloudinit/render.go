@@ -13,7 +13,6 @@ const (
 	NoCloudUserData      = "user-data"
 	NoCloudMetaData      = "meta-data"
 	NoCloudNetworkConfig = "network-config"
-	NoCloudVendorData    = "vendor-data"
 
 	ConfigDriveMetaData    = "meta_data.json"
 	ConfigDriveUserData    = "user_data"
@@ -145,9 +144,6 @@ func (s Spec) noCloudFiles(userData []byte) (map[string][]byte, error) {
 		NoCloudMetaData:      meta.Bytes(),
 		NoCloudNetworkConfig: netcfg.Bytes(),
 	}
-	if len(s.VendorData) > 0 {
-		files[NoCloudVendorData] = bytes.Clone(s.VendorData)
-	}
 	return files, nil
 }
 
@@ -206,18 +202,13 @@ func (s Spec) OpenStackMetaData() ([]byte, error) {
 }
 
 func (s Spec) openStackMetaData() ([]byte, error) {
-	meta := map[string]string{}
-	for k, v := range s.Meta {
-		meta[k] = v
-	}
 	md := openStackMetaData{
 		UUID:             s.InstanceID,
 		Name:             s.name(),
 		Hostname:         s.Hostname,
-		LaunchIndex:      s.LaunchIndex,
 		AvailabilityZone: s.availabilityZone(),
 		PublicKeys:       map[string]string{},
-		Meta:             meta,
+		Meta:             map[string]string{},
 		Files:            []any{},
 		Devices:          []any{},
 	}
@@ -250,7 +241,8 @@ func (s Spec) openStackNetworkData() ([]byte, error) {
 	})
 }
 
-// OpenStackVendorData renders vendor_data.json: {} or {"cloud-init": VendorData}.
+// OpenStackVendorData renders vendor_data.json: {}, as a Nova without vendor data
+// serves it.
 func (s Spec) OpenStackVendorData() ([]byte, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
@@ -259,11 +251,7 @@ func (s Spec) OpenStackVendorData() ([]byte, error) {
 }
 
 func (s Spec) openStackVendorData() ([]byte, error) {
-	v := map[string]string{}
-	if len(s.VendorData) > 0 {
-		v["cloud-init"] = string(s.VendorData)
-	}
-	return marshalJSON(v)
+	return marshalJSON(map[string]string{})
 }
 
 func marshalJSON(v any) ([]byte, error) {

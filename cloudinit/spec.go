@@ -62,7 +62,7 @@ const (
 	// ConfigDriveVersion is the dated directory written next to openstack/latest; it is
 	// the newest version cloud-init 22.x knows, so cloud-init selects it.
 	ConfigDriveVersion = "2018-08-27"
-	// MaxUserDataSize bounds a job's CloudConfig and VendorData: 64 KiB, about what
+	// MaxUserDataSize bounds a job's CloudConfig: 64 KiB, about what
 	// Nova accepts as user data, so nothing vetted here is refused by the cloud.
 	MaxUserDataSize = 64 << 10
 )
@@ -116,9 +116,6 @@ type Spec struct {
 	// CloudConfig is an optional job cloud-config (a YAML mapping, with or without the
 	// #cloud-config line) merged with ours; see the package doc for the rule.
 	CloudConfig []byte
-	// VendorData is optional vendor data, passed through as given (NoCloud vendor-data;
-	// ConfigDrive vendor_data.json {"cloud-init": ...}).
-	VendorData []byte
 
 	// MAC is the guest NIC's MAC address; network-config and network_data.json match
 	// it, so the worker must put the same address on the domain's interface. Empty
@@ -129,10 +126,6 @@ type Spec struct {
 	Name string
 	// AvailabilityZone is the Nova availability zone; empty means DefaultAvailabilityZone.
 	AvailabilityZone string
-	// LaunchIndex is Nova's launch_index (0 for a single instance).
-	LaunchIndex int
-	// Meta is Nova's user metadata ("meta"); nil means {}.
-	Meta map[string]string
 }
 
 // DefaultMAC derives a stable, locally administered QEMU-range MAC (52:54:00:xx:xx:xx)
@@ -232,7 +225,6 @@ func (s Spec) check() (job *yaml.Node, err error) {
 	}
 	job, err = parseJobConfig(s.CloudConfig)
 	add(err)
-	add(validateVendorData(s.VendorData))
 	if s.MAC != "" {
 		hw, err := net.ParseMAC(s.MAC)
 		switch {
@@ -246,16 +238,6 @@ func (s Spec) check() (job *yaml.Node, err error) {
 	}
 	add(validateText("name", s.Name, 255))
 	add(validateText("availability_zone", s.AvailabilityZone, 255))
-	if s.LaunchIndex < 0 {
-		add(fieldErr("launch_index", "must not be negative, got %d", s.LaunchIndex))
-	}
-	for k, v := range s.Meta {
-		if k == "" {
-			add(fieldErr("meta", "empty key"))
-		}
-		add(validateText("meta."+k, k, 255))
-		add(validateText("meta."+k, v, 255))
-	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
@@ -280,9 +262,6 @@ func (s Spec) checkProvisioning() error {
 		}
 		if len(s.CloudConfig) > 0 {
 			errs = append(errs, fieldErr("cloud_config", "an Ignition image does not read cloud-config: give ignition_config"))
-		}
-		if len(s.VendorData) > 0 {
-			errs = append(errs, fieldErr("vendor_data", "an Ignition image does not read vendor data"))
 		}
 		if _, err := ignition.Parse(s.IgnitionConfig); err != nil {
 			errs = append(errs, &FieldError{Field: "ignition_config", Err: err})

@@ -46,10 +46,8 @@ func TestValidate(t *testing.T) {
 		{"mac", func(s *Spec) { s.MAC = "52:54:00" }, "mac", "not a MAC"},
 		{"mac long", func(s *Spec) { s.MAC = "02:00:5e:10:00:00:00:01" }, "mac", "48-bit"},
 		{"mac multicast", func(s *Spec) { s.MAC = "01:00:5e:00:00:01" }, "mac", "multicast"},
-		{"launch index", func(s *Spec) { s.LaunchIndex = -1 }, "launch_index", "negative"},
 		{"name control", func(s *Spec) { s.Name = "a\nb" }, "name", "control"},
 		{"az long", func(s *Spec) { s.AvailabilityZone = long(256) }, "availability_zone", "longer"},
-		{"meta empty key", func(s *Spec) { s.Meta = map[string]string{"": "x"} }, "meta", "empty key"},
 		{"cloud_config yaml", func(s *Spec) { s.CloudConfig = []byte("a: [1\n") }, "cloud_config", "invalid YAML"},
 		{"cloud_config list", func(s *Spec) { s.CloudConfig = []byte("- a\n- b\n") }, "cloud_config", "must be a YAML mapping, got sequence"},
 		{"cloud_config scalar", func(s *Spec) { s.CloudConfig = []byte("#cloud-config\nhello\n") }, "cloud_config", "must be a YAML mapping, got scalar str"},
@@ -67,8 +65,6 @@ func TestValidate(t *testing.T) {
 		}, "cloud_config", "excessive aliasing"},
 		{"cloud_config merge key", func(s *Spec) { s.CloudConfig = []byte("b: &b {fqdn: evil.example}\n<<: *b\n") }, "cloud_config", "merge key"},
 		{"cloud_config complex key", func(s *Spec) { s.CloudConfig = []byte("? [a]\n: b\n") }, "cloud_config", ""},
-		{"vendor_data yaml", func(s *Spec) { s.VendorData = []byte("#cloud-config\na: [\n") }, "vendor_data", "invalid"},
-		{"vendor_data list", func(s *Spec) { s.VendorData = []byte("#cloud-config\n- a\n") }, "vendor_data", "mapping"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := validSpec(t)

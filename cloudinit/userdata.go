@@ -358,18 +358,3 @@ func mergeValue(ours, job *yaml.Node) *yaml.Node {
 	}
 	return out
 }
-
-func validateVendorData(b []byte) error {
-	if len(b) > MaxUserDataSize {
-		return fieldErr("vendor_data", "%d bytes, at most %d allowed", len(b), MaxUserDataSize)
-	}
-	if !utf8.Valid(b) {
-		return fieldErr("vendor_data", "not valid UTF-8")
-	}
-	first, _, _ := bytes.Cut(b, []byte("\n"))
-	if string(bytes.TrimRight(first, " \t\r")) != cloudConfigHeader {
-		return nil // scripts, MIME and the like pass through as cloud-init reads them
-	}
-	_, err := parseCloudConfig("vendor_data", b)
-	return err
-}
