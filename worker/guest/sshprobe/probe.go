@@ -279,13 +279,56 @@ func pinnedOr(keys []ssh.PublicKey, vouch func(ssh.PublicKey) error) ssh.HostKey
 
 // Probe tries to log in until it succeeds or ctx ends (give ctx the boot
 // deadline). Attempts start Interval apart, and a slow one gets up to two more
-// alongside it (see Patience); the first to log in wins. Each attempt connects, waits for the banner, completes the key
-// exchange checking the host key, authenticates and runs cfg.Command, all under
-// AttemptTimeout and deadlines set on the connection. On failure the error is a
-// *ProbeError from the last meaningful attempt: the final attempt cut short by
-// ctx is only reported when it got further than the one before it.
+// alongside it (see Patience); the first to log in wins. Each attempt connects,
+// waits for the banner, completes the key exchange checking the host key,
+// authenticates and runs cfg.Command, all under AttemptTimeout and deadlines set
+// on the connection. On failure the error is a *ProbeError from the last
+// meaningful attempt: the final attempt cut short by ctx is only reported when it
+// got further than the one before it.
 func Probe(ctx context.Context, cfg ProbeConfig) (*Client, ProbeReport, error) {
 	start := time.Now()
+	cfg, hostKeyCB, err := cfg.withDefaults()
+	if err != nil {
+		return nil, ProbeReport{}, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	// Attempts run one after another, Interval apart. One that has heard nothing
+	// from the server after Patience gets company; with maxParallel silent
+	// attempts in flight the oldest is abandoned for a fresh one. The first
+	// success wins.
+	pctx, pcancel := context.WithCancel(ctx)
+	defer pcancel()
+	p := &prober{cfg: cfg, hostKeyCB: hostKeyCB, log: log, results: make(chan landed)}
+	p.launch(pctx)
+	for len(p.flights) > 0 {
+		r := p.next(ctx, pctx)
+		if p.rep.Furthest == "" || r.stage.Rank() > p.rep.Furthest.Rank() {
+			p.rep.Furthest = r.stage
+		}
+		if r.err == nil {
+			pcancel()
+			p.closeLate()
+			return p.won(r, start)
+		}
+		interrupted := p.lost(ctx, r)
+		if len(p.flights) > 0 || interrupted {
+			continue
+		}
+		p.pause(ctx)
+		if !expired(ctx) {
+			p.launch(pctx)
+		}
+	}
+	return p.gaveUp(start)
+}
+
+// withDefaults fills cfg's zero settings with the defaults and picks the host key
+// callback (and, for pinned keys, the algorithms offered); it fails when a
+// required setting is missing.
+func (cfg ProbeConfig) withDefaults() (ProbeConfig, ssh.HostKeyCallback, error) {
 	if cfg.Interval <= 0 {
 		cfg.Interval = DefaultInterval
 	}
@@ -298,10 +341,6 @@ func Probe(ctx context.Context, cfg ProbeConfig) (*Client, ProbeReport, error) {
 	if cfg.Command == "" {
 		cfg.Command = DefaultCommand
 	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
 	hostKeyCB := cfg.HostKeyCallback
 	if len(cfg.HostKeys) > 0 {
 		hostKeyCB = pinnedOr(cfg.HostKeys, cfg.Vouch)
@@ -313,119 +352,140 @@ func Probe(ctx context.Context, cfg ProbeConfig) (*Client, ProbeReport, error) {
 			cfg.HostKeyAlgorithms = hostKeyAlgorithms(cfg.HostKeys)
 		}
 	}
-	var rep ProbeReport
 	if hostKeyCB == nil || len(cfg.Signers) == 0 || cfg.Addr == "" || cfg.User == "" {
-		err := errors.New("sshprobe: Addr, User, Signers and HostKeys or HostKeyCallback are required")
-		return nil, rep, err
+		return cfg, nil, errors.New("sshprobe: Addr, User, Signers and HostKeys or HostKeyCallback are required")
 	}
+	return cfg, hostKeyCB, nil
+}
 
-	// Attempts run one after another, Interval apart. One that has heard nothing
-	// from the server after Patience gets company; with maxParallel silent
-	// attempts in flight the oldest is abandoned for a fresh one. The first
-	// success wins.
-	pctx, pcancel := context.WithCancel(ctx)
-	defer pcancel()
-	type flight struct {
-		cancel context.CancelCauseFunc
-		heard  *atomic.Bool // the server sent something on this connection
-	}
-	type done struct {
-		f *flight
-		r attemptResult
-	}
-	results := make(chan done)
-	var flights []*flight
-	var lastLaunch time.Time
-	launch := func() {
-		actx, cancel := context.WithCancelCause(pctx)
-		f := &flight{cancel: cancel, heard: new(atomic.Bool)}
-		flights = append(flights, f)
-		rep.Attempts++
-		lastLaunch = time.Now()
-		go func() { results <- done{f, attempt(actx, cfg, hostKeyCB, f.heard)} }()
-	}
-	var last *attemptResult
-	launch()
-	for len(flights) > 0 {
+// flight is an attempt under way.
+type flight struct {
+	cancel context.CancelCauseFunc
+	heard  *atomic.Bool // the server sent something on this connection
+}
+
+// landed is an attempt that ended, with how.
+type landed struct {
+	f *flight
+	r attemptResult
+}
+
+// prober is one Probe's attempts: those in flight, the report so far and the
+// failed attempt it would report.
+type prober struct {
+	cfg        ProbeConfig
+	hostKeyCB  ssh.HostKeyCallback
+	log        *slog.Logger
+	results    chan landed
+	flights    []*flight
+	lastLaunch time.Time
+	rep        ProbeReport
+	last       *attemptResult
+}
+
+// launch starts one more attempt under pctx.
+func (p *prober) launch(pctx context.Context) {
+	actx, cancel := context.WithCancelCause(pctx)
+	f := &flight{cancel: cancel, heard: new(atomic.Bool)}
+	p.flights = append(p.flights, f)
+	p.rep.Attempts++
+	p.lastLaunch = time.Now()
+	go func() { p.results <- landed{f, attempt(actx, p.cfg, p.hostKeyCB, f.heard)} }()
+}
+
+// next waits for an attempt in flight to end and returns how it did, hedging
+// meanwhile (until ctx ends) each time Patience passes without a launch.
+func (p *prober) next(ctx, pctx context.Context) attemptResult {
+	for {
 		var hedge <-chan time.Time
 		var hedgeTimer *time.Timer
 		if !expired(ctx) {
-			hedgeTimer = time.NewTimer(time.Until(lastLaunch.Add(cfg.Patience)))
+			hedgeTimer = time.NewTimer(time.Until(p.lastLaunch.Add(p.cfg.Patience)))
 			hedge = hedgeTimer.C
 		}
-		var d done
 		select {
 		case <-hedge:
-			silent := 0
-			for _, f := range flights {
-				if !f.heard.Load() {
-					silent++
-				}
+			p.hedge(pctx)
+		case d := <-p.results:
+			if hedgeTimer != nil {
+				hedgeTimer.Stop()
 			}
-			if silent < len(flights) { // one is talking to sshd: let it work
-				lastLaunch = time.Now()
-				continue
-			}
-			if len(flights) >= maxParallel {
-				flights[0].cancel(errAbandoned)
-			}
-			launch()
-			continue
-		case d = <-results:
-		}
-		if hedgeTimer != nil {
-			hedgeTimer.Stop()
-		}
-		flights = slices.DeleteFunc(flights, func(f *flight) bool { return f == d.f })
-		d.f.cancel(nil)
-		r := d.r
-		if rep.Furthest == "" || r.stage.Rank() > rep.Furthest.Rank() {
-			rep.Furthest = r.stage
-		}
-		if r.err == nil {
-			pcancel()
-			go func(n int) { // late finishers: close any that also got in
-				for ; n > 0; n-- {
-					if d := <-results; d.r.client != nil {
-						d.r.client.Close()
-					}
-				}
-			}(len(flights))
-			rep.Stages, rep.ServerVersion, rep.HostKeyType, rep.HostKey = r.timings, r.version, r.hostKeyType, r.hostKey
-			rep.Elapsed = time.Since(start)
-			return &Client{r.client}, rep, nil
-		}
-		log.Debug("ssh attempt failed", "attempts", rep.Attempts, "stage", r.stage, "err", r.err)
-		interrupted := expired(ctx)
-		if cfg.Failed != nil && !interrupted {
-			cfg.Failed(r.stage, r.err)
-		}
-		abandoned := errors.Is(r.err, errAbandoned)
-		switch {
-		case last == nil,
-			!interrupted && !abandoned,
-			r.stage.Rank() > last.stage.Rank():
-			last = &r
-		}
-		if len(flights) > 0 || interrupted {
-			continue
-		}
-		wait := time.NewTimer(time.Until(lastLaunch.Add(cfg.Interval)))
-		select {
-		case <-ctx.Done():
-		case <-wait.C:
-		}
-		wait.Stop()
-		if !expired(ctx) {
-			launch()
+			p.flights = slices.DeleteFunc(p.flights, func(f *flight) bool { return f == d.f })
+			d.f.cancel(nil)
+			return d.r
 		}
 	}
-	rep.Stages, rep.ServerVersion = last.timings, last.version
-	rep.FailedStage = last.stage
-	rep.Elapsed = time.Since(start)
-	perr := &ProbeError{Stage: last.stage, Attempts: rep.Attempts, Err: last.err}
-	rep.Reason = jobs.OneLine(last.err.Error(), 0)
-	return nil, rep, perr
+}
+
+// hedge leaves the attempts in flight to work while one of them hears from the
+// server; when all are silent it launches another, abandoning the oldest when
+// maxParallel are in flight.
+func (p *prober) hedge(pctx context.Context) {
+	if slices.ContainsFunc(p.flights, func(f *flight) bool { return f.heard.Load() }) {
+		p.lastLaunch = time.Now()
+		return
+	}
+	if len(p.flights) >= maxParallel {
+		p.flights[0].cancel(errAbandoned)
+	}
+	p.launch(pctx)
+}
+
+// lost notes a failed attempt: cfg.Failed hears of it unless ctx has ended
+// (interrupted), and it becomes the attempt reported unless it was interrupted or
+// abandoned without getting further than the one reported so far.
+func (p *prober) lost(ctx context.Context, r attemptResult) (interrupted bool) {
+	p.log.Debug("ssh attempt failed", "attempts", p.rep.Attempts, "stage", r.stage, "err", r.err)
+	interrupted = expired(ctx)
+	if p.cfg.Failed != nil && !interrupted {
+		p.cfg.Failed(r.stage, r.err)
+	}
+	abandoned := errors.Is(r.err, errAbandoned)
+	switch {
+	case p.last == nil,
+		!interrupted && !abandoned,
+		r.stage.Rank() > p.last.stage.Rank():
+		p.last = &r
+	}
+	return interrupted
+}
+
+// pause waits until Interval has passed since the last launch, or ctx ends.
+func (p *prober) pause(ctx context.Context) {
+	wait := time.NewTimer(time.Until(p.lastLaunch.Add(p.cfg.Interval)))
+	defer wait.Stop()
+	select {
+	case <-ctx.Done():
+	case <-wait.C:
+	}
+}
+
+// closeLate closes the clients of attempts still in flight that also get in.
+func (p *prober) closeLate() {
+	go func(n int) {
+		for ; n > 0; n-- {
+			if d := <-p.results; d.r.client != nil {
+				d.r.client.Close()
+			}
+		}
+	}(len(p.flights))
+}
+
+// won is the probe's outcome when attempt r logged in.
+func (p *prober) won(r attemptResult, start time.Time) (*Client, ProbeReport, error) {
+	p.rep.Stages, p.rep.ServerVersion, p.rep.HostKeyType, p.rep.HostKey = r.timings, r.version, r.hostKeyType, r.hostKey
+	p.rep.Elapsed = time.Since(start)
+	return &Client{r.client}, p.rep, nil
+}
+
+// gaveUp is the probe's outcome when no attempt logged in before ctx ended.
+func (p *prober) gaveUp(start time.Time) (*Client, ProbeReport, error) {
+	last := p.last
+	p.rep.Stages, p.rep.ServerVersion = last.timings, last.version
+	p.rep.FailedStage = last.stage
+	p.rep.Elapsed = time.Since(start)
+	p.rep.Reason = jobs.OneLine(last.err.Error(), 0)
+	return nil, p.rep, &ProbeError{Stage: last.stage, Attempts: p.rep.Attempts, Err: last.err}
 }
 
 // expired reports whether ctx is done or past its deadline: a derived context's
@@ -484,74 +544,23 @@ func attempt(ctx context.Context, cfg ProbeConfig, hostKeyCB ssh.HostKeyCallback
 		}
 	}()
 
-	var (
-		mu        sync.Mutex
-		hostKeyAt time.Time
-		hostKeyOK bool
-		hkErr     error
-	)
-	ccfg := &ssh.ClientConfig{
-		Config: ssh.Config{
-			KeyExchanges: Algorithms().KeyExchanges,
-			Ciphers:      Algorithms().Ciphers,
-			MACs:         Algorithms().MACs,
-		},
-		User: cfg.User,
-		Auth: []ssh.AuthMethod{ssh.PublicKeys(cfg.Signers...)},
-		HostKeyCallback: func(host string, remote net.Addr, key ssh.PublicKey) error {
-			err := hostKeyCB(host, remote, key)
-			mu.Lock()
-			defer mu.Unlock()
-			hostKeyAt = time.Now()
-			if err != nil {
-				var hm *HostKeyMismatchError
-				if !errors.As(err, &hm) {
-					err = &HostKeyMismatchError{Got: key, Err: err}
-				}
-				hkErr = err
-				return err
-			}
-			hostKeyOK = true
-			r.hostKeyType, r.hostKey = key.Type(), key
-			return nil
-		},
-		HostKeyAlgorithms: cfg.HostKeyAlgorithms,
-		ClientVersion:     "SSH-2.0-imagevet",
+	seen := &hostKeySeen{}
+	c, chans, reqs, err := ssh.NewClientConn(conn, cfg.Addr, clientConfig(cfg, seen.callback(hostKeyCB)))
+	hs := handshake{connected: tConnected}
+	hs.version, hs.versionAt, hs.preBanner = conn.banner()
+	hs.hostKeyAt, hs.hostKey, hs.hostKeyErr = seen.get()
+	r.version = hs.version
+	if hs.hostKey != nil {
+		r.hostKeyType, r.hostKey = hs.hostKey.Type(), hs.hostKey
 	}
-	if ccfg.HostKeyAlgorithms == nil {
-		ccfg.HostKeyAlgorithms = Algorithms().HostKeys
-	}
-	c, chans, reqs, err := ssh.NewClientConn(conn, cfg.Addr, ccfg)
-	version, versionAt, preBanner := conn.banner()
-	r.version = version
-	mu.Lock()
-	hkAt, hkOK, hkE := hostKeyAt, hostKeyOK, hkErr
-	mu.Unlock()
 	if err != nil {
-		switch {
-		case version == "":
-			r.stage = StageBanner
-			r.err = bannerError(err, preBanner, actx, ctx, cfg.AttemptTimeout)
-		case !hkOK:
-			mark(StageBanner, tConnected)
-			r.stage = StageHandshake
-			if hkE != nil {
-				r.err = hkE
-			} else {
-				r.err = stageError("key exchange failed", err, actx, ctx, cfg.AttemptTimeout)
-			}
-		default:
-			mark(StageBanner, tConnected)
-			r.timings = append(r.timings, StageTiming{StageHandshake, hkAt.Sub(versionAt)})
-			r.stage = StageAuth
-			r.err = authError(cfg.User, err, actx, ctx, cfg.AttemptTimeout)
-		}
+		r.handshakeFailed(actx, ctx, cfg, hs, err)
 		return r
 	}
 	r.timings = append(r.timings,
-		StageTiming{StageBanner, versionAt.Sub(tConnected)},
-		StageTiming{StageHandshake, hkAt.Sub(versionAt)},
-		StageTiming{StageAuth, time.Since(hkAt)})
+		StageTiming{StageBanner, hs.versionAt.Sub(tConnected)},
+		StageTiming{StageHandshake, hs.hostKeyAt.Sub(hs.versionAt)},
+		StageTiming{StageAuth, time.Since(hs.hostKeyAt)})
 	tAuthed := time.Now()
 	// Logged in: from here on the watchdog and deadline would kill a healthy
 	// connection; Run bounds commands with ctx instead.
@@ -563,25 +572,125 @@ func attempt(ctx context.Context, cfg ProbeConfig, hostKeyCB ssh.HostKeyCallback
 	client := ssh.NewClient(c, chans, reqs)
 
 	r.stage = StageCommand
-	res, err := Run(actx, client, cfg.Command)
+	r.err = testCommand(actx, ctx, client, cfg)
 	mark(StageCommand, tAuthed)
-	switch {
-	case err != nil:
+	if r.err != nil {
 		client.Close()
-		r.err = stageError(fmt.Sprintf("test command %q did not complete", cfg.Command), err, actx, ctx, cfg.AttemptTimeout)
-		return r
-	case res.ExitCode != 0:
-		client.Close()
-		msg := jobs.FirstLine(res.Stderr, 0)
-		if msg == "" {
-			msg = jobs.FirstLine(res.Stdout, 0)
-		}
-		r.err = fmt.Errorf("test command %q exited %d: %s", cfg.Command, res.ExitCode, msg)
 		return r
 	}
 	closeConn = false
 	r.client = client
 	return r
+}
+
+// handshake is what one attempt's SSH handshake showed: when the connection
+// was made, the server's banner (or what it sent instead) and when, and the host
+// key check.
+type handshake struct {
+	connected, versionAt, hostKeyAt time.Time
+	version, preBanner              string
+	hostKey                         ssh.PublicKey // accepted
+	hostKeyErr                      error         // refused
+}
+
+// handshakeFailed records the stage a failed handshake stopped at and why: no
+// banner, the key exchange (the host key refused, or no agreement), or the
+// authentication.
+func (r *attemptResult) handshakeFailed(actx, ctx context.Context, cfg ProbeConfig, hs handshake, err error) {
+	switch {
+	case hs.version == "":
+		r.stage = StageBanner
+		r.err = bannerError(err, hs.preBanner, actx, ctx, cfg.AttemptTimeout)
+	case hs.hostKey == nil:
+		r.timings = append(r.timings, StageTiming{StageBanner, time.Since(hs.connected)})
+		r.stage = StageHandshake
+		if hs.hostKeyErr != nil {
+			r.err = hs.hostKeyErr
+		} else {
+			r.err = stageError("key exchange failed", err, actx, ctx, cfg.AttemptTimeout)
+		}
+	default:
+		r.timings = append(r.timings, StageTiming{StageBanner, time.Since(hs.connected)},
+			StageTiming{StageHandshake, hs.hostKeyAt.Sub(hs.versionAt)})
+		r.stage = StageAuth
+		r.err = authError(cfg.User, err, actx, ctx, cfg.AttemptTimeout)
+	}
+}
+
+// hostKeySeen is what the host key callback saw during one handshake: when it
+// was asked, and the key it accepted or why it refused one.
+type hostKeySeen struct {
+	mu  sync.Mutex
+	at  time.Time
+	key ssh.PublicKey         // accepted
+	err *HostKeyMismatchError // refused
+}
+
+// callback checks the host key with check, noting what it saw; any refusal is a
+// *HostKeyMismatchError.
+func (h *hostKeySeen) callback(check ssh.HostKeyCallback) ssh.HostKeyCallback {
+	return func(host string, remote net.Addr, key ssh.PublicKey) error {
+		err := check(host, remote, key)
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		h.at = time.Now()
+		if err != nil {
+			var hm *HostKeyMismatchError
+			if !errors.As(err, &hm) {
+				hm = &HostKeyMismatchError{Got: key, Err: err}
+			}
+			h.err = hm
+			return hm
+		}
+		h.key = key
+		return nil
+	}
+}
+
+// get returns what the callback saw (a nil error when it refused nothing).
+func (h *hostKeySeen) get() (time.Time, ssh.PublicKey, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.err == nil {
+		return h.at, h.key, nil
+	}
+	return h.at, h.key, h.err
+}
+
+// clientConfig is the SSH client configuration of one attempt.
+func clientConfig(cfg ProbeConfig, hostKeyCB ssh.HostKeyCallback) *ssh.ClientConfig {
+	ccfg := &ssh.ClientConfig{
+		Config: ssh.Config{
+			KeyExchanges: Algorithms().KeyExchanges,
+			Ciphers:      Algorithms().Ciphers,
+			MACs:         Algorithms().MACs,
+		},
+		User:              cfg.User,
+		Auth:              []ssh.AuthMethod{ssh.PublicKeys(cfg.Signers...)},
+		HostKeyCallback:   hostKeyCB,
+		HostKeyAlgorithms: cfg.HostKeyAlgorithms,
+		ClientVersion:     "SSH-2.0-imagevet",
+	}
+	if ccfg.HostKeyAlgorithms == nil {
+		ccfg.HostKeyAlgorithms = Algorithms().HostKeys
+	}
+	return ccfg
+}
+
+// testCommand runs cfg.Command once logged in: an error unless it exits 0.
+func testCommand(actx, ctx context.Context, client *ssh.Client, cfg ProbeConfig) error {
+	res, err := Run(actx, client, cfg.Command)
+	switch {
+	case err != nil:
+		return stageError(fmt.Sprintf("test command %q did not complete", cfg.Command), err, actx, ctx, cfg.AttemptTimeout)
+	case res.ExitCode != 0:
+		msg := jobs.FirstLine(res.Stderr, 0)
+		if msg == "" {
+			msg = jobs.FirstLine(res.Stdout, 0)
+		}
+		return fmt.Errorf("test command %q exited %d: %s", cfg.Command, res.ExitCode, msg)
+	}
+	return nil
 }
 
 func connectError(addr string, err error) error {
