@@ -32,10 +32,26 @@ func TestBrowserShowsRecordedPanicAndFollowsALiveJob(t *testing.T) {
 	if !webtest.Eval[bool](t, ctx, webtest.TimelineJS) {
 		t.Error("the timeline is not drawn to scale with its marks")
 	}
+	if !webtest.Eval[bool](t, ctx, webtest.TimelineLabelsApartJS) {
+		t.Error("the recorded job's timeline labels overlap")
+	}
 	webtest.Screenshot(t, ctx, "recorded-job", true)
 	// The fatal mark on the timeline leads to its console line.
 	webtest.Do(t, ctx, 10*time.Second, chromedp.Click(chromedp.CSS("svg.timeline a.mark.fatal circle")))
 	webtest.WaitJS(t, ctx, 5*time.Second, "the fatal line as the page's target", `location.hash !== "" && document.querySelector(location.hash).classList.contains("fatal")`)
+
+	// Milestones close together keep their labels apart, at 1400 and 1024 wide.
+	if _, err := q.PublishResult(context.Background(), denseResult(), nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, width := range []int64{1400, 1024} {
+		webtest.Do(t, ctx, 20*time.Second, chromedp.EmulateViewport(width, 1000), chromedp.Navigate(url+"/jobs/dense"), chromedp.WaitVisible(chromedp.CSS("svg.timeline")))
+		if !webtest.Eval[bool](t, ctx, webtest.TimelineLabelsApartJS) {
+			t.Errorf("the timeline's labels overlap at %d px", width)
+		}
+	}
+	webtest.Screenshot(t, ctx, "job-timeline", false)
+	webtest.Do(t, ctx, 10*time.Second, chromedp.EmulateViewport(1280, 900))
 
 	// A job never submitted is unknown, not running.
 	webtest.Do(t, ctx, 20*time.Second, chromedp.Navigate(url+"/jobs/never-submitted"), chromedp.WaitVisible(chromedp.CSS("main h1")))

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/imagevet/imagevet/console"
 	"github.com/imagevet/imagevet/jobs"
 )
 
@@ -14,14 +15,23 @@ const (
 	tlLabelWidth = 110
 	tlLaneHeight = 22
 	tlTop        = 8
-	tlMarkRows   = 3
 	tlMarkRow    = 16
 	tlAxis       = 22
+	// tlCharWidth is a generous width of one character of the 11 px label font,
+	// tlLabelGap the room kept between two labels in a row.
+	tlCharWidth = 7
+	tlLabelGap  = 8
+	// tlLaneChars bounds a lane's name, which must fit left of the chart.
+	tlLaneChars = 15
 )
+
+// bootEndMilestones are the console milestones that say the guest finished booting (the
+// worker's own reading of the console, worker/login.go bootEnd).
+var bootEndMilestones = []string{console.MilestoneLoginPrompt, console.MilestoneBootFinished, console.MilestoneCloudInitDone}
 
 // Timeline is a job's stages and console marks laid out to scale for the SVG on the
 // job page: each stage a bar in its own lane, each console mark a tick across all
-// lanes with its label below.
+// lanes with its label below, in as many rows as keep the labels apart.
 type Timeline struct {
 	Width, Height int
 	// ChartX is where the time axis starts; LanesBottom where the lanes end.
@@ -37,9 +47,12 @@ type Lane struct {
 	Name     string
 	Y        int
 	X, W     float64
-	Class    string // ok, fail, error
+	Class    string // ok, fail, error, running
 	Duration time.Duration
 	Error    string
+	// Note says how the bar was drawn when it is not the stage's own timing (the
+	// boot lasting until the guest was up).
+	Note string
 }
 
 // TimeMark is a console mark on the time axis.
@@ -59,6 +72,31 @@ type TimeMark struct {
 type Tick struct {
 	X     float64
 	Label string
+	// End puts the label left of the tick, at the right edge.
+	End bool
+}
+
+// label is a mark's label in the rows below the lanes: its tick at x, its text
+// from..to, in row (0 the top one). Its tick line runs down through every row
+// above its own.
+type label struct {
+	x, from, to float64
+	row         int
+}
+
+// fits reports whether l can go in its row: clear of the labels there and not
+// across the tick line of a label below. A row below every placed label always
+// fits. (Its own line may cross a label above: two marks at one moment.)
+func (l label) fits(placed []label) bool {
+	for _, p := range placed {
+		switch {
+		case p.row == l.row && l.from < p.to+tlLabelGap && p.from < l.to+tlLabelGap:
+			return false
+		case p.row > l.row && p.x > l.from-2 && p.x < l.to+2:
+			return false
+		}
+	}
+	return true
 }
 
 // NewTimeline lays out a result's stages and console marks. anchors maps a console
@@ -98,28 +136,61 @@ func NewTimeline(r jobs.Result, anchors map[int]string) Timeline {
 			failed[c.Name] = "error"
 		}
 	}
+	ends := bootEnd(r, stages)
 	for i, s := range stages {
-		l := Lane{Name: s.Name, Y: tlTop + i*tlLaneHeight, X: x(s.Start), Duration: s.Duration.D(), Error: s.Error, Class: "ok"}
-		l.W = max(x(s.Start.Add(s.Duration.D()))-l.X, 1.5)
+		l := Lane{Name: clip(s.Name, tlLaneChars), Y: tlTop + i*tlLaneHeight, X: x(s.Start), Duration: s.Duration.D(), Error: s.Error, Class: "ok"}
+		stop := s.Start.Add(s.Duration.D())
+		switch {
+		case s.Name == jobs.CheckBoot && ends.boot.After(stop):
+			// The domain starts in a moment; the boot is over when the guest is up.
+			l.Note = fmt.Sprintf("domain started in %s; %s at %s", formatDuration(s.Duration.D()), ends.why, formatDuration(ends.boot.Sub(start)))
+			l.Duration, stop = ends.boot.Sub(s.Start), ends.boot
+		case s.Name == jobs.CheckSSH && ends.boot.After(s.Start) && ends.boot.Before(stop):
+			// What SSH waited for until then was the boot, drawn on its own lane.
+			l.Note = fmt.Sprintf("waited for the boot until %s, then %s more", formatDuration(ends.boot.Sub(start)), formatDuration(stop.Sub(ends.boot)))
+			l.X, l.Duration = x(ends.boot), stop.Sub(ends.boot)
+		}
+		booting := s.Name == jobs.CheckBoot && ends.boot.IsZero() && r.Verdict == "" && s.Error == ""
+		if booting {
+			// A running job whose guest is not up yet: the boot goes on.
+			l.Note = "the console has not shown the end of boot yet"
+			l.Duration, stop = end.Sub(s.Start), end
+		}
+		l.W = max(x(stop)-l.X, 1.5)
 		if c, ok := failed[s.Name]; ok {
 			l.Class = c
 		} else if s.Error != "" {
 			l.Class = "error"
+		} else if booting {
+			l.Class = "running"
 		}
 		tl.Lanes = append(tl.Lanes, l)
 	}
 	tl.LanesBottom = tlTop + len(stages)*tlLaneHeight
+	var placed []label
+	rows := 0
 	for i, m := range r.ConsoleMarks {
 		tm := TimeMark{Name: m.Name, Reason: m.Reason, Line: m.Line, X: x(m.At), Class: m.Kind,
 			At: m.At.Sub(start), Anchor: anchors[i]}
-		tm.LabelLeft = tm.X > tlWidth*0.8
-		tm.LabelY = tl.LanesBottom + tlMarkRow*(1+i%tlMarkRows)
+		w := float64(len([]rune(m.Name))*tlCharWidth + 5)
+		l := label{x: tm.X, from: tm.X - 3, to: tm.X + w}
+		if l.to > tlWidth {
+			tm.LabelLeft, l.from, l.to = true, tm.X-w, tm.X+3
+		}
+		for !l.fits(placed) {
+			l.row++
+		}
+		placed = append(placed, l)
+		rows = max(rows, l.row+1)
+		tm.LabelY = tl.LanesBottom + tlMarkRow*(1+l.row)
 		tl.Marks = append(tl.Marks, tm)
 	}
-	axisY := tl.LanesBottom + tlMarkRow*tlMarkRows + 8
+	axisY := tl.LanesBottom + tlMarkRow*max(rows, 1) + 8
 	step := tickStep(total)
 	for t := time.Duration(0); t <= total; t += step {
-		tl.Ticks = append(tl.Ticks, Tick{X: x(start.Add(t)), Label: formatSeconds(t)})
+		tk := Tick{X: x(start.Add(t)), Label: formatSeconds(t)}
+		tk.End = tk.X > tlWidth-20 // centred, the last label would leave the chart
+		tl.Ticks = append(tl.Ticks, tk)
 	}
 	tl.Height = axisY + tlAxis
 	return tl
@@ -150,4 +221,46 @@ func formatSeconds(d time.Duration) string {
 		return fmt.Sprintf("%gs", d.Round(100*time.Millisecond).Seconds())
 	}
 	return d.Round(time.Second).String()
+}
+
+// bootEnds is when the guest was up, as far as a result tells: the first console
+// line of the end of boot, the guest answering SSH, or the fatal line that ended
+// the boot; zero when none is known.
+type bootEnds struct {
+	boot time.Time
+	why  string
+}
+
+func bootEnd(r jobs.Result, stages []jobs.Stage) bootEnds {
+	var e bootEnds
+	earlier := func(t time.Time, why string) {
+		if !t.IsZero() && (e.boot.IsZero() || t.Before(e.boot)) {
+			e.boot, e.why = t, why
+		}
+	}
+	for _, m := range r.ConsoleMarks {
+		switch {
+		case m.Kind == jobs.MarkFatal:
+			earlier(m.At, "the console's fatal line ("+m.Name+")")
+		case slices.Contains(bootEndMilestones, m.Name):
+			earlier(m.At, "the console showed the end of boot ("+m.Name+")")
+		}
+	}
+	if c := r.Check(jobs.CheckSSH); c != nil && c.Status == jobs.StatusPass {
+		for _, s := range stages {
+			if s.Name == jobs.CheckSSH {
+				earlier(s.Start.Add(s.Duration.D()), "SSH answered")
+			}
+		}
+	}
+	return e
+}
+
+// clip shortens s to n characters, marking the cut.
+func clip(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n-1]) + "…"
 }

@@ -148,15 +148,15 @@ const FatalLineJS = `(() => {
 })()`
 
 // TimelineJS is true when the stage timeline is drawn with a bar per stage, the
-// console milestones and the fatal mark, bars to scale (ssh, where the panic
-// struck, far longer than prepare).
+// console milestones and the fatal mark, bars to scale (boot, which lasted until
+// the panic, far longer than prepare, and failed).
 const TimelineJS = `(() => {
 	const svg = document.querySelector("svg.timeline");
 	if (!svg || svg.getBoundingClientRect().width < 600) return false;
 	const bar = (name) => [...svg.querySelectorAll("g.lane")].find(g => g.querySelector("text").textContent === name)?.querySelector("rect");
-	const ssh = bar("ssh"), prep = bar("prepare");
-	return !!ssh && !!prep && !!bar("fetch") && !!bar("boot") && !!bar("cleanup") &&
-		ssh.getBBox().width > 5 * prep.getBBox().width &&
+	const boot = bar("boot"), prep = bar("prepare");
+	return !!boot && !!prep && !!bar("fetch") && !!bar("ssh") && !!bar("cleanup") &&
+		boot.getBBox().width > 5 * prep.getBBox().width && boot.parentElement.classList.contains("fail") &&
 		svg.querySelectorAll(".mark.milestone").length >= 3 && svg.querySelectorAll(".mark.fatal").length === 1;
 })()`
 
