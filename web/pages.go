@@ -371,3 +371,13 @@ func formatMiB(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<2
 
 // formatClock renders a time of day in UTC, to the second.
 func formatClock(t time.Time) string { return t.UTC().Format("15:04:05") }
+
+// notRun is why a check did not run (its reason after jobs.NotRunPrefix), or ""
+// for a check that ran or was skipped by the job.
+func notRun(reason string) string {
+	why, ok := strings.CutPrefix(reason, jobs.NotRunPrefix)
+	if !ok {
+		return ""
+	}
+	return why
+}

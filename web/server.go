@@ -87,7 +87,7 @@ func New(src Source, opts Options) (*Server, error) {
 		opts.KeepAlive = 15 * time.Second
 	}
 	s := &Server{src: src, idx: NewIndex(), opts: opts, log: opts.Logger, pages: map[string]*template.Template{}}
-	funcs := template.FuncMap{"ago": s.ago, "dur": formatDuration, "utc": formatTime, "mib": formatMiB, "clock": formatClock}
+	funcs := template.FuncMap{"ago": s.ago, "dur": formatDuration, "utc": formatTime, "mib": formatMiB, "clock": formatClock, "notRun": notRun}
 	for _, page := range []string{"overview", "job", "family", "queue", "workers"} {
 		t, err := template.New(page).Funcs(funcs).ParseFS(assets, "templates/layout.html", "templates/"+page+".html")
 		if err != nil {

@@ -620,3 +620,34 @@ func TestRunningJobPageTellsTheStorySoFar(t *testing.T) {
 		t.Errorf("the story so far alone: %d %.200s", code, body)
 	}
 }
+
+// Checks that did not run are listed as such, with why; a failed command's reason
+// quotes the end of its output and the detail keeps all of it.
+func TestJobPageListsChecksNotRunAndCommandOutput(t *testing.T) {
+	q := testQueue(t)
+	now := time.Now().UTC()
+	r := passResult("cmds-1", "tiny", now)
+	r.Verdict, r.FailedCheck = jobs.VerdictFail, jobs.CheckCommands
+	r.Reason = `command 2 (apt-get update) exited 100, want 0; stderr ends "E: Failed to fetch ⏎ E: Some index files failed to download"`
+	detail := "$ true\n[exit 0 in 3ms]\n$ apt-get update\n[stderr] W: line 1\n" + strings.Repeat("[stderr] W: more\n", 50) + "[stderr] E: Some index files failed to download\n[exit 100 in 2s]"
+	r.Checks = append(r.Checks,
+		jobs.CheckResult{Name: jobs.CheckCommands, Status: jobs.StatusFail, Required: true, Reason: r.Reason, Detail: detail},
+		jobs.CheckResult{Name: jobs.CheckHostname, Status: jobs.StatusSkip, Required: true, Reason: jobs.NotRunPrefix + "a fatal console line ended the job first"},
+		jobs.CheckResult{Name: jobs.CheckMetadata, Status: jobs.StatusSkip, Reason: "skipped by the job"})
+	if _, err := q.PublishResult(context.Background(), r, nil); err != nil {
+		t.Fatal(err)
+	}
+	_, url := startServer(t, q)
+	_, body := get(t, url+"/jobs/cmds-1")
+	for _, want := range []string{
+		`<tr class="skip not-run"><td>hostname</td><td><span class="v skip">not run</span></td><td>yes</td><td>-</td><td class="reason-cell">a fatal console line ended the job first</td>`,
+		`<tr class="skip"><td>metadata</td><td><span class="v skip">skip</span></td><td>no</td><td>0s</td><td class="reason-cell">skipped by the job</td>`,
+		`stderr ends &#34;E: Failed to fetch ⏎ E: Some index files failed to download&#34;<details><summary>detail</summary><pre>$ true`,
+		`[stderr] E: Some index files failed to download
+[exit 100 in 2s]</pre>`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("job page lacks %q", want)
+		}
+	}
+}
