@@ -146,7 +146,7 @@ func TestBrowserRunningJobOpenedMidJob(t *testing.T) {
 		t.Fatal(err)
 	}
 	webtest.WaitJS(t, ctx, 10*time.Second, "the story grown", fmt.Sprintf(story, 11, 3, "cloud-init"))
-	webtest.Screenshot(t, ctx, "job-running", true)
+	webtest.Screenshot(t, ctx, "job-running-midjob", true)
 	if !webtest.Eval[bool](t, ctx, `window.stayed === true`) {
 		t.Error("the page reloaded to grow")
 	}
