@@ -26,9 +26,9 @@ const (
 
 // AllChecks lists every check a job can require, in run order. A job runs the
 // cloud-init check or the ignition check, as its guest.provisioning says. The
-// offline inspection's checks (CheckIdentity) run beside the boot and are judged
+// offline inspection's checks (CheckIdentity, CheckHygiene) run beside the boot and are judged
 // last; skipping them turns the inspection off.
-var AllChecks = []string{CheckImage, CheckBoot, CheckSSH, CheckHostname, CheckMetadata, CheckCloudInit, CheckIgnition, CheckCommands, CheckIdentity}
+var AllChecks = []string{CheckImage, CheckBoot, CheckSSH, CheckHostname, CheckMetadata, CheckCloudInit, CheckIgnition, CheckCommands, CheckIdentity, CheckHygiene}
 
 // Image formats a job may claim.
 const (

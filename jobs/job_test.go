@@ -143,10 +143,10 @@ func TestRunsChecksAndListNotRun(t *testing.T) {
 	ci := Job{Guest: GuestSpec{Provisioning: ProvisioningCloudInit}, Commands: []Command{{Run: "true"}},
 		Checks: CheckSpec{Skip: []string{CheckHostname}}}
 	ign := Job{Guest: GuestSpec{Provisioning: ProvisioningIgnition}}
-	if got, want := strings.Join(ci.RunsChecks(), " "), "image boot ssh hostname metadata cloud-init commands identity"; got != want {
+	if got, want := strings.Join(ci.RunsChecks(), " "), "image boot ssh hostname metadata cloud-init commands identity hygiene"; got != want {
 		t.Errorf("cloud-init job: %q, want %q", got, want)
 	}
-	if got, want := strings.Join(ign.RunsChecks(), " "), "image boot ssh hostname metadata ignition identity"; got != want {
+	if got, want := strings.Join(ign.RunsChecks(), " "), "image boot ssh hostname metadata ignition identity hygiene"; got != want {
 		t.Errorf("Ignition job without commands: %q, want %q", got, want)
 	}
 	res := Result{Checks: []CheckResult{{Name: CheckImage, Status: StatusPass}, {Name: CheckBoot, Status: StatusFail, Reason: "kernel panic"}}}
@@ -157,7 +157,7 @@ func TestRunsChecksAndListNotRun(t *testing.T) {
 	}
 	want := "image=pass: boot=fail:kernel panic ssh=skip:not run: boot failed hostname=skip:skipped by the job " +
 		"metadata=skip:not run: boot failed cloud-init=skip:not run: boot failed commands=skip:not run: boot failed " +
-		"identity=skip:not run: boot failed"
+		"identity=skip:not run: boot failed hygiene=skip:not run: boot failed"
 	if strings.Join(got, " ") != want {
 		t.Errorf("checks:\n%s\nwant\n%s", strings.Join(got, " "), want)
 	}

@@ -66,6 +66,7 @@ func (j *jobRun) startInspection(ctx context.Context, base *image.Image, scale f
 // filled from the facts.
 func (j *jobRun) joinInspection(in *inspection) {
 	if in == nil {
+		j.checkHygiene(nil)
 		if !j.job.Checks.IsSkipped(jobs.CheckIdentity) {
 			j.rec.check(jobs.CheckResult{Name: jobs.CheckIdentity, Status: jobs.StatusSkip,
 				Reason: "the inspection is off on this worker (--inspect=false)"})
@@ -83,6 +84,8 @@ func (j *jobRun) joinInspection(in *inspection) {
 	in.cancel()
 	ins := in.ins
 	j.rec.inspection(ins)
+	// The hygiene check, after identity, sets the recorded inspection's findings.
+	defer j.checkHygiene(ins)
 	if j.job.Checks.IsSkipped(jobs.CheckIdentity) {
 		return
 	}

@@ -99,16 +99,19 @@ func TestInspectionCancelledWhenJobFailed(t *testing.T) {
 	}
 }
 
-// A job skipping identity has no inspection.
+// A job skipping identity and hygiene has no inspection.
 func TestInspectionSkippedByJob(t *testing.T) {
 	addr, key := sshServerKey(t)
 	hv := &fake.Hypervisor{SSHAddr: addr, Console: keysBlock(key)}
 	job := debian12Job("noinspect")
-	job.Checks.Skip = append(job.Checks.Skip, jobs.CheckIdentity)
+	job.Checks.Skip = append(job.Checks.Skip, jobs.CheckIdentity, jobs.CheckHygiene)
 	res, _ := runInspected(t, hv, job, func(context.Context, string, string, inspect.Config) *jobs.Inspection {
-		t.Error("inspected although the job skips identity")
+		t.Error("inspected although the job skips identity and hygiene")
 		return &jobs.Inspection{}
 	})
+	if c := res.Check(jobs.CheckHygiene); c == nil || c.Reason != "skipped by the job" {
+		t.Errorf("hygiene %+v", c)
+	}
 	if c := res.Check(jobs.CheckIdentity); res.Verdict != jobs.VerdictPass || c == nil || c.Reason != "skipped by the job" || res.Inspection != nil {
 		t.Fatalf("got %s, identity %+v, inspection %+v", res.Verdict, c, res.Inspection)
 	}

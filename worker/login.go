@@ -422,6 +422,7 @@ func (j *jobRun) login(guestCtx context.Context, wait sshWait, booted bool) *ssh
 		return nil
 	}
 	trust := j.hostKeyTrust(wait.report.HostKey, w.seeded, job.Guest.HostKey)
+	j.hostKey = wait.report.HostKey
 	j.rec.check(jobs.CheckResult{Name: jobs.CheckSSH, Status: jobs.StatusPass,
 		Reason: fmt.Sprintf("login as %s after %s, %s", job.Guest.User, wait.took.Round(100*time.Millisecond), trust),
 		Detail: probeDetail(wait.report), Duration: jobs.Duration(wait.took)})

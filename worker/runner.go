@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/imagevet/imagevet/cloudinit"
 	"github.com/imagevet/imagevet/console"
 	"github.com/imagevet/imagevet/image"
@@ -130,6 +132,7 @@ type jobRun struct {
 	meta        *metadata.Server
 	con         *console.Console
 	ssh         *sshprobe.Client
+	hostKey     ssh.PublicKey // the host key the booted server presented, once SSH answered
 	keys        *cloudinit.Keys
 	ignition    guest.IgnitionWant // what the seed's Ignition config asks for (Ignition jobs)
 	accel       string

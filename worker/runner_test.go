@@ -611,6 +611,7 @@ func TestEarlyFailureListsEveryCheck(t *testing.T) {
 		jobs.CheckHostname: "skipped by the job", jobs.CheckMetadata: "not run: ssh failed",
 		jobs.CheckCloudInit: "not run: ssh failed", jobs.CheckCommands: "not run: ssh failed",
 		jobs.CheckIdentity: "the inspection is off on this worker (--inspect=false)",
+		jobs.CheckHygiene:  "the inspection is off on this worker (--inspect=false)",
 	}
 	if len(res.Checks) != len(want) {
 		t.Errorf("checks %+v, want one each of %v", res.Checks, want)

@@ -173,7 +173,7 @@ func workerSettings(add adder) {
 		setting{Flag: "max-fetch", Var: "IMAGEVET_MAX_FETCH", Section: "worker", Key: "max_fetch", Default: wd.MaxTimeouts.Fetch.D().String(),
 			Kind: kindDuration, Usage: "largest timeouts.fetch a job may ask for"},
 		setting{Flag: "inspect", Var: "IMAGEVET_INSPECT", Section: "worker", Key: "inspect", Default: strconv.FormatBool(wd.Inspect),
-			Kind: kindBool, Usage: "look inside each image offline with libguestfs beside its boot (the identity check; docs/inspection.md)"},
+			Kind: kindBool, Usage: "look inside each image offline with libguestfs beside its boot (the identity and hygiene checks; docs/inspection.md)"},
 		setting{Flag: "inspect-timeout", Var: "IMAGEVET_INSPECT_TIMEOUT", Section: "worker", Key: "inspect_timeout",
 			Default: wd.InspectTimeout.String(), Kind: kindDuration, Zero: zeroRefused,
 			Usage: "bound of one inspection on a KVM host, scaled by --tcg-factor under TCG"},
