@@ -58,6 +58,11 @@ type Rule struct {
 	AwaitFor time.Duration
 }
 
+// FatalStarvedTimer is the fatal check of a guest kernel that found no working
+// timer at boot ("IO-APIC + timer doesn't work"): under emulation, the sign of a
+// host that starved the guest of CPU while the kernel calibrated its timers.
+const FatalStarvedTimer = "starved-timer"
+
 // Milestone names used by DefaultRules.
 const (
 	MilestoneFirmware         = "firmware"
@@ -97,6 +102,10 @@ func DefaultRules() []Rule {
 	re := regexp.MustCompile
 	return append([]Rule{
 		// Fatal: the guest will not get anywhere useful.
+		// Before kernel-panic, whose line it is too: a guest kernel that finds no
+		// working timer was starved of CPU by its host (emulation on a busy host),
+		// which the worker reports as the host's fault.
+		{Name: FatalStarvedTimer, Kind: Fatal, Pattern: re(`IO-APIC \+ timer doesn't work|timer doesn't work through Interrupt-remapped IO-APIC`), Reason: "the kernel found no working timer"},
 		{Name: "kernel-panic", Kind: Fatal, Pattern: re(`Kernel panic - not syncing`), Reason: "kernel panic"},
 		{Name: "root-mount", Kind: Fatal, Pattern: re(`VFS: Unable to mount root fs|Failed to mount /sysroot|Gave up waiting for root (file system|device)|ALERT! .* does not exist\.\s+Dropping to a shell`), Reason: "the root file system could not be mounted"},
 		{Name: "emergency-mode", Kind: Fatal, Pattern: re(`You are in emergency mode|Give root password for maintenance|Entering emergency mode|Cannot open access to console, the root account is locked`), Reason: "the guest dropped into emergency mode"},

@@ -415,6 +415,8 @@ func (j *jobRun) login(guestCtx context.Context, wait sshWait, booted bool) *ssh
 		}
 		if decided {
 			reason = early.Reason
+		} else if !bootEnded(j.con) {
+			reason += "; " + bootProgress(j.con)
 		}
 		reason = j.withProvisioningHint(reason)
 		j.rec.check(jobs.CheckResult{Name: jobs.CheckSSH, Status: jobs.StatusFail, Reason: reason,

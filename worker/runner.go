@@ -45,6 +45,8 @@ type Runner struct {
 	// inspect looks inside the base beside the boot; nil when the worker's
 	// inspection is off.
 	inspect Inspector
+	// load reads the host's load average and CPU count (hostLoad; tests set it).
+	load func() (float64, int, error)
 }
 
 // NewRunner returns a runner; cfg must have passed Validate. Close releases it.
@@ -52,7 +54,7 @@ func NewRunner(cfg Config, images Images, hv vm.Hypervisor, log *slog.Logger) *R
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	r := &Runner{cfg: cfg, images: images, hv: hv, log: log, now: time.Now, pool: newKeyPool(2, cloudinit.NewKeys)}
+	r := &Runner{cfg: cfg, images: images, hv: hv, log: log, now: time.Now, pool: newKeyPool(2, cloudinit.NewKeys), load: hostLoad}
 	if cfg.Inspect {
 		r.inspect = inspect.Inspect
 	}

@@ -81,9 +81,14 @@ func newTestRunner(t *testing.T, imgs Images, hv vm.Hypervisor) (*Runner, Config
 		t.Fatal(err)
 	}
 	r := NewRunner(cfg, imgs, hv, nil)
+	r.load = quietHost // the verdicts must not depend on this machine's load
 	t.Cleanup(r.Close)
 	return r, cfg
 }
+
+// quietHost and busyHost are host loads for Runner.load.
+func quietHost() (float64, int, error) { return 0.2, 2, nil }
+func busyHost() (float64, int, error)  { return 9.5, 2, nil }
 
 // closingListener accepts TCP connections and closes them at once, as qemu's
 // user-mode forward does while nothing listens in the guest.
@@ -249,6 +254,53 @@ func TestRunNoSSHBannerFailsSSH(t *testing.T) {
 	defer mu.Unlock()
 	if len(events) < 4 || events[0].Stage != "fetch" || events[0].Event != "start" {
 		t.Errorf("progress events missing: %+v", events)
+	}
+	assertCleanedUp(t, cfg, hv)
+}
+
+// A guest still booting when its boot deadline comes on a host running far more
+// than its CPUs is the host's fault: a retryable error naming the load and how far
+// the console got, not a fail of the image. On a quiet host the same guest fails
+// ssh, and the reason says the console never showed the end of boot.
+func TestRunStarvedAtBootDeadlineIsTheHosts(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		load    func() (float64, int, error)
+		verdict jobs.Verdict
+		check   string
+		want    string
+	}{
+		{"busy host", busyHost, jobs.VerdictError, jobs.CheckBoot, "load average was 9.5 on 2 CPUs"},
+		{"quiet host", quietHost, jobs.VerdictFail, jobs.CheckSSH, "the console's last milestone was kernel started"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			hv := &fake.Hypervisor{SSHAddr: closingListener(t), Console: []fake.Line{{Text: "Linux version 6.1.0"}}}
+			r, cfg := newTestRunner(t, &fakeImages{}, hv)
+			r.load = tc.load
+			res := r.Run(context.Background(), testJob("slow"), 1, nil)
+			if res.Verdict != tc.verdict || res.FailedCheck != tc.check || !strings.Contains(res.Reason, tc.want) {
+				t.Fatalf("got %s/%s %q; want %s/%s containing %q", res.Verdict, res.FailedCheck, res.Reason, tc.verdict, tc.check, tc.want)
+			}
+			if res.Retryable != (tc.verdict == jobs.VerdictError) {
+				t.Errorf("retryable = %v", res.Retryable)
+			}
+			assertCleanedUp(t, cfg, hv)
+		})
+	}
+}
+
+// A guest kernel that finds no working timer panics; under emulation that is the
+// host starving it, so the job errors (retryable) instead of failing the image.
+func TestRunStarvedTimerPanicIsTheHosts(t *testing.T) {
+	hv := &fake.Hypervisor{SSHAddr: closingListener(t), Console: []fake.Line{
+		{Text: "Linux version 6.1.0"},
+		{After: 200 * time.Millisecond, Text: "[    0.044000] Kernel panic - not syncing: IO-APIC + timer doesn't work!  Boot with apic=debug and send a report.  Then try booting with the 'noapic' option."},
+	}}
+	r, cfg := newTestRunner(t, &fakeImages{}, hv)
+	res := r.Run(context.Background(), testJob("timer"), 1, nil)
+	if res.Verdict != jobs.VerdictError || !res.Retryable || res.FailedCheck != jobs.CheckBoot ||
+		!strings.Contains(res.Reason, "no working timer") || !strings.Contains(res.Reason, "load average was 0.2 on 2 CPUs") {
+		t.Fatalf("got %s/%s retryable=%v %q", res.Verdict, res.FailedCheck, res.Retryable, res.Reason)
 	}
 	assertCleanedUp(t, cfg, hv)
 }
