@@ -178,38 +178,15 @@ func (j *jobRun) run(parent context.Context) {
 		return
 	}
 
-	// Boot. The console is watched from before the first byte so a panic fails the
-	// job within a poll interval of its line, whatever stage is running then.
-	// The offline inspection of the base runs beside the boot; it is joined
-	// when run returns, before the verdict.
+	// Boot, with the console watched from before the first byte. The offline
+	// inspection of the base runs beside the boot; it is joined when run
+	// returns, before the verdict.
 	defer j.joinInspection(j.startInspection(ctx, base, scale))
 	guestCtx, stopGuest := context.WithCancelCause(ctx)
 	defer stopGuest(nil)
-	j.con = console.Watch(context.WithoutCancel(ctx), spec.ConsoleLog, console.DefaultRules())
-	go j.shareConsole(ctx)
-	go func() {
-		select {
-		case m := <-j.con.Failed():
-			// The verdict is the console's Fatal match, read where each stage ends;
-			// the cancel only stops what runs.
-			j.rec.info("boot", "fatal console line: "+m.Line)
-			stopGuest(errConsoleFatal)
-		case <-guestCtx.Done():
-		}
-	}()
-	done := j.rec.stage("boot")
-	bootCtx, cancelBoot := context.WithTimeout(ctx, 2*time.Minute)
-	machine, err := j.hv.Boot(bootCtx, spec)
-	cancelBoot()
-	done(err)
-	if err != nil {
-		j.rec.check(jobs.CheckResult{Name: jobs.CheckBoot, Status: jobs.StatusError, Reason: describe(err)})
-		j.rec.stop(jobs.CheckBoot, err)
+	if !j.boot(ctx, guestCtx, stopGuest, spec) {
 		return
 	}
-	j.machine = machine
-	j.log = j.log.With("domain", machine.Name())
-	go j.watchMachine(guestCtx, machine, stopGuest)
 
 	// SSH: the first sign of life, within the (scaled) boot timeout, or sooner
 	// when the console proves it will not come. Cleanup closes the client.
@@ -231,6 +208,39 @@ func (j *jobRun) run(parent context.Context) {
 	if m, ok := j.con.Fatal(); ok {
 		j.rec.replace(jobs.CheckResult{Name: jobs.CheckBoot, Status: jobs.StatusFail, Reason: j.withProvisioningHint(m.String())})
 	}
+}
+
+// boot starts the machine with its console watched from before the first byte: a
+// fatal line stops the guest's stages (stopGuest) within a poll interval, whatever
+// stage runs then, as does the machine stopping (watchMachine). It returns false
+// when the machine did not start.
+func (j *jobRun) boot(ctx, guestCtx context.Context, stopGuest context.CancelCauseFunc, spec vm.Spec) bool {
+	j.con = console.Watch(context.WithoutCancel(ctx), spec.ConsoleLog, console.DefaultRules())
+	go j.shareConsole(ctx)
+	go func() {
+		select {
+		case m := <-j.con.Failed():
+			// The verdict is the console's Fatal match, read where each stage ends;
+			// the cancel only stops what runs.
+			j.rec.info("boot", "fatal console line: "+m.Line)
+			stopGuest(errConsoleFatal)
+		case <-guestCtx.Done():
+		}
+	}()
+	done := j.rec.stage("boot")
+	bootCtx, cancelBoot := context.WithTimeout(ctx, 2*time.Minute)
+	machine, err := j.hv.Boot(bootCtx, spec)
+	cancelBoot()
+	done(err)
+	if err != nil {
+		j.rec.check(jobs.CheckResult{Name: jobs.CheckBoot, Status: jobs.StatusError, Reason: describe(err)})
+		j.rec.stop(jobs.CheckBoot, err)
+		return false
+	}
+	j.machine = machine
+	j.log = j.log.With("domain", machine.Name())
+	go j.watchMachine(guestCtx, machine, stopGuest)
+	return true
 }
 
 // fetch ingests the image: download or copy, hash, verify, inspect, cache; and when
@@ -310,71 +320,103 @@ func (j *jobRun) prepare(ctx context.Context, base *image.Image) (vm.Spec, bool)
 }
 
 func (j *jobRun) prepareSpec(ctx context.Context, base *image.Image) (vm.Spec, error) {
-	job := j.job
-	jobsDir := j.jobsDir()
-	if err := os.MkdirAll(jobsDir, 0o755); err != nil {
+	if err := j.makeDir(); err != nil {
 		return vm.Spec{}, err
 	}
-	dir, err := os.MkdirTemp(jobsDir, job.ID+"-")
+	seed, err := j.seed()
 	if err != nil {
 		return vm.Spec{}, err
 	}
-	j.dir = dir
-	// libvirt's qemu runs as its own user and must reach the files in here.
-	if err := os.Chmod(dir, 0o755); err != nil {
-		return vm.Spec{}, err
-	}
-	keys, err := j.pool.get()
+	seedPath, userData, err := j.writeSeed(seed)
 	if err != nil {
 		return vm.Spec{}, err
 	}
-	j.keys = keys
-	instanceID := j.instanceID()
-	seed := cloudinit.Spec{
-		Datasource:     cloudinit.Datasource(job.Guest.Datasource),
-		Provisioning:   cloudinit.Provisioning(job.Guest.Provisioning),
-		User:           job.Guest.User,
-		InstanceID:     instanceID,
-		Hostname:       job.Guest.Hostname,
-		Keys:           keys,
-		CloudConfig:    []byte(job.CloudConfig),
-		IgnitionConfig: []byte(job.IgnitionConfig),
-	}
-	if err := seed.Validate(); err != nil {
-		return vm.Spec{}, &JobFault{Err: err}
-	}
-	seedPath := ""
-	if seed.HasSeed() {
-		seedPath = filepath.Join(dir, "seed.iso")
-		if err := writeFile(seedPath, seed.WriteISO); err != nil {
-			return vm.Spec{}, err
-		}
-	}
-	// Ignition reads user_data from the config drive or the metadata service, racing
-	// them: both must serve the same config. cloud-init jobs keep user data off the
-	// metadata service, as their seed alone carries it.
-	var userData []byte
-	if job.Guest.Provisioning == jobs.ProvisioningIgnition {
-		cfg, err := seed.Ignition()
-		if err != nil {
-			return vm.Spec{}, &JobFault{Err: err}
-		}
-		j.ignition.Users, j.ignition.Paths = cfg.Expected()
-		if userData, err = seed.UserData(); err != nil {
-			return vm.Spec{}, &JobFault{Err: err}
-		}
-	}
-	overlay := filepath.Join(dir, "disk.qcow2")
+	overlay := filepath.Join(j.dir, "disk.qcow2")
 	if err := j.images.Overlay(ctx, base, overlay); err != nil {
 		return vm.Spec{}, err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "id_ed25519"), keys.ClientKeyPEM(), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(j.dir, "id_ed25519"), j.keys.ClientKeyPEM(), 0o600); err != nil {
 		return vm.Spec{}, err
 	}
 	j.meta, err = metadata.Start(metadata.Config{Seed: seed, UserData: userData, Logger: j.log})
 	if err != nil {
 		return vm.Spec{}, err
 	}
+	spec := j.domainSpec(seed, overlay, seedPath)
+	j.machineName = spec.Name
+	return spec, nil
+}
+
+// makeDir makes the job's directory, which cleanup removes.
+func (j *jobRun) makeDir() error {
+	jobsDir := j.jobsDir()
+	if err := os.MkdirAll(jobsDir, 0o755); err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp(jobsDir, j.job.ID+"-")
+	if err != nil {
+		return err
+	}
+	j.dir = dir
+	// libvirt's qemu runs as its own user and must reach the files in here.
+	return os.Chmod(dir, 0o755)
+}
+
+// seed is the job's seed with keys from the pool: a seed the job's values make
+// invalid is the job's fault.
+func (j *jobRun) seed() (cloudinit.Spec, error) {
+	keys, err := j.pool.get()
+	if err != nil {
+		return cloudinit.Spec{}, err
+	}
+	j.keys = keys
+	job := j.job
+	seed := cloudinit.Spec{
+		Datasource:     cloudinit.Datasource(job.Guest.Datasource),
+		Provisioning:   cloudinit.Provisioning(job.Guest.Provisioning),
+		User:           job.Guest.User,
+		InstanceID:     j.instanceID(),
+		Hostname:       job.Guest.Hostname,
+		Keys:           keys,
+		CloudConfig:    []byte(job.CloudConfig),
+		IgnitionConfig: []byte(job.IgnitionConfig),
+	}
+	if err := seed.Validate(); err != nil {
+		return cloudinit.Spec{}, &JobFault{Err: err}
+	}
+	return seed, nil
+}
+
+// writeSeed writes the seed's ISO into the job's directory when it has one, and
+// returns its path and the user data the metadata service serves. Ignition reads
+// user_data from the config drive or the metadata service, racing them: both must
+// serve the same config. cloud-init jobs keep user data off the metadata service,
+// as their seed alone carries it.
+func (j *jobRun) writeSeed(seed cloudinit.Spec) (seedPath string, userData []byte, err error) {
+	if seed.HasSeed() {
+		seedPath = filepath.Join(j.dir, "seed.iso")
+		if err := writeFile(seedPath, seed.WriteISO); err != nil {
+			return "", nil, err
+		}
+	}
+	if j.job.Guest.Provisioning != jobs.ProvisioningIgnition {
+		return seedPath, nil, nil
+	}
+	cfg, err := seed.Ignition()
+	if err != nil {
+		return "", nil, &JobFault{Err: err}
+	}
+	j.ignition.Users, j.ignition.Paths = cfg.Expected()
+	if userData, err = seed.UserData(); err != nil {
+		return "", nil, &JobFault{Err: err}
+	}
+	return seedPath, userData, nil
+}
+
+// domainSpec is the machine to boot: the job's machine settings over the overlay,
+// with the seed, the console log and the metadata service.
+func (j *jobRun) domainSpec(seed cloudinit.Spec, overlay, seedPath string) vm.Spec {
+	job := j.job
 	spec := vm.Spec{
 		Name:         vm.DomainName(j.cfg.DomainPrefix, j.cfg.WorkerID, job.ID),
 		Worker:       j.cfg.WorkerID,
@@ -389,14 +431,13 @@ func (j *jobRun) prepareSpec(ctx context.Context, base *image.Image) (vm.Spec, e
 		VCPUs:        job.Machine.VCPUs,
 		MemoryMiB:    job.Machine.MemoryMiB,
 		MAC:          seed.MACAddress(),
-		ConsoleLog:   filepath.Join(dir, "console.log"),
+		ConsoleLog:   filepath.Join(j.dir, "console.log"),
 		MetadataAddr: j.meta.StreamAddr(),
 	}
 	if job.Machine.Firmware == jobs.FirmwareUEFI {
-		spec.NVRAM = filepath.Join(dir, "nvram.fd")
+		spec.NVRAM = filepath.Join(j.dir, "nvram.fd")
 	}
-	j.machineName = spec.Name
-	return spec, nil
+	return spec
 }
 
 // provisioningHint names a mismatch between the job's guest.provisioning and what
