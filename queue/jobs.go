@@ -430,3 +430,33 @@ func isCASConflict(err error) bool {
 	return errors.Is(err, jetstream.ErrKeyExists) ||
 		(errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence)
 }
+
+// JobStatesOf returns the state entries of a job's submissions being worked on
+// (claimed at least once), without reading the jobs stream: what a page asks many
+// times about one running job. A submission no worker has claimed yet has none.
+func (q *Queue) JobStatesOf(ctx context.Context, jobID string) ([]JobState, error) {
+	if !jobs.ValidJobID(jobID) {
+		return nil, fmt.Errorf("job states of %q: invalid job id", jobID)
+	}
+	w, err := q.states.Watch(ctx, jobID+".*", jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("job states of %s: %w", jobID, err)
+	}
+	defer w.Stop()
+	var out []JobState
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("job states of %s: %w", jobID, ctx.Err())
+		case e, ok := <-w.Updates():
+			if !ok || e == nil {
+				return out, nil // the entries there were have all come
+			}
+			var st JobState
+			if err := json.Unmarshal(e.Value(), &st); err != nil {
+				return nil, fmt.Errorf("job state %s: %w", e.Key(), err)
+			}
+			out = append(out, st)
+		}
+	}
+}

@@ -59,3 +59,22 @@ func TestProgressIsReplayedAndTheLiveConsoleKept(t *testing.T) {
 		t.Fatalf("live console: %+v %v %v", c, ok, err)
 	}
 }
+
+// A job's state entries are read by its id alone; another job's are not among them.
+func TestJobStatesOf(t *testing.T) {
+	q, _ := testQueue(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if got, err := q.JobStatesOf(ctx, "st-1"); err != nil || len(got) != 0 {
+		t.Fatalf("states of a job never claimed: %v %v", got, err)
+	}
+	for _, id := range []string{"st-1", "st-10"} {
+		if _, _, err := q.ClaimAttempt(ctx, id, 7, "img-"+id, "host-a", 0, 3); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := q.JobStatesOf(ctx, "st-1")
+	if err != nil || len(got) != 1 || got[0].JobID != "st-1" || got[0].State != StateRunning || got[0].Worker != "host-a" || got[0].Seq != 7 {
+		t.Fatalf("states of st-1: %+v %v", got, err)
+	}
+}

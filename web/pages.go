@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/imagevet/imagevet/jobs"
@@ -111,9 +112,28 @@ func (s *Server) live(ctx context.Context, id string) (liveState, bool, error) {
 			active = &a
 		}
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+	// A running job's state entry says all without reading the whole jobs stream
+	// (its page asks every few seconds); a waiting one needs its place in it.
+	sctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+	states, err := s.src.JobStatesOf(sctx, id)
+	cancel()
+	if err == nil {
+		if e, ok := runningEntry(states); ok {
+			if family, known := s.families.get(id); known {
+				e.Family = family
+				st, _ := decideLive(id, []queue.QueueEntry{e}, active)
+				return st, true, nil
+			}
+		}
+	}
+	ctx, cancel = context.WithTimeout(ctx, s.opts.RequestTimeout)
 	entries, err := s.src.Jobs(ctx)
 	cancel()
+	for _, e := range entries {
+		if e.JobID == id {
+			s.families.put(id, e.Family)
+		}
+	}
 	if err != nil {
 		s.log.Warn("queue not read", "job", id, "err", err)
 		if active == nil {
@@ -122,6 +142,21 @@ func (s *Server) live(ctx context.Context, id string) (liveState, bool, error) {
 	}
 	st, ok := decideLive(id, entries, active)
 	return st, ok, nil
+}
+
+// runningEntry is the running submission among a job's state entries (the newest
+// if several), as the queue would list it.
+func runningEntry(states []queue.JobState) (queue.QueueEntry, bool) {
+	var e queue.QueueEntry
+	found := false
+	for _, st := range states {
+		if st.State == queue.StateRunning && (!found || st.Seq > e.Seq) {
+			e = queue.QueueEntry{JobID: st.JobID, Image: st.Image, Seq: st.Seq, State: st.State, Attempt: st.Attempt,
+				Stage: st.Stage, Worker: st.Worker, StartedAt: st.StartedAt, LastError: st.LastError}
+			found = true
+		}
+	}
+	return e, found
 }
 
 // notFound answers 404 for a job neither the results, the queue nor the progress
@@ -380,4 +415,30 @@ func notRun(reason string) string {
 		return ""
 	}
 	return why
+}
+
+// familyCache remembers the publish.family of the jobs whose pages were asked for,
+// which only the jobs stream holds: a running job's page then reads its state entry
+// alone. It forgets everything at maxFamilies.
+type familyCache struct {
+	mu sync.Mutex
+	m  map[string]string
+}
+
+const maxFamilies = 10000
+
+func (c *familyCache) get(id string) (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f, ok := c.m[id]
+	return f, ok
+}
+
+func (c *familyCache) put(id, family string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= maxFamilies {
+		c.m = map[string]string{}
+	}
+	c.m[id] = family
 }

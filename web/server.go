@@ -24,7 +24,8 @@ import (
 // Result and Console read one job's final result and full console log; the Follow
 // methods deliver events until the returned stop is called (FollowResults replays
 // the whole results stream first); ProgressOf replays a job's stored progress
-// events and LiveConsole reads a running job's console so far; Jobs lists the submissions still queued or
+// events and LiveConsole reads a running job's console so far; JobStatesOf reads
+// the state entries of one job's claimed submissions; Jobs lists the submissions still queued or
 // running and Workers the live workers' heartbeats;
 // PublishedImages lists each family's Latest image in each cloud as the publisher
 // recorded it; Publications each job's publication state per cloud;
@@ -39,6 +40,7 @@ type Source interface {
 	ProgressOf(ctx context.Context, jobID string) ([]jobs.Progress, error)
 	LiveConsole(ctx context.Context, jobID string) (jobs.LiveConsole, bool, error)
 	Jobs(ctx context.Context) ([]queue.QueueEntry, error)
+	JobStatesOf(ctx context.Context, jobID string) ([]queue.JobState, error)
 	Workers(ctx context.Context) ([]queue.WorkerInfo, error)
 	PublishedImages(ctx context.Context) ([]jobs.Published, error)
 	Publications(ctx context.Context) ([]jobs.PublicationRecord, error)
@@ -69,6 +71,8 @@ type Server struct {
 	log   *slog.Logger
 	pages map[string]*template.Template
 	mux   *http.ServeMux
+	// families caches the family of jobs whose pages were asked for.
+	families familyCache
 }
 
 // New returns a server reading src. It parses the embedded templates, so an error
