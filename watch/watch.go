@@ -267,6 +267,9 @@ func (w *Watcher) PollFamily(ctx context.Context, key string) Outcome {
 	return o
 }
 
+// poll reads one family's feed and says what it found: the recorded release
+// again, an older or re-published one that changes nothing, or a new release,
+// recorded pending and queued.
 func (w *Watcher) poll(ctx context.Context, fam *family) (o Outcome) {
 	o = Outcome{Family: fam.Key}
 	rec, rev, err := w.record(ctx, fam.Key)
@@ -279,13 +282,8 @@ func (w *Watcher) poll(ctx context.Context, fam *family) (o Outcome) {
 		// Validators are only worth sending when the release they led to is known.
 		client.Prev = rec.Validators
 	}
-	src := feed.Source{Kind: fam.Feed.Kind, URL: fam.Feed.URL, Arch: fam.Feed.Arch, Artefact: fam.Feed.Artefact,
-		Product: fam.Feed.Product}
-	if fam.keyring != nil {
-		src.Keyring = fam.keyring
-	}
-	rel, err := w.read(ctx, client, src)
 	defer func() { o.Requests = client.Requests() }()
+	rel, err := w.read(ctx, client, fam.source())
 	switch {
 	case errors.Is(err, feed.ErrNotModified):
 		o.State, o.Release, o.JobID = OutcomeUnchanged, rec.Release, rec.JobID
@@ -304,26 +302,11 @@ func (w *Watcher) poll(ctx context.Context, fam *family) (o Outcome) {
 		o.Err = w.finishUnchanged(ctx, fam, rec, client.Next)
 		return o
 	}
-	var digests []jobs.ReleaseDigest
-	if rec.Release == rel.Version && rec.Digest != rel.Digest {
-		// The same version with other bytes. Vet new bytes once and follow them; bytes
-		// seen before under this version (a mirror pool alternating between two
-		// builds) change nothing, or the record would flip at every poll.
-		digests = rec.Digests
-		if len(digests) == 0 {
-			digests = []jobs.ReleaseDigest{{Digest: rec.Digest, URL: rec.URL, FirstSeen: rec.FirstSeen, JobID: rec.JobID}}
-		}
-		o.Warning = fmt.Sprintf("release %s published again with different bytes: %s, recorded %s", rel.Version, rel.Digest, rec.Digest)
-		log := w.cfg.Logger.With("family", fam.Key, "release", rel.Version, "feed_digest", rel.Digest,
-			"recorded_digest", rec.Digest, "signed", fam.keyring != nil)
-		if slices.ContainsFunc(digests, func(d jobs.ReleaseDigest) bool { return d.Digest == rel.Digest }) {
-			o.Warning += " (seen before; the record stays)"
-			log.Warn("feed alternates between builds of one release; keeping the recorded one", "job", rec.JobID)
-			o.State, o.JobID = OutcomeUnchanged, rec.JobID
-			o.Err = w.finishUnchanged(ctx, fam, rec, nil)
-			return o
-		}
-		log.Warn("release published again with different bytes; vetting the new bytes", "job", jobID)
+	digests, seen := w.republished(&o, fam, rec, rel, jobID)
+	if seen {
+		o.State, o.JobID = OutcomeUnchanged, rec.JobID
+		o.Err = w.finishUnchanged(ctx, fam, rec, nil)
+		return o
 	}
 	if rec.Release != "" && feed.CompareVersions(rel.Version, rec.Release) < 0 {
 		// A mirror behind the one seen before (load-balanced vendor mirrors lag):
@@ -335,54 +318,109 @@ func (w *Watcher) poll(ctx context.Context, fam *family) (o Outcome) {
 		o.Err = w.finishUnchanged(ctx, fam, rec, nil)
 		return o
 	}
-	if w.cfg.CheckArtefact {
-		if n, err := client.Head(ctx, rel.URL); err != nil {
-			o.State, o.Err = OutcomeFailed, fmt.Errorf("artefact not available yet: %w", err)
-			w.recordFailure(ctx, fam, o.Err)
-			return o
-		} else if rel.Size > 0 && n >= 0 && n != rel.Size {
-			o.State, o.Err = OutcomeFailed, fmt.Errorf("artefact %s is %d bytes, the feed says %d", rel.URL, n, rel.Size)
-			w.recordFailure(ctx, fam, o.Err)
-			return o
-		}
-	}
-	now := time.Now().UTC()
-	next := jobs.ReleaseRecord{
-		Version: jobs.Version, Family: fam.Key, Name: fam.Name, Release: rel.Version, URL: rel.URL,
-		Digest: rel.Digest, Size: rel.Size, ReleasedAt: rel.ReleasedAt, FirstSeen: now, JobID: jobID,
-		State: jobs.ReleasePending, CheckedAt: now, Validators: client.Next,
-	}
-	if digests != nil {
-		next.FirstSeen = rec.FirstSeen
-		next.Digests = append(slices.Clip(digests), jobs.ReleaseDigest{Digest: rel.Digest, URL: rel.URL, FirstSeen: now, JobID: jobID})
-	}
-	won, cur, err := w.claim(ctx, fam.Key, next, rev)
-	if err != nil {
-		o.State, o.Err = OutcomeFailed, err
-		return o
-	}
-	o.State = OutcomeQueued
-	if !won {
-		// Another watcher recorded it first; it submits. Make sure of it only when
-		// its record still says pending.
-		o.State = OutcomeSeen
-		if cur.JobID != jobID || cur.State != jobs.ReleasePending {
-			return o
-		}
-	}
-	if err := w.submit(ctx, fam, rel, jobID); err != nil {
+	if err := w.checkArtefact(ctx, client, rel); err != nil {
 		o.State, o.Err = OutcomeFailed, err
 		w.recordFailure(ctx, fam, err)
 		return o
 	}
-	o.Err = w.update(ctx, fam.Key, func(r *jobs.ReleaseRecord) bool {
-		if r.JobID != jobID || r.State == jobs.ReleaseQueued {
+	next := pendingRecord(fam, rel, jobID, client.Next)
+	if digests != nil {
+		// The version was first seen before; these bytes now.
+		next.FirstSeen = rec.FirstSeen
+		next.Digests = append(slices.Clip(digests), jobs.ReleaseDigest{Digest: rel.Digest, URL: rel.URL, FirstSeen: next.CheckedAt, JobID: jobID})
+	}
+	o.State, o.Err = w.queueRelease(ctx, fam, rel, next, rev)
+	return o
+}
+
+// source is where the family's releases are read.
+func (f *family) source() feed.Source {
+	src := feed.Source{Kind: f.Feed.Kind, URL: f.Feed.URL, Arch: f.Feed.Arch, Artefact: f.Feed.Artefact,
+		Product: f.Feed.Product}
+	if f.keyring != nil {
+		src.Keyring = f.keyring
+	}
+	return src
+}
+
+// republished handles the recorded version published again with other bytes:
+// new bytes are vetted once and followed, with the digests seen so far under the
+// version (returned); bytes seen before under it (a mirror pool alternating
+// between two builds) change nothing (seen), or the record would flip at every
+// poll. Either way o gets a warning.
+func (w *Watcher) republished(o *Outcome, fam *family, rec jobs.ReleaseRecord, rel feed.Release, jobID string) (digests []jobs.ReleaseDigest, seen bool) {
+	if rec.Release != rel.Version || rec.Digest == rel.Digest {
+		return nil, false
+	}
+	digests = rec.Digests
+	if len(digests) == 0 {
+		digests = []jobs.ReleaseDigest{{Digest: rec.Digest, URL: rec.URL, FirstSeen: rec.FirstSeen, JobID: rec.JobID}}
+	}
+	o.Warning = fmt.Sprintf("release %s published again with different bytes: %s, recorded %s", rel.Version, rel.Digest, rec.Digest)
+	log := w.cfg.Logger.With("family", fam.Key, "release", rel.Version, "feed_digest", rel.Digest,
+		"recorded_digest", rec.Digest, "signed", fam.keyring != nil)
+	if slices.ContainsFunc(digests, func(d jobs.ReleaseDigest) bool { return d.Digest == rel.Digest }) {
+		o.Warning += " (seen before; the record stays)"
+		log.Warn("feed alternates between builds of one release; keeping the recorded one", "job", rec.JobID)
+		return nil, true
+	}
+	log.Warn("release published again with different bytes; vetting the new bytes", "job", jobID)
+	return digests, false
+}
+
+// checkArtefact, when the watcher is asked to, makes sure the release's file is
+// there, of the size the feed says, before anything is queued.
+func (w *Watcher) checkArtefact(ctx context.Context, client *feed.Client, rel feed.Release) error {
+	if !w.cfg.CheckArtefact {
+		return nil
+	}
+	n, err := client.Head(ctx, rel.URL)
+	if err != nil {
+		return fmt.Errorf("artefact not available yet: %w", err)
+	}
+	if rel.Size > 0 && n >= 0 && n != rel.Size {
+		return fmt.Errorf("artefact %s is %d bytes, the feed says %d", rel.URL, n, rel.Size)
+	}
+	return nil
+}
+
+// pendingRecord is the record of a new release whose job is about to be queued.
+func pendingRecord(fam *family, rel feed.Release, jobID string, validators map[string]jobs.Validator) jobs.ReleaseRecord {
+	now := time.Now().UTC()
+	return jobs.ReleaseRecord{
+		Version: jobs.Version, Family: fam.Key, Name: fam.Name, Release: rel.Version, URL: rel.URL,
+		Digest: rel.Digest, Size: rel.Size, ReleasedAt: rel.ReleasedAt, FirstSeen: now, JobID: jobID,
+		State: jobs.ReleasePending, CheckedAt: now, Validators: validators,
+	}
+}
+
+// queueRelease records the release pending (next, over the record at rev) and
+// submits its job, then marks it queued. When another watcher recorded it first,
+// that one submits: this one makes sure of it only while its record still says
+// pending.
+func (w *Watcher) queueRelease(ctx context.Context, fam *family, rel feed.Release, next jobs.ReleaseRecord, rev uint64) (string, error) {
+	won, cur, err := w.claim(ctx, fam.Key, next, rev)
+	if err != nil {
+		return OutcomeFailed, err
+	}
+	state := OutcomeQueued
+	if !won {
+		state = OutcomeSeen
+		if cur.JobID != next.JobID || cur.State != jobs.ReleasePending {
+			return state, nil
+		}
+	}
+	if err := w.submit(ctx, fam, rel, next.JobID); err != nil {
+		w.recordFailure(ctx, fam, err)
+		return OutcomeFailed, err
+	}
+	return state, w.update(ctx, fam.Key, func(r *jobs.ReleaseRecord) bool {
+		if r.JobID != next.JobID || r.State == jobs.ReleaseQueued {
 			return false
 		}
 		r.State = jobs.ReleaseQueued
 		return true
 	})
-	return o
 }
 
 // read reads the feed, trying again after a pause when the server failed, but not
