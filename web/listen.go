@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -78,15 +79,13 @@ func readToken(path string) (string, error) {
 
 // RequireToken lets through only requests carrying token, as a bearer token (the
 // scheme in any case) or as the basic-auth password; others get 401 with a
-// basic-auth challenge. /healthz needs no token: it says only whether the page is
-// up, for a load balancer or a supervisor that holds no secret.
+// basic-auth challenge. /healthz needs no token: without it, it says only whether
+// the page is up (its status, and "ok" or "unavailable"), for a load balancer or a
+// supervisor that holds no secret; why it is not (a NATS address in an error) is
+// for those with the token.
 func RequireToken(token string, next http.Handler) http.Handler {
 	want := []byte(token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/healthz" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
-			next.ServeHTTP(w, r)
-			return
-		}
 		got := ""
 		if _, pass, ok := r.BasicAuth(); ok {
 			got = pass
@@ -94,12 +93,44 @@ func RequireToken(token string, next http.Handler) http.Handler {
 			got = strings.TrimSpace(v)
 		}
 		if subtle.ConstantTimeCompare([]byte(got), want) != 1 {
+			if r.URL.Path == "/healthz" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+				rec := &statusOnly{header: http.Header{}}
+				next.ServeHTTP(rec, r)
+				w.Header().Set("Cache-Control", "no-store")
+				if rec.code == 0 || rec.code == http.StatusOK {
+					io.WriteString(w, "ok\n")
+				} else {
+					http.Error(w, "unavailable", rec.code)
+				}
+				return
+			}
 			w.Header().Set("WWW-Authenticate", `Basic realm="imagevet", charset="UTF-8"`)
 			http.Error(w, "unauthorized", http.StatusUnauthorized)
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// statusOnly keeps a response's status and drops the rest.
+type statusOnly struct {
+	header http.Header
+	code   int
+}
+
+func (s *statusOnly) Header() http.Header { return s.header }
+
+func (s *statusOnly) Write(p []byte) (int, error) {
+	if s.code == 0 {
+		s.code = http.StatusOK
+	}
+	return len(p), nil
+}
+
+func (s *statusOnly) WriteHeader(code int) {
+	if s.code == 0 {
+		s.code = code
+	}
 }
 
 // LoopbackHost lets through only requests whose Host header names this host by a

@@ -46,7 +46,13 @@ func TestListenConfigRefusesAnUnguardedPublicAddress(t *testing.T) {
 
 func TestRequireTokenAcceptsBearerAndBasic(t *testing.T) {
 	const token = "s3cret-token-0123456789"
-	h := RequireToken(token, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok")) }))
+	h := RequireToken(token, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-Down") != "" {
+			http.Error(w, "nats: dial tcp 10.1.2.3:4222: connection refused", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ok"))
+	}))
 	for name, tc := range map[string]struct {
 		set  func(*http.Request)
 		want int
@@ -59,6 +65,7 @@ func TestRequireTokenAcceptsBearerAndBasic(t *testing.T) {
 		"other scheme": {func(r *http.Request) { r.Header.Set("Authorization", "Token "+token) }, http.StatusUnauthorized},
 		"no scheme":    {func(r *http.Request) { r.Header.Set("Authorization", token) }, http.StatusUnauthorized},
 		"healthz":      {func(r *http.Request) { r.URL.Path = "/healthz" }, http.StatusOK},
+		"healthz down": {func(r *http.Request) { r.URL.Path = "/healthz"; r.Header.Set("X-Down", "1") }, http.StatusServiceUnavailable},
 		"healthz post": {func(r *http.Request) { r.URL.Path, r.Method = "/healthz", "POST" }, http.StatusUnauthorized},
 		"basic":        {func(r *http.Request) { r.SetBasicAuth("ops", token) }, http.StatusOK},
 		"wrong basic":  {func(r *http.Request) { r.SetBasicAuth("ops", token+"x") }, http.StatusUnauthorized},
@@ -73,6 +80,18 @@ func TestRequireTokenAcceptsBearerAndBasic(t *testing.T) {
 		if w.Code == http.StatusUnauthorized && !strings.HasPrefix(w.Header().Get("WWW-Authenticate"), "Basic ") {
 			t.Errorf("%s: no basic-auth challenge", name)
 		}
+		if strings.HasPrefix(name, "healthz") && strings.Contains(w.Body.String(), "10.1.2.3") {
+			t.Errorf("%s: an unauthenticated health check learns %q", name, w.Body.String())
+		}
+	}
+	// With the token, /healthz says why.
+	r := httptest.NewRequest("GET", "/healthz", nil)
+	r.Header.Set("X-Down", "1")
+	r.Header.Set("Authorization", "Bearer "+token)
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	if w.Code != http.StatusServiceUnavailable || !strings.Contains(w.Body.String(), "10.1.2.3") {
+		t.Errorf("authorised /healthz: %d %q", w.Code, w.Body.String())
 	}
 }
 
