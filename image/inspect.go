@@ -255,61 +255,16 @@ type qcowHeader struct {
 
 func inspectQCOW2(r io.ReaderAt, head []byte, info Info) (Info, error) {
 	size := info.Size
-	if size < 72 {
-		return info, unsafeErr("", ViolationTruncated, "qcow2 header truncated: file has %d bytes, the header needs 72", size)
-	}
-	var h qcowHeader
-	v2 := head[:72]
-	h.Version = binary.BigEndian.Uint32(v2[4:])
-	h.BackingFileOffset = binary.BigEndian.Uint64(v2[8:])
-	h.BackingFileSize = binary.BigEndian.Uint32(v2[16:])
-	h.ClusterBits = binary.BigEndian.Uint32(v2[20:])
-	h.Size = binary.BigEndian.Uint64(v2[24:])
-	h.CryptMethod = binary.BigEndian.Uint32(v2[32:])
-	h.L1Size = binary.BigEndian.Uint32(v2[36:])
-	h.L1TableOffset = binary.BigEndian.Uint64(v2[40:])
-	h.RefcountTableOffset = binary.BigEndian.Uint64(v2[48:])
-	h.RefcountTableClusters = binary.BigEndian.Uint32(v2[56:])
-	h.NbSnapshots = binary.BigEndian.Uint32(v2[60:])
-	h.SnapshotsOffset = binary.BigEndian.Uint64(v2[64:])
+	h, err := decodeQCOW2Header(head, size)
 	info.QCOW2Version = int(h.Version)
-
-	switch h.Version {
-	case 2:
-		h.RefcountOrder = 4
-		h.HeaderLength = 72
-	case 3:
-		if size < 104 {
-			return info, unsafeErr("", ViolationTruncated, "qcow2 v3 header truncated: file has %d bytes, the header needs 104", size)
-		}
-		v3 := head[:104]
-		h.IncompatibleFeatures = binary.BigEndian.Uint64(v3[72:])
-		h.CompatibleFeatures = binary.BigEndian.Uint64(v3[80:])
-		h.AutoclearFeatures = binary.BigEndian.Uint64(v3[88:])
-		h.RefcountOrder = binary.BigEndian.Uint32(v3[96:])
-		h.HeaderLength = binary.BigEndian.Uint32(v3[100:])
-		if h.HeaderLength < 104 || h.HeaderLength%8 != 0 {
-			return info, unsafeErr("", ViolationBadHeader, "qcow2 header length %d is invalid", h.HeaderLength)
-		}
-	default:
-		return info, unsafeErr("", ViolationBadHeader, "unsupported qcow2 version %d", h.Version)
+	if err != nil {
+		return info, err
 	}
 	info.IncompatibleFeatures = h.IncompatibleFeatures
-	if h.ClusterBits < 9 || h.ClusterBits > 21 {
-		return info, unsafeErr("", ViolationBadHeader, "qcow2 cluster_bits %d outside 9..21", h.ClusterBits)
+	if err := checkQCOW2Geometry(&h, size, &info); err != nil {
+		return info, err
 	}
-	cs := int64(1) << h.ClusterBits
-	info.ClusterSize = cs
-	if int64(h.HeaderLength) > cs {
-		return info, unsafeErr("", ViolationBadHeader, "qcow2 header length %d exceeds the cluster size %d", h.HeaderLength, cs)
-	}
-	if int64(h.HeaderLength) > size {
-		return info, unsafeErr("", ViolationTruncated, "qcow2 header truncated: file has %d bytes, the header needs %d", size, h.HeaderLength)
-	}
-	if h.Size > 1<<62 {
-		return info, unsafeErr("", ViolationBadHeader, "qcow2 virtual size %d is absurd", h.Size)
-	}
-	info.VirtualSize = int64(h.Size)
+	cs := info.ClusterSize
 
 	// The first cluster holds the header, its extensions and (usually) the
 	// backing file name; read all of it that exists.
@@ -334,29 +289,103 @@ func inspectQCOW2(r io.ReaderAt, head []byte, info Info) (Info, error) {
 		compression = first[104]
 	}
 	extErr := parseExtensions(first, &h, &info)
+	if err := qcow2Violation(&h, &info, compression, extErr); err != nil {
+		return info, err
+	}
+	return info, checkQCOW2Tables(r, &h, info)
+}
 
-	// Violations, most telling first.
+// decodeQCOW2Header reads the header's fields from the file's first bytes (head)
+// for a file of size bytes: version 2's, and version 3's after them. Its Version
+// is set whenever the file holds the version 2 header.
+func decodeQCOW2Header(head []byte, size int64) (qcowHeader, error) {
+	var h qcowHeader
+	if size < 72 {
+		return h, unsafeErr("", ViolationTruncated, "qcow2 header truncated: file has %d bytes, the header needs 72", size)
+	}
+	v2 := head[:72]
+	h.Version = binary.BigEndian.Uint32(v2[4:])
+	h.BackingFileOffset = binary.BigEndian.Uint64(v2[8:])
+	h.BackingFileSize = binary.BigEndian.Uint32(v2[16:])
+	h.ClusterBits = binary.BigEndian.Uint32(v2[20:])
+	h.Size = binary.BigEndian.Uint64(v2[24:])
+	h.CryptMethod = binary.BigEndian.Uint32(v2[32:])
+	h.L1Size = binary.BigEndian.Uint32(v2[36:])
+	h.L1TableOffset = binary.BigEndian.Uint64(v2[40:])
+	h.RefcountTableOffset = binary.BigEndian.Uint64(v2[48:])
+	h.RefcountTableClusters = binary.BigEndian.Uint32(v2[56:])
+	h.NbSnapshots = binary.BigEndian.Uint32(v2[60:])
+	h.SnapshotsOffset = binary.BigEndian.Uint64(v2[64:])
+	switch h.Version {
+	case 2:
+		h.RefcountOrder = 4
+		h.HeaderLength = 72
+	case 3:
+		if size < 104 {
+			return h, unsafeErr("", ViolationTruncated, "qcow2 v3 header truncated: file has %d bytes, the header needs 104", size)
+		}
+		v3 := head[:104]
+		h.IncompatibleFeatures = binary.BigEndian.Uint64(v3[72:])
+		h.CompatibleFeatures = binary.BigEndian.Uint64(v3[80:])
+		h.AutoclearFeatures = binary.BigEndian.Uint64(v3[88:])
+		h.RefcountOrder = binary.BigEndian.Uint32(v3[96:])
+		h.HeaderLength = binary.BigEndian.Uint32(v3[100:])
+		if h.HeaderLength < 104 || h.HeaderLength%8 != 0 {
+			return h, unsafeErr("", ViolationBadHeader, "qcow2 header length %d is invalid", h.HeaderLength)
+		}
+	default:
+		return h, unsafeErr("", ViolationBadHeader, "unsupported qcow2 version %d", h.Version)
+	}
+	return h, nil
+}
+
+// checkQCOW2Geometry checks the cluster size, the header's length and the virtual
+// size against each other and the file's size, recording the sizes in info.
+func checkQCOW2Geometry(h *qcowHeader, size int64, info *Info) error {
+	if h.ClusterBits < 9 || h.ClusterBits > 21 {
+		return unsafeErr("", ViolationBadHeader, "qcow2 cluster_bits %d outside 9..21", h.ClusterBits)
+	}
+	cs := int64(1) << h.ClusterBits
+	info.ClusterSize = cs
+	if int64(h.HeaderLength) > cs {
+		return unsafeErr("", ViolationBadHeader, "qcow2 header length %d exceeds the cluster size %d", h.HeaderLength, cs)
+	}
+	if int64(h.HeaderLength) > size {
+		return unsafeErr("", ViolationTruncated, "qcow2 header truncated: file has %d bytes, the header needs %d", size, h.HeaderLength)
+	}
+	if h.Size > 1<<62 {
+		return unsafeErr("", ViolationBadHeader, "qcow2 virtual size %d is absurd", h.Size)
+	}
+	info.VirtualSize = int64(h.Size)
+	return nil
+}
+
+// qcow2Violation is the header's most telling violation, if any: a backing file,
+// an external data file, a bad header extension (extErr), unknown incompatible
+// features, encryption, the corrupt bit, a compression type its feature bit
+// contradicts, a refcount order out of range. It records the compression in info.
+func qcow2Violation(h *qcowHeader, info *Info, compression byte, extErr error) error {
 	if h.BackingFileOffset != 0 {
-		return info, unsafeErr("", ViolationBackingFile, "qcow2 has a backing file %q", info.BackingFile)
+		return unsafeErr("", ViolationBackingFile, "qcow2 has a backing file %q", info.BackingFile)
 	}
 	if h.IncompatibleFeatures&incompatDataFile != 0 || info.DataFile != "" {
 		name := info.DataFile
 		if name == "" {
 			name = "(unnamed)"
 		}
-		return info, unsafeErr("", ViolationDataFile, "qcow2 keeps its data in an external data file %q", name)
+		return unsafeErr("", ViolationDataFile, "qcow2 keeps its data in an external data file %q", name)
 	}
 	if extErr != nil {
-		return info, extErr
+		return extErr
 	}
 	if unknown := h.IncompatibleFeatures &^ incompatKnown; unknown != 0 {
-		return info, unsafeErr("", ViolationUnknownFeature, "qcow2 has unknown incompatible feature bits 0x%x", unknown)
+		return unsafeErr("", ViolationUnknownFeature, "qcow2 has unknown incompatible feature bits 0x%x", unknown)
 	}
 	if h.CryptMethod != 0 {
-		return info, unsafeErr("", ViolationEncrypted, "qcow2 is encrypted (crypt_method %d)", h.CryptMethod)
+		return unsafeErr("", ViolationEncrypted, "qcow2 is encrypted (crypt_method %d)", h.CryptMethod)
 	}
 	if h.IncompatibleFeatures&incompatCorrupt != 0 {
-		return info, unsafeErr("", ViolationCorrupt, "qcow2 is marked corrupt")
+		return unsafeErr("", ViolationCorrupt, "qcow2 is marked corrupt")
 	}
 	// Non-zlib compression must be flagged incompatible, zlib must not be.
 	switch flagged := h.IncompatibleFeatures&incompatCompress != 0; {
@@ -365,12 +394,12 @@ func inspectQCOW2(r io.ReaderAt, head []byte, info Info) (Info, error) {
 	case compression == 1 && flagged:
 		info.Compression = "zstd"
 	default:
-		return info, unsafeErr("", ViolationBadHeader, "qcow2 compression type %d does not match its feature bit", compression)
+		return unsafeErr("", ViolationBadHeader, "qcow2 compression type %d does not match its feature bit", compression)
 	}
 	if h.RefcountOrder > 6 {
-		return info, unsafeErr("", ViolationBadHeader, "qcow2 refcount_order %d exceeds 6", h.RefcountOrder)
+		return unsafeErr("", ViolationBadHeader, "qcow2 refcount_order %d exceeds 6", h.RefcountOrder)
 	}
-	return info, checkQCOW2Tables(r, &h, info)
+	return nil
 }
 
 // parseExtensions walks the header extensions in the first cluster and
