@@ -327,24 +327,9 @@ func (d *Daemon) attempt(stop, jobsCtx context.Context, q *queue.Queue, dl *deli
 	}
 	note("queue", "done", fmt.Sprintf("picked up by worker %s (attempt %d, queued %s)", d.cfg.WorkerID, attempt,
 		time.Since(meta.Timestamp).Round(time.Millisecond)))
-	need := int64(job.Machine.MemoryMiB + d.cfg.MemoryOverheadMiB)
 	dl.stage.set("admission")
-	release, ok := d.admit(stop, need, func(free int64) {
-		note("admission", "info", fmt.Sprintf("waiting for %d MiB of memory (%d MiB free)", need, free))
-	}, log)
+	release, s, ok := d.admission(stop, job, st, note, log)
 	if !ok {
-		s := decideAdmission(admissionEnd{shutdown: stop.Err() != nil, worker: d.cfg.WorkerID, needMiB: need,
-			attempts: st.Attempts, maxDeliver: d.maxDeliver, retry: d.cfg.AdmissionRetry,
-			final: func(reason string) jobs.Result {
-				res := d.errorResult(job.ID, attempt, reason, true)
-				res.Publish = job.Publish
-				res.ListNotRun(job, "no worker could admit the job")
-				return res
-			}})
-		if s.action == actionAdmission {
-			d.m.admissionNaks.Inc()
-			note("admission", "info", fmt.Sprintf("this host cannot give %d MiB now; back to the queue for %s", need, d.cfg.AdmissionRetry))
-		}
 		return s
 	}
 	started := time.Now().UTC()
@@ -358,24 +343,60 @@ func (d *Daemon) attempt(stop, jobsCtx context.Context, q *queue.Queue, dl *deli
 	s = decideRun(runEnd{res: res, cancelled: errors.As(cause, &cancelled),
 		shutdown: context.Cause(jobsCtx) == errShutdown, worker: d.cfg.WorkerID,
 		attempts: st.Attempts, maxDeliver: d.maxDeliver, retryDelay: d.cfg.retryDelay(st.Attempts)})
+	if d.noteSettlement(s, st, cancelled, note, log) {
+		for _, stg := range res.Stages {
+			d.m.stages.WithLabelValues(stg.Name).Observe(stg.Duration.D().Seconds())
+		}
+	}
+	return s
+}
+
+// admission waits until the host can give the job's memory (machine and overhead)
+// and returns its release; when it cannot, the job goes back to the queue for
+// another worker, or ends once no worker could in the attempts it had.
+func (d *Daemon) admission(stop context.Context, job jobs.Job, st queue.JobState, note func(stage, event, msg string), log *slog.Logger) (func(), settlement, bool) {
+	need := int64(job.Machine.MemoryMiB + d.cfg.MemoryOverheadMiB)
+	release, ok := d.admit(stop, need, func(free int64) {
+		note("admission", "info", fmt.Sprintf("waiting for %d MiB of memory (%d MiB free)", need, free))
+	}, log)
+	if ok {
+		return release, settlement{}, true
+	}
+	s := decideAdmission(admissionEnd{shutdown: stop.Err() != nil, worker: d.cfg.WorkerID, needMiB: need,
+		attempts: st.Attempts, maxDeliver: d.maxDeliver, retry: d.cfg.AdmissionRetry,
+		final: func(reason string) jobs.Result {
+			res := d.errorResult(job.ID, st.Attempt, reason, true)
+			res.Publish = job.Publish
+			res.ListNotRun(job, "no worker could admit the job")
+			return res
+		}})
+	if s.action == actionAdmission {
+		d.m.admissionNaks.Inc()
+		note("admission", "info", fmt.Sprintf("this host cannot give %d MiB now; back to the queue for %s", need, d.cfg.AdmissionRetry))
+	}
+	return nil, s, false
+}
+
+// noteSettlement logs how a job that ran is settled, and tells its page when it
+// goes back to the queue to be tried again. It returns whether the run's stage
+// times count in the metrics: not for a job cancelled, by an operator or by
+// shutdown.
+func (d *Daemon) noteSettlement(s settlement, st queue.JobState, cancelled *CancelledError, note func(stage, event, msg string), log *slog.Logger) bool {
 	switch s.action {
 	case actionCancelled:
 		// `imagevet cancel` reported the job already; nothing to add.
 		log.Info("job cancelled", "reason", cancelled.Reason)
-		return s
+		return false
 	case actionShutdown:
 		// Cancelled by shutdown: not a verdict, and not an attempt used up.
 		// Another worker takes it.
 		log.Info("job cancelled by shutdown, handing it back")
-		return s
+		return false
 	case actionRetry:
 		log.Warn("retryable error, job goes back to the queue", "reason", s.why, "delay", s.delay)
 		note("retry", "info", fmt.Sprintf("attempt %d of %d: %s; retrying in %s", st.Attempts, d.maxDeliver, s.why, s.delay))
 	}
-	for _, stg := range res.Stages {
-		d.m.stages.WithLabelValues(stg.Name).Observe(stg.Duration.D().Seconds())
-	}
-	return s
+	return true
 }
 
 // track registers the cancel func of a job's running attempt; the returned func
