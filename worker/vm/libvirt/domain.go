@@ -88,27 +88,44 @@ func buildDomain(p domainParams) (*libvirtxml.Domain, error) {
 		OnPoweroff: "destroy",
 		OnReboot:   "restart",
 		OnCrash:    "destroy",
-		Devices: &libvirtxml.DomainDeviceList{
-			Disks: disks(s, p.Backing),
-			Controllers: []libvirtxml.DomainController{
-				{Type: "usb", Model: "none"},
-			},
-			Serials: []libvirtxml.DomainSerial{{
-				Source: &libvirtxml.DomainChardevSource{Pty: &libvirtxml.DomainChardevSourcePty{}},
-				Target: &libvirtxml.DomainSerialTarget{Port: new(uint)},
-				// virtlogd writes everything the guest sends to the serial
-				// port here, live, whether or not anyone reads the pty.
-				Log: &libvirtxml.DomainChardevLog{File: s.ConsoleLog, Append: "off"},
-			}},
-			MemBalloon: &libvirtxml.DomainMemBalloon{Model: "none"},
-			RNGs: []libvirtxml.DomainRNG{{
-				Model:   "virtio",
-				Backend: &libvirtxml.DomainRNGBackend{Random: &libvirtxml.DomainRNGBackendRandom{Device: "/dev/urandom"}},
-			}},
-		},
+		Devices:    devices(s, p.Backing),
 	}
+	if err := setAccel(d, p.Accel); err != nil {
+		return nil, err
+	}
+	if err := setFirmware(d, s, p.UEFI); err != nil {
+		return nil, err
+	}
+	setQEMUArgs(d, p)
+	return d, nil
+}
 
-	switch p.Accel {
+// devices are the machine's devices: its disks, a serial console logged to
+// s.ConsoleLog, an RNG; no USB, no balloon.
+func devices(s vm.Spec, backing []backingFile) *libvirtxml.DomainDeviceList {
+	return &libvirtxml.DomainDeviceList{
+		Disks: disks(s, backing),
+		Controllers: []libvirtxml.DomainController{
+			{Type: "usb", Model: "none"},
+		},
+		Serials: []libvirtxml.DomainSerial{{
+			Source: &libvirtxml.DomainChardevSource{Pty: &libvirtxml.DomainChardevSourcePty{}},
+			Target: &libvirtxml.DomainSerialTarget{Port: new(uint)},
+			// virtlogd writes everything the guest sends to the serial
+			// port here, live, whether or not anyone reads the pty.
+			Log: &libvirtxml.DomainChardevLog{File: s.ConsoleLog, Append: "off"},
+		}},
+		MemBalloon: &libvirtxml.DomainMemBalloon{Model: "none"},
+		RNGs: []libvirtxml.DomainRNG{{
+			Model:   "virtio",
+			Backend: &libvirtxml.DomainRNGBackend{Random: &libvirtxml.DomainRNGBackendRandom{Device: "/dev/urandom"}},
+		}},
+	}
+}
+
+// setAccel sets the domain type and CPU of the accelerator.
+func setAccel(d *libvirtxml.Domain, accel string) error {
+	switch accel {
 	case vm.AccelKVM:
 		d.Type = "kvm"
 		d.CPU = &libvirtxml.DomainCPU{Mode: "host-passthrough", Check: "none"}
@@ -116,22 +133,32 @@ func buildDomain(p domainParams) (*libvirtxml.Domain, error) {
 		d.Type = "qemu"
 		d.CPU = &libvirtxml.DomainCPU{Mode: "maximum"}
 	default:
-		return nil, fmt.Errorf("accel %q: want %q or %q", p.Accel, vm.AccelKVM, vm.AccelTCG)
+		return fmt.Errorf("accel %q: want %q or %q", accel, vm.AccelKVM, vm.AccelTCG)
 	}
+	return nil
+}
 
+// setFirmware sets the firmware: UEFI's code and variables, or SeaBIOS.
+func setFirmware(d *libvirtxml.Domain, s vm.Spec, uefi *firmware) error {
 	switch s.Firmware {
 	case vm.FirmwareUEFI:
-		if p.UEFI == nil {
-			return nil, fmt.Errorf("uefi firmware not resolved")
+		if uefi == nil {
+			return fmt.Errorf("uefi firmware not resolved")
 		}
-		d.OS.Loader = &libvirtxml.DomainLoader{Path: p.UEFI.Code, Readonly: "yes", Secure: "no", Type: "pflash"}
-		d.OS.NVRam = &libvirtxml.DomainNVRam{NVRam: s.NVRAM, Template: p.UEFI.Vars}
+		d.OS.Loader = &libvirtxml.DomainLoader{Path: uefi.Code, Readonly: "yes", Secure: "no", Type: "pflash"}
+		d.OS.NVRam = &libvirtxml.DomainNVRam{NVRam: s.NVRAM, Template: uefi.Vars}
 	default:
 		// SeaBIOS prints to the serial port too, so "no bootable disk"
 		// shows up in the console log.
 		d.OS.BIOS = &libvirtxml.DomainBIOS{UseSerial: "yes"}
 	}
+	return nil
+}
 
+// setQEMUArgs adds what libvirt's schema cannot say: the user-mode network with
+// its forwards and the NIC, and the CPU read-back capability dropped.
+func setQEMUArgs(d *libvirtxml.Domain, p domainParams) {
+	s := p.Spec
 	args := []string{
 		"-netdev", netdevOption(s, p.SSHPort, p.NetdevExtra),
 		"-device", nicOption(s, p.NICExtra),
@@ -148,7 +175,6 @@ func buildDomain(p domainParams) (*libvirtxml.Domain, error) {
 	for _, a := range args {
 		d.QEMUCommandline.Args = append(d.QEMUCommandline.Args, libvirtxml.DomainQEMUCommandlineArg{Value: a})
 	}
-	return d, nil
 }
 
 func disks(s vm.Spec, chain []backingFile) []libvirtxml.DomainDisk {
