@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -254,6 +255,14 @@ func TestRunNoSSHBannerFailsSSH(t *testing.T) {
 	defer mu.Unlock()
 	if len(events) < 4 || events[0].Stage != "fetch" || events[0].Event != "start" {
 		t.Errorf("progress events missing: %+v", events)
+	}
+	// The console so far went out for the job's page while the guest ran.
+	live := slices.IndexFunc(events, func(p jobs.Progress) bool {
+		return p.Event == jobs.EventConsole && p.Console != nil && p.Console.Attempt == 2 &&
+			strings.Contains(p.Console.Tail, "Linux version 6.1.0") && len(p.Console.Marks) > 0
+	})
+	if live < 0 {
+		t.Errorf("no console event with the console so far and its marks: %+v", events)
 	}
 	assertCleanedUp(t, cfg, hv)
 }
