@@ -96,13 +96,12 @@ func sharedHostKeys(ev *jobs.HygieneEvidence, boot Boot) []jobs.Finding {
 	if !ok {
 		return nil
 	}
-	var out []jobs.Finding
+	// The presented key first: the check's reason names it.
+	out := []jobs.Finding{{Path: shown.Path, Detail: fmt.Sprintf("the booted server presents this %s key (%s): every server made from the image has the same host identity", shown.Type, shown.Fingerprint)}}
 	for _, k := range ev.HostKeys {
-		d := fmt.Sprintf("the booted server presents this %s key (%s): every server made from the image has the same host identity", k.Type, k.Fingerprint)
 		if k.Path != shown.Path {
-			d = fmt.Sprintf("%s key %s, kept like %s, which the booted server presents: every server made from the image shares it", k.Type, k.Fingerprint, shown.Path)
+			out = append(out, jobs.Finding{Path: k.Path, Detail: fmt.Sprintf("%s key %s, kept like %s, which the booted server presents: every server made from the image shares it", k.Type, k.Fingerprint, shown.Path)})
 		}
-		out = append(out, jobs.Finding{Path: k.Path, Detail: d})
 	}
 	return out
 }
