@@ -127,14 +127,7 @@ func (q *Queue) PutLiveConsole(ctx context.Context, c jobs.LiveConsole) error {
 	if q.live == nil {
 		return nil
 	}
-	data, err := json.Marshal(c)
-	if err != nil {
-		return fmt.Errorf("encode live console: %w", err)
-	}
-	if _, err := q.live.Put(ctx, c.JobID, data); err != nil {
-		return fmt.Errorf("live console of %s: %w", c.JobID, err)
-	}
-	return nil
+	return put(ctx, q.live, c.JobID, "live console", c)
 }
 
 // LiveConsole reads a job's console so far; ok is false when none was recorded.

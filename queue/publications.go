@@ -2,9 +2,7 @@ package queue
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"sort"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -38,14 +36,7 @@ func (q *Queue) PutPublication(ctx context.Context, p jobs.PublicationRecord) er
 	if err != nil {
 		return err
 	}
-	data, err := json.Marshal(p)
-	if err != nil {
-		return fmt.Errorf("encode publication record: %w", err)
-	}
-	if _, err := kv.Put(ctx, PublicationKey(p.JobID, p.Cloud), data); err != nil {
-		return fmt.Errorf("write publication record %s in %s: %w", p.JobID, p.Cloud, err)
-	}
-	return nil
+	return put(ctx, kv, PublicationKey(p.JobID, p.Cloud), "publication record", p)
 }
 
 // Publication returns one job's record for one cloud and whether there is one.

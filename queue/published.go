@@ -2,9 +2,7 @@ package queue
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"sort"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -44,14 +42,7 @@ func (q *Queue) PutPublished(ctx context.Context, p jobs.Published) error {
 	if err != nil {
 		return err
 	}
-	data, err := json.Marshal(p)
-	if err != nil {
-		return fmt.Errorf("encode published record: %w", err)
-	}
-	if _, err := kv.Put(ctx, PublishedKey(p.Family, p.Cloud), data); err != nil {
-		return fmt.Errorf("write published record %s: %w", p.Family, err)
-	}
-	return nil
+	return put(ctx, kv, PublishedKey(p.Family, p.Cloud), "published record", p)
 }
 
 // PublishedImage returns the family's Latest record in cloud and whether there is one.

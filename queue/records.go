@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -10,6 +11,18 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 )
+
+// put writes doc as JSON under key in kv (what names it in errors).
+func put(ctx context.Context, kv jetstream.KeyValue, key, what string, doc any) error {
+	data, err := json.Marshal(doc)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", what, err)
+	}
+	if _, err := kv.Put(ctx, key, data); err != nil {
+		return fmt.Errorf("write %s %s: %w", what, key, err)
+	}
+	return nil
+}
 
 // record reads the document stored under key in kv (what names it in errors); ok
 // is false when there is none.

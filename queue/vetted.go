@@ -63,14 +63,7 @@ func (q *Queue) recordVetted(ctx context.Context, r jobs.Result) error {
 	if slices.ContainsFunc(known, func(v VettedRelease) bool { return v.JobID == rec.JobID && v.FinishedAt.Equal(rec.FinishedAt) }) {
 		return nil
 	}
-	data, err := json.Marshal(rec)
-	if err != nil {
-		return fmt.Errorf("encode verdict of %s: %w", r.JobID, err)
-	}
-	if _, err := kv.Put(ctx, StatusKey(family), data); err != nil {
-		return fmt.Errorf("record verdict of %s in %s: %w", r.JobID, BucketVetted, err)
-	}
-	return nil
+	return put(ctx, kv, StatusKey(family), "verdict of "+r.JobID+" in "+BucketVetted, rec)
 }
 
 // vettedOf reads a family's kept verdicts, oldest first.

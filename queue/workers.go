@@ -47,14 +47,7 @@ func (q *Queue) PutWorker(ctx context.Context, w WorkerInfo) error {
 	if w.Running == nil {
 		w.Running = []string{}
 	}
-	data, err := json.Marshal(w)
-	if err != nil {
-		return fmt.Errorf("encode worker heartbeat: %w", err)
-	}
-	if _, err := q.workers.Put(ctx, workerKey(w.ID), data); err != nil {
-		return fmt.Errorf("worker heartbeat: %w", err)
-	}
-	return nil
+	return put(ctx, q.workers, workerKey(w.ID), "worker heartbeat", w)
 }
 
 // RemoveWorker deletes a worker's entry when it stops cleanly.
