@@ -48,6 +48,15 @@ func TestFollowResultsReplaysThenFollows(t *testing.T) {
 		}
 	}
 	wait(2)
+	// caughtUp comes right after fn returns from the last replayed result.
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		mu.Lock()
+		n := len(caughtUp)
+		mu.Unlock()
+		if n > 0 {
+			break
+		}
+	}
 	mu.Lock()
 	if strings.Join(seen, ",") != "r-1,r-2" || len(caughtUp) != 1 || caughtUp[0] != 2 {
 		t.Errorf("replay: %v caught up %v", seen, caughtUp)
