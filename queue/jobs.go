@@ -339,14 +339,7 @@ func (q *Queue) Cancel(ctx context.Context, jobID, by, reason string) (CancelOut
 	if err != nil {
 		return CancelOutcome{}, err
 	}
-	var replaces uint64
-	pending := false
-	for _, m := range msgs {
-		r := ReplacesOf(m.Header)
-		if !found || r == seq {
-			pending, replaces = true, r
-		}
-	}
+	replaces, pending := pendingSubmission(msgs, found, seq)
 	if !pending {
 		if found {
 			return CancelOutcome{Result: existing}, nil
@@ -359,24 +352,7 @@ func (q *Queue) Cancel(ctx context.Context, jobID, by, reason string) (CancelOut
 	if reason != "" {
 		res.Reason += ": " + reason
 	}
-	for _, m := range msgs {
-		if ReplacesOf(m.Header) != replaces {
-			continue
-		}
-		_, image := RawJobID(m.Data)
-		res.Publish.Name = image
-		if job, err := jobs.DecodeJob(m.Data); err == nil && len(res.Checks) == 0 {
-			res.ListNotRun(job, "cancelled")
-		}
-		entry, err := q.states.Get(ctx, JobStateKey(jobID, m.Sequence))
-		if err == nil {
-			var st JobState
-			if json.Unmarshal(entry.Value(), &st) == nil {
-				res.Attempt = st.Attempt
-				out.WasRunning = out.WasRunning || st.State == StateRunning
-			}
-		}
-	}
+	out.WasRunning = q.describeCancelled(ctx, &res, msgs, replaces)
 	if res.Attempt == 0 && found {
 		res.Attempt = existing.Attempt
 	}
@@ -395,23 +371,67 @@ func (q *Queue) Cancel(ctx context.Context, jobID, by, reason string) (CancelOut
 		return CancelOutcome{}, err
 	}
 	out.Result, out.Cancelled = final, published
-	// Remove the submissions, then tell a worker running one to stop (its ack then
-	// finds nothing, which is fine: the result is there).
+	err = q.removeAndStop(ctx, jobID, msgs, res.Reason, &out)
+	return out, err
+}
+
+// pendingSubmission finds the submission a cancel settles among the job's queued
+// ones: with no result yet, any; with one, a resubmission replacing it (seq).
+// replaces is what that submission replaces.
+func pendingSubmission(msgs []*jetstream.RawStreamMsg, found bool, seq uint64) (replaces uint64, pending bool) {
+	for _, m := range msgs {
+		r := ReplacesOf(m.Header)
+		if !found || r == seq {
+			pending, replaces = true, r
+		}
+	}
+	return replaces, pending
+}
+
+// describeCancelled fills the cancellation res from the submissions it settles
+// (those replacing replaces): the image's name, the checks not run, the attempt;
+// it reports whether a worker was running one.
+func (q *Queue) describeCancelled(ctx context.Context, res *jobs.Result, msgs []*jetstream.RawStreamMsg, replaces uint64) (wasRunning bool) {
+	for _, m := range msgs {
+		if ReplacesOf(m.Header) != replaces {
+			continue
+		}
+		_, image := RawJobID(m.Data)
+		res.Publish.Name = image
+		if job, err := jobs.DecodeJob(m.Data); err == nil && len(res.Checks) == 0 {
+			res.ListNotRun(job, "cancelled")
+		}
+		entry, err := q.states.Get(ctx, JobStateKey(res.JobID, m.Sequence))
+		if err == nil {
+			var st JobState
+			if json.Unmarshal(entry.Value(), &st) == nil {
+				res.Attempt = st.Attempt
+				wasRunning = wasRunning || st.State == StateRunning
+			}
+		}
+	}
+	return wasRunning
+}
+
+// removeAndStop removes the job's queued submissions (counted in out.Removed),
+// then tells a worker running one to stop (its ack then finds nothing, which is
+// fine: the result is there).
+func (q *Queue) removeAndStop(ctx context.Context, jobID string, msgs []*jetstream.RawStreamMsg, reason string, out *CancelOutcome) error {
 	for _, m := range msgs {
 		if err := q.jobs.DeleteMsg(ctx, m.Sequence); err == nil {
 			out.Removed++
 		} else if _, gerr := q.jobs.GetMsg(ctx, m.Sequence); !errors.Is(gerr, jetstream.ErrMsgNotFound) {
-			return out, fmt.Errorf("remove %s seq %d: %w", jobID, m.Sequence, err)
+			return fmt.Errorf("remove %s seq %d: %w", jobID, m.Sequence, err)
 		}
 		_ = q.ForgetJobState(ctx, jobID, m.Sequence)
 	}
-	if err := q.nc.Publish(SubjectCancelPrefix+jobID, []byte(res.Reason)); err != nil {
-		return out, fmt.Errorf("tell workers to stop %s: %w", jobID, err)
+	if err := q.nc.Publish(SubjectCancelPrefix+jobID, []byte(reason)); err != nil {
+		return fmt.Errorf("tell workers to stop %s: %w", jobID, err)
 	}
 	if err := q.nc.FlushTimeout(10 * time.Second); err != nil {
-		return out, fmt.Errorf("tell workers to stop %s: %w", jobID, err)
+		return fmt.Errorf("tell workers to stop %s: %w", jobID, err)
 	}
-	return out, nil
+	return nil
 }
 
 // WatchCancels calls fn(jobID, reason) for every cancellation until stop is called.
