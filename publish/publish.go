@@ -262,32 +262,11 @@ func (p *Publisher) publish(ctx context.Context, r jobs.Result, dryRun bool) (Ou
 	}
 	log := p.log.With("job", r.JobID, "family", r.Publish.Family)
 	if !dryRun && p.cfg.Queue != nil {
-		// One publisher per family and cloud at a time, across processes and hosts:
-		// the service, a second service and a one-shot run never upload or rotate
-		// the same family in one cloud at once.
-		lease, err := p.cfg.Queue.AcquireLease(ctx, "publish "+r.Publish.Family+" "+p.cfg.Cloud.Name, p.holder, "job "+r.JobID, leaseTTL,
-			func(held queue.LeaseInfo) {
-				log.Info("waiting for another publisher of this family", "holder", held.Holder, "doing", held.Purpose)
-			})
+		lctx, release, err := p.holdFamily(ctx, r, log)
 		if err != nil {
 			return out, err
 		}
-		defer func() {
-			// Bounded, also when ctx was cancelled: a release that cannot reach NATS
-			// leaves the lease to expire rather than hold the publisher.
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.Cloud.Timeout)
-			defer cancel()
-			_ = lease.Release(rctx)
-		}()
-		lctx, cancel := context.WithCancelCause(ctx)
-		defer cancel(nil)
-		go func() {
-			select {
-			case <-lease.Lost():
-				cancel(errLeaseLost)
-			case <-lctx.Done():
-			}
-		}()
+		defer release()
 		ctx = lctx
 	}
 	pol := PolicyFor(r.Publish)
@@ -338,6 +317,37 @@ func (p *Publisher) publish(ctx context.Context, r jobs.Result, dryRun bool) (Ou
 		return out, err
 	}
 	return out, nil
+}
+
+// holdFamily takes the lease on publishing r's family in this cloud: one
+// publisher per family and cloud at a time, across processes and hosts, so the
+// service, a second service and a one-shot run never upload or rotate the same
+// family in one cloud at once. The context it returns ends when the lease is
+// lost; release gives the lease back.
+func (p *Publisher) holdFamily(ctx context.Context, r jobs.Result, log *slog.Logger) (_ context.Context, release func(), _ error) {
+	lease, err := p.cfg.Queue.AcquireLease(ctx, "publish "+r.Publish.Family+" "+p.cfg.Cloud.Name, p.holder, "job "+r.JobID, leaseTTL,
+		func(held queue.LeaseInfo) {
+			log.Info("waiting for another publisher of this family", "holder", held.Holder, "doing", held.Purpose)
+		})
+	if err != nil {
+		return ctx, nil, err
+	}
+	lctx, cancel := context.WithCancelCause(ctx)
+	go func() {
+		select {
+		case <-lease.Lost():
+			cancel(errLeaseLost)
+		case <-lctx.Done():
+		}
+	}()
+	return lctx, func() {
+		cancel(nil)
+		// Bounded, also when ctx was cancelled: a release that cannot reach NATS
+		// leaves the lease to expire rather than hold the publisher.
+		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.Cloud.Timeout)
+		defer rcancel()
+		_ = lease.Release(rctx)
+	}, nil
 }
 
 // cleanup deletes the family's unfinished uploads (queued, saving, importing…): a
