@@ -88,47 +88,9 @@ func (q *Queue) WaitAfter(ctx context.Context, jobID string, after uint64, progr
 	// dies is never answered (seen with a 3-node cluster losing a node: creating
 	// the consumer then hung for the whole wait), and a direct read of the job's
 	// last result every waitPollInterval finds a result the consumer missed.
-	results := make(chan jetstream.Msg, 1)
-	var cc jetstream.ConsumeContext
-	follow := func() {
-		if cc != nil {
-			return
-		}
-		cctx, cancel := context.WithTimeout(ctx, waitRequestTimeout)
-		defer cancel()
-		cons, err := q.js.OrderedConsumer(cctx, StreamResults, jetstream.OrderedConsumerConfig{
-			FilterSubjects: []string{ResultSubject(jobID)},
-			DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
-		})
-		if err != nil {
-			return // the next tick tries again
-		}
-		cc, _ = cons.Consume(func(m jetstream.Msg) {
-			if meta, err := m.Metadata(); err == nil && meta.Sequence.Stream <= after {
-				return // the result a rerun replaces
-			}
-			select {
-			case results <- m:
-			default:
-			}
-		})
-	}
-	defer func() {
-		if cc != nil {
-			cc.Stop()
-		}
-	}()
-	read := func() (jobs.Result, bool) {
-		rctx, cancel := context.WithTimeout(ctx, waitRequestTimeout)
-		defer cancel()
-		r, seq, ok, err := q.result(rctx, jobID)
-		if err != nil || !ok || seq <= after {
-			return jobs.Result{}, false // a leaderless moment or no result yet: the next tick reads again
-		}
-		_ = q.updateStatus(rctx, r)
-		return r, true
-	}
-	follow()
+	w := &resultWatch{q: q, jobID: jobID, after: after, results: make(chan jetstream.Msg, 1)}
+	defer w.stop()
+	w.follow(ctx)
 	poll := time.NewTicker(waitPollInterval)
 	defer poll.Stop()
 	for {
@@ -136,11 +98,11 @@ func (q *Queue) WaitAfter(ctx context.Context, jobID string, after uint64, progr
 		case <-ctx.Done():
 			return jobs.Result{}, ctx.Err()
 		case <-poll.C:
-			if r, ok := read(); ok {
+			if r, ok := w.read(ctx); ok {
 				return r, nil
 			}
-			follow()
-		case m := <-results:
+			w.follow(ctx)
+		case m := <-w.results:
 			r, err := jobs.DecodeResult(m.Data())
 			if err != nil {
 				return jobs.Result{}, fmt.Errorf("result of %s: %w", jobID, err)
@@ -152,6 +114,63 @@ func (q *Queue) WaitAfter(ctx context.Context, jobID string, after uint64, progr
 			return r, nil
 		}
 	}
+}
+
+// resultWatch is how WaitAfter looks for a job's result stored after the
+// results-stream sequence after: an ordered consumer delivering into results,
+// and direct reads.
+type resultWatch struct {
+	q       *Queue
+	jobID   string
+	after   uint64
+	results chan jetstream.Msg
+	cc      jetstream.ConsumeContext
+}
+
+// follow starts the consumer unless it runs; a failed start is tried again at
+// the next tick.
+func (w *resultWatch) follow(ctx context.Context) {
+	if w.cc != nil {
+		return
+	}
+	cctx, cancel := context.WithTimeout(ctx, waitRequestTimeout)
+	defer cancel()
+	cons, err := w.q.js.OrderedConsumer(cctx, StreamResults, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{ResultSubject(w.jobID)},
+		DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
+	})
+	if err != nil {
+		return
+	}
+	w.cc, _ = cons.Consume(func(m jetstream.Msg) {
+		if meta, err := m.Metadata(); err == nil && meta.Sequence.Stream <= w.after {
+			return // the result a rerun replaces
+		}
+		select {
+		case w.results <- m:
+		default:
+		}
+	})
+}
+
+// stop stops the consumer, if it runs.
+func (w *resultWatch) stop() {
+	if w.cc != nil {
+		w.cc.Stop()
+	}
+}
+
+// read reads the job's last result directly, bringing its status up to date; a
+// leaderless moment or no result yet is not found, and the next tick reads again.
+func (w *resultWatch) read(ctx context.Context) (jobs.Result, bool) {
+	rctx, cancel := context.WithTimeout(ctx, waitRequestTimeout)
+	defer cancel()
+	r, seq, ok, err := w.q.result(rctx, w.jobID)
+	if err != nil || !ok || seq <= w.after {
+		return jobs.Result{}, false
+	}
+	_ = w.q.updateStatus(rctx, r)
+	return r, true
 }
 
 // FollowProgress calls fn (from one goroutine, in order) with the job's progress
