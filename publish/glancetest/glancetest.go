@@ -144,22 +144,9 @@ func start(t testing.TB, regions []RegionSpec) (*Cloud, error) {
 		return nil, err
 	}
 	kenv := []string{"OS_KEYSTONE_CONFIG_FILES=" + kconf}
-	steps := [][]string{
-		{"keystone-manage", "--config-file", kconf, "db_sync"},
-		// Keystone on SQLite fails writes with "database is locked" without WAL.
-		{"sqlite3", filepath.Join(dir, "keystone.db"), "PRAGMA journal_mode=WAL;"},
-		{"keystone-manage", "--config-file", kconf, "fernet_setup", "--keystone-user", "root", "--keystone-group", "root"},
-		{"keystone-manage", "--config-file", kconf, "credential_setup", "--keystone-user", "root", "--keystone-group", "root"},
-		{"keystone-manage", "--config-file", kconf, "bootstrap", "--bootstrap-username", Admin,
-			"--bootstrap-password", Password, "--bootstrap-project-name", Admin,
-			"--bootstrap-admin-url", c.KeystoneURL, "--bootstrap-public-url", c.KeystoneURL,
-			"--bootstrap-internal-url", c.KeystoneURL, "--bootstrap-region-id", regions[0].Name},
-	}
-	for _, s := range steps {
-		if err := run(dir, kenv, s...); err != nil {
-			<-gdone
-			return nil, err
-		}
+	if err := c.setupKeystone(kconf, kenv, regions[0].Name); err != nil {
+		<-gdone
+		return nil, err
 	}
 	if err := <-gdone; err != nil {
 		return nil, err
@@ -188,6 +175,29 @@ func start(t testing.TB, regions []RegionSpec) (*Cloud, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// setupKeystone migrates Keystone's database and bootstraps the admin user,
+// project and endpoints in region.
+func (c *Cloud) setupKeystone(kconf string, kenv []string, region string) error {
+	dir := c.Dir
+	steps := [][]string{
+		{"keystone-manage", "--config-file", kconf, "db_sync"},
+		// Keystone on SQLite fails writes with "database is locked" without WAL.
+		{"sqlite3", filepath.Join(dir, "keystone.db"), "PRAGMA journal_mode=WAL;"},
+		{"keystone-manage", "--config-file", kconf, "fernet_setup", "--keystone-user", "root", "--keystone-group", "root"},
+		{"keystone-manage", "--config-file", kconf, "credential_setup", "--keystone-user", "root", "--keystone-group", "root"},
+		{"keystone-manage", "--config-file", kconf, "bootstrap", "--bootstrap-username", Admin,
+			"--bootstrap-password", Password, "--bootstrap-project-name", Admin,
+			"--bootstrap-admin-url", c.KeystoneURL, "--bootstrap-public-url", c.KeystoneURL,
+			"--bootstrap-internal-url", c.KeystoneURL, "--bootstrap-region-id", region},
+	}
+	for _, s := range steps {
+		if err := run(dir, kenv, s...); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func freePort() (int, error) {
