@@ -449,28 +449,47 @@ func checkQCOW2Tables(r io.ReaderAt, h *qcowHeader, info Info) error {
 	if h.IncompatibleFeatures&incompatExtendedL2 != 0 {
 		entryBytes = 16
 	}
-	l2Entries := cs / entryBytes
+	if err := checkL1(h, cs, entryBytes, size); err != nil {
+		return err
+	}
+	if err := checkRefcountTable(r, h, cs, size); err != nil {
+		return err
+	}
+	if h.NbSnapshots > 0 && (int64(h.SnapshotsOffset)%cs != 0 || h.SnapshotsOffset >= uint64(size)) {
+		return unsafeErr("", ViolationTruncated, "qcow2 snapshot table at %d lies outside the file (%d bytes)", h.SnapshotsOffset, size)
+	}
+	if h.L1Size == 0 {
+		return nil
+	}
+	return walkL1(r, h, cs, entryBytes, size)
+}
 
-	// L1 must cover the virtual size and fit qemu's limit.
+// checkL1 checks that the L1 table covers the virtual size, fits qemu's limit and
+// lies, aligned, inside the file.
+func checkL1(h *qcowHeader, cs, entryBytes, size int64) error {
 	if int64(h.L1Size)*8 > qcowMaxL1Bytes {
 		return unsafeErr("", ViolationBadHeader, "qcow2 L1 table of %d entries exceeds qemu's limit", h.L1Size)
 	}
-	perL1 := l2Entries * cs
+	perL1 := cs / entryBytes * cs
 	need := (int64(h.Size) + perL1 - 1) / perL1
 	if int64(h.L1Size) < need {
 		return unsafeErr("", ViolationBadHeader, "qcow2 L1 table has %d entries, virtual size needs %d", h.L1Size, need)
 	}
-	if h.L1Size > 0 {
-		if int64(h.L1TableOffset)%cs != 0 {
-			return unsafeErr("", ViolationBadHeader, "qcow2 L1 table offset 0x%x is not cluster aligned", h.L1TableOffset)
-		}
-		if end, ok := addNoOverflow(h.L1TableOffset, uint64(h.L1Size)*8); !ok || end > uint64(size) {
-			return unsafeErr("", ViolationTruncated, "qcow2 L1 table ends at %d, beyond the end of the file (%d bytes)", end, size)
-		}
+	if h.L1Size == 0 {
+		return nil
 	}
+	if int64(h.L1TableOffset)%cs != 0 {
+		return unsafeErr("", ViolationBadHeader, "qcow2 L1 table offset 0x%x is not cluster aligned", h.L1TableOffset)
+	}
+	if end, ok := addNoOverflow(h.L1TableOffset, uint64(h.L1Size)*8); !ok || end > uint64(size) {
+		return unsafeErr("", ViolationTruncated, "qcow2 L1 table ends at %d, beyond the end of the file (%d bytes)", end, size)
+	}
+	return nil
+}
 
-	// Refcount table: present, aligned, within qemu's limit, and every
-	// refcount block it names lies inside the file.
+// checkRefcountTable checks the refcount table: present, aligned, within qemu's
+// limit, and every refcount block it names lies inside the file.
+func checkRefcountTable(r io.ReaderAt, h *qcowHeader, cs, size int64) error {
 	if h.RefcountTableClusters == 0 {
 		return unsafeErr("", ViolationBadHeader, "qcow2 has no refcount table")
 	}
@@ -497,14 +516,12 @@ func checkQCOW2Tables(r io.ReaderAt, h *qcowHeader, info Info) error {
 			return err
 		}
 	}
-	if h.NbSnapshots > 0 && (int64(h.SnapshotsOffset)%cs != 0 || h.SnapshotsOffset >= uint64(size)) {
-		return unsafeErr("", ViolationTruncated, "qcow2 snapshot table at %d lies outside the file (%d bytes)", h.SnapshotsOffset, size)
-	}
-	if h.L1Size == 0 {
-		return nil
-	}
+	return nil
+}
 
-	// Walk L1 -> L2 -> data clusters.
+// walkL1 walks L1 -> L2 -> data clusters: every L2 table inside the file, and
+// the entries of as many as l2WalkBudget allows pointing inside it.
+func walkL1(r io.ReaderAt, h *qcowHeader, cs, entryBytes, size int64) error {
 	l1 := make([]byte, int64(h.L1Size)*8)
 	if err := readAt(r, l1, int64(h.L1TableOffset)); err != nil {
 		return err
@@ -527,24 +544,33 @@ func checkQCOW2Tables(r io.ReaderAt, h *qcowHeader, info Info) error {
 		if err := readAt(r, l2, int64(off)); err != nil {
 			return err
 		}
-		for j := int64(0); j < cs; j += entryBytes {
-			e := binary.BigEndian.Uint64(l2[j:])
-			if e&l2Compressed != 0 {
-				host := e & (1<<compressedBits - 1)
-				if host >= uint64(size) {
-					return unsafeErr("", ViolationTruncated, "qcow2 compressed cluster at %d lies beyond the end of the file (%d bytes)", host, size)
-				}
-				continue
+		if err := checkL2(l2, cs, entryBytes, compressedBits, size); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkL2 checks that every cluster an L2 table names, compressed or not, lies
+// inside the file.
+func checkL2(l2 []byte, cs, entryBytes int64, compressedBits uint32, size int64) error {
+	for j := int64(0); j < cs; j += entryBytes {
+		e := binary.BigEndian.Uint64(l2[j:])
+		if e&l2Compressed != 0 {
+			host := e & (1<<compressedBits - 1)
+			if host >= uint64(size) {
+				return unsafeErr("", ViolationTruncated, "qcow2 compressed cluster at %d lies beyond the end of the file (%d bytes)", host, size)
 			}
-			host := e & l2OffsetMask
-			if host == 0 {
-				continue
-			}
-			// qemu always writes whole data clusters, so a partial one at
-			// the end means the file was cut.
-			if err := clusterInFile(host, cs, size, "data cluster"); err != nil {
-				return err
-			}
+			continue
+		}
+		host := e & l2OffsetMask
+		if host == 0 {
+			continue
+		}
+		// qemu always writes whole data clusters, so a partial one at
+		// the end means the file was cut.
+		if err := clusterInFile(host, cs, size, "data cluster"); err != nil {
+			return err
 		}
 	}
 	return nil
