@@ -150,20 +150,8 @@ func (s *Store) convert(ctx context.Context, file string, vendor *Image, target 
 		}
 	}()
 
-	cpu := convertCPUSecondsBase + convertCPUSecondsPerGB*int(vendor.VirtualSize>>30)
-	// -f and -O explicit: qemu-img never probes; -U: a running job may boot
-	// the vendor file; raw output is sparse (zero runs of 4 KiB and more are
-	// holes, qemu-img's default -S).
-	_, err = s.runQemuImgAS(ctx, convertTimeout, cpu, convertAddressSpace,
-		"convert", "-q", "-U", "-f", vendor.Format, "-O", target, vendor.Path, name)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("convert %s to %s: %w", file, target, err)
-		}
-		if s.diskFull() {
-			err = fmt.Errorf("%w (%w: the image cache's file system is full)", err, syscall.ENOSPC)
-		}
-		return nil, &FetchError{URL: file, Retryable: true, Err: fmt.Errorf("convert to %s: %w", target, err)}
+	if err := s.runConvert(ctx, file, vendor, target, name); err != nil {
+		return nil, err
 	}
 	converted := time.Since(start)
 
@@ -179,44 +167,16 @@ func (s *Store) convert(ctx context.Context, file string, vendor *Image, target 
 	if n > s.maxSize {
 		return nil, unsafeErr(file, ViolationTooLarge, "converted to %s it is %d bytes, above the cap of %d bytes", target, n, s.maxSize)
 	}
-	// Sync while hashing: the write-back of what qemu-img wrote overlaps the
-	// hashing's CPU, and publish's own sync finds little left.
-	synced := make(chan error, 1)
-	go func() { synced <- out.Sync() }()
-	p := newPipeline(nil)
-	rerr := p.readFrom(ctx, &sparseReader{f: out, size: n}, 0, nil)
-	sum256, sum512, _, ferr := p.finish()
-	if err := <-synced; err != nil && rerr == nil && ferr == nil {
-		ferr = err
-	}
-	switch {
-	case rerr != nil && ctx.Err() != nil:
-		return nil, rerr
-	case rerr != nil:
-		return nil, &FetchError{URL: file, Retryable: true, Err: fmt.Errorf("read converted image: %w", rerr)}
-	case ferr != nil:
-		return nil, &FetchError{URL: file, Retryable: true, Err: ferr}
+	sum256, sum512, err := hashConverted(ctx, file, out, n)
+	if err != nil {
+		return nil, err
 	}
 	vendorFacts := facts{Inspector: inspectorVersion, Format: vendor.Format, Size: vendor.Size, VirtualSize: vendor.VirtualSize, SHA256: vendor.SHA256, SHA512: vendor.SHA512}
 	vendor.Release()
 
-	info, err := Inspect(out, n)
-	if err == nil {
-		err = info.Check(target, s.maxVirtualSize)
-	}
-	if err == nil && target == FormatQCOW2 && s.qemuCheck {
-		err = s.qemuCheckImage(ctx, name)
-	}
-	if err == nil && info.VirtualSize < vendorFacts.VirtualSize {
-		err = fmt.Errorf("converted image has %d virtual bytes, the vendor's %d", info.VirtualSize, vendorFacts.VirtualSize)
-	}
+	info, err := s.checkConverted(ctx, file, target, name, out, n, vendorFacts.VirtualSize)
 	if err != nil {
-		var ue *UnsafeImageError
-		if errors.As(err, &ue) {
-			ue.File = file + " (converted to " + target + ")"
-			return nil, ue
-		}
-		return nil, &FetchError{URL: file, Retryable: true, Err: fmt.Errorf("inspect converted image: %w", err)}
+		return nil, err
 	}
 
 	f := facts{Inspector: inspectorVersion, Format: target, Size: n, VirtualSize: info.VirtualSize, SHA256: sum256, SHA512: sum512}
@@ -239,6 +199,75 @@ func (s *Store) convert(ctx context.Context, file string, vendor *Image, target 
 	s.log.Info("image converted", "source", file, "from", vendorFacts.Format, "to", target, "path", img.Path,
 		"bytes", n, "allocated", diskUsage(st), "convert_seconds", converted.Seconds(), "total_seconds", time.Since(start).Seconds())
 	return img, nil
+}
+
+// runConvert has qemu-img write vendor converted to target into name. A failure
+// is retryable (a full disk says so), unless ctx ended.
+func (s *Store) runConvert(ctx context.Context, file string, vendor *Image, target, name string) error {
+	cpu := convertCPUSecondsBase + convertCPUSecondsPerGB*int(vendor.VirtualSize>>30)
+	// -f and -O explicit: qemu-img never probes; -U: a running job may boot
+	// the vendor file; raw output is sparse (zero runs of 4 KiB and more are
+	// holes, qemu-img's default -S).
+	_, err := s.runQemuImgAS(ctx, convertTimeout, cpu, convertAddressSpace,
+		"convert", "-q", "-U", "-f", vendor.Format, "-O", target, vendor.Path, name)
+	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("convert %s to %s: %w", file, target, err)
+		}
+		if s.diskFull() {
+			err = fmt.Errorf("%w (%w: the image cache's file system is full)", err, syscall.ENOSPC)
+		}
+		return &FetchError{URL: file, Retryable: true, Err: fmt.Errorf("convert to %s: %w", target, err)}
+	}
+	return nil
+}
+
+// hashConverted hashes the converted file out (n bytes), syncing it meanwhile.
+func hashConverted(ctx context.Context, file string, out *os.File, n int64) (sum256, sum512 string, err error) {
+	// Sync while hashing: the write-back of what qemu-img wrote overlaps the
+	// hashing's CPU, and publish's own sync finds little left.
+	synced := make(chan error, 1)
+	go func() { synced <- out.Sync() }()
+	p := newPipeline(nil)
+	rerr := p.readFrom(ctx, &sparseReader{f: out, size: n}, 0, nil)
+	sum256, sum512, _, ferr := p.finish()
+	if err := <-synced; err != nil && rerr == nil && ferr == nil {
+		ferr = err
+	}
+	switch {
+	case rerr != nil && ctx.Err() != nil:
+		return "", "", rerr
+	case rerr != nil:
+		return "", "", &FetchError{URL: file, Retryable: true, Err: fmt.Errorf("read converted image: %w", rerr)}
+	case ferr != nil:
+		return "", "", &FetchError{URL: file, Retryable: true, Err: ferr}
+	}
+	return sum256, sum512, nil
+}
+
+// checkConverted inspects the converted file out (n bytes, at name) as any
+// fetched image, and checks it keeps the vendor's virtual size; an unsafe
+// result names the vendor's file and the conversion.
+func (s *Store) checkConverted(ctx context.Context, file, target, name string, out *os.File, n, vendorVirtual int64) (Info, error) {
+	info, err := Inspect(out, n)
+	if err == nil {
+		err = info.Check(target, s.maxVirtualSize)
+	}
+	if err == nil && target == FormatQCOW2 && s.qemuCheck {
+		err = s.qemuCheckImage(ctx, name)
+	}
+	if err == nil && info.VirtualSize < vendorVirtual {
+		err = fmt.Errorf("converted image has %d virtual bytes, the vendor's %d", info.VirtualSize, vendorVirtual)
+	}
+	if err != nil {
+		var ue *UnsafeImageError
+		if errors.As(err, &ue) {
+			ue.File = file + " (converted to " + target + ")"
+			return info, ue
+		}
+		return info, &FetchError{URL: file, Retryable: true, Err: fmt.Errorf("inspect converted image: %w", err)}
+	}
+	return info, nil
 }
 
 // diskFull reports whether the cache's file system has (almost) no space
