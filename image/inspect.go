@@ -101,6 +101,32 @@ func Inspect(r io.ReaderAt, size int64) (Info, error) {
 	if err := readAt(r, head, 0); err != nil {
 		return info, err
 	}
+	formats, err := detectFormats(r, head, size)
+	if err != nil {
+		return info, err
+	}
+	info.BootSector = len(head) >= 512 && head[510] == 0x55 && head[511] == 0xaa
+
+	switch len(formats) {
+	case 0:
+		return inspectRaw(head, info)
+	case 1:
+		info.Format = formats[0]
+	default:
+		info.Format = formats[0]
+		return info, unsafeErr("", ViolationMultipleFormats, "headers of several formats found (%v); refusing ambiguous content", formats)
+	}
+	info.BootSector = false
+	if info.Format == FormatQCOW2 {
+		return inspectQCOW2(r, head, info)
+	}
+	info.VirtualSize = foreignVirtualSize(info.Format, head)
+	return info, nil
+}
+
+// detectFormats lists the formats whose headers (or, for a fixed VHD, footer)
+// the file of size bytes has; head is its first bytes.
+func detectFormats(r io.ReaderAt, head []byte, size int64) ([]string, error) {
 	var formats []string
 	if bytes.HasPrefix(head, []byte(qcowMagic)) {
 		if len(head) >= 8 && binary.BigEndian.Uint32(head[4:]) == 1 {
@@ -129,7 +155,7 @@ func Inspect(r io.ReaderAt, size int64) (Info, error) {
 		// A fixed VHD is raw data followed by a 512-byte footer.
 		tail := make([]byte, 8)
 		if err := readAt(r, tail, size-512); err != nil {
-			return info, err
+			return nil, err
 		}
 		if string(tail) == "conectix" {
 			formats = append(formats, "vhd")
@@ -138,39 +164,31 @@ func Inspect(r io.ReaderAt, size int64) (Info, error) {
 	if isISO(head) {
 		formats = append(formats, "iso")
 	}
-	info.BootSector = len(head) >= 512 && head[510] == 0x55 && head[511] == 0xaa
+	return formats, nil
+}
 
-	switch len(formats) {
-	case 0:
-		return inspectRaw(head, info)
-	case 1:
-		info.Format = formats[0]
-	default:
-		info.Format = formats[0]
-		return info, unsafeErr("", ViolationMultipleFormats, "headers of several formats found (%v); refusing ambiguous content", formats)
-	}
-	info.BootSector = false
-	switch info.Format {
-	case FormatQCOW2:
-		return inspectQCOW2(r, head, info)
+// foreignVirtualSize is the virtual size the header of a format imagevet does
+// not boot says, where it says one (0 otherwise).
+func foreignVirtualSize(format string, head []byte) int64 {
+	switch format {
 	case "vhd":
 		if len(head) >= 56 && bytes.HasPrefix(head, []byte("conectix")) {
-			info.VirtualSize = int64(binary.BigEndian.Uint64(head[48:]))
+			return int64(binary.BigEndian.Uint64(head[48:]))
 		}
 	case "vmdk":
 		if len(head) >= 24 && bytes.HasPrefix(head, []byte("KDMV")) {
-			info.VirtualSize = int64(binary.LittleEndian.Uint64(head[16:])) * 512
+			return int64(binary.LittleEndian.Uint64(head[16:])) * 512
 		}
 	case "vdi":
 		if len(head) >= 0x178 {
-			info.VirtualSize = int64(binary.LittleEndian.Uint64(head[0x170:]))
+			return int64(binary.LittleEndian.Uint64(head[0x170:]))
 		}
 	case "iso":
 		if len(head) >= 0x8084 && head[0x8000] == 1 {
-			info.VirtualSize = int64(binary.LittleEndian.Uint32(head[0x8050:])) * int64(binary.LittleEndian.Uint16(head[0x8080:]))
+			return int64(binary.LittleEndian.Uint32(head[0x8050:])) * int64(binary.LittleEndian.Uint16(head[0x8080:]))
 		}
 	}
-	return info, nil
+	return 0
 }
 
 // isISO reports an ISO 9660 or UDF volume descriptor in the first three
