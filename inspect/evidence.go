@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 
+	"go.yaml.in/yaml/v3"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/imagevet/imagevet/jobs"
@@ -303,6 +304,33 @@ func (e *evidence) cloudInit() {
 	for _, p := range e.glob("/var/lib/cloud/instances/*") {
 		add(&e.ev.CloudInitState, p)
 	}
+	e.deleteKeys()
+}
+
+// deleteKeys reads ssh_deletekeys from the image's cloud-init configuration as
+// cloud-init merges it: cloud.cfg, then cloud.cfg.d/*.cfg in name order, the last
+// file that sets it deciding. A file that is not YAML is skipped, as cloud-init
+// would fail on it anyway.
+func (e *evidence) deleteKeys() {
+	files := append([]string{"/etc/cloud/cloud.cfg"}, e.glob("/etc/cloud/cloud.cfg.d/*.cfg")...)
+	for _, p := range files {
+		b, ok := e.read(p, maxConfig)
+		if !ok {
+			continue
+		}
+		var cfg struct {
+			DeleteKeys any `yaml:"ssh_deletekeys"`
+		}
+		if yaml.Unmarshal(b, &cfg) != nil {
+			continue
+		}
+		if del, ok := yaml11Bool(cfg.DeleteKeys); ok {
+			e.ev.KeepsHostKeysAt = ""
+			if !del {
+				e.ev.KeepsHostKeysAt = p
+			}
+		}
+	}
 }
 
 func (e *evidence) leases() {
@@ -420,4 +448,21 @@ func hasKeyLine(b []byte) bool {
 		}
 	}
 	return false
+}
+
+// yaml11Bool reads a value as cloud-init's YAML 1.1 does a boolean: true, false,
+// and their yes/no/on/off spellings in any case.
+func yaml11Bool(v any) (value, ok bool) {
+	switch v := v.(type) {
+	case bool:
+		return v, true
+	case string:
+		switch strings.ToLower(v) {
+		case "true", "yes", "on", "y":
+			return true, true
+		case "false", "no", "off", "n":
+			return false, true
+		}
+	}
+	return false, false
 }

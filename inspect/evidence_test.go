@@ -129,6 +129,39 @@ func TestReadEvidenceClean(t *testing.T) {
 	}
 }
 
+// ssh_deletekeys as cloud-init merges its configuration: cloud.cfg, then
+// cloud.cfg.d/*.cfg in name order, the last that sets it deciding; YAML 1.1's
+// spellings; a file that is not YAML skipped.
+func TestReadEvidenceKeepsHostKeys(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		files map[string]string
+		want  string
+	}{
+		{"default", map[string]string{"/etc/cloud/cloud.cfg": "users: [default]\n"}, ""},
+		{"cloud.cfg false", map[string]string{"/etc/cloud/cloud.cfg": "ssh_deletekeys: false\n"}, "/etc/cloud/cloud.cfg"},
+		{"drop-in says no", map[string]string{"/etc/cloud/cloud.cfg": "ssh_deletekeys: true\n", "/etc/cloud/cloud.cfg.d/90-keep.cfg": "ssh_deletekeys: No\n"},
+			"/etc/cloud/cloud.cfg.d/90-keep.cfg"},
+		{"a later drop-in deletes again", map[string]string{"/etc/cloud/cloud.cfg.d/10-keep.cfg": "ssh_deletekeys: false\n",
+			"/etc/cloud/cloud.cfg.d/99-delete.cfg": "ssh_deletekeys: on\n"}, ""},
+		{"not YAML", map[string]string{"/etc/cloud/cloud.cfg.d/50-x.cfg": "ssh_deletekeys: [\n"}, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			files := debianClean()
+			for p, data := range c.files {
+				files[p] = fakeFile{data: data}
+			}
+			ev, err := readEvidence(context.Background(), &fakeFS{files: files})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ev.KeepsHostKeysAt != c.want {
+				t.Errorf("keeps host keys at %q, want %q", ev.KeepsHostKeysAt, c.want)
+			}
+		})
+	}
+}
+
 func TestReadEvidenceDirty(t *testing.T) {
 	edLine, edFP := hostKey(t, 1)
 	files := debianClean()

@@ -94,7 +94,7 @@ func presented(ev *jobs.HygieneEvidence, boot Boot) (jobs.HostKeyFile, bool) {
 func sharedHostKeys(ev *jobs.HygieneEvidence, boot Boot) []jobs.Finding {
 	shown, ok := presented(ev, boot)
 	if !ok {
-		return nil
+		return keptHostKeys(ev)
 	}
 	// The presented key first: the check's reason names it.
 	out := []jobs.Finding{{Path: shown.Path, Detail: fmt.Sprintf("the booted server presents this %s key (%s): every server made from the image has the same host identity", shown.Type, shown.Fingerprint)}}
@@ -106,10 +106,26 @@ func sharedHostKeys(ev *jobs.HygieneEvidence, boot Boot) []jobs.Finding {
 	return out
 }
 
+// keptHostKeys: host keys in an image whose own cloud-init configuration keeps
+// them at first boot (ssh_deletekeys: false). imagevet's seed deletes them, so
+// the vetted boot replaced them; a tenant's server, whose user data seldom says
+// anything of it, would not.
+func keptHostKeys(ev *jobs.HygieneEvidence) []jobs.Finding {
+	if ev.KeepsHostKeysAt == "" {
+		return nil
+	}
+	var out []jobs.Finding
+	for _, k := range ev.HostKeys {
+		out = append(out, jobs.Finding{Path: k.Path, Detail: fmt.Sprintf("%s key %s, which the image's cloud-init keeps at first boot (ssh_deletekeys: false in %s): every server made from the image whose user data does not set ssh_deletekeys presents it (imagevet's seed sets it, so the vetted boot replaced it)",
+			k.Type, k.Fingerprint, ev.KeepsHostKeysAt)})
+	}
+	return out
+}
+
 // replacedHostKeys: host keys in the image that the booted server did not
 // present (the first boot made its own), or whose fate the boot did not show.
 func replacedHostKeys(ev *jobs.HygieneEvidence, boot Boot) []jobs.Finding {
-	if _, shared := presented(ev, boot); shared {
+	if _, shared := presented(ev, boot); shared || len(keptHostKeys(ev)) > 0 {
 		return nil
 	}
 	var out []jobs.Finding

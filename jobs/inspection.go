@@ -75,6 +75,12 @@ type HygieneEvidence struct {
 	// password, where anything allows it): these are in PasswordAccounts too.
 	PasswordAccounts []string `json:"password_accounts,omitempty"`
 	EmptyPasswords   []string `json:"empty_passwords,omitempty"`
+	// KeepsHostKeysAt is where the image's own cloud-init configuration says
+	// ssh_deletekeys: false (the file that decides, the last one cloud-init
+	// merges): a first boot whose user data does not say otherwise keeps the
+	// image's host keys. imagevet's seed sets ssh_deletekeys, so its boot cannot
+	// show this; only the image's configuration can.
+	KeepsHostKeysAt string `json:"keeps_host_keys_at,omitempty"`
 	// SSHPasswordAuth is sshd's effective PasswordAuthentication ("yes", "no").
 	SSHPasswordAuth string `json:"ssh_password_auth,omitempty"`
 	// SSHPasswordAuthAt is where the configuration sets it ("/etc/ssh/sshd_config.d/50-x.conf:3");
