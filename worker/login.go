@@ -157,27 +157,32 @@ func (w *loginWatch) judge(now time.Time) (string, string, bool) {
 	if elapsed-end.Elapsed < wait {
 		return "", "", false
 	}
-	after := secs(elapsed - end.Elapsed)
 	evidence := fmt.Sprintf("boot finished at %s (%s)", secs(end.Elapsed), end.Reason)
+	return jobs.CheckSSH, w.stillLockedOut(evidence, secs(elapsed-end.Elapsed), furthest, lastErr), true
+}
+
+// stillLockedOut is why ssh fails when the boot finished (evidence) and login
+// still fails after: how far the probe got, and its latest error there.
+func (w *loginWatch) stillLockedOut(evidence, after string, furthest sshprobe.Stage, lastErr error) string {
 	switch {
 	case furthest == "" || furthest == sshprobe.StageConnect || furthest == sshprobe.StageBanner:
 		what := "nothing answered on port 22 (no connection)"
 		if furthest == sshprobe.StageBanner {
 			what = "nothing answered on port 22 (no SSH banner)"
 		}
-		return jobs.CheckSSH, fmt.Sprintf("%s; %s for %s after (is an SSH server installed and enabled?)", evidence, what, after), true
+		return fmt.Sprintf("%s; %s for %s after (is an SSH server installed and enabled?)", evidence, what, after)
 	case errors.Is(lastErr, sshprobe.ErrHostKeyMismatch):
-		return jobs.CheckSSH, fmt.Sprintf("%s; %s after, the guest's host key is still neither the seed's nor printed on its console: %s",
-			evidence, after, jobs.FirstLine(lastErr.Error(), 300)), true
+		return fmt.Sprintf("%s; %s after, the guest's host key is still neither the seed's nor printed on its console: %s",
+			evidence, after, jobs.FirstLine(lastErr.Error(), 300))
 	case errors.Is(lastErr, sshprobe.ErrAuthRejected):
-		return jobs.CheckSSH, fmt.Sprintf("%s; %s after, the guest still rejects our key for user %q (it did not install the seed's authorized keys)",
-			evidence, after, w.user), true
+		return fmt.Sprintf("%s; %s after, the guest still rejects our key for user %q (it did not install the seed's authorized keys)",
+			evidence, after, w.user)
 	default:
 		reason := "no attempt failed yet"
 		if lastErr != nil {
 			reason = jobs.FirstLine(lastErr.Error(), 300)
 		}
-		return jobs.CheckSSH, fmt.Sprintf("%s; login still failing %s after, at %s: %s", evidence, after, furthest, reason), true
+		return fmt.Sprintf("%s; login still failing %s after, at %s: %s", evidence, after, furthest, reason)
 	}
 }
 
