@@ -71,60 +71,76 @@ type Spec struct {
 // Validate reports the first problem that makes s unbootable regardless of the
 // host, wrapped in ErrInvalidSpec. It does not touch the file system.
 func (s Spec) Validate() error {
-	bad := func(format string, args ...any) error {
-		return fmt.Errorf("%w: %s", ErrInvalidSpec, fmt.Sprintf(format, args...))
-	}
 	switch {
 	case s.Name == "" || len(s.Name) > MaxNameLen || strings.ContainsAny(s.Name, "/\x00"):
-		return bad("name %q: want 1-%d characters without '/'", s.Name, MaxNameLen)
+		return invalidSpec("name %q: want 1-%d characters without '/'", s.Name, MaxNameLen)
 	case !filepath.IsAbs(s.Disk):
-		return bad("disk %q: want an absolute path", s.Disk)
+		return invalidSpec("disk %q: want an absolute path", s.Disk)
 	case s.Seed != "" && !filepath.IsAbs(s.Seed):
-		return bad("seed %q: want an absolute path", s.Seed)
+		return invalidSpec("seed %q: want an absolute path", s.Seed)
 	case !filepath.IsAbs(s.ConsoleLog):
-		return bad("console log %q: want an absolute path", s.ConsoleLog)
+		return invalidSpec("console log %q: want an absolute path", s.ConsoleLog)
 	case s.VCPUs < 1 || s.VCPUs > 64:
-		return bad("vcpus %d: want 1-64", s.VCPUs)
+		return invalidSpec("vcpus %d: want 1-64", s.VCPUs)
 	case s.MemoryMiB < 64 || s.MemoryMiB > 1<<20:
-		return bad("memory %d MiB: want 64 MiB-1 TiB", s.MemoryMiB)
+		return invalidSpec("memory %d MiB: want 64 MiB-1 TiB", s.MemoryMiB)
 	}
+	if err := s.validateChoices(); err != nil {
+		return err
+	}
+	return s.validateNetwork()
+}
+
+// invalidSpec is an ErrInvalidSpec saying what is wrong.
+func invalidSpec(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalidSpec, fmt.Sprintf(format, args...))
+}
+
+// validateChoices checks the settings that name one of a few choices: seed bus,
+// firmware (UEFI with its vars path), machine type, accelerator.
+func (s Spec) validateChoices() error {
 	switch s.SeedBus {
 	case "", SeedCDROM, SeedDisk:
 	default:
-		return bad("seed bus %q: want %q or %q", s.SeedBus, SeedCDROM, SeedDisk)
+		return invalidSpec("seed bus %q: want %q or %q", s.SeedBus, SeedCDROM, SeedDisk)
 	}
 	switch s.Firmware {
 	case "", FirmwareBIOS:
 	case FirmwareUEFI:
 		if !filepath.IsAbs(s.NVRAM) {
-			return bad("nvram %q: uefi needs an absolute per-machine vars path", s.NVRAM)
+			return invalidSpec("nvram %q: uefi needs an absolute per-machine vars path", s.NVRAM)
 		}
 	default:
-		return bad("firmware %q: want %q or %q", s.Firmware, FirmwareBIOS, FirmwareUEFI)
+		return invalidSpec("firmware %q: want %q or %q", s.Firmware, FirmwareBIOS, FirmwareUEFI)
 	}
 	switch s.Machine {
 	case "", MachinePC, MachineQ35:
 	default:
-		return bad("machine %q: want %q or %q", s.Machine, MachinePC, MachineQ35)
+		return invalidSpec("machine %q: want %q or %q", s.Machine, MachinePC, MachineQ35)
 	}
 	switch s.Accel {
 	case "", AccelAuto, AccelKVM, AccelTCG:
 	default:
-		return bad("accel %q: want %q, %q or %q", s.Accel, AccelAuto, AccelKVM, AccelTCG)
+		return invalidSpec("accel %q: want %q, %q or %q", s.Accel, AccelAuto, AccelKVM, AccelTCG)
 	}
+	return nil
+}
+
+// validateNetwork checks the guest NIC's MAC and the metadata service's address.
+func (s Spec) validateNetwork() error {
 	if s.MAC != "" {
 		hw, err := net.ParseMAC(s.MAC)
 		if err != nil || len(hw) != 6 {
-			return bad("mac %q: want a 48-bit MAC like 52:54:00:12:34:56", s.MAC)
+			return invalidSpec("mac %q: want a 48-bit MAC like 52:54:00:12:34:56", s.MAC)
 		}
 		if hw[0]&1 != 0 {
-			return bad("mac %q: multicast bit set", s.MAC)
+			return invalidSpec("mac %q: multicast bit set", s.MAC)
 		}
 	}
 	if s.MetadataAddr != "" {
 		ap, err := netip.ParseAddrPort(s.MetadataAddr)
 		if err != nil || !ap.Addr().Is4() || !ap.Addr().IsLoopback() || ap.Port() == 0 {
-			return bad("metadata address %q: want a loopback IPv4 host:port like 127.0.0.1:8775", s.MetadataAddr)
+			return invalidSpec("metadata address %q: want a loopback IPv4 host:port like 127.0.0.1:8775", s.MetadataAddr)
 		}
 	}
 	return nil
