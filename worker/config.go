@@ -67,7 +67,7 @@ type Config struct {
 
 // DefaultInspectTimeout is the default bound of one inspection on a KVM host:
 // under TCG (times the TCG factor) Debian 12's took 3 min at load average 17–21 on
-// 2 cores, about 21 s on a quiet host (BENCHMARKS.md).
+// 2 cores, 37 s on a quiet host (BENCHMARKS.md).
 const DefaultInspectTimeout = 2 * time.Minute
 
 // DefaultCacheMax is the default image cache cap.
