@@ -63,6 +63,17 @@ func (w *loginWatch) failed(stage sshprobe.Stage, err error) {
 	}
 }
 
+// reached notes a probe attempt that got as far as stage: a guest that let us in
+// has answered on port 22, though its command is still running, so the watch
+// must not judge it silent.
+func (w *loginWatch) reached(stage sshprobe.Stage) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if stage.Rank() > w.furthest.Rank() {
+		w.furthest = stage
+	}
+}
+
 // vouch accepts a host key that is not the seed's when the guest printed it on
 // its console. A key neither seeded nor printed after the guest listed its host
 // keys ends the stage at once.
@@ -372,7 +383,7 @@ func (j *jobRun) awaitSSH(guestCtx context.Context, scale func(jobs.Duration) ti
 		w.provisioningCheck = check
 	}
 	done := j.rec.checkStage("ssh")
-	probe := sshprobe.ProbeConfig{Addr: j.machine.SSHAddr(), User: job.Guest.User, Signers: j.keys.Signers(), Logger: j.log, Failed: w.failed}
+	probe := sshprobe.ProbeConfig{Addr: j.machine.SSHAddr(), User: job.Guest.User, Signers: j.keys.Signers(), Logger: j.log, Failed: w.failed, Reached: w.reached}
 	if job.Guest.HostKey == jobs.HostKeyAny {
 		probe.HostKeyCallback = func(string, net.Addr, ssh.PublicKey) error { return nil }
 	} else {

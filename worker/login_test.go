@@ -214,6 +214,17 @@ func TestSettleAfterUnitsStarted(t *testing.T) {
 	if r, ok := judgeAt(units, sshprobe.StageAuth, sshprobe.ErrAuthRejected, 7*time.Second); ok {
 		t.Errorf("a listening server refusing the key got the settle, not the grace: %q", r)
 	}
+	// Attempts failed at the banner, then one logged in and runs its command (the
+	// guest is slow to run it): port 22 answered, so no "nothing answered" verdict
+	// after the settle, only the grace.
+	w := &loginWatch{con: units, grace: grace, start: units.Started(), furthest: sshprobe.StageBanner, user: "debian"}
+	w.reached(sshprobe.StageCommand)
+	if _, r, ok := w.judge(units.Started().Add(7 * time.Second)); ok {
+		t.Errorf("a login running its command got the settle's verdict: %q", r)
+	}
+	if _, r, ok := w.judge(units.Started().Add(22 * time.Second)); !ok || strings.Contains(r, "nothing answered") || !strings.Contains(r, "at command") {
+		t.Errorf("a command still running after the grace: %v %q", ok, r)
+	}
 	if _, ok := judgeAt(units, sshprobe.StageAuth, sshprobe.ErrAuthRejected, 22*time.Second); !ok {
 		t.Error("a key still refused after the grace: no verdict")
 	}

@@ -141,6 +141,10 @@ type ProbeConfig struct {
 	// failed before ctx ended, from the probing goroutine: how a watcher learns
 	// what the guest answers while the probe goes on.
 	Failed func(stage Stage, err error)
+	// Reached, if set, is called with StageCommand when an attempt has logged in
+	// and runs its command, from that attempt's goroutine: a watcher then knows
+	// the guest answers although no attempt has failed that far.
+	Reached func(stage Stage)
 }
 
 // Defaults for ProbeConfig.
@@ -572,6 +576,9 @@ func attempt(ctx context.Context, cfg ProbeConfig, hostKeyCB ssh.HostKeyCallback
 	client := ssh.NewClient(c, chans, reqs)
 
 	r.stage = StageCommand
+	if cfg.Reached != nil {
+		cfg.Reached(StageCommand)
+	}
 	r.err = testCommand(actx, ctx, client, cfg)
 	mark(StageCommand, tAuthed)
 	if r.err != nil {
