@@ -476,60 +476,44 @@ func (d *Daemon) announce(ctx context.Context, q *queue.Queue) (stop func()) {
 }
 
 // stageWriter keeps a job's state entry up to date with the stage its attempt
-// announced, from one goroutine so a slow NATS never blocks the runner; only the
+// announced, written by a latest so a slow NATS never blocks the runner; only the
 // latest stage is written.
 type stageWriter struct {
-	q    *queue.Queue
-	log  *slog.Logger
-	mu   sync.Mutex
-	st   queue.JobState
-	kick chan struct{}
-	done chan struct{}
-	once sync.Once
+	q      *queue.Queue
+	log    *slog.Logger
+	mu     sync.Mutex
+	st     queue.JobState
+	closed bool
+	writer *latest[queue.JobState]
 }
 
 func newStageWriter(q *queue.Queue, st queue.JobState, log *slog.Logger) *stageWriter {
-	kick := make(chan struct{}, 1)
-	w := &stageWriter{q: q, log: log, st: st, kick: kick, done: make(chan struct{})}
-	go func() {
-		defer close(w.done)
-		for range kick {
-			w.mu.Lock()
-			st := w.st
-			w.mu.Unlock()
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			if err := q.PutJobState(ctx, st); err != nil {
-				log.Debug("job state not written", "err", err)
-			}
-			cancel()
+	return &stageWriter{q: q, log: log, st: st, writer: newLatest(func(st queue.JobState) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := q.PutJobState(ctx, st); err != nil {
+			log.Debug("job state not written", "err", err)
 		}
-	}()
-	return w
+	})}
 }
 
 // set records a new stage without blocking; a closed writer ignores it.
 func (w *stageWriter) set(stage string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.st.Stage == stage || w.kick == nil {
+	if w.st.Stage == stage || w.closed {
 		return
 	}
 	w.st.Stage = stage
-	select {
-	case w.kick <- struct{}{}:
-	default:
-	}
+	w.writer.set(w.st)
 }
 
 // close stops the writer after its last write; idempotent.
 func (w *stageWriter) close() {
-	w.once.Do(func() {
-		w.mu.Lock()
-		close(w.kick)
-		w.kick = nil
-		w.mu.Unlock()
-		<-w.done
-	})
+	w.mu.Lock()
+	w.closed = true
+	w.mu.Unlock()
+	w.writer.close()
 }
 
 // retrying marks the job as waiting for its retry (the attempt counts).
