@@ -35,30 +35,18 @@ const (
 )
 
 func progressStreamConfig(cfg Config) jetstream.StreamConfig {
-	return jetstream.StreamConfig{
-		Name:              StreamProgress,
-		Description:       "imagevet: progress events of running jobs, for pages opened mid-job",
-		Subjects:          []string{SubjectProgress},
-		Retention:         jetstream.LimitsPolicy,
-		Storage:           jetstream.FileStorage,
-		MaxAge:            ProgressMaxAge,
-		MaxMsgsPerSubject: maxProgressPerJob,
-		MaxMsgSize:        64 << 10,
-		Discard:           jetstream.DiscardOld,
-		Replicas:          cfg.Replicas,
-	}
+	s := streamConfig(cfg.Replicas, StreamProgress, "imagevet: progress events of running jobs, for pages opened mid-job", SubjectProgress)
+	s.MaxAge = ProgressMaxAge
+	s.MaxMsgsPerSubject = maxProgressPerJob
+	s.MaxMsgSize = 64 << 10
+	s.Discard = jetstream.DiscardOld
+	return s
 }
 
 func liveConsolesBucketConfig(cfg Config) jetstream.KeyValueConfig {
-	return jetstream.KeyValueConfig{
-		Bucket:       BucketLiveConsoles,
-		Description:  "imagevet: the console so far of each running job",
-		History:      1,
-		TTL:          ProgressMaxAge,
-		MaxValueSize: 256 << 10,
-		Storage:      jetstream.FileStorage,
-		Replicas:     cfg.Replicas,
-	}
+	b := bucketConfig(cfg.Replicas, BucketLiveConsoles, "imagevet: the console so far of each running job", 1, ProgressMaxAge)
+	b.MaxValueSize = 256 << 10
+	return b
 }
 
 // maxReplayed bounds the events ProgressOf returns.

@@ -3,7 +3,6 @@ package queue
 import (
 	"context"
 	"errors"
-	"sort"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -54,15 +53,6 @@ func (q *Queue) Publications(ctx context.Context) ([]jobs.PublicationRecord, err
 	if err != nil || kv == nil {
 		return nil, err
 	}
-	out, err := records(ctx, q, kv, "publication record", jobs.DecodePublication)
-	if err != nil {
-		return nil, err
-	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].JobID != out[j].JobID {
-			return out[i].JobID < out[j].JobID
-		}
-		return out[i].Cloud < out[j].Cloud
-	})
-	return out, nil
+	return recordsBy(ctx, q, kv, "publication record", jobs.DecodePublication,
+		func(p jobs.PublicationRecord) (string, string) { return p.JobID, p.Cloud })
 }

@@ -3,7 +3,6 @@ package queue
 import (
 	"context"
 	"errors"
-	"sort"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -61,15 +60,6 @@ func (q *Queue) PublishedImages(ctx context.Context) ([]jobs.Published, error) {
 	if err != nil || kv == nil {
 		return nil, err
 	}
-	out, err := records(ctx, q, kv, "published record", jobs.DecodePublished)
-	if err != nil {
-		return nil, err
-	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Family != out[j].Family {
-			return out[i].Family < out[j].Family
-		}
-		return out[i].Cloud < out[j].Cloud
-	})
-	return out, nil
+	return recordsBy(ctx, q, kv, "published record", jobs.DecodePublished,
+		func(p jobs.Published) (string, string) { return p.Family, p.Cloud })
 }

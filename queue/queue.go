@@ -379,42 +379,16 @@ func setup(ctx context.Context, js jetstream.JetStream, nc *nats.Conn, kv jetstr
 	if q.results, err = stream(ctx, resultsStreamConfig(cfg)); err != nil {
 		return nil, fmt.Errorf("set up stream %s: %w", StreamResults, err)
 	}
-	if q.status, err = bucket(ctx, jetstream.KeyValueConfig{
-		Bucket:      BucketStatus,
-		Description: "imagevet: latest result per image name",
-		History:     10,
-		Storage:     jetstream.FileStorage,
-		Replicas:    cfg.Replicas,
-	}); err != nil {
+	if q.status, err = bucket(ctx, statusBucketConfig(cfg)); err != nil {
 		return nil, fmt.Errorf("set up bucket %s: %w", BucketStatus, err)
 	}
-	if q.consoles, err = objects(ctx, jetstream.ObjectStoreConfig{
-		Bucket:      BucketConsoles,
-		Description: "imagevet: full serial console logs by job id",
-		TTL:         cfg.ResultsMaxAge,
-		Storage:     jetstream.FileStorage,
-		Replicas:    cfg.Replicas,
-	}); err != nil {
+	if q.consoles, err = objects(ctx, consolesStoreConfig(cfg)); err != nil {
 		return nil, fmt.Errorf("set up bucket %s: %w", BucketConsoles, err)
 	}
-	if q.states, err = bucket(ctx, jetstream.KeyValueConfig{
-		Bucket:      BucketJobs,
-		Description: "imagevet: attempts, stage and worker of every queued or running job",
-		History:     1,
-		TTL:         cfg.DedupeWindow + 24*time.Hour,
-		Storage:     jetstream.FileStorage,
-		Replicas:    cfg.Replicas,
-	}); err != nil {
+	if q.states, err = bucket(ctx, jobStatesBucketConfig(cfg)); err != nil {
 		return nil, fmt.Errorf("set up bucket %s: %w", BucketJobs, err)
 	}
-	if q.workers, err = bucket(ctx, jetstream.KeyValueConfig{
-		Bucket:      BucketWorkers,
-		Description: "imagevet: live workers, one heartbeat entry each",
-		History:     1,
-		TTL:         WorkerTTL,
-		Storage:     jetstream.FileStorage,
-		Replicas:    cfg.Replicas,
-	}); err != nil {
+	if q.workers, err = bucket(ctx, workersBucketConfig(cfg)); err != nil {
 		return nil, fmt.Errorf("set up bucket %s: %w", BucketWorkers, err)
 	}
 	if q.progress, err = stream(ctx, progressStreamConfig(cfg)); err != nil {
@@ -439,11 +413,54 @@ func setup(ctx context.Context, js jetstream.JetStream, nc *nats.Conn, kv jetstr
 	return q, nil
 }
 
-func queueBucketConfig(cfg Config) jetstream.KeyValueConfig {
+// bucketConfig is a KV bucket as the queue keeps each: on file, in replicas copies,
+// history values per key; a zero ttl keeps entries until they are replaced.
+func bucketConfig(replicas int, name, description string, history uint8, ttl time.Duration) jetstream.KeyValueConfig {
 	return jetstream.KeyValueConfig{
-		Bucket:      BucketQueue,
-		Description: "imagevet: the queue's settings, written by whoever set it up",
-		History:     5,
+		Bucket:      name,
+		Description: description,
+		History:     history,
+		TTL:         ttl,
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
+	}
+}
+
+// streamConfig is a stream as the queue keeps each: one subject filter, on file, in
+// replicas copies, messages kept up to limits; each stream adds its own limits.
+func streamConfig(replicas int, name, description, subject string) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        name,
+		Description: description,
+		Subjects:    []string{subject},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
+	}
+}
+
+func queueBucketConfig(cfg Config) jetstream.KeyValueConfig {
+	return bucketConfig(cfg.Replicas, BucketQueue, "imagevet: the queue's settings, written by whoever set it up", 5, 0)
+}
+
+func statusBucketConfig(cfg Config) jetstream.KeyValueConfig {
+	return bucketConfig(cfg.Replicas, BucketStatus, "imagevet: latest result per image name", 10, 0)
+}
+
+func jobStatesBucketConfig(cfg Config) jetstream.KeyValueConfig {
+	return bucketConfig(cfg.Replicas, BucketJobs, "imagevet: attempts, stage and worker of every queued or running job",
+		1, cfg.DedupeWindow+24*time.Hour)
+}
+
+func workersBucketConfig(cfg Config) jetstream.KeyValueConfig {
+	return bucketConfig(cfg.Replicas, BucketWorkers, "imagevet: live workers, one heartbeat entry each", 1, WorkerTTL)
+}
+
+func consolesStoreConfig(cfg Config) jetstream.ObjectStoreConfig {
+	return jetstream.ObjectStoreConfig{
+		Bucket:      BucketConsoles,
+		Description: "imagevet: full serial console logs by job id",
+		TTL:         cfg.ResultsMaxAge,
 		Storage:     jetstream.FileStorage,
 		Replicas:    cfg.Replicas,
 	}
@@ -518,31 +535,20 @@ func (q *Queue) ResultsConsumerInfo(ctx context.Context, durable string) (*jetst
 }
 
 func jobsStreamConfig(cfg Config) jetstream.StreamConfig {
-	return jetstream.StreamConfig{
-		Name:        StreamJobs,
-		Description: "imagevet: submitted jobs until a worker reports them",
-		Subjects:    []string{SubjectJobs},
-		Retention:   jetstream.WorkQueuePolicy,
-		Storage:     jetstream.FileStorage,
-		Duplicates:  cfg.DedupeWindow,
-		MaxMsgSize:  jobs.MaxDocumentSize,
-		Replicas:    cfg.Replicas,
-	}
+	s := streamConfig(cfg.Replicas, StreamJobs, "imagevet: submitted jobs until a worker reports them", SubjectJobs)
+	s.Retention = jetstream.WorkQueuePolicy
+	s.Duplicates = cfg.DedupeWindow
+	s.MaxMsgSize = jobs.MaxDocumentSize
+	return s
 }
 
 func resultsStreamConfig(cfg Config) jetstream.StreamConfig {
-	return jetstream.StreamConfig{
-		Name:        StreamResults,
-		Description: "imagevet: final result per job id",
-		Subjects:    []string{SubjectResults},
-		Retention:   jetstream.LimitsPolicy,
-		Storage:     jetstream.FileStorage,
-		MaxAge:      cfg.ResultsMaxAge,
-		Duplicates:  cfg.DedupeWindow,
-		Replicas:    cfg.Replicas,
-		// Results are final: one per job id. AllowDirect lets readers fetch the last
-		// message of a subject cheaply from any replica.
-		MaxMsgsPerSubject: 1,
-		AllowDirect:       true,
-	}
+	s := streamConfig(cfg.Replicas, StreamResults, "imagevet: final result per job id", SubjectResults)
+	s.MaxAge = cfg.ResultsMaxAge
+	s.Duplicates = cfg.DedupeWindow
+	// Results are final: one per job id. AllowDirect lets readers fetch the last
+	// message of a subject cheaply from any replica.
+	s.MaxMsgsPerSubject = 1
+	s.AllowDirect = true
+	return s
 }

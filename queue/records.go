@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -61,6 +62,21 @@ func records[T any](ctx context.Context, q *Queue, kv jetstream.KeyValue, what s
 	}
 	q.lists.put(kv.Bucket(), mark, docs)
 	return slices.Clone(docs), nil
+}
+
+// recordsBy is records sorted by two names each document carries (job, then
+// cloud; family, then cloud) rather than by key, which spells them sanitised.
+func recordsBy[T any](ctx context.Context, q *Queue, kv jetstream.KeyValue, what string, decode func([]byte) (T, error), names func(T) (string, string)) ([]T, error) {
+	out, err := records(ctx, q, kv, what, decode)
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(out, func(a, b T) int {
+		a1, a2 := names(a)
+		b1, b2 := names(b)
+		return cmp.Or(strings.Compare(a1, b1), strings.Compare(a2, b2))
+	})
+	return out, nil
 }
 
 // listRecords reads every document in kv, sorted by key: the latest value of each

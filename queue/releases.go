@@ -35,13 +35,7 @@ func (q *Queue) ownBucket(ctx context.Context, name, description string, history
 	case !create:
 		return nil, nil
 	}
-	kv, err = q.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      name,
-		Description: description,
-		History:     history,
-		Storage:     jetstream.FileStorage,
-		Replicas:    q.Replicas(),
-	})
+	kv, err = q.js.CreateOrUpdateKeyValue(ctx, bucketConfig(q.Replicas(), name, description, history, 0))
 	if err != nil {
 		return nil, fmt.Errorf("set up bucket %s: %w", name, err)
 	}
