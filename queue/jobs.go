@@ -97,16 +97,12 @@ func (q *Queue) ClaimAttempt(ctx context.Context, jobID string, seq uint64, imag
 		if err != nil {
 			return JobState{}, false, fmt.Errorf("encode job state: %w", err)
 		}
-		if rev == 0 {
-			_, err = q.states.Create(ctx, key, data)
-		} else {
-			_, err = q.states.Update(ctx, key, data, rev)
-		}
-		if err == nil {
-			return st, false, nil
-		}
-		if !isCASConflict(err) {
+		won, err := CompareAndSet(ctx, q.states, key, data, rev)
+		if err != nil {
 			return JobState{}, false, fmt.Errorf("write job state %s: %w", key, err)
+		}
+		if won {
+			return st, false, nil
 		}
 	}
 	return JobState{}, false, fmt.Errorf("write job state %s: too much contention", key)
@@ -443,12 +439,6 @@ func (q *Queue) WatchCancels(fn func(jobID, reason string)) (stop func(), err er
 		return nil, fmt.Errorf("watch cancellations: %w", err)
 	}
 	return func() { _ = sub.Unsubscribe() }, nil
-}
-
-func isCASConflict(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.Is(err, jetstream.ErrKeyExists) ||
-		(errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence)
 }
 
 // JobStatesOf returns the state entries of a job's submissions being worked on

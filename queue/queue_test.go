@@ -367,3 +367,32 @@ func TestConnectWithNKeySeed(t *testing.T) {
 	}
 	nc.Close()
 }
+
+// CompareAndSet wins while the entry is at the revision the caller read, and loses
+// without an error once another writer changed it first.
+func TestCompareAndSetLosesToAnEarlierWriter(t *testing.T) {
+	q, _ := testQueue(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	kv := q.states
+	for _, step := range []struct {
+		name string
+		rev  uint64
+		won  bool
+	}{
+		{"create", 0, true},
+		{"create again", 0, false},
+		{"update at the first revision", 1, true},
+		{"update at a stale revision", 1, false},
+		{"update at the current revision", 2, true},
+	} {
+		won, err := CompareAndSet(ctx, kv, "cas-key", []byte(step.name), step.rev)
+		if err != nil || won != step.won {
+			t.Fatalf("%s: won %v, %v; want %v, no error", step.name, won, err, step.won)
+		}
+	}
+	e, err := kv.Get(ctx, "cas-key")
+	if err != nil || string(e.Value()) != "update at the current revision" {
+		t.Fatalf("entry %v, %v", e, err)
+	}
+}

@@ -25,6 +25,26 @@ func put(ctx context.Context, kv jetstream.KeyValue, key, what string, doc any) 
 	return nil
 }
 
+// CompareAndSet writes data under key in kv if the entry is still at revision rev
+// (0: there is none yet). won is false, with no error, when another writer changed
+// it first: the caller reads it again and decides again.
+func CompareAndSet(ctx context.Context, kv jetstream.KeyValue, key string, data []byte, rev uint64) (won bool, err error) {
+	if rev == 0 {
+		_, err = kv.Create(ctx, key, data)
+	} else {
+		_, err = kv.Update(ctx, key, data, rev)
+	}
+	var apiErr *jetstream.APIError
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, jetstream.ErrKeyExists),
+		errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence:
+		return false, nil
+	}
+	return false, err
+}
+
 // record reads the document stored under key in kv (what names it in errors); ok
 // is false when there is none.
 func record[T any](ctx context.Context, kv jetstream.KeyValue, key, what string, decode func([]byte) (T, error)) (doc T, ok bool, err error) {

@@ -26,10 +26,10 @@ func (q *Queue) updateStatus(ctx context.Context, r jobs.Result) error {
 		return fmt.Errorf("encode status: %w", err)
 	}
 	for range 5 {
+		var rev uint64
 		entry, err := q.status.Get(ctx, key)
 		switch {
 		case errors.Is(err, jetstream.ErrKeyNotFound):
-			_, err = q.status.Create(ctx, key, data)
 		case err != nil:
 			return fmt.Errorf("read status %s: %w", key, err)
 		default:
@@ -38,13 +38,14 @@ func (q *Queue) updateStatus(ctx context.Context, r jobs.Result) error {
 				(cur.FinishedAt.After(r.FinishedAt) || (cur.JobID == r.JobID && cur.FinishedAt.Equal(r.FinishedAt))) {
 				return nil
 			}
-			_, err = q.status.Update(ctx, key, data, entry.Revision())
+			rev = entry.Revision()
 		}
-		if err == nil {
-			return nil
-		}
-		if !isCASConflict(err) {
+		won, err := CompareAndSet(ctx, q.status, key, data, rev)
+		if err != nil {
 			return fmt.Errorf("write status %s: %w", key, err)
+		}
+		if won {
+			return nil
 		}
 		// Lost a race with another writer: read again and decide again.
 	}

@@ -515,16 +515,11 @@ func (w *Watcher) claim(ctx context.Context, key string, next jobs.ReleaseRecord
 	if err != nil {
 		return false, cur, err
 	}
-	if rev == 0 {
-		_, err = w.kv.Create(ctx, key, data)
-	} else {
-		_, err = w.kv.Update(ctx, key, data, rev)
-	}
-	if err == nil {
-		return true, next, nil
-	}
-	if !conflict(err) {
+	switch won, err := queue.CompareAndSet(ctx, w.kv, key, data, rev); {
+	case err != nil:
 		return false, cur, fmt.Errorf("write release record %s: %w", key, err)
+	case won:
+		return true, next, nil
 	}
 	cur, _, err = w.record(ctx, key)
 	return false, cur, err
@@ -568,10 +563,4 @@ func (w *Watcher) recordFailure(ctx context.Context, fam *family, cause error) {
 	}); err != nil {
 		w.cfg.Logger.Warn("recording a feed failure", "family", fam.Key, "err", err)
 	}
-}
-
-func conflict(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.Is(err, jetstream.ErrKeyExists) ||
-		(errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence)
 }
