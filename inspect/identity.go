@@ -62,7 +62,8 @@ func normArch(s string) string {
 // mismatch fails naming both sides; a claim the job does not make is not
 // judged. An inspection that could not tell (no OS recognised, the image
 // unreadable, out of time) skips with its reason: without facts there is
-// nothing to compare.
+// nothing to compare (the worker makes that skip an error when the fault was
+// its own, jobs.Inspection.Unfinished).
 func Identity(ins *jobs.Inspection, pub jobs.Publication) jobs.CheckResult {
 	res := jobs.CheckResult{Name: jobs.CheckIdentity}
 	if ins == nil {

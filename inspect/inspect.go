@@ -59,11 +59,27 @@ func Inspect(ctx context.Context, file, format string, cfg Config) *jobs.Inspect
 	err := inspect(ctx, file, format, cfg, ins, log)
 	ins.Took = jobs.Duration(time.Since(start))
 	if err != nil {
-		ins.Error = err.Error()
+		ins.Error, ins.Fault = err.Error(), faultOf(err)
 	}
 	log.Info("inspection finished", "file", file, "distro", ins.Distro, "version", ins.Version, "arch", ins.Arch,
 		"packages", len(ins.Packages), "took", time.Since(start).Round(time.Millisecond), "err", err)
 	return ins
+}
+
+// faultOf says whose an inspection's error is: a session that could not start,
+// died or ran out of time, or an appliance that could not launch, is the
+// worker's; what libguestfs answered about the file (no OS, a file system it
+// could not read) is the image's.
+func faultOf(err error) string {
+	var se *SessionError
+	var ce *CommandError
+	switch {
+	case errors.As(err, &se):
+		return jobs.FaultWorker
+	case errors.As(err, &ce) && ce.Command == "run":
+		return jobs.FaultWorker
+	}
+	return jobs.FaultImage
 }
 
 func inspect(ctx context.Context, file, format string, cfg Config, ins *jobs.Inspection, log *slog.Logger) error {

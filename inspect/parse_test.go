@@ -1,6 +1,10 @@
 package inspect
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -125,8 +129,8 @@ func TestErrorLine(t *testing.T) {
 // Without guestfish the inspection says so at once.
 func TestInspectWithoutGuestfish(t *testing.T) {
 	ins := Inspect(t.Context(), "/nonexistent.qcow2", "qcow2", Config{Guestfish: "/nonexistent/guestfish", Nice: true})
-	if !strings.Contains(ins.Error, "/nonexistent/guestfish") || ins.Distro != "" {
-		t.Fatalf("inspection without guestfish: %+v", *ins)
+	if !strings.Contains(ins.Error, "/nonexistent/guestfish") || ins.Distro != "" || ins.Fault != jobs.FaultWorker {
+		t.Fatalf("inspection without guestfish: %+v; want the worker's fault", *ins)
 	}
 }
 
@@ -140,5 +144,28 @@ func TestSessionEndedSaysWhy(t *testing.T) {
 	ins := Inspect(t.Context(), "/nonexistent.qcow2", "qcow2", Config{Guestfish: fake})
 	if !strings.Contains(ins.Error, "guestfish run: ") || !strings.Contains(ins.Error, "could not create appliance through libvirt") {
 		t.Fatalf("error %q: want the run command and guestfish's last words", ins.Error)
+	}
+	if ins.Fault != jobs.FaultWorker {
+		t.Errorf("fault %q: an appliance that does not start is the worker's", ins.Fault)
+	}
+}
+
+// Whose an inspection's error is: the session's and the appliance's launch are
+// the worker's; libguestfs's answers about the file are the image's.
+func TestFaultOf(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want string
+	}{
+		{&SessionError{Op: "inspect-os", Err: context.DeadlineExceeded}, jobs.FaultWorker},
+		{fmt.Errorf("hygiene: %w", &SessionError{Op: "pread", Err: io.ErrUnexpectedEOF}), jobs.FaultWorker},
+		{&CommandError{Command: "run", Message: "could not create appliance"}, jobs.FaultWorker},
+		{&NoOSError{Filesystems: 2}, jobs.FaultImage},
+		{&CommandError{Command: "inspect-os", Message: "mount: unknown filesystem type"}, jobs.FaultImage},
+		{errors.Join(fmt.Errorf("packages: %w", &CommandError{Command: "inspect-list-applications2", Message: "x"})), jobs.FaultImage},
+	} {
+		if got := faultOf(c.err); got != c.want {
+			t.Errorf("faultOf(%v) = %s, want %s", c.err, got, c.want)
+		}
 	}
 }

@@ -44,6 +44,23 @@ type Inspection struct {
 	// Took is how long the inspection ran; Error why it could not finish.
 	Took  Duration `json:"took,omitempty"`
 	Error string   `json:"error,omitempty"`
+	// Fault says whose the Error is: FaultImage (libguestfs read the file and
+	// found no operating system, or a file system it could not read) or
+	// FaultWorker (the appliance could not start, died, or ran out of time: the
+	// image was not judged, and its checks end in error, not skip).
+	Fault string `json:"fault,omitempty"`
+}
+
+// Whose an Inspection's Error is.
+const (
+	FaultImage  = "image"
+	FaultWorker = "worker"
+)
+
+// Unfinished reports whether the inspection could not look inside the image
+// for a reason of the worker's, so what it would have judged is unknown.
+func (in *Inspection) Unfinished() bool {
+	return in != nil && in.Error != "" && in.Fault == FaultWorker
 }
 
 // Filesystem is one file system the inspection found.

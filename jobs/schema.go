@@ -45,6 +45,7 @@ var (
 		"checks[].name":                      AllChecks,
 		"console_marks[].kind":               {MarkMilestone, MarkFatal},
 		"inspection.changes.regressed[]":     {MeasureSize, MeasureVirtualSize, MeasureBoot},
+		"inspection.fault":                   {FaultImage, FaultWorker},
 		"publish.visibility":                 {"public", "community", "shared", "private"},
 		"publish.disk_format":                {FormatRaw, FormatQCOW2},
 		"publish.rotation.older":             {OlderCommunity, OlderHidden},

@@ -12,16 +12,15 @@ import (
 
 // checkHygiene records the hygiene check of the job's inspection (nil when the
 // worker's inspection is off) once the inspection is joined, after SSH answered
-// or failed: its warnings, then the check.
-func (j *jobRun) checkHygiene(in *jobs.Inspection) {
+// or failed: its warnings, then the check. jobFailed is whether the job had
+// failed before the inspection was joined.
+func (j *jobRun) checkHygiene(in *jobs.Inspection, jobFailed bool) {
 	if j.job.Checks.IsSkipped(jobs.CheckHygiene) {
 		j.rec.check(jobs.CheckResult{Name: jobs.CheckHygiene, Status: jobs.StatusSkip, Reason: "skipped by the job"})
 		return
 	}
 	o := judgeHygiene(j.job, in, j.hostKey)
-	if o.check.Status == jobs.StatusSkip && in != nil && in.Error != "" && j.rec.failed() {
-		o.check.Reason = "not judged: the job failed before the inspection ended"
-	}
+	notJudged(&o.check, in, jobFailed)
 	for _, w := range o.warnings {
 		j.rec.warn(jobs.CheckHygiene, w)
 	}

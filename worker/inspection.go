@@ -2,6 +2,8 @@ package worker
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -22,9 +24,11 @@ type Inspector func(ctx context.Context, file, format string, cfg inspect.Config
 // inspection is the offline look inside the job's base image, running beside
 // the boot from when the boot starts until joinInspection.
 type inspection struct {
-	cancel context.CancelFunc
-	done   chan struct{}
-	ins    *jobs.Inspection // set when done is closed
+	ctx     context.Context // bounded by the inspect timeout
+	timeout time.Duration   // that bound, scaled
+	cancel  context.CancelFunc
+	done    chan struct{}
+	ins     *jobs.Inspection // set when done is closed
 }
 
 // inspects reports whether the job has the inspection: the worker runs it and
@@ -48,8 +52,9 @@ func (j *jobRun) startInspection(ctx context.Context, base *image.Image, scale f
 	if !j.inspects() {
 		return nil
 	}
-	ictx, cancel := context.WithTimeout(ctx, scale(jobs.Duration(j.cfg.InspectTimeout)))
-	in := &inspection{cancel: cancel, done: make(chan struct{})}
+	timeout := scale(jobs.Duration(j.cfg.InspectTimeout))
+	ictx, cancel := context.WithTimeout(ctx, timeout)
+	in := &inspection{ctx: ictx, timeout: timeout, cancel: cancel, done: make(chan struct{})}
 	cfg := inspect.Config{TCG: j.accel == "tcg", MemoryMiB: inspectMemoryMiB, Nice: true, Log: j.log}
 	done := j.rec.checkStage("inspect")
 	go func() {
@@ -66,39 +71,62 @@ func (j *jobRun) startInspection(ctx context.Context, base *image.Image, scale f
 // filled from the facts.
 func (j *jobRun) joinInspection(in *inspection) {
 	if in == nil {
-		j.checkHygiene(nil)
+		j.checkHygiene(nil, false)
 		if !j.job.Checks.IsSkipped(jobs.CheckIdentity) {
 			j.rec.check(jobs.CheckResult{Name: jobs.CheckIdentity, Status: jobs.StatusSkip,
 				Reason: "the inspection is off on this worker (--inspect=false)"})
 		}
 		return
 	}
+	// Whether the job had failed before the inspection was joined: then a
+	// check it could not feed was cut short by that, not by the worker.
+	failed := j.rec.failed()
 	select {
 	case <-in.done:
 	default:
-		if j.rec.failed() {
+		if failed {
 			in.cancel()
 		}
 		<-in.done
+	}
+	if errors.Is(in.ctx.Err(), context.DeadlineExceeded) && in.ins.Unfinished() {
+		in.ins.Error = fmt.Sprintf("did not finish within %s (--inspect-timeout, scaled under TCG): %s", in.timeout, in.ins.Error)
 	}
 	in.cancel()
 	ins := in.ins
 	j.rec.inspection(ins)
 	// The hygiene check, after identity, sets the recorded inspection's findings.
-	defer j.checkHygiene(ins)
+	defer j.checkHygiene(ins, failed)
 	if j.job.Checks.IsSkipped(jobs.CheckIdentity) {
 		return
 	}
 	res := inspect.Identity(ins, j.job.Publish)
 	res.Duration = ins.Took
-	if res.Status == jobs.StatusSkip && ins.Error != "" && j.rec.failed() {
-		res.Reason = "not judged: the job failed before the inspection ended"
-	}
+	notJudged(&res, ins, failed)
 	j.rec.check(res)
 	if res.Status != jobs.StatusFail {
 		if pub, filled := inspect.Fill(j.job.Publish, ins); len(filled) > 0 {
 			j.rec.publication(pub)
 			j.rec.info(jobs.CheckIdentity, "publish.properties filled from the inspection: "+strings.Join(filled, ", "))
 		}
+	}
+}
+
+// notJudged explains a check the inspection could not feed: skipped, when the
+// job had already failed (nothing could change that); in error, when the
+// inspection could not finish for a reason of the worker's (out of time, an
+// appliance that did not start), so the image is not passed unjudged and the
+// job is retried. What the image itself hid (no OS, an unreadable file system)
+// stays the check's own skip.
+func notJudged(c *jobs.CheckResult, ins *jobs.Inspection, jobFailed bool) {
+	if c.Status != jobs.StatusSkip || ins == nil || ins.Error == "" {
+		return
+	}
+	switch {
+	case jobFailed:
+		c.Reason = "not judged: the job failed before the inspection ended"
+	case ins.Unfinished():
+		c.Status = jobs.StatusError
+		c.Reason = "not judged: the inspection could not finish on this worker: " + ins.Error
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -51,7 +52,7 @@ func BenchmarkInspectionCost(b *testing.B) {
 				took -= s.Duration.D()
 			}
 		}
-		line := fmt.Sprintf("%s: %s in %.1f s (load before %s)", name, res.Verdict, took.Seconds(), load)
+		line := fmt.Sprintf("%s: %s in %.1f s (load before %s) [%s]", name, res.Verdict, took.Seconds(), load, stageSpans(res))
 		var insp time.Duration
 		if inspected && res.Inspection != nil {
 			insp = res.Inspection.Took.D()
@@ -92,4 +93,18 @@ func BenchmarkInspectionCost(b *testing.B) {
 	b.ReportMetric(off.Seconds()/np, "off-s/pair")
 	b.ReportMetric(inspecting.Seconds()/np, "inspect-s/pair")
 	b.ReportMetric(on.Seconds()/off.Seconds(), "ratio")
+}
+
+// stageSpans lists each stage as name@start+duration in seconds from the job's
+// start: where an inspection's cost lands (a slower boot, or a verdict that
+// waited for it).
+func stageSpans(res jobs.Result) string {
+	var b strings.Builder
+	for i, s := range res.Stages {
+		if i > 0 {
+			b.WriteString(" ")
+		}
+		fmt.Fprintf(&b, "%s@%.1f+%.1f", s.Name, s.Start.Sub(res.StartedAt).Seconds(), s.Duration.D().Seconds())
+	}
+	return b.String()
 }

@@ -39,7 +39,8 @@ func factsAfter(t *testing.T, d time.Duration, facts jobs.Inspection) Inspector 
 		select {
 		case <-time.After(d):
 		case <-ctx.Done():
-			return &jobs.Inspection{Error: context.Cause(ctx).Error()}
+			// As inspect.Inspect: a session cut short is the worker's fault.
+			return &jobs.Inspection{Error: "guestfish inspect-os: " + context.Cause(ctx).Error(), Fault: jobs.FaultWorker}
 		}
 		ins := facts
 		ins.Took = jobs.Duration(d)
@@ -114,5 +115,46 @@ func TestInspectionSkippedByJob(t *testing.T) {
 	}
 	if c := res.Check(jobs.CheckIdentity); res.Verdict != jobs.VerdictPass || c == nil || c.Reason != "skipped by the job" || res.Inspection != nil {
 		t.Fatalf("got %s, identity %+v, inspection %+v", res.Verdict, c, res.Inspection)
+	}
+}
+
+// An inspection that runs out of its time on the worker leaves identity and
+// hygiene unjudged: the job ends in a retryable error naming the bound, never a
+// pass of an image nobody looked inside.
+func TestInspectionOutOfTimeIsWorkersError(t *testing.T) {
+	addr, key := sshServerKey(t)
+	hv := &fake.Hypervisor{SSHAddr: addr, Console: keysBlock(key)}
+	r, cfg := newTestRunner(t, &fakeImages{}, hv)
+	r.cfg.InspectTimeout = time.Second
+	r.inspect = factsAfter(t, time.Hour, jobs.Inspection{})
+	job := debian12Job("inspect-timeout")
+	job.Checks.Required = nil // every check required, identity and hygiene too
+	res := r.Run(context.Background(), job, 1, nil)
+	assertCleanedUp(t, cfg, hv)
+	want := "not judged: the inspection could not finish on this worker: did not finish within 1s (--inspect-timeout, scaled under TCG): guestfish inspect-os: context deadline exceeded"
+	if res.Verdict != jobs.VerdictError || !res.Retryable || res.FailedCheck != jobs.CheckIdentity || res.Reason != want {
+		t.Fatalf("got %s/%s retryable=%v %q, want a retryable error: %q", res.Verdict, res.FailedCheck, res.Retryable, res.Reason, want)
+	}
+	if c := res.Check(jobs.CheckHygiene); c == nil || c.Status != jobs.StatusError {
+		t.Fatalf("hygiene = %+v, want error", c)
+	}
+}
+
+// An image libguestfs reads and finds no operating system in is the image's
+// own answer: identity and hygiene skip with it, and the boot decides.
+func TestInspectionNoOSSkips(t *testing.T) {
+	addr, key := sshServerKey(t)
+	hv := &fake.Hypervisor{SSHAddr: addr, Console: keysBlock(key)}
+	noOS := jobs.Inspection{Error: "no operating system found (2 file systems)", Fault: jobs.FaultImage}
+	job := debian12Job("inspect-noos")
+	job.Checks.Required = nil
+	res, _ := runInspected(t, hv, job, factsAfter(t, 0, noOS))
+	if res.Verdict != jobs.VerdictPass {
+		t.Fatalf("got %s/%s %q, want pass", res.Verdict, res.FailedCheck, res.Reason)
+	}
+	for _, name := range []string{jobs.CheckIdentity, jobs.CheckHygiene} {
+		if c := res.Check(name); c == nil || c.Status != jobs.StatusSkip || !strings.Contains(c.Reason, "no operating system found") {
+			t.Errorf("%s = %+v, want a skip with the inspection's answer", name, c)
+		}
 	}
 }

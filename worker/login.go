@@ -474,10 +474,10 @@ func (j *jobRun) hostKeyTrust(key ssh.PublicKey, seeded []ssh.PublicKey, policy 
 		return "host key not pinned (guest.host_key any): " + fp
 	}
 	how, _ := j.con.PrintedHostKey(key.Marshal())
-	msg := fmt.Sprintf("host key pinned from the console (its %s): the image ignored the seeded host keys and made its own, %s", how, fp)
+	msg := fmt.Sprintf("host key pinned from the console (its %s): the image ignored the seeded host keys and presented its own, %s", how, fp)
 	if j.job.Guest.Provisioning == jobs.ProvisioningIgnition {
 		// An Ignition config carries no host keys: the image's own are all there is.
-		msg = fmt.Sprintf("host key pinned from the console (its %s): an Ignition seed carries no host keys, so the image made its own, %s", how, fp)
+		msg = fmt.Sprintf("host key pinned from the console (its %s): an Ignition seed carries no host keys, so the image presented its own, %s", how, fp)
 	}
 	j.rec.warn(jobs.CheckSSH, msg)
 	return msg
