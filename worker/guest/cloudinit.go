@@ -1,10 +1,12 @@
 package guest
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strconv"
@@ -110,78 +112,98 @@ type ciState struct {
 	log         string
 }
 
+// parseCloudInitReport reads cloudInitReport's output: cloud-init status's
+// fields, then status.json's, then result.json's, the final word once written.
 func parseCloudInitReport(out string) ciState {
 	sec := sections(out)
 	st := ciState{statusOut: strings.TrimSpace(sec["status"]), recoverable: map[string][]string{}}
-	for _, line := range strings.Split(st.statusOut, "\n") {
-		k, v, ok := strings.Cut(strings.TrimLeft(line, "."), ":")
-		if !ok {
-			continue
-		}
-		switch strings.TrimSpace(k) {
-		case "status":
-			st.status = strings.TrimSpace(v)
-		case "extended_status":
-			st.extended = strings.TrimSpace(v)
-		case "boot_status_code":
-			st.bootCode = strings.TrimSpace(v)
-		}
-	}
+	st.status, st.extended, st.bootCode = parseStatusLong(st.statusOut)
 	if raw := strings.TrimSpace(sec["result"]); raw != "" {
 		var r ciResult
 		if json.Unmarshal([]byte(raw), &r) == nil {
 			st.result = &r
 		}
 	}
-	var status struct {
-		V1 map[string]json.RawMessage `json:"v1"`
-	}
-	if raw := strings.TrimSpace(sec["status-json"]); raw != "" && json.Unmarshal([]byte(raw), &status) == nil {
-		var stageErrors []string
-		keys := make([]string, 0, len(status.V1))
-		for k := range status.V1 {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			v := status.V1[k]
-			switch k {
-			case "datasource":
-				json.Unmarshal(v, &st.datasource)
-			case "stage":
-				json.Unmarshal(v, &st.stage)
-			default:
-				var s ciStage
-				if json.Unmarshal(v, &s) == nil {
-					stageErrors = append(stageErrors, s.Errors...)
-					for lvl, msgs := range s.RecoverableErrors {
-						st.recoverable[lvl] = append(st.recoverable[lvl], msgs...)
-					}
-				}
-			}
-		}
-		st.errors = stageErrors
-	}
-	if r := st.result; r != nil {
-		// result.json is the final word once written.
-		st.errors = r.V1.Errors
-		if st.status == "" {
-			st.status = "done"
-			if len(r.V1.Errors) > 0 {
-				st.status = "error"
-			}
-		}
-		if r.V1.Datasource != nil {
-			st.datasource = *r.V1.Datasource
-		}
-		if r.V1.RecoverableErrors != nil {
-			st.recoverable = r.V1.RecoverableErrors
-		}
-	}
+	st.readStatusJSON(strings.TrimSpace(sec["status-json"]))
+	st.applyResult()
 	st.instanceID = strings.TrimSpace(sec["instance-id"])
 	st.hostname = strings.TrimSpace(sec["hostname"])
 	st.log = strings.TrimSpace(sec["log"])
 	return st
+}
+
+// parseStatusLong reads the fields of cloud-init status --long that the verdict
+// uses (extended_status and boot_status_code only from 23.4 on).
+func parseStatusLong(out string) (status, extended, bootCode string) {
+	for _, line := range strings.Split(out, "\n") {
+		k, v, ok := strings.Cut(strings.TrimLeft(line, "."), ":")
+		if !ok {
+			continue
+		}
+		switch strings.TrimSpace(k) {
+		case "status":
+			status = strings.TrimSpace(v)
+		case "extended_status":
+			extended = strings.TrimSpace(v)
+		case "boot_status_code":
+			bootCode = strings.TrimSpace(v)
+		}
+	}
+	return status, extended, bootCode
+}
+
+// readStatusJSON takes from status.json (raw, empty when there is none) the
+// datasource, the running stage, and every stage's errors and recoverable errors,
+// stages in name order.
+func (st *ciState) readStatusJSON(raw string) {
+	var status struct {
+		V1 map[string]json.RawMessage `json:"v1"`
+	}
+	if raw == "" || json.Unmarshal([]byte(raw), &status) != nil {
+		return
+	}
+	var stageErrors []string
+	for _, k := range slices.Sorted(maps.Keys(status.V1)) {
+		v := status.V1[k]
+		switch k {
+		case "datasource":
+			json.Unmarshal(v, &st.datasource)
+		case "stage":
+			json.Unmarshal(v, &st.stage)
+		default:
+			var s ciStage
+			if json.Unmarshal(v, &s) == nil {
+				stageErrors = append(stageErrors, s.Errors...)
+				for lvl, msgs := range s.RecoverableErrors {
+					st.recoverable[lvl] = append(st.recoverable[lvl], msgs...)
+				}
+			}
+		}
+	}
+	st.errors = stageErrors
+}
+
+// applyResult lets result.json, once cloud-init wrote it, override what the
+// status said: its errors, datasource and recoverable errors, and the status
+// itself when cloud-init status gave none.
+func (st *ciState) applyResult() {
+	r := st.result
+	if r == nil {
+		return
+	}
+	st.errors = r.V1.Errors
+	if st.status == "" {
+		st.status = "done"
+		if len(r.V1.Errors) > 0 {
+			st.status = "error"
+		}
+	}
+	if r.V1.Datasource != nil {
+		st.datasource = *r.V1.Datasource
+	}
+	if r.V1.RecoverableErrors != nil {
+		st.recoverable = r.V1.RecoverableErrors
+	}
 }
 
 // finished reports whether cloud-init has run all its stages.
@@ -279,60 +301,100 @@ func CheckCloudInit(ctx context.Context, r Runner, want CloudInitWant) CheckResu
 	return judgeCloudInit(st, want, ctx.Err() != nil, done)
 }
 
+// judgeCloudInit is the check's verdict on cloud-init's report (st); deadline
+// says ctx ended before cloud-init finished.
 func judgeCloudInit(st ciState, want CloudInitWant, deadline bool, done func(Status, string, string) CheckResult) CheckResult {
 	detail := st.detail()
-	switch {
-	case st.status == "disabled" || (!st.finished() && st.bootCode != "" && strings.HasPrefix(st.bootCode, "disabled")):
-		ds := want.Datasource
-		if ds == "" {
-			ds = "any"
-		}
-		return done(StatusFail, fmt.Sprintf("cloud-init is disabled (%s): it did not detect the %s datasource", orUnknown(st.bootCode), ds), detail)
-	case !st.finished():
-		where := st.status
-		if st.stage != "" {
-			where += ", in stage " + st.stage
-		}
-		if where == "" {
-			where = "no status"
-		}
-		if deadline {
-			return done(StatusFail, fmt.Sprintf("cloud-init did not finish before the deadline (%s)", where), detail)
-		}
-		return done(StatusFail, fmt.Sprintf("cloud-init reports it is not finished (%s)", where), detail)
-	case len(st.errors) > 0 || st.status == "error":
-		first := "status: error"
-		if len(st.errors) > 0 {
-			first = jobs.FirstLine(st.errors[0], 0)
-		}
-		return done(StatusFail, "cloud-init reported an error: "+first, detail)
+	if reason, failed := st.failure(want, deadline); failed {
+		return done(StatusFail, reason, detail)
 	}
+	return done(StatusPass, st.passReason(), detail)
+}
+
+// failure is why cloud-init fails the check, first found of: its run did not end
+// well, it did not apply the seed, it finished degraded.
+func (st ciState) failure(want CloudInitWant, deadline bool) (string, bool) {
+	if reason, failed := st.runFailure(want.Datasource, deadline); failed {
+		return reason, true
+	}
+	if reason, failed := st.seedFailure(want); failed {
+		return reason, true
+	}
+	if lvl, msg, ok := st.degraded(want.FailOnDeprecated); ok {
+		return fmt.Sprintf("cloud-init finished degraded: %s: %s", lvl, jobs.FirstLine(msg, 0)), true
+	}
+	return "", false
+}
+
+// runFailure is why cloud-init's run fails the check: it is disabled (it detected
+// no datasource; wantDatasource names the one the seed offered), it has not
+// finished, or it reported an error.
+func (st ciState) runFailure(wantDatasource string, deadline bool) (string, bool) {
+	switch {
+	case st.disabled():
+		return fmt.Sprintf("cloud-init is disabled (%s): it did not detect the %s datasource", orUnknown(st.bootCode), cmp.Or(wantDatasource, "any")), true
+	case !st.finished() && deadline:
+		return fmt.Sprintf("cloud-init did not finish before the deadline (%s)", st.progress()), true
+	case !st.finished():
+		return fmt.Sprintf("cloud-init reports it is not finished (%s)", st.progress()), true
+	case len(st.errors) > 0:
+		return "cloud-init reported an error: " + jobs.FirstLine(st.errors[0], 0), true
+	case st.status == "error":
+		return "cloud-init reported an error: status: error", true
+	}
+	return "", false
+}
+
+// disabled reports whether cloud-init is disabled: its status says so, or, before
+// it finished, its boot status code.
+func (st ciState) disabled() bool {
+	return st.status == "disabled" || (!st.finished() && strings.HasPrefix(st.bootCode, "disabled"))
+}
+
+// progress says where an unfinished cloud-init is: its status and running stage.
+func (st ciState) progress() string {
+	where := st.status
+	if st.stage != "" {
+		where += ", in stage " + st.stage
+	}
+	if where == "" {
+		where = "no status"
+	}
+	return where
+}
+
+// seedFailure is why what cloud-init applied is not the job's seed: another
+// datasource (or none), instance id or hostname than want's.
+func (st ciState) seedFailure(want CloudInitWant) (string, bool) {
 	if want.Datasource != "" {
 		got := normalizeDatasource(st.datasource)
 		if got == "" || got == "none" {
-			return done(StatusFail, fmt.Sprintf("cloud-init found no datasource (%s), want %s", orUnknown(st.datasource), want.Datasource), detail)
+			return fmt.Sprintf("cloud-init found no datasource (%s), want %s", orUnknown(st.datasource), want.Datasource), true
 		}
 		if !strings.HasPrefix(got, normalizeDatasource(want.Datasource)) {
-			return done(StatusFail, fmt.Sprintf("cloud-init used %s, want %s", firstWord(st.datasource), want.Datasource), detail)
+			return fmt.Sprintf("cloud-init used %s, want %s", firstWord(st.datasource), want.Datasource), true
 		}
 	}
 	if want.InstanceID != "" && st.instanceID != want.InstanceID {
 		if st.instanceID == "" {
-			return done(StatusFail, "cloud-init recorded no instance id", detail)
+			return "cloud-init recorded no instance id", true
 		}
-		return done(StatusFail, fmt.Sprintf("instance id is %q, want %q: cloud-init did not apply this job's seed", st.instanceID, want.InstanceID), detail)
+		return fmt.Sprintf("instance id is %q, want %q: cloud-init did not apply this job's seed", st.instanceID, want.InstanceID), true
 	}
 	if want.Hostname != "" && !sameHost(st.hostname, want.Hostname) {
-		return done(StatusFail, fmt.Sprintf("hostname is %q, want %q: cloud-init did not set it", st.hostname, want.Hostname), detail)
+		return fmt.Sprintf("hostname is %q, want %q: cloud-init did not set it", st.hostname, want.Hostname), true
 	}
-	if lvl, msg, ok := st.degraded(want.FailOnDeprecated); ok {
-		return done(StatusFail, fmt.Sprintf("cloud-init finished degraded: %s: %s", lvl, jobs.FirstLine(msg, 0)), detail)
-	}
+	return "", false
+}
+
+// passReason names the datasource cloud-init finished from and counts its
+// deprecation notices.
+func (st ciState) passReason() string {
 	reason := "cloud-init finished from " + firstWord(st.datasource)
 	if n := len(st.recoverable["DEPRECATED"]); n > 0 {
 		reason += fmt.Sprintf(" (%d deprecation notices)", n)
 	}
-	return done(StatusPass, reason, detail)
+	return reason
 }
 
 // degraded returns the first recoverable error that fails the check.

@@ -200,3 +200,52 @@ func TestCloudInitVerdictsWithoutStatus(t *testing.T) {
 		}
 	}
 }
+
+// The verdict on a report, from the states the report files above do not show:
+// the order of the failures (a disabled cloud-init before an unfinished one, the
+// run before the seed) and each reason.
+func TestJudgeCloudInitStates(t *testing.T) {
+	finished := func(st ciState) ciState { st.result = &ciResult{}; return st }
+	ds := "DataSourceNoCloud [seed=/dev/sr0]"
+	for _, tc := range []struct {
+		name     string
+		st       ciState
+		want     CloudInitWant
+		deadline bool
+		status   Status
+		reason   string
+	}{
+		{"disabled by its boot code before it finished", ciState{status: "running", bootCode: "disabled-by-marker-file"}, CloudInitWant{}, true, StatusFail,
+			"cloud-init is disabled (disabled-by-marker-file): it did not detect the any datasource"},
+		{"a finished run is not disabled by its boot code", finished(ciState{status: "done", bootCode: "disabled-by-marker-file", datasource: ds}), CloudInitWant{}, false, StatusPass,
+			"cloud-init finished from DataSourceNoCloud"},
+		{"no status at the deadline", ciState{}, CloudInitWant{}, true, StatusFail,
+			"cloud-init did not finish before the deadline (no status)"},
+		{"not finished before the deadline", ciState{status: "running", stage: "init"}, CloudInitWant{}, false, StatusFail,
+			"cloud-init reports it is not finished (running, in stage init)"},
+		{"status error without errors", ciState{status: "error"}, CloudInitWant{}, false, StatusFail,
+			"cloud-init reported an error: status: error"},
+		{"an error before a wrong seed", finished(ciState{status: "done", errors: []string{"boom\nat line 2"}}), CloudInitWant{Datasource: "nocloud"}, false, StatusFail,
+			"cloud-init reported an error: boom"},
+		{"no datasource", finished(ciState{status: "done", datasource: "DataSourceNone"}), CloudInitWant{Datasource: "nocloud"}, false, StatusFail,
+			"cloud-init found no datasource (DataSourceNone), want nocloud"},
+		{"no instance id", finished(ciState{status: "done", datasource: ds}), CloudInitWant{InstanceID: "iid-1"}, false, StatusFail,
+			"cloud-init recorded no instance id"},
+		{"a wrong seed before degraded", finished(ciState{status: "done", datasource: ds, hostname: "other", recoverable: map[string][]string{"WARNING": {"w"}}}), CloudInitWant{Hostname: "vet-1"}, false, StatusFail,
+			`hostname is "other", want "vet-1": cloud-init did not set it`},
+		{"degraded without recoverable errors", finished(ciState{status: "done", extended: "degraded done", datasource: ds}), CloudInitWant{}, false, StatusFail,
+			"cloud-init finished degraded: degraded: degraded done"},
+		{"the most severe level first", finished(ciState{status: "done", datasource: ds, recoverable: map[string][]string{"WARNING": {"w"}, "CRITICAL": {"c\nmore"}, "NOTICE": {"n"}}}), CloudInitWant{}, false, StatusFail,
+			"cloud-init finished degraded: CRITICAL: c"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			done := func(s Status, reason, detail string) CheckResult {
+				return CheckResult{Status: s, Reason: reason, Detail: detail}
+			}
+			res := judgeCloudInit(tc.st, tc.want, tc.deadline, done)
+			if res.Status != tc.status || res.Reason != tc.reason {
+				t.Errorf("got %s %q\nwant %s %q", res.Status, res.Reason, tc.status, tc.reason)
+			}
+		})
+	}
+}

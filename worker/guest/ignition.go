@@ -44,6 +44,27 @@ type ignitionResult struct {
 func CheckIgnition(ctx context.Context, r Runner, want IgnitionWant) CheckResult {
 	start := time.Now()
 	res := CheckResult{Name: NameIgnition}
+	out, err := r.Run(ctx, shScript(ignitionScript(want)))
+	res.Duration = time.Since(start)
+	if err != nil {
+		res.Status, res.Err = StatusError, err
+		res.Reason = jobs.OneLine("could not read Ignition's results in the guest: "+err.Error(), 400)
+		return res
+	}
+	found := parseIgnitionReport(out.Stdout)
+	res.Detail = found.detail()
+	res.Status, res.Reason = StatusPass, found.passReason(want)
+	if reason, failed := found.failure(want); failed {
+		res.Status, res.Reason = StatusFail, reason
+	}
+	res.Reason = jobs.OneLine(res.Reason, 400)
+	return res
+}
+
+// ignitionScript reads, in one round trip, what the check judges: Ignition's
+// result file, whether the image has cloud-init, which of want's users and paths
+// exist, and Ignition's journal lines that may be failures.
+func ignitionScript(want IgnitionWant) string {
 	var users, paths []string
 	for _, u := range want.Users {
 		users = append(users, shellQuote(u))
@@ -51,75 +72,91 @@ func CheckIgnition(ctx context.Context, r Runner, want IgnitionWant) CheckResult
 	for _, p := range want.Paths {
 		paths = append(paths, shellQuote(p))
 	}
-	script := fmt.Sprintf(`echo @@result; cat %[1]s 2>/dev/null || sudo -n cat %[1]s 2>/dev/null
+	return fmt.Sprintf(`echo @@result; cat %[1]s 2>/dev/null || sudo -n cat %[1]s 2>/dev/null
 echo @@cloud-init; command -v cloud-init >/dev/null 2>&1 && echo present
 echo @@users; for u in %[2]s; do getent passwd "$u" >/dev/null 2>&1 && echo "$u"; done
 echo @@paths; for p in %[3]s; do { [ -e "$p" ] || [ -L "$p" ] || sudo -n test -e "$p"; } 2>/dev/null && echo "$p"; done
 echo @@journal; { journalctl -b -q --no-pager -t ignition 2>/dev/null || sudo -n journalctl -b -q --no-pager -t ignition 2>/dev/null; } | grep -iE 'error|fail|warn|crit|GET result: OK' | tail -n 200
 echo @@end`, IgnitionResultFile, strings.Join(users, " "), strings.Join(paths, " "))
-	out, err := r.Run(ctx, shScript(script))
-	res.Duration = time.Since(start)
-	if err != nil {
-		res.Status, res.Err = StatusError, err
-		res.Reason = jobs.OneLine("could not read Ignition's results in the guest: "+err.Error(), 400)
-		return res
-	}
-	sec := sections(out.Stdout)
-	raw := strings.TrimSpace(sec["result"])
-	journal := ignitionProblems(sec["journal"], 10)
-	var detail strings.Builder
-	fmt.Fprintf(&detail, "%s: %s\n", IgnitionResultFile, orUnknown(raw))
-	if journal != "" {
-		fmt.Fprintf(&detail, "--- Ignition's journal: errors and warnings (last 10)\n%s\n", journal)
-	}
-	res.Detail = strings.TrimSpace(detail.String())
-	fail := func(format string, args ...any) CheckResult {
-		res.Status, res.Reason = StatusFail, jobs.OneLine(fmt.Sprintf(format, args...), 400)
-		return res
-	}
+}
 
+// ignitionFound is what ignitionScript found in the guest.
+type ignitionFound struct {
+	raw       string          // the result file as read, trimmed
+	result    *ignitionResult // nil when there is none or it does not parse
+	cloudInit bool            // the image has cloud-init
+	present   map[string]bool // the users and paths that exist
+	journal   string          // Ignition's real failures and warnings (ignitionProblems)
+}
+
+// parseIgnitionReport reads ignitionScript's output.
+func parseIgnitionReport(out string) ignitionFound {
+	sec := sections(out)
+	f := ignitionFound{raw: strings.TrimSpace(sec["result"]), cloudInit: strings.TrimSpace(sec["cloud-init"]) == "present",
+		present: map[string]bool{}, journal: ignitionProblems(sec["journal"], 10)}
 	var result ignitionResult
-	hasResult := raw != "" && json.Unmarshal([]byte(raw), &result) == nil
-	switch {
-	case !hasResult && !want.ConsoleComplete && strings.TrimSpace(sec["cloud-init"]) == "present":
-		return fail("no Ignition result (%s) and the image has cloud-init: it provisions itself with cloud-init, not Ignition as the job's guest.provisioning says", IgnitionResultFile)
-	case !hasResult && !want.ConsoleComplete:
-		return fail("Ignition did not run on this boot: no %s and no \"Ignition Complete\" on the console", IgnitionResultFile)
-	case hasResult && result.UserConfigProvided != nil && !*result.UserConfigProvided:
-		return fail("Ignition ran without our config: it found no user config on the config drive or at the metadata service")
+	if f.raw != "" && json.Unmarshal([]byte(f.raw), &result) == nil {
+		f.result = &result
 	}
-	got := map[string]bool{}
 	for _, line := range strings.Split(sec["users"]+"\n"+sec["paths"], "\n") {
-		got[strings.TrimSpace(line)] = true
+		f.present[strings.TrimSpace(line)] = true
 	}
-	var missingUsers, missingPaths []string
-	for _, u := range want.Users {
-		if !got[u] {
-			missingUsers = append(missingUsers, u)
-		}
+	return f
+}
+
+func (f ignitionFound) detail() string {
+	var detail strings.Builder
+	fmt.Fprintf(&detail, "%s: %s\n", IgnitionResultFile, orUnknown(f.raw))
+	if f.journal != "" {
+		fmt.Fprintf(&detail, "--- Ignition's journal: errors and warnings (last 10)\n%s\n", f.journal)
 	}
-	for _, p := range want.Paths {
-		if !got[p] {
-			missingPaths = append(missingPaths, p)
-		}
-	}
+	return strings.TrimSpace(detail.String())
+}
+
+// failure is why the guest shows Ignition did not provision it with our config:
+// it did not run (an image with cloud-init named as such), it ran without our
+// config, or a user or path of the config is missing.
+func (f ignitionFound) failure(want IgnitionWant) (string, bool) {
 	switch {
-	case len(missingUsers) > 0:
-		return fail("Ignition completed but the user(s) %s of its config do not exist", strings.Join(missingUsers, ", "))
-	case len(missingPaths) > 0:
-		return fail("Ignition completed but %s of its config is missing", strings.Join(missingPaths, ", "))
+	case f.result == nil && !want.ConsoleComplete && f.cloudInit:
+		return fmt.Sprintf("no Ignition result (%s) and the image has cloud-init: it provisions itself with cloud-init, not Ignition as the job's guest.provisioning says", IgnitionResultFile), true
+	case f.result == nil && !want.ConsoleComplete:
+		return fmt.Sprintf("Ignition did not run on this boot: no %s and no \"Ignition Complete\" on the console", IgnitionResultFile), true
+	case f.result != nil && f.result.UserConfigProvided != nil && !*f.result.UserConfigProvided:
+		return "Ignition ran without our config: it found no user config on the config drive or at the metadata service", true
 	}
-	proof := "\"Ignition Complete\" on the console"
-	if hasResult {
-		proof = IgnitionResultFile
-		if result.ProvisioningDate != "" {
-			proof += " from " + result.ProvisioningDate
+	if missing := f.absent(want.Users); len(missing) > 0 {
+		return fmt.Sprintf("Ignition completed but the user(s) %s of its config do not exist", strings.Join(missing, ", ")), true
+	}
+	if missing := f.absent(want.Paths); len(missing) > 0 {
+		return fmt.Sprintf("Ignition completed but %s of its config is missing", strings.Join(missing, ", ")), true
+	}
+	return "", false
+}
+
+// absent lists the names (users or paths) the guest does not have.
+func (f ignitionFound) absent(names []string) []string {
+	var missing []string
+	for _, n := range names {
+		if !f.present[n] {
+			missing = append(missing, n)
 		}
 	}
-	res.Status = StatusPass
-	res.Reason = jobs.OneLine(fmt.Sprintf("Ignition completed (%s); users %s and %d files of its config are there",
-		proof, strings.Join(want.Users, ", "), len(want.Paths)), 400)
-	return res
+	return missing
+}
+
+// passReason gives the proof that Ignition completed (its result file, else the
+// console) and what of want's config is there.
+func (f ignitionFound) passReason(want IgnitionWant) string {
+	proof := "\"Ignition Complete\" on the console"
+	if f.result != nil {
+		proof = IgnitionResultFile
+		if f.result.ProvisioningDate != "" {
+			proof += " from " + f.result.ProvisioningDate
+		}
+	}
+	return fmt.Sprintf("Ignition completed (%s); users %s and %d files of its config are there",
+		proof, strings.Join(want.Users, ", "), len(want.Paths))
 }
 
 // ignitionRoutine are lines of Ignition's journal that read like failures and come on
