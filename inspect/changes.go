@@ -203,49 +203,67 @@ func splitVersion(v string) (epoch int, upstream, revision string) {
 // compareFragment is dpkg's verrevcmp: alternating runs of non-digits (compared
 // character by character in order's ranking) and digits (compared as numbers).
 func compareFragment(a, b string) int {
+	i, j := 0, 0
+	for i < len(a) || j < len(b) {
+		var c int
+		if i, j, c = compareNonDigits(a, b, i, j); c != 0 {
+			return c
+		}
+		if i, j, c = compareDigits(a, b, i, j); c != 0 {
+			return c
+		}
+	}
+	return 0
+}
+
+// compareNonDigits compares the runs of non-digits that start at a[i] and b[j],
+// character by character in order's ranking (the shorter run's end ranks as 0),
+// and returns where the runs end and the comparison.
+func compareNonDigits(a, b string, i, j int) (int, int, int) {
 	at := func(s string, i int) byte {
 		if i < len(s) {
 			return s[i]
 		}
 		return 0
 	}
-	isDigit := func(c byte) bool { return c >= '0' && c <= '9' }
-	i, j := 0, 0
-	for i < len(a) || j < len(b) {
-		for (i < len(a) && !isDigit(a[i])) || (j < len(b) && !isDigit(b[j])) {
-			ac, bc := order(at(a, i)), order(at(b, j))
-			if ac != bc {
-				return cmp.Compare(ac, bc)
-			}
-			i++
-			j++
+	for (i < len(a) && !isDigit(a[i])) || (j < len(b) && !isDigit(b[j])) {
+		if ac, bc := order(at(a, i)), order(at(b, j)); ac != bc {
+			return i, j, cmp.Compare(ac, bc)
 		}
-		for i < len(a) && a[i] == '0' {
-			i++
-		}
-		for j < len(b) && b[j] == '0' {
-			j++
-		}
-		firstDiff := 0
-		for i < len(a) && j < len(b) && isDigit(a[i]) && isDigit(b[j]) {
-			if firstDiff == 0 {
-				firstDiff = cmp.Compare(a[i], b[j])
-			}
-			i++
-			j++
-		}
-		if i < len(a) && isDigit(a[i]) {
-			return 1
-		}
-		if j < len(b) && isDigit(b[j]) {
-			return -1
-		}
-		if firstDiff != 0 {
-			return firstDiff
-		}
+		i++
+		j++
 	}
-	return 0
+	return i, j, 0
 }
+
+// compareDigits compares the runs of digits that start at a[i] and b[j] as numbers
+// (leading zeros skipped; the longer number is the greater, else the first digit
+// that differs decides) and returns where the runs end and the comparison.
+func compareDigits(a, b string, i, j int) (int, int, int) {
+	for i < len(a) && a[i] == '0' {
+		i++
+	}
+	for j < len(b) && b[j] == '0' {
+		j++
+	}
+	firstDiff := 0
+	for i < len(a) && j < len(b) && isDigit(a[i]) && isDigit(b[j]) {
+		if firstDiff == 0 {
+			firstDiff = cmp.Compare(a[i], b[j])
+		}
+		i++
+		j++
+	}
+	switch {
+	case i < len(a) && isDigit(a[i]):
+		return i, j, 1
+	case j < len(b) && isDigit(b[j]):
+		return i, j, -1
+	}
+	return i, j, firstDiff
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
 // order ranks one character of a version's non-digit run: '~' first, then the end
 // of the run (and digits), then letters, then everything else.
