@@ -217,7 +217,9 @@ func (x *Index) WaitResult(jobID string) (<-chan jobs.Result, func()) {
 }
 
 // Progress records a live event of a running job. Events of jobs that already have a
-// result (a late event, a duplicate delivery) are ignored.
+// result (a late event, a duplicate delivery) are ignored, and so are those of an
+// attempt older than the one shown (a slow worker's late event after the job was
+// delivered again).
 func (x *Index) Progress(p jobs.Progress) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
@@ -235,6 +237,9 @@ func (x *Index) Progress(p jobs.Progress) {
 		}
 		a = &Active{JobID: p.JobID, Since: p.Time}
 		x.active[p.JobID] = a
+	}
+	if p.Attempt < a.Attempt {
+		return // a late event of an older attempt: the newer one's state stands
 	}
 	if p.Attempt != a.Attempt || p.Worker != a.Worker {
 		// A new delivery of the job: its clock starts again.

@@ -65,3 +65,24 @@ func TestIndexShowsRerunsAndForgetsOldResults(t *testing.T) {
 		t.Errorf("the index remembers %d finished jobs; want those of the last %s only", n, doneWindow)
 	}
 }
+
+// A late event of an older attempt, arriving after the job was delivered again,
+// leaves the newer attempt's worker, start time, stage and latest event as they were.
+func TestIndexIgnoresLateEventsOfAnOlderAttempt(t *testing.T) {
+	x := NewIndex()
+	t0 := time.Date(2026, 12, 7, 20, 0, 0, 0, time.UTC)
+	x.Progress(jobs.Progress{JobID: "j", Worker: "w1", Attempt: 1, Stage: "boot", Event: "start", Time: t0})
+	x.Progress(jobs.Progress{JobID: "j", Worker: "w2", Attempt: 2, Stage: "fetch", Event: "start", Time: t0.Add(time.Minute)})
+	x.Progress(jobs.Progress{JobID: "j", Worker: "w2", Attempt: 2, Stage: "fetch", Event: "done", Time: t0.Add(2 * time.Minute)})
+	// The first worker, cut off, still reports its boot.
+	x.Progress(jobs.Progress{JobID: "j", Worker: "w1", Attempt: 1, Stage: "boot", Event: "fail", Message: "late", Time: t0.Add(3 * time.Minute)})
+	a := x.Active(t0.Add(4 * time.Minute))
+	want := Active{JobID: "j", Worker: "w2", Attempt: 2, Stage: "fetch", Event: "done", Since: t0.Add(time.Minute), LastEvent: t0.Add(2 * time.Minute)}
+	if len(a) != 1 || a[0] != want {
+		t.Fatalf("active %+v, want %+v", a, want)
+	}
+	// The late event still says the first worker is alive.
+	if w := x.Workers(t0.Add(4 * time.Minute)); len(w) != 2 || w[0].ID != "w1" || !w[0].LastSeen.Equal(t0.Add(3*time.Minute)) || len(w[0].Running) != 0 {
+		t.Errorf("workers %+v", w)
+	}
+}
