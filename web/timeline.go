@@ -102,9 +102,29 @@ func (l label) fits(placed []label) bool {
 // NewTimeline lays out a result's stages and console marks. anchors maps a console
 // mark's index in r.ConsoleMarks to its line's id on the page.
 func NewTimeline(r jobs.Result, anchors map[int]string) Timeline {
-	start, end := r.StartedAt, r.FinishedAt
 	stages := slices.Clone(r.Stages)
 	slices.SortStableFunc(stages, func(a, b jobs.Stage) int { return a.Start.Compare(b.Start) })
+	start, end := timelineSpan(r, stages)
+	sc := newTimeScale(start, end)
+	tl := Timeline{Width: tlWidth, ChartX: tlLabelWidth, Total: sc.total}
+	ld := laneDrawer{sc: sc, end: end, ends: bootEnd(r, stages), failed: failedChecks(r), running: r.Verdict == ""}
+	for i, s := range stages {
+		tl.Lanes = append(tl.Lanes, ld.lane(i, s))
+	}
+	tl.LanesBottom = tlTop + len(stages)*tlLaneHeight
+	marks, rows := sc.marks(r.ConsoleMarks, anchors, tl.LanesBottom)
+	tl.Marks = marks
+	tl.Ticks = sc.ticks()
+	axisY := tl.LanesBottom + tlMarkRow*max(rows, 1) + 8
+	tl.Height = axisY + tlAxis
+	return tl
+}
+
+// timelineSpan is the time a timeline covers: from the job's start, or its first
+// stage's when earlier, to its finish, or its last stage's end or console mark when
+// later.
+func timelineSpan(r jobs.Result, stages []jobs.Stage) (start, end time.Time) {
+	start, end = r.StartedAt, r.FinishedAt
 	for _, s := range stages {
 		if start.IsZero() || s.Start.Before(start) {
 			start = s.Start
@@ -118,15 +138,36 @@ func NewTimeline(r jobs.Result, anchors map[int]string) Timeline {
 			end = m.At
 		}
 	}
+	return start, end
+}
+
+// tlChartWidth is the width of the chart right of the lanes' names.
+const tlChartWidth = tlWidth - tlLabelWidth - 10
+
+// timeScale places the moments of a job on the chart: start at its left edge,
+// start+total at its right.
+type timeScale struct {
+	start time.Time
+	total time.Duration
+}
+
+// newTimeScale spans start to end, or a second when that is not after start.
+func newTimeScale(start, end time.Time) timeScale {
 	total := end.Sub(start)
 	if total <= 0 {
 		total = time.Second
 	}
-	chartW := float64(tlWidth - tlLabelWidth - 10)
-	x := func(t time.Time) float64 {
-		return float64(tlLabelWidth) + chartW*float64(t.Sub(start))/float64(total)
-	}
-	tl := Timeline{Width: tlWidth, ChartX: tlLabelWidth, Total: total}
+	return timeScale{start: start, total: total}
+}
+
+// x is where t is on the chart.
+func (sc timeScale) x(t time.Time) float64 {
+	return float64(tlLabelWidth) + float64(tlChartWidth)*float64(t.Sub(sc.start))/float64(sc.total)
+}
+
+// failedChecks maps each check that did not pass to its lane's class: fail or
+// error.
+func failedChecks(r jobs.Result) map[string]string {
 	failed := map[string]string{}
 	for _, c := range r.Checks {
 		switch c.Status {
@@ -136,42 +177,74 @@ func NewTimeline(r jobs.Result, anchors map[int]string) Timeline {
 			failed[c.Name] = "error"
 		}
 	}
-	ends := bootEnd(r, stages)
-	for i, s := range stages {
-		l := Lane{Name: clip(s.Name, tlLaneChars), Y: tlTop + i*tlLaneHeight, X: x(s.Start), Duration: s.Duration.D(), Error: s.Error, Class: "ok"}
-		stop := s.Start.Add(s.Duration.D())
-		switch {
-		case s.Name == jobs.CheckBoot && ends.boot.After(stop):
-			// The domain starts in a moment; the boot is over when the guest is up.
-			l.Note = fmt.Sprintf("domain started in %s; %s at %s", formatDuration(s.Duration.D()), ends.why, formatDuration(ends.boot.Sub(start)))
-			l.Duration, stop = ends.boot.Sub(s.Start), ends.boot
-		case s.Name == jobs.CheckSSH && ends.boot.After(s.Start) && ends.boot.Before(stop):
-			// What SSH waited for until then was the boot, drawn on its own lane.
-			l.Note = fmt.Sprintf("waited for the boot until %s, then %s more", formatDuration(ends.boot.Sub(start)), formatDuration(stop.Sub(ends.boot)))
-			l.X, l.Duration = x(ends.boot), stop.Sub(ends.boot)
-		}
-		booting := s.Name == jobs.CheckBoot && ends.boot.IsZero() && r.Verdict == "" && s.Error == ""
-		if booting {
-			// A running job whose guest is not up yet: the boot goes on.
-			l.Note = "the console has not shown the end of boot yet"
-			l.Duration, stop = end.Sub(s.Start), end
-		}
-		l.W = max(x(stop)-l.X, 1.5)
-		if c, ok := failed[s.Name]; ok {
-			l.Class = c
-		} else if s.Error != "" {
-			l.Class = "error"
-		} else if booting {
-			l.Class = "running"
-		}
-		tl.Lanes = append(tl.Lanes, l)
+	return failed
+}
+
+// laneDrawer draws a job's stages as lanes on its timeline's scale.
+type laneDrawer struct {
+	sc timeScale
+	// end is where the timeline ends: a boot still going on lasts until then.
+	end  time.Time
+	ends bootEnds
+	// failed maps a check that did not pass to its lane's class.
+	failed map[string]string
+	// running is set while the job has no verdict.
+	running bool
+}
+
+// lane draws stage s in lane i. The boot lasts until the guest is up, and SSH's
+// bar is what came after (the wait before was the boot); a running job's boot
+// goes on while the guest is not up.
+func (ld laneDrawer) lane(i int, s jobs.Stage) Lane {
+	sc, ends := ld.sc, ld.ends
+	l := Lane{Name: clip(s.Name, tlLaneChars), Y: tlTop + i*tlLaneHeight, X: sc.x(s.Start), Duration: s.Duration.D(), Error: s.Error}
+	stop := s.Start.Add(s.Duration.D())
+	switch {
+	case s.Name == jobs.CheckBoot && ends.boot.After(stop):
+		// The domain starts in a moment; the boot is over when the guest is up.
+		l.Note = fmt.Sprintf("domain started in %s; %s at %s", formatDuration(s.Duration.D()), ends.why, formatDuration(ends.boot.Sub(sc.start)))
+		l.Duration, stop = ends.boot.Sub(s.Start), ends.boot
+	case s.Name == jobs.CheckSSH && ends.boot.After(s.Start) && ends.boot.Before(stop):
+		// What SSH waited for until then was the boot, drawn on its own lane.
+		l.Note = fmt.Sprintf("waited for the boot until %s, then %s more", formatDuration(ends.boot.Sub(sc.start)), formatDuration(stop.Sub(ends.boot)))
+		l.X, l.Duration = sc.x(ends.boot), stop.Sub(ends.boot)
 	}
-	tl.LanesBottom = tlTop + len(stages)*tlLaneHeight
+	booting := s.Name == jobs.CheckBoot && ends.boot.IsZero() && ld.running && s.Error == ""
+	if booting {
+		// A running job whose guest is not up yet: the boot goes on.
+		l.Note = "the console has not shown the end of boot yet"
+		l.Duration, stop = ld.end.Sub(s.Start), ld.end
+	}
+	l.W = max(sc.x(stop)-l.X, 1.5)
+	l.Class = laneClass(ld.failed[s.Name], s.Error, booting)
+	return l
+}
+
+// laneClass is a lane's class: its check's failure class when the check did not
+// pass, else error when the stage failed, running for a boot going on, else ok.
+func laneClass(checkFailed, stageError string, booting bool) string {
+	switch {
+	case checkFailed != "":
+		return checkFailed
+	case stageError != "":
+		return "error"
+	case booting:
+		return "running"
+	}
+	return "ok"
+}
+
+// marks places the console marks' ticks and their labels in rows below the lanes
+// (which end at top), each label in the first row that keeps it apart from the
+// others, turned left of its tick near the right edge. It returns the marks and
+// the rows they take.
+func (sc timeScale) marks(cms []jobs.ConsoleMark, anchors map[int]string, top int) ([]TimeMark, int) {
+	var out []TimeMark
 	var placed []label
 	rows := 0
-	for i, m := range r.ConsoleMarks {
-		tm := TimeMark{Name: m.Name, Reason: m.Reason, Line: m.Line, X: x(m.At), Class: m.Kind,
-			At: m.At.Sub(start), Anchor: anchors[i]}
+	for i, m := range cms {
+		tm := TimeMark{Name: m.Name, Reason: m.Reason, Line: m.Line, X: sc.x(m.At), Class: m.Kind,
+			At: m.At.Sub(sc.start), Anchor: anchors[i]}
 		w := float64(len([]rune(m.Name))*tlCharWidth + 5)
 		l := label{x: tm.X, from: tm.X - 3, to: tm.X + w}
 		if l.to > tlWidth {
@@ -182,18 +255,22 @@ func NewTimeline(r jobs.Result, anchors map[int]string) Timeline {
 		}
 		placed = append(placed, l)
 		rows = max(rows, l.row+1)
-		tm.LabelY = tl.LanesBottom + tlMarkRow*(1+l.row)
-		tl.Marks = append(tl.Marks, tm)
+		tm.LabelY = top + tlMarkRow*(1+l.row)
+		out = append(out, tm)
 	}
-	axisY := tl.LanesBottom + tlMarkRow*max(rows, 1) + 8
-	step := tickStep(total)
-	for t := time.Duration(0); t <= total; t += step {
-		tk := Tick{X: x(start.Add(t)), Label: formatSeconds(t)}
+	return out, rows
+}
+
+// ticks are the time axis' labelled points, a round step apart.
+func (sc timeScale) ticks() []Tick {
+	var out []Tick
+	step := tickStep(sc.total)
+	for t := time.Duration(0); t <= sc.total; t += step {
+		tk := Tick{X: sc.x(sc.start.Add(t)), Label: formatSeconds(t)}
 		tk.End = tk.X > tlWidth-20 // centred, the last label would leave the chart
-		tl.Ticks = append(tl.Ticks, tk)
+		out = append(out, tk)
 	}
-	tl.Height = axisY + tlAxis
-	return tl
+	return out
 }
 
 // AxisY is the y of the time axis line.

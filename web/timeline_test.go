@@ -102,3 +102,24 @@ func TestTimelineManyMarksAtOneMoment(t *testing.T) {
 		t.Errorf("%d marks, axis at %d", len(tl.Marks), tl.AxisY())
 	}
 }
+
+// A lane's class: its check's failure first, then the stage's own error, then a
+// boot going on.
+func TestLaneClass(t *testing.T) {
+	for _, c := range []struct {
+		check, stageErr string
+		booting         bool
+		want            string
+	}{
+		{"", "", false, "ok"},
+		{"fail", "", false, "fail"},
+		{"error", "timed out", false, "error"},
+		{"fail", "", true, "fail"},
+		{"", "timed out", false, "error"},
+		{"", "", true, "running"},
+	} {
+		if got := laneClass(c.check, c.stageErr, c.booting); got != c.want {
+			t.Errorf("laneClass(%q, %q, %v) = %q, want %q", c.check, c.stageErr, c.booting, got, c.want)
+		}
+	}
+}
