@@ -120,28 +120,8 @@ func (s *Server) family(w http.ResponseWriter, r *http.Request) {
 // first, with when each appeared upstream (the watch's history, else the job's
 // released_at) and where and when it was published.
 func familyReleases(family string, runs []Run, history []jobs.ReleaseRecord, pubs []jobs.PublicationRecord, latest []jobs.Published, now time.Time) []familyRelease {
-	firstSeen := map[string]time.Time{}
-	releasedAt := map[string]time.Time{}
-	for _, h := range history {
-		if t, ok := firstSeen[h.Release]; !ok || h.FirstSeen.Before(t) {
-			firstSeen[h.Release] = h.FirstSeen
-		}
-		if h.ReleasedAt != nil {
-			releasedAt[h.Release] = *h.ReleasedAt
-		}
-	}
-	byJob := map[string][]jobs.PublicationRecord{}
-	for _, p := range pubs {
-		if p.Family == family {
-			byJob[p.JobID] = append(byJob[p.JobID], p)
-		}
-	}
-	latestOf := map[string]jobs.Published{} // job id and cloud → the Latest record
-	for _, p := range latest {
-		if p.Family == family {
-			latestOf[p.JobID+"\x00"+p.Cloud] = p
-		}
-	}
+	firstSeen, releasedAt := upstreamTimes(history)
+	published := familyPublications(family, pubs, latest)
 	var out []familyRelease
 	index := map[string]int{}
 	for _, run := range runs {
@@ -155,51 +135,92 @@ func familyReleases(family string, runs []Run, history []jobs.ReleaseRecord, pub
 		rel := &out[i]
 		rel.Last = run
 		rel.Runs++
-		for _, p := range byJob[run.JobID] {
-			fp := familyPublication{Cloud: p.Cloud, Region: p.Region, State: p.State, Reason: p.Reason, ImageID: p.ImageID,
-				Done: p.State == jobs.PublicationDone, At: p.UpdatedAt, OSHashValue: p.OSHashValue, SourceHash: p.SourceHash}
-			if l, ok := latestOf[p.JobID+"\x00"+p.Cloud]; ok {
-				fp.At, fp.OSHashValue, fp.SourceHash = l.PublishedAt, l.OSHashValue, cmpOr(l.SourceHash, fp.SourceHash)
-			}
-			rel.Published = append(rel.Published, fp)
-		}
+		rel.Published = append(rel.Published, published[run.JobID]...)
 		if !run.ReleasedAt.IsZero() {
 			releasedAt[key] = run.ReleasedAt
 		}
 	}
 	for i := range out {
-		rel := &out[i]
-		key := cmpOr(rel.Release, rel.Last.JobID)
-		rel.FirstSeen = firstSeen[key]
-		switch {
-		case !releasedAt[key].IsZero():
-			rel.Upstream, rel.UpstreamFrom = releasedAt[key], "released"
-		case !rel.FirstSeen.IsZero():
-			rel.Upstream, rel.UpstreamFrom = rel.FirstSeen, "first seen"
-		}
-		var last time.Time
-		for _, p := range rel.Published {
-			if !p.Done {
-				rel.Waiting = true
-			} else if p.At.After(last) {
-				last = p.At
-			}
-		}
-		if len(rel.Published) == 0 {
-			rel.Waiting = rel.Last.Verdict == jobs.VerdictPass
-		}
-		if rel.Upstream.IsZero() {
-			continue
-		}
-		if !rel.Waiting && !last.IsZero() {
-			rel.ToPublish = last.Sub(rel.Upstream)
-			rel.Over = rel.ToPublish > Promise
-		} else if rel.Waiting {
-			rel.Over = now.Sub(rel.Upstream) > Promise
-		}
+		key := cmpOr(out[i].Release, out[i].Last.JobID)
+		out[i].measure(firstSeen[key], releasedAt[key], now)
 	}
 	slices.Reverse(out)
 	return out
+}
+
+// upstreamTimes reads a family's release history: when a watcher first saw each
+// release (the earliest record), and when the vendor released it, where a record
+// says.
+func upstreamTimes(history []jobs.ReleaseRecord) (firstSeen, releasedAt map[string]time.Time) {
+	firstSeen, releasedAt = map[string]time.Time{}, map[string]time.Time{}
+	for _, h := range history {
+		if t, ok := firstSeen[h.Release]; !ok || h.FirstSeen.Before(t) {
+			firstSeen[h.Release] = h.FirstSeen
+		}
+		if h.ReleasedAt != nil {
+			releasedAt[h.Release] = *h.ReleasedAt
+		}
+	}
+	return firstSeen, releasedAt
+}
+
+// familyPublications maps each job of family to its publications, one per cloud
+// (and region) in the order recorded, with when it was published and the hashes
+// from the cloud's Latest record where it has one.
+func familyPublications(family string, pubs []jobs.PublicationRecord, latest []jobs.Published) map[string][]familyPublication {
+	latestOf := map[string]jobs.Published{} // job id and cloud → the Latest record
+	for _, p := range latest {
+		if p.Family == family {
+			latestOf[p.JobID+"\x00"+p.Cloud] = p
+		}
+	}
+	byJob := map[string][]familyPublication{}
+	for _, p := range pubs {
+		if p.Family != family {
+			continue
+		}
+		fp := familyPublication{Cloud: p.Cloud, Region: p.Region, State: p.State, Reason: p.Reason, ImageID: p.ImageID,
+			Done: p.State == jobs.PublicationDone, At: p.UpdatedAt, OSHashValue: p.OSHashValue, SourceHash: p.SourceHash}
+		if l, ok := latestOf[p.JobID+"\x00"+p.Cloud]; ok {
+			fp.At, fp.OSHashValue, fp.SourceHash = l.PublishedAt, l.OSHashValue, cmpOr(l.SourceHash, fp.SourceHash)
+		}
+		byJob[p.JobID] = append(byJob[p.JobID], fp)
+	}
+	return byJob
+}
+
+// measure sets when the release appeared upstream (released, else first seen),
+// whether some cloud still waits for it (or, with no publication recorded, whether
+// it passed), how long it took to publish everywhere, and whether that, or the
+// wait so far at now, is over Promise.
+func (rel *familyRelease) measure(firstSeen, releasedAt, now time.Time) {
+	rel.FirstSeen = firstSeen
+	switch {
+	case !releasedAt.IsZero():
+		rel.Upstream, rel.UpstreamFrom = releasedAt, "released"
+	case !firstSeen.IsZero():
+		rel.Upstream, rel.UpstreamFrom = firstSeen, "first seen"
+	}
+	var last time.Time
+	for _, p := range rel.Published {
+		if !p.Done {
+			rel.Waiting = true
+		} else if p.At.After(last) {
+			last = p.At
+		}
+	}
+	if len(rel.Published) == 0 {
+		rel.Waiting = rel.Last.Verdict == jobs.VerdictPass
+	}
+	if rel.Upstream.IsZero() {
+		return
+	}
+	if !rel.Waiting && !last.IsZero() {
+		rel.ToPublish = last.Sub(rel.Upstream)
+		rel.Over = rel.ToPublish > Promise
+	} else if rel.Waiting {
+		rel.Over = now.Sub(rel.Upstream) > Promise
+	}
 }
 
 // chart is a small line chart of one measure across a family's releases, drawn as

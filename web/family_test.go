@@ -144,3 +144,44 @@ func TestFamilyPageShowsReleasesPromiseAndCharts(t *testing.T) {
 		}
 	}
 }
+
+// A release's times: upstream is when it was released, else first seen; the time
+// to publish counts to the last cloud once every cloud has it; past Promise, or
+// waiting longer than that, it is over.
+func TestFamilyReleaseMeasure(t *testing.T) {
+	t0 := familyEpoch
+	done := func(h int) familyPublication {
+		return familyPublication{Done: true, At: t0.Add(time.Duration(h) * time.Hour)}
+	}
+	waiting := familyPublication{State: "retry"}
+	for _, c := range []struct {
+		name                  string
+		published             []familyPublication
+		verdict               jobs.Verdict
+		firstSeen, releasedAt time.Time
+		now                   time.Time
+		from                  string
+		toPublish             time.Duration
+		waiting, over         bool
+	}{
+		{name: "released, published in time", published: []familyPublication{done(3), done(5)}, releasedAt: t0, firstSeen: t0.Add(time.Hour),
+			from: "released", toPublish: 5 * time.Hour},
+		{name: "first seen, one cloud late", published: []familyPublication{done(30), done(3)}, firstSeen: t0,
+			from: "first seen", toPublish: 30 * time.Hour, over: true},
+		{name: "one cloud waiting, within the promise", published: []familyPublication{done(3), waiting}, firstSeen: t0, now: t0.Add(10 * time.Hour),
+			from: "first seen", waiting: true},
+		{name: "one cloud waiting, past the promise", published: []familyPublication{done(3), waiting}, firstSeen: t0, now: t0.Add(25 * time.Hour),
+			from: "first seen", waiting: true, over: true},
+		{name: "passed, no publication yet", verdict: jobs.VerdictPass, firstSeen: t0, now: t0.Add(25 * time.Hour),
+			from: "first seen", waiting: true, over: true},
+		{name: "failed, no publication", verdict: jobs.VerdictFail, firstSeen: t0, now: t0.Add(25 * time.Hour), from: "first seen"},
+		{name: "never seen upstream", verdict: jobs.VerdictPass, now: t0.Add(25 * time.Hour), waiting: true},
+	} {
+		rel := familyRelease{Published: c.published, Last: Run{Verdict: c.verdict}}
+		rel.measure(c.firstSeen, c.releasedAt, c.now)
+		if rel.UpstreamFrom != c.from || rel.ToPublish != c.toPublish || rel.Waiting != c.waiting || rel.Over != c.over || !rel.FirstSeen.Equal(c.firstSeen) {
+			t.Errorf("%s: from %q, to publish %s, waiting %v, over %v; want %q, %s, %v, %v",
+				c.name, rel.UpstreamFrom, rel.ToPublish, rel.Waiting, rel.Over, c.from, c.toPublish, c.waiting, c.over)
+		}
+	}
+}
