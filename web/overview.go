@@ -270,88 +270,122 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request) {
 		Running: len(s.idx.Active(s.opts.Now())), Ready: s.idx.Ready()}
 	ctx, cancel := context.WithTimeout(r.Context(), s.opts.RequestTimeout)
 	defer cancel()
-	published := map[string][]jobs.Published{}
-	plist, err := s.src.PublishedImages(ctx)
-	if err != nil {
-		s.log.Warn("published images not read", "err", err)
-		d.Problems = append(d.Problems, "published images could not be read from NATS")
-	}
-	for _, p := range plist {
-		published[p.Family] = append(published[p.Family], p)
-	}
-	unpublished := map[string][]jobs.PublicationRecord{}
-	pubs, err := s.src.Publications(ctx)
-	if err != nil {
-		s.log.Warn("publication records not read", "err", err)
-		d.Problems = append(d.Problems, "publication records could not be read from NATS")
-	}
-	for _, p := range pubs {
-		if p.State != jobs.PublicationDone {
-			unpublished[p.Family] = append(unpublished[p.Family], p)
-		}
-	}
-	upstream := map[string]*jobs.ReleaseRecord{}
-	rlist, err := s.src.Releases(ctx)
-	if err != nil {
-		s.log.Warn("upstream releases not read", "err", err)
-		d.Problems = append(d.Problems, "upstream releases could not be read from NATS")
-	}
-	for i := range rlist {
-		upstream[rlist[i].Family] = &rlist[i]
-	}
-	rows := make([]overviewRow, 0, len(images)+len(rlist))
-	seen := map[string]bool{}
-	for _, im := range images {
-		row := overviewRow{Image: im, Last: im.Latest(), HasRuns: true, History: im.Runs}
-		if im.Family != "" {
-			row.Published, row.Unpublished, row.Upstream = published[im.Family], unpublished[im.Family], upstream[im.Family]
-			seen[im.Family] = true
-		}
-		switch row.Last.Verdict {
-		case jobs.VerdictPass:
-			d.Counts.Pass++
-		case jobs.VerdictFail:
-			d.Counts.Fail++
-		default:
-			d.Counts.Error++
-		}
-		rows = append(rows, row)
-	}
-	// Families the watch follows that have no verdict yet.
-	for _, rec := range rlist {
-		if seen[rec.Family] {
-			continue
-		}
-		rows = append(rows, overviewRow{Image: Image{Name: cmpOr(rec.Name, rec.Family), Family: rec.Family}, Upstream: upstream[rec.Family],
-			Published: published[rec.Family], Unpublished: unpublished[rec.Family]})
-	}
+	recs, unread := s.readFamilyRecords(ctx)
+	d.Problems = append(d.Problems, unread...)
+	rows := recs.rows(images, &d.Counts)
 	d.Images = len(rows)
 	text := strings.ToLower(query.Text)
 	kept := rows[:0]
 	for i := range rows {
-		row := &rows[i]
-		row.Unvetted = row.Upstream != nil && (!row.HasRuns || row.Upstream.JobID != row.Last.JobID)
-		if query.matches(row, text) {
-			kept = append(kept, *row)
+		if query.matches(&rows[i], text) {
+			kept = append(kept, rows[i])
 		}
 	}
 	slices.SortFunc(kept, func(a, b overviewRow) int { return compareRows(&a, &b) })
+	d.paginate(kept)
+	s.render(w, r, "overview", page{Title: "imagevet", Nav: "overview", Data: d})
+}
+
+// familyRecords are what the overview shows of each family besides its verdicts,
+// from NATS: its Latest image in each cloud, its publications not done, and its
+// newest upstream release.
+type familyRecords struct {
+	published   map[string][]jobs.Published
+	unpublished map[string][]jobs.PublicationRecord
+	upstream    map[string]*jobs.ReleaseRecord
+	// releases are the upstream releases of every family the watch follows.
+	releases []jobs.ReleaseRecord
+}
+
+// readFamilyRecords reads the records of every family; what it cannot read it
+// names in problems and leaves out.
+func (s *Server) readFamilyRecords(ctx context.Context) (fr familyRecords, problems []string) {
+	fr = familyRecords{published: map[string][]jobs.Published{}, unpublished: map[string][]jobs.PublicationRecord{}, upstream: map[string]*jobs.ReleaseRecord{}}
+	plist, err := s.src.PublishedImages(ctx)
+	if err != nil {
+		s.log.Warn("published images not read", "err", err)
+		problems = append(problems, "published images could not be read from NATS")
+	}
+	for _, p := range plist {
+		fr.published[p.Family] = append(fr.published[p.Family], p)
+	}
+	pubs, err := s.src.Publications(ctx)
+	if err != nil {
+		s.log.Warn("publication records not read", "err", err)
+		problems = append(problems, "publication records could not be read from NATS")
+	}
+	for _, p := range pubs {
+		if p.State != jobs.PublicationDone {
+			fr.unpublished[p.Family] = append(fr.unpublished[p.Family], p)
+		}
+	}
+	fr.releases, err = s.src.Releases(ctx)
+	if err != nil {
+		s.log.Warn("upstream releases not read", "err", err)
+		problems = append(problems, "upstream releases could not be read from NATS")
+	}
+	for i := range fr.releases {
+		fr.upstream[fr.releases[i].Family] = &fr.releases[i]
+	}
+	return fr, problems
+}
+
+// rows are the overview's rows: one per image with its family's records, counted
+// by verdict in counts, then one per family the watch follows that has no verdict
+// yet.
+func (fr familyRecords) rows(images []Image, counts *verdictCounts) []overviewRow {
+	rows := make([]overviewRow, 0, len(images)+len(fr.releases))
+	seen := map[string]bool{}
+	for _, im := range images {
+		row := overviewRow{Image: im, Last: im.Latest(), HasRuns: true, History: im.Runs}
+		if im.Family != "" {
+			row.Published, row.Unpublished, row.Upstream = fr.published[im.Family], fr.unpublished[im.Family], fr.upstream[im.Family]
+			seen[im.Family] = true
+		}
+		switch row.Last.Verdict {
+		case jobs.VerdictPass:
+			counts.Pass++
+		case jobs.VerdictFail:
+			counts.Fail++
+		default:
+			counts.Error++
+		}
+		rows = append(rows, row)
+	}
+	for _, rec := range fr.releases {
+		if seen[rec.Family] {
+			continue
+		}
+		rows = append(rows, overviewRow{Image: Image{Name: cmpOr(rec.Name, rec.Family), Family: rec.Family}, Upstream: fr.upstream[rec.Family],
+			Published: fr.published[rec.Family], Unpublished: fr.unpublished[rec.Family]})
+	}
+	for i := range rows {
+		row := &rows[i]
+		row.Unvetted = row.Upstream != nil && (!row.HasRuns || row.Upstream.JobID != row.Last.JobID)
+	}
+	return rows
+}
+
+// paginate shows the page of kept (the rows the query matched, in order) that
+// the query asks for, or its last page when it asks past the end, with links to
+// the pages before and after.
+func (d *overviewData) paginate(kept []overviewRow) {
+	q := d.Query
 	d.Matched = len(kept)
-	d.Pages = max(1, (len(kept)+query.Per-1)/query.Per)
-	d.Page = min(query.Page, d.Pages)
-	from := (d.Page - 1) * query.Per
-	d.Rows = kept[from:min(from+query.Per, len(kept))]
+	d.Pages = max(1, (len(kept)+q.Per-1)/q.Per)
+	d.Page = min(q.Page, d.Pages)
+	from := (d.Page - 1) * q.Per
+	d.Rows = kept[from:min(from+q.Per, len(kept))]
 	d.First, d.Last = from+1, from+len(d.Rows)
 	if d.Page > 1 {
-		d.PrevURL = query.URL(d.Page - 1)
+		d.PrevURL = q.URL(d.Page - 1)
 	}
 	if d.Page < d.Pages {
-		d.NextURL = query.URL(d.Page + 1)
+		d.NextURL = q.URL(d.Page + 1)
 	}
 	for i := range d.Rows {
 		d.Rows[i].HistoryPrefix, d.Rows[i].HistoryIDs = stripIDs(d.Rows[i].History)
 	}
-	s.render(w, r, "overview", page{Title: "imagevet", Nav: "overview", Data: d})
 }
 
 // stripIDs returns the common prefix of the runs' job ids and the rest of each,
