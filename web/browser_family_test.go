@@ -24,7 +24,7 @@ func TestBrowserFamilyPage(t *testing.T) {
 	}
 	seedFamily(t, q, s.Index())
 	hs := httptest.NewServer(s.Handler())
-	t.Cleanup(hs.Close)
+	t.Cleanup(func() { closeServer(t, hs) })
 
 	// From the overview, the family's link leads to its page.
 	webtest.Do(t, ctx, 30*time.Second, chromedp.EmulateViewport(1280, 900), chromedp.Navigate(hs.URL+"/"), chromedp.WaitVisible(chromedp.CSS("table.overview")))

@@ -69,10 +69,30 @@ func startServer(t testing.TB, q *queue.Queue) (*Server, string) {
 		t.Fatal(err)
 	}
 	hs := httptest.NewServer(s.Handler())
-	// A browser's event stream stays open until the browser goes, which a test
-	// that failed early has not yet done.
-	t.Cleanup(func() { hs.CloseClientConnections(); hs.Close() })
+	t.Cleanup(func() { closeServer(t, hs) })
 	return s, hs.URL
+}
+
+// serverCloseTimeout bounds closing a test's page server.
+const serverCloseTimeout = 10 * time.Second
+
+// closeServer closes hs, failing the test when a request still holds it after
+// serverCloseTimeout. A browser's event stream stays open until its page goes
+// (webtest leaves the page when a step fails), or the browser with the test,
+// after its server.
+func closeServer(t testing.TB, hs *httptest.Server) {
+	t.Helper()
+	hs.CloseClientConnections()
+	closed := make(chan struct{})
+	go func() {
+		hs.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(serverCloseTimeout):
+		t.Errorf("the page server still had a request open %s after the test (a browser's event stream?)", serverCloseTimeout)
+	}
 }
 
 func get(t testing.TB, url string) (int, string) {

@@ -40,6 +40,9 @@ func Browser(t testing.TB) context.Context {
 		chromedp.Flag("disable-sync", true),
 		chromedp.Flag("no-default-browser-check", true),
 		chromedp.Flag("hide-scrollbars", true),
+		// A page left goes, with its event streams: none waits in the
+		// back-forward cache holding its server open (see Leave).
+		chromedp.Flag("disable-features", "BackForwardCache"),
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(1280, 900),
 	)
@@ -66,35 +69,64 @@ func NewTab(t testing.TB, ctx context.Context) context.Context {
 // Do runs browser steps under a timeout.
 func Do(t testing.TB, ctx context.Context, timeout time.Duration, steps ...chromedp.Action[chromedp.Void]) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	sctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	if err := chromedp.Do(ctx, steps...); err != nil {
-		t.Fatal(err)
+	if err := chromedp.Do(sctx, steps...); err != nil {
+		fatalf(t, ctx, "browser steps: %v", err)
 	}
 }
+
+// evalTimeout bounds one evaluation in the page.
+const evalTimeout = 10 * time.Second
 
 // Eval evaluates a JavaScript expression in the page.
 func Eval[T any](t testing.TB, ctx context.Context, expr string) T {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	ectx, cancel := context.WithTimeout(ctx, evalTimeout)
 	defer cancel()
-	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
+	v, err := chromedp.Run(ectx, chromedp.Evaluate[T](expr))
 	if err != nil {
-		t.Fatalf("%s: %v", expr, err)
+		fatalf(t, ctx, "%s: %v", expr, err)
 	}
 	return v
 }
 
-// WaitJS polls a JavaScript condition in the page until it holds.
+// WaitJS polls a JavaScript condition in the page until it holds, for timeout
+// (and one evaluation) at most.
 func WaitJS(t testing.TB, ctx context.Context, timeout time.Duration, what, expr string) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !Eval[bool](t, ctx, expr) {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s (%s)", timeout, what, expr)
+			fatalf(t, ctx, "timed out after %s waiting for %s (%s)", timeout, what, expr)
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
+}
+
+// leaveTimeout bounds leaving a page on a failure.
+const leaveTimeout = 5 * time.Second
+
+// Leave loads a blank page in the tab, within leaveTimeout: the page it leaves
+// is unloaded (Browser turns the back-forward cache off), which closes its event
+// streams (EventSource) and stops its timers, so the server the test serves it
+// from can close. A tab that does not answer is only logged: the browser goes
+// with the test.
+func Leave(t testing.TB, ctx context.Context) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, leaveTimeout)
+	defer cancel()
+	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
+		t.Logf("leaving the page for about:blank: %v", err)
+	}
+}
+
+// fatalf fails the test after leaving the page: a page that follows a job keeps
+// an event stream open, which the test's server, closing next, would wait for.
+func fatalf(t testing.TB, ctx context.Context, format string, args ...any) {
+	t.Helper()
+	Leave(t, ctx)
+	t.Fatalf(format, args...)
 }
 
 // Screenshot saves the tab as web-NAME.png under the test artefacts directory
@@ -103,15 +135,15 @@ func WaitJS(t testing.TB, ctx context.Context, timeout time.Duration, what, expr
 // captures the whole page, not only the window.
 func Screenshot(t testing.TB, ctx context.Context, name string, full bool) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	shot := chromedp.CaptureScreenshot()
 	if full {
 		shot = chromedp.FullScreenshot(100)
 	}
-	png, err := chromedp.Run(ctx, shot)
+	png, err := chromedp.Run(sctx, shot)
 	if err != nil {
-		t.Fatalf("screenshot %s: %v", name, err)
+		fatalf(t, ctx, "screenshot %s: %v", name, err)
 	}
 	if len(png) < 1000 {
 		t.Fatalf("screenshot %s: only %d bytes", name, len(png))
