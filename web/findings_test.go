@@ -1,7 +1,6 @@
 package web
 
 import (
-	"context"
 	"strings"
 	"testing"
 
@@ -11,25 +10,14 @@ import (
 // TestJobPageListsHygieneFindings: the job page has a row per hygiene finding,
 // with its level, rule, file and detail (escaped), and no table without findings.
 func TestJobPageListsHygieneFindings(t *testing.T) {
-	q := testQueue(t)
-	ctx := context.Background()
-	r, log := recordedPanic(t)
-	if _, err := q.PublishResult(ctx, r, strings.NewReader(log)); err != nil {
-		t.Fatal(err)
-	}
-	r.JobID = "dirty"
-	r.Inspection = &jobs.Inspection{Findings: []jobs.Finding{
-		{Rule: jobs.RuleMachineID, Level: jobs.LevelFail, Path: "/etc/machine-id", Detail: "machine id 3f6c: every server has it"},
-		{Rule: jobs.RuleShellHistory, Level: jobs.LevelWarn, Path: "/root/.bash_history", Detail: "a history <from> the build"},
-	}}
-	if _, err := q.PublishResult(ctx, r, strings.NewReader(log)); err != nil {
-		t.Fatal(err)
-	}
-	_, url := startServer(t, q)
-	code, body := get(t, url+"/jobs/dirty")
-	if code != 200 {
-		t.Fatalf("job page: %d %s", code, body)
-	}
+	url := serveRecordedPanic(t, func(r *jobs.Result) {
+		r.JobID = "dirty"
+		r.Inspection = &jobs.Inspection{Findings: []jobs.Finding{
+			{Rule: jobs.RuleMachineID, Level: jobs.LevelFail, Path: "/etc/machine-id", Detail: "machine id 3f6c: every server has it"},
+			{Rule: jobs.RuleShellHistory, Level: jobs.LevelWarn, Path: "/root/.bash_history", Detail: "a history <from> the build"},
+		}}
+	})
+	body := jobPage(t, url, "dirty")
 	for _, want := range []string{
 		"<h2>Hygiene findings</h2>",
 		`<tr class="fail"><td><span class="v fail">fail</span></td><td>machine-id</td><td><code>/etc/machine-id</code></td><td>machine id 3f6c: every server has it</td></tr>`,

@@ -48,6 +48,35 @@ func recordedPanic(t testing.TB) (jobs.Result, string) {
 	return r, string(log)
 }
 
+// serveRecordedPanic serves the page over the recorded tiny-panic result and its
+// console log, published as recorded and then once for each variant (the recorded
+// result as the variant edits it, under a job id of its own), and returns the
+// page's URL.
+func serveRecordedPanic(t testing.TB, variants ...func(*jobs.Result)) string {
+	t.Helper()
+	q := testQueue(t)
+	r, log := recordedPanic(t)
+	for _, edit := range append([]func(*jobs.Result){func(*jobs.Result) {}}, variants...) {
+		v := r
+		edit(&v)
+		if _, err := q.PublishResult(context.Background(), v, strings.NewReader(log)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, url := startServer(t, q)
+	return url
+}
+
+// jobPage gets the page of job id, which must answer 200.
+func jobPage(t testing.TB, url, id string) string {
+	t.Helper()
+	code, body := get(t, url+"/jobs/"+id)
+	if code != 200 {
+		t.Fatalf("job page of %s: %d %s", id, code, body)
+	}
+	return body
+}
+
 // passResult is a made-up passing result (a fake, for our own rendering logic).
 func passResult(id, name string, finished time.Time) jobs.Result {
 	return jobs.Result{Version: jobs.Version, JobID: id, Verdict: jobs.VerdictPass, Worker: "w1", Attempt: 1, Accel: "tcg",
@@ -213,17 +242,9 @@ func TestOverviewListsLatestVerdictsAndHistory(t *testing.T) {
 }
 
 func TestJobPageShowsTimelineFatalLineAndLinks(t *testing.T) {
-	q := testQueue(t)
-	ctx := context.Background()
-	r, log := recordedPanic(t)
-	if _, err := q.PublishResult(ctx, r, strings.NewReader(log)); err != nil {
-		t.Fatal(err)
-	}
-	_, url := startServer(t, q)
-	code, body := get(t, url+"/jobs/tiny-panic")
-	if code != 200 {
-		t.Fatalf("job page: %d %s", code, body)
-	}
+	url := serveRecordedPanic(t)
+	r, _ := recordedPanic(t)
+	body := jobPage(t, url, "tiny-panic")
 	// The fatal console line is highlighted and named; the milestones are marked.
 	fatal := `class="fatal" data-mark="kernel-panic">[    9.454679] Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000100</span>`
 	if strings.Count(body, fatal) != 1 {
@@ -255,7 +276,7 @@ func TestJobPageShowsTimelineFatalLineAndLinks(t *testing.T) {
 		t.Error("job page lacks the image hashes (sha256, os_hash_value, source_hash)")
 	}
 
-	code, body = get(t, url+"/jobs/tiny-panic/result.json")
+	code, body := get(t, url+"/jobs/tiny-panic/result.json")
 	got, err := jobs.DecodeResult([]byte(body))
 	if code != 200 || err != nil || got.JobID != r.JobID || got.Verdict != jobs.VerdictFail {
 		t.Errorf("result.json: %d %v %+v", code, err, got.JobID)
