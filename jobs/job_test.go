@@ -168,3 +168,53 @@ func TestRunsChecksAndListNotRun(t *testing.T) {
 		t.Error("a required check not run is listed as not required")
 	}
 }
+
+// Each problem names its field, and an enumerated field the values it takes; the
+// text is what submitters and the catalog's messages show.
+func TestValidateMessages(t *testing.T) {
+	exit := 300
+	j := Job{Version: 1, ID: "x",
+		Image:    ImageSpec{Source: "https://cloud.example.org/x.img", Format: "vhd", Checksum: "sha256:" + strings.Repeat("0", 64)},
+		Machine:  MachineSpec{Firmware: "efi", Type: "virt"},
+		Guest:    GuestSpec{User: "debian", Datasource: "ec2", Provisioning: "puppet", HostKey: "tofu"},
+		Checks:   CheckSpec{Required: []string{"smoke", CheckCommands}, Skip: []string{CheckSSH, "fly", CheckCommands}},
+		Commands: []Command{{Run: " ", ExpectExit: &exit, ExpectOutput: "/(/"}},
+		Publish: Publication{Visibility: "open", Family: "Bad", Glance: true, Clouds: []string{"East"}, DiskFormat: "vmdk",
+			Properties: map[string]string{"id": "1"}, Rotation: &Rotation{Keep: -1, Older: "gone", ReplaceFrequency: "hourly"}},
+	}
+	var got []string
+	var ie *InvalidError
+	if err := j.Validate(); !errors.As(err, &ie) {
+		t.Fatalf("want *InvalidError, got %v", err)
+	}
+	for _, p := range ie.Problems {
+		got = append(got, p.Error())
+	}
+	known := strings.Join(AllChecks, ", ")
+	want := []string{
+		`image.format: "vhd": must be qcow2 or raw`,
+		`machine.firmware: "efi": must be bios or uefi`,
+		`machine.type: "virt": must be pc or q35`,
+		`guest.datasource: "ec2": must be nocloud, configdrive or metadata`,
+		`guest.provisioning: "puppet": must be cloud-init or ignition`,
+		`guest.host_key: "tofu": must be pinned or any`,
+		`checks.required[0]: unknown check "smoke" (known: ` + known + `)`,
+		`checks.skip[0]: "ssh" cannot be skipped: every other check depends on it`,
+		`checks.skip[1]: unknown check "fly" (known: ` + known + `)`,
+		`checks.skip[2]: "commands" is also in checks.required`,
+		`commands[0].run: required`,
+		`commands[0].expect_exit: must be 0-255`,
+		"commands[0].expect_output: bad regular expression: error parsing regexp: missing closing ): `(`",
+		`publish.visibility: "open": must be public, community, shared or private`,
+		`publish.family: "Bad": 1-64 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit`,
+		`publish.rotation.keep: -1: must be between 0 and 1000`,
+		`publish.rotation.older: "gone": must be community or hidden`,
+		`publish.rotation.replace_frequency: "hourly": must be daily, weekly, monthly, quarterly, yearly or never`,
+		`publish.disk_format: "vmdk": must be raw or qcow2`,
+		`publish.clouds[0]: "East": 1-64 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit`,
+		`publish.properties.id: Glance's own field: the publisher sets it from the vetted image`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

@@ -23,20 +23,20 @@ func ResultSchema() ([]byte, error) {
 var (
 	jobEnums = map[string][]string{
 		"version":                            {"1"},
-		"image.format":                       {FormatQCOW2, FormatRaw},
-		"machine.firmware":                   {FirmwareBIOS, FirmwareUEFI},
-		"machine.type":                       {MachinePC, MachineQ35},
-		"guest.datasource":                   {DatasourceNoCloud, DatasourceConfigDrive, DatasourceMetadata},
-		"guest.provisioning":                 {ProvisioningCloudInit, ProvisioningIgnition},
-		"guest.host_key":                     {HostKeyPinned, HostKeyAny},
+		"image.format":                       imageFormats,
+		"machine.firmware":                   firmwares,
+		"machine.type":                       machineTypes,
+		"guest.datasource":                   datasources,
+		"guest.provisioning":                 provisionings,
+		"guest.host_key":                     hostKeyPolicies,
 		"checks.required[]":                  AllChecks,
 		"checks.skip[]":                      AllChecks,
 		"checks.hygiene{}":                   HygieneLevelNames,
 		"checks.hygiene{key}":                HygieneRuleNames(),
-		"publish.visibility":                 {"public", "community", "shared", "private"},
-		"publish.disk_format":                {FormatRaw, FormatQCOW2},
-		"publish.rotation.older":             {OlderCommunity, OlderHidden},
-		"publish.rotation.replace_frequency": {"daily", "weekly", "monthly", "quarterly", "yearly", "never"},
+		"publish.visibility":                 visibilities,
+		"publish.disk_format":                diskFormats,
+		"publish.rotation.older":             olderTreatments,
+		"publish.rotation.replace_frequency": replaceFrequencies,
 	}
 	resultEnums = map[string][]string{
 		"version":                            {"1"},
@@ -46,10 +46,10 @@ var (
 		"console_marks[].kind":               {MarkMilestone, MarkFatal},
 		"inspection.changes.regressed[]":     {MeasureSize, MeasureVirtualSize, MeasureBoot},
 		"inspection.fault":                   {FaultImage, FaultWorker},
-		"publish.visibility":                 {"public", "community", "shared", "private"},
-		"publish.disk_format":                {FormatRaw, FormatQCOW2},
-		"publish.rotation.older":             {OlderCommunity, OlderHidden},
-		"publish.rotation.replace_frequency": {"daily", "weekly", "monthly", "quarterly", "yearly", "never"},
+		"publish.visibility":                 visibilities,
+		"publish.disk_format":                diskFormats,
+		"publish.rotation.older":             olderTreatments,
+		"publish.rotation.replace_frequency": replaceFrequencies,
 	}
 )
 
@@ -63,67 +63,82 @@ func schemaOf(t reflect.Type, id, title string, enums map[string][]string) ([]by
 	return json.MarshalIndent(s, "", "  ")
 }
 
+// typeSchema is the schema of values of t found at path (a JSON path with [] for
+// a list's items and {} for a map's values): its shape, and its enum from enums.
 func typeSchema(t reflect.Type, path string, enums map[string][]string) map[string]any {
 	if t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
-	s := map[string]any{}
+	s := shapeSchema(t, path, enums)
+	if e, ok := enums[path]; ok {
+		s["enum"] = enumValues(s["type"], e)
+	}
+	return s
+}
+
+// shapeSchema is the schema of t's values without an enum: durations as Go
+// durations, times as RFC 3339, structs as closed objects.
+func shapeSchema(t reflect.Type, path string, enums map[string][]string) map[string]any {
 	switch {
 	case t == durationType:
-		s["type"] = "string"
-		s["pattern"] = `^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$|^0$`
-		s["description"] = "a Go duration such as \"90s\" or \"5m\""
+		return map[string]any{"type": "string", "pattern": `^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$|^0$`,
+			"description": "a Go duration such as \"90s\" or \"5m\""}
 	case t == reflect.TypeFor[time.Time]():
-		s["type"] = "string"
-		s["format"] = "date-time"
+		return map[string]any{"type": "string", "format": "date-time"}
 	case t.Kind() == reflect.Struct:
-		props := map[string]any{}
-		var required []string
-		for i := 0; i < t.NumField(); i++ {
-			f := t.Field(i)
-			name, opts, _ := strings.Cut(f.Tag.Get("json"), ",")
-			if !f.IsExported() || name == "-" {
-				continue
-			}
-			props[name] = typeSchema(f.Type, join(path, name), enums)
-			if !strings.Contains(opts, "omitempty") && !strings.Contains(opts, "omitzero") {
-				required = append(required, name)
-			}
-		}
-		s["type"] = "object"
-		s["properties"] = props
-		s["additionalProperties"] = false
-		if len(required) > 0 {
-			s["required"] = required
-		}
+		return structSchema(t, path, enums)
 	case t.Kind() == reflect.Slice:
-		s["type"] = "array"
-		s["items"] = typeSchema(t.Elem(), path+"[]", enums)
+		return map[string]any{"type": "array", "items": typeSchema(t.Elem(), path+"[]", enums)}
 	case t.Kind() == reflect.Map:
-		s["type"] = "object"
-		s["additionalProperties"] = typeSchema(t.Elem(), path+"{}", enums)
+		s := map[string]any{"type": "object", "additionalProperties": typeSchema(t.Elem(), path+"{}", enums)}
 		if keys, ok := enums[path+"{key}"]; ok {
 			s["propertyNames"] = map[string]any{"enum": keys}
 		}
+		return s
 	case t.Kind() == reflect.String:
-		s["type"] = "string"
+		return map[string]any{"type": "string"}
 	case t.Kind() == reflect.Bool:
-		s["type"] = "boolean"
+		return map[string]any{"type": "boolean"}
 	case t.Kind() >= reflect.Int && t.Kind() <= reflect.Uint64:
-		s["type"] = "integer"
+		return map[string]any{"type": "integer"}
 	}
-	if e, ok := enums[path]; ok {
-		if s["type"] == "integer" {
-			vals := make([]any, len(e))
-			for i, v := range e {
-				var n int
-				json.Unmarshal([]byte(v), &n)
-				vals[i] = n
-			}
-			s["enum"] = vals
-		} else {
-			s["enum"] = e
+	return map[string]any{}
+}
+
+// structSchema is a struct's object: a property per exported JSON field, required
+// unless the field is omitted when empty, and no other properties.
+func structSchema(t reflect.Type, path string, enums map[string][]string) map[string]any {
+	props := map[string]any{}
+	var required []string
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name, opts, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if !f.IsExported() || name == "-" {
+			continue
+		}
+		props[name] = typeSchema(f.Type, join(path, name), enums)
+		if !strings.Contains(opts, "omitempty") && !strings.Contains(opts, "omitzero") {
+			required = append(required, name)
 		}
 	}
+	s := map[string]any{"type": "object", "properties": props, "additionalProperties": false}
+	if len(required) > 0 {
+		s["required"] = required
+	}
 	return s
+}
+
+// enumValues is an enum as the schema's type spells its values: integers for an
+// integer, else the strings as written.
+func enumValues(typ any, values []string) any {
+	if typ != "integer" {
+		return values
+	}
+	out := make([]any, len(values))
+	for i, v := range values {
+		var n int
+		json.Unmarshal([]byte(v), &n)
+		out[i] = n
+	}
+	return out
 }

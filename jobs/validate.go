@@ -20,6 +20,24 @@ var (
 	familyKey       = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
 )
 
+// The values of the job's enumerated fields, in the order errors and the JSON
+// Schema list them.
+var (
+	imageFormats       = []string{FormatQCOW2, FormatRaw}
+	firmwares          = []string{FirmwareBIOS, FirmwareUEFI}
+	machineTypes       = []string{MachinePC, MachineQ35}
+	datasources        = []string{DatasourceNoCloud, DatasourceConfigDrive, DatasourceMetadata}
+	provisionings      = []string{ProvisioningCloudInit, ProvisioningIgnition}
+	hostKeyPolicies    = []string{HostKeyPinned, HostKeyAny}
+	visibilities       = []string{"public", "community", "shared", "private"}
+	diskFormats        = []string{FormatRaw, FormatQCOW2}
+	olderTreatments    = []string{OlderCommunity, OlderHidden}
+	replaceFrequencies = []string{"daily", "weekly", "monthly", "quarterly", "yearly", "never"}
+)
+
+// familyKeyRule says what familyKey accepts: family keys and cloud names.
+const familyKeyRule = "1-64 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit"
+
 // Limits on what one job may ask for.
 const (
 	MaxVCPUs     = 64
@@ -43,22 +61,7 @@ func (j Job) Validate() error {
 	j.Machine.validate(&p)
 	j.Guest.validate(&p)
 	j.validateProvisioning(&p)
-	for i, c := range j.Checks.Required {
-		if !slices.Contains(AllChecks, c) {
-			p.add(fmt.Sprintf("checks.required[%d]", i), "unknown check %q (known: %s)", c, strings.Join(AllChecks, ", "))
-		}
-	}
-	for i, c := range j.Checks.Skip {
-		switch {
-		case !slices.Contains(AllChecks, c):
-			p.add(fmt.Sprintf("checks.skip[%d]", i), "unknown check %q (known: %s)", c, strings.Join(AllChecks, ", "))
-		case c == CheckImage || c == CheckBoot || c == CheckSSH:
-			p.add(fmt.Sprintf("checks.skip[%d]", i), "%q cannot be skipped: every other check depends on it", c)
-		case slices.Contains(j.Checks.Required, c):
-			p.add(fmt.Sprintf("checks.skip[%d]", i), "%q is also in checks.required", c)
-		}
-	}
-	j.Checks.Hygiene.validate(&p, "checks.hygiene")
+	j.Checks.validate(&p)
 	j.Timeouts.validate(&p)
 	if len(j.CloudConfig) > 256*1024 {
 		p.add("cloud_config", "larger than 256 KiB")
@@ -67,22 +70,47 @@ func (j Job) Validate() error {
 		p.add("commands", "at most %d commands", MaxCommands)
 	}
 	for i, c := range j.Commands {
-		path := fmt.Sprintf("commands[%d]", i)
-		if strings.TrimSpace(c.Run) == "" {
-			p.add(path+".run", "required")
-		}
-		if c.ExpectExit != nil && (*c.ExpectExit < 0 || *c.ExpectExit > 255) {
-			p.add(path+".expect_exit", "must be 0-255")
-		}
-		if re, ok := regexpOf(c.ExpectOutput); ok {
-			if _, err := regexp.Compile(re); err != nil {
-				p.add(path+".expect_output", "bad regular expression: %v", err)
-			}
-		}
+		c.validate(&p, fmt.Sprintf("commands[%d]", i))
 	}
 	j.Publish.validate(&p)
 	j.Regression.validate(&p)
 	return p.err("job")
+}
+
+// validate checks that every check named is known, and that a skipped one may be
+// skipped and is not also required; then the hygiene levels.
+func (c CheckSpec) validate(p *problems) {
+	for i, name := range c.Required {
+		if !slices.Contains(AllChecks, name) {
+			p.add(fmt.Sprintf("checks.required[%d]", i), "unknown check %q (known: %s)", name, strings.Join(AllChecks, ", "))
+		}
+	}
+	for i, name := range c.Skip {
+		switch {
+		case !slices.Contains(AllChecks, name):
+			p.add(fmt.Sprintf("checks.skip[%d]", i), "unknown check %q (known: %s)", name, strings.Join(AllChecks, ", "))
+		case name == CheckImage || name == CheckBoot || name == CheckSSH:
+			p.add(fmt.Sprintf("checks.skip[%d]", i), "%q cannot be skipped: every other check depends on it", name)
+		case slices.Contains(c.Required, name):
+			p.add(fmt.Sprintf("checks.skip[%d]", i), "%q is also in checks.required", name)
+		}
+	}
+	c.Hygiene.validate(p, "checks.hygiene")
+}
+
+// validate checks one command, at path (commands[i]).
+func (c Command) validate(p *problems, path string) {
+	if strings.TrimSpace(c.Run) == "" {
+		p.add(path+".run", "required")
+	}
+	if c.ExpectExit != nil && (*c.ExpectExit < 0 || *c.ExpectExit > 255) {
+		p.add(path+".expect_exit", "must be 0-255")
+	}
+	if re, ok := regexpOf(c.ExpectOutput); ok {
+		if _, err := regexp.Compile(re); err != nil {
+			p.add(path+".expect_output", "bad regular expression: %v", err)
+		}
+	}
 }
 
 func (s ImageSpec) validate(p *problems) {
@@ -92,13 +120,10 @@ func (s ImageSpec) validate(p *problems) {
 	default:
 		validateSource(p, "image.source", s.Source)
 	}
-	switch s.Format {
-	case "":
+	if s.Format == "" {
 		p.add("image.format", "required (qcow2 or raw)")
-	case FormatQCOW2, FormatRaw:
-	default:
-		p.add("image.format", "%q: must be qcow2 or raw", s.Format)
 	}
+	p.oneOf("image.format", s.Format, imageFormats...)
 	switch {
 	case s.Checksum != "" && s.SumsURL != "":
 		p.add("image.checksum", "give checksum or sums_url, not both")
@@ -154,16 +179,8 @@ func validateSource(p *problems, path, src string) {
 }
 
 func (m MachineSpec) validate(p *problems) {
-	switch m.Firmware {
-	case "", FirmwareBIOS, FirmwareUEFI:
-	default:
-		p.add("machine.firmware", "%q: must be bios or uefi", m.Firmware)
-	}
-	switch m.Type {
-	case "", MachinePC, MachineQ35:
-	default:
-		p.add("machine.type", "%q: must be pc or q35", m.Type)
-	}
+	p.oneOf("machine.firmware", m.Firmware, firmwares...)
+	p.oneOf("machine.type", m.Type, machineTypes...)
 	if m.VCPUs < 0 || m.VCPUs > MaxVCPUs {
 		p.add("machine.vcpus", "must be 1-%d", MaxVCPUs)
 	}
@@ -181,21 +198,9 @@ func (g GuestSpec) validate(p *problems) {
 	case !userPattern.MatchString(g.User):
 		p.add("guest.user", "%q is not a valid login name", g.User)
 	}
-	switch g.Datasource {
-	case "", DatasourceNoCloud, DatasourceConfigDrive, DatasourceMetadata:
-	default:
-		p.add("guest.datasource", "%q: must be nocloud, configdrive or metadata", g.Datasource)
-	}
-	switch g.Provisioning {
-	case "", ProvisioningCloudInit, ProvisioningIgnition:
-	default:
-		p.add("guest.provisioning", "%q: must be cloud-init or ignition", g.Provisioning)
-	}
-	switch g.HostKey {
-	case "", HostKeyPinned, HostKeyAny:
-	default:
-		p.add("guest.host_key", "%q: must be pinned or any", g.HostKey)
-	}
+	p.oneOf("guest.datasource", g.Datasource, datasources...)
+	p.oneOf("guest.provisioning", g.Provisioning, provisionings...)
+	p.oneOf("guest.host_key", g.HostKey, hostKeyPolicies...)
 	if g.Hostname != "" {
 		if msg := HostnameProblem(g.Hostname); msg != "" {
 			p.add("guest.hostname", "%s", msg)
@@ -282,16 +287,12 @@ func ValidJobID(id string) bool { return idPattern.MatchString(id) }
 func ValidFamily(family string) bool { return familyKey.MatchString(family) }
 
 func (pub Publication) validate(p *problems) {
-	switch pub.Visibility {
-	case "", "public", "community", "shared", "private":
-	default:
-		p.add("publish.visibility", "%q: must be public, community, shared or private", pub.Visibility)
-	}
+	p.oneOf("publish.visibility", pub.Visibility, visibilities...)
 	if len(pub.Name) > 255 {
 		p.add("publish.name", "at most 255 characters")
 	}
 	if pub.Family != "" && !familyKey.MatchString(pub.Family) {
-		p.add("publish.family", "%q: 1-64 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit", pub.Family)
+		p.add("publish.family", "%q: "+familyKeyRule, pub.Family)
 	}
 	if len(pub.Release) > 128 {
 		p.add("publish.release", "at most 128 characters")
@@ -299,35 +300,33 @@ func (pub Publication) validate(p *problems) {
 	if pub.Glance && pub.Family == "" {
 		p.add("publish.family", "required when publish.glance is set: rotation works within a family")
 	}
-	if r := pub.Rotation; r != nil {
-		if r.Keep < 0 || r.Keep > 1000 {
-			p.add("publish.rotation.keep", "%d: must be between 0 and 1000", r.Keep)
-		}
-		switch r.Older {
-		case "", OlderCommunity, OlderHidden:
-		default:
-			p.add("publish.rotation.older", "%q: must be community or hidden", r.Older)
-		}
-		switch r.ReplaceFrequency {
-		case "", "daily", "weekly", "monthly", "quarterly", "yearly", "never":
-		default:
-			p.add("publish.rotation.replace_frequency", "%q: must be daily, weekly, monthly, quarterly, yearly or never", r.ReplaceFrequency)
-		}
-		if len(r.UUIDValidity) > 64 {
-			p.add("publish.rotation.uuid_validity", "at most 64 characters")
-		}
+	if pub.Rotation != nil {
+		pub.Rotation.validate(p)
 	}
-	switch pub.DiskFormat {
-	case "", FormatRaw, FormatQCOW2:
-	default:
-		p.add("publish.disk_format", "%q: must be raw or qcow2", pub.DiskFormat)
-	}
+	p.oneOf("publish.disk_format", pub.DiskFormat, diskFormats...)
 	for i, c := range pub.Clouds {
 		if !familyKey.MatchString(c) {
-			p.add(fmt.Sprintf("publish.clouds[%d]", i), "%q: 1-64 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit", c)
+			p.add(fmt.Sprintf("publish.clouds[%d]", i), "%q: "+familyKeyRule, c)
 		}
 	}
-	for k, v := range pub.Properties {
+	validateProperties(p, pub.Properties)
+}
+
+func (r Rotation) validate(p *problems) {
+	if r.Keep < 0 || r.Keep > 1000 {
+		p.add("publish.rotation.keep", "%d: must be between 0 and 1000", r.Keep)
+	}
+	p.oneOf("publish.rotation.older", r.Older, olderTreatments...)
+	p.oneOf("publish.rotation.replace_frequency", r.ReplaceFrequency, replaceFrequencies...)
+	if len(r.UUIDValidity) > 64 {
+		p.add("publish.rotation.uuid_validity", "at most 64 characters")
+	}
+}
+
+// validateProperties checks publish.properties: names Glance leaves to its users,
+// spelt as it accepts them, and values it can store.
+func validateProperties(p *problems, props map[string]string) {
+	for k, v := range props {
 		if slices.Contains(ReservedProperties, k) {
 			p.add("publish.properties."+k, "Glance's own field: the publisher sets it from the vetted image")
 		}
@@ -360,6 +359,21 @@ type problems []FieldError
 
 func (p *problems) add(path, format string, args ...any) {
 	*p = append(*p, FieldError{Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+// oneOf adds a problem at path unless value is unset ("") or one of allowed.
+func (p *problems) oneOf(path, value string, allowed ...string) {
+	if value != "" && !slices.Contains(allowed, value) {
+		p.add(path, "%q: must be %s", value, orList(allowed))
+	}
+}
+
+// orList joins words as a sentence lists choices: "a, b or c".
+func orList(words []string) string {
+	if len(words) < 2 {
+		return strings.Join(words, "")
+	}
+	return strings.Join(words[:len(words)-1], ", ") + " or " + words[len(words)-1]
 }
 
 func (p problems) err(doc string) error {
