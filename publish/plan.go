@@ -144,36 +144,15 @@ func Rotation(imgs []Image, pol Policy) []Action {
 		}
 	}
 	newestFirst(plan)
-	f, t := false, true
 	for i, im := range plan {
 		if i == 0 {
-			a := Action{Kind: ActLatest, ImageID: im.ID, Name: pol.Latest, From: im.Name, Release: im.Release}
-			if im.Visibility != pol.Visibility {
-				a.Visibility = pol.Visibility
-			}
-			if im.Hidden {
-				a.Hidden = &f
-			}
-			if a.Name != a.From || a.Visibility != "" || a.Hidden != nil {
+			if a := pol.latestStep(im); a.changes() {
 				latest = append(latest, a)
 			}
 			continue
 		}
-		a := Action{Kind: ActRetire, ImageID: im.ID, Name: pol.OlderName(im), From: im.Name, Release: im.Release}
-		switch pol.Older {
-		case jobs.OlderHidden:
-			if !im.Hidden {
-				a.Hidden = &t
-			}
-		default:
-			if im.Visibility != "community" {
-				a.Visibility = "community"
-			}
-			if im.Hidden {
-				a.Hidden = &f
-			}
-		}
-		if a.Name != a.From || a.Visibility != "" || a.Hidden != nil {
+		a := pol.retireStep(im)
+		if a.changes() {
 			retires = append(retires, a)
 		}
 		if i <= pol.Keep {
@@ -192,6 +171,45 @@ func Rotation(imgs []Image, pol Policy) []Action {
 	}
 	return out
 }
+
+// latestStep makes im the family's Latest: its name, the policy's visibility,
+// listed.
+func (pol Policy) latestStep(im Image) Action {
+	a := Action{Kind: ActLatest, ImageID: im.ID, Name: pol.Latest, From: im.Name, Release: im.Release}
+	if im.Visibility != pol.Visibility {
+		a.Visibility = pol.Visibility
+	}
+	if im.Hidden {
+		a.Hidden = boolPtr(false)
+	}
+	return a
+}
+
+// retireStep makes im an older release: its dated name, and hidden or (the
+// default) community and listed.
+func (pol Policy) retireStep(im Image) Action {
+	a := Action{Kind: ActRetire, ImageID: im.ID, Name: pol.OlderName(im), From: im.Name, Release: im.Release}
+	switch pol.Older {
+	case jobs.OlderHidden:
+		if !im.Hidden {
+			a.Hidden = boolPtr(true)
+		}
+	default:
+		if im.Visibility != "community" {
+			a.Visibility = "community"
+		}
+		if im.Hidden {
+			a.Hidden = boolPtr(false)
+		}
+	}
+	return a
+}
+
+// changes reports whether a rename step changes anything: the name, the
+// visibility or os_hidden.
+func (a Action) changes() bool { return a.Name != a.From || a.Visibility != "" || a.Hidden != nil }
+
+func boolPtr(b bool) *bool { return &b }
 
 // position is where cand would sit among the family's settled releases, newest first
 // (0 is Latest); cand itself, if already among them, does not count.

@@ -29,6 +29,7 @@ func TestRotationPlan(t *testing.T) {
 	if p := PolicyFor(jobs.Publication{Name: "Debian 12 - Latest"}); p.Latest != "Debian 12 - Latest" || p.Base != "Debian 12" || p.Keep != 1 {
 		t.Errorf("a name ending in Latest: %+v", p)
 	}
+	hidden := func(im Image) Image { im.Hidden = true; return im }
 	cases := []struct {
 		name string
 		imgs []Image
@@ -62,6 +63,11 @@ delete     a "Debian 12 (r1)" release=r1`},
 			`retire     a "Debian 12 - Latest" -> "Debian 12 (r1)" os_hidden=true release=r1
 latest     b "Debian 12 (r2)" -> "Debian 12 - Latest" visibility=community release=r2
 deactivate a "Debian 12 (r1)" release=r1`},
+		{"hidden releases are listed again: the Latest, and an older one the community policy retires", []Image{
+			hidden(img("a", "r1", 0, "Debian 12 - Latest", "public", "active")),
+			hidden(img("b", "r2", 7, "Debian 12 (r2)", "private", "active"))}, pol,
+			`retire     a "Debian 12 - Latest" -> "Debian 12 (r1)" visibility=community os_hidden=false release=r1
+latest     b "Debian 12 (r2)" -> "Debian 12 - Latest" visibility=public os_hidden=false release=r2`},
 	}
 	for _, c := range cases {
 		got := strings.TrimSpace(planString(Rotation(c.imgs, c.pol)))
