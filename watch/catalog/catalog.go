@@ -90,8 +90,6 @@ type fileDoc struct {
 	Families map[string]familyDoc `yaml:"families"`
 }
 
-var familyKey = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
-
 // MaxFileSize bounds one catalog file.
 const MaxFileSize = 4 << 20
 
@@ -187,13 +185,27 @@ func build(file string, root *yaml.Node, key string, fd familyDoc) (Family, erro
 		errs = append(errs, Error{File: file, Line: lineOf(root, append([]string{"families", key}, splitPath(field)...)...), Field: joinField(base, field), Msg: fmt.Sprintf(format, args...)})
 	}
 	fam := Family{Key: key, Name: strings.TrimSpace(fd.Name), Feed: fd.Feed, File: file, Line: lineOf(root, "families", key)}
-	if !familyKey.MatchString(key) {
+	if !jobs.ValidFamily(key) {
 		bad("", "family keys are 1-64 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit")
 	}
 	if fam.Name == "" || len(fam.Name) > 255 {
 		bad("name", "required, at most 255 characters")
 	}
-	f := fd.Feed
+	fd.Feed.check(bad)
+	if k := fd.Feed.Keyring; k != "" && !filepath.IsAbs(k) {
+		fam.Feed.Keyring = filepath.Join(filepath.Dir(file), k)
+	}
+	job, jobErrs := template(file, root, key, fd)
+	errs = append(errs, jobErrs...)
+	fam.Job = job
+	fam.Job.Publish.Name = fam.Name
+	fam.Job.Publish.Family = key
+	return fam, errors.Join(errs...)
+}
+
+// check reports through bad (field, message) what the feed lacks or gets wrong
+// for its kind.
+func (f Feed) check(bad func(field, format string, args ...any)) {
 	switch {
 	case f.Kind == "":
 		bad("feed.kind", "required (one of %s)", strings.Join(feed.Kinds, ", "))
@@ -226,20 +238,9 @@ func build(file string, root *yaml.Node, key string, fd familyDoc) (Family, erro
 	if f.Kind != feed.KindUbuntu && f.Product != "" {
 		bad("feed.product", "only an ubuntu feed has a product")
 	}
-	if f.Keyring != "" {
-		if !feed.Signed(f.Kind) {
-			bad("feed.keyring", "a %s feed is not signed by its vendor", f.Kind)
-		}
-		if !filepath.IsAbs(f.Keyring) {
-			fam.Feed.Keyring = filepath.Join(filepath.Dir(file), f.Keyring)
-		}
+	if f.Keyring != "" && !feed.Signed(f.Kind) {
+		bad("feed.keyring", "a %s feed is not signed by its vendor", f.Kind)
 	}
-	job, jobErrs := template(file, root, key, fd)
-	errs = append(errs, jobErrs...)
-	fam.Job = job
-	fam.Job.Publish.Name = fam.Name
-	fam.Job.Publish.Family = key
-	return fam, errors.Join(errs...)
 }
 
 // Placeholders the template is validated with; the watcher replaces them.

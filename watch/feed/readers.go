@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -92,6 +93,10 @@ type streamsProducts struct {
 	} `json:"products"`
 }
 
+func (idx *streamsIndex) streamsFormat() string { return idx.Format }
+
+func (prods *streamsProducts) streamsFormat() string { return prods.Format }
+
 // readUbuntu reads a simplestreams mirror: streams/v1/index.json names the products
 // file holding the product, whose newest version has an item of the artefact's ftype.
 // With a keyring the clear-signed twins (.sjson) are read and verified instead.
@@ -102,42 +107,69 @@ func readUbuntu(ctx context.Context, c *Client, src Source) (Release, error) {
 		ext = ".sjson"
 	}
 	indexURL := root + "streams/v1/index" + ext
-	data, err := c.entry(ctx, indexURL)
+	var idx streamsIndex
+	signer, err := readStreamsDoc(ctx, c.entry, src, indexURL, "index:1.0", &idx)
 	if err != nil {
 		return Release{}, err
 	}
-	var signer string
-	if data, signer, err = verifyClearSigned(src, indexURL, data); err != nil {
-		return Release{}, err
-	}
-	var idx streamsIndex
-	if err := json.Unmarshal(data, &idx); err != nil || idx.Format != "index:1.0" {
-		return Release{}, malformed(indexURL, "not a simplestreams index:1.0 document (%v)", err)
-	}
 	product := expand(src.Product, src.Arch, "")
-	var productsPath string
-	for _, e := range idx.Index {
-		if e.Datatype == "image-downloads" && contains(e.Products, product) {
-			productsPath = e.Path
-		}
-	}
+	productsPath := idx.productsPath(product)
 	if productsPath == "" || !safeRelative(productsPath) {
 		return Release{}, malformed(indexURL, "no image-downloads entry lists product %q", product)
 	}
 	productsURL := root + strings.TrimSuffix(productsPath, path.Ext(productsPath)) + ext
-	if data, err = c.get(ctx, productsURL); err != nil {
-		return Release{}, err
-	}
-	if data, _, err = verifyClearSigned(src, productsURL, data); err != nil {
-		return Release{}, err
-	}
 	var prods streamsProducts
-	if err := json.Unmarshal(data, &prods); err != nil || prods.Format != "products:1.0" {
-		return Release{}, malformed(productsURL, "not a simplestreams products:1.0 document (%v)", err)
+	if _, err := readStreamsDoc(ctx, c.get, src, productsURL, "products:1.0", &prods); err != nil {
+		return Release{}, err
 	}
+	rel, err := prods.newest(productsURL, root, product, src.Artefact)
+	if err != nil {
+		return Release{}, err
+	}
+	rel.Signer = signer
+	if len(rel.Version) >= 8 {
+		if t, err := time.Parse("20060102", rel.Version[:8]); err == nil {
+			rel.ReleasedAt = &t
+		}
+	}
+	return rel, nil
+}
+
+// readStreamsDoc fetches one simplestreams document, verifies its clear signature
+// when src has a keyring, and decodes it into doc, which must say it is of format.
+func readStreamsDoc(ctx context.Context, fetch func(context.Context, string) ([]byte, error), src Source, url, format string,
+	doc interface{ streamsFormat() string }) (signer string, err error) {
+	data, err := fetch(ctx, url)
+	if err != nil {
+		return "", err
+	}
+	if data, signer, err = verifyClearSigned(src, url, data); err != nil {
+		return "", err
+	}
+	if err := json.Unmarshal(data, doc); err != nil || doc.streamsFormat() != format {
+		return "", malformed(url, "not a simplestreams %s document (%v)", format, err)
+	}
+	return signer, nil
+}
+
+// productsPath is the path of the image-downloads products file the index says
+// holds product; "" when none does.
+func (idx *streamsIndex) productsPath(product string) string {
+	var p string
+	for _, e := range idx.Index {
+		if e.Datatype == "image-downloads" && slices.Contains(e.Products, product) {
+			p = e.Path
+		}
+	}
+	return p
+}
+
+// newest is product's newest version that has an item of artefact (its ftype, or
+// its key), the item found under root; the products file at url is named in errors.
+func (prods *streamsProducts) newest(url, root, product, artefact string) (Release, error) {
 	p, ok := prods.Products[product]
 	if !ok {
-		return Release{}, malformed(productsURL, "no product %q", product)
+		return Release{}, malformed(url, "no product %q", product)
 	}
 	var rel Release
 	for version, v := range p.Versions {
@@ -145,21 +177,16 @@ func readUbuntu(ctx context.Context, c *Client, src Source) (Release, error) {
 			continue
 		}
 		for key, it := range v.Items {
-			if it.Ftype == src.Artefact || key == src.Artefact {
+			if it.Ftype == artefact || key == artefact {
 				if !safeRelative(it.Path) {
-					return Release{}, malformed(productsURL, "%s version %s: item path %q leaves the mirror", product, version, it.Path)
+					return Release{}, malformed(url, "%s version %s: item path %q leaves the mirror", product, version, it.Path)
 				}
-				rel = Release{Version: version, URL: root + it.Path, Digest: "sha256:" + strings.ToLower(it.SHA256), Size: it.Size, Signer: signer}
+				rel = Release{Version: version, URL: root + it.Path, Digest: "sha256:" + strings.ToLower(it.SHA256), Size: it.Size}
 			}
 		}
 	}
 	if rel.Version == "" {
-		return Release{}, malformed(productsURL, "product %q has no version with a %q item", product, src.Artefact)
-	}
-	if len(rel.Version) >= 8 {
-		if t, err := time.Parse("20060102", rel.Version[:8]); err == nil {
-			rel.ReleasedAt = &t
-		}
+		return Release{}, malformed(url, "product %q has no version with a %q item", product, artefact)
 	}
 	return rel, nil
 }
@@ -318,15 +345,6 @@ func dirURL(u string) string {
 func safeRelative(p string) bool {
 	return p != "" && !strings.HasPrefix(p, "/") && !strings.Contains(p, "://") &&
 		!strings.HasPrefix(path.Clean(p), "..")
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 func truncate(s string, n int) string {
