@@ -84,6 +84,14 @@ const (
 	MilestoneNoDatasource = "cloud-init-no-datasource"
 )
 
+// BootEndMilestones returns the milestones that say a guest finished booting:
+// a login prompt, another init's own end of boot, cloud-init finished. The
+// worker's login watch and starved-host rule and the job page's boot bar read
+// the end of boot from the same list.
+func BootEndMilestones() []string {
+	return []string{MilestoneLoginPrompt, MilestoneBootFinished, MilestoneCloudInitDone}
+}
+
 // DefaultRules returns the console table used for every job: fatal boot
 // failures, recorded warnings and boot milestones. It returns a fresh slice the
 // caller may extend.

@@ -25,10 +25,6 @@ const (
 	tlLaneChars = 15
 )
 
-// bootEndMilestones are the console milestones that say the guest finished booting (the
-// worker's own reading of the console, worker/login.go bootEnd).
-var bootEndMilestones = []string{console.MilestoneLoginPrompt, console.MilestoneBootFinished, console.MilestoneCloudInitDone}
-
 // Timeline is a job's stages and console marks laid out to scale for the SVG on the
 // job page: each stage a bar in its own lane, each console mark a tick across all
 // lanes with its label below, in as many rows as keep the labels apart.
@@ -319,7 +315,7 @@ func bootEnd(r jobs.Result, stages []jobs.Stage) bootEnds {
 		switch {
 		case m.Kind == jobs.MarkFatal:
 			earlier(m.At, "the console's fatal line ("+m.Name+")")
-		case slices.Contains(bootEndMilestones, m.Name):
+		case slices.Contains(console.BootEndMilestones(), m.Name):
 			earlier(m.At, "the console showed the end of boot ("+m.Name+")")
 		}
 	}

@@ -203,7 +203,7 @@ func (w *loginWatch) stillLockedOut(evidence, after string, furthest sshprobe.St
 // that answers but refuses the key or the host key is done only when cloud-init,
 // which installs both, has finished, if it runs at all.
 func (w *loginWatch) bootEnd(furthest sshprobe.Stage) (console.Match, bool) {
-	ends := bootEndMilestones()
+	ends := console.BootEndMilestones()
 	if furthest.Rank() >= sshprobe.StageHandshake.Rank() {
 		if _, ci := w.con.Milestone(console.MilestoneCloudInitStart); ci {
 			ends = []string{console.MilestoneCloudInitDone}

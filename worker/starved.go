@@ -62,18 +62,12 @@ func hostLoad() (float64, int, error) {
 // bootEnded reports whether the console showed the guest finish booting: a login
 // prompt, init's end of boot, or cloud-init done.
 func bootEnded(con *console.Console) bool {
-	for _, name := range bootEndMilestones() {
+	for _, name := range console.BootEndMilestones() {
 		if _, ok := con.Milestone(name); ok {
 			return true
 		}
 	}
 	return false
-}
-
-// bootEndMilestones are the console milestones that say a guest finished
-// booting.
-func bootEndMilestones() []string {
-	return []string{console.MilestoneLoginPrompt, console.MilestoneBootFinished, console.MilestoneCloudInitDone}
 }
 
 // bootProgress says how far the console showed the boot get: its last milestone
