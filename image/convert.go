@@ -70,7 +70,7 @@ func (s *Store) lookupConversion(d digest, format, target string) *Image {
 	if json.Unmarshal(data, &c) != nil || c.Converter != converterVersion || c.Target != target || c.Vendor.Format != format {
 		return nil
 	}
-	if (d.Algo == "sha256" && c.Vendor.SHA256 != d.Hex) || (d.Algo == "sha512" && c.Vendor.SHA512 != d.Hex) {
+	if d.pick(c.Vendor.SHA256, c.Vendor.SHA512) != d.Hex {
 		return nil
 	}
 	img := s.lookup(digest{Algo: "sha256", Hex: c.SHA256}, target)
@@ -249,23 +249,12 @@ func hashConverted(ctx context.Context, file string, out *os.File, n int64) (sum
 // fetched image, and checks it keeps the vendor's virtual size; an unsafe
 // result names the vendor's file and the conversion.
 func (s *Store) checkConverted(ctx context.Context, file, target, name string, out *os.File, n, vendorVirtual int64) (Info, error) {
-	info, err := Inspect(out, n)
-	if err == nil {
-		err = info.Check(target, s.maxVirtualSize)
-	}
-	if err == nil && target == FormatQCOW2 && s.qemuCheck {
-		err = s.qemuCheckImage(ctx, name)
-	}
+	info, err := s.inspectFile(ctx, out, n, target, name)
 	if err == nil && info.VirtualSize < vendorVirtual {
 		err = fmt.Errorf("converted image has %d virtual bytes, the vendor's %d", info.VirtualSize, vendorVirtual)
 	}
 	if err != nil {
-		var ue *UnsafeImageError
-		if errors.As(err, &ue) {
-			ue.File = file + " (converted to " + target + ")"
-			return info, ue
-		}
-		return info, &FetchError{URL: file, Retryable: true, Err: fmt.Errorf("inspect converted image: %w", err)}
+		return info, inspectFailure(err, file, file+" (converted to "+target+")", "inspect converted image")
 	}
 	return info, nil
 }

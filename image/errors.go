@@ -89,6 +89,11 @@ func unsafeErr(file string, rule Violation, format string, args ...any) *UnsafeI
 	return &UnsafeImageError{File: file, Rule: rule, Reason: fmt.Sprintf(format, args...)}
 }
 
+// sourceErr is a *SourceError naming the job field field.
+func sourceErr(field, format string, args ...any) error {
+	return &SourceError{Field: field, Err: fmt.Errorf(format, args...)}
+}
+
 // SignatureError means the SUMS file's OpenPGP signature did not verify
 // against the worker's keyring (bad signature, a key not in the keyring, or
 // signature data that does not parse): its checksums prove nothing, and the

@@ -50,6 +50,14 @@ type digest struct {
 
 func (d digest) String() string { return d.Algo + ":" + d.Hex }
 
+// pick is, of a file's two hex digests, the one of d's algorithm.
+func (d digest) pick(sum256, sum512 string) string {
+	if d.Algo == "sha512" {
+		return sum512
+	}
+	return sum256
+}
+
 // parseChecksum parses "sha256:<hex>" or "sha512:<hex>".
 func parseChecksum(s string) (digest, error) {
 	algo, hexs, ok := strings.Cut(strings.TrimSpace(s), ":")
@@ -97,58 +105,70 @@ func (l location) String() string {
 // resolve turns a source URL into a location, enforcing the file roots for
 // file sources. field names the job field in errors.
 func resolve(raw string, roots []string, field string) (location, error) {
-	bad := func(format string, args ...any) (location, error) {
-		return location{}, &SourceError{Field: field, Err: fmt.Errorf(format, args...)}
-	}
 	raw = strings.TrimSpace(raw)
 	if raw == "" {
-		return bad("empty")
+		return location{}, sourceErr(field, "empty")
 	}
-	var p string
-	switch u, err := url.Parse(raw); {
+	loc, p, err := parseSourceURL(raw, field)
+	if err != nil || loc.HTTP != "" {
+		return loc, err
+	}
+	return resolveFile(raw, p, roots, field)
+}
+
+// parseSourceURL reads raw (trimmed, not empty) as an http(s) URL, giving its
+// location, or as a file URL or a plain path, giving the file's path (relative to
+// the first file root when not absolute).
+func parseSourceURL(raw, field string) (loc location, file string, err error) {
+	u, err := url.Parse(raw)
+	switch {
 	case err == nil && (u.Scheme == "http" || u.Scheme == "https"):
 		if u.Host == "" {
-			return bad("%q has no host", raw)
+			return location{}, "", sourceErr(field, "%q has no host", raw)
 		}
 		if u.User != nil {
-			return bad("%q: credentials in URLs are not supported", raw)
+			return location{}, "", sourceErr(field, "%q: credentials in URLs are not supported", raw)
 		}
-		return location{HTTP: u.String(), Name: path.Base(u.Path)}, nil
+		return location{HTTP: u.String(), Name: path.Base(u.Path)}, "", nil
 	case err == nil && u.Scheme == "file":
 		if u.Host != "" && u.Host != "localhost" {
-			return bad("%q: file URLs must not name a host", raw)
+			return location{}, "", sourceErr(field, "%q: file URLs must not name a host", raw)
 		}
-		p = u.Path
-		if !filepath.IsAbs(p) {
-			return bad("%q: file URL path must be absolute", raw)
+		if !filepath.IsAbs(u.Path) {
+			return location{}, "", sourceErr(field, "%q: file URL path must be absolute", raw)
 		}
+		return location{}, u.Path, nil
 	case err == nil && u.Scheme != "" && len(u.Scheme) > 1:
-		return bad("%q: unsupported scheme %q (want https, http or file)", raw, u.Scheme)
-	default:
-		p = raw
+		return location{}, "", sourceErr(field, "%q: unsupported scheme %q (want https, http or file)", raw, u.Scheme)
 	}
+	return location{}, raw, nil
+}
+
+// resolveFile resolves the path p that raw names to a regular file under one of
+// roots, symlinks evaluated.
+func resolveFile(raw, p string, roots []string, field string) (location, error) {
 	if len(roots) == 0 {
-		return bad("%q: file sources are not allowed (no file roots configured)", raw)
+		return location{}, sourceErr(field, "%q: file sources are not allowed (no file roots configured)", raw)
 	}
 	if !filepath.IsAbs(p) {
 		p = filepath.Join(roots[0], p)
 	}
 	real, err := filepath.EvalSymlinks(filepath.Clean(p))
 	if errors.Is(err, fs.ErrNotExist) {
-		return bad("%q: no such file", raw)
+		return location{}, sourceErr(field, "%q: no such file", raw)
 	}
 	if err != nil {
-		return bad("%q: %w", raw, err)
+		return location{}, sourceErr(field, "%q: %w", raw, err)
 	}
 	if !underRoots(real, roots) {
-		return bad("%q resolves to %q, outside the allowed file roots", raw, real)
+		return location{}, sourceErr(field, "%q resolves to %q, outside the allowed file roots", raw, real)
 	}
 	st, err := os.Stat(real)
 	if err != nil {
-		return bad("%q: %w", raw, err)
+		return location{}, sourceErr(field, "%q: %w", raw, err)
 	}
 	if !st.Mode().IsRegular() {
-		return bad("%q is not a regular file", raw)
+		return location{}, sourceErr(field, "%q is not a regular file", raw)
 	}
 	return location{Path: real, Name: filepath.Base(p)}, nil
 }

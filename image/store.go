@@ -249,7 +249,7 @@ func (s *Store) lookup(d digest, format string) *Image {
 	if json.Unmarshal(data, &f) != nil || f.Inspector != inspectorVersion || f.Format != format || len(f.SHA256) != 64 {
 		return nil
 	}
-	if (d.Algo == "sha256" && f.SHA256 != d.Hex) || (d.Algo == "sha512" && f.SHA512 != d.Hex) {
+	if d.pick(f.SHA256, f.SHA512) != d.Hex {
 		return nil
 	}
 	p := s.imagePath(f.SHA256, format)
@@ -652,45 +652,14 @@ func (s *Store) ingest(ctx context.Context, src Source, loc location, want *dige
 		}
 	}()
 
-	var sum256, sum512 string
-	var n int64
-	if loc.HTTP != "" {
-		sum256, sum512, n, err = s.download(ctx, loc.HTTP, src.URL, tmp, progress)
-	} else {
-		sum256, sum512, n, err = s.copyFile(ctx, loc, src.URL, tmp, progress)
-	}
+	sum256, sum512, n, err := s.receive(ctx, src, loc, want, key, tmp, progress)
 	if err != nil {
 		return nil, err
 	}
-	if key.Path != "" && !unchanged(key) {
-		// The bytes hashed may mix two versions of the file.
-		return nil, &FetchError{URL: src.URL, Retryable: true, Err: fmt.Errorf("%s changed while it was read", loc.Path)}
-	}
-	if want != nil {
-		got := sum256
-		if want.Algo == "sha512" {
-			got = sum512
-		}
-		if got != want.Hex {
-			return nil, &ChecksumMismatchError{File: src.URL, Algo: want.Algo, Want: want.Hex, Got: got}
-		}
-	}
 	hashed := time.Since(start)
-
-	info, err := Inspect(tmp, n)
-	if err == nil {
-		err = info.Check(src.Format, s.maxVirtualSize)
-	}
-	if err == nil && src.Format == FormatQCOW2 && s.qemuCheck && s.qemuImg != "" {
-		err = s.qemuCheckImage(ctx, tmp.Name())
-	}
+	info, err := s.inspectFile(ctx, tmp, n, src.Format, tmp.Name())
 	if err != nil {
-		var ue *UnsafeImageError
-		if errors.As(err, &ue) {
-			ue.File = src.URL
-			return nil, ue
-		}
-		return nil, &FetchError{URL: src.URL, Retryable: true, Err: fmt.Errorf("inspect: %w", err)}
+		return nil, inspectFailure(err, src.URL, src.URL, "inspect")
 	}
 
 	f := facts{Inspector: inspectorVersion, Format: src.Format, Size: n, VirtualSize: info.VirtualSize, SHA256: sum256, SHA512: sum512}
@@ -710,6 +679,56 @@ func (s *Store) ingest(ctx context.Context, src Source, loc location, want *dige
 	s.log.Info("image ingested", "source", src.URL, "path", img.Path, "bytes", n,
 		"hash_seconds", hashed.Seconds(), "total_seconds", time.Since(start).Seconds())
 	return img, nil
+}
+
+// receive streams the source at loc into tmp and vouches for the bytes it
+// hashed: a local file (key) did not change while it was read, and they have the
+// wanted digest, if any.
+func (s *Store) receive(ctx context.Context, src Source, loc location, want *digest, key fileKey, tmp *os.File, progress func(done, total int64)) (sum256, sum512 string, n int64, err error) {
+	if loc.HTTP != "" {
+		sum256, sum512, n, err = s.download(ctx, loc.HTTP, src.URL, tmp, progress)
+	} else {
+		sum256, sum512, n, err = s.copyFile(ctx, loc, src.URL, tmp, progress)
+	}
+	if err != nil {
+		return "", "", 0, err
+	}
+	if key.Path != "" && !unchanged(key) {
+		// The bytes hashed may mix two versions of the file.
+		return "", "", 0, &FetchError{URL: src.URL, Retryable: true, Err: fmt.Errorf("%s changed while it was read", loc.Path)}
+	}
+	if want != nil {
+		if got := want.pick(sum256, sum512); got != want.Hex {
+			return "", "", 0, &ChecksumMismatchError{File: src.URL, Algo: want.Algo, Want: want.Hex, Got: got}
+		}
+	}
+	return sum256, sum512, n, nil
+}
+
+// inspectFile inspects the file f (n bytes, at name) as format and checks that it
+// is safe to boot: within the store's limits, and a qcow2 passes qemu-img check
+// when the store runs it.
+func (s *Store) inspectFile(ctx context.Context, f *os.File, n int64, format, name string) (Info, error) {
+	info, err := Inspect(f, n)
+	if err == nil {
+		err = info.Check(format, s.maxVirtualSize)
+	}
+	if err == nil && format == FormatQCOW2 && s.qemuCheck && s.qemuImg != "" {
+		err = s.qemuCheckImage(ctx, name)
+	}
+	return info, err
+}
+
+// inspectFailure classifies a failed inspection of url's bytes: the image's
+// fault (*UnsafeImageError, then naming file) or a retryable error saying what
+// was inspected.
+func inspectFailure(err error, url, file, what string) error {
+	var ue *UnsafeImageError
+	if errors.As(err, &ue) {
+		ue.File = file
+		return ue
+	}
+	return &FetchError{URL: url, Retryable: true, Err: fmt.Errorf("%s: %w", what, err)}
 }
 
 // unchanged reports whether the file still matches the key taken before it
