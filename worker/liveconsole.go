@@ -2,7 +2,6 @@ package worker
 
 import (
 	"context"
-	"time"
 
 	"github.com/imagevet/imagevet/jobs"
 )
@@ -11,20 +10,12 @@ import (
 // jobs.EventConsole progress event whenever it grew, at most every
 // jobs.LiveConsoleInterval, until ctx ends: what a running job's page shows.
 func (j *jobRun) shareConsole(ctx context.Context) {
-	tick := time.NewTicker(jobs.LiveConsoleInterval)
-	defer tick.Stop()
 	sent := int64(0)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
+	everyTick(ctx, jobs.LiveConsoleInterval, func() bool {
+		if n := j.con.BytesRead(); n != sent {
+			sent = n
+			j.rec.console(j.con.Tail(jobs.LiveConsoleLines), consoleMarks(j.con))
 		}
-		n := j.con.BytesRead()
-		if n == sent {
-			continue
-		}
-		sent = n
-		j.rec.console(j.con.Tail(jobs.LiveConsoleLines), consoleMarks(j.con))
-	}
+		return false
+	})
 }

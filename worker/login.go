@@ -113,19 +113,13 @@ func (w *loginWatch) result() (jobs.CheckResult, bool) {
 
 // run checks the evidence every watchInterval until ctx ends or a verdict is in.
 func (w *loginWatch) run(ctx context.Context) {
-	t := time.NewTicker(watchInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if check, reason, ok := w.judge(w.now()); ok {
+	everyTick(ctx, watchInterval, func() bool {
+		check, reason, ok := w.judge(w.now())
+		if ok {
 			w.decide(check, reason)
-			return
 		}
-	}
+		return ok
+	})
 }
 
 // judge reads the console's evidence at now: which check fails and why, if the

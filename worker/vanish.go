@@ -23,23 +23,16 @@ var powerOffLines = []string{"reboot: Power down", "reboot: System halted", "Sys
 // retryable infrastructure error naming the machine, never the image's fault. A
 // hypervisor that cannot answer (libvirtd restarting) is not a stopped machine.
 func (j *jobRun) watchMachine(ctx context.Context, m vm.Machine, stop context.CancelCauseFunc) {
-	t := time.NewTicker(vanishInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	everyTick(ctx, vanishInterval, func() bool {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		running, err := m.Running(cctx)
 		cancel()
 		if err != nil || running || ctx.Err() != nil {
-			continue
+			return false
 		}
 		stop(j.stoppedCause(m))
-		return
-	}
+		return true
+	})
 }
 
 // stoppedCause says why machine m, found no longer running, stopped: the guest
