@@ -303,37 +303,32 @@ func lookup(m *yaml.Node, key string) (*yaml.Node, bool) {
 // mergeConfig merges the job's top-level mapping into ours; see the package doc.
 func mergeConfig(ours, job *yaml.Node) *yaml.Node {
 	out := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
-	out.Content = append(out.Content, ours.Content...)
-	oursAt := map[string]int{}
-	for i := 0; i+1 < len(ours.Content); i += 2 {
-		oursAt[ours.Content[i].Value] = i
-	}
-	for i := 0; i+1 < len(job.Content); i += 2 {
-		k, v := job.Content[i], job.Content[i+1]
+	return mergeEntries(out, ours, job, func(k, v *yaml.Node) bool {
 		switch {
 		case ownedKeys[k.Value]:
-			continue
+			return true
 		case k.Value == authorizedKeysKey:
 			mine, _ := lookup(out, authorizedKeysKey)
-			seen := map[string]bool{}
-			for _, item := range mine.Content {
-				seen[strings.TrimSpace(item.Value)] = true
-			}
-			for _, item := range v.Content {
-				if key := strings.TrimSpace(item.Value); !seen[key] {
-					seen[key] = true
-					mine.Content = append(mine.Content, item)
-				}
-			}
-			continue
+			addAuthorizedKeys(mine, v)
+			return true
 		}
-		if idx, ok := oursAt[k.Value]; ok {
-			out.Content[idx+1] = mergeValue(out.Content[idx+1], v)
-			continue
-		}
-		out.Content = append(out.Content, k, v)
+		return false
+	})
+}
+
+// addAuthorizedKeys appends to mine, our list of authorized keys, the job's keys
+// it does not hold yet.
+func addAuthorizedKeys(mine, job *yaml.Node) {
+	seen := map[string]bool{}
+	for _, item := range mine.Content {
+		seen[strings.TrimSpace(item.Value)] = true
 	}
-	return out
+	for _, item := range job.Content {
+		if key := strings.TrimSpace(item.Value); !seen[key] {
+			seen[key] = true
+			mine.Content = append(mine.Content, item)
+		}
+	}
 }
 
 // mergeValue merges a job value into one of our defaults: mappings merge key by key,
@@ -342,7 +337,13 @@ func mergeValue(ours, job *yaml.Node) *yaml.Node {
 	if ours.Kind != yaml.MappingNode || job.Kind != yaml.MappingNode {
 		return job
 	}
-	out := &yaml.Node{Kind: yaml.MappingNode, Tag: ours.Tag, Style: ours.Style}
+	return mergeEntries(&yaml.Node{Kind: yaml.MappingNode, Tag: ours.Tag, Style: ours.Style}, ours, job, nil)
+}
+
+// mergeEntries fills the mapping out with ours' entries, then with each of job's
+// that took (when set) does not take itself: a key of ours gets both values
+// merged (mergeValue), a new key is appended.
+func mergeEntries(out, ours, job *yaml.Node, took func(k, v *yaml.Node) bool) *yaml.Node {
 	out.Content = append(out.Content, ours.Content...)
 	oursAt := map[string]int{}
 	for i := 0; i+1 < len(ours.Content); i += 2 {
@@ -350,6 +351,9 @@ func mergeValue(ours, job *yaml.Node) *yaml.Node {
 	}
 	for i := 0; i+1 < len(job.Content); i += 2 {
 		k, v := job.Content[i], job.Content[i+1]
+		if took != nil && took(k, v) {
+			continue
+		}
 		if idx, ok := oursAt[k.Value]; ok {
 			out.Content[idx+1] = mergeValue(out.Content[idx+1], v)
 			continue
