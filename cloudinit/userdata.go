@@ -157,43 +157,76 @@ func parseJobConfig(b []byte) (*yaml.Node, error) {
 
 // parseCloudConfig is parseJobConfig for the named Spec field.
 func parseCloudConfig(field string, b []byte) (*yaml.Node, error) {
-	bad := func(format string, args ...any) error {
-		return &FieldError{Field: field, Err: fmt.Errorf(format, args...)}
+	expanded, err := decodeCloudConfig(b)
+	if err == nil && expanded != nil {
+		err = checkTopLevel(expanded)
 	}
+	if err != nil {
+		return nil, &FieldError{Field: field, Err: err}
+	}
+	return expanded, nil
+}
+
+// decodeCloudConfig decodes a cloud-config into its top-level mapping node with
+// every alias resolved; nil, nil when it holds nothing (empty, only comments, or
+// null).
+func decodeCloudConfig(b []byte) (*yaml.Node, error) {
+	b, err := cloudConfigBody(b)
+	if err != nil {
+		return nil, err
+	}
+	root, err := decodeOneMapping(b)
+	if err != nil || root == nil {
+		return nil, err
+	}
+	budget := maxExpandedNodes
+	return expandAliases(root, &budget, 0)
+}
+
+// cloudConfigBody is the YAML of user-data b, without its BOM and #cloud-config
+// header: user-data of a size and encoding cloud-init takes, and none of its other
+// kinds (scripts, includes, MIME…).
+func cloudConfigBody(b []byte) ([]byte, error) {
 	if len(b) > MaxUserDataSize {
-		return nil, bad("%d bytes, at most %d allowed", len(b), MaxUserDataSize)
+		return nil, fmt.Errorf("%d bytes, at most %d allowed", len(b), MaxUserDataSize)
 	}
 	if !utf8.Valid(b) {
-		return nil, bad("not valid UTF-8")
+		return nil, errors.New("not valid UTF-8")
 	}
 	b = bytes.TrimPrefix(b, []byte("\ufeff"))
 	first, rest, _ := bytes.Cut(b, []byte("\n"))
 	first = bytes.TrimRight(first, " \t\r")
 	switch {
 	case string(first) == cloudConfigHeader:
-		b = rest
+		return rest, nil
 	case bytes.HasPrefix(first, []byte("#!")):
-		return nil, bad("shell scripts are not supported, give a #cloud-config YAML mapping")
+		return nil, errors.New("shell scripts are not supported, give a #cloud-config YAML mapping")
 	case bytes.HasPrefix(first, []byte("#include")), bytes.HasPrefix(first, []byte("## template")),
 		bytes.HasPrefix(first, []byte("#cloud-boothook")), bytes.HasPrefix(first, []byte("#part-handler")),
 		bytes.HasPrefix(bytes.ToLower(first), []byte("content-type:")), bytes.HasPrefix(first, []byte("MIME-Version:")):
-		return nil, bad("%q user-data is not supported, give a #cloud-config YAML mapping", first)
+		return nil, fmt.Errorf("%q user-data is not supported, give a #cloud-config YAML mapping", first)
 	}
+	return b, nil
+}
 
+// decodeOneMapping decodes b, which must hold at most one YAML document, into
+// its root mapping node (an alias resolved); nil, nil when the document is
+// empty or null.
+func decodeOneMapping(b []byte) (*yaml.Node, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) {
 			return nil, nil
 		}
-		return nil, bad("invalid YAML: %w", err)
+		return nil, fmt.Errorf("invalid YAML: %w", err)
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		if err != nil {
-			return nil, bad("invalid YAML: %w", err)
+			return nil, fmt.Errorf("invalid YAML: %w", err)
 		}
-		return nil, bad("more than one YAML document")
+		return nil, errors.New("more than one YAML document")
 	}
 	if doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 {
 		return nil, nil
@@ -206,40 +239,43 @@ func parseCloudConfig(field string, b []byte) (*yaml.Node, error) {
 		return nil, nil
 	}
 	if root.Kind != yaml.MappingNode {
-		return nil, bad("must be a YAML mapping, got %s", kindName(root))
+		return nil, fmt.Errorf("must be a YAML mapping, got %s", kindName(root))
 	}
 	// Decoding into Go values catches what the node tree lets through: duplicate keys,
 	// excessive aliasing, bad merge keys.
 	var check map[string]any
 	if err := root.Decode(&check); err != nil {
-		return nil, bad("invalid YAML: %w", err)
+		return nil, fmt.Errorf("invalid YAML: %w", err)
 	}
-	budget := maxExpandedNodes
-	expanded, err := expandAliases(root, &budget, 0)
-	if err != nil {
-		return nil, bad("%w", err)
-	}
-	for i := 0; i+1 < len(expanded.Content); i += 2 {
-		k := expanded.Content[i]
+	return root, nil
+}
+
+// checkTopLevel refuses top-level keys the merge cannot take (not strings, merge
+// keys) and authorized keys that are not a list of strings.
+func checkTopLevel(m *yaml.Node) error {
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		k := m.Content[i]
 		if k.Kind != yaml.ScalarNode {
-			return nil, bad("top-level key at line %d is a %s, want a string", k.Line, kindName(k))
+			return fmt.Errorf("top-level key at line %d is a %s, want a string", k.Line, kindName(k))
 		}
 		if k.Tag == "!!merge" {
 			// A merged mapping could smuggle in keys we own; say so rather than guess.
-			return nil, bad("top-level merge key << at line %d is not supported, write the keys out", k.Line)
+			return fmt.Errorf("top-level merge key << at line %d is not supported, write the keys out", k.Line)
 		}
 	}
-	if v, ok := lookup(expanded, authorizedKeysKey); ok {
-		if v.Kind != yaml.SequenceNode && !(v.Kind == yaml.ScalarNode && v.Tag == "!!null") {
-			return nil, bad("%s must be a list of strings, got %s", authorizedKeysKey, kindName(v))
-		}
-		for _, item := range v.Content {
-			if item.Kind != yaml.ScalarNode || item.Tag == "!!null" {
-				return nil, bad("%s must be a list of strings, item at line %d is %s", authorizedKeysKey, item.Line, kindName(item))
-			}
+	v, ok := lookup(m, authorizedKeysKey)
+	if !ok {
+		return nil
+	}
+	if v.Kind != yaml.SequenceNode && !(v.Kind == yaml.ScalarNode && v.Tag == "!!null") {
+		return fmt.Errorf("%s must be a list of strings, got %s", authorizedKeysKey, kindName(v))
+	}
+	for _, item := range v.Content {
+		if item.Kind != yaml.ScalarNode || item.Tag == "!!null" {
+			return fmt.Errorf("%s must be a list of strings, item at line %d is %s", authorizedKeysKey, item.Line, kindName(item))
 		}
 	}
-	return expanded, nil
+	return nil
 }
 
 func kindName(n *yaml.Node) string {
