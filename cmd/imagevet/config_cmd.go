@@ -6,15 +6,13 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"text/tabwriter"
 )
 
 // printEffective writes the settings cmd reads (every command's when cmd is ""),
 // those a variable or the file can set, each with its effective value before the
 // command line and where it came from. Passwords in URLs are masked.
 func printEffective(w io.Writer, cmd string, env Env) {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "KEY\tVARIABLE\tVALUE\tFROM\tFLAG\tCOMMANDS")
+	tw := newTable(w, "KEY\tVARIABLE\tVALUE\tFROM\tFLAG\tCOMMANDS")
 	for _, s := range settingsTable() {
 		if (cmd != "" && !slices.Contains(s.Commands, cmd)) || (s.Var == "" && s.Key == "") {
 			continue

@@ -57,61 +57,89 @@ func loadConfig(path string) (*configFile, error) {
 	if len(doc.Content) == 0 { // an empty file, or only comments
 		return cf, nil
 	}
-	rows := map[string]setting{}
-	sections := map[string]bool{}
-	for _, s := range settingsTable() {
-		if s.Key != "" {
-			rows[s.name()] = s
-			sections[s.Section] = true
-		}
-	}
 	top := doc.Content[0]
 	if top.Kind != yaml.MappingNode {
 		return nil, &ConfigError{Path: path, Line: top.Line, Err: errors.New("want a mapping of sections and keys")}
 	}
-	var errs []error
-	var walk func(prefix string, m *yaml.Node)
-	walk = func(prefix string, m *yaml.Node) {
-		for i := 0; i+1 < len(m.Content); i += 2 {
-			k, v := m.Content[i], m.Content[i+1]
-			name := k.Value
-			if prefix != "" {
-				name = prefix + "." + k.Value
-			}
-			row, known := rows[name]
-			switch {
-			case !known && prefix == "" && sections[k.Value] && v.Kind == yaml.MappingNode:
-				walk(k.Value, v)
-			case !known && prefix == "" && sections[k.Value] && v.Tag == "!!null": // a section of comments only
-			case !known:
-				errs = append(errs, &ConfigError{Path: path, Line: k.Line, Err: fmt.Errorf("unknown key %q", name)})
-			case v.Kind == yaml.SequenceNode && row.Sep != "":
-				var items []string
-				for _, it := range v.Content {
-					if it.Kind != yaml.ScalarNode {
-						errs = append(errs, &ConfigError{Path: path, Line: it.Line, Err: fmt.Errorf("%s: want a list of strings", name)})
-						continue
-					}
-					items = append(items, it.Value)
-				}
-				cf.values[name] = configValue{value: strings.Join(items, row.Sep), line: k.Line}
-			case v.Kind == yaml.ScalarNode && v.Tag != "!!null":
-				cf.values[name] = configValue{value: v.Value, line: k.Line}
-			case v.Kind == yaml.ScalarNode: // key: (empty) leaves the default
-			default:
-				want := "a value"
-				if row.Sep != "" {
-					want = "a list"
-				}
-				errs = append(errs, &ConfigError{Path: path, Line: k.Line, Err: fmt.Errorf("%s: want %s", name, want)})
-			}
-		}
-	}
-	walk("", top)
-	if err := errors.Join(errs...); err != nil {
+	r := newConfigReader(cf)
+	r.mapping("", top)
+	if err := errors.Join(r.errs...); err != nil {
 		return nil, err
 	}
 	return cf, nil
+}
+
+// configReader fills a configFile with the values of the keys the settings table
+// knows, and collects an error for each one it does not or cannot use.
+type configReader struct {
+	cf       *configFile
+	rows     map[string]setting // by name as the file spells it (setting.name)
+	sections map[string]bool
+	errs     []error
+}
+
+func newConfigReader(cf *configFile) *configReader {
+	r := &configReader{cf: cf, rows: map[string]setting{}, sections: map[string]bool{}}
+	for _, s := range settingsTable() {
+		if s.Key != "" {
+			r.rows[s.name()] = s
+			r.sections[s.Section] = true
+		}
+	}
+	return r
+}
+
+// mapping reads the keys of m: the file's top level (prefix "") or a section's.
+func (r *configReader) mapping(prefix string, m *yaml.Node) {
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		k, v := m.Content[i], m.Content[i+1]
+		name := k.Value
+		if prefix != "" {
+			name = prefix + "." + k.Value
+		}
+		row, known := r.rows[name]
+		section := !known && prefix == "" && r.sections[k.Value]
+		switch {
+		case known:
+			r.value(name, row, k, v)
+		case section && v.Kind == yaml.MappingNode:
+			r.mapping(k.Value, v)
+		case section && v.Tag == "!!null": // a section of comments only
+		default:
+			r.fail(k.Line, "unknown key %q", name)
+		}
+	}
+}
+
+// value reads the value v of row's key k: a list where the row is a list, a
+// scalar elsewhere; an empty one leaves the default.
+func (r *configReader) value(name string, row setting, k, v *yaml.Node) {
+	switch {
+	case v.Kind == yaml.SequenceNode && row.Sep != "":
+		var items []string
+		for _, it := range v.Content {
+			if it.Kind != yaml.ScalarNode {
+				r.fail(it.Line, "%s: want a list of strings", name)
+				continue
+			}
+			items = append(items, it.Value)
+		}
+		r.cf.values[name] = configValue{value: strings.Join(items, row.Sep), line: k.Line}
+	case v.Kind == yaml.ScalarNode && v.Tag != "!!null":
+		r.cf.values[name] = configValue{value: v.Value, line: k.Line}
+	case v.Kind == yaml.ScalarNode: // key: (empty) leaves the default
+	default:
+		want := "a value"
+		if row.Sep != "" {
+			want = "a list"
+		}
+		r.fail(k.Line, "%s: want %s", name, want)
+	}
+}
+
+// fail records a problem at line of the file.
+func (r *configReader) fail(line int, format string, args ...any) {
+	r.errs = append(r.errs, &ConfigError{Path: r.cf.path, Line: line, Err: fmt.Errorf(format, args...)})
 }
 
 // configPath is the configuration file a command reads and whether it must

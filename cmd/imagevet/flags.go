@@ -115,55 +115,66 @@ func (s setting) invalid(v value, what string) error {
 // store parses v as s's kind into dst, which must be of that kind's type. A
 // numeric zero is judged by s's zero rule.
 func (s setting) store(dst any, v value) error {
-	var isZero, negative bool
+	zero, negative, err := s.parse(dst, v)
+	if err != nil || v.from == fromDefault {
+		return err
+	}
+	return s.checkZero(v, zero, negative)
+}
+
+// parse sets dst, of s's kind's type, from v's text (empty text is the zero
+// value), saying whether the number it holds is zero or negative. Text that
+// does not parse leaves dst.
+func (s setting) parse(dst any, v value) (zero, negative bool, err error) {
 	switch p := dst.(type) {
 	case *string:
 		*p = v.text
 	case *[]string:
 		*p = slices.Clone(v.items)
 	case *bool:
-		b := false
-		if v.text != "" {
-			var err error
-			if b, err = strconv.ParseBool(v.text); err != nil {
-				return s.invalid(v, "not true or false")
-			}
-		}
-		*p = b
+		err = setParsed(p, s, v, strconv.ParseBool, "not true or false")
 	case *int:
-		n, err := strconv.Atoi(strings.TrimSpace(v.text))
-		if err != nil && v.text != "" {
-			return s.invalid(v, "not an integer")
-		}
-		*p, isZero, negative = n, n == 0, n < 0
+		err = setParsed(p, s, v, parseInt, "not an integer")
+		zero, negative = *p == 0, *p < 0
 	case *float64:
-		f, err := strconv.ParseFloat(strings.TrimSpace(v.text), 64)
-		if err != nil && v.text != "" {
-			return s.invalid(v, "not a number")
-		}
-		*p, isZero, negative = f, f == 0, f < 0
+		err = setParsed(p, s, v, parseFloat, "not a number")
+		zero, negative = *p == 0, *p < 0
 	case *int64:
-		n, err := worker.ParseBytes(v.text)
-		if err != nil && v.text != "" {
-			return s.invalid(v, "not a size like 20G or 512M")
-		}
-		*p, isZero = n, n == 0
+		err = setParsed(p, s, v, worker.ParseBytes, "not a size like 20G or 512M")
+		zero = *p == 0
 	case *time.Duration:
-		d, err := time.ParseDuration(strings.TrimSpace(v.text))
-		if err != nil && v.text != "" {
-			return s.invalid(v, "not a duration like 90s")
-		}
-		*p, isZero, negative = d, d == 0, d < 0
+		err = setParsed(p, s, v, parseDuration, "not a duration like 90s")
+		zero, negative = *p == 0, *p < 0
 	default:
-		return fmt.Errorf("settings table: --%s: cannot store into %T", s.Flag, dst)
+		return false, false, fmt.Errorf("settings table: --%s: cannot store into %T", s.Flag, dst)
 	}
-	if v.from == fromDefault {
-		return nil
+	return zero, negative, err
+}
+
+// setParsed stores parse(v.text) into p. Text that does not parse is s's error
+// saying what it should be, and leaves p; empty text stores what parse returns.
+func setParsed[T any](p *T, s setting, v value, parse func(string) (T, error), what string) error {
+	x, err := parse(v.text)
+	if err != nil && v.text != "" {
+		return s.invalid(v, what)
 	}
+	*p = x
+	return nil
+}
+
+// The numeric parsers of the table's kinds, which allow spaces around a number.
+func parseInt(t string) (int, error) { return strconv.Atoi(strings.TrimSpace(t)) }
+
+func parseFloat(t string) (float64, error) { return strconv.ParseFloat(strings.TrimSpace(t), 64) }
+
+func parseDuration(t string) (time.Duration, error) { return time.ParseDuration(strings.TrimSpace(t)) }
+
+// checkZero applies s's zero rule to a number v gave (not the default's).
+func (s setting) checkZero(v value, zero, negative bool) error {
 	switch {
-	case s.Zero == zeroRefused && isZero:
+	case s.Zero == zeroRefused && zero:
 		return fmt.Errorf("%s: 0 is not accepted; the default is %s", s.label(v), s.Default)
-	case s.Zero == zeroUnset && (isZero || negative):
+	case s.Zero == zeroUnset && (zero || negative):
 		return fmt.Errorf("%s: must be positive; leave it out to keep the default", s.label(v))
 	}
 	return nil

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/imagevet/imagevet/jobs"
@@ -74,8 +73,7 @@ func printJobs(w io.Writer, list []queue.QueueEntry, now time.Time) {
 		fmt.Fprintln(w, "no jobs queued or running")
 		return
 	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "JOB\tIMAGE\tSTATE\tATTEMPT\tWORKER\tSTAGE\tAGE\tNOTE")
+	tw := newTable(w, "JOB\tIMAGE\tSTATE\tATTEMPT\tWORKER\tSTAGE\tAGE\tNOTE")
 	for _, j := range list {
 		worker := orDash(j.Worker)
 		if j.Worker != "" && !j.WorkerAlive {
@@ -101,8 +99,7 @@ func printWorkers(w io.Writer, ws []queue.WorkerInfo, now time.Time) {
 		fmt.Fprintln(w, "no live workers")
 		return
 	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "WORKER\tHOST\tSLOTS\tRUNNING\tACCEL\tVERSION\tUP\tLAST HEARTBEAT\tWHY ACCEL")
+	tw := newTable(w, "WORKER\tHOST\tSLOTS\tRUNNING\tACCEL\tVERSION\tUP\tLAST HEARTBEAT\tWHY ACCEL")
 	for _, x := range ws {
 		state := strings.Join(x.Running, ",")
 		if x.Draining {

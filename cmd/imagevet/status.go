@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"sort"
-	"text/tabwriter"
 	"time"
 
 	"github.com/imagevet/imagevet/jobs"
@@ -256,8 +255,7 @@ func printFamilyTable(w io.Writer, lines []familyLine) {
 		fmt.Fprintln(w, "no image families watched yet")
 		return
 	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "FAMILY\tUPSTREAM\tFIRST SEEN\tVERDICT\tJOB\tCHECKED\tFEED ERROR")
+	tw := newTable(w, "FAMILY\tUPSTREAM\tFIRST SEEN\tVERDICT\tJOB\tCHECKED\tFEED ERROR")
 	when := func(t time.Time) string {
 		if t.IsZero() {
 			return "-"
@@ -288,8 +286,7 @@ func printStatusTable(w io.Writer, all []jobs.Result) {
 		fmt.Fprintln(w, "no verdicts yet")
 		return
 	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "IMAGE\tVERDICT\tJOB\tFINISHED\tREASON")
+	tw := newTable(w, "IMAGE\tVERDICT\tJOB\tFINISHED\tREASON")
 	for _, r := range all {
 		reason := r.Reason
 		if r.FailedCheck != "" {
@@ -308,16 +305,14 @@ func printPublishedTable(w io.Writer, all []jobs.Published) {
 		return
 	}
 	fmt.Fprintln(w)
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "FAMILY\tCLOUD\tPUBLISHED IMAGE\tNAME\tRELEASE\tJOB\tPUBLISHED AT")
+	tw := newTable(w, "FAMILY\tCLOUD\tPUBLISHED IMAGE\tNAME\tRELEASE\tJOB\tPUBLISHED AT")
 	for _, p := range all {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Family, orDash(cloudRegion(p.Cloud, p.Region)), p.ImageID, p.Name,
 			orDash(p.Release), p.JobID, p.PublishedAt.UTC().Format(time.RFC3339))
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
-	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "FAMILY\tCLOUD\tSOURCE_HASH (vendor file sha512)\tOS_HASH_VALUE (published file sha512)")
+	tw = newTable(w, "FAMILY\tCLOUD\tSOURCE_HASH (vendor file sha512)\tOS_HASH_VALUE (published file sha512)")
 	for _, p := range all {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", p.Family, orDash(p.Cloud), orDash(p.SourceHash), orDash(p.OSHashValue))
 	}
@@ -337,8 +332,7 @@ func printPublicationTable(w io.Writer, all []jobs.PublicationRecord, keep func(
 		return
 	}
 	fmt.Fprintln(w)
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PUBLICATION\tCLOUD\tSTATE\tATTEMPTS\tUPDATED\tNEXT TRY\tIMAGE\tREASON")
+	tw := newTable(w, "PUBLICATION\tCLOUD\tSTATE\tATTEMPTS\tUPDATED\tNEXT TRY\tIMAGE\tREASON")
 	refused := false
 	for _, p := range recs {
 		next := "-"

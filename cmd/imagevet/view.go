@@ -117,8 +117,7 @@ func printResultTable(w io.Writer, r jobs.Result) {
 		fmt.Fprint(w, " [retryable]")
 	}
 	fmt.Fprintf(w, "\nworker %s, attempt %d, accel %s, %s\n\n", r.Worker, r.Attempt, orDash(r.Accel), took)
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "CHECK\tSTATUS\tREQUIRED\tTIME\tREASON")
+	tw := newTable(w, "CHECK\tSTATUS\tREQUIRED\tTIME\tREASON")
 	for _, c := range r.Checks {
 		req := "yes"
 		if !c.Required {
@@ -159,8 +158,7 @@ func printFindings(w io.Writer, in *jobs.Inspection) {
 		return
 	}
 	fmt.Fprintln(w, "\nhygiene findings:")
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "LEVEL\tRULE\tFILE\tDETAIL")
+	tw := newTable(w, "LEVEL\tRULE\tFILE\tDETAIL")
 	for _, f := range in.Findings {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", f.Level, f.Rule, orDash(f.Path), f.Detail)
 	}
@@ -231,4 +229,12 @@ func streamConsoleOf(ctx context.Context, stateDir, jobID string, w io.Writer) f
 		}
 	}()
 	return func() { cancel(); <-done }
+}
+
+// newTable starts one of the commands' tables on w: columns two spaces apart,
+// header (tab-separated) first. The caller writes the rows and flushes.
+func newTable(w io.Writer, header string) *tabwriter.Writer {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, header)
+	return tw
 }

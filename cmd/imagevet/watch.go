@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"text/tabwriter"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -249,8 +248,7 @@ func printOutcomes(env Env, outcomes []watch.Outcome, jsonOut bool) {
 		writeJSON(env.Stdout, out)
 		return
 	}
-	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "FAMILY\tSTATE\tRELEASE\tJOB\tREQUESTS\tTOOK\tERROR OR WARNING")
+	tw := newTable(env.Stdout, "FAMILY\tSTATE\tRELEASE\tJOB\tREQUESTS\tTOOK\tERROR OR WARNING")
 	for _, o := range outcomes {
 		msg := o.Warning
 		if o.Err != nil {
