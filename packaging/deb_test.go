@@ -115,6 +115,23 @@ func TestDebianPackage(t *testing.T) {
 			t.Errorf("installed package lacks %s: %v", f, err)
 		}
 	}
+	// The packaged help describes the defaults that depend on the machine; it
+	// carries neither the build host's (this host's) name nor its user@host.
+	host, _ := os.Hostname()
+	for _, c := range []struct{ file, want string }{
+		{"cancel.txt", "= user@host of the caller, default\n"},
+		{"worker.txt", "= this host's name, default\n"},
+		{"run.txt", "= 2, or this host's CPU count when lower, default\n"},
+	} {
+		help, err := os.ReadFile("/usr/share/doc/imagevet/commands/" + c.file)
+		if err != nil {
+			t.Error(err)
+			continue
+		}
+		if text := string(help); !strings.Contains(text, c.want) || strings.Contains(text, `"`+host+`"`) || strings.Contains(text, "@"+host+`"`) {
+			t.Errorf("commands/%s: want %q and not the build host %q:\n%s", c.file, c.want, host, text)
+		}
+	}
 	groups := run(t, "id", "-nG", "imagevet")
 	for _, g := range []string{"imagevet", "libvirt", "kvm"} {
 		if !strings.Contains(" "+strings.TrimSpace(groups)+" ", " "+g+" ") {

@@ -367,7 +367,8 @@ func (k kind) String() string {
 // printFlags is every command's flag help, one format: each flag, its usage with
 // the variable it falls back to, and its value before the command line (the
 // default, the variable's or the file's) saying where that came from, and the
-// default when the value is not it.
+// default when the value is not it. A default that depends on the machine is
+// described (setting.DefaultIs), never printed as this machine's.
 func printFlags(w io.Writer, rows []setting, env Env) {
 	for _, s := range rows {
 		head := "  -" + s.Flag
@@ -380,15 +381,27 @@ func printFlags(w io.Writer, rows []setting, env Env) {
 		}
 		v := s.before(env)
 		shown := "-"
-		if v.text != "" {
+		switch {
+		case v.from == fromDefault && s.DefaultIs != "":
+			shown = s.DefaultIs
+		case v.text != "":
 			shown = strconv.Quote(s.mask(v.text))
 		}
 		from := v.describe()
 		if v.from != fromDefault && s.Default != "" {
-			from += fmt.Sprintf(" (default %q)", s.mask(s.Default))
+			from += " (default " + s.defaultShown() + ")"
 		}
 		fmt.Fprintf(w, "%s\n    \t%s\n    \t= %s, %s\n", head, usage, shown, from)
 	}
+}
+
+// defaultShown is the default as the help prints it: quoted, or how it is found
+// where it depends on the machine.
+func (s setting) defaultShown() string {
+	if s.DefaultIs != "" {
+		return s.DefaultIs
+	}
+	return strconv.Quote(s.mask(s.Default))
 }
 
 // mask hides URL passwords in a secret setting's text.

@@ -57,7 +57,11 @@ type setting struct {
 	Key      string // the file's key in Section; "" when the file cannot set it
 	Commands []string
 	Default  string
-	Kind     kind
+	// DefaultIs says how Default is found where it depends on the machine a
+	// command runs on ("user@host of the caller"): the help prints it instead of
+	// this machine's value, so help kept elsewhere (the package's) stays true.
+	DefaultIs string
+	Kind      kind
 	// Sep separates a list's items in its variable, its file value's joined form
 	// and each flag; "" means a list set by repeating the flag only.
 	Sep    string
@@ -151,7 +155,7 @@ func workerSettings(add adder) {
 	// The worker's vetting settings, which run shares.
 	add(vetCommands,
 		setting{Flag: "worker-id", Var: "IMAGEVET_WORKER_ID", Section: "worker", Key: "worker_id", Default: wd.WorkerID,
-			Usage: "worker id in domain names and results"},
+			DefaultIs: "this host's name", Usage: "worker id in domain names and results"},
 		setting{Flag: "accel", Var: "IMAGEVET_ACCEL", Section: "worker", Key: "accel", Default: wd.Accel, Usage: "auto, kvm or tcg"},
 		setting{Flag: "libvirt-uri", Var: "IMAGEVET_LIBVIRT_URI", Section: "worker", Key: "libvirt_uri", Default: wd.LibvirtURI,
 			Usage: "libvirt connection URI"},
@@ -225,7 +229,7 @@ func runSettings(add adder) {
 	// run: one image on this host, its outputs, and a job built from flags.
 	add([]string{"run"},
 		setting{Flag: "vcpus", Var: "IMAGEVET_VCPUS", Section: "run", Key: "vcpus", Default: itoa(defaultRunVCPUs(runtime.NumCPU())),
-			Kind: kindInt, Zero: zeroRefused, Usage: "virtual CPUs with --image (2, or the host's count when it has fewer)"},
+			DefaultIs: "2, or this host's CPU count when lower", Kind: kindInt, Zero: zeroRefused, Usage: "virtual CPUs with --image (2, or the host's count when it has fewer)"},
 		setting{Flag: "memory", Var: "IMAGEVET_MEMORY_MIB", Section: "run", Key: "memory_mib", Default: itoa(jobs.DefaultMemoryMiB),
 			Kind: kindInt, Zero: zeroRefused, Usage: "memory in MiB with --image"},
 		setting{Flag: "json", Kind: kindBool, Usage: "print the result as JSON instead of a table"},
@@ -340,7 +344,8 @@ func clientSettings(add adder) {
 		setting{Flag: "workers", Kind: kindBool, Usage: "list the live workers instead"})
 
 	add([]string{"cancel"},
-		setting{Flag: "by", Var: "IMAGEVET_CANCEL_BY", Section: "cancel", Key: "by", Default: whoAmI(), Usage: "who cancels, as the result shows"},
+		setting{Flag: "by", Var: "IMAGEVET_CANCEL_BY", Section: "cancel", Key: "by", Default: whoAmI(),
+			DefaultIs: "user@host of the caller", Usage: "who cancels, as the result shows"},
 		setting{Flag: "reason", Usage: "why, as the result shows"},
 		setting{Flag: "json", Kind: kindBool, Usage: "print the outcome as JSON"})
 

@@ -7,10 +7,12 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/imagevet/imagevet/jobs"
 	"github.com/imagevet/imagevet/worker"
 )
 
@@ -125,6 +127,45 @@ func TestSettingsTableIsEveryFlag(t *testing.T) {
 		}
 		if s.Zero == zeroUnset && s.Default != "" {
 			t.Errorf("--%s of %v: zero means unset, but the default is %q", s.Flag, s.Commands, s.Default)
+		}
+	}
+}
+
+// A default that depends on the machine is described in every command's help,
+// never printed as this machine's value: the Debian package ships each command's
+// help as its build host printed it (scripts/build-deb), which showed the build
+// host's user@host as the default of cancel --by.
+func TestHelpDescribesMachineDefaults(t *testing.T) {
+	machine := []string{strconv.Quote(whoAmI()), strconv.Quote(jobs.DefaultWorkerID())}
+	if host, _ := os.Hostname(); host != "" {
+		machine = append(machine, strconv.Quote(host))
+	}
+	for _, c := range commands() {
+		args := []string{c.name, "-h"}
+		if c.name == "queue" {
+			args = []string{"queue", "setup", "-h"}
+		}
+		_, help := cli(t, nil, "", args...)
+		for _, m := range machine {
+			if strings.Contains(help, m) {
+				t.Errorf("imagevet %s -h prints this machine's %s:\n%s", c.name, m, help)
+			}
+		}
+	}
+	for _, c := range []struct {
+		args []string
+		vars map[string]string
+		want string
+	}{
+		{[]string{"cancel", "-h"}, nil, "(IMAGEVET_CANCEL_BY)\n    \t= user@host of the caller, default\n"},
+		{[]string{"worker", "-h"}, nil, "(IMAGEVET_WORKER_ID)\n    \t= this host's name, default\n"},
+		{[]string{"run", "-h"}, nil, "(IMAGEVET_VCPUS)\n    \t= 2, or this host's CPU count when lower, default\n"},
+		// A value from elsewhere is shown, beside the described default.
+		{[]string{"cancel", "-h"}, map[string]string{"IMAGEVET_CANCEL_BY": "ops"},
+			"(IMAGEVET_CANCEL_BY)\n    \t= \"ops\", from IMAGEVET_CANCEL_BY (default user@host of the caller)\n"},
+	} {
+		if _, help := cli(t, c.vars, "", c.args...); !strings.Contains(help, c.want) {
+			t.Errorf("imagevet %s with %v lacks %q:\n%s", strings.Join(c.args, " "), c.vars, c.want, help)
 		}
 	}
 }
