@@ -15,7 +15,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -33,6 +32,8 @@ import (
 	regionsapi "github.com/gophercloud/gophercloud/v2/openstack/identity/v3/regions"
 	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/services"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/imagevet/imagevet/internal/testenv"
 )
 
 // Names the test cloud is set up with.
@@ -107,22 +108,18 @@ func Installed(t testing.TB) {
 	}
 }
 
-// start does Start's work, reporting errors to its caller.
+// start does Start's work, reporting errors to its caller (a free loopback port
+// it cannot find fails the test at once).
 func start(t testing.TB, regions []RegionSpec) (*Cloud, error) {
 	dir := t.TempDir()
 	c := &Cloud{Dir: dir, Glances: map[string]string{}}
-	kport, err := freePort()
-	if err != nil {
-		return nil, err
-	}
+	kport := testenv.FreePort(t)
 	c.KeystoneURL = fmt.Sprintf("http://127.0.0.1:%d/v3", kport)
 	gconfs := make([]string, len(regions))
 	for i, r := range regions {
-		gport, err := freePort()
-		if err != nil {
-			return nil, err
-		}
+		gport := testenv.FreePort(t)
 		c.Glances[r.Name] = fmt.Sprintf("http://127.0.0.1:%d", gport)
+		var err error
 		if gconfs[i], err = c.writeGlanceConf(r, gport); err != nil {
 			return nil, err
 		}
@@ -198,15 +195,6 @@ func (c *Cloud) setupKeystone(kconf string, kenv []string, region string) error 
 		}
 	}
 	return nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func run(dir string, env []string, args ...string) error {
