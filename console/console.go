@@ -26,6 +26,10 @@ const (
 	DefaultTailBytes    = 64 << 10
 	// maxLine bounds a line without newline; longer runs are split.
 	maxLine = 8 << 10
+	// maxStageLines bounds the lines kept of each provisioning stage, apart
+	// from the tail, so a stage's own words outlive a long grace full of
+	// other services' status lines.
+	maxStageLines = 100
 	// maxWarnings bounds the recorded warnings.
 	maxWarnings = 100
 )
@@ -83,6 +87,7 @@ type Console struct {
 	latest     map[string]Match // the latest match of each activity check
 	tail       []string
 	tailBytes  int
+	stageLines map[string][]string // each provisioning stage's own last lines
 	partial    string
 	partialHit map[string]bool // checks already matched on the partial line
 	lastAfter  map[string]int  // contextual checks: line number of the last After match
@@ -123,6 +128,7 @@ func WatchWith(ctx context.Context, path string, checks []Rule, opts Options) *C
 		latest:     map[string]Match{},
 		partialHit: map[string]bool{},
 		lastAfter:  map[string]int{},
+		stageLines: map[string][]string{},
 	}
 	go c.run(ctx)
 	return c
@@ -369,6 +375,7 @@ func (c *Console) feed(lines []string) {
 		clear(c.partialHit)
 		c.partial = ""
 		c.appendTail(line)
+		c.appendStageLine(line)
 	}
 }
 
@@ -441,6 +448,38 @@ func (c *Console) record(ck *Rule, line string, now time.Time) {
 	case Activity:
 		c.latest[ck.Name] = m
 	}
+}
+
+// stages are the provisioning stages whose own lines the console keeps.
+var stages = ProvisioningStages()
+
+// appendStageLine keeps line among the last lines of each provisioning stage
+// it belongs to, its first KiB.
+func (c *Console) appendStageLine(line string) {
+	for _, st := range stages {
+		if !st.Lines.MatchString(line) {
+			continue
+		}
+		line = strings.TrimSpace(line)
+		if len(line) > 1024 {
+			line = strings.ToValidUTF8(line[:1024], "") + "…"
+		}
+		kept := append(c.stageLines[st.Name], line)
+		if len(kept) > 2*maxStageLines {
+			kept = append([]string(nil), kept[len(kept)-maxStageLines:]...)
+		}
+		c.stageLines[st.Name] = kept
+	}
+}
+
+// StageLines returns the last lines (at most 100, oldest first) that are the
+// named provisioning stage's own (ProvisioningStage.Lines), however much else
+// the console printed after them.
+func (c *Console) StageLines(name string) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	kept := c.stageLines[name]
+	return append([]string(nil), kept[max(0, len(kept)-maxStageLines):]...)
 }
 
 func (c *Console) appendTail(line string) {

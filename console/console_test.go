@@ -2,6 +2,7 @@ package console
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -388,5 +389,34 @@ func TestAwaitedExplanationThatNeverComes(t *testing.T) {
 		}
 	case <-time.After(3 * time.Second):
 		t.Fatal("the waiting match never failed the job")
+	}
+}
+
+// A provisioning stage's own lines outlive the tail: a stalled Ignition's words
+// are still there after hundreds of other services' status lines, the kept
+// lines are bounded and each is clipped.
+func TestStageLinesOutliveTheTail(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("[    2.2] ignition[412]: failed to fetch config from metadata service: unable to fetch resource in time\n")
+	for i := range 150 {
+		fmt.Fprintf(&b, "[ %4d.0] ignition[470]: GET error: attempt #%d\n", 3+i, i)
+	}
+	b.WriteString("[  160.0] ignition[470]: " + strings.Repeat("z", 5000) + "\n")
+	for i := range 2*DefaultTailLines + 7 {
+		fmt.Fprintf(&b, "[ %4d.5] systemd[1]: Starting unit%d.service - Something else...\n", 161+i, i)
+	}
+	c := scan(t, b.String())
+	if strings.Contains(c.Tail(0), "ignition[") {
+		t.Fatal("the tail still holds Ignition's lines: the test proves nothing")
+	}
+	got := c.StageLines("Ignition")
+	if len(got) != maxStageLines {
+		t.Fatalf("kept %d Ignition lines, want the last %d", len(got), maxStageLines)
+	}
+	if !strings.Contains(got[len(got)-2], "GET error: attempt #149") || len(got[len(got)-1]) > 1100 {
+		t.Errorf("last lines %q…, want attempt #149 then a clipped line", got[len(got)-2])
+	}
+	if l := c.StageLines("cloud-init's init stage"); len(l) != 0 {
+		t.Errorf("cloud-init lines %q from an Ignition console", l)
 	}
 }

@@ -300,15 +300,10 @@ func stallReason(con *console.Console, s stageStall, elapsed time.Duration) stri
 	return reason
 }
 
-// stageLines are the lines of the console's tail that are the stage's own.
+// stageLines are the stage's own last console lines, however long ago the
+// stage fell silent.
 func stageLines(con *console.Console, st console.ProvisioningStage) []string {
-	var lines []string
-	for _, l := range strings.Split(con.Tail(0), "\n") {
-		if st.Lines.MatchString(l) {
-			lines = append(lines, strings.TrimSpace(l))
-		}
-	}
-	return lines
+	return con.StageLines(st.Name)
 }
 
 // stageDetail is a stalled stage's detail: its last console lines, each clipped,
