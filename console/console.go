@@ -454,7 +454,7 @@ func (c *Console) record(ck *Rule, line string, now time.Time) {
 var stages = ProvisioningStages()
 
 // appendStageLine keeps line among the last lines of each provisioning stage
-// it belongs to, its first KiB.
+// it belongs to, its first KiB; of consecutive running-job lines, the last.
 func (c *Console) appendStageLine(line string) {
 	for _, st := range stages {
 		if !st.Lines.MatchString(line) {
@@ -464,7 +464,13 @@ func (c *Console) appendStageLine(line string) {
 		if len(line) > 1024 {
 			line = strings.ToValidUTF8(line[:1024], "") + "…"
 		}
-		kept := append(c.stageLines[st.Name], line)
+		kept := c.stageLines[st.Name]
+		if n := len(kept); n > 0 && RunningJob.MatchString(line) && RunningJob.MatchString(kept[n-1]) {
+			// systemd repeats its running-job line every half second: one
+			// stands for a run of them, and the stage's words stay kept.
+			kept = kept[:n-1]
+		}
+		kept = append(kept, line)
 		if len(kept) > 2*maxStageLines {
 			kept = append([]string(nil), kept[len(kept)-maxStageLines:]...)
 		}

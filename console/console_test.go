@@ -401,6 +401,9 @@ func TestStageLinesOutliveTheTail(t *testing.T) {
 	for i := range 150 {
 		fmt.Fprintf(&b, "[ %4d.0] ignition[470]: GET error: attempt #%d\n", 3+i, i)
 	}
+	for i := range 300 {
+		fmt.Fprintf(&b, "[  *** ] Job ignition-fetch.service/start running (%ds / no limit)\n", i)
+	}
 	b.WriteString("[  160.0] ignition[470]: " + strings.Repeat("z", 5000) + "\n")
 	for i := range 2*DefaultTailLines + 7 {
 		fmt.Fprintf(&b, "[ %4d.5] systemd[1]: Starting unit%d.service - Something else...\n", 161+i, i)
@@ -413,8 +416,8 @@ func TestStageLinesOutliveTheTail(t *testing.T) {
 	if len(got) != maxStageLines {
 		t.Fatalf("kept %d Ignition lines, want the last %d", len(got), maxStageLines)
 	}
-	if !strings.Contains(got[len(got)-2], "GET error: attempt #149") || len(got[len(got)-1]) > 1100 {
-		t.Errorf("last lines %q…, want attempt #149 then a clipped line", got[len(got)-2])
+	if !strings.Contains(got[len(got)-3], "GET error: attempt #149") || !strings.Contains(got[len(got)-2], "(299s / no limit)") || len(got[len(got)-1]) > 1100 {
+		t.Errorf("last lines %q, want attempt #149, the last of systemd's running-job lines, then a clipped line", got[len(got)-3:])
 	}
 	if l := c.StageLines("cloud-init's init stage"); len(l) != 0 {
 		t.Errorf("cloud-init lines %q from an Ignition console", l)
