@@ -27,9 +27,7 @@ demo:
 	scripts/demo
 
 # The whole suite against real libvirtd, qemu (TCG), cloud-init and nats-server.
-# Packages run one at a time: their guests share two cores. Within a package, the
-# tests that boot guests run side by side within a bound of their own (worker: three
-# guests, worker/budget_integration_test.go; e2e: besideOthers in e2e/e2e_test.go).
+# Packages run one at a time: their guests share two cores.
 # IMAGEVET_FAULT_LIBVIRTD=1 lets the fault suite restart libvirtd (e2e/faults_test.go),
 # which it does only when libvirtd runs no other machine.
 test: setup build

@@ -160,7 +160,7 @@ func (m *mutatingImages) Fetch(ctx context.Context, src image.Source, progress f
 // nothing reaches libvirt, and the worker still vets the next job (tiny passes).
 // RELIABILITY.md, "Bad inputs", lists the same cases.
 func TestIntegrationBadInputs(t *testing.T) {
-	env := newParallelIntegrationEnv(t)
+	env := newIntegrationEnv(t)
 	dir, err := os.MkdirTemp("/var/tmp", "imagevet-badinput-")
 	if err != nil {
 		t.Fatal(err)
@@ -328,10 +328,7 @@ func TestIntegrationBadInputs(t *testing.T) {
 	// busy emulating other guests).
 	job, _ := loadSample(t, "tiny.json")
 	job.Timeouts.Boot, job.Timeouts.Total = jobs.Duration(2*time.Minute), jobs.Duration(10*time.Minute)
-	release := guests.acquire(job.WithDefaults().Machine.VCPUs, job.Timeouts.Boot.D())
-	res := plainRunner.Run(context.Background(), job, 1, nil)
-	release()
-	if res.Verdict != jobs.VerdictPass {
+	if res := plainRunner.Run(context.Background(), job, 1, nil); res.Verdict != jobs.VerdictPass {
 		t.Fatalf("after the bad inputs, tiny: %s/%s %q", res.Verdict, res.FailedCheck, res.Reason)
 	}
 	t.Logf("%d bad inputs, then tiny passed", len(cases))

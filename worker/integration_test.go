@@ -79,48 +79,19 @@ func fixturesDir() string {
 // tests that boot guests can run side by side.
 var envCount atomic.Int32
 
-// newParallelIntegrationEnv is newIntegrationEnv for a test that runs beside
-// others, within the guest budget and at its raised TCG factor
-// (budget_integration_test.go). Tests that measure the whole process or host
-// (memory, goroutines, process counts) stay sequential.
+// newParallelIntegrationEnv is newIntegrationEnv for a test that may run beside
+// one other (go test's -parallel, GOMAXPROCS by default: two TCG guests on a
+// 2-core host, each on its own core). Tests that measure the whole process or
+// host (memory, goroutines, process counts) stay sequential.
 func newParallelIntegrationEnv(t *testing.T) *integrationEnv {
 	t.Helper()
-	return newParallelIntegrationEnvFactor(t, besideOthersTCGFactor)
-}
-
-// newParallelIntegrationEnvFactor is newParallelIntegrationEnv at a given TCG
-// factor.
-func newParallelIntegrationEnvFactor(t *testing.T, tcgFactor float64) *integrationEnv {
-	t.Helper()
-	if !testing.Short() {
-		t.Parallel()
-		guests.gatherFirst()
-	}
-	return newIntegrationEnvFactor(t, tcgFactor)
-}
-
-// eachSample runs check on each sample job in a subtest of its own, side by side
-// within the guest budget, each on an env of its own from newEnv.
-func eachSample(t *testing.T, names []string, newEnv func(*testing.T) *integrationEnv, check func(t *testing.T, env *integrationEnv, name string)) {
-	t.Helper()
 	if !testing.Short() {
 		t.Parallel()
 	}
-	for _, name := range names {
-		t.Run(strings.TrimSuffix(name, ".json"), func(t *testing.T) {
-			check(t, newEnv(t), name)
-		})
-	}
+	return newIntegrationEnv(t)
 }
 
-// newIntegrationEnv is an env on the real libvirt with the worker's default TCG
-// factor.
 func newIntegrationEnv(t testing.TB) *integrationEnv {
-	t.Helper()
-	return newIntegrationEnvFactor(t, DefaultConfig().TCGFactor)
-}
-
-func newIntegrationEnvFactor(t testing.TB, tcgFactor float64) *integrationEnv {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("integration test: boots real guests (drop -short)")
@@ -146,7 +117,6 @@ func newIntegrationEnvFactor(t testing.TB, tcgFactor float64) *integrationEnv {
 	cfg.WorkerID = fmt.Sprintf("itest%d-%d", os.Getpid(), envCount.Add(1))
 	cfg.StateDir = state
 	cfg.Accel = "tcg"
-	cfg.TCGFactor = tcgFactor
 	cfg.ImageRoots = []string{fx}
 	// One test turns the inspection on (runner.inspect): each costs an appliance.
 	cfg.Inspect = false
@@ -233,8 +203,15 @@ func (env *integrationEnv) runSample(t *testing.T, name string) (jobs.Result, []
 	if _, err := os.Stat(filepath.Join(env.fixtures, job.Image.Source)); err != nil && !strings.HasPrefix(name, "missing") {
 		skipOrFail(t, "fixture %s not built: %v", job.Image.Source, err)
 	}
-	var events []jobs.Progress // run replays the returned attempt's events here
-	res := env.run(t, job, func(p jobs.Progress) { events = append(events, p) })
+	var (
+		mu     sync.Mutex
+		events []jobs.Progress
+	)
+	res := env.runner.Run(context.Background(), job, 1, func(p jobs.Progress) {
+		mu.Lock()
+		events = append(events, p)
+		mu.Unlock()
+	})
 	data, _ := jobs.MarshalResult(res)
 	if res.Verdict != want.Verdict || res.FailedCheck != want.FailedCheck || !strings.Contains(strings.ToLower(res.Reason), strings.ToLower(want.ReasonContains)) {
 		t.Fatalf("%s: got %s/%s %q; want %s/%s containing %q\n%s", name, res.Verdict, res.FailedCheck, res.Reason,
@@ -244,6 +221,8 @@ func (env *integrationEnv) runSample(t *testing.T, name string) (jobs.Result, []
 		t.Errorf("%s: a %s verdict without a reason", name, res.Verdict)
 	}
 	t.Logf("%s: %s %s %q in %s", name, res.Verdict, res.FailedCheck, res.Reason, res.FinishedAt.Sub(res.StartedAt).Round(time.Second))
+	mu.Lock()
+	defer mu.Unlock()
 	return res, events
 }
 
@@ -272,46 +251,40 @@ func skippedAsExpected(c jobs.CheckResult) bool {
 }
 
 func TestIntegrationTinyPasses(t *testing.T) {
-	eachSample(t, []string{"tiny.json", "tiny-configdrive.json"}, newParallelIntegrationEnv, func(t *testing.T, env *integrationEnv, name string) {
-		res, _ := env.runSample(t, name)
-		for _, c := range res.Checks {
-			if c.Status != jobs.StatusPass && !skippedAsExpected(c) {
-				t.Errorf("check %s: %s %q", c.Name, c.Status, c.Reason)
+	env := newParallelIntegrationEnv(t)
+	for _, name := range []string{"tiny.json", "tiny-configdrive.json"} {
+		t.Run(strings.TrimSuffix(name, ".json"), func(t *testing.T) {
+			res, _ := env.runSample(t, name)
+			for _, c := range res.Checks {
+				if c.Status != jobs.StatusPass && !skippedAsExpected(c) {
+					t.Errorf("check %s: %s %q", c.Name, c.Status, c.Reason)
+				}
 			}
-		}
-		if c := res.Check(jobs.CheckCloudInit); c == nil || !strings.Contains(c.Reason, "no cloud-init") {
-			t.Errorf("tiny has no cloud-init; the check should say so: %+v", c)
-		}
-		if res.ImageFacts == nil || len(res.ImageFacts.OSHashValue) != 128 || res.ImageFacts.OSHashAlgo != "sha512" {
-			t.Errorf("pass result lacks the sha512 os_hash: %+v", res.ImageFacts)
-		}
-	})
+			if c := res.Check(jobs.CheckCloudInit); c == nil || !strings.Contains(c.Reason, "no cloud-init") {
+				t.Errorf("tiny has no cloud-init; the check should say so: %+v", c)
+			}
+			if res.ImageFacts == nil || len(res.ImageFacts.OSHashValue) != 128 || res.ImageFacts.OSHashAlgo != "sha512" {
+				t.Errorf("pass result lacks the sha512 os_hash: %+v", res.ImageFacts)
+			}
+		})
+	}
 }
 
 // Each broken fixture fails on the check that names its fault.
 func TestIntegrationBrokenTinyFails(t *testing.T) {
-	names := []string{"tiny-nossh.json", "tiny-nonet.json", "tiny-noseed.json", "tiny-badhostname.json", "tiny-uefi-mismatch.json"}
-	eachSample(t, names, newParallelIntegrationEnv, func(t *testing.T, env *integrationEnv, name string) {
-		res, _ := env.runSample(t, name)
-		if res.ConsoleTail == "" {
-			t.Error("a failed verdict must carry the console tail")
-		}
-	})
+	env := newParallelIntegrationEnv(t)
+	for _, name := range []string{"tiny-nossh.json", "tiny-nonet.json", "tiny-noseed.json", "tiny-badhostname.json", "tiny-uefi-mismatch.json"} {
+		t.Run(strings.TrimSuffix(name, ".json"), func(t *testing.T) {
+			t.Parallel() // tiny guests idle most of their run: two at a time
+			res, _ := env.runSample(t, name)
+			if res.ConsoleTail == "" {
+				t.Error("a failed verdict must carry the console tail")
+			}
+		})
+	}
 }
 
-// scaled is d under env's TCG factor, as the runner scales a job's timeouts.
-func (env *integrationEnv) scaled(d jobs.Duration) time.Duration {
-	return time.Duration(float64(d) * env.cfg.TCGFactor)
-}
-
-// fastVerdict is how soon after a fatal console line the verdict must come: 10 s
-// at the worker's default TCG factor, scaled with env's.
-func (env *integrationEnv) fastVerdict() time.Duration {
-	return time.Duration(float64(10*time.Second) * env.cfg.TCGFactor / DefaultConfig().TCGFactor)
-}
-
-// A kernel panic fails the job within 10 s (at the default TCG factor) of the
-// panic line reaching the console.
+// A kernel panic fails the job within 10 s of the panic line reaching the console.
 func TestIntegrationPanicFailsFast(t *testing.T) {
 	env := newParallelIntegrationEnv(t)
 	res, events := env.runSample(t, "tiny-panic.json")
@@ -325,8 +298,8 @@ func TestIntegrationPanicFailsFast(t *testing.T) {
 	if seen.IsZero() {
 		t.Fatalf("no fatal console event in %+v", events)
 	}
-	if d, want := failed.Sub(seen), env.fastVerdict(); d > want {
-		t.Fatalf("verdict %s after the panic line; want within %s", d, want)
+	if d := failed.Sub(seen); d > 10*time.Second {
+		t.Fatalf("verdict %s after the panic line; want within 10s", d)
 	}
 	if !strings.Contains(res.ConsoleTail, "Kernel panic") {
 		t.Errorf("console tail lacks the panic: %q", res.ConsoleTail)
@@ -335,40 +308,46 @@ func TestIntegrationPanicFailsFast(t *testing.T) {
 
 // Two more generations of real cloud-init pass: Debian 11's 20.4 and Debian 13's.
 func TestIntegrationDebianGenerations(t *testing.T) {
-	eachSample(t, []string{"debian11.json", "debian13.json"}, newParallelIntegrationEnv, func(t *testing.T, env *integrationEnv, name string) {
-		res, _ := env.runSample(t, name)
-		c := res.Check(jobs.CheckCloudInit)
-		if c == nil || c.Status != jobs.StatusPass || !strings.Contains(strings.ToLower(c.Reason+c.Detail), "nocloud") {
-			t.Fatalf("cloud-init: %+v", c)
-		}
-	})
+	env := newParallelIntegrationEnv(t)
+	for _, name := range []string{"debian11.json", "debian13.json"} {
+		t.Run(strings.TrimSuffix(name, ".json"), func(t *testing.T) {
+			res, _ := env.runSample(t, name)
+			c := res.Check(jobs.CheckCloudInit)
+			if c == nil || c.Status != jobs.StatusPass || !strings.Contains(strings.ToLower(c.Reason+c.Detail), "nocloud") {
+				t.Fatalf("cloud-init: %+v", c)
+			}
+		})
+	}
 }
 
 // The real Debian 12 cloud image passes with real cloud-init over both datasources.
 func TestIntegrationDebian12(t *testing.T) {
-	names := []string{"debian12.json", "debian12-configdrive.json", "debian12-uefi.json"}
-	eachSample(t, names, newParallelIntegrationEnv, func(t *testing.T, env *integrationEnv, name string) {
-		// The one job of the suite with the offline inspection beside its boot.
-		inspected := name == "debian12.json"
-		if inspected {
-			env.runner.inspect = inspect.Inspect
-		}
-		res, _ := env.runSample(t, name)
-		if inspected {
-			assertDebian12Inspected(t, res)
-		}
-		c := res.Check(jobs.CheckCloudInit)
-		if c == nil || c.Status != jobs.StatusPass {
-			t.Fatalf("cloud-init: %+v", c)
-		}
-		want := "nocloud"
-		if strings.Contains(name, "configdrive") {
-			want = "configdrive"
-		}
-		if !strings.Contains(strings.ToLower(c.Reason+c.Detail), want) {
-			t.Errorf("cloud-init check does not show datasource %s: %q", want, c.Reason)
-		}
-	})
+	env := newParallelIntegrationEnv(t)
+	for _, name := range []string{"debian12.json", "debian12-configdrive.json", "debian12-uefi.json"} {
+		t.Run(strings.TrimSuffix(name, ".json"), func(t *testing.T) {
+			// The one job of the suite with the offline inspection beside its boot.
+			inspected := name == "debian12.json"
+			if inspected {
+				env.runner.inspect = inspect.Inspect
+				defer func() { env.runner.inspect = nil }()
+			}
+			res, _ := env.runSample(t, name)
+			if inspected {
+				assertDebian12Inspected(t, res)
+			}
+			c := res.Check(jobs.CheckCloudInit)
+			if c == nil || c.Status != jobs.StatusPass {
+				t.Fatalf("cloud-init: %+v", c)
+			}
+			want := "nocloud"
+			if strings.Contains(name, "configdrive") {
+				want = "configdrive"
+			}
+			if !strings.Contains(strings.ToLower(c.Reason+c.Detail), want) {
+				t.Errorf("cloud-init check does not show datasource %s: %q", want, c.Reason)
+			}
+		})
+	}
 }
 
 // assertDebian12Inspected checks what the inspection of the debian12 fixture
