@@ -284,7 +284,7 @@ func stallReason(con *console.Console, s stageStall, elapsed time.Duration) stri
 	st := s.stage
 	reason := fmt.Sprintf("%s started at %s and never completed: stalled at %s, last heard of at %s, not done %s later",
 		st.Name, secs(s.started), secs(s.stalled), secs(s.heard), secs(elapsed-s.heard))
-	lines := stageLines(con, st)
+	lines := con.StageLines(st.Name)
 	for i := len(lines) - 1; i >= 0; i-- {
 		if m := st.Words.FindStringSubmatch(lines[i]); m != nil {
 			reason += fmt.Sprintf("; its last words: %q", clip(m[1], 100))
@@ -300,17 +300,11 @@ func stallReason(con *console.Console, s stageStall, elapsed time.Duration) stri
 	return reason
 }
 
-// stageLines are the stage's own last console lines, however long ago the
-// stage fell silent.
-func stageLines(con *console.Console, st console.ProvisioningStage) []string {
-	return con.StageLines(st.Name)
-}
-
 // stageDetail is a stalled stage's detail: its last console lines, each clipped,
 // with only the last of systemd's running-job lines (one every half second).
 func stageDetail(con *console.Console, st console.ProvisioningStage) string {
 	var lines []string
-	all := stageLines(con, st)
+	all := con.StageLines(st.Name)
 	for i, l := range all {
 		if !console.RunningJob.MatchString(l) || !slices.ContainsFunc(all[i+1:], console.RunningJob.MatchString) {
 			lines = append(lines, l)
