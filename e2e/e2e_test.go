@@ -56,10 +56,11 @@ func enabled(t *testing.T) {
 }
 
 // besideOthers lets a test run beside one other (go test's -parallel, GOMAXPROCS by
-// default): the tests that only boot tiny guests, each with its own NATS server,
-// worker ids and state. go test starts them only after every sequential test has
-// ended, so the fault tests (which restart libvirtd and kill NATS servers and
-// workers) still run alone.
+// default): every test that boots tiny guests with its own NATS server(s), worker
+// ids, machine prefix and state, the fault tests among them (they kill only their
+// own workers and nats-servers, and count only their own machines). go test starts
+// them only after every sequential test has ended, so the one that restarts
+// libvirtd (TestFaultLibvirtdRestartedMidJob, sequential) still runs alone.
 func besideOthers(t *testing.T) {
 	t.Helper()
 	t.Parallel()

@@ -143,6 +143,7 @@ func waitResult(t *testing.T, url, id string, timeout time.Duration) (int, jobs.
 func faultQueue(t *testing.T, args ...string) (url string, q *queue.Queue, start time.Time) {
 	t.Helper()
 	enabled(t)
+	besideOthers(t)
 	needLibvirt(t)
 	fixturesDir(t)
 	start = time.Now()
@@ -258,6 +259,7 @@ func (s *natsServer) start(t *testing.T) {
 // restarted on its file store; the worker reconnects and the job ends in one result.
 func TestFaultNATSRestartedMidJob(t *testing.T) {
 	enabled(t)
+	besideOthers(t)
 	needLibvirt(t)
 	fixturesDir(t)
 	start := time.Now()
@@ -287,6 +289,7 @@ func TestFaultNATSRestartedMidJob(t *testing.T) {
 // while the job boots. The job ends in one result.
 func TestFaultClusterNodeKilledMidJob(t *testing.T) {
 	enabled(t)
+	besideOthers(t)
 	needLibvirt(t)
 	fixturesDir(t)
 	start := time.Now()

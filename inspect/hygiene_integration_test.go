@@ -38,6 +38,7 @@ func TestIntegrationHygieneFixtures(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.fixture, func(t *testing.T) {
 			file := needGuestfish(t, c.fixture)
+			t.Parallel()
 			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 			defer cancel()
 			ins := Inspect(ctx, file, "qcow2", Config{TCG: true, Nice: true})

@@ -39,6 +39,7 @@ func needGuestfish(t testing.TB, fixture string) string {
 // its boot file system, mounted by hand.
 func TestTinySession(t *testing.T) {
 	file := needGuestfish(t, "tiny")
+	t.Parallel() // each appliance is one TCG vCPU: two share the host's cores
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
 	s, err := startSession(ctx, Config{TCG: true, Nice: true}, file, "qcow2")
@@ -120,6 +121,7 @@ func TestInspectCancelled(t *testing.T) {
 // identity check fails naming both sides.
 func TestDebian13InDebian12Job(t *testing.T) {
 	file := needGuestfish(t, "debian13")
+	t.Parallel() // each appliance is one TCG vCPU: two share the host's cores
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
 	ins := Inspect(ctx, file, "qcow2", Config{TCG: true, MemoryMiB: 768})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -28,6 +29,39 @@ const inspectionPairs = 3
 // load average, is also printed as it ends (on a loaded host a run takes
 // minutes).
 func BenchmarkInspectionCost(b *testing.B) {
+	benchmarkInspectionCost(b, false)
+}
+
+// BenchmarkInspectionLaunchFloor is BenchmarkInspectionCost with an inspector
+// that only launches libguestfs's appliance on the image, as the inspect
+// package starts it (direct backend, TCG, the same memory, nice 10 and idle
+// I/O), and quits; the inspection it reports is a real one made before the
+// timer starts. Its ratio is the least any inspection through libguestfs can
+// cost the boot beside it on this host: what the 5 % target leaves to the
+// inspection's own work.
+func BenchmarkInspectionLaunchFloor(b *testing.B) {
+	benchmarkInspectionCost(b, true)
+}
+
+// launchOnly returns an Inspector that launches the appliance on the file and
+// quits, then answers with a copy of real, made earlier.
+func launchOnly(real *jobs.Inspection) Inspector {
+	return func(ctx context.Context, file, format string, cfg inspect.Config) *jobs.Inspection {
+		start := time.Now()
+		cmd := exec.CommandContext(ctx, "nice", "-n", "10", "ionice", "-c", "3",
+			"guestfish", "--ro", "--format="+format, "-a", file, "run")
+		cmd.Env = append(os.Environ(), "LIBGUESTFS_BACKEND=direct", "LIBGUESTFS_BACKEND_SETTINGS=force_tcg",
+			fmt.Sprintf("LIBGUESTFS_MEMSIZE=%d", cfg.MemoryMiB))
+		ins := *real
+		if out, err := cmd.CombinedOutput(); err != nil {
+			ins.Error = fmt.Sprintf("launch: %v: %s", err, out)
+		}
+		ins.Took = jobs.Duration(time.Since(start))
+		return &ins
+	}
+}
+
+func benchmarkInspectionCost(b *testing.B, floor bool) {
 	env := newIntegrationEnv(b)
 	job, _ := loadSample(b, "debian12.json")
 	if _, err := os.Stat(fixturesDir() + "/" + job.Image.Source); err != nil {
@@ -37,12 +71,21 @@ func BenchmarkInspectionCost(b *testing.B) {
 	job.Timeouts.Boot, job.Timeouts.CloudInit = jobs.Duration(200*time.Second), jobs.Duration(200*time.Second)
 	job.Timeouts.Total = jobs.Duration(40 * time.Minute)
 	defer func() { env.runner.inspect = nil }()
+	inspector := Inspector(inspect.Inspect)
+	if floor {
+		real := inspect.Inspect(context.Background(), fixturesDir()+"/"+job.Image.Source, "qcow2",
+			inspect.Config{TCG: true, MemoryMiB: inspectMemoryMiB})
+		if real.Error != "" {
+			b.Fatalf("inspection before the timer: %s", real.Error)
+		}
+		inspector = launchOnly(real)
+	}
 	var on, off, inspecting time.Duration
 	// run returns the run's time to verdict, or false when it did not pass.
 	run := func(name string, inspected bool) (time.Duration, time.Duration, bool) {
 		env.runner.inspect = nil
 		if inspected {
-			env.runner.inspect = inspect.Inspect
+			env.runner.inspect = inspector
 		}
 		load := testenv.LoadAverage()
 		res := env.runner.Run(context.Background(), withID(job, "bench-insp-"+name), 1, nil)
@@ -63,7 +106,7 @@ func BenchmarkInspectionCost(b *testing.B) {
 			line += fmt.Sprintf(": not counted (%s %q)", res.FailedCheck, res.Reason)
 		}
 		b.Log(line)
-		fmt.Fprintln(os.Stderr, "BenchmarkInspectionCost:", line)
+		fmt.Fprintln(os.Stderr, b.Name()+":", line)
 		return took, insp, passed
 	}
 	b.ResetTimer()

@@ -323,7 +323,7 @@ func TestIntegrationDebianGenerations(t *testing.T) {
 // The real Debian 12 cloud image passes with real cloud-init over both datasources.
 func TestIntegrationDebian12(t *testing.T) {
 	env := newParallelIntegrationEnv(t)
-	for _, name := range []string{"debian12.json", "debian12-configdrive.json", "debian12-uefi.json"} {
+	for _, name := range []string{"debian12.json", "debian12-uefi-configdrive.json"} {
 		t.Run(strings.TrimSuffix(name, ".json"), func(t *testing.T) {
 			// The one job of the suite with the offline inspection beside its boot.
 			inspected := name == "debian12.json"
