@@ -69,6 +69,7 @@ func embeddedQueue(t *testing.T) *queue.Queue {
 // glancetest.Answerer (a loopback stand-in for Nova and Cinder).
 func TestGlancePublishRotateRetire(t *testing.T) {
 	integration(t)
+	t.Parallel() // its own Keystone and Glance in a temporary directory, on free loopback ports
 	start := time.Now()
 	cloud := glancetest.Start(t)
 	t.Logf("keystone and glance up in %s", time.Since(start).Round(time.Millisecond))

@@ -29,6 +29,7 @@ import (
 // third cloud is down and retried without holding the others back.
 func TestGlanceRegionsRawAndConversion(t *testing.T) {
 	integration(t)
+	t.Parallel() // its own Keystone and Glance in a temporary directory, on free loopback ports
 	start := time.Now()
 	cloud := glancetest.StartRegions(t, glancetest.RegionSpec{Name: "RegionOne"},
 		glancetest.RegionSpec{Name: "RegionTwo", Convert: true, ImageOnly: true})

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -18,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imagevet/imagevet/internal/testenv"
 	"github.com/imagevet/imagevet/jobs"
 )
 
@@ -93,7 +93,7 @@ func measureRSS(t testing.TB, embedded bool) rssReport {
 	cmd.Env = append(os.Environ(), childEnv+"=1")
 	var url string
 	if embedded {
-		port := freePort(t)
+		port := testenv.FreePort(t)
 		url = fmt.Sprintf("nats://127.0.0.1:%d", port)
 		cmd.Env = append(cmd.Env, "IMAGEVET_CHILD_STATE="+t.TempDir(), "IMAGEVET_CHILD_PORT="+strconv.Itoa(port))
 	} else {
@@ -198,15 +198,6 @@ func vmRSS(t testing.TB, pid int) float64 {
 	}
 	t.Fatal("no VmRSS line")
 	return 0
-}
-
-func freePort(t testing.TB) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // rssLimitMiB is the worker's memory target (excluding its VMs).
