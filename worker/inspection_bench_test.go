@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -52,6 +53,9 @@ func launchOnly(real *jobs.Inspection) Inspector {
 			"guestfish", "--ro", "--format="+format, "-a", file, "run")
 		cmd.Env = append(os.Environ(), "LIBGUESTFS_BACKEND=direct", "LIBGUESTFS_BACKEND_SETTINGS=force_tcg",
 			fmt.Sprintf("LIBGUESTFS_MEMSIZE=%d", cfg.MemoryMiB))
+		// A job that fails first cancels ctx: guestfish and its qemu go together.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 		ins := *real
 		if out, err := cmd.CombinedOutput(); err != nil {
 			ins.Error = fmt.Sprintf("launch: %v: %s", err, out)
